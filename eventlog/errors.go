@@ -1,0 +1,21 @@
+package eventlog
+
+import "errors"
+
+// Errors returned by the Log. Callers test for them with errors.Is; they are wrapped with context.
+var (
+	// ErrConflict: the key's latest revision is not the one the append expected.
+	ErrConflict = errors.New("eventlog: conflict: the object was changed since it was read")
+	// ErrExists: a create found a live revision of the key.
+	ErrExists = errors.New("eventlog: the object already exists")
+	// ErrNotFound: the key has no revision, or its latest revision is a tombstone.
+	ErrNotFound = errors.New("eventlog: not found")
+	// ErrGone: the requested sequence is older than the first one retention has kept.
+	ErrGone = errors.New("eventlog: the requested revision is no longer in the log")
+	// ErrTooLarge: the event does not fit in one message of the server's max payload.
+	ErrTooLarge = errors.New("eventlog: event too large")
+	// ErrInvalid: the event or key is not well formed (missing resource or name, bad type).
+	ErrInvalid = errors.New("eventlog: invalid event")
+	// ErrClosed: the Log was closed.
+	ErrClosed = errors.New("eventlog: closed")
+)

@@ -1,0 +1,74 @@
+package eventlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// errStop ends a follow from inside its callback.
+var errStop = errors.New("eventlog: stop")
+
+// Follow calls fn, in order and with no gaps, for every event matching f with a sequence after
+// after, first those already in the log and then new ones as they are appended, until ctx is
+// cancelled (Follow then returns ctx.Err()) or fn returns an error (Follow returns it). Records
+// that cannot be decoded are passed to fn with Err set. If after is older than what retention
+// has kept, Follow returns ErrGone before calling fn.
+func (l *Log) Follow(ctx context.Context, f Filter, after uint64, fn func(Record) error) error {
+	if after > 0 {
+		first, _, err := l.Bounds(ctx)
+		if err != nil {
+			return err
+		}
+		if after+1 < first {
+			return fmt.Errorf("%w: sequence %d is before the first kept, %d", ErrGone, after, first)
+		}
+	}
+	return l.follow(ctx, []string{f.subject(l.cfg.Prefix)}, after, fn)
+}
+
+func (l *Log) follow(ctx context.Context, subjects []string, after uint64, fn func(Record) error) error {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if after > 0 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = after + 1
+	}
+	cons, err := l.stream.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("eventlog: follow %v: %w", subjects, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
+	if err != nil {
+		return fmt.Errorf("eventlog: follow %v: %w", subjects, err)
+	}
+	stopped := make(chan struct{})
+	defer close(stopped)
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-stopped:
+		}
+		it.Stop()
+	}()
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return fmt.Errorf("%w: follow %v", ErrClosed, subjects)
+			}
+			return fmt.Errorf("eventlog: follow %v: %w", subjects, err)
+		}
+		meta, err := m.Metadata()
+		if err != nil {
+			return fmt.Errorf("eventlog: follow %v: %w", subjects, err)
+		}
+		if err := fn(decode(meta.Sequence.Stream, m.Subject(), meta.Timestamp, m.Data())); err != nil {
+			return err
+		}
+	}
+}

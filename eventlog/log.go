@@ -1,0 +1,211 @@
+package eventlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Log is the object log. It is safe for concurrent use.
+type Log struct {
+	cfg        Config
+	srv        *server.Server // nil when the log is on an external server
+	nc         *nats.Conn
+	js         jetstream.JetStream
+	stream     jetstream.Stream
+	maxPayload int
+
+	// commit, when set, runs after a message is acknowledged and returns once it is durable.
+	commit    func(context.Context) error
+	committer *committer
+	commitSub *nats.Subscription
+}
+
+// Open connects to the configured server (starting the embedded one if no URL is given) and makes
+// sure the object stream exists with the configured retention.
+func Open(ctx context.Context, cfg Config) (*Log, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	l := &Log{cfg: cfg}
+	if err := l.connect(); err != nil {
+		return nil, err
+	}
+	if err := l.ensureStream(ctx); err != nil {
+		l.Close()
+		return nil, err
+	}
+	if err := l.setupCommit(); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *Log) connect() error {
+	opts := []nats.Option{
+		nats.Name("logplane"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+	}
+	url := l.cfg.URL
+	if url == "" {
+		srv, err := startServer(&l.cfg)
+		if err != nil {
+			return err
+		}
+		l.srv = srv
+		opts = append(opts, nats.InProcessServer(srv))
+	} else if l.cfg.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(l.cfg.CredsFile))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		l.shutdownServer()
+		return fmt.Errorf("eventlog: connect %q: %w", url, err)
+	}
+	l.nc = nc
+	l.maxPayload = int(nc.MaxPayload())
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("eventlog: jetstream: %w", err)
+	}
+	l.js = js
+	return nil
+}
+
+func (l *Log) streamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              l.cfg.Stream,
+		Description:       "logplane object log: one ObjectChanged event per revision of every object",
+		Subjects:          []string{l.cfg.Prefix + ".obj.>"},
+		Storage:           jetstream.FileStorage,
+		Replicas:          l.cfg.Replicas,
+		Retention:         jetstream.LimitsPolicy,
+		Discard:           jetstream.DiscardOld,
+		MaxMsgsPerSubject: -1,
+		MaxAge:            l.cfg.MaxAge,
+		MaxBytes:          orUnlimited(l.cfg.MaxBytes),
+		MaxMsgs:           -1,
+		MaxMsgSize:        -1,
+		Compression:       jetstream.S2Compression,
+		AllowDirect:       true,
+		DenyDelete:        true,
+	}
+}
+
+func orUnlimited(n int64) int64 {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+func (l *Log) ensureStream(ctx context.Context) error {
+	s, err := l.js.CreateOrUpdateStream(ctx, l.streamConfig())
+	if err != nil {
+		return fmt.Errorf("eventlog: stream %s: %w", l.cfg.Stream, err)
+	}
+	l.stream = s
+	return nil
+}
+
+func (l *Log) setupCommit() error {
+	if l.cfg.Durability != GroupCommit {
+		return nil
+	}
+	if l.srv == nil {
+		// Another process embeds the server and does the fsyncs; ask it for the barrier.
+		subj := l.cfg.commitSubject()
+		l.commit = func(ctx context.Context) error {
+			if _, hasDeadline := ctx.Deadline(); !hasDeadline {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+				defer cancel()
+			}
+			reply, err := l.nc.RequestWithContext(ctx, subj, nil)
+			if errors.Is(err, nats.ErrNoResponders) {
+				return fmt.Errorf("eventlog: no logplane process answers commit barriers on %s "+
+					"(an external NATS cluster needs durability server-sync): %w", subj, err)
+			}
+			if err != nil {
+				return fmt.Errorf("eventlog: commit barrier: %w", err)
+			}
+			if len(reply.Data) > 0 {
+				return fmt.Errorf("eventlog: commit barrier: %s", reply.Data)
+			}
+			return nil
+		}
+		return nil
+	}
+	l.committer = newCommitter(streamMsgsDir(&l.cfg))
+	l.commit = l.committer.Sync
+	sub, err := l.nc.Subscribe(l.cfg.commitSubject(), func(m *nats.Msg) {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var reply []byte
+			if err := l.committer.Sync(ctx); err != nil {
+				reply = []byte(err.Error())
+			}
+			if err := m.Respond(reply); err != nil {
+				l.cfg.Logger.Warn("eventlog: answering a commit barrier", "err", err)
+			}
+		}()
+	})
+	if err != nil {
+		return fmt.Errorf("eventlog: serving commit barriers: %w", err)
+	}
+	l.commitSub = sub
+	return nil
+}
+
+// ClientURL is the URL other processes use to reach the embedded server, or "" if it does not
+// listen (or the log is on an external server: use that server's URL).
+func (l *Log) ClientURL() string {
+	if l.srv == nil || l.cfg.Listen == "" {
+		return ""
+	}
+	return l.srv.ClientURL()
+}
+
+// Close stops the log and, if it embeds the server, the server. Appends in flight fail.
+func (l *Log) Close() error {
+	if l.commitSub != nil {
+		_ = l.commitSub.Unsubscribe() // the connection is closed next anyway
+	}
+	if l.nc != nil {
+		l.nc.Close()
+	}
+	if l.committer != nil {
+		l.committer.close()
+	}
+	l.shutdownServer()
+	return nil
+}
+
+func (l *Log) shutdownServer() {
+	if l.srv != nil {
+		l.srv.Shutdown()
+		l.srv.WaitForShutdown()
+		l.srv = nil
+	}
+}
+
+// Bounds returns the first and last sequence in the stream. In an empty stream last is 0 and
+// first is 1 (or the sequence after the last event retention dropped).
+func (l *Log) Bounds(ctx context.Context) (first, last uint64, err error) {
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("eventlog: stream info: %w", err)
+	}
+	return info.State.FirstSeq, info.State.LastSeq, nil
+}
+
+// Prefix is the subject prefix of this log, for components that keep their own subjects beside it.
+func (l *Log) Prefix() string { return l.cfg.Prefix }

@@ -1,0 +1,121 @@
+package eventlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
+)
+
+// Record is one event as stored: its sequence (the resourceVersion of the revision it carries)
+// and the decoded envelope. A message that cannot be decoded gives a Record with Err set and
+// Event nil, so that readers can report it with its sequence and move on.
+type Record struct {
+	Seq     uint64
+	Subject string
+	Stored  time.Time
+	Event   *eventv1.ObjectChanged
+	Err     error
+}
+
+// Tombstone reports whether the record is a deletion.
+func (r Record) Tombstone() bool {
+	return r.Event.GetType() == eventv1.ChangeType_CHANGE_TYPE_DELETED
+}
+
+func decode(seq uint64, subject string, stored time.Time, data []byte) Record {
+	rec := Record{Seq: seq, Subject: subject, Stored: stored}
+	ev := &eventv1.ObjectChanged{}
+	if err := proto.Unmarshal(data, ev); err != nil {
+		rec.Err = fmt.Errorf("eventlog: undecodable event at sequence %d on %s: %w", seq, subject, err)
+		return rec
+	}
+	if ev.GetRef().GetResource() == "" || ev.GetRef().GetName() == "" || ev.GetType() == eventv1.ChangeType_CHANGE_TYPE_UNSPECIFIED {
+		rec.Err = fmt.Errorf("eventlog: malformed event at sequence %d on %s: no type, resource or name", seq, subject)
+		return rec
+	}
+	rec.Event = ev
+	return rec
+}
+
+// last returns the key's latest record, tombstone or not; ErrNotFound if it has none.
+func (l *Log) last(ctx context.Context, key Key) (Record, error) {
+	if err := key.valid(); err != nil {
+		return Record{}, err
+	}
+	subj := key.subject(l.cfg.Prefix)
+	m, err := l.stream.GetLastMsgForSubject(ctx, subj)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return Record{}, fmt.Errorf("%w: %s", ErrNotFound, key)
+	}
+	if err != nil {
+		return Record{}, fmt.Errorf("eventlog: reading %s: %w", key, err)
+	}
+	rec := decode(m.Sequence, m.Subject, m.Time, m.Data)
+	if rec.Err != nil {
+		return Record{}, rec.Err
+	}
+	return rec, nil
+}
+
+// Get returns the latest revision of key. If the key has none, or its latest is a tombstone,
+// Get returns ErrNotFound.
+func (l *Log) Get(ctx context.Context, key Key) (Record, error) {
+	rec, err := l.last(ctx, key)
+	if err != nil {
+		return Record{}, err
+	}
+	if rec.Tombstone() {
+		return Record{}, fmt.Errorf("%w: %s (deleted at %d)", ErrNotFound, key, rec.Seq)
+	}
+	return rec, nil
+}
+
+// History returns every revision of key still in the log, oldest first, tombstones included.
+// A key with no revision has an empty history.
+func (l *Log) History(ctx context.Context, key Key) ([]Record, error) {
+	last, err := l.last(ctx, key)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var recs []Record
+	err = l.follow(ctx, []string{key.subject(l.cfg.Prefix)}, 0, func(r Record) error {
+		recs = append(recs, r)
+		if r.Seq >= last.Seq {
+			return errStop
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return nil, fmt.Errorf("eventlog: history of %s: %w", key, err)
+	}
+	return recs, nil
+}
+
+// At returns the revision of key that was current at sequence seq: the latest one at or before
+// it. If the key did not exist then (no revision yet, or a tombstone), At returns ErrNotFound.
+func (l *Log) At(ctx context.Context, key Key, seq uint64) (Record, error) {
+	hist, err := l.History(ctx, key)
+	if err != nil {
+		return Record{}, err
+	}
+	var found *Record
+	for i := range hist {
+		if hist[i].Seq > seq {
+			break
+		}
+		found = &hist[i]
+	}
+	if found == nil || found.Err != nil || found.Tombstone() {
+		return Record{}, fmt.Errorf("%w: %s at %d", ErrNotFound, key, seq)
+	}
+	return *found, nil
+}
