@@ -1,0 +1,56 @@
+package kinds
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/runtime"
+
+	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
+)
+
+// protoMessage is what the generated code of every built-in Kubernetes type implements.
+type protoMessage interface {
+	Marshal() ([]byte, error)
+	Unmarshal([]byte) error
+}
+
+// Encode writes obj in the given encoding for the log. Protobuf is the bare message of the
+// versioned type (the log's envelope already names the kind); JSON is the object as the API
+// serves it.
+func Encode(obj runtime.Object, enc eventv1.Encoding) ([]byte, error) {
+	switch enc {
+	case eventv1.Encoding_ENCODING_PROTOBUF:
+		pm, ok := obj.(protoMessage)
+		if !ok {
+			return nil, fmt.Errorf("kinds: %T has no protobuf encoding", obj)
+		}
+		return pm.Marshal()
+	case eventv1.Encoding_ENCODING_JSON:
+		return json.Marshal(obj)
+	}
+	return nil, fmt.Errorf("kinds: unknown encoding %v", enc)
+}
+
+// Decode reads an object of kind k written by Encode, with its TypeMeta set.
+func (k *Kind) Decode(enc eventv1.Encoding, data []byte) (runtime.Object, error) {
+	obj := k.New()
+	switch enc {
+	case eventv1.Encoding_ENCODING_PROTOBUF:
+		pm, ok := obj.(protoMessage)
+		if !ok {
+			return nil, fmt.Errorf("kinds: %T has no protobuf encoding", obj)
+		}
+		if err := pm.Unmarshal(data); err != nil {
+			return nil, fmt.Errorf("kinds: decoding %s: %w", k.Kind, err)
+		}
+	case eventv1.Encoding_ENCODING_JSON:
+		if err := json.Unmarshal(data, obj); err != nil {
+			return nil, fmt.Errorf("kinds: decoding %s: %w", k.Kind, err)
+		}
+	default:
+		return nil, fmt.Errorf("kinds: unknown encoding %v", enc)
+	}
+	obj.GetObjectKind().SetGroupVersionKind(k.GroupVersionKind)
+	return obj, nil
+}
