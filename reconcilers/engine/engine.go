@@ -48,7 +48,9 @@ type Reconciler interface {
 type ReconcilerFunc func(ctx context.Context, req Request) (Result, error)
 
 // Reconcile calls f.
-func (f ReconcilerFunc) Reconcile(ctx context.Context, req Request) (Result, error) { return f(ctx, req) }
+func (f ReconcilerFunc) Reconcile(ctx context.Context, req Request) (Result, error) {
+	return f(ctx, req)
+}
 
 // ErrTerminal, wrapped into a reconcile error, means that retrying cannot help: the error is
 // logged and the key is not requeued (a later change still triggers it again).
@@ -67,7 +69,7 @@ type Registration struct {
 	Workers int
 	// Singleton reconcilers run only in the replica holding partition 0: for decisions that need
 	// the whole picture at once, like scheduling.
-	Singleton bool
+	Singleton  bool
 	Reconciler Reconciler
 }
 

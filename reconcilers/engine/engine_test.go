@@ -14,8 +14,8 @@ import (
 	"github.com/logplane/logplane/eventlog/eventlogtest"
 	"github.com/logplane/logplane/kinds"
 	"github.com/logplane/logplane/projections"
-	"github.com/logplane/logplane/reconcilers/engine"
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
+	"github.com/logplane/logplane/reconcilers/engine"
 )
 
 var configmaps = schema.GroupResource{Resource: "configmaps"}
