@@ -1,0 +1,235 @@
+// Package runtimeapi holds the types that logplane's container runtimes
+// (dataplane/containerd and dataplane/sim) share with their callers: the
+// plain-Go counterpart of the Kubernetes CRI runtime API. It has no behaviour
+// and imports nothing of ours; anything in logplane may import it.
+package runtimeapi
+
+import (
+	"errors"
+	"io"
+	"time"
+)
+
+// Errors returned by runtimes, to be tested with errors.Is. Runtimes wrap them
+// with context.
+var (
+	// ErrNotFound: the sandbox, container or image is not known to the runtime.
+	ErrNotFound = errors.New("runtime: not found")
+	// ErrImagePull: pulling the image failed (unknown image, registry
+	// unreachable, bad manifest, ...). Kubernetes reports ErrImagePull, then
+	// ImagePullBackOff while it waits to try again.
+	ErrImagePull = errors.New("runtime: image pull failed")
+	// ErrImageNeverPull: the image is not present and the pull policy is Never.
+	ErrImageNeverPull = errors.New("runtime: image not present and pull policy is Never")
+	// ErrInvalidImageName: the image reference does not parse.
+	ErrInvalidImageName = errors.New("runtime: invalid image name")
+)
+
+// PullPolicy says when an image is pulled; its values are Kubernetes'
+// (Always, IfNotPresent, Never).
+type PullPolicy string
+
+// Pull policies.
+const (
+	PullAlways       PullPolicy = "Always"
+	PullIfNotPresent PullPolicy = "IfNotPresent"
+	PullNever        PullPolicy = "Never"
+)
+
+// Image is an image present on the node.
+type Image struct {
+	// Ref is the normalized reference, e.g. "docker.io/library/busybox:latest".
+	Ref string
+	// ID is the image's digest-qualified reference, as Kubernetes reports in
+	// containerStatuses[].imageID (e.g. "docker.io/library/busybox@sha256:...").
+	ID string
+	// Pulled is true when EnsureImage pulled it, false when it was already present.
+	Pulled bool
+	// Size is the image's size in bytes, as far as the runtime knows it.
+	Size int64
+}
+
+// PortMapping maps a host port to a port of the pod (hostPort).
+type PortMapping struct {
+	HostPort      int32
+	ContainerPort int32
+	Protocol      string // "TCP" (default), "UDP" or "SCTP"
+	HostIP        string // "" means all addresses
+}
+
+// SandboxConfig describes the pod-level environment that a pod's containers share.
+type SandboxConfig struct {
+	PodUID       string
+	PodName      string
+	PodNamespace string
+	// Hostname is the pod's hostname (defaults to PodName).
+	Hostname string
+	// Ports are the pod's hostPort mappings.
+	Ports []PortMapping
+	// DNSServers and DNSSearches go into the pod's resolv.conf; empty means none.
+	DNSServers  []string
+	DNSSearches []string
+}
+
+// Sandbox is a pod sandbox: a network namespace with an IP.
+type Sandbox struct {
+	ID           string
+	PodUID       string
+	PodName      string
+	PodNamespace string
+	Hostname     string
+	// IP is the pod IP ("" on runtimes without networking and before setup).
+	IP string
+	// NetNSPath is the pinned network namespace ("" on the simulated runtime).
+	NetNSPath string
+	// Dir is a directory on the node that belongs to the sandbox and is
+	// removed with it: emptyDir volumes live under it.
+	Dir       string
+	Ports     []PortMapping
+	CreatedAt time.Time
+}
+
+// Mount is a bind mount into a container.
+type Mount struct {
+	HostPath      string
+	ContainerPath string
+	ReadOnly      bool
+}
+
+// Resources are the cgroup limits of a container. Zero means unlimited.
+type Resources struct {
+	// CPULimitMilli is the CPU limit in millicores (CFS quota).
+	CPULimitMilli int64
+	// CPURequestMilli is the CPU request in millicores (CPU shares).
+	CPURequestMilli int64
+	// MemoryLimitBytes is the memory limit.
+	MemoryLimitBytes int64
+}
+
+// ContainerConfig describes one container of a sandbox.
+type ContainerConfig struct {
+	// Name is the container's name in the pod spec.
+	Name string
+	// Attempt is the number of the instance: 0 for the first, then one more
+	// for each restart. Kubernetes' restartCount is the attempt of the
+	// current instance.
+	Attempt int
+	// Image is the reference as written in the pod spec; it must be present
+	// (see EnsureImage).
+	Image string
+	// Command replaces the image's entrypoint, Args its cmd, as in Kubernetes.
+	Command []string
+	Args    []string
+	// WorkingDir replaces the image's working directory when not empty.
+	WorkingDir string
+	// Env is "NAME=value" pairs, already resolved, appended to the image's env.
+	Env       []string
+	Mounts    []Mount
+	Resources Resources
+	TTY       bool
+	Stdin     bool
+	// Labels are the caller's, kept with the container and returned in its status.
+	Labels map[string]string
+}
+
+// ContainerState is the state of a container instance.
+type ContainerState string
+
+// Container states.
+const (
+	StateCreated ContainerState = "created"
+	StateRunning ContainerState = "running"
+	StateExited  ContainerState = "exited"
+	StateUnknown ContainerState = "unknown"
+)
+
+// Reasons a container exited, as Kubernetes reports them in
+// containerStatuses[].state.terminated.reason.
+const (
+	ReasonCompleted = "Completed"
+	ReasonError     = "Error"
+	ReasonOOMKilled = "OOMKilled"
+)
+
+// ContainerStatus is what the runtime knows about one container instance.
+type ContainerStatus struct {
+	ID        string
+	SandboxID string
+	PodUID    string
+	Name      string
+	Attempt   int
+	// Image is the reference from the config, ImageID the digest-qualified one.
+	Image   string
+	ImageID string
+	State   ContainerState
+	// CreatedAt, StartedAt and FinishedAt are zero when not reached.
+	CreatedAt  time.Time
+	StartedAt  time.Time
+	FinishedAt time.Time
+	ExitCode   int32
+	// Reason is Completed, Error or OOMKilled once exited.
+	Reason string
+	// Message is a human-readable detail of the exit, if any.
+	Message string
+	// LogPath is the container's log file in the CRI format ("" if none).
+	LogPath string
+	Labels  map[string]string
+}
+
+// TerminalSize is the size of a TTY.
+type TerminalSize struct {
+	Width  uint16
+	Height uint16
+}
+
+// ExecOptions describe a process to run in a running container.
+type ExecOptions struct {
+	Cmd    []string
+	Stdin  io.Reader
+	Stdout io.Writer
+	// Stderr is ignored when TTY is set: a TTY has one output stream.
+	Stderr io.Writer
+	TTY    bool
+	// Resize, when not nil, delivers terminal size changes until closed.
+	Resize <-chan TerminalSize
+}
+
+// LogOptions select the lines of a container log.
+type LogOptions struct {
+	// Follow keeps reading the log until the context ends or the container
+	// has exited and its log is drained.
+	Follow bool
+	// TailLines, when >= 0, starts that many lines before the end.
+	TailLines int64
+	// Since, when not zero, skips lines logged before it.
+	Since time.Time
+	// Timestamps keeps the RFC3339Nano timestamp at the start of each line.
+	Timestamps bool
+	// LimitBytes, when > 0, stops after that many bytes.
+	LimitBytes int64
+}
+
+// ContainerStats are resource usage figures of a running container, as
+// `kubectl top` and the metrics API report them.
+type ContainerStats struct {
+	ContainerID string
+	Timestamp   time.Time
+	// CPUUsageNanos is the cumulative CPU time in nanoseconds.
+	CPUUsageNanos uint64
+	// MemoryUsageBytes is the cgroup's usage; MemoryWorkingSetBytes is that
+	// minus inactive file pages (what Kubernetes reports and evicts on).
+	MemoryUsageBytes      uint64
+	MemoryWorkingSetBytes uint64
+}
+
+// Labels that runtimes put on containers, so that a restarted node agent can
+// rebuild its state from the runtime alone.
+const (
+	LabelPrefix        = "io.logplane."
+	LabelPodUID        = LabelPrefix + "pod.uid"
+	LabelPodName       = LabelPrefix + "pod.name"
+	LabelPodNamespace  = LabelPrefix + "pod.namespace"
+	LabelSandboxID     = LabelPrefix + "sandbox.id"
+	LabelContainerName = LabelPrefix + "container.name"
+	LabelAttempt       = LabelPrefix + "container.attempt"
+)
