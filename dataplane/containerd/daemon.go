@@ -1,0 +1,155 @@
+package containerd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	client "github.com/containerd/containerd"
+)
+
+// DaemonConfig configures a containerd started by StartDaemon.
+type DaemonConfig struct {
+	// Dir holds the daemon's config, root, state and socket. Required; keep
+	// it short, a unix socket path has at most 107 bytes.
+	Dir string
+	// Binary is the containerd executable. Default: "containerd" from PATH.
+	Binary string
+	// Log receives the daemon's output. Default: Dir/containerd.log.
+	Log io.Writer
+}
+
+// Daemon is a containerd process started by StartDaemon.
+type Daemon struct {
+	// Address is the daemon's socket, for Config.Address.
+	Address string
+	// PID is the daemon's process id.
+	PID  int
+	cmd  *exec.Cmd
+	done chan error
+	log  *os.File
+}
+
+// StartDaemon starts a containerd of our own with everything under cfg.Dir
+// (the CRI plugin disabled) and waits until it answers. Stop it with Stop.
+func StartDaemon(ctx context.Context, cfg DaemonConfig) (*Daemon, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("containerd: DaemonConfig.Dir is required")
+	}
+	if cfg.Binary == "" {
+		cfg.Binary = "containerd"
+	}
+	bin, err := exec.LookPath(cfg.Binary)
+	if err != nil {
+		return nil, fmt.Errorf("containerd: daemon binary (install containerd): %w", err)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o711); err != nil {
+		return nil, fmt.Errorf("containerd: %w", err)
+	}
+	sock := filepath.Join(cfg.Dir, "containerd.sock")
+	if len(sock) > 100 {
+		return nil, fmt.Errorf("containerd: socket path %q too long", sock)
+	}
+	conf := fmt.Sprintf(`version = 2
+root = %q
+state = %q
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = %q
+[ttrpc]
+  address = %q
+[debug]
+  address = ""
+[metrics]
+  address = ""
+[plugins."io.containerd.internal.v1.opt"]
+  path = %q
+`, filepath.Join(cfg.Dir, "root"), filepath.Join(cfg.Dir, "state"), sock, sock+".ttrpc", filepath.Join(cfg.Dir, "opt"))
+	confPath := filepath.Join(cfg.Dir, "config.toml")
+	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+		return nil, fmt.Errorf("containerd: write config: %w", err)
+	}
+	d := &Daemon{Address: sock, done: make(chan error, 1)}
+	out := cfg.Log
+	if out == nil {
+		f, err := os.OpenFile(filepath.Join(cfg.Dir, "containerd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("containerd: daemon log: %w", err)
+		}
+		d.log, out = f, f
+	}
+	// Not CommandContext: the daemon outlives the start request.
+	cmd := exec.Command(bin, "--config", confPath)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		d.closeLog()
+		return nil, fmt.Errorf("containerd: start daemon: %w", err)
+	}
+	d.cmd, d.PID = cmd, cmd.Process.Pid
+	go func() { d.done <- cmd.Wait() }()
+
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if err := ping(ctx, sock); err == nil {
+			return d, nil
+		} else if time.Now().After(deadline) || ctx.Err() != nil {
+			serr := d.Stop(context.WithoutCancel(ctx))
+			return nil, errors.Join(fmt.Errorf("containerd: daemon did not answer on %s: %w", sock, err), serr)
+		}
+		select {
+		case err := <-d.done:
+			d.done <- err
+			d.closeLog()
+			return nil, fmt.Errorf("containerd: daemon exited at start (see %s): %v", filepath.Join(cfg.Dir, "containerd.log"), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func ping(ctx context.Context, sock string) error {
+	if _, err := os.Stat(sock); err != nil {
+		return err
+	}
+	c, err := client.New(sock, client.WithTimeout(time.Second))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = c.Version(ctx)
+	return err
+}
+
+// Stop sends SIGTERM to the daemon (by its PID), waits for it to exit, and
+// sends SIGKILL if it has not within 10 seconds or when ctx ends. Shims of
+// containers still running survive it: remove containers first.
+func (d *Daemon) Stop(ctx context.Context) error {
+	defer d.closeLog()
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("containerd: stop daemon %d: %w", d.PID, err)
+	}
+	select {
+	case <-d.done:
+		return nil
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+	}
+	if err := d.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("containerd: kill daemon %d: %w", d.PID, err)
+	}
+	<-d.done
+	return nil
+}
+
+func (d *Daemon) closeLog() {
+	if d.log != nil {
+		d.log.Close() // a log file close error has no one to go to; the daemon is gone
+		d.log = nil
+	}
+}

@@ -1,0 +1,244 @@
+// Package podnet gives pods their network: a pinned network namespace per
+// pod, wired by CNI (github.com/containerd/go-cni running the bridge,
+// host-local, loopback and portmap plugins, Debian's by default) to a bridge on
+// the node that owns the node's pod range. Pods get a default route only
+// through that bridge and no masquerading, so nothing is routed outward by
+// logplane. It also dials into a pod's namespace (port-forward).
+package podnet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	gocni "github.com/containerd/go-cni"
+	"github.com/containerd/containerd/pkg/netns"
+	cnins "github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/logplane/logplane/dataplane/runtimeapi"
+)
+
+// Defaults of Config.
+const (
+	DefaultPluginDir   = "/usr/lib/cni"
+	DefaultNetworkName = "logplane"
+	DefaultBridge      = "lp0"
+	DefaultSubnet      = "10.244.0.0/24"
+)
+
+// Config configures a node's pod network.
+type Config struct {
+	// StateDir holds the pinned network namespaces and host-local's IP
+	// allocations. Required; it must survive a restart of the node agent.
+	StateDir string
+	// PluginDirs are searched for CNI plugin binaries. Default: DefaultPluginDir.
+	PluginDirs []string
+	// NetworkName names the CNI network (and its IPAM allocations). Default: DefaultNetworkName.
+	NetworkName string
+	// Bridge is the Linux bridge pods attach to (at most 15 bytes). Default: DefaultBridge.
+	Bridge string
+	// Subnet is this node's pod range; the bridge takes its first address as
+	// the pods' gateway. Default: DefaultSubnet.
+	Subnet string
+	// MTU of the pods' interfaces; 0 lets the bridge plugin choose.
+	MTU int
+}
+
+// Network attaches pods to the node's pod network.
+type Network struct {
+	cfg Config
+	cni gocni.CNI
+}
+
+// Attachment is a pod's place on the network.
+type Attachment struct {
+	NetNSPath string
+	IP        string
+}
+
+// New checks cfg, fills in defaults and loads the CNI configuration. It does
+// not touch the machine: the bridge is created with the first pod.
+func New(cfg Config) (*Network, error) {
+	if cfg.StateDir == "" {
+		return nil, errors.New("podnet: StateDir is required")
+	}
+	if len(cfg.PluginDirs) == 0 {
+		cfg.PluginDirs = []string{DefaultPluginDir}
+	}
+	if cfg.NetworkName == "" {
+		cfg.NetworkName = DefaultNetworkName
+	}
+	if cfg.Bridge == "" {
+		cfg.Bridge = DefaultBridge
+	}
+	if len(cfg.Bridge) > 15 {
+		return nil, fmt.Errorf("podnet: bridge name %q longer than 15 bytes", cfg.Bridge)
+	}
+	if cfg.Subnet == "" {
+		cfg.Subnet = DefaultSubnet
+	}
+	if _, err := netip.ParsePrefix(cfg.Subnet); err != nil {
+		return nil, fmt.Errorf("podnet: subnet: %w", err)
+	}
+	for _, d := range []string{cfg.netnsDir(), cfg.ipamDir()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("podnet: %w", err)
+		}
+	}
+	for _, dir := range cfg.PluginDirs {
+		if _, err := os.Stat(filepath.Join(dir, "bridge")); err != nil {
+			return nil, fmt.Errorf("podnet: CNI bridge plugin not in %s (install containernetworking-plugins): %w", dir, err)
+		}
+	}
+	conf, err := cfg.confList()
+	if err != nil {
+		return nil, err
+	}
+	cni, err := gocni.New(
+		gocni.WithPluginDir(cfg.PluginDirs),
+		gocni.WithInterfacePrefix("eth"),
+		gocni.WithMinNetworkCount(2),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("podnet: cni: %w", err)
+	}
+	if err := cni.Load(gocni.WithConfListBytes(conf), gocni.WithLoNetwork); err != nil {
+		return nil, fmt.Errorf("podnet: load cni config: %w", err)
+	}
+	return &Network{cfg: cfg, cni: cni}, nil
+}
+
+// Config returns the configuration in use, defaults filled in.
+func (n *Network) Config() Config { return n.cfg }
+
+func (c Config) netnsDir() string { return filepath.Join(c.StateDir, "netns") }
+func (c Config) ipamDir() string  { return filepath.Join(c.StateDir, "ipam") }
+
+func (c Config) confList() ([]byte, error) {
+	bridge := map[string]any{
+		"type":        "bridge",
+		"bridge":      c.Bridge,
+		"isGateway":   true,
+		"ipMasq":      false,
+		"hairpinMode": true,
+		"ipam": map[string]any{
+			"type":    "host-local",
+			"ranges":  [][]map[string]string{{{"subnet": c.Subnet}}},
+			"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
+			"dataDir": c.ipamDir(),
+		},
+	}
+	if c.MTU > 0 {
+		bridge["mtu"] = c.MTU
+	}
+	b, err := json.Marshal(map[string]any{
+		"cniVersion": "1.0.0",
+		"name":       c.NetworkName,
+		"plugins": []any{
+			bridge,
+			map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}},
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("podnet: cni config: %w", err)
+	}
+	return b, nil
+}
+
+// Gateway returns the bridge's address, the pods' default gateway.
+func (n *Network) Gateway() string {
+	p := netip.MustParsePrefix(n.cfg.Subnet) // checked in New
+	return p.Masked().Addr().Next().String()
+}
+
+// Attach creates a pinned network namespace for the pod id and attaches it to
+// the pod network with the given host ports. On error nothing is left behind.
+func (n *Network) Attach(ctx context.Context, id string, ports []runtimeapi.PortMapping) (Attachment, error) {
+	ns, err := netns.NewNetNS(n.cfg.netnsDir())
+	if err != nil {
+		return Attachment{}, fmt.Errorf("podnet: new netns: %w", err)
+	}
+	res, err := n.cni.Setup(ctx, id, ns.GetPath(), n.nsOpts(ports)...)
+	if err != nil {
+		derr := n.cni.Remove(ctx, id, ns.GetPath(), n.nsOpts(ports)...)
+		rerr := ns.Remove()
+		return Attachment{}, errors.Join(fmt.Errorf("podnet: cni add %s: %w", id, err), derr, rerr)
+	}
+	var ip string
+	if cfg, ok := res.Interfaces["eth0"]; ok {
+		for _, c := range cfg.IPConfigs {
+			if c.IP.To4() != nil || ip == "" {
+				ip = c.IP.String()
+			}
+		}
+	}
+	if ip == "" {
+		derr := n.cni.Remove(ctx, id, ns.GetPath(), n.nsOpts(ports)...)
+		rerr := ns.Remove()
+		return Attachment{}, errors.Join(fmt.Errorf("podnet: cni add %s: no IP on eth0", id), derr, rerr)
+	}
+	return Attachment{NetNSPath: ns.GetPath(), IP: ip}, nil
+}
+
+func (n *Network) nsOpts(ports []runtimeapi.PortMapping) []gocni.NamespaceOpts {
+	if len(ports) == 0 {
+		return nil
+	}
+	pm := make([]gocni.PortMapping, 0, len(ports))
+	for _, p := range ports {
+		proto := strings.ToLower(p.Protocol)
+		if proto == "" {
+			proto = "tcp"
+		}
+		pm = append(pm, gocni.PortMapping{HostPort: p.HostPort, ContainerPort: p.ContainerPort, Protocol: proto, HostIP: p.HostIP})
+	}
+	return []gocni.NamespaceOpts{gocni.WithCapabilityPortMap(pm)}
+}
+
+// Detach releases the pod's IP and host ports and removes its network
+// namespace. It is idempotent: detaching what is already gone succeeds.
+func (n *Network) Detach(ctx context.Context, id, netnsPath string, ports []runtimeapi.PortMapping) error {
+	path := netnsPath
+	if path != "" {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			path = "" // CNI DEL without a namespace still releases the IP
+		}
+	}
+	if err := n.cni.Remove(ctx, id, path, n.nsOpts(ports)...); err != nil {
+		return fmt.Errorf("podnet: cni del %s: %w", id, err)
+	}
+	if path != "" {
+		if err := netns.LoadNetNS(path).Remove(); err != nil {
+			return fmt.Errorf("podnet: remove netns %s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// Dial connects to addr (e.g. "127.0.0.1:8080") from inside the network
+// namespace at netnsPath: this is how port-forward reaches a pod port.
+func Dial(ctx context.Context, netnsPath, network, addr string) (net.Conn, error) {
+	var conn net.Conn
+	err := netns.LoadNetNS(netnsPath).Do(func(cnins.NetNS) error {
+		d := net.Dialer{Timeout: 10 * time.Second}
+		c, err := d.DialContext(ctx, network, addr)
+		conn = c
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("podnet: dial %s in %s: %w", addr, netnsPath, err)
+	}
+	return conn, nil
+}
+
+// Do runs f on an OS thread inside the network namespace at netnsPath.
+func Do(netnsPath string, f func() error) error {
+	return netns.LoadNetNS(netnsPath).Do(func(cnins.NetNS) error { return f() })
+}
