@@ -18,8 +18,8 @@ import (
 	"strings"
 	"time"
 
-	gocni "github.com/containerd/go-cni"
 	"github.com/containerd/containerd/pkg/netns"
+	gocni "github.com/containerd/go-cni"
 	cnins "github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/logplane/logplane/dataplane/runtimeapi"
