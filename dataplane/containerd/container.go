@@ -359,7 +359,10 @@ func (r *Runtime) finish(w *watcher, st client.ExitStatus) error {
 		errs = append(errs, fmt.Errorf("containerd: record exit of %s: %w", w.id, err))
 	}
 	if _, err := w.task.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
-		errs = append(errs, fmt.Errorf("containerd: delete task %s: %w", w.id, err))
+		// Another client (an older Runtime still open) may have deleted it first.
+		if _, terr := c.Task(ctx, nil); !errdefs.IsNotFound(terr) {
+			errs = append(errs, fmt.Errorf("containerd: delete task %s: %w", w.id, err))
+		}
 	}
 	return errors.Join(errs...)
 }
