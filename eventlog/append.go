@@ -25,7 +25,8 @@ const envelopeHeadroom = 4 << 10
 // Append appends ev to the key it names if the key's latest revision is expect (NoRevision: the
 // key has none; AnyRevision: whatever it is) and returns the new revision's sequence once it is
 // durable. If the key's latest revision is another one, Append returns ErrConflict and nothing
-// is written. An event that does not fit in a message returns ErrTooLarge.
+// is written. An object larger than Config.MaxObjectBytes, or an event that does not fit in a
+// message, returns ErrTooLarge.
 func (l *Log) Append(ctx context.Context, ev *eventv1.ObjectChanged, expect uint64) (uint64, error) {
 	key := KeyOf(ev)
 	if err := key.valid(); err != nil {
@@ -33,6 +34,13 @@ func (l *Log) Append(ctx context.Context, ev *eventv1.ObjectChanged, expect uint
 	}
 	if ev.GetType() == eventv1.ChangeType_CHANGE_TYPE_UNSPECIFIED {
 		return 0, fmt.Errorf("%w: %s: event has no type", ErrInvalid, key)
+	}
+	if len(ev.GetObject()) > l.cfg.MaxObjectBytes {
+		return 0, fmt.Errorf("%w: %s is %d bytes, more than the %d an object may have",
+			ErrTooLarge, key, len(ev.GetObject()), l.cfg.MaxObjectBytes)
+	}
+	if ev.GetType() > eventv1.ChangeType_CHANGE_TYPE_DELETED {
+		return 0, fmt.Errorf("%w: %s: unknown event type %d", ErrInvalid, key, ev.GetType())
 	}
 	data, err := proto.Marshal(ev)
 	if err != nil {

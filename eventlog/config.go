@@ -75,9 +75,17 @@ type Config struct {
 	MaxAge time.Duration
 	// MaxBytes caps the stream's size, dropping the oldest events. Default 0: no cap.
 	MaxBytes int64
-	// MaxPayload of the embedded server, which bounds the size of one event. Default 8 MiB, so
-	// that objects of 1 MiB and more fit with their envelope.
+	// MaxObjectBytes is the largest encoded object an event may carry; a larger one gets
+	// ErrTooLarge. Default 1.5 MiB, the request limit Kubernetes has from etcd, so that a ConfigMap
+	// or Secret holding the 1 MiB of data Kubernetes allows fits in any encoding.
+	MaxObjectBytes int
+	// MaxPayload of the embedded server, which bounds the size of one message. Default 8 MiB.
+	// An external server must allow at least MaxObjectBytes plus 4 KiB (NATS defaults to 1 MiB:
+	// set max_payload to 8MB in its configuration).
 	MaxPayload int32
+	// SnapshotsKept is how many snapshots of each projection the snapshot store keeps; older ones
+	// are deleted when a new one is put. Default 4.
+	SnapshotsKept int
 	// Logger for the log's own messages. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -86,6 +94,9 @@ const (
 	defaultStream     = "LOGPLANE"
 	defaultPrefix     = "lp"
 	defaultMaxPayload = 8 << 20
+	// DefaultMaxObjectBytes is the default of Config.MaxObjectBytes.
+	DefaultMaxObjectBytes = 3 << 19
+	defaultSnapshotsKept  = 4
 )
 
 func (c *Config) setDefaults() error {
@@ -101,6 +112,12 @@ func (c *Config) setDefaults() error {
 	if c.MaxPayload == 0 {
 		c.MaxPayload = defaultMaxPayload
 	}
+	if c.MaxObjectBytes == 0 {
+		c.MaxObjectBytes = DefaultMaxObjectBytes
+	}
+	if c.SnapshotsKept == 0 {
+		c.SnapshotsKept = defaultSnapshotsKept
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -109,7 +126,7 @@ func (c *Config) setDefaults() error {
 		return errors.New("eventlog: config needs DataDir for the embedded server, or a URL")
 	case c.Replicas < 1 || c.Replicas > 5:
 		return fmt.Errorf("eventlog: replicas must be 1 to 5, not %d", c.Replicas)
-	case c.MaxAge < 0 || c.MaxBytes < 0:
+	case c.MaxAge < 0 || c.MaxBytes < 0 || c.MaxObjectBytes < 0 || c.SnapshotsKept < 0:
 		return errors.New("eventlog: retention limits must not be negative")
 	case c.Durability < GroupCommit || c.Durability > Lazy:
 		return fmt.Errorf("eventlog: unknown durability %d", c.Durability)

@@ -8,23 +8,18 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// errStop ends a follow from inside its callback.
+// errStop ends a scan or a follow from inside its callback.
 var errStop = errors.New("eventlog: stop")
 
 // Follow calls fn, in order and with no gaps, for every event matching f with a sequence after
 // after, first those already in the log and then new ones as they are appended, until ctx is
 // cancelled (Follow then returns ctx.Err()) or fn returns an error (Follow returns it). Records
-// that cannot be decoded are passed to fn with Err set. If after is older than what retention
-// has kept, Follow returns ErrGone before calling fn.
+// that cannot be decoded are passed to fn with Err set, so that the caller can report them with
+// their sequence and go on. If after is older than what retention has kept, Follow returns
+// ErrGone before calling fn. A watch from resourceVersion R is Follow(ctx, f, R, fn).
 func (l *Log) Follow(ctx context.Context, f Filter, after uint64, fn func(Record) error) error {
-	if after > 0 {
-		first, _, err := l.Bounds(ctx)
-		if err != nil {
-			return err
-		}
-		if after+1 < first {
-			return fmt.Errorf("%w: sequence %d is before the first kept, %d", ErrGone, after, first)
-		}
+	if err := l.checkKept(ctx, after); err != nil {
+		return err
 	}
 	return l.follow(ctx, []string{f.subject(l.cfg.Prefix)}, after, fn)
 }
@@ -67,7 +62,7 @@ func (l *Log) follow(ctx context.Context, subjects []string, after uint64, fn fu
 		if err != nil {
 			return fmt.Errorf("eventlog: follow %v: %w", subjects, err)
 		}
-		if err := fn(decode(meta.Sequence.Stream, m.Subject(), meta.Timestamp, m.Data())); err != nil {
+		if err := fn(l.decode(meta.Sequence.Stream, m.Subject(), meta.Timestamp, m.Data())); err != nil {
 			return err
 		}
 	}

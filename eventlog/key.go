@@ -116,3 +116,8 @@ func escapeToken(s string) string {
 func needsEscape(c byte) bool {
 	return c <= ' ' || c >= 0x7f || c == '.' || c == '*' || c == '>' || c == '%'
 }
+
+// hasSubject reports whether subject is the key's subject under prefix.
+func (k Key) hasSubject(prefix, subject string) bool {
+	return k.subject(prefix) == subject
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -24,6 +25,9 @@ type Log struct {
 	commit    func(context.Context) error
 	committer *committer
 	commitSub *nats.Subscription
+
+	snapMu    sync.Mutex
+	snapStore jetstream.ObjectStore // created on first use
 }
 
 // Open connects to the configured server (starting the embedded one if no URL is given) and makes

@@ -28,15 +28,23 @@ func (r Record) Tombstone() bool {
 	return r.Event.GetType() == eventv1.ChangeType_CHANGE_TYPE_DELETED
 }
 
-func decode(seq uint64, subject string, stored time.Time, data []byte) Record {
+// decode reads one stored message. Besides a message that is not an ObjectChanged at all, it
+// refuses one whose object is not the one its subject names: per-key compare-and-set works on
+// subjects, so such an event would be outside the key's history.
+func (l *Log) decode(seq uint64, subject string, stored time.Time, data []byte) Record {
 	rec := Record{Seq: seq, Subject: subject, Stored: stored}
 	ev := &eventv1.ObjectChanged{}
 	if err := proto.Unmarshal(data, ev); err != nil {
 		rec.Err = fmt.Errorf("eventlog: undecodable event at sequence %d on %s: %w", seq, subject, err)
 		return rec
 	}
-	if ev.GetRef().GetResource() == "" || ev.GetRef().GetName() == "" || ev.GetType() == eventv1.ChangeType_CHANGE_TYPE_UNSPECIFIED {
+	key := KeyOf(ev)
+	switch {
+	case key.valid() != nil || ev.GetType() == eventv1.ChangeType_CHANGE_TYPE_UNSPECIFIED || ev.GetType() > eventv1.ChangeType_CHANGE_TYPE_DELETED:
 		rec.Err = fmt.Errorf("eventlog: malformed event at sequence %d on %s: no type, resource or name", seq, subject)
+		return rec
+	case !key.hasSubject(l.cfg.Prefix, subject):
+		rec.Err = fmt.Errorf("eventlog: event at sequence %d on %s is about %s, another object", seq, subject, key)
 		return rec
 	}
 	rec.Event = ev
@@ -56,7 +64,7 @@ func (l *Log) last(ctx context.Context, key Key) (Record, error) {
 	if err != nil {
 		return Record{}, fmt.Errorf("eventlog: reading %s: %w", key, err)
 	}
-	rec := decode(m.Sequence, m.Subject, m.Time, m.Data)
+	rec := l.decode(m.Sequence, m.Subject, m.Time, m.Data)
 	if rec.Err != nil {
 		return Record{}, rec.Err
 	}
@@ -77,45 +85,53 @@ func (l *Log) Get(ctx context.Context, key Key) (Record, error) {
 }
 
 // History returns every revision of key still in the log, oldest first, tombstones included.
-// A key with no revision has an empty history.
+// A key with no revision has an empty history. A revision that cannot be decoded is in the
+// history with Err set.
 func (l *Log) History(ctx context.Context, key Key) ([]Record, error) {
-	last, err := l.last(ctx, key)
-	if errors.Is(err, ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
+	if err := key.valid(); err != nil {
 		return nil, err
 	}
 	var recs []Record
-	err = l.follow(ctx, []string{key.subject(l.cfg.Prefix)}, 0, func(r Record) error {
+	if err := l.scan(ctx, key.subject(l.cfg.Prefix), 1, 0, func(r Record) error {
 		recs = append(recs, r)
-		if r.Seq >= last.Seq {
-			return errStop
-		}
 		return nil
-	})
-	if err != nil && !errors.Is(err, errStop) {
+	}); err != nil {
 		return nil, fmt.Errorf("eventlog: history of %s: %w", key, err)
 	}
 	return recs, nil
 }
 
 // At returns the revision of key that was current at sequence seq: the latest one at or before
-// it. If the key did not exist then (no revision yet, or a tombstone), At returns ErrNotFound.
+// it. If the key did not exist then (no revision yet, or a tombstone), At returns ErrNotFound;
+// if seq is older than what retention has kept, ErrGone. A revision retention has dropped is
+// not found, even if it was current at seq.
 func (l *Log) At(ctx context.Context, key Key, seq uint64) (Record, error) {
-	hist, err := l.History(ctx, key)
+	if err := key.valid(); err != nil {
+		return Record{}, err
+	}
+	if seq == 0 {
+		return Record{}, fmt.Errorf("%w: %s at 0", ErrNotFound, key)
+	}
+	if err := l.checkKept(ctx, seq); err != nil {
+		return Record{}, err
+	}
+	d, err := l.newDirect()
 	if err != nil {
 		return Record{}, err
 	}
-	var found *Record
-	for i := range hist {
-		if hist[i].Seq > seq {
-			break
-		}
-		found = &hist[i]
+	defer d.close()
+	var found Record
+	if _, _, err := d.get(ctx, directRequest{MultiLastFor: []string{key.subject(l.cfg.Prefix)}, UpToSeq: seq}, func(r Record) error {
+		found = r
+		return nil
+	}); err != nil {
+		return Record{}, fmt.Errorf("eventlog: %s at %d: %w", key, seq, err)
 	}
-	if found == nil || found.Err != nil || found.Tombstone() {
+	switch {
+	case found.Seq == 0 || found.Event != nil && found.Tombstone():
 		return Record{}, fmt.Errorf("%w: %s at %d", ErrNotFound, key, seq)
+	case found.Err != nil:
+		return Record{}, found.Err
 	}
-	return *found, nil
+	return found, nil
 }

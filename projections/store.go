@@ -1,9 +1,12 @@
 // Package projections folds the object log into in-memory read models: every live object by
-// key, listed by resource and namespace, matched by label and field selectors. A Store knows the
-// last sequence it applied, so a reader can wait until it has seen a given write.
+// key, listed by resource and namespace, matched by label and field selectors through indexes.
+// A Store knows the last sequence it applied, so a reader can wait until it has seen a given
+// write. Stores are saved as sequence-stamped snapshots in the log's snapshot store, so that a
+// restart loads the latest snapshot and replays only the tail, and a Store can be built "as of"
+// any older sequence (time travel).
 //
-// projections imports eventlog (to follow the log) and kinds (to decode objects); it never
-// appends to the log.
+// projections imports eventlog (to follow the log and keep snapshots) and kinds (to decode
+// objects); it never appends to the log.
 package projections
 
 import (
@@ -26,10 +29,12 @@ import (
 )
 
 // Object is one live object: the event that made its current revision, with what indexes need.
-// It is immutable; a new revision is a new Object.
+// The Store keeps the object encoded, as the event carries it (see docs/logspine.md for the
+// measurement behind that choice), and decodes it on demand. It is immutable; a new revision is
+// a new Object.
 type Object struct {
 	Key    eventlog.Key
-	Kind   *kinds.Kind // nil for a resource this binary does not know
+	Kind   *kinds.Kind // nil for a resource this binary does not know: kept opaque
 	Seq    uint64      // the resourceVersion
 	Event  *eventv1.ObjectChanged
 	Labels labels.Set
@@ -61,32 +66,71 @@ type Change struct {
 	Old, New *Object
 }
 
+// DefaultIndexedFields are the selectable fields a Store indexes unless told otherwise: those
+// that controllers and node agents select on, whose values split objects into small groups.
+// metadata.name and metadata.namespace need no index: the store is keyed by them.
+var DefaultIndexedFields = []string{
+	"spec.nodeName",
+	"status.phase",
+	"involvedObject.uid",
+	"involvedObject.name",
+	"type",
+}
+
+// Option changes how New builds a Store.
+type Option func(*Store)
+
+// WithIndexedFields makes the store index these selectable fields instead of
+// DefaultIndexedFields. Every label is always indexed.
+func WithIndexedFields(names ...string) Option {
+	return func(s *Store) {
+		s.indexed = map[string]bool{}
+		for _, n := range names {
+			s.indexed[n] = true
+		}
+	}
+}
+
+// WithName names the store's snapshots in the log's snapshot store. Default "objects".
+func WithName(name string) Option { return func(s *Store) { s.name = name } }
+
 // Store is the read model of every live object. It is safe for concurrent use; Apply must be
 // called in sequence order, which Run does.
 type Store struct {
 	catalog *kinds.Catalog
 	log     *slog.Logger
+	name    string
+	indexed map[string]bool // field names with an index
 
 	mu      sync.RWMutex
 	applied uint64
-	objects map[schema.GroupResource]map[string]map[string]*Object // resource → namespace → name
-	advance chan struct{}                                          // closed and replaced when applied grows
+	tables  map[schema.GroupResource]*table
+	advance chan struct{} // closed and replaced when applied grows
 	subs    map[int]func(Change)
 	nextSub int
+	unknown map[schema.GroupResource]bool // resources reported as unknown, to say it once
+	skipped uint64                        // events that could not be read
 }
 
 // New returns an empty store that decodes the kinds of catalog.
-func New(catalog *kinds.Catalog, log *slog.Logger) *Store {
+func New(catalog *kinds.Catalog, log *slog.Logger, opts ...Option) *Store {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Store{
+	s := &Store{
 		catalog: catalog,
 		log:     log,
-		objects: map[schema.GroupResource]map[string]map[string]*Object{},
+		name:    "objects",
+		tables:  map[schema.GroupResource]*table{},
 		advance: make(chan struct{}),
 		subs:    map[int]func(Change){},
+		unknown: map[schema.GroupResource]bool{},
 	}
+	WithIndexedFields(DefaultIndexedFields...)(s)
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // Applied returns the sequence of the last event folded into the store.
@@ -94,6 +138,14 @@ func (s *Store) Applied() uint64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.applied
+}
+
+// Skipped returns how many events the store could not read and skipped (each is logged with its
+// sequence).
+func (s *Store) Skipped() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.skipped
 }
 
 // WaitFor returns once the store has applied sequence seq, or when ctx ends.
@@ -114,7 +166,8 @@ func (s *Store) WaitFor(ctx context.Context, seq uint64) error {
 }
 
 // Run follows the log from the last applied sequence, applying every event, until ctx ends or
-// the log fails.
+// the log fails. To start from the latest snapshot rather than from the beginning, call Restore
+// first.
 func (s *Store) Run(ctx context.Context, l *eventlog.Log) error {
 	return l.Follow(ctx, eventlog.Filter{}, s.Applied(), func(r eventlog.Record) error {
 		s.Apply(r)
@@ -123,7 +176,8 @@ func (s *Store) Run(ctx context.Context, l *eventlog.Log) error {
 }
 
 // Apply folds one record into the store. Records at or below the applied sequence are ignored,
-// so replaying twice is harmless. A record that could not be decoded is reported and skipped.
+// so replaying twice is harmless. A record that could not be decoded is reported with its
+// sequence and skipped.
 func (s *Store) Apply(r eventlog.Record) {
 	s.mu.Lock()
 	if r.Seq <= s.applied {
@@ -134,52 +188,53 @@ func (s *Store) Apply(r eventlog.Record) {
 	s.applied = r.Seq
 	close(s.advance)
 	s.advance = make(chan struct{})
-	subs := make([]func(Change), 0, len(s.subs))
-	for _, fn := range s.subs {
-		subs = append(subs, fn)
+	var subs []func(Change)
+	if ch != nil && len(s.subs) > 0 {
+		subs = make([]func(Change), 0, len(s.subs))
+		for _, fn := range s.subs {
+			subs = append(subs, fn)
+		}
 	}
 	s.mu.Unlock()
-	if ch != nil {
-		for _, fn := range subs {
-			fn(*ch)
-		}
+	for _, fn := range subs {
+		fn(*ch)
 	}
 }
 
 func (s *Store) applyLocked(r eventlog.Record) *Change {
 	if r.Err != nil {
+		s.skipped++
 		s.log.Error("projections: skipping an event that cannot be read", "seq", r.Seq, "subject", r.Subject, "err", r.Err)
 		return nil
 	}
 	ev := r.Event
 	key := eventlog.KeyOf(ev)
 	gr := schema.GroupResource{Group: key.Group, Resource: key.Resource}
-	byNS := s.objects[gr]
-	if byNS == nil {
-		byNS = map[string]map[string]*Object{}
-		s.objects[gr] = byNS
+	t := s.tables[gr]
+	if t == nil {
+		t = newTable()
+		s.tables[gr] = t
 	}
-	byName := byNS[key.Namespace]
-	old := byName[key.Name]
+	old := t.get(key.Namespace, key.Name)
 	ch := &Change{Seq: r.Seq, Type: ev.GetType(), Old: old}
 	if ev.GetType() == eventv1.ChangeType_CHANGE_TYPE_DELETED {
-		if byName != nil {
-			delete(byName, key.Name)
-			if len(byName) == 0 {
-				delete(byNS, key.Namespace)
-			}
+		if old != nil {
+			t.remove(old, s.indexed)
 		}
 		return ch
 	}
-	obj := &Object{Key: key, Seq: r.Seq, Event: ev, Labels: labels.Set(ev.GetLabels()), Fields: fields.Set(ev.GetFields())}
-	obj.Kind, _ = s.catalog.ByGroupResource(gr)
-	if byName == nil {
-		byName = map[string]*Object{}
-		byNS[key.Namespace] = byName
-	}
-	byName[key.Name] = obj
+	obj := s.newObject(key, gr, r.Seq, ev)
+	t.put(old, obj, s.indexed)
 	ch.New = obj
 	return ch
+}
+
+// newObject makes the Object of an event. Called with the lock held.
+func (s *Store) newObject(key eventlog.Key, gr schema.GroupResource, seq uint64, ev *eventv1.ObjectChanged) *Object {
+	obj := &Object{Key: key, Seq: seq, Event: ev, Labels: labels.Set(ev.GetLabels()), Fields: fields.Set(ev.GetFields())}
+	obj.Kind, _ = s.catalog.ByGroupResource(gr) // nil: unknown, kept opaque
+	s.noteKind(obj, gr)
+	return obj
 }
 
 // Subscribe calls fn with every change applied after it returns, in order, outside the store's
@@ -201,8 +256,23 @@ func (s *Store) Subscribe(fn func(Change)) (cancel func()) {
 func (s *Store) Get(key eventlog.Key) (*Object, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	o, ok := s.objects[schema.GroupResource{Group: key.Group, Resource: key.Resource}][key.Namespace][key.Name]
-	return o, ok
+	t := s.tables[schema.GroupResource{Group: key.Group, Resource: key.Resource}]
+	if t == nil {
+		return nil, false
+	}
+	o := t.get(key.Namespace, key.Name)
+	return o, o != nil
+}
+
+// Len returns how many live objects the store holds.
+func (s *Store) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := 0
+	for _, t := range s.tables {
+		n += t.count
+	}
+	return n
 }
 
 // Query selects objects of one resource.
@@ -214,33 +284,32 @@ type Query struct {
 }
 
 // List returns the objects matching q, sorted by namespace and name, and the sequence the store
-// had applied when it read them.
+// had applied when it read them. Selectors use the store's indexes when they can: an equality
+// or set-membership requirement on a label, or an equality on an indexed field, metadata.name or
+// metadata.namespace, narrows the objects looked at to those the requirement allows; the other
+// requirements are then checked on those alone.
 func (s *Store) List(q Query) ([]*Object, uint64) {
 	s.mu.RLock()
 	var out []*Object
-	byNS := s.objects[q.Resource]
-	match := func(byName map[string]*Object) {
-		for _, o := range byName {
-			if q.Labels != nil && !q.Labels.Empty() && !q.Labels.Matches(o.Labels) {
-				continue
-			}
-			if q.Fields != nil && !q.Fields.Empty() && !q.Fields.Matches(o.Fields) {
-				continue
-			}
-			out = append(out, o)
-		}
-	}
-	if q.Namespace != "" {
-		match(byNS[q.Namespace])
-	} else {
-		for _, byName := range byNS {
-			match(byName)
-		}
+	if t := s.tables[q.Resource]; t != nil {
+		out = t.list(q, s.indexed)
 	}
 	applied := s.applied
 	s.mu.RUnlock()
-	slices.SortFunc(out, func(a, b *Object) int {
-		return cmp.Or(cmp.Compare(a.Key.Namespace, b.Key.Namespace), cmp.Compare(a.Key.Name, b.Key.Name))
-	})
+	sortObjects(out)
 	return out, applied
+}
+
+// Resources returns the resources of which the store holds at least one live object.
+func (s *Store) Resources() []schema.GroupResource {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]schema.GroupResource, 0, len(s.tables))
+	for gr, t := range s.tables {
+		if t.count > 0 {
+			out = append(out, gr)
+		}
+	}
+	slices.SortFunc(out, func(a, b schema.GroupResource) int { return cmp.Compare(a.String(), b.String()) })
+	return out
 }

@@ -25,15 +25,18 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// SnapshotTaken heads a snapshot file: the state of every live object after the event at
-// sequence was applied. The header is followed by objects length-delimited SnapshotObject
-// messages.
+// SnapshotTaken heads a snapshot: the state of every live object after the event at sequence
+// was applied.
 type SnapshotTaken struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The last stream sequence folded into the snapshot.
-	Sequence      uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
-	Time          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
-	Objects       uint64                 `protobuf:"varint,3,opt,name=objects,proto3" json:"objects,omitempty"`
+	Sequence uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// When the snapshot was taken.
+	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// How many SnapshotObject messages follow.
+	Objects uint64 `protobuf:"varint,3,opt,name=objects,proto3" json:"objects,omitempty"`
+	// The projection the snapshot is of, e.g. "objects".
+	Projection    string `protobuf:"bytes,4,opt,name=projection,proto3" json:"projection,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -89,7 +92,15 @@ func (x *SnapshotTaken) GetObjects() uint64 {
 	return 0
 }
 
-// SnapshotObject is one live object in a snapshot: its latest event and that event's sequence.
+func (x *SnapshotTaken) GetProjection() string {
+	if x != nil {
+		return x.Projection
+	}
+	return ""
+}
+
+// SnapshotObject is one live object in a snapshot: its latest event and that event's sequence
+// (the object's resourceVersion).
 type SnapshotObject struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Sequence      uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
@@ -146,11 +157,14 @@ var File_logplane_snapshot_v1_snapshot_proto protoreflect.FileDescriptor
 
 const file_logplane_snapshot_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
-	"#logplane/snapshot/v1/snapshot.proto\x12\x14logplane.snapshot.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dlogplane/event/v1/event.proto\"u\n" +
+	"#logplane/snapshot/v1/snapshot.proto\x12\x14logplane.snapshot.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dlogplane/event/v1/event.proto\"\x95\x01\n" +
 	"\rSnapshotTaken\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x18\n" +
-	"\aobjects\x18\x03 \x01(\x04R\aobjects\"d\n" +
+	"\aobjects\x18\x03 \x01(\x04R\aobjects\x12\x1e\n" +
+	"\n" +
+	"projection\x18\x04 \x01(\tR\n" +
+	"projection\"d\n" +
 	"\x0eSnapshotObject\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x126\n" +
 	"\x05event\x18\x02 \x01(\v2 .logplane.event.v1.ObjectChangedR\x05eventBDZBgithub.com/logplane/logplane/proto/logplane/snapshot/v1;snapshotv1b\x06proto3"
