@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -47,6 +49,9 @@ func (l *Log) follow(ctx context.Context, subjects []string, after uint64, fn fu
 		}
 		it.Stop()
 	}()
+	// The server would keep the consumer until it has been idle for its inactive threshold;
+	// a watch that ends takes its consumer with it.
+	defer l.deleteConsumer(ctx, cons)
 	for {
 		m, err := it.Next()
 		if err != nil {
@@ -65,5 +70,19 @@ func (l *Log) follow(ctx context.Context, subjects []string, after uint64, fn fu
 		if err := fn(l.decode(meta.Sequence.Stream, m.Subject(), meta.Timestamp, m.Data())); err != nil {
 			return err
 		}
+	}
+}
+
+func (l *Log) deleteConsumer(ctx context.Context, cons jetstream.Consumer) {
+	info := cons.CachedInfo()
+	if info == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	err := l.stream.DeleteConsumer(ctx, info.Name)
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, nats.ErrConnectionClosed) {
+		// The server drops it by itself once it is idle: report, do not fail the follow.
+		l.cfg.Logger.Warn("eventlog: deleting a follow's consumer", "consumer", info.Name, "err", err)
 	}
 }

@@ -121,3 +121,6 @@ func needsEscape(c byte) bool {
 func (k Key) hasSubject(prefix, subject string) bool {
 	return k.subject(prefix) == subject
 }
+
+// Subject returns the subject of key's events in this log.
+func (l *Log) Subject(key Key) string { return key.subject(l.cfg.Prefix) }

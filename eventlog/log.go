@@ -213,3 +213,12 @@ func (l *Log) Bounds(ctx context.Context) (first, last uint64, err error) {
 
 // Prefix is the subject prefix of this log, for components that keep their own subjects beside it.
 func (l *Log) Prefix() string { return l.cfg.Prefix }
+
+// Consumers returns how many consumers the object stream has now: one per running Follow.
+func (l *Log) Consumers(ctx context.Context) (int, error) {
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("eventlog: stream info: %w", err)
+	}
+	return info.State.Consumers, nil
+}
