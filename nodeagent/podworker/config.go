@@ -1,0 +1,512 @@
+package podworker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/logplane/logplane/dataplane/runtimeapi"
+)
+
+// labelSpecHash keeps a hash of the container's spec on each instance, to
+// restart it when the spec changes (a new image).
+const labelSpecHash = runtimeapi.LabelPrefix + "container.hash"
+
+func specHash(spec *corev1.Container) string {
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return "" // a corev1.Container always marshals
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+func pullPolicy(spec *corev1.Container) runtimeapi.PullPolicy {
+	switch spec.ImagePullPolicy {
+	case corev1.PullAlways:
+		return runtimeapi.PullAlways
+	case corev1.PullNever:
+		return runtimeapi.PullNever
+	case corev1.PullIfNotPresent:
+		return runtimeapi.PullIfNotPresent
+	}
+	// Kubernetes' default: Always for :latest or no tag, else IfNotPresent.
+	ref := spec.Image
+	if i := strings.LastIndex(ref, "@"); i >= 0 {
+		return runtimeapi.PullIfNotPresent
+	}
+	slash := strings.LastIndex(ref, "/")
+	colon := strings.LastIndex(ref, ":")
+	if colon <= slash || strings.HasSuffix(ref, ":latest") {
+		return runtimeapi.PullAlways
+	}
+	return runtimeapi.PullIfNotPresent
+}
+
+func (w *worker) sandboxConfig(pod *corev1.Pod) runtimeapi.SandboxConfig {
+	cfg := runtimeapi.SandboxConfig{
+		PodUID: string(pod.UID), PodName: pod.Name, PodNamespace: pod.Namespace,
+		Hostname:   pod.Spec.Hostname,
+		DNSServers: w.m.cfg.DNSServers,
+	}
+	if d := w.m.cfg.ClusterDomain; d != "" {
+		cfg.DNSSearches = []string{pod.Namespace + ".svc." + d, "svc." + d, d}
+	}
+	for _, s := range allContainers(pod) {
+		for _, p := range s.spec.Ports {
+			if p.HostPort != 0 {
+				cfg.Ports = append(cfg.Ports, runtimeapi.PortMapping{HostPort: p.HostPort, ContainerPort: p.ContainerPort, Protocol: string(p.Protocol), HostIP: p.HostIP})
+			}
+		}
+	}
+	return cfg
+}
+
+// containerConfig turns a container spec into the runtime's config:
+// resolved env, volume mounts, resources.
+func (w *worker) containerConfig(ctx context.Context, pod *corev1.Pod, spec *corev1.Container, attempt int) (runtimeapi.ContainerConfig, error) {
+	env, err := w.env(ctx, pod, spec)
+	if err != nil {
+		return runtimeapi.ContainerConfig{}, err
+	}
+	mounts, err := w.mounts(ctx, pod, spec)
+	if err != nil {
+		return runtimeapi.ContainerConfig{}, err
+	}
+	vars := map[string]string{}
+	pairs := make([]string, 0, len(env))
+	for _, e := range env {
+		vars[e.name] = e.value
+		pairs = append(pairs, e.name+"="+e.value)
+	}
+	expandAll := func(in []string) []string {
+		out := make([]string, len(in))
+		for i, s := range in {
+			out[i] = expand(s, vars)
+		}
+		return out
+	}
+	cfg := runtimeapi.ContainerConfig{
+		Name:       spec.Name,
+		Attempt:    attempt,
+		Image:      spec.Image,
+		Command:    expandAll(spec.Command),
+		Args:       expandAll(spec.Args),
+		WorkingDir: spec.WorkingDir,
+		Env:        pairs,
+		Mounts:     mounts,
+		TTY:        spec.TTY,
+		Stdin:      spec.Stdin,
+		Labels:     map[string]string{labelSpecHash: specHash(spec)},
+	}
+	if q, ok := spec.Resources.Limits[corev1.ResourceCPU]; ok {
+		cfg.Resources.CPULimitMilli = q.MilliValue()
+	}
+	if q, ok := spec.Resources.Limits[corev1.ResourceMemory]; ok {
+		cfg.Resources.MemoryLimitBytes = q.Value()
+	}
+	if q, ok := spec.Resources.Requests[corev1.ResourceCPU]; ok {
+		cfg.Resources.CPURequestMilli = q.MilliValue()
+	} else if cfg.Resources.CPULimitMilli > 0 {
+		cfg.Resources.CPURequestMilli = cfg.Resources.CPULimitMilli
+	}
+	return cfg, nil
+}
+
+type envVar struct{ name, value string }
+
+func isNotFound(err error) bool {
+	return errors.Is(err, ErrNotFound) || errors.Is(err, runtimeapi.ErrNotFound) || apierrors.IsNotFound(err)
+}
+
+func (w *worker) configMap(ctx context.Context, ns, name string) (*corev1.ConfigMap, error) {
+	if w.m.cfg.Resolver == nil {
+		return nil, fmt.Errorf("configmap %q not found: %w", name, ErrNotFound)
+	}
+	cm, err := w.m.cfg.Resolver.ConfigMap(ctx, ns, name)
+	if err != nil && isNotFound(err) {
+		return nil, fmt.Errorf("configmap %q not found: %w", name, ErrNotFound)
+	}
+	return cm, err
+}
+
+func (w *worker) secret(ctx context.Context, ns, name string) (*corev1.Secret, error) {
+	if w.m.cfg.Resolver == nil {
+		return nil, fmt.Errorf("secret %q not found: %w", name, ErrNotFound)
+	}
+	s, err := w.m.cfg.Resolver.Secret(ctx, ns, name)
+	if err != nil && isNotFound(err) {
+		return nil, fmt.Errorf("secret %q not found: %w", name, ErrNotFound)
+	}
+	return s, err
+}
+
+// env resolves a container's environment as the kubelet does: envFrom
+// first, then env, with $(VAR) references to earlier variables expanded.
+func (w *worker) env(ctx context.Context, pod *corev1.Pod, spec *corev1.Container) ([]envVar, error) {
+	var out []envVar
+	idx := map[string]int{}
+	set := func(k, v string) {
+		if i, ok := idx[k]; ok {
+			out[i].value = v
+			return
+		}
+		idx[k] = len(out)
+		out = append(out, envVar{k, v})
+	}
+	for _, from := range spec.EnvFrom {
+		switch {
+		case from.ConfigMapRef != nil:
+			cm, err := w.configMap(ctx, pod.Namespace, from.ConfigMapRef.Name)
+			if err != nil {
+				if isNotFound(err) && from.ConfigMapRef.Optional != nil && *from.ConfigMapRef.Optional {
+					continue
+				}
+				return nil, err
+			}
+			for _, k := range sortedKeys(cm.Data) {
+				set(from.Prefix+k, cm.Data[k])
+			}
+		case from.SecretRef != nil:
+			s, err := w.secret(ctx, pod.Namespace, from.SecretRef.Name)
+			if err != nil {
+				if isNotFound(err) && from.SecretRef.Optional != nil && *from.SecretRef.Optional {
+					continue
+				}
+				return nil, err
+			}
+			for _, k := range sortedKeys(s.Data) {
+				set(from.Prefix+k, string(s.Data[k]))
+			}
+		}
+	}
+	vars := func() map[string]string {
+		m := make(map[string]string, len(out))
+		for _, e := range out {
+			m[e.name] = e.value
+		}
+		return m
+	}
+	for _, e := range spec.Env {
+		if e.ValueFrom == nil {
+			set(e.Name, expand(e.Value, vars()))
+			continue
+		}
+		v, skip, err := w.valueFrom(ctx, pod, spec, e.ValueFrom)
+		if err != nil {
+			return nil, err
+		}
+		if !skip {
+			set(e.Name, v)
+		}
+	}
+	return out, nil
+}
+
+func (w *worker) valueFrom(ctx context.Context, pod *corev1.Pod, spec *corev1.Container, vf *corev1.EnvVarSource) (string, bool, error) {
+	switch {
+	case vf.ConfigMapKeyRef != nil:
+		ref := vf.ConfigMapKeyRef
+		optional := ref.Optional != nil && *ref.Optional
+		cm, err := w.configMap(ctx, pod.Namespace, ref.Name)
+		if err != nil {
+			return "", optional && isNotFound(err), keepUnless(optional && isNotFound(err), err)
+		}
+		v, ok := cm.Data[ref.Key]
+		if !ok {
+			return "", optional, keepUnless(optional, fmt.Errorf("couldn't find key %s in ConfigMap %s/%s", ref.Key, pod.Namespace, ref.Name))
+		}
+		return v, false, nil
+	case vf.SecretKeyRef != nil:
+		ref := vf.SecretKeyRef
+		optional := ref.Optional != nil && *ref.Optional
+		s, err := w.secret(ctx, pod.Namespace, ref.Name)
+		if err != nil {
+			return "", optional && isNotFound(err), keepUnless(optional && isNotFound(err), err)
+		}
+		v, ok := s.Data[ref.Key]
+		if !ok {
+			return "", optional, keepUnless(optional, fmt.Errorf("couldn't find key %s in Secret %s/%s", ref.Key, pod.Namespace, ref.Name))
+		}
+		return string(v), false, nil
+	case vf.FieldRef != nil:
+		v, err := w.fieldRef(pod, vf.FieldRef.FieldPath)
+		return v, false, err
+	case vf.ResourceFieldRef != nil:
+		v, err := resourceFieldRef(spec, vf.ResourceFieldRef)
+		return v, false, err
+	}
+	return "", true, nil
+}
+
+func keepUnless(drop bool, err error) error {
+	if drop {
+		return nil
+	}
+	return err
+}
+
+func (w *worker) fieldRef(pod *corev1.Pod, path string) (string, error) {
+	if k, ok := subscript(path, "metadata.labels"); ok {
+		return pod.Labels[k], nil
+	}
+	if k, ok := subscript(path, "metadata.annotations"); ok {
+		return pod.Annotations[k], nil
+	}
+	var ip string
+	if w.sandbox != nil {
+		ip = w.sandbox.IP
+	}
+	switch path {
+	case "metadata.name":
+		return pod.Name, nil
+	case "metadata.namespace":
+		return pod.Namespace, nil
+	case "metadata.uid":
+		return string(pod.UID), nil
+	case "spec.nodeName":
+		return pod.Spec.NodeName, nil
+	case "spec.serviceAccountName":
+		return pod.Spec.ServiceAccountName, nil
+	case "status.hostIP", "status.hostIPs":
+		return w.m.cfg.NodeIP, nil
+	case "status.podIP", "status.podIPs":
+		return ip, nil
+	}
+	return "", fmt.Errorf("unsupported fieldRef %q", path)
+}
+
+func subscript(path, prefix string) (string, bool) {
+	rest, ok := strings.CutPrefix(path, prefix+"['")
+	if !ok {
+		return "", false
+	}
+	return strings.TrimSuffix(rest, "']"), true
+}
+
+func resourceFieldRef(spec *corev1.Container, ref *corev1.ResourceFieldSelector) (string, error) {
+	var q resource.Quantity
+	var ok bool
+	switch ref.Resource {
+	case "limits.cpu":
+		q, ok = spec.Resources.Limits[corev1.ResourceCPU]
+	case "limits.memory":
+		q, ok = spec.Resources.Limits[corev1.ResourceMemory]
+	case "requests.cpu":
+		q, ok = spec.Resources.Requests[corev1.ResourceCPU]
+	case "requests.memory":
+		q, ok = spec.Resources.Requests[corev1.ResourceMemory]
+	default:
+		return "", fmt.Errorf("unsupported resourceFieldRef %q", ref.Resource)
+	}
+	if !ok {
+		return "0", nil // Kubernetes reports node allocatable here; the node agent knows it, not us
+	}
+	divisor := ref.Divisor
+	if divisor.IsZero() {
+		divisor = resource.MustParse("1")
+	}
+	if strings.HasSuffix(ref.Resource, "cpu") {
+		m := (q.MilliValue() + divisor.MilliValue() - 1) / divisor.MilliValue()
+		return strconv.FormatInt(m, 10), nil
+	}
+	v := (q.Value() + divisor.Value() - 1) / divisor.Value()
+	return strconv.FormatInt(v, 10), nil
+}
+
+// expand replaces $(VAR) with the value of VAR when known; $$ escapes $.
+func expand(s string, vars map[string]string) string {
+	if !strings.Contains(s, "$") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '$' || i+1 >= len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		switch s[i+1] {
+		case '$':
+			b.WriteByte('$')
+			i++
+		case '(':
+			end := strings.IndexByte(s[i+2:], ')')
+			if end < 0 {
+				b.WriteString(s[i:])
+				return b.String()
+			}
+			name := s[i+2 : i+2+end]
+			if v, ok := vars[name]; ok {
+				b.WriteString(v)
+			} else {
+				b.WriteString(s[i : i+3+end])
+			}
+			i += 2 + end
+		default:
+			b.WriteByte('$')
+		}
+	}
+	return b.String()
+}
+
+// mounts prepares the pod's volumes that the container mounts and returns
+// the bind mounts.
+func (w *worker) mounts(ctx context.Context, pod *corev1.Pod, spec *corev1.Container) ([]runtimeapi.Mount, error) {
+	vols := map[string]*corev1.Volume{}
+	for i := range pod.Spec.Volumes {
+		vols[pod.Spec.Volumes[i].Name] = &pod.Spec.Volumes[i]
+	}
+	var out []runtimeapi.Mount
+	for _, vm := range spec.VolumeMounts {
+		v, ok := vols[vm.Name]
+		if !ok {
+			return nil, fmt.Errorf("volume %q not found in pod spec", vm.Name)
+		}
+		host, ro, err := w.volume(ctx, pod, v)
+		if err != nil {
+			return nil, fmt.Errorf("volume %q: %w", v.Name, err)
+		}
+		if vm.SubPath != "" {
+			host = filepath.Join(host, filepath.Clean("/"+vm.SubPath))
+			if _, err := os.Stat(host); errors.Is(err, os.ErrNotExist) {
+				if err := os.MkdirAll(host, 0o755); err != nil {
+					return nil, fmt.Errorf("volume %q subPath: %w", v.Name, err)
+				}
+			}
+		}
+		out = append(out, runtimeapi.Mount{HostPath: host, ContainerPath: vm.MountPath, ReadOnly: ro || vm.ReadOnly})
+	}
+	return out, nil
+}
+
+// volume makes the volume ready on the node and returns its host path and
+// whether it must be mounted read-only.
+func (w *worker) volume(ctx context.Context, pod *corev1.Pod, v *corev1.Volume) (string, bool, error) {
+	dir := func(kind string) (string, error) {
+		d := filepath.Join(w.m.cfg.VolumeDir, string(pod.UID), "volumes", kind, v.Name)
+		if err := os.MkdirAll(d, 0o777); err != nil {
+			return "", err
+		}
+		return d, os.Chmod(d, 0o777)
+	}
+	switch {
+	case v.EmptyDir != nil:
+		d, err := dir("kubernetes.io~empty-dir")
+		return d, false, err
+	case v.HostPath != nil:
+		p := v.HostPath.Path
+		t := corev1.HostPathUnset
+		if v.HostPath.Type != nil {
+			t = *v.HostPath.Type
+		}
+		switch t {
+		case corev1.HostPathDirectoryOrCreate:
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				return "", false, err
+			}
+		case corev1.HostPathFileOrCreate:
+			f, err := os.OpenFile(p, os.O_CREATE|os.O_RDONLY, 0o644)
+			if err != nil {
+				return "", false, err
+			}
+			f.Close() // only created
+		case corev1.HostPathDirectory, corev1.HostPathFile, corev1.HostPathSocket:
+			if _, err := os.Stat(p); err != nil {
+				return "", false, err
+			}
+		}
+		return p, false, nil
+	case v.ConfigMap != nil:
+		d, err := dir("kubernetes.io~configmap")
+		if err != nil {
+			return "", false, err
+		}
+		cm, err := w.configMap(ctx, pod.Namespace, v.ConfigMap.Name)
+		if err != nil {
+			if isNotFound(err) && v.ConfigMap.Optional != nil && *v.ConfigMap.Optional {
+				return d, true, nil
+			}
+			return "", false, err
+		}
+		data := map[string][]byte{}
+		for k, s := range cm.Data {
+			data[k] = []byte(s)
+		}
+		for k, b := range cm.BinaryData {
+			data[k] = b
+		}
+		return d, true, writeFiles(d, data, v.ConfigMap.Items, v.ConfigMap.DefaultMode)
+	case v.Secret != nil:
+		d, err := dir("kubernetes.io~secret")
+		if err != nil {
+			return "", false, err
+		}
+		s, err := w.secret(ctx, pod.Namespace, v.Secret.SecretName)
+		if err != nil {
+			if isNotFound(err) && v.Secret.Optional != nil && *v.Secret.Optional {
+				return d, true, nil
+			}
+			return "", false, err
+		}
+		return d, true, writeFiles(d, s.Data, v.Secret.Items, v.Secret.DefaultMode)
+	}
+	return "", false, errors.New("volume type not supported by logplane yet")
+}
+
+// writeFiles writes the keys of a ConfigMap or Secret as files of dir.
+func writeFiles(dir string, data map[string][]byte, items []corev1.KeyToPath, defaultMode *int32) error {
+	mode := os.FileMode(0o644)
+	if defaultMode != nil {
+		mode = os.FileMode(*defaultMode)
+	}
+	type file struct {
+		path string
+		mode os.FileMode
+		data []byte
+	}
+	var files []file
+	if len(items) == 0 {
+		for _, k := range sortedKeys(data) {
+			files = append(files, file{k, mode, data[k]})
+		}
+	}
+	for _, it := range items {
+		b, ok := data[it.Key]
+		if !ok {
+			return fmt.Errorf("key %q not found", it.Key)
+		}
+		m := mode
+		if it.Mode != nil {
+			m = os.FileMode(*it.Mode)
+		}
+		files = append(files, file{it.Path, m, b})
+	}
+	for _, f := range files {
+		p := filepath.Join(dir, filepath.Clean("/"+f.path))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		tmp := p + ".tmp"
+		if err := os.WriteFile(tmp, f.data, f.mode); err != nil {
+			return err
+		}
+		if err := os.Chmod(tmp, f.mode); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}

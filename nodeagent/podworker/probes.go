@@ -1,0 +1,144 @@
+package podworker
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/logplane/logplane/dataplane/probe"
+	"github.com/logplane/logplane/dataplane/runtimeapi"
+)
+
+type probeKind string
+
+const (
+	startup   probeKind = "Startup"
+	liveness  probeKind = "Liveness"
+	readiness probeKind = "Readiness"
+)
+
+// startProbes starts one goroutine per probe of a running instance; they
+// end when the instance exits or the worker stops. An adopted instance takes
+// its started and ready state from the pod's last reported status.
+func (w *worker) startProbes(ctx context.Context, pod *corev1.Pod, spec *corev1.Container, c *ctr, st runtimeapi.ContainerStatus, adopted bool) {
+	pctx, cancel := context.WithCancel(ctx)
+	w.mu.Lock()
+	if c.probeCancel != nil {
+		c.probeCancel()
+	}
+	c.probeCancel = cancel
+	c.started = spec.StartupProbe == nil
+	c.ready = spec.ReadinessProbe == nil
+	if adopted {
+		for _, s := range append(pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses...) {
+			if s.Name == spec.Name && s.ContainerID == w.m.cfg.RuntimeName+"://"+st.ID {
+				c.started = c.started || (s.Started != nil && *s.Started)
+				c.ready = c.ready || s.Ready
+			}
+		}
+	}
+	var ip string
+	if w.sandbox != nil {
+		ip = w.sandbox.IP
+	}
+	w.mu.Unlock()
+	target := probe.Target{PodIP: ip, ContainerID: st.ID, Ports: spec.Ports, Exec: w.m.cfg.Runtime}
+	for kind, p := range map[probeKind]*corev1.Probe{startup: spec.StartupProbe, liveness: spec.LivenessProbe, readiness: spec.ReadinessProbe} {
+		if p != nil {
+			go w.probeLoop(pctx, pod, spec, c, kind, p, target, st.StartedAt)
+		}
+	}
+}
+
+func (w *worker) probeLoop(ctx context.Context, pod *corev1.Pod, spec *corev1.Container, c *ctr, kind probeKind, p *corev1.Probe, t probe.Target, startedAt time.Time) {
+	clk := w.clock()
+	sleep := func(d time.Duration) bool {
+		if d <= 0 {
+			return ctx.Err() == nil
+		}
+		tm := clk.NewTimer(d)
+		defer tm.Stop()
+		select {
+		case <-tm.C():
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	period := time.Duration(p.PeriodSeconds) * time.Second
+	if period <= 0 {
+		period = 10 * time.Second
+	}
+	failThreshold := int(p.FailureThreshold)
+	if failThreshold <= 0 {
+		failThreshold = 3
+	}
+	successThreshold := int(p.SuccessThreshold)
+	if successThreshold <= 0 || kind != readiness {
+		successThreshold = 1
+	}
+	delay := time.Duration(p.InitialDelaySeconds)*time.Second - clk.Since(startedAt)
+	if !sleep(delay) {
+		return
+	}
+	var successes, failures int
+	for {
+		w.mu.Lock()
+		started := c.started
+		w.mu.Unlock()
+		switch {
+		case kind == startup && started:
+			return
+		case kind != startup && !started:
+			if !sleep(period) {
+				return
+			}
+			continue
+		}
+		res, err := w.m.cfg.Prober.Probe(ctx, p, t)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			res = probe.Result{Message: err.Error()}
+		}
+		if res.Success {
+			successes, failures = successes+1, 0
+		} else {
+			successes, failures = 0, failures+1
+			w.event(pod, fieldPath(spec.Name, c.init), EventWarning, "Unhealthy", fmt.Sprintf("%s probe failed: %s", kind, res.Message))
+		}
+		changed, stop := false, false
+		w.mu.Lock()
+		switch kind {
+		case startup:
+			if res.Success {
+				c.started, changed, stop = true, true, true
+			} else if failures >= failThreshold {
+				c.killReason = fmt.Sprintf("Container %s failed startup probe, will be restarted", spec.Name)
+				changed, stop = true, true
+			}
+		case liveness:
+			if failures >= failThreshold {
+				c.killReason = fmt.Sprintf("Container %s failed liveness probe, will be restarted", spec.Name)
+				changed, stop = true, true
+			}
+		case readiness:
+			if res.Success && successes >= successThreshold && !c.ready {
+				c.ready, changed = true, true
+			}
+			if !res.Success && failures >= failThreshold && c.ready {
+				c.ready, changed = false, true
+			}
+		}
+		w.mu.Unlock()
+		if changed {
+			w.poke()
+		}
+		if stop || !sleep(period) {
+			return
+		}
+	}
+}
