@@ -71,6 +71,11 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtimeapi.ExecOptio
 	if stderr == nil {
 		stderr = io.Discard
 	}
+	if stdout == stderr {
+		// Both streams are copied concurrently: one writer needs a lock.
+		stdout = &lockedWriter{w: stdout}
+		stderr = stdout
+	}
 	cioOpts := []cio.Opt{cio.WithStreams(stdin, stdout, stderr), cio.WithFIFODir(filepath.Join(r.cfg.DataDir, "fifo"))}
 	if opts.TTY {
 		cioOpts = append(cioOpts, cio.WithTerminal)
@@ -123,6 +128,17 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtimeapi.ExecOptio
 		}
 		return -1, ctx.Err()
 	}
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // eofReader closes the process's stdin once the caller's stdin is drained.

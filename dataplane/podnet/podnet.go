@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/containerd/containerd/pkg/netns"
@@ -55,6 +56,18 @@ type Config struct {
 type Network struct {
 	cfg Config
 	cni gocni.CNI
+	// serial is held around CNI calls in race-detector builds only: there
+	// go-cni swaps its mutex for go-deadlock's, which takes concurrent
+	// read locks from different goroutines for a recursive lock and exits.
+	serial sync.Mutex
+}
+
+func (n *Network) lock() func() {
+	if !raceBuild {
+		return func() {}
+	}
+	n.serial.Lock()
+	return n.serial.Unlock
 }
 
 // Attachment is a pod's place on the network.
@@ -165,9 +178,11 @@ func (n *Network) Attach(ctx context.Context, id string, ports []runtimeapi.Port
 	if err != nil {
 		return Attachment{}, fmt.Errorf("podnet: new netns: %w", err)
 	}
+	unlock := n.lock()
 	res, err := n.cni.Setup(ctx, id, ns.GetPath(), n.nsOpts(ports)...)
+	unlock()
 	if err != nil {
-		derr := n.cni.Remove(ctx, id, ns.GetPath(), n.nsOpts(ports)...)
+		derr := n.remove(ctx, id, ns.GetPath(), ports)
 		rerr := ns.Remove()
 		return Attachment{}, errors.Join(fmt.Errorf("podnet: cni add %s: %w", id, err), derr, rerr)
 	}
@@ -180,7 +195,7 @@ func (n *Network) Attach(ctx context.Context, id string, ports []runtimeapi.Port
 		}
 	}
 	if ip == "" {
-		derr := n.cni.Remove(ctx, id, ns.GetPath(), n.nsOpts(ports)...)
+		derr := n.remove(ctx, id, ns.GetPath(), ports)
 		rerr := ns.Remove()
 		return Attachment{}, errors.Join(fmt.Errorf("podnet: cni add %s: no IP on eth0", id), derr, rerr)
 	}
@@ -211,7 +226,7 @@ func (n *Network) Detach(ctx context.Context, id, netnsPath string, ports []runt
 			path = "" // CNI DEL without a namespace still releases the IP
 		}
 	}
-	if err := n.cni.Remove(ctx, id, path, n.nsOpts(ports)...); err != nil {
+	if err := n.remove(ctx, id, path, ports); err != nil {
 		return fmt.Errorf("podnet: cni del %s: %w", id, err)
 	}
 	if path != "" {
@@ -220,6 +235,11 @@ func (n *Network) Detach(ctx context.Context, id, netnsPath string, ports []runt
 		}
 	}
 	return nil
+}
+
+func (n *Network) remove(ctx context.Context, id, path string, ports []runtimeapi.PortMapping) error {
+	defer n.lock()()
+	return n.cni.Remove(ctx, id, path, n.nsOpts(ports)...)
 }
 
 // Dial connects to addr (e.g. "127.0.0.1:8080") from inside the network

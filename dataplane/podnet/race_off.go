@@ -1,0 +1,5 @@
+//go:build !race
+
+package podnet
+
+const raceBuild = false
