@@ -1,0 +1,137 @@
+// Package apiservertest runs real logplane API servers for tests: an embedded log in a
+// temporary directory, TLS with a generated CA, an admin kubeconfig, on 127.0.0.1. Only tests
+// import it.
+package apiservertest
+
+import (
+	"context"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/logplane/logplane/apiserver"
+	"github.com/logplane/logplane/apiserver/pki"
+	"github.com/logplane/logplane/eventlog"
+)
+
+// Server is a running API server.
+type Server struct {
+	// URL is https://127.0.0.1:<port>.
+	URL string
+	// Kubeconfig is the path of an admin kubeconfig for it.
+	Kubeconfig string
+	// Config is the admin's client-go configuration.
+	Config *rest.Config
+	// DataDir holds the log and the TLS material.
+	DataDir string
+	Log     *eventlog.Log
+	API     *apiserver.Server
+	Addr    string
+
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// Options shape a test server.
+type Options struct {
+	// DataDir to use (to restart on the same data); default a new t.TempDir().
+	DataDir string
+	// Addr to listen on; default 127.0.0.1:0.
+	Addr string
+	// Durability of the log; default eventlog.Lazy (tests), eventlog.GroupCommit for benchmarks.
+	Durability eventlog.Durability
+	// Tokens is the bearer token file's content (token,user,uid[,groups] lines).
+	Tokens string
+	// Configure changes the server's configuration before it starts.
+	Configure func(*apiserver.Config)
+}
+
+// Start runs a server until the test ends (or Stop).
+func Start(t testing.TB, opts Options) *Server {
+	t.Helper()
+	if opts.DataDir == "" {
+		opts.DataDir = t.TempDir()
+	}
+	if opts.Addr == "" {
+		opts.Addr = "127.0.0.1:0"
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	l, err := eventlog.Open(ctx, eventlog.Config{DataDir: filepath.Join(opts.DataDir, "log"), Durability: opts.Durability})
+	if err != nil {
+		cancel()
+		t.Fatalf("apiservertest: opening the log: %v", err)
+	}
+	mat, err := pki.Load(filepath.Join(opts.DataDir, "pki"))
+	if err != nil {
+		cancel()
+		l.Close()
+		t.Fatalf("apiservertest: %v", err)
+	}
+	cfg := apiserver.Config{Log: l, TLS: mat.TLS}
+	if opts.Tokens != "" {
+		tf, err := apiserver.ParseTokens(strings.NewReader(opts.Tokens))
+		if err != nil {
+			t.Fatalf("apiservertest: tokens: %v", err)
+		}
+		cfg.Tokens = tf
+	}
+	if opts.Configure != nil {
+		opts.Configure(&cfg)
+	}
+	api, err := apiserver.New(cfg)
+	if err != nil {
+		cancel()
+		l.Close()
+		t.Fatalf("apiservertest: %v", err)
+	}
+	var ln net.Listener
+	for i := 0; ; i++ {
+		ln, err = net.Listen("tcp", opts.Addr)
+		if err == nil || i > 50 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond) // the previous server's socket may linger a moment
+	}
+	if err != nil {
+		cancel()
+		l.Close()
+		t.Fatalf("apiservertest: listen: %v", err)
+	}
+	s := &Server{URL: "https://" + ln.Addr().String(), DataDir: opts.DataDir, Log: l, API: api, Addr: ln.Addr().String(),
+		cancel: cancel, done: make(chan error, 1)}
+	go func() { s.done <- api.Serve(ctx, ln) }()
+	if err := api.Start(ctx); err != nil {
+		s.Stop()
+		t.Fatalf("apiservertest: start: %v", err)
+	}
+	s.Kubeconfig = filepath.Join(opts.DataDir, "kubeconfig")
+	if err := mat.WriteKubeconfig(s.Kubeconfig, s.URL); err != nil {
+		s.Stop()
+		t.Fatalf("apiservertest: %v", err)
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", s.Kubeconfig)
+	if err != nil {
+		s.Stop()
+		t.Fatalf("apiservertest: %v", err)
+	}
+	rc.QPS, rc.Burst = -1, 0 // no client-side rate limit
+	s.Config = rc
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Stop stops the server and closes its log. It may be called more than once.
+func (s *Server) Stop() {
+	if s.cancel == nil {
+		return
+	}
+	s.cancel()
+	<-s.done
+	s.Log.Close()
+	s.cancel = nil
+}

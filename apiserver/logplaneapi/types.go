@@ -1,0 +1,106 @@
+// Package logplaneapi holds the wire types and paths of logplane's own endpoints, served by the
+// API server beside the Kubernetes API under /apis/logplane.io/v1alpha1: object history, the
+// audit query and the log's status. Clients (lpctl) import it without the server.
+//
+// Reads "as of" the past use the Kubernetes URLs themselves with the At header.
+package logplaneapi
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Prefix is where the endpoints are served.
+const Prefix = "/apis/logplane.io/v1alpha1"
+
+// AtHeader, set on a get or list of the Kubernetes API, reads the state as it was at a
+// resourceVersion ("1234") or an RFC 3339 time ("2026-11-23T10:00:00Z"). The response's
+// resourceVersion is the one the state was read at.
+const AtHeader = "X-Logplane-At"
+
+// HistoryPath is the history of the object that the Kubernetes path names, for example
+// HistoryPath("/api/v1/namespaces/default/pods/nginx"). Deleted objects keep their history.
+func HistoryPath(objectPath string) string {
+	if len(objectPath) > 0 && objectPath[0] != '/' {
+		objectPath = "/" + objectPath
+	}
+	return Prefix + "/history" + objectPath
+}
+
+// AuditPath is the audit query. Parameters: since (a duration like 1h, or an RFC 3339 time),
+// actor (a name), actorKind (user, reconciler, node, system), resource (plural, optionally
+// resource.group), namespace, name, limit.
+const AuditPath = Prefix + "/audit"
+
+// StatusPath reports the log and the projection: first and last sequence, applied sequence.
+const StatusPath = Prefix + "/status"
+
+// Actor is who made a change.
+type Actor struct {
+	Kind string `json:"kind"` // user, reconciler, node, system
+	Name string `json:"name"`
+}
+
+// Revision is one event of an object's history.
+type Revision struct {
+	// ResourceVersion of the revision (the event's sequence in the log).
+	ResourceVersion string `json:"resourceVersion"`
+	// Type is ADDED, MODIFIED or DELETED.
+	Type   string    `json:"type"`
+	Reason string    `json:"reason"`
+	Actor  Actor     `json:"actor"`
+	Cause  string    `json:"cause,omitempty"` // the resourceVersion of the event this one reacted to
+	Time   time.Time `json:"time"`
+	// Object is the whole object after the change (for a deletion, its last state).
+	Object json.RawMessage `json:"object,omitempty"`
+	// Changes is the JSON merge patch from the previous revision to this one (absent for the
+	// first revision and for deletions).
+	Changes json.RawMessage `json:"changes,omitempty"`
+}
+
+// History is the answer of the history endpoint.
+type History struct {
+	Kind       string     `json:"kind"` // "History"
+	APIVersion string     `json:"apiVersion"`
+	Group      string     `json:"group"`
+	Resource   string     `json:"resource"`
+	Namespace  string     `json:"namespace,omitempty"`
+	Name       string     `json:"name"`
+	Items      []Revision `json:"items"`
+}
+
+// AuditEntry is one change in the audit answer.
+type AuditEntry struct {
+	ResourceVersion string    `json:"resourceVersion"`
+	Time            time.Time `json:"time"`
+	Type            string    `json:"type"`
+	Reason          string    `json:"reason"`
+	Actor           Actor     `json:"actor"`
+	Cause           string    `json:"cause,omitempty"`
+	Group           string    `json:"group,omitempty"`
+	Version         string    `json:"version"`
+	Kind            string    `json:"kind"`
+	Resource        string    `json:"resource"`
+	Namespace       string    `json:"namespace,omitempty"`
+	Name            string    `json:"name"`
+	UID             string    `json:"uid,omitempty"`
+}
+
+// Audit is the answer of the audit endpoint, oldest first.
+type Audit struct {
+	Kind       string       `json:"kind"` // "Audit"
+	APIVersion string       `json:"apiVersion"`
+	Items      []AuditEntry `json:"items"`
+}
+
+// Status is the answer of the status endpoint.
+type Status struct {
+	Kind       string `json:"kind"` // "Status"
+	APIVersion string `json:"apiVersion"`
+	// FirstSeq and LastSeq bound the log; Applied is the projection's position, Watchers the
+	// watches being served.
+	FirstSeq uint64 `json:"firstSeq"`
+	LastSeq  uint64 `json:"lastSeq"`
+	Applied  uint64 `json:"applied"`
+	Watchers int    `json:"watchers"`
+}

@@ -1,0 +1,184 @@
+package apiserver
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer/json"
+	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
+	"sigs.k8s.io/yaml"
+
+	"github.com/logplane/logplane/kinds"
+)
+
+// Media types the server reads and writes.
+const (
+	mediaJSON     = "application/json"
+	mediaYAML     = "application/yaml"
+	mediaProtobuf = "application/vnd.kubernetes.protobuf"
+	// mediaProtobufWatch is what a protobuf watch stream is sent as.
+	mediaProtobufWatch = "application/vnd.kubernetes.protobuf;stream=watch"
+)
+
+// output is what a client asked a response to be: a wire format and, optionally, a
+// transformation of the object (a Table, or metadata only).
+type output struct {
+	media string // mediaJSON, mediaYAML or mediaProtobuf
+	// as is "", "Table", "PartialObjectMetadata" or "PartialObjectMetadataList".
+	as string
+	// pretty asks for indented JSON.
+	pretty bool
+}
+
+var (
+	jsonSerializer   = json.NewSerializerWithOptions(json.DefaultMetaFactory, kinds.Scheme, kinds.Scheme, json.SerializerOptions{})
+	prettySerializer = json.NewSerializerWithOptions(json.DefaultMetaFactory, kinds.Scheme, kinds.Scheme, json.SerializerOptions{Pretty: true})
+	strictJSON       = json.NewSerializerWithOptions(json.DefaultMetaFactory, kinds.Scheme, kinds.Scheme, json.SerializerOptions{Strict: true})
+	strictYAML       = json.NewSerializerWithOptions(json.DefaultMetaFactory, kinds.Scheme, kinds.Scheme, json.SerializerOptions{Yaml: true, Strict: true})
+	protoSerializer  = protobuf.NewSerializer(kinds.Scheme, kinds.Scheme)
+	protoRaw         = protobuf.NewRawSerializer(kinds.Scheme, kinds.Scheme)
+)
+
+// negotiate picks the response format from the Accept header. ok is false when nothing the
+// client accepts can be served (406).
+func negotiate(r *http.Request) (output, bool) {
+	accept := r.Header.Get("Accept")
+	pretty := r.URL.Query().Get("pretty") == "true"
+	if accept == "" {
+		return output{media: mediaJSON, pretty: pretty}, true
+	}
+	for _, part := range strings.Split(accept, ",") {
+		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil {
+			continue
+		}
+		var media string
+		switch mt {
+		case mediaJSON, "*/*", "application/*":
+			media = mediaJSON
+		case mediaYAML:
+			media = mediaYAML
+		case mediaProtobuf:
+			media = mediaProtobuf
+		default:
+			continue
+		}
+		out := output{media: media, pretty: pretty || params["pretty"] == "1"}
+		if as := params["as"]; as != "" {
+			if params["g"] != "meta.k8s.io" || (params["v"] != "v1" && params["v"] != "v1beta1") {
+				continue
+			}
+			switch as {
+			case "Table", "PartialObjectMetadata", "PartialObjectMetadataList":
+				out.as = as
+			default:
+				continue
+			}
+		}
+		return out, true
+	}
+	return output{}, false
+}
+
+// contentType is the Content-Type of a response in format o.
+func (o output) contentType() string {
+	return o.media
+}
+
+// encode writes obj in format o.
+func (o output) encode(w io.Writer, obj runtime.Object) error {
+	switch o.media {
+	case mediaProtobuf:
+		return protoSerializer.Encode(obj, w)
+	case mediaYAML:
+		var buf bytes.Buffer
+		if err := jsonSerializer.Encode(obj, &buf); err != nil {
+			return err
+		}
+		y, err := yaml.JSONToYAML(buf.Bytes())
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(y)
+		return err
+	}
+	if o.pretty {
+		return prettySerializer.Encode(obj, w)
+	}
+	return jsonSerializer.Encode(obj, w)
+}
+
+// decodeBody reads a request body of kind k (or of the type of into) per its Content-Type.
+// Unknown and duplicate fields are errors when strict is set, and warnings otherwise (returned
+// in warnings). Malformed bodies, and bodies of another kind, are 400s.
+func decodeBody(r *http.Request, body []byte, gvk schema.GroupVersionKind, into runtime.Object, strict bool) (runtime.Object, []string, error) {
+	ct := r.Header.Get("Content-Type")
+	mt := mediaJSON
+	if ct != "" {
+		var err error
+		mt, _, err = mime.ParseMediaType(ct)
+		if err != nil {
+			return nil, nil, newUnsupportedMediaType(ct)
+		}
+	}
+	var obj runtime.Object
+	var err error
+	switch mt {
+	case mediaJSON, "*/*":
+		obj, _, err = strictJSON.Decode(body, &gvk, into)
+	case mediaYAML, "application/x-yaml", "text/yaml":
+		obj, _, err = strictYAML.Decode(body, &gvk, into)
+	case mediaProtobuf:
+		obj, _, err = protoSerializer.Decode(body, &gvk, into)
+	default:
+		return nil, nil, newUnsupportedMediaType(ct)
+	}
+	var warnings []string
+	if err != nil {
+		if !runtime.IsStrictDecodingError(err) || obj == nil {
+			return nil, nil, apierrors.NewBadRequest(fmt.Sprintf("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf: %v", err))
+		}
+		if strict {
+			return nil, nil, apierrors.NewBadRequest(err.Error())
+		}
+		if se, ok := err.(interface{ Errors() []error }); ok {
+			for _, e := range se.Errors() {
+				warnings = append(warnings, e.Error())
+			}
+		}
+	}
+	got := obj.GetObjectKind().GroupVersionKind()
+	if got != gvk {
+		return nil, nil, apierrors.NewBadRequest(fmt.Sprintf("the API version in the data (%s) does not match the expected API version (%s) or kind (%s vs %s)",
+			got.GroupVersion(), gvk.GroupVersion(), got.Kind, gvk.Kind))
+	}
+	return obj, warnings, nil
+}
+
+func newUnsupportedMediaType(ct string) error {
+	return apierrors.NewGenericServerResponse(http.StatusUnsupportedMediaType, "", schema.GroupResource{}, "",
+		fmt.Sprintf("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got %q)", ct), 0, false)
+}
+
+// fieldValidation reads the fieldValidation parameter: Strict makes unknown fields errors,
+// Warn (the default) warnings, Ignore drops them silently.
+func fieldValidation(r *http.Request) (strict, warn bool, err error) {
+	switch v := r.URL.Query().Get("fieldValidation"); v {
+	case "", metav1.FieldValidationWarn:
+		return false, true, nil
+	case metav1.FieldValidationStrict:
+		return true, false, nil
+	case metav1.FieldValidationIgnore:
+		return false, false, nil
+	default:
+		return false, false, apierrors.NewBadRequest(fmt.Sprintf("fieldValidation must be one of Ignore, Warn or Strict, not %q", v))
+	}
+}

@@ -1,0 +1,291 @@
+// Package apiserver serves the Kubernetes REST API that kubectl and client-go use, over
+// logplane's object log: discovery, OpenAPI, get/list/watch, create/update/patch (merge,
+// strategic merge, JSON patch, server-side apply)/delete/deletecollection, Tables, the status,
+// scale, binding and eviction subresources, authentication by client certificate and bearer
+// token, health and metrics; and logplane's own endpoints beside it: object history, reads as of
+// a past resourceVersion or time, and an audit query (see docs/apiserver.md).
+//
+// Writes go through the registry (the write path shared with reconcilers and node agents);
+// reads are served from a projection; watches from one follower of the log that feeds every
+// watcher. Embed it with New and Serve, or mount Handler after Start.
+package apiserver
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/logplane/logplane/eventlog"
+	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/projections"
+	"github.com/logplane/logplane/registry"
+)
+
+// Config configures a Server.
+type Config struct {
+	// Log is the object log. Required.
+	Log *eventlog.Log
+	// Store is a projection of Log. If nil, the server makes one and runs it from Start.
+	// If set, whoever made it runs it (projections.Store.Run).
+	Store *projections.Store
+	// Registry is the write path. If nil, the server makes one over Log and Store.
+	Registry *registry.Registry
+	// Catalog of the kinds served. Default kinds.Builtin().
+	Catalog *kinds.Catalog
+	// TLS is the server's TLS configuration, with client CAs for certificate authentication.
+	// Nil: Serve serves plain HTTP (then only bearer tokens authenticate). See pki.Load.
+	TLS *tls.Config
+	// Tokens authenticates bearer tokens. Nil: no token is valid.
+	Tokens *TokenFile
+	// Anonymous, if true, lets requests without credentials in as the user "system:anonymous"
+	// instead of answering 401. For tests and local experiments only.
+	Anonymous bool
+	// Metrics receives the server's metrics. Nil: a registry of its own, served on /metrics.
+	Metrics *prometheus.Registry
+	// Logger. Default slog.Default().
+	Logger *slog.Logger
+	// WatchCache is how many recent events the watch fan-out keeps in memory; watches from an
+	// older resourceVersion read the log first. Default 65536.
+	WatchCache int
+	// BookmarkInterval is how often watches that allow bookmarks get one. Default 10s.
+	BookmarkInterval time.Duration
+	// MaxRequestBody bounds request bodies. Default 3 MiB, as Kubernetes.
+	MaxRequestBody int64
+}
+
+// Server is the API server. It is safe for concurrent use.
+type Server struct {
+	cfg      Config
+	log      *eventlog.Log
+	store    *projections.Store
+	ownStore bool
+	reg      *registry.Registry
+	catalog  *kinds.Catalog
+	logger   *slog.Logger
+	metrics  *metrics
+	promReg  *prometheus.Registry
+	hub      *hub
+	encCache *encodingCache
+	openapi  *openAPI
+	nsKick   chan struct{}
+	watching atomic.Int64
+
+	startOnce sync.Once
+	startErr  error
+	started   chan struct{}
+	handler   http.Handler
+}
+
+// New returns a server; nothing runs until Start or Serve.
+func New(cfg Config) (*Server, error) {
+	if cfg.Log == nil {
+		return nil, errors.New("apiserver: config needs a Log")
+	}
+	if cfg.Catalog == nil {
+		cfg.Catalog = kinds.Builtin()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.WatchCache <= 0 {
+		cfg.WatchCache = 1 << 16
+	}
+	if cfg.BookmarkInterval <= 0 {
+		cfg.BookmarkInterval = 10 * time.Second
+	}
+	if cfg.MaxRequestBody <= 0 {
+		cfg.MaxRequestBody = 3 << 20
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     cfg.Log,
+		store:   cfg.Store,
+		catalog: cfg.Catalog,
+		logger:  cfg.Logger,
+		started: make(chan struct{}),
+		nsKick:  make(chan struct{}, 1),
+	}
+	if s.store == nil {
+		s.store = projections.New(cfg.Catalog, cfg.Logger)
+		s.ownStore = true
+	}
+	s.reg = cfg.Registry
+	if s.reg == nil {
+		reg, err := registry.New(registry.Config{Log: cfg.Log, Store: s.store, Catalog: cfg.Catalog, Logger: cfg.Logger})
+		if err != nil {
+			return nil, err
+		}
+		s.reg = reg
+	}
+	s.promReg = cfg.Metrics
+	if s.promReg == nil {
+		s.promReg = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(s.promReg)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics = m
+	s.encCache = newEncodingCache()
+	s.hub = newHub(s, cfg.WatchCache)
+	oa, err := newOpenAPI(s.catalog, s.reg.TypeConverter())
+	if err != nil {
+		return nil, err
+	}
+	s.openapi = oa
+	s.handler = s.buildHandler()
+	return s, nil
+}
+
+// Registry returns the server's write path, for in-process writers.
+func (s *Server) Registry() *registry.Registry { return s.reg }
+
+// Store returns the projection the server reads from.
+func (s *Server) Store() *projections.Store { return s.store }
+
+// Start runs what the server needs in the background until ctx ends: the projection (if the
+// server made it), the watch fan-out and the namespace lifecycle. It returns once the
+// projection has caught up with the log and the initial namespaces exist.
+func (s *Server) Start(ctx context.Context) error {
+	s.startOnce.Do(func() {
+		s.startErr = s.start(ctx)
+		close(s.started)
+	})
+	return s.startErr
+}
+
+func (s *Server) start(ctx context.Context) error {
+	s.hub.start(ctx)
+	if s.ownStore {
+		go func() {
+			err := s.store.Run(ctx, s.log)
+			if err != nil && ctx.Err() == nil {
+				s.logger.Error("apiserver: projection stopped", "err", err)
+			}
+		}()
+	}
+	if _, err := s.reg.ConsistentRead(ctx); err != nil {
+		return fmt.Errorf("apiserver: catching up with the log: %w", err)
+	}
+	if err := s.bootstrap(ctx); err != nil {
+		return err
+	}
+	go s.namespaceLifecycle(ctx)
+	go s.encCache.sweep(ctx, s.store)
+	return nil
+}
+
+// Handler returns the HTTP handler of the whole API. Call Start first (Serve does).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Serve starts the server (see Start) and serves ln until ctx ends, with TLS when Config.TLS is
+// set. It returns nil after a clean shutdown.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if err := s.Start(ctx); err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	if s.cfg.TLS != nil {
+		hs.TLSConfig = s.cfg.TLS.Clone()
+		if len(hs.TLSConfig.NextProtos) == 0 {
+			hs.TLSConfig.NextProtos = []string{"h2", "http/1.1"}
+		}
+		ln = tls.NewListener(ln, hs.TLSConfig)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("apiserver: serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		// Watches are long requests: close what is left.
+		_ = hs.Close() // the listener is gone either way
+	}
+	<-errc
+	return nil
+}
+
+// buildHandler puts the routes behind authentication, metrics and panic recovery.
+func (s *Server) buildHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &recorder{ResponseWriter: w, code: http.StatusOK}
+		start := time.Now()
+		info := s.parse(r)
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.logger.Error("apiserver: panic serving a request", "method", r.Method, "path", r.URL.Path, "panic", p, "stack", string(debug.Stack()))
+				if !rec.wrote {
+					writeError(rec, r, apierrors.NewInternalError(fmt.Errorf("internal error: %v", p)))
+				}
+			}
+			s.metrics.observe(info, rec.code, time.Since(start))
+		}()
+		select {
+		case <-s.started:
+		default:
+			if !info.health {
+				writeError(rec, r, apierrors.NewServiceUnavailable("the server is starting"))
+				return
+			}
+		}
+		user, ok := s.authenticate(r)
+		if !ok && !info.public {
+			writeError(rec, r, apierrors.NewUnauthorized("Unauthorized"))
+			return
+		}
+		r = r.WithContext(withUser(r.Context(), user))
+		s.route(rec, r, info)
+	})
+}
+
+// recorder remembers the status code of a response, for metrics and recovery.
+type recorder struct {
+	http.ResponseWriter
+	code  int
+	wrote bool
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if !r.wrote {
+		r.code, r.wrote = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	r.wrote = true
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		r.wrote = true
+		f.Flush()
+	}
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

@@ -1,0 +1,167 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/logplane/logplane/eventlog"
+	"github.com/logplane/logplane/kinds"
+	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
+)
+
+// Delete deletes the object, or starts its deletion. It returns the object as it is after the
+// call and whether it is gone:
+//   - with preconditions (uid, resourceVersion) that do not hold: 409 Conflict;
+//   - a Namespace is marked Terminating (deletionTimestamp, status.phase); the namespace
+//     lifecycle then deletes its content and removes it;
+//   - an object with finalizers (including the orphan or foregroundDeletion finalizer that the
+//     propagation policy asks for, recorded for the garbage collector) gets a deletionTimestamp
+//     and stays until its finalizers are removed;
+//   - a pod bound to a node is deleted gracefully: deletionTimestamp is now plus the grace
+//     period, and the node agent removes it once its containers are stopped (by deleting it
+//     again with a grace period of 0); a pod on no node, or already finished, goes at once;
+//   - anything else is removed: a tombstone is appended, carrying the last state.
+func (r *Registry) Delete(ctx context.Context, k *kinds.Kind, ns, name string, opts metav1.DeleteOptions, req Request) (runtime.Object, bool, error) {
+	key := keyOf(k, ns, name)
+	fromLog := false
+	for attempt := 0; ; attempt++ {
+		cur, err := r.current(ctx, k, key, fromLog)
+		if err != nil {
+			return nil, false, err
+		}
+		m, _ := meta.Accessor(cur.obj)
+		if p := opts.Preconditions; p != nil {
+			if p.UID != nil && *p.UID != m.GetUID() {
+				return nil, false, apierrors.NewConflict(k.GroupResource(), name,
+					fmt.Errorf("Precondition failed: UID in precondition: %v, UID in object meta: %v", *p.UID, m.GetUID()))
+			}
+			if p.ResourceVersion != nil && *p.ResourceVersion != m.GetResourceVersion() {
+				return nil, false, apierrors.NewConflict(k.GroupResource(), name,
+					fmt.Errorf("Precondition failed: ResourceVersion in precondition: %v, ResourceVersion in object meta: %v", *p.ResourceVersion, m.GetResourceVersion()))
+			}
+		}
+		obj, gone, changed, err := r.deletion(k, cur.obj, opts)
+		if err != nil {
+			return nil, false, err
+		}
+		if !changed {
+			return cur.obj, false, nil // deletion already in progress
+		}
+		typ := eventv1.ChangeType_CHANGE_TYPE_MODIFIED
+		if gone {
+			typ = eventv1.ChangeType_CHANGE_TYPE_DELETED
+		}
+		reason := req.Reason
+		if reason == "" {
+			reason = ReasonDelete
+		}
+		ev, err := r.newEvent(k, obj, typ, reason, req)
+		if err != nil {
+			return nil, false, apierrors.NewInternalError(err)
+		}
+		if req.DryRun || len(opts.DryRun) > 0 {
+			return obj, gone, nil
+		}
+		seq, err := r.log.Append(ctx, ev, cur.seq)
+		if errors.Is(err, eventlog.ErrConflict) && opts.Preconditions == nil && attempt < maxAttempts {
+			fromLog = true
+			continue
+		}
+		if err != nil {
+			return nil, false, statusError(k, name, err)
+		}
+		if err := r.store.WaitFor(ctx, seq); err != nil {
+			return nil, false, statusError(k, name, err)
+		}
+		setRV(obj, seq)
+		return obj, gone, nil
+	}
+}
+
+// deletion decides what deleting cur does: the object to write, whether it is a tombstone,
+// and whether anything changes at all.
+func (r *Registry) deletion(k *kinds.Kind, cur runtime.Object, opts metav1.DeleteOptions) (obj runtime.Object, gone, changed bool, err error) {
+	obj = cur.DeepCopyObject()
+	m, _ := meta.Accessor(obj)
+	now := r.now()
+
+	if ns, ok := obj.(*corev1.Namespace); ok {
+		if ns.DeletionTimestamp != nil {
+			return obj, false, false, nil
+		}
+		t := metav1.NewTime(now.Truncate(time.Second))
+		ns.DeletionTimestamp = &t
+		ns.DeletionGracePeriodSeconds = ptrInt64(0)
+		ns.Status.Phase = corev1.NamespaceTerminating
+		return obj, false, true, nil
+	}
+
+	finalizers := m.GetFinalizers()
+	switch {
+	case opts.PropagationPolicy != nil && *opts.PropagationPolicy == metav1.DeletePropagationOrphan,
+		opts.PropagationPolicy == nil && opts.OrphanDependents != nil && *opts.OrphanDependents:
+		finalizers = addFinalizer(finalizers, metav1.FinalizerOrphanDependents)
+	case opts.PropagationPolicy != nil && *opts.PropagationPolicy == metav1.DeletePropagationForeground:
+		finalizers = addFinalizer(finalizers, metav1.FinalizerDeleteDependents)
+	}
+	grace := int64(0)
+	if pod, ok := obj.(*corev1.Pod); ok && pod.Spec.NodeName != "" &&
+		pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed {
+		grace = corev1.DefaultTerminationGracePeriodSeconds
+		if pod.Spec.TerminationGracePeriodSeconds != nil {
+			grace = *pod.Spec.TerminationGracePeriodSeconds
+		}
+	}
+	if opts.GracePeriodSeconds != nil {
+		grace = max(*opts.GracePeriodSeconds, 0)
+	}
+	if _, ok := obj.(*corev1.Pod); !ok {
+		grace = 0 // only pods terminate gracefully
+	}
+
+	if dt := m.GetDeletionTimestamp(); dt != nil {
+		// Deletion is in progress: it may only be shortened.
+		deadline := now.Add(time.Duration(grace) * time.Second)
+		if grace == 0 && len(finalizers) == 0 {
+			return obj, true, true, nil
+		}
+		if deadline.Before(dt.Time) {
+			t := metav1.NewTime(deadline)
+			m.SetDeletionTimestamp(&t)
+			m.SetDeletionGracePeriodSeconds(&grace)
+			m.SetFinalizers(finalizers)
+			return obj, false, true, nil
+		}
+		if !slices.Equal(finalizers, m.GetFinalizers()) {
+			m.SetFinalizers(finalizers)
+			return obj, false, true, nil
+		}
+		return obj, false, false, nil
+	}
+	if grace == 0 && len(finalizers) == 0 {
+		return obj, true, true, nil
+	}
+	t := metav1.NewTime(now.Add(time.Duration(grace) * time.Second))
+	m.SetDeletionTimestamp(&t)
+	m.SetDeletionGracePeriodSeconds(&grace)
+	m.SetFinalizers(finalizers)
+	return obj, false, true, nil
+}
+
+func addFinalizer(fs []string, f string) []string {
+	if slices.Contains(fs, f) {
+		return fs
+	}
+	return append(slices.Clone(fs), f)
+}
+
+func ptrInt64(v int64) *int64 { return &v }

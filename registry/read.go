@@ -1,0 +1,326 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/logplane/logplane/eventlog"
+	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/projections"
+	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
+)
+
+// ReadOptions say which state a read sees.
+type ReadOptions struct {
+	// ResourceVersion and ResourceVersionMatch have their Kubernetes meaning: "" reads the
+	// latest state (a consistent read: the projection catches up with the log first), "0" any
+	// state the server has, N a state at least as new as N (NotOlderThan, the default for N) or
+	// exactly N (Exact: served from the log).
+	ResourceVersion      string
+	ResourceVersionMatch metav1.ResourceVersionMatch
+	// At, when not 0, reads the state as it was at that sequence (time travel), from the log.
+	At uint64
+}
+
+// Query selects objects for List.
+type Query struct {
+	Namespace string          // empty: all namespaces
+	Labels    labels.Selector // nil: everything
+	Fields    fields.Selector // nil: everything
+}
+
+// ParseResourceVersion reads a resourceVersion; "" and "0" are 0. A malformed one is a 400.
+func ParseResourceVersion(rv string) (uint64, error) {
+	if rv == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(rv, 10, 64)
+	if err != nil {
+		return 0, apierrors.NewBadRequest(fmt.Sprintf("invalid resource version %q", rv))
+	}
+	return n, nil
+}
+
+// ConsistentRead waits until the projection has applied everything the log held when it was
+// called.
+func (r *Registry) ConsistentRead(ctx context.Context) (uint64, error) {
+	_, last, err := r.log.Bounds(ctx)
+	if err != nil {
+		return 0, apierrors.NewServiceUnavailable(err.Error())
+	}
+	if err := r.store.WaitFor(ctx, last); err != nil {
+		return 0, apierrors.NewTimeoutError(err.Error(), 1)
+	}
+	return last, nil
+}
+
+// waitFresh prepares a read of the projection per opts. It returns exact > 0 when the read has
+// to be served from the log at that sequence.
+func (r *Registry) waitFresh(ctx context.Context, opts ReadOptions) (exact uint64, err error) {
+	if opts.At > 0 {
+		return opts.At, nil
+	}
+	rv, err := ParseResourceVersion(opts.ResourceVersion)
+	if err != nil {
+		return 0, err
+	}
+	switch opts.ResourceVersionMatch {
+	case "", metav1.ResourceVersionMatchNotOlderThan, metav1.ResourceVersionMatchExact:
+	default:
+		return 0, apierrors.NewBadRequest(fmt.Sprintf("unknown resourceVersionMatch %q", opts.ResourceVersionMatch))
+	}
+	if opts.ResourceVersionMatch != "" && opts.ResourceVersion == "" {
+		return 0, apierrors.NewBadRequest("resourceVersionMatch is forbidden unless resourceVersion is provided")
+	}
+	if opts.ResourceVersionMatch == metav1.ResourceVersionMatchExact {
+		if rv == 0 {
+			return 0, apierrors.NewBadRequest("resourceVersionMatch \"Exact\" is forbidden for resourceVersion \"0\"")
+		}
+		if rv != r.store.Applied() {
+			if err := r.waitFor(ctx, rv); err != nil {
+				return 0, err
+			}
+			if rv != r.store.Applied() {
+				return rv, nil
+			}
+		}
+		return 0, nil
+	}
+	switch {
+	case opts.ResourceVersion == "":
+		_, err := r.ConsistentRead(ctx)
+		return 0, err
+	case rv == 0:
+		return 0, nil
+	}
+	return 0, r.waitFor(ctx, rv)
+}
+
+// waitFor waits, at most the read timeout, for the projection to reach rv; past it the answer is
+// Kubernetes' "Too large resource version" (504 with a ResourceVersionTooLarge cause).
+func (r *Registry) waitFor(ctx context.Context, rv uint64) error {
+	if r.store.Applied() >= rv {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, r.readTimeout)
+	defer cancel()
+	if err := r.store.WaitFor(wctx, rv); err != nil {
+		if ctx.Err() != nil {
+			return apierrors.NewTimeoutError(ctx.Err().Error(), 1)
+		}
+		return TooLargeResourceVersion(rv, r.store.Applied())
+	}
+	return nil
+}
+
+// TooLargeResourceVersion is the error of a read at a resourceVersion the server has not reached.
+func TooLargeResourceVersion(want, have uint64) error {
+	err := apierrors.NewTimeoutError(fmt.Sprintf("Too large resource version: %d, current: %d", want, have), 1)
+	err.ErrStatus.Details.Causes = []metav1.StatusCause{{
+		Type: metav1.CauseTypeResourceVersionTooLarge, Message: "Too large resource version"}}
+	return err
+}
+
+// Get returns the object per opts, with its resourceVersion set. 404 if it does not exist (or
+// did not, at the sequence asked for).
+func (r *Registry) Get(ctx context.Context, k *kinds.Kind, ns, name string, opts ReadOptions) (runtime.Object, error) {
+	o, err := r.GetObject(ctx, k, ns, name, opts)
+	if err != nil {
+		return nil, err
+	}
+	obj, err := o.Decode()
+	if err != nil {
+		return nil, apierrors.NewInternalError(err)
+	}
+	return obj, nil
+}
+
+// GetObject is Get without decoding the object.
+func (r *Registry) GetObject(ctx context.Context, k *kinds.Kind, ns, name string, opts ReadOptions) (*projections.Object, error) {
+	exact, err := r.waitFresh(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	key := keyOf(k, ns, name)
+	if exact > 0 {
+		rec, err := r.log.At(ctx, key, exact)
+		if err != nil {
+			return nil, statusError(k, name, err)
+		}
+		if rec.Err != nil {
+			return nil, apierrors.NewInternalError(rec.Err)
+		}
+		return ObjectOf(k, rec), nil
+	}
+	o, ok := r.store.Get(key)
+	if !ok {
+		return nil, apierrors.NewNotFound(k.GroupResource(), name)
+	}
+	return o, nil
+}
+
+// List returns the objects of kind k matching q per opts, sorted by namespace and name, and the
+// resourceVersion of the state they were read from.
+func (r *Registry) List(ctx context.Context, k *kinds.Kind, q Query, opts ReadOptions) ([]*projections.Object, uint64, error) {
+	exact, err := r.waitFresh(ctx, opts)
+	if err != nil {
+		return nil, 0, err
+	}
+	if exact > 0 {
+		return r.listAt(ctx, k, q, exact)
+	}
+	objs, rv := r.store.List(projections.Query{Resource: k.GroupResource(), Namespace: q.Namespace, Labels: q.Labels, Fields: q.Fields})
+	return objs, rv, nil
+}
+
+// listAt rebuilds the list as it was at sequence seq from the log.
+func (r *Registry) listAt(ctx context.Context, k *kinds.Kind, q Query, seq uint64) ([]*projections.Object, uint64, error) {
+	live := map[eventlog.Key]*projections.Object{}
+	gr := k.GroupResource()
+	err := r.Scan(ctx, 0, seq, func(rec eventlog.Record) error {
+		if rec.Err != nil {
+			return nil
+		}
+		key := eventlog.KeyOf(rec.Event)
+		if (schema.GroupResource{Group: key.Group, Resource: key.Resource}) != gr {
+			return nil
+		}
+		if q.Namespace != "" && key.Namespace != q.Namespace {
+			return nil
+		}
+		if rec.Tombstone() {
+			delete(live, key)
+			return nil
+		}
+		live[key] = ObjectOf(k, rec)
+		return nil
+	})
+	if err != nil {
+		return nil, 0, statusError(k, "", err)
+	}
+	var out []*projections.Object
+	for _, o := range live {
+		if q.Labels != nil && !q.Labels.Empty() && !q.Labels.Matches(o.Labels) {
+			continue
+		}
+		if q.Fields != nil && !q.Fields.Empty() && !q.Fields.Matches(o.Fields) {
+			continue
+		}
+		out = append(out, o)
+	}
+	sortObjects(out)
+	return out, seq, nil
+}
+
+// errStop ends a scan early.
+var errStop = errors.New("registry: stop")
+
+// Scan calls fn for every event after sequence from up to and including until (clamped to the
+// last sequence in the log), in order. ErrGone (410) if from is older than retention kept.
+func (r *Registry) Scan(ctx context.Context, from, until uint64, fn func(eventlog.Record) error) error {
+	_, last, err := r.log.Bounds(ctx)
+	if err != nil {
+		return err
+	}
+	until = min(until, last)
+	if until <= from {
+		return nil
+	}
+	err = r.log.Follow(ctx, eventlog.Filter{}, from, func(rec eventlog.Record) error {
+		if err := fn(rec); err != nil {
+			return err
+		}
+		if rec.Seq >= until {
+			return errStop
+		}
+		return nil
+	})
+	if errors.Is(err, errStop) {
+		return nil
+	}
+	return err
+}
+
+// SeqAt returns the sequence of the last event stored at or before t: the resourceVersion of
+// the state at that time. 0 if the log has nothing that old.
+func (r *Registry) SeqAt(ctx context.Context, t time.Time) (uint64, error) {
+	var seq uint64
+	err := r.Scan(ctx, 0, ^uint64(0), func(rec eventlog.Record) error {
+		if rec.Stored.After(t) {
+			return errStop
+		}
+		seq = rec.Seq
+		return nil
+	})
+	if err != nil {
+		return 0, statusError(nil, "", err)
+	}
+	return seq, nil
+}
+
+// History returns every revision of the object still in the log, tombstones included, oldest
+// first. It is empty if the object never existed.
+func (r *Registry) History(ctx context.Context, k *kinds.Kind, ns, name string) ([]eventlog.Record, error) {
+	recs, err := r.log.History(ctx, keyOf(k, ns, name))
+	if err != nil {
+		return nil, statusError(k, name, err)
+	}
+	return recs, nil
+}
+
+// AuditQuery selects events for Audit.
+type AuditQuery struct {
+	Since    time.Time        // zero: from the start of the log
+	Actor    string           // the actor's name; empty: anyone
+	Kind     eventv1.ActorKind // 0: any kind of actor
+	Resource schema.GroupResource
+	// Namespace and Name narrow the resource; empty: any.
+	Namespace, Name string
+	Limit           int // 0: no limit
+}
+
+// Audit returns the events matching q, oldest first.
+func (r *Registry) Audit(ctx context.Context, q AuditQuery) ([]eventlog.Record, error) {
+	var out []eventlog.Record
+	err := r.Scan(ctx, 0, ^uint64(0), func(rec eventlog.Record) error {
+		if rec.Err != nil || rec.Stored.Before(q.Since) {
+			return nil
+		}
+		ev := rec.Event
+		if q.Actor != "" && ev.GetActor().GetName() != q.Actor {
+			return nil
+		}
+		if q.Kind != 0 && ev.GetActor().GetKind() != q.Kind {
+			return nil
+		}
+		ref := ev.GetRef()
+		if q.Resource.Resource != "" && (ref.GetResource() != q.Resource.Resource || ref.GetGroup() != q.Resource.Group) {
+			return nil
+		}
+		if q.Namespace != "" && ref.GetNamespace() != q.Namespace {
+			return nil
+		}
+		if q.Name != "" && ref.GetName() != q.Name {
+			return nil
+		}
+		out = append(out, rec)
+		if q.Limit > 0 && len(out) >= q.Limit {
+			return errStop
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, statusError(nil, "", err)
+	}
+	return out, nil
+}

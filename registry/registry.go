@@ -1,0 +1,293 @@
+// Package registry is the write path of logplane's object store, used in-process by every writer:
+// the API server, and reconcilers and node agents that append to the log directly. It does what a
+// Kubernetes API server's store does before and after a write: defaulting, validation, uid,
+// creationTimestamp, generation, generateName, managedFields, status/spec separation, optimistic
+// concurrency, graceful deletion and finalizers; it appends the result to the log as an
+// ObjectChanged event carrying the actor, the cause and a reason, and it waits until the
+// projection has applied the event before it returns (read your writes).
+//
+// Errors are apimachinery StatusErrors (k8s.io/apimachinery/pkg/api/errors), ready to be sent to
+// a Kubernetes client.
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/managedfields"
+	"k8s.io/client-go/applyconfigurations"
+	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
+
+	"github.com/logplane/logplane/defaults"
+	"github.com/logplane/logplane/eventlog"
+	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/projections"
+	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
+)
+
+// objectLog is what the registry needs of the log.
+type objectLog interface {
+	Append(ctx context.Context, ev *eventv1.ObjectChanged, expect uint64) (uint64, error)
+	Create(ctx context.Context, ev *eventv1.ObjectChanged) (uint64, error)
+	Get(ctx context.Context, key eventlog.Key) (eventlog.Record, error)
+	History(ctx context.Context, key eventlog.Key) ([]eventlog.Record, error)
+	At(ctx context.Context, key eventlog.Key, seq uint64) (eventlog.Record, error)
+	Follow(ctx context.Context, f eventlog.Filter, after uint64, fn func(eventlog.Record) error) error
+	Bounds(ctx context.Context) (first, last uint64, err error)
+}
+
+// readModel is what the registry needs of the projection.
+type readModel interface {
+	Applied() uint64
+	WaitFor(ctx context.Context, seq uint64) error
+	Get(key eventlog.Key) (*projections.Object, bool)
+	List(q projections.Query) ([]*projections.Object, uint64)
+}
+
+var (
+	_ objectLog = (*eventlog.Log)(nil)
+	_ readModel = (*projections.Store)(nil)
+)
+
+// Config configures a Registry.
+type Config struct {
+	// Log is the object log. Required.
+	Log *eventlog.Log
+	// Store is a projection of Log that someone runs (projections.Store.Run). Required.
+	Store *projections.Store
+	// Catalog of the kinds served. Default kinds.Builtin().
+	Catalog *kinds.Catalog
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Logger. Default slog.Default().
+	Logger *slog.Logger
+	// ReadTimeout bounds how long a read waits for the projection to reach a requested
+	// resourceVersion before it answers 504 (too large resource version). Default 3s.
+	ReadTimeout time.Duration
+}
+
+// Registry reads and writes objects. It is safe for concurrent use.
+type Registry struct {
+	log         objectLog
+	store       readModel
+	catalog     *kinds.Catalog
+	now         func() time.Time
+	logger      *slog.Logger
+	readTimeout time.Duration
+
+	typeConverter managedfields.TypeConverter
+
+	mu            sync.Mutex
+	fieldManagers map[fmKey]*managedfields.FieldManager
+	shapes        map[*kinds.Kind]*shape
+
+	allocMu     sync.Mutex
+	recentIPs   map[string]bool
+	recentPorts map[int32]bool
+}
+
+type fmKey struct {
+	gvk         schema.GroupVersionKind
+	subresource string
+}
+
+// New returns a registry over cfg.Log and cfg.Store.
+func New(cfg Config) (*Registry, error) {
+	if cfg.Log == nil || cfg.Store == nil {
+		return nil, errors.New("registry: config needs a Log and a Store")
+	}
+	if cfg.Catalog == nil {
+		cfg.Catalog = kinds.Builtin()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.ReadTimeout == 0 {
+		cfg.ReadTimeout = 3 * time.Second
+	}
+	return &Registry{
+		log:           cfg.Log,
+		store:         cfg.Store,
+		catalog:       cfg.Catalog,
+		now:           cfg.Now,
+		logger:        cfg.Logger,
+		readTimeout:   cfg.ReadTimeout,
+		typeConverter: applyconfigurations.NewTypeConverter(kinds.Scheme),
+		fieldManagers: map[fmKey]*managedfields.FieldManager{},
+		shapes:        map[*kinds.Kind]*shape{},
+		recentIPs:     map[string]bool{},
+		recentPorts:   map[int32]bool{},
+	}, nil
+}
+
+// Catalog returns the kinds the registry serves.
+func (r *Registry) Catalog() *kinds.Catalog { return r.catalog }
+
+// TypeConverter returns the structured-merge-diff type converter of the built-in kinds, whose
+// schemas also describe them in OpenAPI.
+func (r *Registry) TypeConverter() managedfields.TypeConverter { return r.typeConverter }
+
+// Actor is who makes a change.
+type Actor struct {
+	Kind eventv1.ActorKind
+	Name string
+}
+
+// User is an authenticated user of the API.
+func User(name string) Actor { return Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Name: name} }
+
+// Reconciler is a logplane reconciler, by name (scheduler, replicaset, ...).
+func Reconciler(name string) Actor {
+	return Actor{Kind: eventv1.ActorKind_ACTOR_KIND_RECONCILER, Name: name}
+}
+
+// Node is a node agent, by node name.
+func Node(name string) Actor { return Actor{Kind: eventv1.ActorKind_ACTOR_KIND_NODE, Name: name} }
+
+// System is logplane itself.
+func System(name string) Actor { return Actor{Kind: eventv1.ActorKind_ACTOR_KIND_SYSTEM, Name: name} }
+
+func (a Actor) proto() *eventv1.Actor { return &eventv1.Actor{Kind: a.Kind, Name: a.Name} }
+
+// Request says who writes and why. The zero value is an anonymous user's own command.
+type Request struct {
+	Actor Actor
+	// Cause is the sequence of the event this write reacts to; 0 for a user's own command.
+	Cause uint64
+	// Reason overrides the reason the registry derives (create, spec, status, metadata, ...).
+	Reason string
+	// FieldManager names the manager in metadata.managedFields. Default: the actor's name.
+	FieldManager string
+	// DryRun runs every step but the append.
+	DryRun bool
+}
+
+func (q Request) manager() string {
+	if q.FieldManager != "" {
+		return q.FieldManager
+	}
+	if q.Actor.Name != "" {
+		return q.Actor.Name
+	}
+	return "unknown"
+}
+
+// Reasons the registry writes into events.
+const (
+	ReasonCreate   = "create"
+	ReasonSpec     = "spec"
+	ReasonUpdate   = "update" // a change to a kind with no spec (ConfigMap data, ...)
+	ReasonStatus   = "status"
+	ReasonMetadata = "metadata"
+	ReasonScale    = "scale"
+	ReasonBind     = "bind"
+	ReasonFinalize = "finalize"
+	ReasonDelete   = "delete"
+)
+
+// shape says which of the conventional top-level fields a kind's Go type has.
+type shape struct {
+	spec, status bool
+}
+
+func (r *Registry) shapeOf(k *kinds.Kind) *shape {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s, ok := r.shapes[k]; ok {
+		return s
+	}
+	t := reflect.TypeOf(k.New()).Elem()
+	_, spec := t.FieldByName("Spec")
+	_, status := t.FieldByName("Status")
+	s := &shape{spec: spec, status: status && k.HasSubresource("status")}
+	r.shapes[k] = s
+	return s
+}
+
+// FieldManager returns the managedFields manager of k's main resource ("") or a subresource.
+func (r *Registry) FieldManager(k *kinds.Kind, subresource string) (*managedfields.FieldManager, error) {
+	key := fmKey{k.GroupVersionKind, subresource}
+	r.mu.Lock()
+	fm, ok := r.fieldManagers[key]
+	r.mu.Unlock()
+	if ok {
+		return fm, nil
+	}
+	reset := map[fieldpath.APIVersion]fieldpath.Filter{}
+	if k.HasSubresource("status") {
+		var set *fieldpath.Set
+		if subresource == "status" {
+			set = fieldpath.NewSet(fieldpath.MakePathOrDie("spec"), fieldpath.MakePathOrDie("metadata", "labels"))
+		} else if subresource == "" {
+			set = fieldpath.NewSet(fieldpath.MakePathOrDie("status"))
+		}
+		if set != nil {
+			reset[fieldpath.APIVersion(k.GroupVersion().String())] = fieldpath.NewExcludeSetFilter(set)
+		}
+	}
+	fm, err := managedfields.NewDefaultFieldManager(r.typeConverter, kinds.Scheme, defaulter{}, kinds.Scheme,
+		k.GroupVersionKind, k.GroupVersion(), subresource, reset)
+	if err != nil {
+		return nil, fmt.Errorf("registry: field manager for %v: %w", k.GroupVersionKind, err)
+	}
+	r.mu.Lock()
+	r.fieldManagers[key] = fm
+	r.mu.Unlock()
+	return fm, nil
+}
+
+// defaulter applies logplane's defaults for the field manager.
+type defaulter struct{}
+
+func (defaulter) Default(obj runtime.Object) { defaults.Apply(obj) }
+
+// keyOf names an object of kind k in the log.
+func keyOf(k *kinds.Kind, namespace, name string) eventlog.Key {
+	return eventlog.Key{Group: k.Group, Resource: k.Resource, Namespace: namespace, Name: name}
+}
+
+// statusError translates log errors into Kubernetes Status errors. Errors that already are
+// StatusErrors pass unchanged.
+func statusError(k *kinds.Kind, name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var se apierrors.APIStatus
+	if errors.As(err, &se) {
+		return err
+	}
+	var gr schema.GroupResource
+	if k != nil {
+		gr = k.GroupResource()
+	}
+	switch {
+	case errors.Is(err, eventlog.ErrExists):
+		return apierrors.NewAlreadyExists(gr, name)
+	case errors.Is(err, eventlog.ErrConflict):
+		return apierrors.NewConflict(gr, name, errors.New(optimisticLockMessage))
+	case errors.Is(err, eventlog.ErrNotFound):
+		return apierrors.NewNotFound(gr, name)
+	case errors.Is(err, eventlog.ErrGone):
+		return apierrors.NewResourceExpired(fmt.Sprintf("too old resource version: %v", err))
+	case errors.Is(err, eventlog.ErrTooLarge):
+		return apierrors.NewRequestEntityTooLargeError(err.Error())
+	case errors.Is(err, eventlog.ErrClosed):
+		return apierrors.NewServiceUnavailable(err.Error())
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return apierrors.NewTimeoutError(err.Error(), 1)
+	}
+	return apierrors.NewInternalError(err)
+}
+
+const optimisticLockMessage = "the object has been modified; please apply your changes to the latest version and try again"

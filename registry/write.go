@@ -1,0 +1,481 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/logplane/logplane/defaults"
+	"github.com/logplane/logplane/eventlog"
+	"github.com/logplane/logplane/kinds"
+	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
+	"github.com/logplane/logplane/validation"
+)
+
+// maxAttempts bounds the retries of a write that lost a race it may retry (an update with no
+// resourceVersion precondition, a create with generateName).
+const maxAttempts = 16
+
+// Create stores obj, a new object of kind k, and returns it as stored. obj's namespace must be
+// set for namespaced kinds; its name, or generateName. obj is changed in place.
+//
+// Errors: 400 if obj carries a resourceVersion, 404 if its namespace does not exist, 403 if the
+// namespace is terminating, 422 if it is invalid, 409 if an object of that name exists.
+func (r *Registry) Create(ctx context.Context, k *kinds.Kind, obj runtime.Object, req Request) (runtime.Object, error) {
+	return r.create(ctx, k, obj, req, false)
+}
+
+// CreateApplied is Create for an object whose managedFields server-side apply already set.
+func (r *Registry) CreateApplied(ctx context.Context, k *kinds.Kind, obj runtime.Object, req Request) (runtime.Object, error) {
+	return r.create(ctx, k, obj, req, true)
+}
+
+func (r *Registry) create(ctx context.Context, k *kinds.Kind, obj runtime.Object, req Request, applied bool) (runtime.Object, error) {
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("%T has no metadata", obj))
+	}
+	if m.GetResourceVersion() != "" {
+		return nil, apierrors.NewBadRequest("resourceVersion should not be set on objects to be created")
+	}
+	if !k.Namespaced {
+		m.SetNamespace("")
+	} else if m.GetNamespace() == "" {
+		return nil, apierrors.NewBadRequest("the namespace of the object must be set")
+	}
+	generated := m.GetName() == "" && m.GetGenerateName() != ""
+	if generated {
+		m.SetName(generateName(m.GetGenerateName()))
+	}
+	if m.GetName() == "" {
+		return nil, apierrors.NewInvalid(k.GroupKind(), "", field.ErrorList{
+			field.Required(field.NewPath("metadata", "name"), "name or generateName is required")})
+	}
+	if err := r.namespaceOpen(ctx, k, m.GetNamespace()); err != nil {
+		return nil, err
+	}
+	r.prepareForCreate(k, obj)
+	defaults.Apply(obj)
+	if errs := validation.Create(k, obj); len(errs) > 0 {
+		return nil, apierrors.NewInvalid(k.GroupKind(), m.GetName(), errs)
+	}
+	if err := r.allocate(ctx, k, obj); err != nil {
+		return nil, err
+	}
+	if !applied {
+		fm, err := r.FieldManager(k, "")
+		if err != nil {
+			return nil, apierrors.NewInternalError(err)
+		}
+		obj = fm.UpdateNoErrors(k.New(), obj, req.manager())
+	}
+	m, _ = meta.Accessor(obj) // the field manager returns an object of the same kind
+	reason := req.Reason
+	if reason == "" {
+		reason = ReasonCreate
+	}
+	for attempt := 0; ; attempt++ {
+		ev, err := r.newEvent(k, obj, eventv1.ChangeType_CHANGE_TYPE_ADDED, reason, req)
+		if err != nil {
+			return nil, apierrors.NewInternalError(err)
+		}
+		if req.DryRun {
+			return obj, nil
+		}
+		seq, err := r.log.Create(ctx, ev)
+		if errors.Is(err, eventlog.ErrExists) && generated && attempt < maxAttempts {
+			m.SetName(generateName(m.GetGenerateName()))
+			continue
+		}
+		if err != nil {
+			return nil, statusError(k, m.GetName(), err)
+		}
+		if err := r.store.WaitFor(ctx, seq); err != nil {
+			return nil, statusError(k, m.GetName(), err)
+		}
+		setRV(obj, seq)
+		return obj, nil
+	}
+}
+
+// namespaceOpen checks that a namespaced kind's namespace exists and is not terminating.
+func (r *Registry) namespaceOpen(ctx context.Context, k *kinds.Kind, ns string) error {
+	if !k.Namespaced {
+		return nil
+	}
+	o, ok := r.store.Get(eventlog.Key{Resource: "namespaces", Name: ns})
+	if !ok {
+		return apierrors.NewNotFound(corev1.Resource("namespaces"), ns)
+	}
+	if o.Fields["status.phase"] == string(corev1.NamespaceTerminating) {
+		err := apierrors.NewForbidden(k.GroupResource(), "",
+			fmt.Errorf("unable to create new content in namespace %s because it is being terminated", ns))
+		err.ErrStatus.Details.Causes = append(err.ErrStatus.Details.Causes, metav1.StatusCause{
+			Type: corev1.NamespaceTerminatingCause, Message: fmt.Sprintf("namespace %s is being terminated", ns), Field: "metadata.namespace"})
+		return err
+	}
+	return nil
+}
+
+// prepareForCreate sets the fields the server owns on a new object.
+func (r *Registry) prepareForCreate(k *kinds.Kind, obj runtime.Object) {
+	m, _ := meta.Accessor(obj) // checked by the caller
+	m.SetUID(uuid.NewUUID())
+	m.SetCreationTimestamp(metav1.NewTime(r.now().Truncate(1e9)))
+	m.SetDeletionTimestamp(nil)
+	m.SetDeletionGracePeriodSeconds(nil)
+	m.SetSelfLink("")
+	sh := r.shapeOf(k)
+	if sh.spec {
+		m.SetGeneration(1)
+	} else {
+		m.SetGeneration(0)
+	}
+	switch o := obj.(type) {
+	case *corev1.Pod:
+		o.Status = corev1.PodStatus{Phase: corev1.PodPending, QOSClass: podQOS(o)}
+		return
+	case *corev1.Namespace:
+		o.Status = corev1.NamespaceStatus{Phase: corev1.NamespaceActive}
+		if len(o.Spec.Finalizers) == 0 {
+			o.Spec.Finalizers = []corev1.FinalizerName{corev1.FinalizerKubernetes}
+		}
+		return
+	case *corev1.Node:
+		return // node agents register their node with its status
+	}
+	if sh.status {
+		st := reflect.ValueOf(obj).Elem().FieldByName("Status")
+		st.Set(reflect.Zero(st.Type()))
+	}
+}
+
+// podQOS computes a pod's quality-of-service class the way the kubelet does, for containers
+// and init containers: BestEffort with no requests or limits, Guaranteed when every container
+// limits cpu and memory with requests equal to limits, Burstable otherwise.
+func podQOS(p *corev1.Pod) corev1.PodQOSClass {
+	any, guaranteed := false, true
+	for _, c := range append(append([]corev1.Container{}, p.Spec.InitContainers...), p.Spec.Containers...) {
+		if len(c.Resources.Requests) > 0 || len(c.Resources.Limits) > 0 {
+			any = true
+		}
+		for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+			lim, ok := c.Resources.Limits[res]
+			if !ok {
+				guaranteed = false
+				continue
+			}
+			if req, ok := c.Resources.Requests[res]; ok && req.Cmp(lim) != 0 {
+				guaranteed = false
+			}
+		}
+	}
+	switch {
+	case !any:
+		return corev1.PodQOSBestEffort
+	case guaranteed:
+		return corev1.PodQOSGuaranteed
+	}
+	return corev1.PodQOSBurstable
+}
+
+// generateName appends five random characters to prefix, as Kubernetes does.
+func generateName(prefix string) string {
+	const alphabet = "bcdfghjklmnpqrstvwxz2456789"
+	const maxPrefix = 63 - 5
+	if len(prefix) > maxPrefix {
+		prefix = prefix[:maxPrefix]
+	}
+	b := []byte(prefix)
+	for range 5 {
+		b = append(b, alphabet[rand.IntN(len(alphabet))])
+	}
+	return string(b)
+}
+
+// Mutation turns the current revision of an object (a copy the function may change) into the
+// next one. Its errors are returned to the caller unchanged (make them StatusErrors). If the
+// result carries a resourceVersion, it must be the current one (else 409 Conflict); if not, the
+// registry retries the mutation on a fresher revision when another writer got there first.
+type Mutation func(cur runtime.Object) (runtime.Object, error)
+
+// Subresource names what a write may change: "" for the main resource (everything but status
+// for kinds with a status subresource), "status" for status only, and others ("scale",
+// "binding") which change the main resource under a field manager of their own.
+type Subresource = string
+
+// UpdateOptions shape one update.
+type UpdateOptions struct {
+	// Subresource: "", "status", "scale", "binding", ...
+	Subresource Subresource
+	// Applied says that the mutation already set metadata.managedFields (server-side apply).
+	Applied bool
+	// CreateIfMissing, when set, is called instead of failing with 404 when the object does not
+	// exist (server-side apply creates).
+	CreateIfMissing func(ctx context.Context) (runtime.Object, error)
+}
+
+// Update replaces the object with obj (main resource). A resourceVersion in obj is a
+// precondition (409 Conflict if stale); with none, the update is unconditional.
+func (r *Registry) Update(ctx context.Context, k *kinds.Kind, obj runtime.Object, req Request) (runtime.Object, error) {
+	return r.updateWith(ctx, k, obj, req, "")
+}
+
+// UpdateStatus replaces the status of the object with obj's (status subresource semantics: the
+// rest of obj is ignored). A resourceVersion in obj is a precondition.
+func (r *Registry) UpdateStatus(ctx context.Context, k *kinds.Kind, obj runtime.Object, req Request) (runtime.Object, error) {
+	if !k.HasSubresource("status") {
+		return nil, apierrors.NewNotFound(k.GroupResource(), "status")
+	}
+	return r.updateWith(ctx, k, obj, req, "status")
+}
+
+func (r *Registry) updateWith(ctx context.Context, k *kinds.Kind, obj runtime.Object, req Request, sub string) (runtime.Object, error) {
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("%T has no metadata", obj))
+	}
+	ns := m.GetNamespace()
+	if !k.Namespaced {
+		ns = ""
+	}
+	return r.Modify(ctx, k, ns, m.GetName(), req, UpdateOptions{Subresource: sub}, func(runtime.Object) (runtime.Object, error) {
+		return obj.DeepCopyObject(), nil
+	})
+}
+
+// Modify is the read-modify-write every update goes through: it reads the current revision,
+// applies mutate, prepares, defaults and validates the result, records managed fields, and
+// appends it with compare-and-set, retrying on a conflict when the result carries no
+// resourceVersion. A result equal to the current revision writes nothing. When the object is
+// being deleted and the result has no finalizers left, the object is deleted.
+//
+// Errors: 404 if the object does not exist, 409 on a stale resourceVersion or uid, 422 if the
+// result is invalid, and whatever mutate returns.
+func (r *Registry) Modify(ctx context.Context, k *kinds.Kind, ns, name string, req Request, opts UpdateOptions, mutate Mutation) (runtime.Object, error) {
+	key := keyOf(k, ns, name)
+	fromLog := false
+	for attempt := 0; ; attempt++ {
+		cur, err := r.current(ctx, k, key, fromLog)
+		if apierrors.IsNotFound(err) && opts.CreateIfMissing != nil {
+			return opts.CreateIfMissing(ctx)
+		}
+		if err != nil {
+			return nil, err
+		}
+		next, err := mutate(cur.obj.DeepCopyObject())
+		if err != nil {
+			return nil, err
+		}
+		nm, err := meta.Accessor(next)
+		if err != nil {
+			return nil, apierrors.NewBadRequest(fmt.Sprintf("%T has no metadata", next))
+		}
+		cm, _ := meta.Accessor(cur.obj)
+		precondition := nm.GetResourceVersion() != ""
+		if precondition && nm.GetResourceVersion() != cm.GetResourceVersion() {
+			return nil, apierrors.NewConflict(k.GroupResource(), name, errors.New(optimisticLockMessage))
+		}
+		if nm.GetUID() != "" && nm.GetUID() != cm.GetUID() {
+			return nil, apierrors.NewConflict(k.GroupResource(), name,
+				fmt.Errorf("Precondition failed: UID in precondition: %v, UID in object meta: %v", nm.GetUID(), cm.GetUID()))
+		}
+		if nm.GetName() != name {
+			return nil, apierrors.NewBadRequest(fmt.Sprintf("the name of the object (%s) does not match the name on the URL (%s)", nm.GetName(), name))
+		}
+		if k.Namespaced && nm.GetNamespace() != "" && nm.GetNamespace() != ns {
+			return nil, apierrors.NewBadRequest(fmt.Sprintf("the namespace of the object (%s) does not match the namespace on the request (%s)", nm.GetNamespace(), ns))
+		}
+		next = r.prepareForUpdate(k, opts.Subresource, next, cur.obj)
+		defaults.Apply(next)
+		if errs := validation.Update(k, next, cur.obj); len(errs) > 0 {
+			return nil, apierrors.NewInvalid(k.GroupKind(), name, errs)
+		}
+		if !opts.Applied {
+			fm, err := r.FieldManager(k, fieldManagerSubresource(opts.Subresource))
+			if err != nil {
+				return nil, apierrors.NewInternalError(err)
+			}
+			next = fm.UpdateNoErrors(cur.obj, next, req.manager())
+		}
+		nm, _ = meta.Accessor(next)
+
+		typ := eventv1.ChangeType_CHANGE_TYPE_MODIFIED
+		reason := req.Reason
+		if nm.GetDeletionTimestamp() != nil && !pendingFinalizers(next) && !nm.GetDeletionTimestamp().After(r.now()) {
+			typ = eventv1.ChangeType_CHANGE_TYPE_DELETED
+			if reason == "" {
+				reason = ReasonFinalize
+			}
+		}
+		if reason == "" {
+			reason = r.reasonFor(k, opts.Subresource, cur.obj, next)
+		}
+		ev, err := r.newEvent(k, next, typ, reason, req)
+		if err != nil {
+			return nil, apierrors.NewInternalError(err)
+		}
+		if typ == eventv1.ChangeType_CHANGE_TYPE_MODIFIED && bytes.Equal(ev.GetObject(), cur.raw) {
+			return cur.obj, nil // nothing changed: nothing to write
+		}
+		if req.DryRun {
+			return next, nil
+		}
+		seq, err := r.log.Append(ctx, ev, cur.seq)
+		if errors.Is(err, eventlog.ErrConflict) && !precondition && attempt < maxAttempts {
+			fromLog = true
+			continue
+		}
+		if err != nil {
+			return nil, statusError(k, name, err)
+		}
+		if err := r.store.WaitFor(ctx, seq); err != nil {
+			return nil, statusError(k, name, err)
+		}
+		setRV(next, seq)
+		return next, nil
+	}
+}
+
+func fieldManagerSubresource(sub string) string {
+	if sub == "binding" {
+		return "" // a binding sets spec.nodeName of the main resource
+	}
+	return sub
+}
+
+// current reads the latest revision of key: from the projection, or from the log itself after
+// losing a race (the projection may not have applied the winner yet).
+func (r *Registry) current(ctx context.Context, k *kinds.Kind, key eventlog.Key, fromLog bool) (current, error) {
+	if !fromLog {
+		o, ok := r.store.Get(key)
+		if !ok {
+			return current{}, apierrors.NewNotFound(k.GroupResource(), key.Name)
+		}
+		c, err := decodeProjected(o)
+		if err != nil {
+			return current{}, apierrors.NewInternalError(err)
+		}
+		return c, nil
+	}
+	rec, err := r.log.Get(ctx, key)
+	if err != nil {
+		return current{}, statusError(k, key.Name, err)
+	}
+	c, err := decodeRecord(k, rec)
+	if err != nil {
+		return current{}, apierrors.NewInternalError(err)
+	}
+	return c, nil
+}
+
+// prepareForUpdate keeps what clients may not change: system metadata, the status on the main
+// resource of kinds with a status subresource, everything but the status on the status
+// subresource; and bumps the generation when the spec changes.
+func (r *Registry) prepareForUpdate(k *kinds.Kind, sub string, next, cur runtime.Object) runtime.Object {
+	sh := r.shapeOf(k)
+	if sub == "status" {
+		out := cur.DeepCopyObject()
+		if sh.status {
+			reflect.ValueOf(out).Elem().FieldByName("Status").Set(reflect.ValueOf(next).Elem().FieldByName("Status"))
+		}
+		om, _ := meta.Accessor(out)
+		nm, _ := meta.Accessor(next)
+		om.SetManagedFields(nm.GetManagedFields())
+		om.SetResourceVersion(nm.GetResourceVersion())
+		next = out
+	} else if sh.status && sub != "binding" {
+		reflect.ValueOf(next).Elem().FieldByName("Status").Set(reflect.ValueOf(cur).Elem().FieldByName("Status"))
+	}
+	nm, _ := meta.Accessor(next)
+	cm, _ := meta.Accessor(cur)
+	nm.SetUID(cm.GetUID())
+	nm.SetNamespace(cm.GetNamespace())
+	nm.SetCreationTimestamp(cm.GetCreationTimestamp())
+	nm.SetDeletionTimestamp(cm.GetDeletionTimestamp())
+	nm.SetDeletionGracePeriodSeconds(cm.GetDeletionGracePeriodSeconds())
+	nm.SetSelfLink("")
+	nm.SetGeneration(cm.GetGeneration())
+	if sh.spec && !apiequality.Semantic.DeepEqual(
+		reflect.ValueOf(next).Elem().FieldByName("Spec").Interface(),
+		reflect.ValueOf(cur).Elem().FieldByName("Spec").Interface()) {
+		nm.SetGeneration(cm.GetGeneration() + 1)
+	}
+	if ns, ok := next.(*corev1.Namespace); ok {
+		// The phase is the server's: Terminating once deletion started. Spec finalizers
+		// change through the finalize subresource only.
+		ns.Status.Phase = cur.(*corev1.Namespace).Status.Phase
+		if sub != "finalize" {
+			ns.Spec.Finalizers = cur.(*corev1.Namespace).Spec.Finalizers
+		}
+	}
+	return next
+}
+
+// pendingFinalizers reports whether obj has finalizers left: metadata.finalizers, and for a
+// Namespace also spec.finalizers.
+func pendingFinalizers(obj runtime.Object) bool {
+	if ns, ok := obj.(*corev1.Namespace); ok && len(ns.Spec.Finalizers) > 0 {
+		return true
+	}
+	m, err := meta.Accessor(obj)
+	return err == nil && len(m.GetFinalizers()) > 0
+}
+
+// reasonFor names what an update changed.
+func (r *Registry) reasonFor(k *kinds.Kind, sub string, cur, next runtime.Object) string {
+	switch sub {
+	case "status":
+		return ReasonStatus
+	case "scale":
+		return ReasonScale
+	case "binding":
+		return ReasonBind
+	}
+	sh := r.shapeOf(k)
+	cm, _ := meta.Accessor(cur)
+	nm, _ := meta.Accessor(next)
+	if sh.spec {
+		if nm.GetGeneration() != cm.GetGeneration() {
+			return ReasonSpec
+		}
+		curStatus := reflect.ValueOf(cur).Elem().FieldByName("Status")
+		nextStatus := reflect.ValueOf(next).Elem().FieldByName("Status")
+		if curStatus.IsValid() && !apiequality.Semantic.DeepEqual(curStatus.Interface(), nextStatus.Interface()) {
+			return ReasonStatus
+		}
+		return ReasonMetadata
+	}
+	if metadataOnly(cur, next) {
+		return ReasonMetadata
+	}
+	return ReasonUpdate
+}
+
+// metadataOnly reports whether next differs from cur in its metadata alone.
+func metadataOnly(cur, next runtime.Object) bool {
+	a := reflect.ValueOf(cur).Elem()
+	b := reflect.ValueOf(next).Elem()
+	for i := 0; i < a.NumField(); i++ {
+		name := a.Type().Field(i).Name
+		if name == "ObjectMeta" || name == "TypeMeta" {
+			continue
+		}
+		if !apiequality.Semantic.DeepEqual(a.Field(i).Interface(), b.Field(i).Interface()) {
+			return false
+		}
+	}
+	return true
+}
