@@ -280,8 +280,8 @@ func (r *Registry) History(ctx context.Context, k *kinds.Kind, ns, name string) 
 
 // AuditQuery selects events for Audit.
 type AuditQuery struct {
-	Since    time.Time        // zero: from the start of the log
-	Actor    string           // the actor's name; empty: anyone
+	Since    time.Time         // zero: from the start of the log
+	Actor    string            // the actor's name; empty: anyone
 	Kind     eventv1.ActorKind // 0: any kind of actor
 	Resource schema.GroupResource
 	// Namespace and Name narrow the resource; empty: any.
