@@ -36,21 +36,36 @@ func needKubectl(t *testing.T) {
 	}
 }
 
-func TestKubectlExplore(t *testing.T) {
-	needKubectl(t)
-	s := apiservertest.Start(t, apiservertest.Options{})
-	for _, c := range [][]string{
-		{"version"},
-		{"get", "ns"},
-		{"api-resources"},
-		{"create", "configmap", "c1", "--from-literal=a=b"},
-		{"get", "cm", "-o", "wide"},
-		{"get", "cm", "c1", "-o", "yaml"},
-	} {
-		out, err := kubectl(t, s, "", c...)
-		t.Logf("kubectl %v: err=%v\n%s", c, err, out)
+// must runs kubectl and fails the test if it fails or its output lacks any of want.
+func must(t *testing.T, s *apiservertest.Server, stdin string, want []string, args ...string) string {
+	t.Helper()
+	out, err := kubectl(t, s, stdin, args...)
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	pod := `apiVersion: v1
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Fatalf("kubectl %s: output lacks %q:\n%s", strings.Join(args, " "), w, out)
+		}
+	}
+	return out
+}
+
+// fails runs kubectl, expecting it to fail with output containing every one of want.
+func fails(t *testing.T, s *apiservertest.Server, stdin string, want []string, args ...string) {
+	t.Helper()
+	out, err := kubectl(t, s, stdin, args...)
+	if err == nil {
+		t.Fatalf("kubectl %s succeeded, want an error:\n%s", strings.Join(args, " "), out)
+	}
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Fatalf("kubectl %s: output lacks %q:\n%s", strings.Join(args, " "), w, out)
+		}
+	}
+}
+
+const nginxPod = `apiVersion: v1
 kind: Pod
 metadata:
   name: nginx
@@ -63,18 +78,17 @@ spec:
     ports:
     - containerPort: 80
 `
-	out, err := kubectl(t, s, pod, "apply", "-f", "-")
-	t.Logf("apply: %v\n%s", err, out)
-	out, err = kubectl(t, s, pod, "apply", "-f", "-")
-	t.Logf("apply2: %v\n%s", err, out)
-	out, err = kubectl(t, s, strings.Replace(pod, "1.7.9", "1.8", 1), "apply", "-f", "-")
-	t.Logf("apply3: %v\n%s", err, out)
-	out, err = kubectl(t, s, "", "get", "pods", "-l", "app in (nginx)", "-o", "wide")
-	t.Logf("get: %v\n%s", err, out)
-	out, err = kubectl(t, s, "", "describe", "pod", "nginx")
-	t.Logf("describe: %v\n%s", err, out)
-	out, err = kubectl(t, s, strings.Replace(pod, "containers:", "bogus: 1\n  containers:", 1), "apply", "-f", "-")
-	t.Logf("bogus: %v\n%s", err, out)
-	out, err = kubectl(t, s, "", "delete", "pod", "-l", "app=nginx")
-	t.Logf("delete: %v\n%s", err, out)
+
+func TestKubectlApply(t *testing.T) {
+	needKubectl(t)
+	s := apiservertest.Start(t, apiservertest.Options{})
+	must(t, s, "", []string{"Server Version: v1.34"}, "version")
+	must(t, s, nginxPod, []string{"pod/nginx created"}, "apply", "-f", "-")
+	must(t, s, nginxPod, []string{"pod/nginx unchanged"}, "apply", "-f", "-")
+	must(t, s, strings.Replace(nginxPod, "1.7.9", "1.8", 1), []string{"pod/nginx configured"}, "apply", "-f", "-")
+	must(t, s, "", []string{"image: nginx:1.8", "app: nginx"}, "get", "pod", "nginx", "-o", "yaml")
+	fails(t, s, strings.Replace(nginxPod, "containers:", "bogus: 1\n  containers:", 1), []string{`unknown field "spec.bogus"`}, "apply", "-f", "-")
+	must(t, s, "", []string{"image: nginx:1.8"}, "get", "pod", "nginx", "-o", "yaml")
+	must(t, s, "", []string{`pod "nginx" deleted`}, "delete", "pod", "-l", "app=nginx")
+	fails(t, s, "", []string{"NotFound", `"nginx" not found`}, "get", "pod", "nginx")
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/logplane/logplane/kinds"
 	"github.com/logplane/logplane/registry"
+	"github.com/logplane/logplane/validation"
 )
 
 type (
@@ -319,8 +320,8 @@ func (s *Server) serveScale(w http.ResponseWriter, r *http.Request, info request
 			if err != nil {
 				return nil, err
 			}
-			if want.Spec.Replicas < 0 {
-				return nil, apierrors.NewInvalid(autoscalingv1.SchemeGroupVersion.WithKind("Scale").GroupKind(), info.name, nil)
+			if errs := validation.Scale(want.Spec.Replicas); len(errs) > 0 {
+				return nil, apierrors.NewInvalid(autoscalingv1.SchemeGroupVersion.WithKind("Scale").GroupKind(), info.name, errs)
 			}
 			if err := setReplicas(cur, want.Spec.Replicas); err != nil {
 				return nil, err

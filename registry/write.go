@@ -298,9 +298,19 @@ func (r *Registry) Modify(ctx context.Context, k *kinds.Kind, ns, name string, r
 		if k.Namespaced && nm.GetNamespace() != "" && nm.GetNamespace() != ns {
 			return nil, apierrors.NewBadRequest(fmt.Sprintf("the namespace of the object (%s) does not match the namespace on the request (%s)", nm.GetNamespace(), ns))
 		}
+		if !precondition {
+			// Unconditional: the update applies to the revision read.
+			nm.SetResourceVersion(cm.GetResourceVersion())
+		}
 		next = r.prepareForUpdate(k, opts.Subresource, next, cur.obj)
-		defaults.Apply(next)
-		if errs := validation.Update(k, next, cur.obj); len(errs) > 0 {
+		defaults.Update(next, cur.obj)
+		var errs field.ErrorList
+		if opts.Subresource == "status" {
+			errs = validation.UpdateStatus(k, next, cur.obj)
+		} else {
+			errs = validation.Update(k, next, cur.obj)
+		}
+		if len(errs) > 0 {
 			return nil, apierrors.NewInvalid(k.GroupKind(), name, errs)
 		}
 		if !opts.Applied {
