@@ -92,12 +92,24 @@ func (e *encoded) Proto() ([]byte, error) {
 
 // envelope wraps a raw protobuf message of the given type in the Kubernetes Unknown envelope.
 func envelope(apiVersion, kind string, raw []byte) ([]byte, error) {
-	u := runtime.Unknown{TypeMeta: runtime.TypeMeta{APIVersion: apiVersion, Kind: kind}, Raw: raw}
-	b, err := u.Marshal()
-	if err != nil {
-		return nil, err
-	}
-	return append(append(make([]byte, 0, len(protoMagic)+len(b)), protoMagic...), b...), nil
+	return envelopeParts(apiVersion, kind, len(raw), func(b []byte) []byte { return append(b, raw...) }), nil
+}
+
+// envelopeParts builds the envelope of a raw message of size n that fill appends.
+func envelopeParts(apiVersion, kind string, n int, fill func([]byte) []byte) []byte {
+	tmSize := protowire.SizeTag(1) + protowire.SizeBytes(len(apiVersion)) + protowire.SizeTag(2) + protowire.SizeBytes(len(kind))
+	size := len(protoMagic) + protowire.SizeTag(1) + protowire.SizeBytes(tmSize) + protowire.SizeTag(2) + protowire.SizeBytes(n)
+	b := make([]byte, 0, size)
+	b = append(b, protoMagic...)
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(tmSize))
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendString(b, apiVersion)
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
+	b = protowire.AppendString(b, kind)
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(n))
+	return fill(b)
 }
 
 // encodingCache keeps the encodings of the current revision of each object.
@@ -263,18 +275,25 @@ func (s *Server) protoList(k *kinds.Kind, lm metav1.ListMeta, objs []*projection
 	if err != nil {
 		return nil, err
 	}
-	var raw []byte
-	raw = protowire.AppendTag(raw, 1, protowire.BytesType)
-	raw = protowire.AppendBytes(raw, metaBytes)
-	for _, o := range objs {
+	items := make([][]byte, len(objs))
+	n := protowire.SizeTag(1) + protowire.SizeBytes(len(metaBytes))
+	for i, o := range objs {
 		b, err := s.encodedOf(o).Proto()
 		if err != nil {
 			return nil, err
 		}
-		raw = protowire.AppendTag(raw, 2, protowire.BytesType)
-		raw = protowire.AppendBytes(raw, b)
+		items[i] = b
+		n += protowire.SizeTag(2) + protowire.SizeBytes(len(b))
 	}
-	return envelope(k.GroupVersion().String(), k.Kind+"List", raw)
+	return envelopeParts(k.GroupVersion().String(), k.Kind+"List", n, func(raw []byte) []byte {
+		raw = protowire.AppendTag(raw, 1, protowire.BytesType)
+		raw = protowire.AppendBytes(raw, metaBytes)
+		for _, b := range items {
+			raw = protowire.AppendTag(raw, 2, protowire.BytesType)
+			raw = protowire.AppendBytes(raw, b)
+		}
+		return raw
+	}), nil
 }
 
 // table renders objects of kind k as a meta.k8s.io/v1 Table, embedding in each row what

@@ -8,10 +8,12 @@ import (
 	"net/http"
 	"strings"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/managedfields"
 	smdschema "sigs.k8s.io/structured-merge-diff/v6/schema"
+
+	openapiv2 "github.com/google/gnostic-models/openapiv2"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/logplane/logplane/kinds"
 )
@@ -25,6 +27,8 @@ type openAPI struct {
 	docs map[string][]byte // "api/v1", "apis/apps/v1" → document
 	hash map[string]string
 	root []byte
+	v2   []byte // the OpenAPI v2 document of everything, as gnostic protobuf
+	v2JS []byte // the same as JSON
 }
 
 func gvPath(gv schema.GroupVersion) string {
@@ -37,8 +41,16 @@ func gvPath(gv schema.GroupVersion) string {
 func newOpenAPI(catalog *kinds.Catalog, tc managedfields.TypeConverter) (*openAPI, error) {
 	oa := &openAPI{docs: map[string][]byte{}, hash: map[string]string{}}
 	rootPaths := map[string]any{}
+	v2 := &docBuilder{v2: true, schemas: map[string]any{}, paths: map[string]any{}}
 	for _, gv := range catalog.GroupVersions() {
-		doc, err := openAPIDoc(catalog, tc, gv)
+		if err := v2.add(catalog, tc, gv); err != nil {
+			return nil, err
+		}
+		b3 := &docBuilder{schemas: map[string]any{}, paths: map[string]any{}}
+		if err := b3.add(catalog, tc, gv); err != nil {
+			return nil, err
+		}
+		doc, err := b3.doc(), error(nil)
 		if err != nil {
 			return nil, err
 		}
@@ -57,6 +69,18 @@ func newOpenAPI(catalog *kinds.Catalog, tc managedfields.TypeConverter) (*openAP
 		return nil, err
 	}
 	oa.root = root
+	v2JSON, err := json.Marshal(v2.doc())
+	if err != nil {
+		return nil, fmt.Errorf("apiserver: openapi v2: %w", err)
+	}
+	v2Doc, err := openapiv2.ParseDocument(v2JSON)
+	if err != nil {
+		return nil, fmt.Errorf("apiserver: openapi v2: %w", err)
+	}
+	if oa.v2, err = proto.Marshal(v2Doc); err != nil {
+		return nil, fmt.Errorf("apiserver: openapi v2: %w", err)
+	}
+	oa.v2JS = v2JSON
 	return oa, nil
 }
 
@@ -79,72 +103,100 @@ func (oa *openAPI) serveV3(w http.ResponseWriter, r *http.Request, path string) 
 	_, _ = w.Write(doc) // a client that left gets nothing more
 }
 
-// serveV2 answers 404: clients fall back to what they know of the built-in types.
+// serveV2 serves the OpenAPI v2 document, as protobuf when asked for, JSON otherwise.
 func (oa *openAPI) serveV2(w http.ResponseWriter, r *http.Request) {
-	writeError(w, r, apierrors.NewNotFound(schema.GroupResource{}, "openapi/v2"))
+	if strings.Contains(r.Header.Get("Accept"), "protobuf") {
+		w.Header().Set("Content-Type", "application/com.github.proto-openapi.spec.v2.v1.0+protobuf")
+		_, _ = w.Write(oa.v2) // a client that left gets nothing more
+		return
+	}
+	w.Header().Set("Content-Type", mediaJSON)
+	_, _ = w.Write(oa.v2JS) // a client that left gets nothing more
 }
 
-func openAPIDoc(catalog *kinds.Catalog, tc managedfields.TypeConverter, gv schema.GroupVersion) (map[string]any, error) {
-	schemas := map[string]any{}
-	paths := map[string]any{}
-	var smd *smdschema.Schema
+// docBuilder gathers the paths and schemas of an OpenAPI document, v3 or v2.
+type docBuilder struct {
+	v2      bool
+	schemas map[string]any
+	paths   map[string]any
+}
+
+func (d *docBuilder) ref(name string) string {
+	if d.v2 {
+		return "#/definitions/" + name
+	}
+	return "#/components/schemas/" + name
+}
+
+func (d *docBuilder) doc() map[string]any {
+	info := map[string]any{"title": "Kubernetes (logplane)", "version": Version.GitVersion}
+	if d.v2 {
+		return map[string]any{"swagger": "2.0", "info": info, "paths": d.paths, "definitions": d.schemas}
+	}
+	return map[string]any{"openapi": "3.0.0", "info": info, "paths": d.paths, "components": map[string]any{"schemas": d.schemas}}
+}
+
+// add describes the kinds of gv.
+func (d *docBuilder) add(catalog *kinds.Catalog, tc managedfields.TypeConverter, gv schema.GroupVersion) error {
 	for _, k := range catalog.All() {
 		if k.GroupVersion() != gv {
 			continue
 		}
 		tv, err := tc.ObjectToTyped(k.New())
 		if err != nil {
-			return nil, fmt.Errorf("apiserver: openapi: typing %s: %w", k.Kind, err)
+			return fmt.Errorf("apiserver: openapi: typing %s: %w", k.Kind, err)
 		}
-		smd = tv.Schema()
+		smd := tv.Schema()
 		tr := tv.TypeRef()
 		if tr.NamedType == nil {
-			return nil, fmt.Errorf("apiserver: openapi: %s has no named type", k.Kind)
+			return fmt.Errorf("apiserver: openapi: %s has no named type", k.Kind)
 		}
 		name := *tr.NamedType
-		addSchemas(smd, name, schemas)
+		d.addSchemas(smd, name)
 		gvkExt := map[string]any{"group": k.Group, "version": k.Version, "kind": k.Kind}
-		if s, ok := schemas[name].(map[string]any); ok {
+		if s, ok := d.schemas[name].(map[string]any); ok {
 			s["x-kubernetes-group-version-kind"] = []any{gvkExt}
 		}
-		ref := map[string]any{"$ref": "#/components/schemas/" + name}
+		ref := map[string]any{"$ref": d.ref(name)}
 		base := "/" + gvPath(gv) + "/"
 		if k.Namespaced {
 			base += "namespaces/{namespace}/"
 		}
 		collection := base + k.Resource
 		item := collection + "/{name}"
-		paths[collection] = map[string]any{
-			"get":    operation("list", k, gvkExt, nil, nil),
-			"post":   operation("create", k, gvkExt, ref, []string{mediaJSON, mediaYAML, mediaProtobuf}),
-			"delete": operation("deletecollection", k, gvkExt, nil, nil),
+		full := []string{mediaJSON, mediaYAML, mediaProtobuf}
+		patches := []string{"application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"}
+		obj := map[string]any{"type": "object"}
+		d.paths[collection] = map[string]any{
+			"get":    d.operation("list", k, gvkExt, nil, nil),
+			"post":   d.operation("create", k, gvkExt, ref, full),
+			"delete": d.operation("deletecollection", k, gvkExt, nil, nil),
 		}
-		paths[item] = map[string]any{
-			"get":    operation("read", k, gvkExt, nil, nil),
-			"put":    operation("replace", k, gvkExt, ref, []string{mediaJSON, mediaYAML, mediaProtobuf}),
-			"patch":  operation("patch", k, gvkExt, map[string]any{"type": "object"}, []string{"application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"}),
-			"delete": operation("delete", k, gvkExt, nil, nil),
+		d.paths[item] = map[string]any{
+			"get":    d.operation("read", k, gvkExt, nil, nil),
+			"put":    d.operation("replace", k, gvkExt, ref, full),
+			"patch":  d.operation("patch", k, gvkExt, obj, patches),
+			"delete": d.operation("delete", k, gvkExt, nil, nil),
 		}
-		for _, sub := range servedSubresources(k) {
-			if sub == "status" {
-				paths[item+"/status"] = map[string]any{
-					"get":   operation("read", k, gvkExt, nil, nil),
-					"put":   operation("replace", k, gvkExt, ref, []string{mediaJSON, mediaYAML, mediaProtobuf}),
-					"patch": operation("patch", k, gvkExt, map[string]any{"type": "object"}, []string{"application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"}),
-				}
+		if k.HasSubresource("status") {
+			d.paths[item+"/status"] = map[string]any{
+				"get":   d.operation("read", k, gvkExt, nil, nil),
+				"put":   d.operation("replace", k, gvkExt, ref, full),
+				"patch": d.operation("patch", k, gvkExt, obj, patches),
 			}
 		}
 	}
-	return map[string]any{
-		"openapi":    "3.0.0",
-		"info":       map[string]any{"title": "Kubernetes (logplane)", "version": Version.GitVersion},
-		"paths":      paths,
-		"components": map[string]any{"schemas": schemas},
-	}, nil
+	return nil
 }
 
 // operation describes one operation on a resource path.
-func operation(verb string, k *kinds.Kind, gvk map[string]any, body map[string]any, bodyTypes []string) map[string]any {
+func (d *docBuilder) operation(verb string, k *kinds.Kind, gvk map[string]any, body map[string]any, bodyTypes []string) map[string]any {
+	queryParam := func(name string) map[string]any {
+		if d.v2 {
+			return map[string]any{"name": name, "in": "query", "type": "string", "uniqueItems": true}
+		}
+		return map[string]any{"name": name, "in": "query", "schema": map[string]any{"type": "string"}, "uniqueItems": true}
+	}
 	params := []any{
 		queryParam("pretty"), queryParam("dryRun"), queryParam("fieldManager"), queryParam("fieldValidation"),
 	}
@@ -163,7 +215,10 @@ func operation(verb string, k *kinds.Kind, gvk map[string]any, body map[string]a
 		"x-kubernetes-group-version-kind": gvk,
 		"responses":                       map[string]any{"200": map[string]any{"description": "OK"}},
 	}
-	if body != nil {
+	if body != nil && d.v2 {
+		op["consumes"] = bodyTypes
+		op["parameters"] = append(params, map[string]any{"name": "body", "in": "body", "required": true, "schema": body})
+	} else if body != nil {
 		content := map[string]any{}
 		for _, t := range bodyTypes {
 			content[t] = map[string]any{"schema": body}
@@ -173,12 +228,9 @@ func operation(verb string, k *kinds.Kind, gvk map[string]any, body map[string]a
 	return op
 }
 
-func queryParam(name string) map[string]any {
-	return map[string]any{"name": name, "in": "query", "schema": map[string]any{"type": "string"}, "uniqueItems": true}
-}
-
 // addSchemas converts the named type and every type it refers to into OpenAPI schemas.
-func addSchemas(s *smdschema.Schema, name string, out map[string]any) {
+func (d *docBuilder) addSchemas(s *smdschema.Schema, name string) {
+	out := d.schemas
 	if _, done := out[name]; done {
 		return
 	}
@@ -188,10 +240,10 @@ func addSchemas(s *smdschema.Schema, name string, out map[string]any) {
 		return
 	}
 	out[name] = map[string]any{} // mark before recursing: types refer to themselves
-	out[name] = atomSchema(s, td.Atom, out)
+	out[name] = d.atomSchema(s, td.Atom)
 }
 
-func typeRefSchema(s *smdschema.Schema, tr smdschema.TypeRef, out map[string]any) map[string]any {
+func (d *docBuilder) typeRefSchema(s *smdschema.Schema, tr smdschema.TypeRef) map[string]any {
 	if tr.NamedType != nil {
 		n := *tr.NamedType
 		switch n {
@@ -200,26 +252,29 @@ func typeRefSchema(s *smdschema.Schema, tr smdschema.TypeRef, out map[string]any
 		case "io.k8s.apimachinery.pkg.util.intstr.IntOrString":
 			return map[string]any{"x-kubernetes-int-or-string": true}
 		}
-		addSchemas(s, n, out)
-		return map[string]any{"allOf": []any{map[string]any{"$ref": "#/components/schemas/" + n}}}
+		d.addSchemas(s, n)
+		if d.v2 {
+			return map[string]any{"$ref": d.ref(n)}
+		}
+		return map[string]any{"allOf": []any{map[string]any{"$ref": d.ref(n)}}}
 	}
-	return atomSchema(s, tr.Inlined, out)
+	return d.atomSchema(s, tr.Inlined)
 }
 
-func atomSchema(s *smdschema.Schema, a smdschema.Atom, out map[string]any) map[string]any {
+func (d *docBuilder) atomSchema(s *smdschema.Schema, a smdschema.Atom) map[string]any {
 	switch {
 	case a.Map != nil:
 		m := map[string]any{"type": "object"}
 		if len(a.Map.Fields) > 0 {
 			props := map[string]any{}
 			for _, f := range a.Map.Fields {
-				props[f.Name] = typeRefSchema(s, f.Type, out)
+				props[f.Name] = d.typeRefSchema(s, f.Type)
 			}
 			m["properties"] = props
 		} else {
 			et := a.Map.ElementType
 			if et.NamedType != nil || et.Inlined.Scalar != nil || et.Inlined.List != nil || et.Inlined.Map != nil {
-				m["additionalProperties"] = typeRefSchema(s, et, out)
+				m["additionalProperties"] = d.typeRefSchema(s, et)
 			}
 		}
 		if a.Map.ElementRelationship == smdschema.Atomic {
@@ -227,7 +282,7 @@ func atomSchema(s *smdschema.Schema, a smdschema.Atom, out map[string]any) map[s
 		}
 		return m
 	case a.List != nil:
-		l := map[string]any{"type": "array", "items": typeRefSchema(s, a.List.ElementType, out)}
+		l := map[string]any{"type": "array", "items": d.typeRefSchema(s, a.List.ElementType)}
 		switch a.List.ElementRelationship {
 		case smdschema.Associative:
 			if len(a.List.Keys) > 0 {

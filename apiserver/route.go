@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -151,6 +152,11 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, info requestInfo)
 		return
 	case path == "openapi/v2":
 		s.openapi.serveV2(w, r)
+		return
+	case path == "apis/apiextensions.k8s.io/v1/customresourcedefinitions" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+		// logplane serves no custom resources; clients (kubectl's validation) look for them.
+		writeJSON(w, http.StatusOK, mediaJSON, map[string]any{"kind": "CustomResourceDefinitionList", "apiVersion": "apiextensions.k8s.io/v1",
+			"metadata": map[string]any{"resourceVersion": strconv.FormatUint(s.store.Applied(), 10)}, "items": []any{}})
 		return
 	case strings.HasPrefix(path, logplanePrefix):
 		s.serveLogplane(w, r, strings.TrimPrefix(strings.TrimPrefix(path, logplanePrefix), "/"))

@@ -43,7 +43,7 @@ type Options struct {
 	DataDir string
 	// Addr to listen on; default 127.0.0.1:0.
 	Addr string
-	// Durability of the log; default eventlog.Lazy (tests), eventlog.GroupCommit for benchmarks.
+	// Durability of the log; default eventlog.GroupCommit, the durable default of logplane.
 	Durability eventlog.Durability
 	// Tokens is the bearer token file's content (token,user,uid[,groups] lines).
 	Tokens string
