@@ -175,18 +175,77 @@ func (l *Log) Replay(ctx context.Context, f Filter, after, upTo uint64, fn func(
 	if err := l.checkKept(ctx, after); err != nil {
 		return err
 	}
+	_, last, err := l.Bounds(ctx)
+	if err != nil {
+		return err
+	}
+	if upTo == 0 || upTo > last {
+		upTo = last
+	}
+	if after >= upTo {
+		return nil
+	}
+	subject := f.subject(l.cfg.Prefix)
 	var fnErr error
-	err := l.scan(ctx, f.subject(l.cfg.Prefix), after+1, upTo, func(r Record) error {
+	call := func(r Record) error {
+		if r.Seq > upTo {
+			return errStop
+		}
 		if err := fn(r); err != nil {
 			fnErr = err
 			return errStop
 		}
+		if r.Seq == upTo {
+			return errStop
+		}
 		return nil
-	})
+	}
+	if upTo-after <= replayDirectMax {
+		err = l.scan(ctx, subject, after+1, upTo, call)
+	} else {
+		err = l.replayOrdered(ctx, subject, after, call)
+	}
 	if fnErr != nil {
 		return fnErr
 	}
+	if errors.Is(err, errStop) {
+		return nil
+	}
 	return err
+}
+
+// replayDirectMax is the longest range Replay reads with direct gets; a longer one is read
+// with an ordered consumer, which streams about twice as fast once it is set up.
+const replayDirectMax = 4 * directBatch
+
+// replayOrdered calls fn for the events on subject after `after` that are in the log now, with an
+// ordered consumer, until fn returns an error (errStop to end early).
+func (l *Log) replayOrdered(ctx context.Context, subject string, after uint64, fn func(Record) error) error {
+	// A consumer that has nothing to deliver would wait for new events: find the first one.
+	d, err := l.newDirect()
+	if err != nil {
+		return err
+	}
+	var first uint64
+	_, _, err = d.get(ctx, directRequest{Seq: after + 1, NextFor: subject}, func(r Record) error {
+		first = r.Seq
+		return nil
+	})
+	d.close()
+	if err != nil || first == 0 {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	return l.consume(ctx, []string{subject}, first-1, func(r Record, pending uint64) error {
+		if err := fn(r); err != nil {
+			return err
+		}
+		if pending == 0 {
+			return errStop // the last one matching now
+		}
+		return nil
+	})
 }
 
 // checkKept returns ErrGone if events after `after` are no longer all in the log.

@@ -23,10 +23,12 @@ func (l *Log) Follow(ctx context.Context, f Filter, after uint64, fn func(Record
 	if err := l.checkKept(ctx, after); err != nil {
 		return err
 	}
-	return l.follow(ctx, []string{f.subject(l.cfg.Prefix)}, after, fn)
+	return l.consume(ctx, []string{f.subject(l.cfg.Prefix)}, after, func(r Record, _ uint64) error { return fn(r) })
 }
 
-func (l *Log) follow(ctx context.Context, subjects []string, after uint64, fn func(Record) error) error {
+// consume runs an ordered consumer on subjects from after+1, calling fn with each record and
+// how many more match after it now, until ctx ends or fn returns an error.
+func (l *Log) consume(ctx context.Context, subjects []string, after uint64, fn func(Record, uint64) error) error {
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverAllPolicy}
 	if after > 0 {
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
@@ -67,7 +69,7 @@ func (l *Log) follow(ctx context.Context, subjects []string, after uint64, fn fu
 		if err != nil {
 			return fmt.Errorf("eventlog: follow %v: %w", subjects, err)
 		}
-		if err := fn(l.decode(meta.Sequence.Stream, m.Subject(), meta.Timestamp, m.Data())); err != nil {
+		if err := fn(l.decode(meta.Sequence.Stream, m.Subject(), meta.Timestamp, m.Data()), meta.NumPending); err != nil {
 			return err
 		}
 	}

@@ -117,9 +117,42 @@ func needsEscape(c byte) bool {
 	return c <= ' ' || c >= 0x7f || c == '.' || c == '*' || c == '>' || c == '%'
 }
 
-// hasSubject reports whether subject is the key's subject under prefix.
+// hasSubject reports whether subject is the key's subject under prefix, without allocating for
+// the usual names.
 func (k Key) hasSubject(prefix, subject string) bool {
-	return k.subject(prefix) == subject
+	var buf [192]byte
+	b := append(buf[:0], prefix...)
+	b = append(b, ".obj."...)
+	if k.Group == "" {
+		b = append(b, "core"...)
+	} else {
+		b = appendToken(b, k.Group)
+	}
+	b = append(b, '.')
+	b = appendToken(b, k.Resource)
+	b = append(b, '.')
+	if k.Namespace == "" {
+		b = append(b, '_')
+	} else {
+		b = appendToken(b, k.Namespace)
+	}
+	b = append(b, '.')
+	b = appendToken(b, k.Name)
+	return string(b) == subject
+}
+
+// appendToken appends escapeToken(s) to b.
+func appendToken(b []byte, s string) []byte {
+	const hex = "0123456789ABCDEF"
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if needsEscape(c) {
+			b = append(b, '%', hex[c>>4], hex[c&15])
+			continue
+		}
+		b = append(b, c)
+	}
+	return b
 }
 
 // Subject returns the subject of key's events in this log.

@@ -97,7 +97,7 @@ func (l *Log) streamConfig() jetstream.StreamConfig {
 		MaxBytes:          orUnlimited(l.cfg.MaxBytes),
 		MaxMsgs:           -1,
 		MaxMsgSize:        -1,
-		Compression:       jetstream.S2Compression,
+		Compression:       l.compression(),
 		AllowDirect:       true,
 		DenyDelete:        true,
 	}
@@ -221,4 +221,11 @@ func (l *Log) Consumers(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("eventlog: stream info: %w", err)
 	}
 	return info.State.Consumers, nil
+}
+
+func (l *Log) compression() jetstream.StoreCompression {
+	if l.cfg.NoCompression {
+		return jetstream.NoCompression
+	}
+	return jetstream.S2Compression
 }

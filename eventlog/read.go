@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
 )
@@ -34,7 +33,7 @@ func (r Record) Tombstone() bool {
 func (l *Log) decode(seq uint64, subject string, stored time.Time, data []byte) Record {
 	rec := Record{Seq: seq, Subject: subject, Stored: stored}
 	ev := &eventv1.ObjectChanged{}
-	if err := proto.Unmarshal(data, ev); err != nil {
+	if err := unmarshalEvent(data, ev); err != nil {
 		rec.Err = fmt.Errorf("eventlog: undecodable event at sequence %d on %s: %w", seq, subject, err)
 		return rec
 	}

@@ -104,8 +104,7 @@ func (s *Store) ReadSnapshot(r io.Reader) error {
 		s.applied = 0
 		return err
 	}
-	close(s.advance)
-	s.advance = make(chan struct{})
+	s.wake()
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -322,4 +323,40 @@ func diffLines(want, got string) string {
 
 func schemaGR(group, resource string) schema.GroupResource {
 	return schema.GroupResource{Group: group, Resource: resource}
+}
+
+func TestRunSnapshotsByPolicy(t *testing.T) {
+	l := eventlogtest.Open(t)
+	s := projections.New(kinds.Builtin(), nil)
+	follow(t, l, s)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- s.RunSnapshots(ctx, l, projections.SnapshotPolicy{Every: 20 * time.Millisecond, MinEvents: 40})
+	}()
+	var last uint64
+	history(t, l, 30, 30, func(seq uint64) { last = seq })
+	time.Sleep(100 * time.Millisecond)
+	if snaps, err := l.Snapshots(t.Context(), "objects"); err != nil || len(snaps) != 0 {
+		t.Fatalf("a snapshot after %d events, fewer than the policy's 40: %+v %v", last, snaps, err)
+	}
+	history(t, l, 30, 31, func(seq uint64) { last = seq })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		snaps, err := l.Snapshots(t.Context(), "objects")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(snaps) > 0 && snaps[0].Seq >= 40 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no snapshot after %d events: %+v", last, snaps)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("RunSnapshots ended with %v", err)
+	}
 }

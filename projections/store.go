@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/fields"
@@ -105,7 +106,8 @@ type Store struct {
 	mu      sync.RWMutex
 	applied uint64
 	tables  map[schema.GroupResource]*table
-	advance chan struct{} // closed and replaced when applied grows
+	advance chan struct{} // closed and replaced when applied grows and someone waits on it
+	waited  atomic.Bool   // someone took advance to wait on it
 	subs    map[int]func(Change)
 	nextSub int
 	unknown map[schema.GroupResource]bool // resources reported as unknown, to say it once
@@ -153,6 +155,7 @@ func (s *Store) WaitFor(ctx context.Context, seq uint64) error {
 	for {
 		s.mu.RLock()
 		applied, ch := s.applied, s.advance
+		s.waited.Store(true) // under the read lock, so Apply, under the write lock, sees it
 		s.mu.RUnlock()
 		if applied >= seq {
 			return nil
@@ -184,10 +187,9 @@ func (s *Store) Apply(r eventlog.Record) {
 		s.mu.Unlock()
 		return
 	}
-	ch := s.applyLocked(r)
+	ch := s.applyLocked(r, len(s.subs) > 0)
 	s.applied = r.Seq
-	close(s.advance)
-	s.advance = make(chan struct{})
+	s.wake()
 	var subs []func(Change)
 	if ch != nil && len(s.subs) > 0 {
 		subs = make([]func(Change), 0, len(s.subs))
@@ -201,7 +203,16 @@ func (s *Store) Apply(r eventlog.Record) {
 	}
 }
 
-func (s *Store) applyLocked(r eventlog.Record) *Change {
+// wake releases WaitFor callers after applied grew. Called with the write lock held.
+func (s *Store) wake() {
+	if s.waited.Swap(false) {
+		close(s.advance)
+		s.advance = make(chan struct{})
+	}
+}
+
+// applyLocked folds r in and, if changes is set, returns the Change it made.
+func (s *Store) applyLocked(r eventlog.Record, changes bool) *Change {
 	if r.Err != nil {
 		s.skipped++
 		s.log.Error("projections: skipping an event that cannot be read", "seq", r.Seq, "subject", r.Subject, "err", r.Err)
@@ -216,17 +227,19 @@ func (s *Store) applyLocked(r eventlog.Record) *Change {
 		s.tables[gr] = t
 	}
 	old := t.get(key.Namespace, key.Name)
-	ch := &Change{Seq: r.Seq, Type: ev.GetType(), Old: old}
+	var obj *Object
 	if ev.GetType() == eventv1.ChangeType_CHANGE_TYPE_DELETED {
 		if old != nil {
 			t.remove(old, s.indexed)
 		}
-		return ch
+	} else {
+		obj = s.newObject(key, gr, r.Seq, ev)
+		t.put(old, obj, s.indexed)
 	}
-	obj := s.newObject(key, gr, r.Seq, ev)
-	t.put(old, obj, s.indexed)
-	ch.New = obj
-	return ch
+	if !changes {
+		return nil
+	}
+	return &Change{Seq: r.Seq, Type: ev.GetType(), Old: old, New: obj}
 }
 
 // newObject makes the Object of an event. Called with the lock held.

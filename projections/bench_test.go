@@ -1,0 +1,304 @@
+package projections_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/logplane/logplane/eventlog"
+	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/projections"
+	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
+)
+
+// writePods fills a log with pods realistic pods, each created and then updated (status and
+// labels) until it has revisions revisions, from 16 writers: pods*revisions events in all. It
+// returns the last sequence.
+func writePods(b *testing.B, l *eventlog.Log, pods, revisions int) uint64 {
+	b.Helper()
+	ctx := b.Context()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(next.Load()), 9))
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= pods {
+					return
+				}
+				pod := realisticPod(i, rng)
+				for r := range revisions {
+					typ := eventv1.ChangeType_CHANGE_TYPE_ADDED
+					if r > 0 {
+						typ = eventv1.ChangeType_CHANGE_TYPE_MODIFIED
+						pod.Status.Conditions[1].LastTransitionTime.Time = pod.Status.Conditions[1].LastTransitionTime.Add(time.Duration(r) * time.Second)
+						pod.Labels["revision"] = strconv.Itoa(r)
+					}
+					if _, err := l.Append(ctx, podEventOf(b, typ, pod, eventv1.Encoding_ENCODING_PROTOBUF), eventlog.AnyRevision); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	_, last, err := l.Bounds(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return last
+}
+
+func openLog(b *testing.B, dir string) *eventlog.Log {
+	b.Helper()
+	l, err := eventlog.Open(b.Context(), eventlog.Config{DataDir: dir, Durability: eventlog.Lazy})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return l
+}
+
+// BenchmarkRebuild replays a log of 100,000 events about 25,000 realistic ~2 KB pods (each
+// created and updated three times) into an empty store, as a restart with no snapshot does.
+// Sub-benchmarks: from the log with Replay (batched direct gets: the path At and a cold start
+// take), from the log with Run (the ordered consumer a live store follows with), and Apply alone
+// on records already in memory (the store's own cost). Metric: events/s.
+func BenchmarkRebuild(b *testing.B) {
+	const pods, revisions = 25_000, 4
+	l := openLog(b, b.TempDir())
+	defer l.Close()
+	last := writePods(b, l, pods, revisions)
+	events := float64(last)
+
+	b.Run("from=replay", func(b *testing.B) {
+		var s *projections.Store
+		for b.Loop() {
+			s = projections.New(kinds.Builtin(), nil)
+			if err := l.Replay(b.Context(), eventlog.Filter{}, 0, 0, func(r eventlog.Record) error { s.Apply(r); return nil }); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if s.Len() != pods {
+			b.Fatalf("%d objects, want %d", s.Len(), pods)
+		}
+		b.ReportMetric(events*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	})
+	b.Run("from=follow", func(b *testing.B) {
+		for b.Loop() {
+			s := projections.New(kinds.Builtin(), nil)
+			ctx, cancel := context.WithCancel(b.Context())
+			done := make(chan error, 1)
+			go func() { done <- s.Run(ctx, l) }()
+			if err := s.WaitFor(ctx, last); err != nil {
+				b.Fatal(err)
+			}
+			cancel()
+			<-done
+		}
+		b.ReportMetric(events*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	})
+	b.Run("from=memory", func(b *testing.B) {
+		var recs []eventlog.Record
+		if err := l.Replay(b.Context(), eventlog.Filter{}, 0, 0, func(r eventlog.Record) error { recs = append(recs, r); return nil }); err != nil {
+			b.Fatal(err)
+		}
+		b.ResetTimer()
+		for b.Loop() {
+			s := projections.New(kinds.Builtin(), nil)
+			for _, r := range recs {
+				s.Apply(r)
+			}
+		}
+		b.ReportMetric(events*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	})
+}
+
+// BenchmarkRestart restarts a process holding 100,000 realistic pods whose log has a history of
+// 1 and of 5 revisions per pod (100,000 and 500,000 events): it opens the log on its data
+// directory (starting the embedded server), restores the latest snapshot (taken 1,000 events
+// before the end) and replays the tail. Metrics: restart-ms (all of that), snapshot-MB (its
+// size), heap-MB (the live heap of the restored store: the resident memory the projection of
+// 100,000 pods costs) and rss-MB (the whole process, server included).
+func BenchmarkRestart(b *testing.B) {
+	const pods, tail = 100_000, 1000
+	for _, revisions := range []int{1, 5} {
+		b.Run(fmt.Sprintf("objects=100000/history=%d", pods*revisions), func(b *testing.B) {
+			dir := b.TempDir()
+			l := openLog(b, dir)
+			writePods(b, l, pods-tail/revisions, revisions)
+			live := projections.New(kinds.Builtin(), nil)
+			if err := l.Replay(b.Context(), eventlog.Filter{}, 0, 0, func(r eventlog.Record) error { live.Apply(r); return nil }); err != nil {
+				b.Fatal(err)
+			}
+			info, err := live.Snapshot(b.Context(), l)
+			if err != nil {
+				b.Fatal(err)
+			}
+			// The tail: pods created after the snapshot.
+			rng := rand.New(rand.NewPCG(5, 5))
+			for i := range tail {
+				pod := realisticPod(pods+i, rng)
+				if _, err := l.Append(b.Context(), podEventOf(b, eventv1.ChangeType_CHANGE_TYPE_ADDED, pod, eventv1.Encoding_ENCODING_PROTOBUF), eventlog.AnyRevision); err != nil {
+					b.Fatal(err)
+				}
+			}
+			_, last, _ := l.Bounds(b.Context())
+			wantLen := live.Len() + tail
+			live = nil
+			l.Close()
+
+			var heap, rss float64
+			b.ResetTimer()
+			for b.Loop() {
+				runtime.GC()
+				var before runtime.MemStats
+				runtime.ReadMemStats(&before)
+				start := time.Now()
+				l := openLog(b, dir)
+				s := projections.New(kinds.Builtin(), nil)
+				if _, err := s.Restore(b.Context(), l); err != nil {
+					b.Fatal(err)
+				}
+				if err := l.Replay(b.Context(), eventlog.Filter{}, s.Applied(), 0, func(r eventlog.Record) error { s.Apply(r); return nil }); err != nil {
+					b.Fatal(err)
+				}
+				took := time.Since(start)
+				b.StopTimer()
+				if s.Applied() != last || s.Len() != wantLen {
+					b.Fatalf("restored to %d with %d objects, want %d with %d", s.Applied(), s.Len(), last, wantLen)
+				}
+				runtime.GC()
+				var after runtime.MemStats
+				runtime.ReadMemStats(&after)
+				heap = float64(after.HeapAlloc-before.HeapAlloc) / (1 << 20)
+				rss = residentMB()
+				runtime.KeepAlive(s)
+				l.Close()
+				b.ReportMetric(float64(took.Microseconds())/1000, "restart-ms")
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(info.Size)/(1<<20), "snapshot-MB")
+			b.ReportMetric(heap, "heap-MB")
+			b.ReportMetric(rss, "rss-MB")
+		})
+	}
+}
+
+// residentMB is the process's resident set size.
+func residentMB() float64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0 // not on Linux: no figure
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64) // 0 if malformed
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// BenchmarkPodEncoding encodes and decodes a realistic pod in the two encodings the log
+// supports, to choose the one objects are written in. Metrics: ns/op and bytes (encoded size).
+func BenchmarkPodEncoding(b *testing.B) {
+	pod := realisticPod(7, rand.New(rand.NewPCG(7, 7)))
+	for _, enc := range []eventv1.Encoding{eventv1.Encoding_ENCODING_PROTOBUF, eventv1.Encoding_ENCODING_JSON} {
+		name := strings.ToLower(strings.TrimPrefix(enc.String(), "ENCODING_"))
+		data, err := kinds.Encode(pod, enc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run("encoding="+name+"/op=encode", func(b *testing.B) {
+			for b.Loop() {
+				if _, err := kinds.Encode(pod, enc); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(len(data)), "bytes")
+		})
+		b.Run("encoding="+name+"/op=decode", func(b *testing.B) {
+			for b.Loop() {
+				if _, err := podKind.Decode(enc, data); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(len(data)), "bytes")
+		})
+	}
+}
+
+// BenchmarkStoreKeeps compares the two ways a store could keep objects: encoded, as the event
+// carries them (decoded on every read, which gives the caller its own copy), or decoded (deep
+// copied on every read, since callers may change what they get). Metrics: ns/op of one read
+// that hands the caller an object it owns, and heap-MB for 100,000 pods kept that way.
+func BenchmarkStoreKeeps(b *testing.B) {
+	const n = 100_000
+	heapOf := func(build func() any) float64 {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		kept := build()
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		runtime.KeepAlive(kept)
+		return float64(after.HeapAlloc-before.HeapAlloc) / (1 << 20)
+	}
+	b.Run("keeps=bytes", func(b *testing.B) {
+		var evs []*eventv1.ObjectChanged
+		heap := heapOf(func() any {
+			rng := rand.New(rand.NewPCG(8, 8))
+			evs = make([]*eventv1.ObjectChanged, n)
+			for i := range evs {
+				evs[i] = podEventOf(b, eventv1.ChangeType_CHANGE_TYPE_ADDED, realisticPod(i, rng), eventv1.Encoding_ENCODING_PROTOBUF)
+			}
+			return evs
+		})
+		i := 0
+		for b.Loop() {
+			if _, err := podKind.Decode(evs[i%n].Encoding, evs[i%n].Object); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+		b.ReportMetric(heap, "heap-MB")
+	})
+	b.Run("keeps=decoded", func(b *testing.B) {
+		var kept []*corev1.Pod
+		heap := heapOf(func() any {
+			rng := rand.New(rand.NewPCG(8, 8))
+			kept = make([]*corev1.Pod, n)
+			for i := range kept {
+				// As the store would have it: decoded from the log, not built in memory.
+				data, err := kinds.Encode(realisticPod(i, rng), eventv1.Encoding_ENCODING_PROTOBUF)
+				if err != nil {
+					b.Fatal(err)
+				}
+				obj, err := podKind.Decode(eventv1.Encoding_ENCODING_PROTOBUF, data)
+				if err != nil {
+					b.Fatal(err)
+				}
+				kept[i] = obj.(*corev1.Pod)
+			}
+			return kept
+		})
+		i := 0
+		for b.Loop() {
+			_ = kept[i%n].DeepCopy()
+			i++
+		}
+		b.ReportMetric(heap, "heap-MB")
+	})
+}
