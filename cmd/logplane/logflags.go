@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/logplane/logplane/eventlog"
+)
+
+// logFlags say where the object log is: embedded in this process (with its store in the data
+// directory, listening for the other roles) or at a NATS URL.
+type logFlags struct {
+	dataDir    string
+	natsURL    string
+	natsListen string
+	durability string
+	replicas   int
+	maxAge     time.Duration
+	maxBytes   int64
+	embed      bool // whether this role embeds the server when no URL is given
+}
+
+func (f *logFlags) register(fs *pflag.FlagSet, embed bool, defaultListen string) {
+	f.embed = embed
+	fs.StringVar(&f.dataDir, "data-dir", "/var/lib/logplane", "directory for the log's store, TLS material, kubeconfig and node state")
+	if embed {
+		fs.StringVar(&f.natsURL, "nats", "", "NATS URL of an external server or cluster; empty: embed a server with its store in --data-dir")
+		fs.StringVar(&f.natsListen, "nats-listen", defaultListen, "address on which the embedded NATS server accepts the other roles (empty: this process only)")
+	} else {
+		fs.StringVar(&f.natsURL, "nats", "nats://127.0.0.1:4222", "NATS URL of the log (the embedded server of `logplane apiserver`, or a cluster)")
+	}
+	fs.StringVar(&f.durability, "durability", eventlog.GroupCommit.String(),
+		"how acknowledged writes are made durable: group-commit (fsync per group of writes, the default), server-sync (the server's own sync_always or replication; needed for a plain external NATS cluster) or lazy (tests only)")
+	fs.IntVar(&f.replicas, "replicas", 1, "stream replicas on a NATS cluster (3 for production)")
+	fs.DurationVar(&f.maxAge, "retention-age", 0, "drop history older than this (0: keep it all)")
+	fs.Int64Var(&f.maxBytes, "retention-bytes", 0, "cap the log's size, dropping the oldest history (0: no cap)")
+}
+
+func (f *logFlags) open(ctx context.Context) (*eventlog.Log, error) {
+	d, err := eventlog.ParseDurability(f.durability)
+	if err != nil {
+		return nil, err
+	}
+	cfg := eventlog.Config{
+		URL:        f.natsURL,
+		DataDir:    filepath.Join(f.dataDir, "log"),
+		Durability: d,
+		Replicas:   f.replicas,
+		MaxAge:     f.maxAge,
+		MaxBytes:   f.maxBytes,
+	}
+	if cfg.URL == "" {
+		cfg.Listen = f.natsListen
+	}
+	l, err := eventlog.Open(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("opening the log: %w", err)
+	}
+	return l, nil
+}

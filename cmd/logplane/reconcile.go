@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/logplane/logplane/eventlog"
+	"github.com/logplane/logplane/projections"
+	"github.com/logplane/logplane/reconcilers/engine"
+	"github.com/logplane/logplane/registry"
+)
+
+// reconcilerDeps is what a reconciler set is built from.
+type reconcilerDeps struct {
+	store    *projections.Store
+	registry *registry.Registry
+	holder   string // this replica's name
+	logger   *slog.Logger
+}
+
+// reconcilerSet builds one named set of reconcilers: the registrations to run on the engine, and
+// the loops to run beside it (caches, event writers).
+type reconcilerSet struct {
+	name  string
+	build func(d reconcilerDeps) ([]engine.Registration, []func(context.Context) error, error)
+}
+
+// reconcilerSets are every reconciler `logplane reconcile` can run, in order.
+var reconcilerSets = []reconcilerSet{}
+
+func reconcilerNames() []string {
+	names := make([]string, len(reconcilerSets))
+	for i, s := range reconcilerSets {
+		names[i] = s.name
+	}
+	return names
+}
+
+type reconcileFlags struct {
+	only       []string
+	holder     string
+	partitions int
+	leaseTTL   time.Duration
+}
+
+func (f *reconcileFlags) register(fs *pflag.FlagSet) {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "host" // only a default for the replica's name
+	}
+	fs.StringSliceVar(&f.only, "reconcilers", nil, "reconcilers to run (default all): "+strings.Join(reconcilerNames(), ", "))
+	fs.StringVar(&f.holder, "replica-name", fmt.Sprintf("%s-%d", host, os.Getpid()), "name of this replica among the reconcile processes sharing the work")
+	fs.IntVar(&f.partitions, "partitions", 64, "partitions the keys are spread over among replicas (the same in every replica)")
+	fs.DurationVar(&f.leaseTTL, "lease-ttl", 5*time.Second, "how long a dead replica's partitions stay claimed before the others take them over")
+}
+
+func reconcileCommand() *cobra.Command {
+	var lf logFlags
+	var rf reconcileFlags
+	cmd := &cobra.Command{
+		Use:   "reconcile",
+		Short: "Run reconcilers (scheduler, controllers); any number of processes share the work",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			l, err := lf.open(ctx)
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			store := projections.New(registryCatalog(), slog.Default())
+			g, ctx := errgroup.WithContext(ctx)
+			g.Go(func() error { return store.Run(ctx, l) })
+			reg, err := registry.New(registry.Config{Log: l, Store: store})
+			if err != nil {
+				return err
+			}
+			g.Go(func() error { return runReconcilers(ctx, l, store, reg, &rf) })
+			return ignoreCanceled(g.Wait())
+		},
+	}
+	lf.register(cmd.Flags(), false, "")
+	rf.register(cmd.Flags())
+	return cmd
+}
+
+// runReconcilers runs the chosen reconciler sets on one engine sharing partitions with the other
+// replicas, once the store has caught up with the log.
+func runReconcilers(ctx context.Context, l *eventlog.Log, store *projections.Store, reg *registry.Registry, rf *reconcileFlags) error {
+	if err := catchUp(ctx, l, store); err != nil {
+		return err
+	}
+	leases, err := l.Leases(ctx, "reconcilers", rf.leaseTTL)
+	if err != nil {
+		return err
+	}
+	e := engine.New(store, engine.Options{Leases: leases, Holder: rf.holder, Partitions: rf.partitions})
+	deps := reconcilerDeps{store: store, registry: reg, holder: rf.holder, logger: slog.Default()}
+	g, ctx := errgroup.WithContext(ctx)
+	var names []string
+	for _, set := range reconcilerSets {
+		if len(rf.only) > 0 && !slices.Contains(rf.only, set.name) {
+			continue
+		}
+		regs, loops, err := set.build(deps)
+		if err != nil {
+			return fmt.Errorf("reconciler %s: %w", set.name, err)
+		}
+		for _, r := range regs {
+			e.Register(r)
+		}
+		for _, loop := range loops {
+			g.Go(func() error { return loop(ctx) })
+		}
+		names = append(names, set.name)
+	}
+	for _, n := range rf.only {
+		if !slices.Contains(reconcilerNames(), n) {
+			return fmt.Errorf("unknown reconciler %q (known: %s)", n, strings.Join(reconcilerNames(), ", "))
+		}
+	}
+	slog.Info("logplane: reconciling", "reconcilers", names, "replica", rf.holder)
+	g.Go(func() error { return e.Run(ctx) })
+	return g.Wait()
+}
+
+// catchUp waits until store has applied everything the log held when it was called.
+func catchUp(ctx context.Context, l *eventlog.Log, store *projections.Store) error {
+	_, last, err := l.Bounds(ctx)
+	if err != nil {
+		return err
+	}
+	return store.WaitFor(ctx, last)
+}
