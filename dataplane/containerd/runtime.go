@@ -21,6 +21,7 @@ import (
 
 	client "github.com/containerd/containerd"
 	"github.com/containerd/containerd/errdefs"
+	"github.com/containerd/containerd/images"
 	"github.com/containerd/containerd/namespaces"
 
 	"github.com/logplane/logplane/dataplane/podnet"
@@ -158,7 +159,9 @@ func (r *Runtime) DeleteNamespace(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("containerd: list images: %w", err))
 	}
 	for _, img := range imgs {
-		if err := r.client.ImageService().Delete(ctx, img.Name); err != nil && !errdefs.IsNotFound(err) {
+		// Synchronous: collect the image's content and snapshots now, not
+		// when the garbage collector's schedule allows.
+		if err := r.client.ImageService().Delete(ctx, img.Name, images.SynchronousDelete()); err != nil && !errdefs.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("containerd: delete image %s: %w", img.Name, err))
 		}
 	}
