@@ -472,6 +472,11 @@ func (r *Runtime) ContainerStatus(ctx context.Context, id string) (runtimeapi.Co
 			return runtimeapi.ContainerStatus{}, fmt.Errorf("containerd: task of %s: %w", id, err)
 		}
 	}
+	if proc != nil && proc.Status == apitask.Status_STOPPED {
+		// Exited but not recorded yet: let the watcher record it (OOM or
+		// not) so that no caller sees an exit without its reason.
+		return r.WaitContainer(ctx, id)
+	}
 	return statusOf(c, proc), nil
 }
 
@@ -498,6 +503,14 @@ func (r *Runtime) ListContainers(ctx context.Context, podUID string) ([]runtimea
 	for _, c := range cs {
 		if c.Labels[runtimeapi.LabelPodUID] == "" {
 			continue // not ours
+		}
+		if p := procs[c.ID]; p != nil && p.Status == apitask.Status_STOPPED && c.Labels[labelFinishedAt] == "" {
+			st, err := r.WaitContainer(ctx, c.ID) // see ContainerStatus
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, st)
+			continue
 		}
 		out = append(out, statusOf(c, procs[c.ID]))
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -33,7 +34,20 @@ func realConfig(t *testing.T, e *dataplanetest.Env, rt *containerd.Runtime, rec 
 	}
 }
 
+// post sends an empty POST, retrying for a few seconds while the server
+// is not listening yet (a pod is Running before its process listens).
 func post(ctx context.Context, url string) error {
+	var err error
+	for range 50 {
+		if err = post1(ctx, url); err == nil || !strings.Contains(err.Error(), "connection refused") {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return err
+}
+
+func post1(ctx context.Context, url string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
 	if err != nil {
 		return err
@@ -214,14 +228,22 @@ func TestPodsOnContainerd(t *testing.T) {
 		pod := newPod("oom", oom)
 		pod.Spec.RestartPolicy = corev1.RestartPolicyNever
 		m.Sync(pod)
-		st := rec.waitFor(t, pod, 30*time.Second, "Failed", func(st corev1.PodStatus) bool { return st.Phase == corev1.PodFailed })
-		if term := container(st, "web").State.Terminated; term == nil || term.Reason != "OOMKilled" || term.ExitCode != 137 {
-			t.Fatalf("status:\n%s", describe(st))
+		rec.waitFor(t, pod, 30*time.Second, "Failed with OOMKilled", func(st corev1.PodStatus) bool {
+			term := container(st, "web").State.Terminated
+			return st.Phase == corev1.PodFailed && term != nil && term.Reason == "OOMKilled" && term.ExitCode == 137
+		})
+		rec.mu.Lock()
+		history := slices.Clone(rec.history[pod.UID])
+		rec.mu.Unlock()
+		for _, st := range history {
+			if term := container(st, "web").State.Terminated; term != nil && term.Reason != "OOMKilled" {
+				t.Fatalf("reported an exit without its reason first:\n%s", describe(st))
+			}
 		}
 		done := newPod("done", corev1.Container{Name: "c", Image: e.Busybox, Command: []string{"true"}})
 		done.Spec.RestartPolicy = corev1.RestartPolicyOnFailure
 		m.Sync(done)
-		st = rec.waitFor(t, done, 30*time.Second, "Succeeded", func(st corev1.PodStatus) bool { return st.Phase == corev1.PodSucceeded })
+		st := rec.waitFor(t, done, 30*time.Second, "Succeeded", func(st corev1.PodStatus) bool { return st.Phase == corev1.PodSucceeded })
 		if term := container(st, "c").State.Terminated; term == nil || term.Reason != "Completed" || container(st, "c").RestartCount != 0 {
 			t.Fatalf("status:\n%s", describe(st))
 		}
@@ -240,7 +262,7 @@ func TestPodsOnContainerd(t *testing.T) {
 		if d := at.Sub(start); d < time.Second || d > 4*time.Second {
 			t.Fatalf("deletion took %s, want about 1s", d)
 		}
-		st := rec.statuses[pod.UID]
+		st := rec.last(pod)
 		if term := container(st, "c").State.Terminated; term == nil || term.ExitCode != 137 {
 			t.Fatalf("last status:\n%s", describe(st))
 		}
@@ -252,7 +274,7 @@ func TestPodsOnContainerd(t *testing.T) {
 	t.Run("pull errors", func(t *testing.T) {
 		pod := newPod("missing", corev1.Container{Name: "c", Image: e.Registry.Ref("logplane/missing:1")})
 		m.Sync(pod)
-		rec.waitFor(t, pod, 30*time.Second, "ErrImagePull", func(st corev1.PodStatus) bool {
+		rec.waitEver(t, pod, 30*time.Second, "ErrImagePull", func(st corev1.PodStatus) bool {
 			w := container(st, "c").State.Waiting
 			return st.Phase == corev1.PodPending && w != nil && w.Reason == podworker.ReasonErrImagePull
 		})

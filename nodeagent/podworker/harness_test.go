@@ -74,6 +74,27 @@ func (r *recorder) onError(_ types.UID, err error) {
 	r.errs = append(r.errs, err)
 }
 
+// last returns the pod's last reported status.
+func (r *recorder) last(pod *corev1.Pod) corev1.PodStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.statuses[pod.UID]
+}
+
+// waitEver waits until cond has held for any status the pod has reported,
+// for states that last only until the next sync (ErrImagePull).
+func (r *recorder) waitEver(t *testing.T, pod *corev1.Pod, d time.Duration, what string, cond func(st corev1.PodStatus) bool) {
+	t.Helper()
+	r.waitFor(t, pod, d, what, func(corev1.PodStatus) bool {
+		for _, st := range r.history[pod.UID] { // waitFor runs cond with r.mu held
+			if cond(st) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
 // waitFor waits until cond holds for the pod's last status.
 func (r *recorder) waitFor(t *testing.T, pod *corev1.Pod, d time.Duration, what string, cond func(st corev1.PodStatus) bool) corev1.PodStatus {
 	t.Helper()
@@ -82,8 +103,9 @@ func (r *recorder) waitFor(t *testing.T, pod *corev1.Pod, d time.Duration, what 
 		r.mu.Lock()
 		st, ok := r.statuses[pod.UID]
 		ch := r.changed
+		met := ok && cond(st)
 		r.mu.Unlock()
-		if ok && cond(st) {
+		if met {
 			return st
 		}
 		select {

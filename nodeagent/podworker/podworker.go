@@ -49,8 +49,9 @@ type Runtime interface {
 	Exec(ctx context.Context, id string, opts runtimeapi.ExecOptions) (int, error)
 }
 
-// StreamingRuntime is the part of a runtime that serves kubectl logs, exec,
-// port-forward and top; the Manager passes these through.
+// StreamingRuntime is a Runtime that also serves kubectl logs, port-forward
+// and top; the node agent calls these directly, with the IDs that
+// Manager.ContainerID and Manager.SandboxID give.
 type StreamingRuntime interface {
 	Runtime
 	Logs(ctx context.Context, id string, opts runtimeapi.LogOptions, w io.Writer) error

@@ -75,7 +75,7 @@ func TestSimPullErrors(t *testing.T) {
 	m := startManager(t, simConfig(t, rt, rec))
 	pod := newPod("pull", corev1.Container{Name: "c", Image: "missing:1"})
 	m.Sync(pod)
-	rec.waitFor(t, pod, 5*time.Second, "ErrImagePull", func(st corev1.PodStatus) bool {
+	rec.waitEver(t, pod, 5*time.Second, "ErrImagePull", func(st corev1.PodStatus) bool {
 		w := container(st, "c").State.Waiting
 		return st.Phase == corev1.PodPending && w != nil && w.Reason == podworker.ReasonErrImagePull
 	})
@@ -131,7 +131,7 @@ func TestSimCrashLoopBackOff(t *testing.T) {
 	rec.waitFor(t, pod, 5*time.Second, "back-off 20s", backingOff(2, "20s"))
 	step(10 * time.Second)
 	time.Sleep(50 * time.Millisecond)
-	if c := container(rec.statuses[pod.UID], "c"); c.RestartCount != 2 {
+	if c := container(rec.last(pod), "c"); c.RestartCount != 2 {
 		t.Fatalf("restarted after 10s of a 20s back-off: %d", c.RestartCount)
 	}
 	step(10 * time.Second)
