@@ -637,18 +637,22 @@ func volumeSource(vs *corev1.VolumeSource, fldPath *field.Path) field.ErrorList 
 		}
 	}
 	// The remaining sources are counted, not examined.
-	others := map[string]bool{
-		"gcePersistentDisk": vs.GCEPersistentDisk != nil, "awsElasticBlockStore": vs.AWSElasticBlockStore != nil,
-		"gitRepo": vs.GitRepo != nil, "iscsi": vs.ISCSI != nil, "glusterfs": vs.Glusterfs != nil, "rbd": vs.RBD != nil,
-		"flexVolume": vs.FlexVolume != nil, "cinder": vs.Cinder != nil, "cephfs": vs.CephFS != nil, "flocker": vs.Flocker != nil,
-		"fc": vs.FC != nil, "azureFile": vs.AzureFile != nil, "vsphereVolume": vs.VsphereVolume != nil, "quobyte": vs.Quobyte != nil,
-		"azureDisk": vs.AzureDisk != nil, "photonPersistentDisk": vs.PhotonPersistentDisk != nil, "portworxVolume": vs.PortworxVolume != nil,
-		"scaleIO": vs.ScaleIO != nil, "storageos": vs.StorageOS != nil, "csi": vs.CSI != nil, "ephemeral": vs.Ephemeral != nil,
-		"image": vs.Image != nil,
-	}
-	for _, name := range sortedKeys(others) {
-		if others[name] {
-			one(name)
+	for _, o := range []struct {
+		name string
+		set  bool
+	}{
+		{"awsElasticBlockStore", vs.AWSElasticBlockStore != nil}, {"azureDisk", vs.AzureDisk != nil},
+		{"azureFile", vs.AzureFile != nil}, {"cephfs", vs.CephFS != nil}, {"cinder", vs.Cinder != nil},
+		{"csi", vs.CSI != nil}, {"ephemeral", vs.Ephemeral != nil}, {"fc", vs.FC != nil},
+		{"flexVolume", vs.FlexVolume != nil}, {"flocker", vs.Flocker != nil},
+		{"gcePersistentDisk", vs.GCEPersistentDisk != nil}, {"gitRepo", vs.GitRepo != nil},
+		{"glusterfs", vs.Glusterfs != nil}, {"image", vs.Image != nil}, {"iscsi", vs.ISCSI != nil},
+		{"photonPersistentDisk", vs.PhotonPersistentDisk != nil}, {"portworxVolume", vs.PortworxVolume != nil},
+		{"quobyte", vs.Quobyte != nil}, {"rbd", vs.RBD != nil}, {"scaleIO", vs.ScaleIO != nil},
+		{"storageos", vs.StorageOS != nil}, {"vsphereVolume", vs.VsphereVolume != nil},
+	} {
+		if o.set {
+			one(o.name)
 		}
 	}
 	if n == 0 {
