@@ -28,18 +28,20 @@ type Status struct {
 
 // The reasons of the filters, as kube-scheduler's plugins word them.
 const (
-	ReasonUnschedulable   = "node(s) were unschedulable"                                // NodeUnschedulable
-	ReasonNodeName        = "node(s) didn't match the requested node name"              // NodeName
-	ReasonNodeAffinity    = "node(s) didn't match Pod's node affinity/selector"         // NodeAffinity
+	ReasonUnschedulable   = "node(s) were unschedulable"                                 // NodeUnschedulable
+	ReasonNodeName        = "node(s) didn't match the requested node name"               // NodeName
+	ReasonNodeAffinity    = "node(s) didn't match Pod's node affinity/selector"          // NodeAffinity
 	ReasonHostPorts       = "node(s) didn't have free ports for the requested pod ports" // NodePorts
-	ReasonTooManyPods     = "Too many pods"                                             // NodeResourcesFit
+	ReasonTooManyPods     = "Too many pods"                                              // NodeResourcesFit
 	ReasonUnknownNode     = "node(s) had unknown conditions"
 	reasonUntoleratedFmt  = "node(s) had untolerated taint {%s: %s}" // TaintToleration
 	reasonInsufficientFmt = "Insufficient %s"                        // NodeResourcesFit
 )
 
 // UntoleratedTaint is the reason of a node with a taint the pod does not tolerate.
-func UntoleratedTaint(t corev1.Taint) string { return fmt.Sprintf(reasonUntoleratedFmt, t.Key, t.Value) }
+func UntoleratedTaint(t corev1.Taint) string {
+	return fmt.Sprintf(reasonUntoleratedFmt, t.Key, t.Value)
+}
 
 // Insufficient is the reason of a node without enough of a resource left.
 func Insufficient(name corev1.ResourceName) string { return fmt.Sprintf(reasonInsufficientFmt, name) }

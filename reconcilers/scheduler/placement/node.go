@@ -183,9 +183,9 @@ func (nd *Node) Clone() *Node {
 	c := &Node{
 		Name: nd.Name, Node: nd.Node, Allocatable: nd.Allocatable, AllowedPods: nd.AllowedPods,
 		Requested: nd.Requested.Clone(), nonZeroCPU: nd.nonZeroCPU, nonZeroMem: nd.nonZeroMem,
-		pods:   make(map[string]*Pod, len(nd.pods)),
-		ports:  make(map[protoPort]map[string]int, len(nd.ports)),
-		groups: make(map[string]int, len(nd.groups)),
+		pods:       make(map[string]*Pod, len(nd.pods)),
+		ports:      make(map[protoPort]map[string]int, len(nd.ports)),
+		groups:     make(map[string]int, len(nd.groups)),
 		noSchedule: nd.noSchedule, preferNoSchedule: nd.preferNoSchedule,
 	}
 	for k, p := range nd.pods {
