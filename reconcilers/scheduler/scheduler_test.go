@@ -183,7 +183,10 @@ func TestFreedRoomIsReused(t *testing.T) {
 
 // The count of a FailedScheduling event that repeats itself grows on the same event.
 func TestFailedSchedulingRepeats(t *testing.T) {
-	c := startCluster(t, func(cfg *scheduler.Config) { cfg.EventRepeat = 50 * time.Millisecond; cfg.MaxBackoff = 40 * time.Millisecond })
+	c := startCluster(t, func(cfg *scheduler.Config) {
+		cfg.EventRepeat = 50 * time.Millisecond
+		cfg.MaxBackoff = 40 * time.Millisecond
+	})
 	c.create(readyNode("node-1", "1", "8Gi", 110), "nodes")
 	c.create(pendingPod("nginx", "2"), "pods")
 	eventually(t, 10*time.Second, func() (bool, string) {
@@ -269,4 +272,3 @@ func TestSetCondition(t *testing.T) {
 		t.Fatalf("status change: %+v", st.Conditions)
 	}
 }
-
