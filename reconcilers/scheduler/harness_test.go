@@ -95,8 +95,11 @@ func (w *logWriter) create(ctx context.Context, obj runtime.Object, resource str
 func (w *logWriter) modify(ctx context.Context, resource, ns, name string, uid types.UID, reason string, cause uint64, fn func(runtime.Object) error) (uint64, error) {
 	k := kindOf(resource)
 	key := eventlog.Key{Group: k.Group, Resource: resource, Namespace: ns, Name: name}
+	fromLog := false
 	for {
-		rec, err := w.log.Get(ctx, key)
+		// Like the registry: the current revision from the projection, from the log itself
+		// after losing a race (the projection may not have the winner yet).
+		rec, err := w.current(ctx, key, fromLog)
 		if errors.Is(err, eventlog.ErrNotFound) {
 			return 0, apierrors.NewNotFound(k.GroupResource(), name)
 		}
@@ -124,6 +127,7 @@ func (w *logWriter) modify(ctx context.Context, resource, ns, name string, uid t
 		}
 		seq, err := w.log.Append(ctx, ev, rec.Seq)
 		if errors.Is(err, eventlog.ErrConflict) {
+			fromLog = true
 			continue
 		}
 		if err != nil {
@@ -131,6 +135,17 @@ func (w *logWriter) modify(ctx context.Context, resource, ns, name string, uid t
 		}
 		return seq, w.store.WaitFor(ctx, seq)
 	}
+}
+
+func (w *logWriter) current(ctx context.Context, key eventlog.Key, fromLog bool) (eventlog.Record, error) {
+	if !fromLog && w.store != nil {
+		o, ok := w.store.Get(key)
+		if !ok {
+			return eventlog.Record{}, eventlog.ErrNotFound
+		}
+		return eventlog.Record{Seq: o.Seq, Event: o.Event}, nil
+	}
+	return w.log.Get(ctx, key)
 }
 
 func (w *logWriter) Bind(ctx context.Context, pod *corev1.Pod, node string, cause uint64) error {

@@ -1,0 +1,220 @@
+package scheduler_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/logplane/logplane/eventlog"
+	"github.com/logplane/logplane/eventlog/eventlogtest"
+	"github.com/logplane/logplane/projections"
+	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
+	"github.com/logplane/logplane/reconcilers/scheduler"
+	"github.com/logplane/logplane/reconcilers/scheduler/placement"
+)
+
+const (
+	benchNodes = 100
+	benchPods  = 10000
+	benchConc  = 64
+)
+
+// parallel runs fn(i) for i in [0, n) on conc goroutines and returns the first error.
+func parallel(n, conc int, fn func(i int) error) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		next  = make(chan int)
+	)
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := fn(i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return first
+}
+
+func benchPod(i int) *corev1.Pod {
+	yes := true
+	return pendingPod(fmt.Sprintf("web-%05d", i), "10m", func(p *corev1.Pod) {
+		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web", UID: "rs-web", Controller: &yes}}
+	})
+}
+
+// seed writes benchNodes Ready nodes and benchPods pending pods into the log, through a
+// projection of its own that it stops before returning.
+func seed(b *testing.B, l *eventlog.Log) {
+	b.Helper()
+	ctx, cancel := context.WithCancel(b.Context())
+	defer cancel()
+	store := projections.New(catalog, nil)
+	go store.Run(ctx, l)
+	w := &logWriter{log: l, store: store}
+	create := func(obj runtime.Object, resource string) error {
+		_, err := w.create(ctx, obj, resource, 0)
+		return err
+	}
+	if err := parallel(benchNodes, benchConc, func(i int) error {
+		return create(readyNode(fmt.Sprintf("node-%03d", i), "32", "128Gi", 110), "nodes")
+	}); err != nil {
+		b.Fatal(err)
+	}
+	if err := parallel(benchPods, benchConc, func(i int) error { return create(benchPod(i), "pods") }); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkSchedule binds 10,000 pending pods to 100 Ready nodes, end to end through a real
+// embedded log with its default durability (group commit) and a projection: the scheduler
+// starts once the pods are in the log, and the clock stops when it has bound them all. Each
+// binding is a compare-and-set append of the pod, and each is followed by a Scheduled event.
+//
+// The baseline in the same run, raw-appends, is the log alone doing the same number of
+// compare-and-set appends of bound pods with as many writers: what a scheduler that took no time
+// to decide, assume or read could reach.
+func BenchmarkSchedule(b *testing.B) {
+	b.Run("scheduler", func(b *testing.B) {
+		var binds, startup, events float64
+		for b.Loop() {
+			b.StopTimer()
+			l := eventlogtest.Open(b, eventlogtest.Durable)
+			seed(b, l)
+			b.StartTimer()
+			start := time.Now()
+			c := newCluster(b, l, func(cfg *scheduler.Config) { cfg.Workers = benchConc })
+			var first time.Duration
+			for deadline := start.Add(5 * time.Minute); ; time.Sleep(2 * time.Millisecond) {
+				s := c.sched.Stats()
+				if first == 0 && s.Bound > 0 {
+					first = time.Since(start)
+				}
+				if s.Bound >= benchPods {
+					break
+				}
+				if time.Now().After(deadline) {
+					b.Fatalf("not all bound: %+v", s)
+				}
+			}
+			elapsed := time.Since(start)
+			b.StopTimer()
+			bound := countBound(b, c.store)
+			if bound != benchPods {
+				b.Fatalf("%d pods bound, want %d", bound, benchPods)
+			}
+			eventually(b, 5*time.Minute, func() (bool, string) {
+				n := countEvents(c.store)
+				return n >= benchPods, fmt.Sprintf("%d Scheduled events", n)
+			})
+			eventsDone := time.Since(start)
+			startup += first.Seconds()
+			binds += benchPods / elapsed.Seconds()
+			events += eventsDone.Seconds()
+			c.stop()
+			b.StartTimer()
+		}
+		n := float64(b.N)
+		b.ReportMetric(binds/n, "binds/s")
+		b.ReportMetric(startup/n, "s-to-first-bind")
+		b.ReportMetric(events/n, "s-to-all-events")
+	})
+	b.Run("raw-appends", func(b *testing.B) {
+		var rate float64
+		for b.Loop() {
+			b.StopTimer()
+			l := eventlogtest.Open(b, eventlogtest.Durable)
+			seed(b, l)
+			ctx := b.Context()
+			w := &logWriter{log: l}
+			type bindAppend struct {
+				ev     *eventv1.ObjectChanged
+				expect uint64
+			}
+			evs := make([]bindAppend, benchPods)
+			for i := range benchPods {
+				p := benchPod(i)
+				rec, err := l.Get(ctx, eventlog.Key{Resource: "pods", Namespace: "default", Name: p.Name})
+				if err != nil {
+					b.Fatal(err)
+				}
+				obj, err := kindOf("pods").Decode(rec.Event.GetEncoding(), rec.Event.GetObject())
+				if err != nil {
+					b.Fatal(err)
+				}
+				bound := obj.(*corev1.Pod)
+				bound.Spec.NodeName = fmt.Sprintf("node-%03d", i%benchNodes)
+				ev, err := w.event(bound, "pods", "bind", eventv1.ChangeType_CHANGE_TYPE_MODIFIED, rec.Seq)
+				if err != nil {
+					b.Fatal(err)
+				}
+				evs[i] = bindAppend{ev: ev, expect: rec.Seq}
+			}
+			b.StartTimer()
+			start := time.Now()
+			if err := parallel(benchPods, benchConc, func(i int) error {
+				_, err := l.Append(ctx, evs[i].ev, evs[i].expect)
+				return err
+			}); err != nil {
+				b.Fatal(err)
+			}
+			rate += benchPods / time.Since(start).Seconds()
+		}
+		b.ReportMetric(rate/float64(b.N), "appends/s")
+	})
+}
+
+func countBound(b *testing.B, store *projections.Store) int {
+	objs, _ := store.List(projections.Query{Resource: schema.GroupResource{Resource: "pods"}})
+	n := 0
+	for _, o := range objs {
+		if o.Fields["spec.nodeName"] != "" {
+			n++
+		}
+	}
+	return n
+}
+
+func countEvents(store *projections.Store) int {
+	objs, _ := store.List(projections.Query{Resource: schema.GroupResource{Resource: "events"}})
+	return len(objs)
+}
+
+// BenchmarkPlace is the decision alone: one pod placed among 100 nodes holding 50 pods each.
+func BenchmarkPlace(b *testing.B) {
+	nodes := make([]*placement.Node, benchNodes)
+	for i := range nodes {
+		nodes[i] = placement.NewNode(fmt.Sprintf("node-%03d", i), readyNode(fmt.Sprintf("node-%03d", i), "32", "128Gi", 110))
+		for j := range 50 {
+			nodes[i].Add(placement.NewPod(benchPod(i*50 + j)))
+		}
+	}
+	p := placement.NewPod(benchPod(benchPods))
+	for b.Loop() {
+		if d := placement.Place(nodes, p); d.Node == "" {
+			b.Fatal(d.Err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "places/s")
+}
