@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -14,10 +15,12 @@ import (
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/eventlog/eventlogtest"
+	"github.com/logplane/logplane/kinds"
 	"github.com/logplane/logplane/projections"
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
 	"github.com/logplane/logplane/reconcilers/scheduler"
 	"github.com/logplane/logplane/reconcilers/scheduler/placement"
+	"github.com/logplane/logplane/registry"
 )
 
 const (
@@ -64,18 +67,24 @@ func benchPod(i int) *corev1.Pod {
 	})
 }
 
-// seed writes benchNodes Ready nodes and benchPods pending pods into the log, through a
-// projection of its own that it stops before returning.
+// seed writes the default namespace, benchNodes Ready nodes and benchPods pending pods into the
+// log through a registry and projection of its own, which it stops before returning.
 func seed(b *testing.B, l *eventlog.Log) {
 	b.Helper()
 	ctx, cancel := context.WithCancel(b.Context())
 	defer cancel()
 	store := projections.New(catalog, nil)
 	go store.Run(ctx, l)
-	w := &logWriter{log: l, store: store}
+	reg, err := registry.New(registry.Config{Log: l, Store: store, Catalog: catalog})
+	if err != nil {
+		b.Fatal(err)
+	}
 	create := func(obj runtime.Object, resource string) error {
-		_, err := w.create(ctx, obj, resource, 0)
+		_, err := reg.Create(ctx, kindOf(resource), obj, user)
 		return err
+	}
+	if err := create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, "namespaces"); err != nil {
+		b.Fatal(err)
 	}
 	if err := parallel(benchNodes, benchConc, func(i int) error {
 		return create(readyNode(fmt.Sprintf("node-%03d", i), "32", "128Gi", 110), "nodes")
@@ -147,28 +156,29 @@ func BenchmarkSchedule(b *testing.B) {
 			l := eventlogtest.Open(b, eventlogtest.Durable)
 			seed(b, l)
 			ctx := b.Context()
-			w := &logWriter{log: l}
 			type bindAppend struct {
 				ev     *eventv1.ObjectChanged
 				expect uint64
 			}
 			evs := make([]bindAppend, benchPods)
+			pods := kindOf("pods")
 			for i := range benchPods {
-				p := benchPod(i)
-				rec, err := l.Get(ctx, eventlog.Key{Resource: "pods", Namespace: "default", Name: p.Name})
+				rec, err := l.Get(ctx, eventlog.Key{Resource: "pods", Namespace: "default", Name: benchPod(i).Name})
 				if err != nil {
 					b.Fatal(err)
 				}
-				obj, err := kindOf("pods").Decode(rec.Event.GetEncoding(), rec.Event.GetObject())
+				obj, err := pods.Decode(rec.Event.GetEncoding(), rec.Event.GetObject())
 				if err != nil {
 					b.Fatal(err)
 				}
 				bound := obj.(*corev1.Pod)
 				bound.Spec.NodeName = fmt.Sprintf("node-%03d", i%benchNodes)
-				ev, err := w.event(bound, "pods", "bind", eventv1.ChangeType_CHANGE_TYPE_MODIFIED, rec.Seq)
+				data, err := kinds.Encode(bound, rec.Event.GetEncoding())
 				if err != nil {
 					b.Fatal(err)
 				}
+				ev := proto.Clone(rec.Event).(*eventv1.ObjectChanged)
+				ev.Type, ev.Reason, ev.Cause, ev.Object, ev.Fields = eventv1.ChangeType_CHANGE_TYPE_MODIFIED, "bind", rec.Seq, data, pods.Fields(bound)
 				evs[i] = bindAppend{ev: ev, expect: rec.Seq}
 			}
 			b.StartTimer()

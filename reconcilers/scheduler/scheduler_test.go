@@ -148,7 +148,7 @@ func TestCordonUncordon(t *testing.T) {
 	if ev.Message != want {
 		t.Fatalf("message %q, want %q", ev.Message, want)
 	}
-	c.modifyNode("node-1", func(n *corev1.Node) { n.Spec.Unschedulable = false })
+	c.modifyNode("node-1", "", func(n *corev1.Node) { n.Spec.Unschedulable = false })
 	if node := c.waitBound("nginx"); node != "node-1" {
 		t.Fatalf("bound to %s", node)
 	}
@@ -163,7 +163,7 @@ func TestNodeBecomesReady(t *testing.T) {
 	if !strings.Contains(ev.Message, "1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }") {
 		t.Fatalf("message %q", ev.Message)
 	}
-	c.modifyNode("node-1", func(n *corev1.Node) { n.Status.Conditions[0].Status = corev1.ConditionTrue })
+	c.modifyNode("node-1", "status", func(n *corev1.Node) { n.Status.Conditions[0].Status = corev1.ConditionTrue })
 	c.waitBound("nginx")
 }
 
@@ -201,17 +201,18 @@ func TestFailedSchedulingRepeats(t *testing.T) {
 // Pods of another scheduler, pods already on a node, and pods being deleted are left alone.
 func TestLeavesOthersAlone(t *testing.T) {
 	c := startCluster(t)
-	c.create(readyNode("node-1", "4", "8Gi", 110), "nodes")
+	// With no node yet, nothing can be bound while the pods are set up.
 	c.create(pendingPod("other", "", func(p *corev1.Pod) { p.Spec.SchedulerName = "my-scheduler" }), "pods")
 	c.create(pendingPod("pinned", "", func(p *corev1.Pod) { p.Spec.NodeName = "node-9" }), "pods")
-	now := metav1.Now()
-	c.create(pendingPod("going", "", func(p *corev1.Pod) {
-		p.DeletionTimestamp = &now
-		p.Finalizers = []string{"example.com/hold"}
-	}), "pods")
+	c.create(pendingPod("going", "", func(p *corev1.Pod) { p.Finalizers = []string{"example.com/hold"} }), "pods")
+	c.deletePod("going")
+	if c.pod("going").DeletionTimestamp == nil {
+		t.Fatal("pod with a finalizer not marked deleted")
+	}
 	c.create(pendingPod("gated", "", func(p *corev1.Pod) {
 		p.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: "example.com/wait"}}
 	}), "pods")
+	c.create(readyNode("node-1", "4", "8Gi", 110), "nodes")
 	c.create(pendingPod("marker", ""), "pods")
 	c.waitBound("marker")
 	eventually(t, 5*time.Second, func() (bool, string) {
@@ -232,7 +233,7 @@ func TestLeavesOthersAlone(t *testing.T) {
 	if n := c.pod("gated").Spec.NodeName; n != "" {
 		t.Errorf("gated pod bound to %s", n)
 	}
-	c.modifyPod("gated", "spec", func(p *corev1.Pod) { p.Spec.SchedulingGates = nil })
+	c.modifyPod("gated", "", func(p *corev1.Pod) { p.Spec.SchedulingGates = nil })
 	c.waitBound("gated")
 }
 

@@ -64,9 +64,10 @@ func (nd *Node) SetNode(n *corev1.Node) {
 	}
 }
 
-// readinessTaint returns the taint the node lifecycle puts on a node that is not Ready
-// (node.kubernetes.io/not-ready when Ready is False, node.kubernetes.io/unreachable when it is
-// Unknown or missing), when the node does not carry it already. Treating a node that is not
+// readinessTaint returns the NoSchedule taint the node lifecycle puts on a node that is not
+// Ready (node.kubernetes.io/not-ready when Ready is False, node.kubernetes.io/unreachable when it
+// is Unknown or missing), when the node carries no such NoSchedule taint already. (Pods tolerate
+// the NoExecute ones for 300 s by default, so those alone would not keep new pods off.) Treating a node that is not
 // Ready as tainted is what makes it unschedulable, and lets pods that tolerate it (as
 // DaemonSet pods do) still go there, as on Kubernetes.
 func readinessTaint(n *corev1.Node) (corev1.Taint, bool) {
@@ -84,7 +85,7 @@ func readinessTaint(n *corev1.Node) (corev1.Taint, bool) {
 		key = corev1.TaintNodeNotReady
 	}
 	for _, t := range n.Spec.Taints {
-		if (t.Key == corev1.TaintNodeNotReady || t.Key == corev1.TaintNodeUnreachable) && t.Effect != corev1.TaintEffectPreferNoSchedule {
+		if (t.Key == corev1.TaintNodeNotReady || t.Key == corev1.TaintNodeUnreachable) && t.Effect == corev1.TaintEffectNoSchedule {
 			return corev1.Taint{}, false
 		}
 	}

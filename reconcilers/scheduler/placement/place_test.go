@@ -53,6 +53,17 @@ func TestPlace(t *testing.T) {
 				"preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.",
 		},
 		{
+			name: "the default NoExecute tolerations do not let a pod onto an unreachable node",
+			nodes: []*corev1.Node{
+				node("node-1", "4", "4Gi", 110, withTaint(corev1.TaintNodeUnreachable, "", corev1.TaintEffectNoExecute), withReady(corev1.ConditionUnknown)),
+			},
+			pod: pod("nginx", "", "",
+				tolerating(corev1.TaintNodeNotReady, corev1.TolerationOpExists, corev1.TaintEffectNoExecute),
+				tolerating(corev1.TaintNodeUnreachable, corev1.TolerationOpExists, corev1.TaintEffectNoExecute)),
+			wantMsg: "0/1 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/unreachable: }. " +
+				"preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.",
+		},
+		{
 			name:  "a pod tolerating not-ready goes to a node that is not Ready",
 			nodes: []*corev1.Node{node("node-1", "4", "4Gi", 110, withReady(corev1.ConditionFalse))},
 			pod:   pod("ds", "", "", tolerating(corev1.TaintNodeNotReady, corev1.TolerationOpExists, "")),

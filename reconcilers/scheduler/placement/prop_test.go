@@ -155,7 +155,7 @@ func TestPlanProperties(t *testing.T) {
 					t.Fatalf("%s placed on %s with untolerated taint %v", p.Name, n.Name, taint)
 				}
 			}
-			lifecycleTainted := hasHardTaint(n, corev1.TaintNodeNotReady) || hasHardTaint(n, corev1.TaintNodeUnreachable)
+			lifecycleTainted := hasTaint(n, corev1.TaintNodeNotReady, corev1.TaintEffectNoSchedule) || hasTaint(n, corev1.TaintNodeUnreachable, corev1.TaintEffectNoSchedule)
 			switch n.Status.Conditions[0].Status {
 			case corev1.ConditionFalse:
 				if !lifecycleTainted && !tolerated(corev1.TaintNodeNotReady, corev1.TaintEffectNoSchedule) {
@@ -170,10 +170,10 @@ func TestPlanProperties(t *testing.T) {
 	})
 }
 
-// hasHardTaint reports whether n has a NoSchedule or NoExecute taint with key.
-func hasHardTaint(n *corev1.Node, key string) bool {
+// hasTaint reports whether n has a taint with key and effect.
+func hasTaint(n *corev1.Node, key string, effect corev1.TaintEffect) bool {
 	for _, t := range n.Spec.Taints {
-		if t.Key == key && t.Effect != corev1.TaintEffectPreferNoSchedule {
+		if t.Key == key && t.Effect == effect {
 			return true
 		}
 	}

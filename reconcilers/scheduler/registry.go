@@ -1,0 +1,105 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/registry"
+)
+
+// RegistryWriter is the Writer of a scheduler in production: every write goes through the
+// registry (defaulting, validation, managed fields, compare-and-set), with the scheduler as actor
+// and the triggering event as cause.
+type RegistryWriter struct {
+	reg    *registry.Registry
+	actor  registry.Actor
+	pods   *kinds.Kind
+	events *kinds.Kind
+}
+
+var _ Writer = (*RegistryWriter)(nil)
+
+// NewRegistryWriter returns a writer through reg, whose writes name the reconciler actor (for
+// example "scheduler").
+func NewRegistryWriter(reg *registry.Registry, actor string) (*RegistryWriter, error) {
+	pods, ok1 := reg.Catalog().ByGroupResource(schema.GroupResource{Resource: "pods"})
+	events, ok2 := reg.Catalog().ByGroupResource(schema.GroupResource{Resource: "events"})
+	if !ok1 || !ok2 {
+		return nil, errors.New("scheduler: the registry serves no pods or no core events")
+	}
+	return &RegistryWriter{reg: reg, actor: registry.Reconciler(actor), pods: pods, events: events}, nil
+}
+
+func (w *RegistryWriter) request(cause uint64) registry.Request {
+	return registry.Request{Actor: w.actor, Cause: cause}
+}
+
+// Bind assigns pod to node with the semantics of POST pods/<name>/binding.
+func (w *RegistryWriter) Bind(ctx context.Context, pod *corev1.Pod, node string, cause uint64) error {
+	gr := w.pods.GroupResource()
+	_, err := w.reg.Modify(ctx, w.pods, pod.Namespace, pod.Name, w.request(cause), registry.UpdateOptions{Subresource: "binding"},
+		func(cur runtime.Object) (runtime.Object, error) {
+			p, ok := cur.(*corev1.Pod)
+			if !ok {
+				return nil, apierrors.NewInternalError(fmt.Errorf("pods decode to %T", cur))
+			}
+			if p.UID != pod.UID {
+				return nil, apierrors.NewConflict(gr, pod.Name, fmt.Errorf("the UID in the binding (%s) does not match the pod's (%s)", pod.UID, p.UID))
+			}
+			if p.DeletionTimestamp != nil {
+				return nil, apierrors.NewConflict(gr, pod.Name, errors.New("pod is being deleted, cannot be assigned to a host"))
+			}
+			if p.Spec.NodeName != "" {
+				return nil, apierrors.NewConflict(gr, pod.Name, fmt.Errorf("pod %s is already assigned to node %q", p.Name, p.Spec.NodeName))
+			}
+			p.Spec.NodeName = node
+			SetCondition(&p.Status, corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()})
+			return p, nil
+		})
+	return err
+}
+
+// SetPodCondition sets cond on the pod's status through the status subresource.
+func (w *RegistryWriter) SetPodCondition(ctx context.Context, pod *corev1.Pod, cond corev1.PodCondition, cause uint64) error {
+	_, err := w.reg.Modify(ctx, w.pods, pod.Namespace, pod.Name, w.request(cause), registry.UpdateOptions{Subresource: "status"},
+		func(cur runtime.Object) (runtime.Object, error) {
+			p, ok := cur.(*corev1.Pod)
+			if !ok {
+				return nil, apierrors.NewInternalError(fmt.Errorf("pods decode to %T", cur))
+			}
+			if p.UID != pod.UID {
+				return nil, apierrors.NewConflict(w.pods.GroupResource(), pod.Name, fmt.Errorf("Precondition failed: UID in precondition: %v, UID in object meta: %v", pod.UID, p.UID))
+			}
+			SetCondition(&p.Status, cond)
+			return p, nil
+		})
+	return err
+}
+
+// CreateEvent creates ev.
+func (w *RegistryWriter) CreateEvent(ctx context.Context, ev *corev1.Event, cause uint64) error {
+	_, err := w.reg.Create(ctx, w.events, ev.DeepCopy(), w.request(cause))
+	return err
+}
+
+// UpdateEvent writes the count, lastTimestamp and message of ev onto the event of its name.
+func (w *RegistryWriter) UpdateEvent(ctx context.Context, ev *corev1.Event, cause uint64) error {
+	_, err := w.reg.Modify(ctx, w.events, ev.Namespace, ev.Name, w.request(cause), registry.UpdateOptions{},
+		func(cur runtime.Object) (runtime.Object, error) {
+			e, ok := cur.(*corev1.Event)
+			if !ok {
+				return nil, apierrors.NewInternalError(fmt.Errorf("events decode to %T", cur))
+			}
+			e.Count, e.LastTimestamp, e.Message = ev.Count, ev.LastTimestamp, ev.Message
+			return e, nil
+		})
+	return err
+}
