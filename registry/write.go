@@ -305,9 +305,13 @@ func (r *Registry) Modify(ctx context.Context, k *kinds.Kind, ns, name string, r
 		next = r.prepareForUpdate(k, opts.Subresource, next, cur.obj)
 		defaults.Update(next, cur.obj)
 		var errs field.ErrorList
-		if opts.Subresource == "status" {
+		switch opts.Subresource {
+		case "status":
 			errs = validation.UpdateStatus(k, next, cur.obj)
-		} else {
+		case "binding":
+			// A binding sets spec.nodeName, which no pod update may change; Kubernetes does not
+			// validate it as an update either (the binding's mutation checks what it needs).
+		default:
 			errs = validation.Update(k, next, cur.obj)
 		}
 		if len(errs) > 0 {
