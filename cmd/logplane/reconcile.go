@@ -35,7 +35,9 @@ type reconcilerSet struct {
 }
 
 // reconcilerSets are every reconciler `logplane reconcile` can run, in order.
-var reconcilerSets = []reconcilerSet{}
+var reconcilerSets = []reconcilerSet{
+	{name: "scheduler", build: buildScheduler},
+}
 
 func reconcilerNames() []string {
 	names := make([]string, len(reconcilerSets))

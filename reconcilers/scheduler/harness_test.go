@@ -20,6 +20,7 @@ import (
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/scheduler"
+	"github.com/logplane/logplane/recorder"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -60,7 +61,12 @@ func newCluster(t testing.TB, l *eventlog.Log, opts ...option) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := scheduler.Config{Store: store, Writer: w, InitialBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Instance: "test"}
+	events, err := recorder.New(recorder.Config{Registry: reg, Actor: registry.Reconciler("scheduler"),
+		Source: corev1.EventSource{Component: scheduler.DefaultName}, Queue: 1 << 15, Workers: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := scheduler.Config{Store: store, Writer: w, Events: events, InitialBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -70,8 +76,9 @@ func newCluster(t testing.TB, l *eventlog.Log, opts ...option) *cluster {
 	}
 	e := engine.New(store, engine.Options{})
 	e.Register(s.Registration())
-	done := make(chan struct{}, 2)
+	done := make(chan struct{}, 3)
 	go func() { s.Run(ctx); done <- struct{}{} }()
+	go func() { events.Run(ctx); done <- struct{}{} }()
 	go func() { e.Run(ctx); done <- struct{}{} }()
 	c := &cluster{t: t, log: l, store: store, reg: reg, sched: s}
 	stopped := false
@@ -81,6 +88,7 @@ func newCluster(t testing.TB, l *eventlog.Log, opts ...option) *cluster {
 		}
 		stopped = true
 		cancel()
+		<-done
 		<-done
 		<-done
 		<-storeDone

@@ -17,14 +17,14 @@ import (
 )
 
 // pendingPod is what the scheduler remembers of a pod that fit nowhere: when to try it again,
-// and the FailedScheduling event it wrote last, whose count grows while the message repeats.
+// and what it last reported.
 type pendingPod struct {
 	key      eventlog.Key
 	uid      types.UID
 	failures int
-	next     time.Time     // not tried again before
-	event    *corev1.Event // the last FailedScheduling event, as counted (maybe not all written)
-	eventAt  time.Time     // when event was last written
+	next     time.Time // not tried again before
+	message  string    // of the last FailedScheduling event
+	eventAt  time.Time // when it was last reported
 }
 
 // Conditions the scheduler sets on pods it cannot bind, as kube-scheduler sets them.
@@ -78,8 +78,7 @@ func (s *Scheduler) Reconcile(ctx context.Context, req engine.Request) (engine.R
 	}
 	s.dropPending(key)
 	s.stats.bound.Add(1)
-	ev := s.events.newEvent(pod, corev1.EventTypeNormal, ReasonScheduled, actionBinding, ScheduledMessage(pod.Namespace, pod.Name, d.Node))
-	s.events.emit(ctx, eventJob{ev: ev, cause: req.Cause})
+	s.events.Event(pod, req.Cause, corev1.EventTypeNormal, ReasonScheduled, ScheduledMessage(pod.Namespace, pod.Name, d.Node))
 	return engine.Result{}, nil
 }
 
@@ -101,8 +100,8 @@ func decodePod(o *projections.Object) (*corev1.Pod, error) {
 }
 
 // unschedulable records that pod fits nowhere: PodScheduled False with the message, a
-// FailedScheduling event (or a higher count on the last one when the message repeats), and a
-// try again after the back-off.
+// FailedScheduling event (reported again at most every EventRepeat while the message stays the
+// same), and a try again after the back-off.
 func (s *Scheduler) unschedulable(ctx context.Context, k eventlog.Key, pod *corev1.Pod, msg string, cause uint64) (engine.Result, error) {
 	s.stats.unschedulable.Add(1)
 	now := s.cfg.Now()
@@ -116,23 +115,14 @@ func (s *Scheduler) unschedulable(ctx context.Context, k eventlog.Key, pod *core
 	pp.failures++
 	wait := s.backoff(pp.failures)
 	pp.next = now.Add(wait)
-	var job *eventJob
-	if pp.event != nil && pp.event.Message == msg {
-		pp.event.Count++
-		pp.event.LastTimestamp = metav1.NewTime(now)
-		if now.Sub(pp.eventAt) >= s.cfg.EventRepeat {
-			job = &eventJob{ev: pp.event.DeepCopy(), update: true, cause: cause}
-			pp.eventAt = now
-		}
-	} else {
-		pp.event = s.events.newEvent(pod, corev1.EventTypeWarning, ReasonFailedScheduling, actionScheduling, msg)
-		pp.eventAt = now
-		job = &eventJob{ev: pp.event.DeepCopy(), cause: cause}
+	report := msg != pp.message || now.Sub(pp.eventAt) >= s.cfg.EventRepeat
+	if report {
+		pp.message, pp.eventAt = msg, now
 	}
 	s.mu.Unlock()
 
-	if job != nil {
-		s.events.emit(ctx, *job)
+	if report {
+		s.events.Event(pod, cause, corev1.EventTypeWarning, ReasonFailedScheduling, msg)
 	}
 	cond := corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable, Message: msg}
 	if err := s.setCondition(ctx, pod, cond, cause); err != nil {

@@ -9,7 +9,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/logplane/logplane/kinds"
 	"github.com/logplane/logplane/registry"
@@ -17,12 +16,11 @@ import (
 
 // RegistryWriter is the Writer of a scheduler in production: every write goes through the
 // registry (defaulting, validation, managed fields, compare-and-set), with the scheduler as actor
-// and the triggering event as cause.
+// and the triggering event as cause. Events go through the shared recorder instead.
 type RegistryWriter struct {
-	reg    *registry.Registry
-	actor  registry.Actor
-	pods   *kinds.Kind
-	events *kinds.Kind
+	reg   *registry.Registry
+	actor registry.Actor
+	pods  *kinds.Kind
 }
 
 var _ Writer = (*RegistryWriter)(nil)
@@ -30,12 +28,11 @@ var _ Writer = (*RegistryWriter)(nil)
 // NewRegistryWriter returns a writer through reg, whose writes name the reconciler actor (for
 // example "scheduler").
 func NewRegistryWriter(reg *registry.Registry, actor string) (*RegistryWriter, error) {
-	pods, ok1 := reg.Catalog().ByGroupResource(schema.GroupResource{Resource: "pods"})
-	events, ok2 := reg.Catalog().ByGroupResource(schema.GroupResource{Resource: "events"})
-	if !ok1 || !ok2 {
-		return nil, errors.New("scheduler: the registry serves no pods or no core events")
+	pods, ok := reg.Catalog().ByGroupResource(podsResource)
+	if !ok {
+		return nil, errors.New("scheduler: the registry serves no pods")
 	}
-	return &RegistryWriter{reg: reg, actor: registry.Reconciler(actor), pods: pods, events: events}, nil
+	return &RegistryWriter{reg: reg, actor: registry.Reconciler(actor), pods: pods}, nil
 }
 
 func (w *RegistryWriter) request(cause uint64) registry.Request {
@@ -80,26 +77,6 @@ func (w *RegistryWriter) SetPodCondition(ctx context.Context, pod *corev1.Pod, c
 			}
 			SetCondition(&p.Status, cond)
 			return p, nil
-		})
-	return err
-}
-
-// CreateEvent creates ev.
-func (w *RegistryWriter) CreateEvent(ctx context.Context, ev *corev1.Event, cause uint64) error {
-	_, err := w.reg.Create(ctx, w.events, ev.DeepCopy(), w.request(cause))
-	return err
-}
-
-// UpdateEvent writes the count, lastTimestamp and message of ev onto the event of its name.
-func (w *RegistryWriter) UpdateEvent(ctx context.Context, ev *corev1.Event, cause uint64) error {
-	_, err := w.reg.Modify(ctx, w.events, ev.Namespace, ev.Name, w.request(cause), registry.UpdateOptions{},
-		func(cur runtime.Object) (runtime.Object, error) {
-			e, ok := cur.(*corev1.Event)
-			if !ok {
-				return nil, apierrors.NewInternalError(fmt.Errorf("events decode to %T", cur))
-			}
-			e.Count, e.LastTimestamp, e.Message = ev.Count, ev.LastTimestamp, ev.Message
-			return e, nil
 		})
 	return err
 }

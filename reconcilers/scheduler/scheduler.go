@@ -18,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,22 +43,21 @@ var _ store = (*projections.Store)(nil)
 type Config struct {
 	// Store is the projection the scheduler reads; someone runs it. Required.
 	Store *projections.Store
-	// Writer writes bindings, pod conditions and events. Required.
+	// Writer writes bindings and pod conditions. Required.
 	Writer Writer
+	// Events records the Scheduled and FailedScheduling events. Required.
+	Events EventRecorder
 	// Name is the schedulerName the scheduler answers to, and the component of its events.
 	// Default DefaultName.
 	Name string
-	// Instance names this replica in its events (reportingInstance). Default Name-hostname.
-	Instance string
 	// Workers is how many pods are scheduled and bound at once. Default 64.
 	Workers int
-	// EventWorkers is how many events are written at once. Default 8.
-	EventWorkers int
 	// InitialBackoff is the wait before a pod that fit nowhere is tried again; it doubles with
 	// each failure up to MaxBackoff. Defaults 1s and 30s.
 	InitialBackoff, MaxBackoff time.Duration
-	// EventRepeat is how often a FailedScheduling event that repeats itself has its count and
-	// lastTimestamp written. Default 1m.
+	// EventRepeat is how often a pod that keeps failing the same way is reported again (the
+	// recorder then raises the count of its FailedScheduling event); a new message is reported
+	// at once. Default 1m.
 	EventRepeat time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
@@ -74,7 +72,7 @@ type Scheduler struct {
 	store   store
 	w       Writer
 	cluster *cluster
-	events  *recorder
+	events  EventRecorder
 	log     *slog.Logger
 
 	mu      sync.Mutex
@@ -85,24 +83,14 @@ type Scheduler struct {
 
 // New returns a scheduler configured by cfg.
 func New(cfg Config) (*Scheduler, error) {
-	if cfg.Store == nil || cfg.Writer == nil {
-		return nil, errors.New("scheduler: config needs a Store and a Writer")
+	if cfg.Store == nil || cfg.Writer == nil || cfg.Events == nil {
+		return nil, errors.New("scheduler: config needs a Store, a Writer and Events")
 	}
 	if cfg.Name == "" {
 		cfg.Name = DefaultName
 	}
-	if cfg.Instance == "" {
-		host, err := os.Hostname()
-		if err != nil {
-			host = "unknown" // the instance name is for humans reading events
-		}
-		cfg.Instance = cfg.Name + "-" + host
-	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 64
-	}
-	if cfg.EventWorkers <= 0 {
-		cfg.EventWorkers = 8
 	}
 	if cfg.InitialBackoff <= 0 {
 		cfg.InitialBackoff = time.Second
@@ -124,7 +112,7 @@ func New(cfg Config) (*Scheduler, error) {
 		store:   cfg.Store,
 		w:       cfg.Writer,
 		cluster: newCluster(cfg.Logger),
-		events:  newRecorder(cfg.Writer, cfg.Name, cfg.Instance, cfg.Now, cfg.Logger, cfg.EventWorkers),
+		events:  cfg.Events,
 		log:     cfg.Logger,
 		pending: map[string]*pendingPod{},
 	}, nil
@@ -142,12 +130,12 @@ func (s *Scheduler) Registration() engine.Registration {
 	}
 }
 
-// Run keeps the scheduler's picture of the cluster and writes its events until ctx ends. The
-// store must be running. Reconciles wait until Run has loaded the picture.
+// Run keeps the scheduler's picture of the cluster until ctx ends. The store must be running.
+// Reconciles wait until Run has loaded the picture.
 func (s *Scheduler) Run(ctx context.Context) error {
 	cancel := s.cluster.start(s.store)
 	defer cancel()
-	s.events.run(ctx)
+	<-ctx.Done()
 	return nil
 }
 

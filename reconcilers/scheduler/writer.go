@@ -6,8 +6,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// Writer is what the scheduler writes through: the registry, which validates each write and
-// appends it to the log with the scheduler as actor and cause as the event that caused it.
+// Writer is what the scheduler writes through (RegistryWriter): the registry, which validates
+// each write and appends it to the log with the scheduler as actor and cause as the event that caused it.
 // Errors are Kubernetes StatusErrors (k8s.io/apimachinery/pkg/api/errors).
 type Writer interface {
 	// Bind assigns the pod to node as the pods/binding subresource does: spec.nodeName, and the
@@ -17,8 +17,4 @@ type Writer interface {
 	// SetPodCondition sets cond on the current revision of the pod's status (nothing else). The
 	// pod's uid is a precondition.
 	SetPodCondition(ctx context.Context, pod *corev1.Pod, cond corev1.PodCondition, cause uint64) error
-	// CreateEvent creates a core/v1 Event.
-	CreateEvent(ctx context.Context, ev *corev1.Event, cause uint64) error
-	// UpdateEvent replaces a core/v1 Event created before (its count and lastTimestamp).
-	UpdateEvent(ctx context.Context, ev *corev1.Event, cause uint64) error
 }
