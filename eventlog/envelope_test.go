@@ -145,3 +145,23 @@ func TestHasSubject(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendEventMatchesProto: what AppendEvent writes decodes, with proto.Unmarshal, to the
+// event it was given, and has the size proto.Marshal gives.
+func TestAppendEventMatchesProto(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range 10000 {
+		ev := randomEvent(rng)
+		data := AppendEvent(nil, ev)
+		back := &eventv1.ObjectChanged{}
+		if err := proto.Unmarshal(data, back); err != nil {
+			t.Fatalf("case %d: %v", i, err)
+		}
+		if !proto.Equal(ev, back) {
+			t.Fatalf("case %d: wrote\n%v\nread\n%v", i, ev, back)
+		}
+		if want := proto.Size(ev); len(data) != want {
+			t.Fatalf("case %d: %d bytes, proto.Marshal writes %d", i, len(data), want)
+		}
+	}
+}

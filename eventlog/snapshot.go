@@ -77,6 +77,12 @@ func (l *Log) PutSnapshot(ctx context.Context, projection string, seq uint64, r 
 		return SnapshotInfo{}, err
 	}
 	name := fmt.Sprintf("%s/%020d", projection, seq)
+	if _, ok := ctx.Deadline(); !ok {
+		// The object store would otherwise allow five seconds for the whole snapshot.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Minute)
+		defer cancel()
+	}
 	info, err := store.Put(ctx, jetstream.ObjectMeta{
 		Name:     name,
 		Metadata: map[string]string{snapshotSeqMeta: strconv.FormatUint(seq, 10)},
@@ -156,20 +162,38 @@ func cmpUint(a, b uint64) int {
 
 // OpenSnapshot returns a reader of the snapshot info names. Reading it to the end checks its
 // digest: a snapshot damaged in storage gives an error from Read, not wrong bytes. The caller
-// closes the reader.
+// closes the reader. Reading must end within ctx's deadline; with none, a generous one is set
+// from the snapshot's size (the object store would otherwise allow five seconds).
 func (l *Log) OpenSnapshot(ctx context.Context, info SnapshotInfo) (io.ReadCloser, error) {
 	store, err := l.snapshots(ctx)
 	if err != nil {
 		return nil, err
 	}
-	r, err := store.Get(ctx, info.object)
-	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return nil, fmt.Errorf("%w: snapshot %s", ErrNotFound, info.object)
+	readCtx, cancel := ctx, context.CancelFunc(func() {})
+	if _, ok := ctx.Deadline(); !ok {
+		// At least a minute, and a second for every 10 MB.
+		readCtx, cancel = context.WithTimeout(ctx, time.Minute+time.Duration(info.Size/(10<<20))*time.Second)
 	}
-	if err != nil {
+	r, err := store.Get(readCtx, info.object)
+	switch {
+	case errors.Is(err, jetstream.ErrObjectNotFound):
+		cancel()
+		return nil, fmt.Errorf("%w: snapshot %s", ErrNotFound, info.object)
+	case err != nil:
+		cancel()
 		return nil, fmt.Errorf("eventlog: opening snapshot %s: %w", info.object, err)
 	}
-	return r, nil
+	return &snapshotReader{ReadCloser: r, cancel: cancel}, nil
+}
+
+type snapshotReader struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (r *snapshotReader) Close() error {
+	defer r.cancel()
+	return r.ReadCloser.Close()
 }
 
 // snapshotDir is where the embedded server keeps the snapshot bucket's message blocks.

@@ -31,7 +31,8 @@ var podKind = func() *kinds.Kind {
 // about 2 KB in Kubernetes protobuf. i picks its name, node (one of 100) and app (one of 10).
 func realisticPod(i int, rng *rand.Rand) *corev1.Pod {
 	app := fmt.Sprintf("app-%d", i%10)
-	hash := fmt.Sprintf("%08x", rng.Uint32())
+	// Pods of one ReplicaSet share its template hash.
+	hash := fmt.Sprintf("%08x", uint32(i%10)*2654435761)
 	start := metav1.NewTime(time.Date(2026, 11, 3, 10, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Second))
 	probe := &corev1.Probe{
 		ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8080), Scheme: corev1.URISchemeHTTP}},

@@ -13,12 +13,14 @@ import (
 
 	"github.com/klauspost/compress/s2"
 	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds"
+	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
 	snapshotv1 "github.com/logplane/logplane/proto/logplane/snapshot/v1"
 )
 
@@ -60,16 +62,21 @@ func (s *Store) writeSnapshot(w io.Writer, seq uint64, objs []*Object) error {
 	if _, err := protodelim.MarshalTo(bw, head); err != nil {
 		return fmt.Errorf("projections: writing snapshot: %w", err)
 	}
-	var so snapshotv1.SnapshotObject
-	buf := make([]byte, 0, 8<<10)
+	var msg, frame []byte
 	for _, o := range objs {
-		so.Sequence, so.Event = o.Seq, o.Event
-		var err error
-		buf, err = proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(binary.AppendUvarint(buf[:0], uint64(proto.Size(&so))), &so)
-		if err != nil {
-			return fmt.Errorf("projections: writing snapshot of %s: %w", o.Key, err)
-		}
-		if _, err := bw.Write(buf); err != nil {
+		// A SnapshotObject, written by hand: the envelope encoder is several times faster than
+		// the generic one.
+		msg = protowire.AppendTag(msg[:0], 1, protowire.VarintType)
+		msg = protowire.AppendVarint(msg, o.Seq)
+		msg = protowire.AppendTag(msg, 2, protowire.BytesType)
+		lenAt := len(msg)
+		msg = eventlog.AppendEvent(msg, o.Event)
+		evLen := len(msg) - lenAt
+		frame = binary.AppendUvarint(frame[:0], uint64(lenAt+protowire.SizeVarint(uint64(evLen))+evLen))
+		frame = append(frame, msg[:lenAt]...)
+		frame = protowire.AppendVarint(frame, uint64(evLen))
+		frame = append(frame, msg[lenAt:]...)
+		if _, err := bw.Write(frame); err != nil {
 			return fmt.Errorf("projections: writing snapshot: %w", err)
 		}
 	}
@@ -221,22 +228,62 @@ func (s *Store) readSnapshotLocked(r io.Reader) error {
 func (s *Store) decodeSnapshotObjects(frames [][]byte) decoded {
 	out := decoded{objs: make([]*Object, 0, len(frames))}
 	for _, f := range frames {
-		var so snapshotv1.SnapshotObject
-		if err := proto.Unmarshal(f, &so); err != nil {
-			out.err = fmt.Errorf("projections: decoding a snapshot object: %w", err)
+		seq, ev, err := decodeSnapshotObject(f)
+		if err != nil {
+			out.err = err
 			return out
 		}
-		ev := so.GetEvent()
 		key := eventlog.KeyOf(ev)
-		if key.Resource == "" || key.Name == "" || so.GetSequence() == 0 {
-			out.err = fmt.Errorf("projections: snapshot object %s at %d is malformed", key, so.GetSequence())
+		if key.Resource == "" || key.Name == "" || seq == 0 {
+			out.err = fmt.Errorf("projections: snapshot object %s at %d is malformed", key, seq)
 			return out
 		}
-		o := &Object{Key: key, Seq: so.GetSequence(), Event: ev, Labels: ev.GetLabels(), Fields: ev.GetFields()}
+		o := &Object{Key: key, Seq: seq, Event: ev, Labels: ev.GetLabels(), Fields: ev.GetFields()}
 		o.Kind, _ = s.catalog.ByGroupResource(schema.GroupResource{Group: key.Group, Resource: key.Resource})
 		out.objs = append(out.objs, o)
 	}
 	return out
+}
+
+// decodeSnapshotObject reads one SnapshotObject: by hand if it has the two fields it has today,
+// with the generic decoder otherwise.
+func decodeSnapshotObject(f []byte) (uint64, *eventv1.ObjectChanged, error) {
+	var seq uint64
+	var evBytes []byte
+	fast := true
+	for b := f; len(b) > 0 && fast; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			fast = false
+			break
+		}
+		b = b[n:]
+		switch {
+		case num == 1 && typ == protowire.VarintType:
+			seq, n = protowire.ConsumeVarint(b)
+		case num == 2 && typ == protowire.BytesType && evBytes == nil:
+			evBytes, n = protowire.ConsumeBytes(b)
+		default:
+			fast = false
+		}
+		if n < 0 {
+			fast = false
+			break
+		}
+		b = b[n:]
+	}
+	if fast && evBytes != nil {
+		ev, err := eventlog.UnmarshalEvent(evBytes)
+		if err != nil {
+			return 0, nil, fmt.Errorf("projections: decoding a snapshot object: %w", err)
+		}
+		return seq, ev, nil
+	}
+	var so snapshotv1.SnapshotObject
+	if err := proto.Unmarshal(f, &so); err != nil {
+		return 0, nil, fmt.Errorf("projections: decoding a snapshot object: %w", err)
+	}
+	return so.GetSequence(), so.GetEvent(), nil
 }
 
 // noteKind reports, once per resource, objects of a kind this binary does not know.

@@ -72,6 +72,7 @@ func history(t *testing.T, l *eventlog.Log, n int, seed uint64, after func(seq u
 			continue
 		case !ok:
 			pod = realisticPod(id, rng)
+			pod.Name = fmt.Sprintf("s%d-%s", seed, pod.Name)
 			seq, err = l.Create(ctx, podEventOf(t, eventv1.ChangeType_CHANGE_TYPE_ADDED, pod, eventv1.Encoding_ENCODING_PROTOBUF))
 			live[id] = pod
 		case rng.IntN(4) == 0:
