@@ -113,7 +113,7 @@ func deploymentStrategy(st *appsv1.DeploymentStrategy, fldPath *field.Path) fiel
 		}
 		errs = append(errs, notMoreThan100Percent(ru.MaxUnavailable, p.Child("maxUnavailable"))...)
 	default:
-		errs = append(errs, field.NotSupported(fldPath.Child("type"), st.Type,
+		errs = append(errs, field.NotSupported(fldPath, st,
 			[]appsv1.DeploymentStrategyType{appsv1.RecreateDeploymentStrategyType, appsv1.RollingUpdateDeploymentStrategyType}))
 	}
 	return errs
@@ -127,35 +127,40 @@ func positiveIntOrPercent(v *intstr.IntOrString, fldPath *field.Path) field.Erro
 	switch v.Type {
 	case intstr.String:
 		for _, msg := range utilvalidation.IsValidPercent(v.StrVal) {
-			errs = append(errs, field.Invalid(fldPath, v.StrVal, msg))
+			errs = append(errs, field.Invalid(fldPath, *v, msg))
 		}
 	case intstr.Int:
 		errs = append(errs, apivalidation.ValidateNonnegativeField(int64(v.IntValue()), fldPath)...)
+	default:
+		errs = append(errs, field.Invalid(fldPath, *v, "must be an integer or percentage (e.g '5%%')"))
 	}
 	return errs
 }
 
-// intOrPercentValue is the number or the percentage of v, -1 if it cannot be read.
+// percentValue is the percentage of a valid percent string.
+func percentValue(v *intstr.IntOrString) (int, bool) {
+	if v == nil || v.Type != intstr.String || len(utilvalidation.IsValidPercent(v.StrVal)) != 0 {
+		return 0, false
+	}
+	n, err := strconv.Atoi(strings.TrimSuffix(v.StrVal, "%"))
+	return n, err == nil
+}
+
+// intOrPercentValue is Kubernetes' getIntOrPercentValue: the percentage, else the number (0 for
+// what cannot be read).
 func intOrPercentValue(v *intstr.IntOrString) int {
 	if v == nil {
 		return 0
 	}
-	if v.Type == intstr.String {
-		n, err := strconv.Atoi(strings.TrimSuffix(v.StrVal, "%"))
-		if err != nil {
-			return -1
-		}
+	if n, ok := percentValue(v); ok {
 		return n
 	}
 	return v.IntValue()
 }
 
 func notMoreThan100Percent(v *intstr.IntOrString, fldPath *field.Path) field.ErrorList {
-	if v == nil || v.Type != intstr.String || !strings.HasSuffix(v.StrVal, "%") {
-		return nil
-	}
-	if intOrPercentValue(v) > 100 {
-		return field.ErrorList{field.Invalid(fldPath, v.StrVal, "must not be greater than 100%")}
+	if n, ok := percentValue(v); ok && n > 100 {
+		return field.ErrorList{field.Invalid(fldPath, *v, "must not be greater than 100%")}
 	}
 	return nil
 }
@@ -171,7 +176,7 @@ func deploymentStatus(s *appsv1.DeploymentStatus, fldPath *field.Path) field.Err
 		"replicas": int64(s.Replicas), "updatedReplicas": int64(s.UpdatedReplicas), "readyReplicas": int64(s.ReadyReplicas),
 		"availableReplicas": int64(s.AvailableReplicas), "unavailableReplicas": int64(s.UnavailableReplicas),
 		"observedGeneration": s.ObservedGeneration,
-	}, [][2]string{{"updatedReplicas", "replicas"}, {"readyReplicas", "replicas"}, {"availableReplicas", "replicas"}, {"availableReplicas", "readyReplicas"}})
+	}, [][2]string{{"updatedReplicas", "status.replicas"}, {"readyReplicas", "status.replicas"}, {"availableReplicas", "status.replicas"}, {"availableReplicas", "readyReplicas"}})
 	if s.CollisionCount != nil {
 		errs = append(errs, apivalidation.ValidateNonnegativeField(int64(*s.CollisionCount), fldPath.Child("collisionCount"))...)
 	}
@@ -201,7 +206,7 @@ func replicaSetStatus(s *appsv1.ReplicaSetStatus, fldPath *field.Path) field.Err
 	return replicaCounts(fldPath, map[string]int64{
 		"replicas": int64(s.Replicas), "fullyLabeledReplicas": int64(s.FullyLabeledReplicas), "readyReplicas": int64(s.ReadyReplicas),
 		"availableReplicas": int64(s.AvailableReplicas), "observedGeneration": s.ObservedGeneration,
-	}, [][2]string{{"fullyLabeledReplicas", "replicas"}, {"readyReplicas", "replicas"}, {"availableReplicas", "replicas"}, {"availableReplicas", "readyReplicas"}})
+	}, [][2]string{{"fullyLabeledReplicas", "status.replicas"}, {"readyReplicas", "status.replicas"}, {"availableReplicas", "status.replicas"}, {"availableReplicas", "readyReplicas"}})
 }
 
 func daemonSetCreate(k *kinds.Kind, ds *appsv1.DaemonSet) field.ErrorList {
@@ -224,7 +229,7 @@ func daemonSetSpec(s *appsv1.DaemonSetSpec, fldPath *field.Path) field.ErrorList
 		errs = append(errs, field.NotSupported(tp.Child("spec", "restartPolicy"), s.Template.Spec.RestartPolicy, []corev1.RestartPolicy{corev1.RestartPolicyAlways}))
 	}
 	if s.Template.Spec.ActiveDeadlineSeconds != nil {
-		errs = append(errs, field.Invalid(tp.Child("spec", "activeDeadlineSeconds"), *s.Template.Spec.ActiveDeadlineSeconds, "activeDeadlineSeconds must be nil for daemon sets"))
+		errs = append(errs, field.Forbidden(tp.Child("spec", "activeDeadlineSeconds"), "activeDeadlineSeconds in DaemonSet is not Supported"))
 	}
 	errs = append(errs, apivalidation.ValidateNonnegativeField(int64(s.MinReadySeconds), fldPath.Child("minReadySeconds"))...)
 	if s.RevisionHistoryLimit != nil {
@@ -253,7 +258,7 @@ func daemonSetSpec(s *appsv1.DaemonSetSpec, fldPath *field.Path) field.ErrorList
 			errs = append(errs, field.Required(rp.Child("maxUnavailable"), "cannot be 0 when maxSurge is 0"))
 		}
 	default:
-		errs = append(errs, field.NotSupported(up, us.Type,
+		errs = append(errs, field.NotSupported(up, us,
 			[]appsv1.DaemonSetUpdateStrategyType{appsv1.RollingUpdateDaemonSetStrategyType, appsv1.OnDeleteDaemonSetStrategyType}))
 	}
 	return errs
@@ -338,7 +343,14 @@ func statefulSetSpec(s *appsv1.StatefulSetSpec, fldPath *field.Path) field.Error
 		if !selector.Empty() && !selector.Matches(labels.Set(s.Template.Labels)) {
 			errs = append(errs, field.Invalid(tp.Child("metadata", "labels"), s.Template.Labels, "`selector` does not match template `labels`"))
 		}
-		errs = append(errs, podTemplateSpec(&s.Template, tp)...)
+		// Kubernetes checks only the template's labels and annotations here, and finds bad pod specs
+		// when the controller creates pods; logplane checks the pod spec now, its mounts allowed to
+		// name volume claim templates.
+		claims := make([]string, len(s.VolumeClaimTemplates))
+		for i, c := range s.VolumeClaimTemplates {
+			claims[i] = c.Name
+		}
+		errs = append(errs, podTemplateSpec(&s.Template, tp, claims...)...)
 	}
 	if s.Template.Spec.RestartPolicy != corev1.RestartPolicyAlways {
 		errs = append(errs, field.NotSupported(tp.Child("spec", "restartPolicy"), s.Template.Spec.RestartPolicy, []corev1.RestartPolicy{corev1.RestartPolicyAlways}))
@@ -361,7 +373,7 @@ func statefulSetSpec(s *appsv1.StatefulSetSpec, fldPath *field.Path) field.Error
 }
 
 // statefulSetUpdate is ValidateStatefulSetUpdate: only replicas, ordinals, template, update
-// strategy, revision history limit, PVC retention policy and minReadySeconds may change.
+// strategy, PVC retention policy and minReadySeconds may change.
 func statefulSetUpdate(k *kinds.Kind, ss, old *appsv1.StatefulSet) field.ErrorList {
 	errs := metaUpdate(&ss.ObjectMeta, &old.ObjectMeta)
 	errs = append(errs, statefulSetSpec(&ss.Spec, field.NewPath("spec"))...)
@@ -371,10 +383,9 @@ func statefulSetUpdate(k *kinds.Kind, ss, old *appsv1.StatefulSet) field.ErrorLi
 	c.UpdateStrategy = old.Spec.UpdateStrategy
 	c.MinReadySeconds = old.Spec.MinReadySeconds
 	c.Ordinals = old.Spec.Ordinals
-	c.RevisionHistoryLimit = old.Spec.RevisionHistoryLimit
 	c.PersistentVolumeClaimRetentionPolicy = old.Spec.PersistentVolumeClaimRetentionPolicy
 	if !equality.Semantic.DeepEqual(*c, old.Spec) {
-		errs = append(errs, field.Forbidden(field.NewPath("spec"), "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"))
+		errs = append(errs, field.Forbidden(field.NewPath("spec"), "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"))
 	}
 	return errs
 }
@@ -384,7 +395,7 @@ func statefulSetStatus(s *appsv1.StatefulSetStatus, fldPath *field.Path) field.E
 		"replicas": int64(s.Replicas), "readyReplicas": int64(s.ReadyReplicas), "currentReplicas": int64(s.CurrentReplicas),
 		"updatedReplicas": int64(s.UpdatedReplicas), "availableReplicas": int64(s.AvailableReplicas),
 		"observedGeneration": s.ObservedGeneration,
-	}, [][2]string{{"readyReplicas", "replicas"}, {"currentReplicas", "replicas"}, {"updatedReplicas", "replicas"}, {"availableReplicas", "replicas"}, {"availableReplicas", "readyReplicas"}})
+	}, [][2]string{{"readyReplicas", "status.replicas"}, {"currentReplicas", "status.replicas"}, {"updatedReplicas", "status.replicas"}, {"availableReplicas", "status.replicas"}, {"availableReplicas", "status.readyReplicas"}})
 }
 
 func controllerRevisionCreate(k *kinds.Kind, cr *appsv1.ControllerRevision) field.ErrorList {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -462,20 +463,19 @@ func rcStatus(s *corev1.ReplicationControllerStatus, fldPath *field.Path) field.
 	return replicaCounts(fldPath, map[string]int64{
 		"replicas": int64(s.Replicas), "fullyLabeledReplicas": int64(s.FullyLabeledReplicas), "readyReplicas": int64(s.ReadyReplicas),
 		"availableReplicas": int64(s.AvailableReplicas), "observedGeneration": s.ObservedGeneration,
-	}, [][2]string{{"readyReplicas", "replicas"}, {"availableReplicas", "readyReplicas"}, {"fullyLabeledReplicas", "replicas"}})
+	}, [][2]string{{"fullyLabeledReplicas", "status.replicas"}, {"readyReplicas", "status.replicas"}, {"availableReplicas", "status.replicas"}, {"availableReplicas", "readyReplicas"}})
 }
 
-// replicaCounts checks that status counters are not negative and that each pair (a, b) has a <= b,
-// with Kubernetes' wording.
+// replicaCounts checks that status counters are not negative and that each pair (a, b) has
+// a <= b. b is named as Kubernetes names it in the message ("status.replicas", "readyReplicas").
 func replicaCounts(fldPath *field.Path, counts map[string]int64, lessOrEqual [][2]string) field.ErrorList {
 	var errs field.ErrorList
 	for _, name := range sortedKeys(counts) {
 		errs = append(errs, apivalidation.ValidateNonnegativeField(counts[name], fldPath.Child(name))...)
 	}
 	for _, pair := range lessOrEqual {
-		if counts[pair[0]] > counts[pair[1]] {
-			errs = append(errs, field.Invalid(fldPath.Child(pair[0]), counts[pair[0]],
-				fmt.Sprintf("cannot be greater than status.%s", pair[1])))
+		if counts[pair[0]] > counts[strings.TrimPrefix(pair[1], "status.")] {
+			errs = append(errs, field.Invalid(fldPath.Child(pair[0]), counts[pair[0]], "cannot be greater than "+pair[1]))
 		}
 	}
 	return errs

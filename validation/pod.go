@@ -43,19 +43,25 @@ func podCreate(k *kinds.Kind, p *corev1.Pod) field.ErrorList {
 	return errs
 }
 
-// podTemplateSpec validates a pod template: its labels and annotations, and its pod spec.
-func podTemplateSpec(t *corev1.PodTemplateSpec, fldPath *field.Path) field.ErrorList {
+// podTemplateSpec validates a pod template: its labels and annotations, and its pod spec, whose
+// mounts may also name the claimVolumes (a StatefulSet's volume claim templates).
+func podTemplateSpec(t *corev1.PodTemplateSpec, fldPath *field.Path, claimVolumes ...string) field.ErrorList {
 	errs := metav1validation.ValidateLabels(t.Labels, fldPath.Child("metadata", "labels"))
 	errs = append(errs, apivalidation.ValidateAnnotations(t.Annotations, fldPath.Child("metadata", "annotations"))...)
-	errs = append(errs, podSpec(&t.Spec, fldPath.Child("spec"), false)...)
+	errs = append(errs, podSpec(&t.Spec, fldPath.Child("spec"), false, claimVolumes...)...)
 	return errs
 }
 
 // podSpec is ValidatePodSpec: containers, volumes, policies, scheduling fields.
-func podSpec(s *corev1.PodSpec, fldPath *field.Path, isPod bool) field.ErrorList {
+func podSpec(s *corev1.PodSpec, fldPath *field.Path, isPod bool, claimVolumes ...string) field.ErrorList {
 	var errs field.ErrorList
 	volumes, volErrs := podVolumes(s.Volumes, fldPath.Child("volumes"))
 	errs = append(errs, volErrs...)
+	for _, name := range claimVolumes {
+		if _, ok := volumes[name]; !ok {
+			volumes[name] = corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: name}}
+		}
+	}
 
 	names := sets.New[string]()
 	errs = append(errs, containers(s.InitContainers, volumes, names, fldPath.Child("initContainers"), true)...)

@@ -147,18 +147,33 @@ func UpdateStatus(k *kinds.Kind, obj, old runtime.Object) field.ErrorList {
 		errs = append(errs, namespaceStatusUpdate(o, old.(*corev1.Namespace))...)
 	case *appsv1.Deployment:
 		errs = append(errs, deploymentStatus(&o.Status, field.NewPath("status"))...)
+		errs = append(errs, notDecremented(o.Status.CollisionCount, old.(*appsv1.Deployment).Status.CollisionCount)...)
 	case *appsv1.ReplicaSet:
 		errs = append(errs, replicaSetStatus(&o.Status, field.NewPath("status"))...)
 	case *corev1.ReplicationController:
 		errs = append(errs, rcStatus(&o.Status, field.NewPath("status"))...)
 	case *appsv1.StatefulSet:
 		errs = append(errs, statefulSetStatus(&o.Status, field.NewPath("status"))...)
+		errs = append(errs, notDecremented(o.Status.CollisionCount, old.(*appsv1.StatefulSet).Status.CollisionCount)...)
 	case *appsv1.DaemonSet:
 		errs = append(errs, daemonSetStatus(&o.Status, field.NewPath("status"))...)
+		errs = append(errs, notDecremented(o.Status.CollisionCount, old.(*appsv1.DaemonSet).Status.CollisionCount)...)
 	case *batchv1.Job:
 		errs = append(errs, jobStatus(&o.Status, field.NewPath("status"))...)
 	}
 	return errs
+}
+
+// notDecremented refuses a status collisionCount lower than before (or dropped).
+func notDecremented(count, old *int32) field.ErrorList {
+	if old == nil || (count != nil && *count >= *old) {
+		return nil
+	}
+	var v int32
+	if count != nil {
+		v = *count
+	}
+	return field.ErrorList{field.Invalid(field.NewPath("status", "collisionCount"), v, "cannot be decremented")}
 }
 
 // Scale validates the spec.replicas of a scale subresource request.

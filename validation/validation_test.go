@@ -244,6 +244,22 @@ spec: {schedule: "*/1 * * * *", timeZone: Mars/Olympus, jobTemplate: {spec: {tem
 			`metadata.name: Invalid value: "web.1": must not contain dots`,
 		}},
 		{"daemonset", "apps", "DaemonSet", "metadata: {name: agent}\nspec:" + emailTemplate, nil},
+		{"daemonset with a deadline", "apps", "DaemonSet", "metadata: {name: agent}\nspec:" + strings.Replace(emailTemplate, "    spec:\n", "    spec:\n      activeDeadlineSeconds: 5\n", 1),
+			[]string{"spec.template.spec.activeDeadlineSeconds: Forbidden: activeDeadlineSeconds in DaemonSet is not Supported"}},
+		{"statefulset mounts its volume claim templates", "apps", "StatefulSet", `
+metadata: {name: web}
+spec:
+  serviceName: nginx
+  selector: {matchLabels: {app: nginx}}
+  template:
+    metadata: {labels: {app: nginx}}
+    spec: {containers: [{name: nginx, image: nginx, volumeMounts: [{name: www, mountPath: /usr/share/nginx/html}, {name: nope, mountPath: /x}]}]}
+  volumeClaimTemplates:
+  - metadata: {name: www}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}`,
+			[]string{`spec.template.spec.containers[0].volumeMounts[1].name: Not found: "nope"`}},
+		{"deployment strategy type", "apps", "Deployment", "metadata: {name: d}\nspec:\n  strategy: {type: BlueGreen}" + emailTemplate,
+			[]string{`spec.strategy: Unsupported value: {"type":"BlueGreen"}: supported values: "Recreate", "RollingUpdate"`}},
 		{"daemonset without selector", "apps", "DaemonSet", `
 metadata: {name: agent}
 spec: {template: {metadata: {labels: {app: a}}, spec: {containers: [{name: c, image: busybox}]}}}`,
@@ -346,7 +362,7 @@ spec: {containers: [{name: nginx, image: "nginx:1.7.9", ports: [{containerPort: 
 		{"statefulset serviceName is immutable", "apps", "StatefulSet",
 			"metadata: {name: web, resourceVersion: \"1\"}\nspec:\n  serviceName: a" + emailTemplate,
 			"metadata: {name: web, resourceVersion: \"1\"}\nspec:\n  serviceName: b" + emailTemplate,
-			[]string{"spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"}},
+			[]string{"spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"}},
 		{"name is immutable", "", "ConfigMap",
 			`{metadata: {name: a, resourceVersion: "1"}}`, `{metadata: {name: b, resourceVersion: "1"}}`,
 			[]string{`metadata.name: Invalid value: "b": field is immutable`}},
@@ -404,16 +420,16 @@ func TestUpdateStatus(t *testing.T) {
 		t.Errorf("errors (-want +got):\n%s", diff)
 	}
 	dk := kind(t, "apps", "Deployment")
-	dold := load(t, dk, "metadata: {name: d, resourceVersion: \"1\"}\nspec:"+emailTemplate)
-	dnew := load(t, dk, "metadata: {name: d, resourceVersion: \"1\"}\nspec:"+emailTemplate+"status: {replicas: 1, readyReplicas: 2}\n")
+	dold := load(t, dk, "metadata: {name: d, resourceVersion: \"1\"}\nspec:"+emailTemplate+"status: {collisionCount: 2}\n")
+	dnew := load(t, dk, "metadata: {name: d, resourceVersion: \"1\"}\nspec:"+emailTemplate+"status: {replicas: 1, readyReplicas: 1, availableReplicas: 2, collisionCount: 1}\n")
 	got = messages(validation.UpdateStatus(dk, dnew, dold))
 	want = []string{
-		"status.readyReplicas: Invalid value: 2: cannot be greater than status.replicas",
-		"status.availableReplicas: Invalid value: 0: cannot be greater than status.readyReplicas",
+		"status.availableReplicas: Invalid value: 2: cannot be greater than status.replicas",
+		"status.availableReplicas: Invalid value: 2: cannot be greater than readyReplicas",
+		"status.collisionCount: Invalid value: 1: cannot be decremented",
 	}
-	_ = want
-	if len(got) != 1 || got[0] != "status.readyReplicas: Invalid value: 2: cannot be greater than status.replicas" {
-		t.Errorf("deployment status errors %q", got)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("deployment status errors (-want +got):\n%s", diff)
 	}
 }
 
