@@ -1,0 +1,209 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/rest"
+	cmdutil "k8s.io/kubectl/pkg/cmd/util"
+	"sigs.k8s.io/yaml"
+
+	"github.com/logplane/logplane/apiserver/logplaneapi"
+)
+
+func newHistoryCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "history (TYPE NAME | TYPE/NAME)",
+		Short: "Show every revision of an object: when, who, why, and what changed",
+		Long: "Show every revision of an object still in the log, oldest first, deleted objects included: its " +
+			"resourceVersion, time, actor, reason, the revision it was caused by, and what changed from the previous one.",
+		Example: "  lpctl history deployment/web\n  lpctl history pod nginx -n default\n  lpctl history cm/settings -o yaml",
+		Args:    cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path, err := objectPath(f, args)
+			if err != nil {
+				return err
+			}
+			var h logplaneapi.History
+			if err := getJSON(f, logplaneapi.HistoryPath(path), nil, &h); err != nil {
+				return err
+			}
+			switch output {
+			case "json", "yaml":
+				return printStructured(streams.Out, output, h)
+			case "":
+				return printHistory(streams.Out, h)
+			}
+			return fmt.Errorf("unknown output format %q (want json or yaml)", output)
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "json or yaml for the whole history with the objects; default: a readable summary")
+	return cmd
+}
+
+// objectPath resolves "TYPE/NAME" or "TYPE NAME" (short names included, as kubectl knows them)
+// into the object's Kubernetes API path.
+func objectPath(f cmdutil.Factory, args []string) (string, error) {
+	typ, name, ok := strings.Cut(args[0], "/")
+	if len(args) == 2 {
+		if ok {
+			return "", fmt.Errorf("give either TYPE/NAME or TYPE NAME, not both")
+		}
+		typ, name = args[0], args[1]
+	} else if !ok || name == "" {
+		return "", fmt.Errorf("name the object as TYPE/NAME or TYPE NAME")
+	}
+	mapper, err := f.ToRESTMapper()
+	if err != nil {
+		return "", err
+	}
+	gvr, err := mapper.ResourceFor(schema.ParseGroupResource(typ).WithVersion(""))
+	if err != nil {
+		return "", fmt.Errorf("the server doesn't have a resource type %q: %w", typ, err)
+	}
+	gvk, err := mapper.KindFor(gvr)
+	if err != nil {
+		return "", err
+	}
+	mapping, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		return "", err
+	}
+	prefix := "/apis/" + gvr.Group + "/" + gvr.Version
+	if gvr.Group == "" {
+		prefix = "/api/" + gvr.Version
+	}
+	if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
+		ns, _, err := f.ToRawKubeConfigLoader().Namespace()
+		if err != nil {
+			return "", err
+		}
+		return prefix + "/namespaces/" + ns + "/" + gvr.Resource + "/" + name, nil
+	}
+	return prefix + "/" + gvr.Resource + "/" + name, nil
+}
+
+// getJSON GETs a logplane endpoint and decodes its JSON answer; a Kubernetes Status error
+// becomes an error with its message.
+func getJSON(f cmdutil.Factory, path string, query url.Values, into any) error {
+	cfg, err := f.ToRESTConfig()
+	if err != nil {
+		return err
+	}
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return err
+	}
+	u := strings.TrimSuffix(cfg.Host, "/") + cfg.APIPath + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	resp, err := hc.Get(u)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var st metav1.Status
+		if json.Unmarshal(body, &st) == nil && st.Message != "" {
+			return fmt.Errorf("%s", st.Message)
+		}
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	return json.Unmarshal(body, into)
+}
+
+func printStructured(w io.Writer, format string, v any) error {
+	if format == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	b, err := yaml.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+// printHistory prints one line per revision, aligned like a table, each followed by what
+// changed, indented.
+func printHistory(w io.Writer, h logplaneapi.History) error {
+	if len(h.Items) == 0 {
+		_, err := fmt.Fprintf(w, "No history for %s %s.\n", h.Resource, h.Name)
+		return err
+	}
+	header := []string{"REVISION", "TIME", "ACTOR", "REASON", "CAUSE"}
+	rows := make([][]string, len(h.Items))
+	widths := make([]int, len(header))
+	for i, c := range header {
+		widths[i] = len(c)
+	}
+	for i, rev := range h.Items {
+		cause := rev.Cause
+		if cause == "" {
+			cause = "-"
+		}
+		rows[i] = []string{rev.ResourceVersion, rev.Time.UTC().Format("2006-01-02T15:04:05Z"),
+			rev.Actor.Kind + "/" + rev.Actor.Name, rev.Reason, cause}
+		for j, c := range rows[i] {
+			widths[j] = max(widths[j], len(c))
+		}
+	}
+	line := func(cells []string) string {
+		var b strings.Builder
+		for j, c := range cells {
+			if j == len(cells)-1 {
+				b.WriteString(c)
+				break
+			}
+			fmt.Fprintf(&b, "%-*s  ", widths[j], c)
+		}
+		return b.String()
+	}
+	var out strings.Builder
+	out.WriteString(line(header) + "\n")
+	var prev json.RawMessage
+	for i, rev := range h.Items {
+		out.WriteString(line(rows[i]) + "\n")
+		var changes []string
+		switch rev.Type {
+		case "ADDED":
+			changes = []string{"created"}
+			if i > 0 {
+				changes = []string{"created again"}
+			}
+		case "DELETED":
+			changes = []string{"deleted"}
+		default:
+			changes = diffObjects(prev, rev.Object)
+			if len(changes) == 0 {
+				changes = []string{"no change to the object"}
+			}
+		}
+		for _, c := range changes {
+			out.WriteString("    " + c + "\n")
+		}
+		prev = rev.Object
+		if rev.Type == "DELETED" {
+			prev = nil
+		}
+	}
+	_, err := io.WriteString(w, out.String())
+	return err
+}
