@@ -90,9 +90,7 @@ func podSpec(s *corev1.PodSpec, fldPath *field.Path, isPod bool, claimVolumes ..
 	case !slices.Contains(supportedDNSPolicies, s.DNSPolicy):
 		errs = append(errs, field.NotSupported(fldPath.Child("dnsPolicy"), s.DNSPolicy, supportedDNSPolicies))
 	}
-	if s.DNSPolicy == corev1.DNSNone && (s.DNSConfig == nil || len(s.DNSConfig.Nameservers) == 0) {
-		errs = append(errs, field.Required(fldPath.Child("dnsConfig"), fmt.Sprintf("must provide `dnsConfig` when `dnsPolicy` is %s", corev1.DNSNone)))
-	}
+	errs = append(errs, schedulingFields(s, fldPath)...)
 	errs = append(errs, metav1validation.ValidateLabels(s.NodeSelector, fldPath.Child("nodeSelector"))...)
 	if s.ServiceAccountName != "" {
 		for _, msg := range apivalidation.ValidateServiceAccountName(s.ServiceAccountName, false) {
