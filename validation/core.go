@@ -363,10 +363,11 @@ func nodeUpdate(k *kinds.Kind, n, old *corev1.Node) field.ErrorList {
 }
 
 func endpointsCreate(k *kinds.Kind, e *corev1.Endpoints) field.ErrorList {
+	return append(objectMeta(k, &e.ObjectMeta, apivalidation.NameIsDNSSubdomain), endpointSubsets(e)...)
+}
+
+func endpointSubsets(e *corev1.Endpoints) field.ErrorList {
 	var errs field.ErrorList
-	if k != nil {
-		errs = objectMeta(k, &e.ObjectMeta, apivalidation.NameIsDNSSubdomain)
-	}
 	for i := range e.Subsets {
 		ss := &e.Subsets[i]
 		idx := field.NewPath("subsets").Index(i)

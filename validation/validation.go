@@ -85,7 +85,7 @@ func Update(k *kinds.Kind, obj, old runtime.Object) field.ErrorList {
 	case *corev1.Service:
 		return serviceUpdate(k, o, old.(*corev1.Service))
 	case *corev1.Endpoints:
-		return append(metaUpdate(&o.ObjectMeta, &old.(*corev1.Endpoints).ObjectMeta), endpointsCreate(k, o)...)
+		return append(metaUpdate(&o.ObjectMeta, &old.(*corev1.Endpoints).ObjectMeta), endpointSubsets(o)...)
 	case *corev1.ConfigMap:
 		return configMapUpdate(k, o, old.(*corev1.ConfigMap))
 	case *corev1.Secret:

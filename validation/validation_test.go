@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -328,8 +329,9 @@ note: hi`, []string{
 		t.Run(tt.name, func(t *testing.T) {
 			k := kind(t, tt.group, tt.kind)
 			obj := load(t, k, tt.manifest)
+			// Errors come in Kubernetes' order, except that it walks maps (labels) in random order.
 			got := messages(validation.Create(k, obj))
-			if diff := cmp.Diff(tt.want, got); diff != "" {
+			if diff := cmp.Diff(tt.want, got, cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
 				t.Errorf("errors (-want +got):\n%s", diff)
 			}
 		})
