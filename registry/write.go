@@ -317,7 +317,9 @@ func (r *Registry) Modify(ctx context.Context, k *kinds.Kind, ns, name string, r
 		if len(errs) > 0 {
 			return nil, apierrors.NewInvalid(k.GroupKind(), name, errs)
 		}
-		if !opts.Applied {
+		// A binding records no managed fields, as on Kubernetes (its binding storage writes the pod
+		// without the field manager): kube-scheduler never shows up as a manager of a pod.
+		if !opts.Applied && opts.Subresource != "binding" {
 			fm, err := r.FieldManager(k, fieldManagerSubresource(opts.Subresource))
 			if err != nil {
 				return nil, apierrors.NewInternalError(err)
