@@ -241,7 +241,9 @@ func terminalPhase(phase string) bool {
 	return phase == string(corev1.PodSucceeded) || phase == string(corev1.PodFailed)
 }
 
+// account places the pod with key on node, wherever it was accounted before.
 func (c *cluster) account(key, node string, p *placement.Pod, uid types.UID, assumed bool) {
+	c.unaccount(key)
 	nd := c.nodes[node]
 	if nd == nil {
 		nd = placement.NewNode(node, nil)
@@ -284,9 +286,13 @@ func (c *cluster) known() []*placement.Node {
 func (c *cluster) schedule(p *placement.Pod) placement.Decision {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if cur := c.pods[p.Key]; cur != nil && cur.uid == p.Pod.UID {
-		// Already assumed (a binding in flight for it) or bound: place it nowhere else.
-		return placement.Decision{Node: cur.node}
+	if cur := c.pods[p.Key]; cur != nil {
+		if cur.uid == p.Pod.UID {
+			// Already assumed (a binding in flight for it) or bound: place it nowhere else.
+			return placement.Decision{Node: cur.node}
+		}
+		// An earlier pod of that name, assumed while it was deleted and made again.
+		c.unaccount(p.Key)
 	}
 	d := placement.Place(c.known(), p)
 	if d.Node != "" {
