@@ -49,14 +49,20 @@ func serviceExternalIP(s *corev1.Service) string {
 		}
 		return "<none>"
 	case corev1.ServiceTypeLoadBalancer:
+		// Ingress addresses as a sorted set, then the external IPs, as Kubernetes lists them.
+		seen := map[string]bool{}
 		var lb []string
 		for _, ing := range s.Status.LoadBalancer.Ingress {
-			if ing.IP != "" {
-				lb = append(lb, ing.IP)
-			} else if ing.Hostname != "" {
-				lb = append(lb, ing.Hostname)
+			a := ing.IP
+			if a == "" {
+				a = ing.Hostname
+			}
+			if a != "" && !seen[a] {
+				seen[a] = true
+				lb = append(lb, a)
 			}
 		}
+		sort.Strings(lb)
 		all := append(lb, s.Spec.ExternalIPs...)
 		if len(all) > 0 {
 			return strings.Join(all, ",")

@@ -5,8 +5,11 @@ import (
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
+	appsv1beta1 "k8s.io/api/apps/v1beta1"
 	batchv1 "k8s.io/api/batch/v1"
+	batchv1beta1 "k8s.io/api/batch/v1beta1"
 	corev1 "k8s.io/api/core/v1"
+	extensionsv1beta1 "k8s.io/api/extensions/v1beta1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -42,12 +45,12 @@ func replicasOr1(r *int32) int64 {
 var deploymentColumns = []metav1.TableColumnDefinition{
 	nameColumn,
 	{Name: "Ready", Type: "string", Description: "Number of the pod with ready state"},
-	{Name: "Up-to-date", Type: "string", Description: appsv1.DeploymentStatus{}.SwaggerDoc()["updatedReplicas"]},
-	{Name: "Available", Type: "string", Description: appsv1.DeploymentStatus{}.SwaggerDoc()["availableReplicas"]},
+	{Name: "Up-to-date", Type: "string", Description: extensionsv1beta1.DeploymentStatus{}.SwaggerDoc()["updatedReplicas"]},
+	{Name: "Available", Type: "string", Description: extensionsv1beta1.DeploymentStatus{}.SwaggerDoc()["availableReplicas"]},
 	ageColumn,
 	containersColumn,
 	imagesColumn,
-	selectorColumn(appsv1.DeploymentSpec{}.SwaggerDoc()["selector"]),
+	selectorColumn(extensionsv1beta1.DeploymentSpec{}.SwaggerDoc()["selector"]),
 }
 
 func deploymentRow(c clock, d *appsv1.Deployment) ([]any, []metav1.TableRowCondition, error) {
@@ -63,13 +66,13 @@ func deploymentRow(c clock, d *appsv1.Deployment) ([]any, []metav1.TableRowCondi
 
 var replicaSetColumns = []metav1.TableColumnDefinition{
 	nameColumn,
-	{Name: "Desired", Type: "integer", Description: appsv1.ReplicaSetSpec{}.SwaggerDoc()["replicas"]},
-	{Name: "Current", Type: "integer", Description: appsv1.ReplicaSetStatus{}.SwaggerDoc()["replicas"]},
-	{Name: "Ready", Type: "integer", Description: appsv1.ReplicaSetStatus{}.SwaggerDoc()["readyReplicas"]},
+	{Name: "Desired", Type: "integer", Description: extensionsv1beta1.ReplicaSetSpec{}.SwaggerDoc()["replicas"]},
+	{Name: "Current", Type: "integer", Description: extensionsv1beta1.ReplicaSetStatus{}.SwaggerDoc()["replicas"]},
+	{Name: "Ready", Type: "integer", Description: extensionsv1beta1.ReplicaSetStatus{}.SwaggerDoc()["readyReplicas"]},
 	ageColumn,
 	containersColumn,
 	imagesColumn,
-	selectorColumn(appsv1.ReplicaSetSpec{}.SwaggerDoc()["selector"]),
+	selectorColumn(extensionsv1beta1.ReplicaSetSpec{}.SwaggerDoc()["selector"]),
 }
 
 func replicaSetRow(c clock, rs *appsv1.ReplicaSet) []any {
@@ -100,16 +103,16 @@ func rcRow(c clock, rc *corev1.ReplicationController) []any {
 
 var daemonSetColumns = []metav1.TableColumnDefinition{
 	nameColumn,
-	{Name: "Desired", Type: "integer", Description: appsv1.DaemonSetStatus{}.SwaggerDoc()["desiredNumberScheduled"]},
-	{Name: "Current", Type: "integer", Description: appsv1.DaemonSetStatus{}.SwaggerDoc()["currentNumberScheduled"]},
-	{Name: "Ready", Type: "integer", Description: appsv1.DaemonSetStatus{}.SwaggerDoc()["numberReady"]},
-	{Name: "Up-to-date", Type: "integer", Description: appsv1.DaemonSetStatus{}.SwaggerDoc()["updatedNumberScheduled"]},
-	{Name: "Available", Type: "integer", Description: appsv1.DaemonSetStatus{}.SwaggerDoc()["numberAvailable"]},
+	{Name: "Desired", Type: "integer", Description: extensionsv1beta1.DaemonSetStatus{}.SwaggerDoc()["desiredNumberScheduled"]},
+	{Name: "Current", Type: "integer", Description: extensionsv1beta1.DaemonSetStatus{}.SwaggerDoc()["currentNumberScheduled"]},
+	{Name: "Ready", Type: "integer", Description: extensionsv1beta1.DaemonSetStatus{}.SwaggerDoc()["numberReady"]},
+	{Name: "Up-to-date", Type: "integer", Description: extensionsv1beta1.DaemonSetStatus{}.SwaggerDoc()["updatedNumberScheduled"]},
+	{Name: "Available", Type: "integer", Description: extensionsv1beta1.DaemonSetStatus{}.SwaggerDoc()["numberAvailable"]},
 	{Name: "Node Selector", Type: "string", Description: corev1.PodSpec{}.SwaggerDoc()["nodeSelector"]},
 	ageColumn,
 	containersColumn,
 	imagesColumn,
-	selectorColumn(appsv1.DaemonSetSpec{}.SwaggerDoc()["selector"]),
+	selectorColumn(extensionsv1beta1.DaemonSetSpec{}.SwaggerDoc()["selector"]),
 }
 
 func daemonSetRow(c clock, ds *appsv1.DaemonSet) []any {
@@ -137,7 +140,7 @@ func statefulSetRow(c clock, ss *appsv1.StatefulSet) []any {
 var controllerRevisionColumns = []metav1.TableColumnDefinition{
 	nameColumn,
 	{Name: "Controller", Type: "string", Description: "Controller of the object"},
-	{Name: "Revision", Type: "string", Description: appsv1.ControllerRevision{}.SwaggerDoc()["revision"]},
+	{Name: "Revision", Type: "string", Description: appsv1beta1.ControllerRevision{}.SwaggerDoc()["revision"]},
 	ageColumn,
 }
 
@@ -218,11 +221,11 @@ func jobRow(c clock, j *batchv1.Job) []any {
 
 var cronJobColumns = []metav1.TableColumnDefinition{
 	nameColumn,
-	{Name: "Schedule", Type: "string", Description: batchv1.CronJobSpec{}.SwaggerDoc()["schedule"]},
-	{Name: "Timezone", Type: "string", Description: batchv1.CronJobSpec{}.SwaggerDoc()["timeZone"]},
-	{Name: "Suspend", Type: "boolean", Description: batchv1.CronJobSpec{}.SwaggerDoc()["suspend"]},
-	{Name: "Active", Type: "integer", Description: batchv1.CronJobStatus{}.SwaggerDoc()["active"]},
-	{Name: "Last Schedule", Type: "string", Description: batchv1.CronJobStatus{}.SwaggerDoc()["lastScheduleTime"]},
+	{Name: "Schedule", Type: "string", Description: batchv1beta1.CronJobSpec{}.SwaggerDoc()["schedule"]},
+	{Name: "Timezone", Type: "string", Description: batchv1beta1.CronJobSpec{}.SwaggerDoc()["timeZone"]},
+	{Name: "Suspend", Type: "boolean", Description: batchv1beta1.CronJobSpec{}.SwaggerDoc()["suspend"]},
+	{Name: "Active", Type: "integer", Description: batchv1beta1.CronJobStatus{}.SwaggerDoc()["active"]},
+	{Name: "Last Schedule", Type: "string", Description: batchv1beta1.CronJobStatus{}.SwaggerDoc()["lastScheduleTime"]},
 	ageColumn,
 	containersColumn,
 	imagesColumn,

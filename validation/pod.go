@@ -46,8 +46,9 @@ func podCreate(k *kinds.Kind, p *corev1.Pod) field.ErrorList {
 // podTemplateSpec validates a pod template: its labels and annotations, and its pod spec, whose
 // mounts may also name the claimVolumes (a StatefulSet's volume claim templates).
 func podTemplateSpec(t *corev1.PodTemplateSpec, fldPath *field.Path, claimVolumes ...string) field.ErrorList {
-	errs := metav1validation.ValidateLabels(t.Labels, fldPath.Child("metadata", "labels"))
-	errs = append(errs, apivalidation.ValidateAnnotations(t.Annotations, fldPath.Child("metadata", "annotations"))...)
+	// Kubernetes names these spec.template.labels and .annotations (not .metadata.labels).
+	errs := metav1validation.ValidateLabels(t.Labels, fldPath.Child("labels"))
+	errs = append(errs, apivalidation.ValidateAnnotations(t.Annotations, fldPath.Child("annotations"))...)
 	errs = append(errs, podSpec(&t.Spec, fldPath.Child("spec"), false, claimVolumes...)...)
 	return errs
 }

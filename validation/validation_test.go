@@ -250,6 +250,15 @@ spec:
 metadata: {name: pi}
 spec: {template: {spec: {containers: [{name: pi, image: perl}]}}}`,
 			[]string{`spec.template.spec.restartPolicy: Unsupported value: "Always": supported values: "OnFailure", "Never"`}},
+		{"job name too long for its pods' label", "batch", "Job", `
+metadata: {name: a-job-whose-name-is-far-too-long-to-be-the-value-of-a-label-on-its-pods}
+spec: {template: {spec: {restartPolicy: Never, containers: [{name: pi, image: perl}]}}}`, []string{
+			// The job's own labels are the template's (see defaults), so they fail too.
+			`metadata.labels: Invalid value: "a-job-whose-name-is-far-too-long-to-be-the-value-of-a-label-on-its-pods": must be no more than 63 bytes`,
+			`metadata.labels: Invalid value: "a-job-whose-name-is-far-too-long-to-be-the-value-of-a-label-on-its-pods": must be no more than 63 bytes`,
+			`spec.template.labels: Invalid value: "a-job-whose-name-is-far-too-long-to-be-the-value-of-a-label-on-its-pods": must be no more than 63 bytes`,
+			`spec.template.labels: Invalid value: "a-job-whose-name-is-far-too-long-to-be-the-value-of-a-label-on-its-pods": must be no more than 63 bytes`,
+		}},
 		{"job", "batch", "Job", `
 metadata: {name: pi}
 spec: {backoffLimit: 4, template: {spec: {restartPolicy: Never, containers: [{name: pi, image: perl}]}}}`, nil},
