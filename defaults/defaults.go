@@ -8,6 +8,8 @@
 package defaults
 
 import (
+	"reflect"
+
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -23,6 +25,9 @@ import (
 // API server assigns the uid before it calls Apply on create, as Kubernetes does in
 // PrepareForCreate).
 func Apply(obj runtime.Object) {
+	if v := reflect.ValueOf(obj); !v.IsValid() || (v.Kind() == reflect.Pointer && v.IsNil()) {
+		return
+	}
 	switch o := obj.(type) {
 	case *corev1.Pod:
 		pod(o)

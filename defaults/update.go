@@ -11,8 +11,8 @@ import (
 // and dropping what a Service's new type no longer uses. The API server calls Update instead of
 // Apply on update.
 func Update(obj, old runtime.Object) {
-	if s, ok := obj.(*corev1.Service); ok {
-		if o, ok := old.(*corev1.Service); ok {
+	if s, ok := obj.(*corev1.Service); ok && s != nil {
+		if o, ok := old.(*corev1.Service); ok && o != nil {
 			serviceUpdate(s, o)
 		}
 	}

@@ -8,6 +8,7 @@ package printers
 
 import (
 	"fmt"
+	"reflect"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -50,7 +51,7 @@ func Columns(k *kinds.Kind) []metav1.TableColumnDefinition {
 // Row is the package's Row with p's clock.
 func (p Printer) Row(k *kinds.Kind, obj runtime.Object) (metav1.TableRow, error) {
 	pr := printerFor(k)
-	if obj == nil {
+	if v := reflect.ValueOf(obj); !v.IsValid() || (v.Kind() == reflect.Pointer && v.IsNil()) {
 		return metav1.TableRow{}, fmt.Errorf("printers: nil %s", k.Kind)
 	}
 	cells, conds, err := pr.row(p.clock(), obj)

@@ -8,6 +8,7 @@ package validation
 
 import (
 	"fmt"
+	"reflect"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -27,6 +28,9 @@ var metaPath = field.NewPath("metadata")
 
 // Create validates obj, of kind k, about to be created (already defaulted, name generated).
 func Create(k *kinds.Kind, obj runtime.Object) field.ErrorList {
+	if isNil(obj) {
+		return field.ErrorList{field.InternalError(nil, fmt.Errorf("validation: no object"))}
+	}
 	switch o := obj.(type) {
 	case *corev1.Namespace:
 		return namespaceCreate(k, o)
@@ -182,10 +186,22 @@ func Scale(scale int32) field.ErrorList {
 }
 
 func sameType(obj, old runtime.Object) field.ErrorList {
+	if isNil(obj) || isNil(old) {
+		return field.ErrorList{field.InternalError(nil, fmt.Errorf("validation: no object"))}
+	}
 	if fmt.Sprintf("%T", obj) != fmt.Sprintf("%T", old) {
 		return field.ErrorList{field.InternalError(nil, fmt.Errorf("validation: update of a %T by a %T", old, obj))}
 	}
 	return nil
+}
+
+// isNil reports whether obj is nil or a nil pointer.
+func isNil(obj runtime.Object) bool {
+	if obj == nil {
+		return true
+	}
+	v := reflect.ValueOf(obj)
+	return v.Kind() == reflect.Pointer && v.IsNil()
 }
 
 type objectMetaGetter interface{ GetObjectMeta() metav1.Object }

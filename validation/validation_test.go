@@ -15,6 +15,7 @@ import (
 
 	"github.com/logplane/logplane/defaults"
 	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/printers"
 	"github.com/logplane/logplane/validation"
 )
 
@@ -473,5 +474,25 @@ func TestScale(t *testing.T) {
 	}
 	if errs := validation.Scale(3); len(errs) != 0 {
 		t.Errorf("Scale(3) = %v", errs)
+	}
+}
+
+func TestNilObjects(t *testing.T) {
+	k := kind(t, "", "Pod")
+	var nilPod *corev1.Pod
+	defaults.Apply(nilPod)
+	defaults.Apply(nil)
+	defaults.Update(nilPod, nilPod)
+	if errs := validation.Create(k, nilPod); len(errs) != 1 || errs[0].Type != field.ErrorTypeInternal {
+		t.Errorf("Create(nil pod) = %v, want an internal error", errs)
+	}
+	if errs := validation.Update(k, nilPod, &corev1.Pod{}); len(errs) != 1 || errs[0].Type != field.ErrorTypeInternal {
+		t.Errorf("Update(nil pod) = %v, want an internal error", errs)
+	}
+	if errs := validation.UpdateStatus(k, &corev1.Pod{}, &corev1.Service{}); len(errs) != 1 || errs[0].Type != field.ErrorTypeInternal {
+		t.Errorf("UpdateStatus(pod, service) = %v, want an internal error", errs)
+	}
+	if _, err := printers.Row(k, nilPod); err == nil {
+		t.Error("Row(nil pod): want an error")
 	}
 }
