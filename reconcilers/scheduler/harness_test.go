@@ -37,17 +37,24 @@ func kindOf(resource string) *kinds.Kind {
 // cluster is a real log, its projection, and a scheduler on an engine, all running until the
 // test ends.
 type cluster struct {
-	t     testing.TB
-	log   *eventlog.Log
-	store *projections.Store
-	reg   *registry.Registry
-	sched *scheduler.Scheduler
-	stop  func()
+	t      testing.TB
+	log    *eventlog.Log
+	store  *projections.Store
+	reg    *registry.Registry
+	sched  *scheduler.Scheduler
+	engine *engine.Engine
+	stop   func()
 }
 
 type option func(*scheduler.Config)
 
 func newCluster(t testing.TB, l *eventlog.Log, opts ...option) *cluster {
+	t.Helper()
+	return newReplica(t, l, engine.Options{}, opts...)
+}
+
+// newReplica is newCluster with the engine options of a replica among others (leases, holder).
+func newReplica(t testing.TB, l *eventlog.Log, eopts engine.Options, opts ...option) *cluster {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	store := projections.New(catalog, nil)
@@ -74,13 +81,13 @@ func newCluster(t testing.TB, l *eventlog.Log, opts ...option) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := engine.New(store, engine.Options{})
+	e := engine.New(store, eopts)
 	e.Register(s.Registration())
 	done := make(chan struct{}, 3)
 	go func() { s.Run(ctx); done <- struct{}{} }()
 	go func() { events.Run(ctx); done <- struct{}{} }()
 	go func() { e.Run(ctx); done <- struct{}{} }()
-	c := &cluster{t: t, log: l, store: store, reg: reg, sched: s}
+	c := &cluster{t: t, log: l, store: store, reg: reg, sched: s, engine: e}
 	stopped := false
 	c.stop = func() {
 		if stopped {

@@ -10,6 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/logplane/logplane/eventlog"
+	"github.com/logplane/logplane/eventlog/eventlogtest"
+	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/scheduler"
 )
 
@@ -271,5 +273,63 @@ func TestSetCondition(t *testing.T) {
 	scheduler.SetCondition(&st, corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: t1})
 	if c := st.Conditions[0]; c.Status != corev1.ConditionTrue || !c.LastTransitionTime.Equal(&t1) || len(st.Conditions) != 1 {
 		t.Fatalf("status change: %+v", st.Conditions)
+	}
+}
+
+// Among replicas sharing the reconcilers' leases, one schedules (the holder of partition 0);
+// when it stops, another takes over and binds what comes next.
+func TestOneReplicaSchedulesAndAnotherTakesOver(t *testing.T) {
+	l := eventlogtest.Open(t)
+	ls, err := l.Leases(t.Context(), "reconcilers", 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replicas := map[string]*cluster{}
+	for _, name := range []string{"a", "b"} {
+		replicas[name] = newReplica(t, l, engine.Options{Leases: ls, Holder: name, Partitions: 8})
+	}
+	c := replicas["a"]
+	c.create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, "namespaces")
+	c.create(readyNode("node-1", "8", "8Gi", 110), "nodes")
+	holder := func() string {
+		for name, r := range replicas {
+			if r.engine.Partitions().OwnsPartition(0) {
+				return name
+			}
+		}
+		return ""
+	}
+	eventually(t, 10*time.Second, func() (bool, string) { return holder() != "", "nobody holds partition 0" })
+	for i := range 20 {
+		c.create(pendingPod(fmt.Sprintf("p-%d", i), "10m"), "pods")
+	}
+	for i := range 20 {
+		c.waitBound(fmt.Sprintf("p-%d", i))
+	}
+	first := holder()
+	for name, r := range replicas {
+		want := int64(0)
+		if name == first {
+			want = 20
+		}
+		if got := r.sched.Stats().Bound; got != want {
+			t.Errorf("replica %s bound %d pods, want %d (holder %s)", name, got, want, first)
+		}
+	}
+
+	replicas[first].stop()
+	delete(replicas, first)
+	var other *cluster
+	for _, r := range replicas {
+		other = r
+	}
+	for i := 20; i < 30; i++ {
+		other.create(pendingPod(fmt.Sprintf("p-%d", i), "10m"), "pods")
+	}
+	for i := 20; i < 30; i++ {
+		other.waitBound(fmt.Sprintf("p-%d", i))
+	}
+	if got := other.sched.Stats().Bound; got != 10 {
+		t.Errorf("the replica that took over bound %d pods, want 10", got)
 	}
 }
