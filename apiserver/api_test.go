@@ -355,5 +355,4 @@ func TestHistoryTimeTravelAudit(t *testing.T) {
 	}
 }
 
-
 func ptrTrue() *bool { b := true; return &b }

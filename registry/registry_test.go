@@ -279,8 +279,6 @@ func TestFinalizersAndPreconditions(t *testing.T) {
 	}
 }
 
-
-
 func TestReadsInThePast(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
