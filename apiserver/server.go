@@ -80,6 +80,10 @@ type Server struct {
 	openapi  *openAPI
 	nsKick   chan struct{}
 	watching atomic.Int64
+	// stopping is closed when Serve starts shutting down: watches end cleanly, after the
+	// server stopped taking connections, so that clients resume them from where they were.
+	stopping     chan struct{}
+	stoppingOnce sync.Once
 
 	startOnce sync.Once
 	startErr  error
@@ -108,13 +112,14 @@ func New(cfg Config) (*Server, error) {
 		cfg.MaxRequestBody = 3 << 20
 	}
 	s := &Server{
-		cfg:     cfg,
-		log:     cfg.Log,
-		store:   cfg.Store,
-		catalog: cfg.Catalog,
-		logger:  cfg.Logger,
-		started: make(chan struct{}),
-		nsKick:  make(chan struct{}, 1),
+		cfg:      cfg,
+		log:      cfg.Log,
+		store:    cfg.Store,
+		catalog:  cfg.Catalog,
+		logger:   cfg.Logger,
+		started:  make(chan struct{}),
+		nsKick:   make(chan struct{}, 1),
+		stopping: make(chan struct{}),
 	}
 	if s.store == nil {
 		s.store = projections.New(cfg.Catalog, cfg.Logger)
@@ -195,13 +200,22 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if err := s.Start(ctx); err != nil {
 		return err
 	}
+	// Requests do not inherit ctx: on shutdown the server first stops taking connections and
+	// tells HTTP/2 clients to go away, then ends watches cleanly, then waits for the rest.
+	baseCtx, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBase()
 	hs := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       90 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		BaseContext:       func(net.Listener) context.Context { return baseCtx },
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: 2000},
 	}
+	hs.RegisterOnShutdown(func() {
+		time.Sleep(100 * time.Millisecond) // let the GOAWAY frames go out first
+		s.stoppingOnce.Do(func() { close(s.stopping) })
+	})
 	if s.cfg.TLS != nil {
 		hs.TLSConfig = s.cfg.TLS.Clone()
 		if len(hs.TLSConfig.NextProtos) == 0 {
@@ -219,8 +233,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {
-		// Watches are long requests: close what is left.
-		_ = hs.Close() // the listener is gone either way
+		cancelBase()
+		_ = hs.Close() // what is left is cut; the listener is gone either way
 	}
 	<-errc
 	return nil

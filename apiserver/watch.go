@@ -307,6 +307,8 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, info request
 		case <-wait:
 		case <-ctx.Done():
 			return
+		case <-s.stopping:
+			return
 		case <-bookmarks.C:
 			if p.bookmarks {
 				if err := ww.bookmark(pos, false); err != nil {
