@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/tools/record"
 
 	"github.com/logplane/logplane/kinds"
 	"github.com/logplane/logplane/registry"
@@ -50,8 +52,12 @@ type Config struct {
 	Queue int
 	// Workers writing concurrently. Default 4.
 	Workers int
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// SpamFilter drops the Events beyond the budget client-go's recorder gives a source for one
+	// object (a burst of 25, then one every 5 minutes), as Kubernetes controllers do: a replica
+	// set creating ten thousand pods records 25 SuccessfulCreate Events, not ten thousand.
+	SpamFilter bool
+	Logger     *slog.Logger
+	Now        func() time.Time
 }
 
 // Recorder records Events. Start it with Run.
@@ -61,6 +67,9 @@ type Recorder struct {
 	kind    *kinds.Kind
 	queue   chan pending
 	dropped atomic.Int64
+
+	spamMu sync.Mutex
+	spam   *record.EventSourceObjectSpamFilter // nil: no spam filter
 
 	mu   sync.Mutex
 	seen map[aggKey]*aggregate
@@ -110,8 +119,30 @@ func New(cfg Config) (*Recorder, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Recorder{cfg: cfg, reg: cfg.Registry, kind: k, queue: make(chan pending, cfg.Queue), seen: map[aggKey]*aggregate{}}, nil
+	r := &Recorder{cfg: cfg, reg: cfg.Registry, kind: k, queue: make(chan pending, cfg.Queue), seen: map[aggKey]*aggregate{}}
+	if cfg.SpamFilter {
+		r.spam = record.NewEventSourceObjectSpamFilter(spamCacheSize, spamBurst, spamQPS, passiveClock{cfg.Now}, spamKey)
+	}
+	return r, nil
 }
+
+// The spam budget of client-go's recorder.
+const (
+	spamCacheSize = 4096
+	spamBurst     = 25
+	spamQPS       = 1. / 300.
+)
+
+func spamKey(ev *corev1.Event) string {
+	o := ev.InvolvedObject
+	return strings.Join([]string{ev.Source.Component, ev.Source.Host, o.Kind, o.Namespace, o.Name, string(o.UID), o.APIVersion}, "")
+}
+
+// passiveClock adapts Config.Now for the spam filter's rate limiters.
+type passiveClock struct{ now func() time.Time }
+
+func (c passiveClock) Now() time.Time                  { return c.now() }
+func (c passiveClock) Since(t time.Time) time.Duration { return c.now().Sub(t) }
 
 // Event records an Event about obj, caused by the log event at sequence cause (0 if none).
 // eventtype is corev1.EventTypeNormal or corev1.EventTypeWarning.
@@ -150,6 +181,14 @@ func (r *Recorder) RefEvent(ref corev1.ObjectReference, cause uint64, eventtype,
 		ReportingInstance:   r.cfg.Source.Component + "-" + r.cfg.Source.Host,
 	}
 	key := aggKey{uid: string(ref.UID), kind: ref.Kind, ns: ref.Namespace, name: ref.Name, typ: eventtype, reason: reason, message: message}
+	if r.spam != nil {
+		r.spamMu.Lock()
+		skip := r.spam.Filter(ev)
+		r.spamMu.Unlock()
+		if skip {
+			return
+		}
+	}
 	select {
 	case r.queue <- pending{ev: ev, key: key, cause: cause}:
 	default:

@@ -37,6 +37,7 @@ type reconcilerSet struct {
 // reconcilerSets are every reconciler `logplane reconcile` can run, in order.
 var reconcilerSets = []reconcilerSet{
 	{name: "scheduler", build: buildScheduler},
+	{name: "workloads", build: buildWorkloads},
 }
 
 func reconcilerNames() []string {

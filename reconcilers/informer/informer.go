@@ -1,0 +1,375 @@
+// Package informer keeps what reconcilers look up about objects, beside the projection they
+// read, the way client-go's informers and indexers do for Kubernetes controllers: for every
+// object, its ownerReferences, finalizers and deletion state, with an index from an owner's uid
+// to its dependents; and for chosen resources (pods, replica sets), the decoded objects, so that a
+// reconcile looking at ten thousand pods decodes none of them.
+//
+// An Index follows a projections.Store through Subscribe. Reconcilers must see the index up to
+// date with the change that queued their key, so their engine Map functions call Observe first:
+// Observe is idempotent (each object keeps the sequence of the revision it reflects), so the
+// index's own subscription and any number of Map functions may all pass it the same change.
+package informer
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/logplane/logplane/eventlog"
+	"github.com/logplane/logplane/projections"
+	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
+)
+
+// Meta is what the index keeps of every object.
+type Meta struct {
+	Key eventlog.Key
+	// Seq is the resourceVersion of the revision this reflects.
+	Seq        uint64
+	UID        types.UID
+	Owners     []metav1.OwnerReference
+	Finalizers []string
+	// Deleting: the object has a deletionTimestamp.
+	Deleting bool
+	// SpecSeq is the sequence of the latest revision known to have changed what the object asks
+	// for (created it, changed its spec, scaled it): the cause to record for the work that the
+	// object's spec makes reconcilers do. 0 if unknown (the index started after that revision).
+	SpecSeq uint64
+}
+
+// Controller returns the owner reference with controller set, or nil.
+func (m *Meta) Controller() *metav1.OwnerReference {
+	for i := range m.Owners {
+		if r := &m.Owners[i]; r.Controller != nil && *r.Controller {
+			return r
+		}
+	}
+	return nil
+}
+
+type entry struct {
+	meta Meta
+	obj  runtime.Object // decoded, for kept resources; shared, read-only
+}
+
+// source is what the index needs of the projection.
+type source interface {
+	Subscribe(fn func(projections.Change)) (cancel func())
+	List(q projections.Query) ([]*projections.Object, uint64)
+	Resources() []schema.GroupResource
+}
+
+var _ source = (*projections.Store)(nil)
+
+// Index is the reconcilers' cache of object metadata and decoded objects. It is safe for
+// concurrent use.
+type Index struct {
+	keep map[schema.GroupResource]bool
+	log  *slog.Logger
+
+	mu         sync.RWMutex
+	objects    map[eventlog.Key]*entry
+	dependents map[types.UID]map[eventlog.Key]struct{}
+	byResource map[schema.GroupResource]map[eventlog.Key]struct{}
+	// undecodable counts objects whose metadata could not be read (logged once each).
+	undecodable int
+	// last is the change observed last, so that every caller of Observe for it gets the same
+	// before and after.
+	last observed
+}
+
+type observed struct {
+	seq      uint64
+	old, cur *Meta
+}
+
+// New returns an empty index that keeps decoded objects of the resources keep.
+func New(log *slog.Logger, keep ...schema.GroupResource) *Index {
+	if log == nil {
+		log = slog.Default()
+	}
+	ix := &Index{
+		keep:       map[schema.GroupResource]bool{},
+		log:        log,
+		objects:    map[eventlog.Key]*entry{},
+		dependents: map[types.UID]map[eventlog.Key]struct{}{},
+		byResource: map[schema.GroupResource]map[eventlog.Key]struct{}{},
+	}
+	for _, gr := range keep {
+		ix.keep[gr] = true
+	}
+	return ix
+}
+
+// Start fills the index from the store and keeps it up to date until stop is called.
+func (ix *Index) Start(s source) (stop func()) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	// Subscribe first, then list, holding the lock: a change applied meanwhile waits for the
+	// lock in its callback, and is then either newer than what the list saw or the same revision
+	// (the store applies one event at a time), which put makes harmless.
+	cancel := s.Subscribe(func(c projections.Change) { ix.Observe(c) })
+	for _, gr := range s.Resources() {
+		objs, _ := s.List(projections.Query{Resource: gr})
+		for _, o := range objs {
+			ix.putLocked(o, o.Event.GetReason())
+		}
+	}
+	return cancel
+}
+
+// Observe folds one change of the projection into the index, and returns what the index held
+// of the object before the change and after it (nil when the object did not exist, or was
+// deleted). Every caller passing the same change gets the same answer; a change older than the
+// last one observed changes nothing and returns nils.
+func (ix *Index) Observe(c projections.Change) (old, cur *Meta) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if c.Seq == ix.last.seq {
+		return ix.last.old, ix.last.cur
+	}
+	if c.Seq < ix.last.seq {
+		return nil, nil
+	}
+	key := c.Old
+	if c.New != nil {
+		key = c.New
+	}
+	if key == nil {
+		return nil, nil
+	}
+	prev := ix.objects[key.Key]
+	if prev != nil && prev.meta.Seq >= c.Seq {
+		// The initial list already saw this revision.
+		return nil, nil
+	}
+	if prev != nil {
+		m := prev.meta
+		old = &m
+	}
+	if c.New == nil {
+		if prev != nil {
+			ix.removeLocked(prev)
+		}
+	} else if e := ix.putLocked(c.New, c.New.Event.GetReason()); e != nil {
+		m := e.meta
+		cur = &m
+	}
+	ix.last = observed{seq: c.Seq, old: old, cur: cur}
+	return old, cur
+}
+
+// specReasons are the registry's reasons of revisions that change what an object asks for.
+var specReasons = map[string]bool{"create": true, "spec": true, "scale": true}
+
+func (ix *Index) putLocked(o *projections.Object, reason string) *entry {
+	m, obj, err := ix.read(o)
+	if err != nil {
+		ix.undecodable++
+		ix.log.Error("informer: cannot read an object's metadata", "key", o.Key, "seq", o.Seq, "err", err)
+		if old := ix.objects[o.Key]; old != nil {
+			ix.removeLocked(old)
+		}
+		return nil
+	}
+	old := ix.objects[o.Key]
+	if specReasons[reason] {
+		m.SpecSeq = o.Seq
+	} else if old != nil && old.meta.UID == m.UID {
+		m.SpecSeq = old.meta.SpecSeq
+	}
+	if old != nil {
+		ix.unindexLocked(old)
+	}
+	e := &entry{meta: m, obj: obj}
+	ix.objects[o.Key] = e
+	for _, r := range m.Owners {
+		deps := ix.dependents[r.UID]
+		if deps == nil {
+			deps = map[eventlog.Key]struct{}{}
+			ix.dependents[r.UID] = deps
+		}
+		deps[o.Key] = struct{}{}
+	}
+	gr := schema.GroupResource{Group: o.Key.Group, Resource: o.Key.Resource}
+	set := ix.byResource[gr]
+	if set == nil {
+		set = map[eventlog.Key]struct{}{}
+		ix.byResource[gr] = set
+	}
+	set[o.Key] = struct{}{}
+	return e
+}
+
+func (ix *Index) unindexLocked(e *entry) {
+	for _, r := range e.meta.Owners {
+		if deps := ix.dependents[r.UID]; deps != nil {
+			delete(deps, e.meta.Key)
+			if len(deps) == 0 {
+				delete(ix.dependents, r.UID)
+			}
+		}
+	}
+}
+
+func (ix *Index) removeLocked(e *entry) {
+	ix.unindexLocked(e)
+	delete(ix.objects, e.meta.Key)
+	gr := schema.GroupResource{Group: e.meta.Key.Group, Resource: e.meta.Key.Resource}
+	delete(ix.byResource[gr], e.meta.Key)
+}
+
+// read returns the metadata of o, and the decoded object if its resource is kept.
+func (ix *Index) read(o *projections.Object) (Meta, runtime.Object, error) {
+	gr := schema.GroupResource{Group: o.Key.Group, Resource: o.Key.Resource}
+	var om *metav1.ObjectMeta
+	var obj runtime.Object
+	if ix.keep[gr] && o.Kind != nil {
+		var err error
+		obj, err = o.Decode()
+		if err != nil {
+			return Meta{}, nil, err
+		}
+		a, ok := obj.(metav1.ObjectMetaAccessor)
+		if !ok {
+			return Meta{}, nil, fmt.Errorf("informer: %T has no ObjectMeta", obj)
+		}
+		om = a.GetObjectMeta().(*metav1.ObjectMeta)
+	} else {
+		var err error
+		om, err = objectMeta(o.Event.GetEncoding(), o.Event.GetObject())
+		if err != nil {
+			return Meta{}, nil, err
+		}
+	}
+	return Meta{
+		Key: o.Key, Seq: o.Seq, UID: om.UID, Owners: om.OwnerReferences, Finalizers: om.Finalizers,
+		Deleting: om.DeletionTimestamp != nil,
+	}, obj, nil
+}
+
+// objectMeta reads only the metadata of an encoded object: in the protobuf encoding of every
+// Kubernetes object, metadata is field 1.
+func objectMeta(enc eventv1.Encoding, data []byte) (*metav1.ObjectMeta, error) {
+	om := &metav1.ObjectMeta{}
+	switch enc {
+	case eventv1.Encoding_ENCODING_PROTOBUF:
+		b := data
+		for len(b) > 0 {
+			num, typ, n := protowire.ConsumeTag(b)
+			if n < 0 {
+				return nil, fmt.Errorf("informer: bad protobuf tag: %w", protowire.ParseError(n))
+			}
+			b = b[n:]
+			if num == 1 && typ == protowire.BytesType {
+				v, n := protowire.ConsumeBytes(b)
+				if n < 0 {
+					return nil, fmt.Errorf("informer: bad metadata field: %w", protowire.ParseError(n))
+				}
+				if err := om.Unmarshal(v); err != nil {
+					return nil, fmt.Errorf("informer: decoding metadata: %w", err)
+				}
+				return om, nil
+			}
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return nil, fmt.Errorf("informer: bad protobuf field %d: %w", num, protowire.ParseError(n))
+			}
+			b = b[n:]
+		}
+		return om, nil
+	case eventv1.Encoding_ENCODING_JSON:
+		var v struct {
+			Metadata *metav1.ObjectMeta `json:"metadata"`
+		}
+		v.Metadata = om
+		if err := json.Unmarshal(data, &v); err != nil {
+			return nil, fmt.Errorf("informer: decoding metadata: %w", err)
+		}
+		return om, nil
+	}
+	return nil, fmt.Errorf("informer: unknown encoding %v", enc)
+}
+
+// Keeps reports whether the index keeps decoded objects of gr.
+func (ix *Index) Keeps(gr schema.GroupResource) bool { return ix.keep[gr] }
+
+// Meta returns what the index holds of the object with key.
+func (ix *Index) Meta(key eventlog.Key) (Meta, bool) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	e := ix.objects[key]
+	if e == nil {
+		return Meta{}, false
+	}
+	return e.meta, true
+}
+
+// Object returns the decoded object with key, of a kept resource. It is shared: copy it before
+// changing it.
+func (ix *Index) Object(key eventlog.Key) (runtime.Object, bool) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	e := ix.objects[key]
+	if e == nil || e.obj == nil {
+		return nil, false
+	}
+	return e.obj, true
+}
+
+// Dependents returns the keys of the objects that name uid among their owners.
+func (ix *Index) Dependents(uid types.UID) []eventlog.Key {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	deps := ix.dependents[uid]
+	out := make([]eventlog.Key, 0, len(deps))
+	for k := range deps {
+		out = append(out, k)
+	}
+	return out
+}
+
+// Objects returns the decoded objects of a kept resource in namespace ns ("" for all) whose
+// filter returns true (nil: all). They are shared: copy one before changing it.
+func (ix *Index) Objects(gr schema.GroupResource, ns string, filter func(runtime.Object) bool) []runtime.Object {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	var out []runtime.Object
+	for k := range ix.byResource[gr] {
+		if ns != "" && k.Namespace != ns {
+			continue
+		}
+		e := ix.objects[k]
+		if e == nil || e.obj == nil {
+			continue
+		}
+		if filter == nil || filter(e.obj) {
+			out = append(out, e.obj)
+		}
+	}
+	return out
+}
+
+// Keys returns the keys of every object of resource gr the index holds.
+func (ix *Index) Keys(gr schema.GroupResource) []eventlog.Key {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	out := make([]eventlog.Key, 0, len(ix.byResource[gr]))
+	for k := range ix.byResource[gr] {
+		out = append(out, k)
+	}
+	return out
+}
+
+// Undecodable returns how many objects' metadata could not be read.
+func (ix *Index) Undecodable() int {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.undecodable
+}

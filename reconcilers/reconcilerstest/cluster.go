@@ -1,0 +1,296 @@
+// Package reconcilerstest runs a logplane control plane for the tests of the reconcilers: the
+// log, the API server with an admin kubeconfig for the real kubectl, the workload reconcilers
+// on an engine (in-process, or as separate processes sharing the work), a scheduler, and
+// simulated nodes that register, renew their leases and run the pods bound to them. Only tests
+// import it.
+package reconcilerstest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/logplane/logplane/apiserver"
+	"github.com/logplane/logplane/apiserver/pki"
+	"github.com/logplane/logplane/eventlog"
+	"github.com/logplane/logplane/projections"
+	"github.com/logplane/logplane/reconcilers/engine"
+	"github.com/logplane/logplane/reconcilers/scheduler"
+	"github.com/logplane/logplane/reconcilers/workloads"
+	"github.com/logplane/logplane/recorder"
+	"github.com/logplane/logplane/registry"
+)
+
+// Options shape a test cluster.
+type Options struct {
+	// Nodes is how many simulated nodes run (named node-1, node-2, ...). Default 0.
+	Nodes int
+	// NoReconcilers leaves the workload reconcilers out (a test runs them itself).
+	NoReconcilers bool
+	// NoScheduler leaves pods unbound.
+	NoScheduler bool
+	// Listen makes the log reachable by other processes (Cluster.LogURL).
+	Listen bool
+	// Durability of the log. Default eventlog.GroupCommit, logplane's default.
+	Durability eventlog.Durability
+	// Workloads changes the reconcilers' configuration before they start.
+	Workloads func(*workloads.Config)
+	// NodeOptions shape the simulated nodes.
+	NodeOptions NodeOptions
+	// Logger for the components. Default: warnings and errors to the test log.
+	Logger *slog.Logger
+}
+
+// Cluster is a running control plane.
+type Cluster struct {
+	t testing.TB
+	// Kubeconfig is an admin kubeconfig for the API server.
+	Kubeconfig string
+	// Config is the admin's client-go configuration, and Client a clientset on it.
+	Config   *rest.Config
+	Client   kubernetes.Interface
+	Log      *eventlog.Log
+	API      *apiserver.Server
+	Store    *projections.Store
+	Registry *registry.Registry
+	// Engine runs the in-process reconcilers (nil with NoReconcilers).
+	Engine    *engine.Engine
+	Workloads *workloads.Set
+	Nodes     *Nodes
+	Logger    *slog.Logger
+	dir       string
+}
+
+// Start runs a cluster until the test ends.
+func Start(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	dir := t.TempDir()
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	lcfg := eventlog.Config{DataDir: filepath.Join(dir, "log"), Durability: opts.Durability, Logger: logger}
+	if opts.Listen {
+		lcfg.Listen = "127.0.0.1:0"
+	}
+	l, err := eventlog.Open(ctx, lcfg)
+	if err != nil {
+		cancel()
+		t.Fatalf("reconcilerstest: opening the log: %v", err)
+	}
+	var stops []func()
+	t.Cleanup(func() {
+		cancel()
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+		l.Close()
+	})
+	mat, err := pki.Load(filepath.Join(dir, "pki"))
+	if err != nil {
+		t.Fatalf("reconcilerstest: %v", err)
+	}
+	api, err := apiserver.New(apiserver.Config{Log: l, TLS: mat.TLS, Logger: logger})
+	if err != nil {
+		t.Fatalf("reconcilerstest: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("reconcilerstest: listen: %v", err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- api.Serve(ctx, ln) }()
+	stops = append(stops, func() { <-served })
+	if err := api.Start(ctx); err != nil {
+		t.Fatalf("reconcilerstest: starting the API server: %v", err)
+	}
+	c := &Cluster{t: t, Log: l, API: api, Store: api.Store(), Registry: api.Registry(), Logger: logger, dir: dir}
+	c.Kubeconfig = filepath.Join(dir, "kubeconfig")
+	if err := mat.WriteKubeconfig(c.Kubeconfig, "https://"+ln.Addr().String()); err != nil {
+		t.Fatalf("reconcilerstest: %v", err)
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	if err != nil {
+		t.Fatalf("reconcilerstest: %v", err)
+	}
+	rc.QPS, rc.Burst = -1, 0
+	c.Config = rc
+	c.Client = kubernetes.NewForConfigOrDie(rc)
+
+	if !opts.NoReconcilers || !opts.NoScheduler {
+		e := engine.New(c.Store, engine.Options{Logger: logger})
+		var runs []func(context.Context) error
+		if !opts.NoReconcilers {
+			wcfg := workloads.Config{Store: c.Store, Registry: c.Registry, Logger: logger, Host: "test"}
+			if opts.Workloads != nil {
+				opts.Workloads(&wcfg)
+			}
+			set, err := workloads.New(wcfg)
+			if err != nil {
+				t.Fatalf("reconcilerstest: %v", err)
+			}
+			for _, r := range set.Registrations() {
+				e.Register(r)
+			}
+			c.Workloads = set
+			runs = append(runs, set.Run)
+		}
+		if !opts.NoScheduler {
+			regs, loops, err := Scheduler(c.Registry, c.Store, logger)
+			if err != nil {
+				t.Fatalf("reconcilerstest: %v", err)
+			}
+			for _, r := range regs {
+				e.Register(r)
+			}
+			runs = append(runs, loops...)
+		}
+		c.Engine = e
+		runs = append(runs, e.Run)
+		done := make(chan struct{}, len(runs))
+		for _, run := range runs {
+			go func() { _ = run(ctx); done <- struct{}{} }() // they return nil once ctx ends
+		}
+		stops = append(stops, func() {
+			for range runs {
+				<-done
+			}
+		})
+	}
+	c.Nodes = newNodes(c.Store, c.Registry, logger, opts.NodeOptions)
+	if opts.Nodes > 0 {
+		if err := c.Nodes.Add(ctx, opts.Nodes); err != nil {
+			t.Fatalf("reconcilerstest: %v", err)
+		}
+	}
+	done := make(chan struct{})
+	go func() { c.Nodes.run(ctx); close(done) }()
+	stops = append(stops, func() { <-done })
+	return c
+}
+
+// Scheduler builds the scheduler as `logplane reconcile` does: its registration and the loops to
+// run beside the engine.
+func Scheduler(reg *registry.Registry, store *projections.Store, logger *slog.Logger) ([]engine.Registration, []func(context.Context) error, error) {
+	w, err := scheduler.NewRegistryWriter(reg, "scheduler")
+	if err != nil {
+		return nil, nil, err
+	}
+	events, err := recorder.New(recorder.Config{
+		Registry: reg, Actor: registry.Reconciler("scheduler"),
+		Source: corev1.EventSource{Component: scheduler.DefaultName}, Queue: 1 << 15, Workers: 8, Logger: logger,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := scheduler.New(scheduler.Config{Store: store, Writer: w, Events: events, Logger: logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	return []engine.Registration{s.Registration()}, []func(context.Context) error{s.Run, events.Run}, nil
+}
+
+// LogURL is the URL at which other processes reach the log (Options.Listen).
+func (c *Cluster) LogURL() string { return c.Log.ClientURL() }
+
+// Kubectl runs the real kubectl (/usr/bin/kubectl, or $KUBECTL) against the cluster and returns
+// its standard output, and its standard error in the error if it fails.
+func (c *Cluster) Kubectl(args ...string) (string, error) {
+	bin := os.Getenv("KUBECTL")
+	if bin == "" {
+		bin = "/usr/bin/kubectl"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		return stdout.String(), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+// KubectlIn is Kubectl with a manifest on standard input (for apply -f - and create -f -).
+func (c *Cluster) KubectlIn(stdin string, args ...string) (string, error) {
+	bin := os.Getenv("KUBECTL")
+	if bin == "" {
+		bin = "/usr/bin/kubectl"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+// MustKubectl is Kubectl failing the test on error.
+func (c *Cluster) MustKubectl(args ...string) string {
+	c.t.Helper()
+	out, err := c.Kubectl(args...)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return out
+}
+
+// MustApply pipes a manifest to kubectl apply -f -.
+func (c *Cluster) MustApply(manifest string) string {
+	c.t.Helper()
+	out, err := c.KubectlIn(manifest, "apply", "-f", "-")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return out
+}
+
+// Eventually calls cond until it returns true, failing the test with cond's last message after
+// timeout.
+func (c *Cluster) Eventually(timeout time.Duration, cond func() (bool, string)) {
+	c.t.Helper()
+	Eventually(c.t, timeout, cond)
+}
+
+// Eventually calls cond until it returns true, failing t with cond's last message after timeout.
+func Eventually(t testing.TB, timeout time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, msg := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", timeout, msg)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// testWriter sends log lines to the test's log.
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
