@@ -40,6 +40,9 @@ const isNegativeErrorMsg = apivalidation.IsNegativeErrorMsg
 func podCreate(k *kinds.Kind, p *corev1.Pod) field.ErrorList {
 	errs := objectMeta(k, &p.ObjectMeta, apivalidation.NameIsDNSSubdomain)
 	errs = append(errs, podSpec(&p.Spec, field.NewPath("spec"), true)...)
+	if len(p.Spec.EphemeralContainers) > 0 {
+		errs = append(errs, field.Forbidden(field.NewPath("spec", "ephemeralContainers"), "cannot be set on create"))
+	}
 	return errs
 }
 
@@ -133,18 +136,7 @@ func podSpec(s *corev1.PodSpec, fldPath *field.Path, isPod bool, claimVolumes ..
 			errs = append(errs, field.Invalid(fldPath.Child("schedulerName"), s.SchedulerName, msg))
 		}
 	}
-	if sc := s.SecurityContext; sc != nil {
-		scPath := fldPath.Child("securityContext")
-		if sc.RunAsUser != nil {
-			errs = append(errs, idRange(*sc.RunAsUser, scPath.Child("runAsUser"))...)
-		}
-		if sc.RunAsGroup != nil {
-			errs = append(errs, idRange(*sc.RunAsGroup, scPath.Child("runAsGroup"))...)
-		}
-		if sc.FSGroup != nil {
-			errs = append(errs, idRange(*sc.FSGroup, scPath.Child("fsGroup"))...)
-		}
-	}
+	errs = append(errs, podSecurityContext(s.SecurityContext, fldPath.Child("securityContext"))...)
 	if s.HostNetwork {
 		for i, c := range s.Containers {
 			for j, p := range c.Ports {
@@ -258,17 +250,7 @@ func containers(cs []corev1.Container, volumes map[string]corev1.VolumeSource, n
 				errs = append(errs, lifecycleHandler(c.Lifecycle.PreStop, idx.Child("lifecycle", "preStop"))...)
 			}
 		}
-		if sc := c.SecurityContext; sc != nil {
-			if sc.RunAsUser != nil {
-				errs = append(errs, idRange(*sc.RunAsUser, idx.Child("securityContext", "runAsUser"))...)
-			}
-			if sc.RunAsGroup != nil {
-				errs = append(errs, idRange(*sc.RunAsGroup, idx.Child("securityContext", "runAsGroup"))...)
-			}
-			if sc.Privileged != nil && *sc.Privileged && sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation {
-				errs = append(errs, field.Invalid(idx.Child("securityContext"), sc, "cannot set `allowPrivilegeEscalation` to false and `privileged` to true"))
-			}
-		}
+		errs = append(errs, containerSecurityContext(c.SecurityContext, idx.Child("securityContext"))...)
 	}
 	return errs
 }

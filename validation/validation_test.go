@@ -96,6 +96,22 @@ spec: {containers: [{name: c, image: busybox}]}`, []string{
 		}},
 		{"pod without name", "", "Pod", `{spec: {containers: [{name: c, image: busybox}]}}`,
 			[]string{"metadata.name: Required value: name or generateName is required"}},
+		{"pod with ephemeral containers", "", "Pod", `{metadata: {name: p}, spec: {containers: [{name: c, image: busybox}], ephemeralContainers: [{name: debug, image: busybox}]}}`,
+			[]string{"spec.ephemeralContainers: Forbidden: cannot be set on create"}},
+		{"security contexts", "", "Pod", `
+metadata: {name: p}
+spec:
+  securityContext: {runAsUser: -1, seccompProfile: {type: Localhost}, fsGroupChangePolicy: Sometimes}
+  containers:
+  - name: c
+    image: busybox
+    securityContext: {privileged: true, allowPrivilegeEscalation: false, seccompProfile: {type: RuntimeDefault, localhostProfile: x.json}}`, []string{
+			`spec.securityContext.runAsUser: Invalid value: -1: must be between 0 and 2147483647, inclusive`,
+			`spec.securityContext.fsGroupChangePolicy: Unsupported value: "Sometimes": supported values: "OnRootMismatch", "Always"`,
+			`spec.securityContext.seccompProfile.localhostProfile: Required value: must be set when seccomp type is Localhost`,
+			"spec.containers[0].securityContext: Invalid value: {\"privileged\":true,\"allowPrivilegeEscalation\":false,\"seccompProfile\":{\"type\":\"RuntimeDefault\",\"localhostProfile\":\"x.json\"}}: cannot set `allowPrivilegeEscalation` to false and `privileged` to true",
+			`spec.containers[0].securityContext.seccompProfile.localhostProfile: Invalid value: {"type":"RuntimeDefault","localhostProfile":"x.json"}: can only be set when seccomp type is Localhost`,
+		}},
 		{"pod without containers", "", "Pod", `{metadata: {name: p}, spec: {}}`,
 			[]string{"spec.containers: Required value"}},
 		{"containers: names, images, ports, resources", "", "Pod", `
