@@ -188,6 +188,10 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, info requestInfo)
 		writeError(w, r, notFoundPath(r))
 		return
 	}
+	if isPodStream(info) {
+		s.servePodStream(w, r, info) // podstream.go: proxied to the pod's node agent
+		return
+	}
 	s.serveResource(w, r, info)
 }
 

@@ -62,6 +62,9 @@ type Config struct {
 	BookmarkInterval time.Duration
 	// MaxRequestBody bounds request bodies. Default 3 MiB, as Kubernetes.
 	MaxRequestBody int64
+	// KubeletTLS is the client TLS configuration towards node agents' streaming endpoints
+	// (pods/log, exec, portforward; see KubeletClientTLS). Nil: those answer 503.
+	KubeletTLS *tls.Config
 }
 
 // Server is the API server. It is safe for concurrent use.
@@ -89,6 +92,7 @@ type Server struct {
 	startErr  error
 	started   chan struct{}
 	handler   http.Handler
+	kubelet   kubeletClient
 }
 
 // New returns a server; nothing runs until Start or Serve.

@@ -12,8 +12,10 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	intstrutil "k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/logplane/logplane/apiserver/apiservertest"
@@ -210,3 +212,7 @@ func podOn(name, node, image string, mutate ...func(*corev1.Pod)) *corev1.Pod {
 	}
 	return p
 }
+
+func intstr(port int) intstrutil.IntOrString { return intstrutil.FromInt32(int32(port)) }
+
+func mustQuantity(s string) resource.Quantity { return resource.MustParse(s) }

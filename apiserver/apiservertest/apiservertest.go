@@ -45,6 +45,9 @@ type Options struct {
 	Addr string
 	// Durability of the log; default eventlog.GroupCommit, the durable default of logplane.
 	Durability eventlog.Durability
+	// LogListen, when set, makes the embedded NATS server accept other processes (node agents,
+	// reconcilers) on this host:port (e.g. "127.0.0.1:-1"); Log.ClientURL() tells where.
+	LogListen string
 	// Tokens is the bearer token file's content (token,user,uid[,groups] lines).
 	Tokens string
 	// Configure changes the server's configuration before it starts.
@@ -61,7 +64,7 @@ func Start(t testing.TB, opts Options) *Server {
 		opts.Addr = "127.0.0.1:0"
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	l, err := eventlog.Open(ctx, eventlog.Config{DataDir: filepath.Join(opts.DataDir, "log"), Durability: opts.Durability})
+	l, err := eventlog.Open(ctx, eventlog.Config{DataDir: filepath.Join(opts.DataDir, "log"), Durability: opts.Durability, Listen: opts.LogListen})
 	if err != nil {
 		cancel()
 		t.Fatalf("apiservertest: opening the log: %v", err)

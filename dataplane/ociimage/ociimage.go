@@ -30,7 +30,7 @@ var Applets = []string{
 	"du", "echo", "env", "expr", "false", "find", "free", "grep", "head", "hostname", "httpd", "id",
 	"ifconfig", "ip", "kill", "ln", "ls", "md5sum", "mkdir", "mount", "mv", "nc", "netstat", "nslookup",
 	"ping", "printenv", "printf", "ps", "pwd", "readlink", "realpath", "rm", "rmdir", "sed", "seq", "sh",
-	"sha256sum", "sleep", "sort", "stat", "tail", "tee", "test", "top", "touch", "tr", "true", "uname",
+	"sha256sum", "sleep", "sort", "stat", "tail", "tar", "tee", "test", "top", "touch", "tr", "true", "uname",
 	"uniq", "uptime", "vi", "watch", "wc", "wget", "whoami", "xargs", "yes",
 }
 
