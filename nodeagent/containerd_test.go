@@ -426,8 +426,16 @@ func TestRealAgentKill9AdoptsContainers(t *testing.T) {
 		resp.Body.Close()
 		return nil
 	}
-	if err := get(before["keep"].Status.PodIP); err != nil {
-		t.Fatalf("pod unreachable with its agent dead: %v", err)
+	// Ready means started, not yet listening: give hello a moment.
+	for i := 0; ; i++ {
+		err := get(before["keep"].Status.PodIP)
+		if err == nil {
+			break
+		}
+		if i == 50 {
+			t.Fatalf("pod unreachable with its agent dead: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	// Meanwhile: one pod is force-deleted, one deleted gracefully, one created.
 	r.must("", nil, "delete", "pod", "forced", "--grace-period=0", "--force")
