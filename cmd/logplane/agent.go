@@ -1,20 +1,269 @@
 package main
 
 import (
-	"errors"
+	"bufio"
+	"context"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/logplane/logplane/apiserver/pki"
+	"github.com/logplane/logplane/dataplane/containerd"
+	"github.com/logplane/logplane/dataplane/podnet"
+	"github.com/logplane/logplane/nodeagent"
+	"github.com/logplane/logplane/projections"
+	"github.com/logplane/logplane/registry"
 )
+
+type agentFlags struct {
+	nodeName     string
+	nodeIP       string
+	podCIDR      string
+	runtime      string
+	nodes        int
+	nodePrefix   string
+	containerd   string
+	bridge       string
+	cniDirs      []string
+	streamListen string
+	pkiDir       string
+}
+
+func (f *agentFlags) register(fs *pflag.FlagSet) {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "node" // only a default for the node's name
+	}
+	fs.StringVar(&f.nodeName, "node-name", host, "name of this node")
+	fs.StringVar(&f.nodeIP, "node-ip", "", "the node's InternalIP and the pods' hostIP (default: the first non-loopback IPv4 address)")
+	fs.StringVar(&f.podCIDR, "pod-cidr", podnet.DefaultSubnet, "this node's pod range")
+	fs.StringVar(&f.runtime, "runtime", "containerd", "container runtime: containerd, or sim (simulated nodes, for scale tests)")
+	fs.IntVar(&f.nodes, "nodes", 1, "with --runtime sim: how many simulated nodes to run (named <node-prefix>-N)")
+	fs.StringVar(&f.nodePrefix, "node-prefix", "sim", "with --runtime sim: prefix of the simulated nodes' names")
+	fs.StringVar(&f.containerd, "containerd", "auto", "containerd to use: auto (the system socket if there is one, else own), own (start one under --data-dir), or a socket path")
+	fs.StringVar(&f.bridge, "bridge", podnet.DefaultBridge, "Linux bridge of the pod network")
+	fs.StringSliceVar(&f.cniDirs, "cni-bin-dir", []string{podnet.DefaultPluginDir}, "directories of the CNI plugins")
+	fs.StringVar(&f.streamListen, "stream-listen", "", "address of the streaming endpoint (logs, exec, port-forward) the API server proxies to (default <node-ip>:10250; with --runtime sim 127.0.0.1:10250)")
+	fs.StringVar(&f.pkiDir, "pki-dir", "", "directory holding the cluster CA (ca.crt, ca.key) that signs the streaming endpoint's certificate (default <data-dir>/pki, the API server's)")
+}
 
 func agentCommand() *cobra.Command {
 	var lf logFlags
+	var af agentFlags
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run the node agent of this machine (or simulated nodes)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return errors.New("the node agent is not wired yet")
+			ctx := cmd.Context()
+			l, err := lf.open(ctx)
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			store := projections.New(registryCatalog(), slog.Default())
+			g, ctx := errgroup.WithContext(ctx)
+			g.Go(func() error { return store.Run(ctx, l) })
+			reg, err := registry.New(registry.Config{Log: l, Store: store})
+			if err != nil {
+				return err
+			}
+			g.Go(func() error { return runAgents(ctx, store, reg, &af, &lf) })
+			return ignoreCanceled(g.Wait())
 		},
 	}
 	lf.register(cmd.Flags(), false, "")
+	af.register(cmd.Flags())
 	return cmd
+}
+
+// runAgents runs this machine's node agent on containerd, or simulated nodes, with their
+// streaming endpoint, until ctx ends. store and reg may be shared with other roles in the process.
+func runAgents(ctx context.Context, store *projections.Store, reg *registry.Registry, af *agentFlags, lf *logFlags) error {
+	ip := af.nodeIP
+	if ip == "" {
+		ip = "127.0.0.1"
+		if af.runtime != "sim" {
+			ip = firstIPv4()
+		}
+	}
+	listen := af.streamListen
+	if listen == "" {
+		listen = net.JoinHostPort(ip, "10250")
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("streaming endpoint: %w", err)
+	}
+	defer ln.Close()
+	_, portStr, _ := net.SplitHostPort(ln.Addr().String()) // a listener's address always splits
+	port, _ := strconv.Atoi(portStr)                       // and its port is a number
+
+	pkiDir := af.pkiDir
+	if pkiDir == "" {
+		pkiDir = filepath.Join(lf.dataDir, "pki")
+	}
+	mat, err := pki.Load(pkiDir)
+	if err != nil {
+		return err
+	}
+	certPEM, keyPEM, err := mat.CA.Issue("system:node:"+af.nodeName, []string{"system:nodes"}, []string{ip, "127.0.0.1", af.nodeName}, x509.ExtKeyUsageServerAuth)
+	if err != nil {
+		return err
+	}
+	tlsConfig, err := nodeagent.ServerTLS(mat.CA.CertPEM, certPEM, keyPEM)
+	if err != nil {
+		return err
+	}
+
+	tmpl := nodeagent.Config{Registry: reg, Store: store, StreamPort: int32(port), Logger: slog.Default()}
+	var agents []*nodeagent.Agent
+	var run func(context.Context) error
+	switch af.runtime {
+	case "sim":
+		fleet, err := nodeagent.NewFleet(nodeagent.FleetConfig{
+			Template: tmpl, Nodes: af.nodes, Prefix: af.nodePrefix, NodeIP: ip,
+			VolumeDir: filepath.Join(lf.dataDir, "sim", "volumes"),
+		})
+		if err != nil {
+			return err
+		}
+		agents, run = fleet.Agents(), fleet.Run
+		slog.Info("logplane: running simulated nodes", "nodes", af.nodes, "prefix", af.nodePrefix, "stream", ln.Addr().String())
+	case "containerd":
+		a, cleanup, err := containerdAgent(ctx, tmpl, af, lf, ip)
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		agents, run = []*nodeagent.Agent{a}, a.Run
+		slog.Info("logplane: running the node agent", "node", af.nodeName, "ip", ip, "stream", ln.Addr().String())
+	default:
+		return fmt.Errorf("--runtime %q: want containerd or sim", af.runtime)
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	srv := nodeagent.NewServer(slog.Default(), agents...)
+	g.Go(func() error { return srv.Serve(ctx, ln, tlsConfig) })
+	g.Go(func() error { return run(ctx) })
+	return g.Wait()
+}
+
+// containerdAgent makes the agent of this machine on containerd (the system daemon, or one of
+// its own under the data directory).
+func containerdAgent(ctx context.Context, tmpl nodeagent.Config, af *agentFlags, lf *logFlags, ip string) (*nodeagent.Agent, func(), error) {
+	dir := filepath.Join(lf.dataDir, "agent")
+	cleanup := func() {}
+	addr := af.containerd
+	if addr == "auto" {
+		addr = "own"
+		if _, err := os.Stat(containerd.DefaultAddress); err == nil {
+			addr = containerd.DefaultAddress
+		}
+	}
+	if addr == "own" {
+		d, err := containerd.StartDaemon(ctx, containerd.DaemonConfig{Dir: filepath.Join(lf.dataDir, "containerd")})
+		if err != nil {
+			return nil, nil, err
+		}
+		slog.Info("logplane: started containerd", "socket", d.Address, "pid", d.PID)
+		addr = d.Address
+		// Containers keep running in their shims when the daemon stops; the next daemon finds them.
+		cleanup = func() {
+			if err := d.Stop(context.WithoutCancel(ctx)); err != nil {
+				slog.Warn("logplane: stopping containerd", "err", err)
+			}
+		}
+	}
+	network, err := podnet.New(podnet.Config{StateDir: filepath.Join(dir, "net"), PluginDirs: af.cniDirs, Bridge: af.bridge, Subnet: af.podCIDR})
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	rt, err := containerd.New(ctx, containerd.Config{Address: addr, DataDir: filepath.Join(dir, "runtime"), Network: network})
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	ver, err := rt.Client().Version(ctx)
+	if err != nil {
+		rt.Close()
+		cleanup()
+		return nil, nil, fmt.Errorf("containerd version: %w", err)
+	}
+	c := tmpl
+	c.NodeName, c.NodeIP, c.PodCIDR = af.nodeName, ip, af.podCIDR
+	c.Runtime, c.RuntimeVersion = rt, "containerd://"+ver.Version
+	c.VolumeDir = filepath.Join(dir, "volumes")
+	c.MachinePressure = true
+	a, err := nodeagent.New(c)
+	if err != nil {
+		rt.Close()
+		cleanup()
+		return nil, nil, err
+	}
+	return a, func() {
+		if err := rt.Close(); err != nil {
+			slog.Warn("logplane: closing the runtime", "err", err)
+		}
+		cleanup()
+	}, nil
+}
+
+// firstIPv4 is the first IPv4 address of the interface of the default route, else of any
+// non-loopback interface that is up, else 127.0.0.1.
+func firstIPv4() string {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return "127.0.0.1"
+	}
+	def := defaultRouteInterface()
+	pick := func(want func(net.Interface) bool) string {
+		for _, ifc := range ifs {
+			if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 || !want(ifc) {
+				continue
+			}
+			addrs, err := ifc.Addrs()
+			if err != nil {
+				continue
+			}
+			for _, a := range addrs {
+				if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil {
+					return n.IP.String()
+				}
+			}
+		}
+		return ""
+	}
+	if ip := pick(func(i net.Interface) bool { return i.Name == def }); ip != "" {
+		return ip
+	}
+	if ip := pick(func(net.Interface) bool { return true }); ip != "" {
+		return ip
+	}
+	return "127.0.0.1"
+}
+
+// defaultRouteInterface reads the interface of the IPv4 default route from /proc/net/route.
+func defaultRouteInterface() string {
+	f, err := os.Open("/proc/net/route")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 1 && fields[1] == "00000000" {
+			return fields[0]
+		}
+	}
+	return ""
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
@@ -66,6 +67,14 @@ func startAPIServer(ctx context.Context, l *eventlog.Log, store *projections.Sto
 		return nil, nil, err
 	}
 	cfg := apiserver.Config{Log: l, Store: store, TLS: mat.TLS}
+	// The client certificate towards node agents' streaming endpoints (pods/log, exec, ...).
+	kc, kk, err := mat.CA.Issue("logplane-apiserver-kubelet-client", []string{"system:masters"}, nil, x509.ExtKeyUsageClientAuth)
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.KubeletTLS, err = apiserver.KubeletClientTLS(mat.CA.CertPEM, kc, kk); err != nil {
+		return nil, nil, err
+	}
 	if af.tokenFile != "" {
 		if cfg.Tokens, err = apiserver.ReadTokenFile(af.tokenFile); err != nil {
 			return nil, nil, err

@@ -16,6 +16,7 @@ func upCommand() *cobra.Command {
 	var lf logFlags
 	var af apiFlags
 	var rf reconcileFlags
+	var agf agentFlags
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run a whole single-machine cluster in one process: log, API server, reconcilers and this machine's node agent",
@@ -35,12 +36,14 @@ func upCommand() *cobra.Command {
 			}
 			g.Go(serve)
 			g.Go(func() error { return runReconcilers(ctx, l, store, srv.Registry(), &rf) })
+			g.Go(func() error { return runAgents(ctx, store, srv.Registry(), &agf, &lf) })
 			return ignoreCanceled(g.Wait())
 		},
 	}
 	lf.register(cmd.Flags(), true, "127.0.0.1:4222")
 	af.register(cmd.Flags())
 	rf.register(cmd.Flags())
+	agf.register(cmd.Flags())
 	return cmd
 }
 
