@@ -11,12 +11,6 @@ import (
 	"reflect"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
-	coordinationv1 "k8s.io/api/coordination/v1"
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
-	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -173,13 +167,3 @@ func printerFor(k *kinds.Kind) kindPrinter {
 	}
 	return defaultPrinter
 }
-
-// Compile-time checks that the catalog's types are the ones printed.
-var (
-	_ runtime.Object = (*appsv1.Deployment)(nil)
-	_ runtime.Object = (*batchv1.Job)(nil)
-	_ runtime.Object = (*coordinationv1.Lease)(nil)
-	_ runtime.Object = (*corev1.Pod)(nil)
-	_ runtime.Object = (*discoveryv1.EndpointSlice)(nil)
-	_ runtime.Object = (*eventsv1.Event)(nil)
-)
