@@ -100,6 +100,11 @@ func (l *Log) streamConfig() jetstream.StreamConfig {
 		Compression:       l.compression(),
 		AllowDirect:       true,
 		DenyDelete:        true,
+		// logplane does not deduplicate by message ID (compare-and-set makes appends safe to
+		// retry), and at every start the server re-reads every message of the last window to
+		// rebuild its table of IDs: with the default two minutes, that was seconds of startup
+		// after a busy minute. 100 ms is the least the server accepts.
+		Duplicates: 100 * time.Millisecond,
 	}
 }
 
