@@ -145,7 +145,11 @@ func (l *Log) scan(ctx context.Context, subject string, first, upTo uint64, fn f
 	next := max(first, 1)
 	for next <= upTo {
 		var last uint64
-		_, pending, err := d.get(ctx, directRequest{Seq: next, NextFor: subject, Batch: directBatch}, func(r Record) error {
+		req := directRequest{Seq: next, NextFor: subject, Batch: directBatch}
+		if subject == l.cfg.Prefix+".obj.>" {
+			req.NextFor = "" // the whole stream: no wildcard to match
+		}
+		_, pending, err := d.get(ctx, req, func(r Record) error {
 			last = r.Seq
 			if r.Seq > upTo {
 				return errStop
@@ -227,7 +231,12 @@ func (l *Log) replayOrdered(ctx context.Context, subject string, after uint64, f
 		return err
 	}
 	var first uint64
-	_, _, err = d.get(ctx, directRequest{Seq: after + 1, NextFor: subject}, func(r Record) error {
+	filter := l.consumerFilter(subject)
+	req := directRequest{Seq: after + 1, NextFor: subject}
+	if filter == nil {
+		req = directRequest{Seq: after + 1, Batch: 1}
+	}
+	_, _, err = d.get(ctx, req, func(r Record) error {
 		first = r.Seq
 		return nil
 	})
@@ -237,7 +246,7 @@ func (l *Log) replayOrdered(ctx context.Context, subject string, after uint64, f
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	return l.consume(ctx, []string{subject}, first-1, func(r Record, pending uint64) error {
+	return l.consume(ctx, filter, first-1, func(r Record, pending uint64) error {
 		if err := fn(r); err != nil {
 			return err
 		}

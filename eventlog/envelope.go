@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"unicode/utf8"
+	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -17,11 +18,11 @@ import (
 // written for ObjectChanged as it is, several times faster (BenchmarkUnmarshalEvent) and equal
 // to proto.Unmarshal on every input (TestUnmarshalEventMatchesProto): anything it does not
 // expect (an unknown field, a wire type it does not handle, bad UTF-8, a truncated message)
-// sends the whole message to proto.Unmarshal, which decides. The object bytes alias data: the
-// caller gives a buffer it will not reuse.
+// sends the whole message to proto.Unmarshal, which decides. The object bytes and every string
+// alias data: the caller gives a buffer it will never change.
 
 // UnmarshalEvent decodes an ObjectChanged envelope as proto.Unmarshal does, faster. The event's
-// object bytes alias data, which the caller must not change afterwards.
+// object bytes and strings alias data, which the caller must never change afterwards.
 func UnmarshalEvent(data []byte) (*eventv1.ObjectChanged, error) {
 	ev := &eventv1.ObjectChanged{}
 	if err := unmarshalEvent(data, ev); err != nil {
@@ -175,56 +176,18 @@ func eachField(b []byte, fn func(num protowire.Number, typ protowire.Type, v uin
 	return nil
 }
 
+// str returns a string field's value. It shares the message's memory rather than copying it
+// (the caller of unmarshalEvent does not change data afterwards), so decoding an envelope
+// allocates no string at all.
 func str(typ protowire.Type, bs []byte) (string, error) {
 	if typ != protowire.BytesType || !utf8.Valid(bs) {
 		return "", errSlowPath
 	}
-	if s, ok := common[string(bs)]; ok { // no allocation for the lookup
-		return s, nil
+	if len(bs) == 0 {
+		return "", nil
 	}
-	return string(bs), nil
+	return unsafe.String(&bs[0], len(bs)), nil
 }
-
-// common holds strings that recur in nearly every envelope (field and label keys, versions,
-// kinds, resources, frequent values), so that decoding shares one copy instead of allocating
-// one per event: less garbage while replaying, less memory in projections.
-var common = func() map[string]string {
-	m := map[string]string{}
-	for _, s := range []string{
-		// selectable fields
-		"metadata.name", "metadata.namespace", "spec.nodeName", "spec.restartPolicy", "spec.schedulerName",
-		"spec.serviceAccountName", "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName",
-		"spec.unschedulable", "involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
-		"involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
-		"involvedObject.fieldPath", "reason", "reportingComponent", "source", "type", "status.successful",
-		"spec.signerName",
-		// label keys
-		"app", "app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component",
-		"app.kubernetes.io/part-of", "app.kubernetes.io/managed-by", "app.kubernetes.io/version",
-		"pod-template-hash", "controller-revision-hash", "pod-template-generation", "statefulset.kubernetes.io/pod-name",
-		"apps.kubernetes.io/pod-index", "batch.kubernetes.io/job-name", "batch.kubernetes.io/controller-uid",
-		"job-name", "controller-uid", "kubernetes.io/hostname", "kubernetes.io/os", "kubernetes.io/arch",
-		"kubernetes.io/metadata.name", "node-role.kubernetes.io/control-plane", "k8s-app", "component", "tier",
-		"release", "version", "env", "name", "run",
-		// groups, versions, kinds, resources
-		"apps", "batch", "networking.k8s.io", "policy", "rbac.authorization.k8s.io", "autoscaling",
-		"coordination.k8s.io", "discovery.k8s.io", "events.k8s.io", "storage.k8s.io",
-		"v1", "v2", "Pod", "pods", "Node", "nodes", "Service", "services", "Endpoints", "endpoints",
-		"EndpointSlice", "endpointslices", "ConfigMap", "configmaps", "Secret", "secrets", "Event", "events",
-		"Namespace", "namespaces", "Deployment", "deployments", "ReplicaSet", "replicasets",
-		"StatefulSet", "statefulsets", "DaemonSet", "daemonsets", "Job", "jobs", "CronJob", "cronjobs",
-		"Lease", "leases", "ServiceAccount", "serviceaccounts", "PersistentVolumeClaim", "persistentvolumeclaims",
-		// values
-		"", "true", "false", "default", "kube-system", "Always", "OnFailure", "Never", "default-scheduler",
-		"Pending", "Running", "Succeeded", "Failed", "Unknown", "Normal", "Warning", "Opaque",
-		// reasons and actors
-		"create", "spec", "status", "scale", "bind", "finalize", "delete", "scheduler", "replicaset",
-		"deployment", "endpoints", "garbage-collector", "kubectl", "system:admin",
-	} {
-		m[s] = s
-	}
-	return m
-}()
 
 func fastUnmarshalEvent(data []byte, ev *eventv1.ObjectChanged) error {
 	return eachField(data, func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error {

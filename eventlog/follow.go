@@ -23,7 +23,16 @@ func (l *Log) Follow(ctx context.Context, f Filter, after uint64, fn func(Record
 	if err := l.checkKept(ctx, after); err != nil {
 		return err
 	}
-	return l.consume(ctx, []string{f.subject(l.cfg.Prefix)}, after, func(r Record, _ uint64) error { return fn(r) })
+	return l.consume(ctx, l.consumerFilter(f.subject(l.cfg.Prefix)), after, func(r Record, _ uint64) error { return fn(r) })
+}
+
+// consumerFilter is what a consumer filters on to read subject: nothing when subject is the
+// whole stream, which spares the server matching every message against a wildcard.
+func (l *Log) consumerFilter(subject string) []string {
+	if subject == l.cfg.Prefix+".obj.>" {
+		return nil
+	}
+	return []string{subject}
 }
 
 // consume runs an ordered consumer on subjects from after+1, calling fn with each record and
