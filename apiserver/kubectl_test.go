@@ -285,3 +285,24 @@ func TestKubectlWatch(t *testing.T) {
 	must(t, s, "", []string{"configmap/watched patched"}, "patch", "cm", "watched", "-p", `{"data":{"v":"2"}}`)
 	expect("2")
 }
+
+func TestKubectlTables(t *testing.T) {
+	needKubectl(t)
+	s := apiservertest.Start(t, apiservertest.Options{})
+	seed, err := os.ReadFile("testdata/seed.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, s, string(seed), nil, "apply", "-f", "-")
+	must(t, s, "", []string{"NAME", "READY", "STATUS", "NODE", "NOMINATED NODE", "nginx", "0/1", "Pending"}, "get", "pods", "-o", "wide")
+	must(t, s, "", []string{"NAME", "STATUS", "default", "kube-system", "kube-public", "kube-node-lease", "Active"}, "get", "ns")
+	must(t, s, "", []string{"pod/nginx", "service/my-emailservice-external", "NodePort", "8080:30002/TCP", "deployment.apps/emailservice-deployment-demo",
+		"replicaset.apps/emailservice-replicaset-demo"}, "get", "all")
+	must(t, s, "", []string{"emailservice-user-pass", "Opaque", "2"}, "get", "secret")
+	out := must(t, s, "", []string{"nginx"}, "get", "pods", "--no-headers")
+	if strings.Contains(out, "STATUS") {
+		t.Fatalf("--no-headers printed headers: %s", out)
+	}
+	// kubectl explain reads the OpenAPI v3 schemas.
+	must(t, s, "", []string{"KIND:", "Pod", "containers", "image"}, "explain", "pod.spec.containers")
+}

@@ -3,6 +3,7 @@ package apiserver
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"mime"
 	"net/http"
@@ -153,7 +154,7 @@ func (s *Server) servePatch(w http.ResponseWriter, r *http.Request, info request
 			if m, err := meta.Accessor(cur); err == nil {
 				m.SetResourceVersion("")
 			}
-			return fm.Apply(cur, applied.DeepCopy(), req.FieldManager, force)
+			return applyErr(fm.Apply(cur, applied.DeepCopy(), req.FieldManager, force))
 		}
 		if info.subresource == "" {
 			opts.CreateIfMissing = func(ctx context.Context) (runtime.Object, error) {
@@ -161,7 +162,7 @@ func (s *Server) servePatch(w http.ResponseWriter, r *http.Request, info request
 				lm, _ := meta.Accessor(live)
 				lm.SetName(info.name)
 				lm.SetNamespace(info.namespace)
-				obj, err := fm.Apply(live, applied.DeepCopy(), req.FieldManager, force)
+				obj, err := applyErr(fm.Apply(live, applied.DeepCopy(), req.FieldManager, force))
 				if err != nil {
 					return nil, err
 				}
@@ -205,6 +206,19 @@ func (s *Server) servePatch(w http.ResponseWriter, r *http.Request, info request
 	writeObject(w, r, code, out, obj)
 }
 
+// applyErr makes the errors of server-side apply Statuses: conflicts are already 409s; the
+// rest are about the apply configuration, so 400s.
+func applyErr(obj runtime.Object, err error) (runtime.Object, error) {
+	if err == nil {
+		return obj, nil
+	}
+	var se apierrors.APIStatus
+	if errors.As(err, &se) {
+		return nil, err
+	}
+	return nil, apierrors.NewBadRequest(err.Error())
+}
+
 // appliedObject reads a server-side apply configuration, which must name the object of the URL.
 func (s *Server) appliedObject(patch []byte, k *kinds.Kind, info requestInfo, strict bool) (*unstructured.Unstructured, error) {
 	u := &unstructured.Unstructured{Object: map[string]any{}}
@@ -227,15 +241,13 @@ func (s *Server) appliedObject(patch []byte, k *kinds.Kind, info requestInfo, st
 	if len(u.GetManagedFields()) > 0 {
 		return nil, apierrors.NewBadRequest("metadata.managedFields must be nil")
 	}
-	if strict {
-		// Decode strictly into the typed object to report unknown fields.
-		b, err := json.Marshal(u.Object)
-		if err != nil {
-			return nil, apierrors.NewBadRequest(err.Error())
-		}
-		if _, _, err := strictJSON.Decode(b, &k.GroupVersionKind, k.New()); err != nil {
-			return nil, apierrors.NewBadRequest(err.Error())
-		}
+	// Decode into the typed object: wrong types are 400s, and unknown fields too when strict.
+	b, err := json.Marshal(u.Object)
+	if err != nil {
+		return nil, apierrors.NewBadRequest(err.Error())
+	}
+	if _, _, err := strictJSON.Decode(b, &k.GroupVersionKind, k.New()); err != nil && (strict || !runtime.IsStrictDecodingError(err)) {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("%s in version %q cannot be handled as a %s: %v", k.Kind, k.Version, k.Kind, err))
 	}
 	return u, nil
 }
