@@ -153,6 +153,9 @@ func (r *Registry) GetObject(ctx context.Context, k *kinds.Kind, ns, name string
 	}
 	key := keyOf(k, ns, name)
 	if exact > 0 {
+		if err := r.kept(ctx, exact); err != nil {
+			return nil, err
+		}
 		rec, err := r.log.At(ctx, key, exact)
 		if err != nil {
 			return nil, statusError(k, name, err)
@@ -185,6 +188,9 @@ func (r *Registry) List(ctx context.Context, k *kinds.Kind, q Query, opts ReadOp
 
 // listAt rebuilds the list as it was at sequence seq from the log.
 func (r *Registry) listAt(ctx context.Context, k *kinds.Kind, q Query, seq uint64) ([]*projections.Object, uint64, error) {
+	if err := r.kept(ctx, seq); err != nil {
+		return nil, 0, err
+	}
 	live := map[eventlog.Key]*projections.Object{}
 	gr := k.GroupResource()
 	err := r.Scan(ctx, 0, seq, func(rec eventlog.Record) error {
@@ -220,6 +226,18 @@ func (r *Registry) listAt(ctx context.Context, k *kinds.Kind, q Query, seq uint6
 	}
 	sortObjects(out)
 	return out, seq, nil
+}
+
+// kept checks that the log still holds the state at seq: 410 Gone if retention dropped it.
+func (r *Registry) kept(ctx context.Context, seq uint64) error {
+	first, _, err := r.log.Bounds(ctx)
+	if err != nil {
+		return apierrors.NewServiceUnavailable(err.Error())
+	}
+	if seq < first {
+		return apierrors.NewResourceExpired(fmt.Sprintf("too old resource version: %d (the log starts at %d)", seq, first))
+	}
+	return nil
 }
 
 // errStop ends a scan early.

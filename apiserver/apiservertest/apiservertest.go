@@ -52,6 +52,8 @@ type Options struct {
 	Tokens string
 	// Configure changes the server's configuration before it starts.
 	Configure func(*apiserver.Config)
+	// LogConfig changes the log's configuration before it opens (retention, ...).
+	LogConfig func(*eventlog.Config)
 }
 
 // Start runs a server until the test ends (or Stop).
@@ -64,7 +66,11 @@ func Start(t testing.TB, opts Options) *Server {
 		opts.Addr = "127.0.0.1:0"
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	l, err := eventlog.Open(ctx, eventlog.Config{DataDir: filepath.Join(opts.DataDir, "log"), Durability: opts.Durability, Listen: opts.LogListen})
+	lc := eventlog.Config{DataDir: filepath.Join(opts.DataDir, "log"), Durability: opts.Durability, Listen: opts.LogListen}
+	if opts.LogConfig != nil {
+		opts.LogConfig(&lc)
+	}
+	l, err := eventlog.Open(ctx, lc)
 	if err != nil {
 		cancel()
 		t.Fatalf("apiservertest: opening the log: %v", err)
