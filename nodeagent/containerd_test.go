@@ -33,7 +33,7 @@ type realCluster struct {
 	ca, nodeCert, node []byte
 }
 
-func newRealCluster(t *testing.T) *realCluster {
+func newRealCluster(t testing.TB) *realCluster {
 	t.Helper()
 	env := dataplanetest.New(t) // skips (or fails under LOGPLANE_REQUIRE_ROOT_TESTS=1) without root and containerd
 	dir := t.TempDir()
@@ -57,12 +57,12 @@ func newRealCluster(t *testing.T) *realCluster {
 	return &realCluster{cluster: c, env: env, ca: mat.CA.CertPEM, nodeCert: sc, node: sk}
 }
 
-func (r *realCluster) agentConfig(t *testing.T) agentProcess {
+func (r *realCluster) agentConfig(t testing.TB) agentProcess {
 	return agentConfig(t, r.cluster, r.env, "node-1", r.ca, r.nodeCert, r.node)
 }
 
 // startAgent runs node-1's agent in this process until the test ends.
-func (r *realCluster) startAgent(t *testing.T) {
+func (r *realCluster) startAgent(t testing.TB) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
 	ready := make(chan struct{})

@@ -25,12 +25,12 @@ const kubectlBin = "/usr/bin/kubectl"
 
 // cluster is an API server with a client, for agents to join.
 type cluster struct {
-	t      *testing.T
+	t      testing.TB
 	api    *apiservertest.Server
 	client kubernetes.Interface
 }
 
-func newCluster(t *testing.T, opts apiservertest.Options) *cluster {
+func newCluster(t testing.TB, opts apiservertest.Options) *cluster {
 	t.Helper()
 	s := apiservertest.Start(t, opts)
 	cs, err := kubernetes.NewForConfig(s.Config)

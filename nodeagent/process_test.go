@@ -152,7 +152,7 @@ func runAgent(ctx context.Context, p agentProcess, ready chan<- struct{}) error 
 }
 
 // agentConfig describes an agent for the Env's machine and the cluster.
-func agentConfig(t *testing.T, c *cluster, env *dataplanetest.Env, node string, caPEM, certPEM, keyPEM []byte) agentProcess {
+func agentConfig(t testing.TB, c *cluster, env *dataplanetest.Env, node string, caPEM, certPEM, keyPEM []byte) agentProcess {
 	return agentProcess{
 		LogURL:      c.api.Log.ClientURL(),
 		NodeName:    node,

@@ -1,0 +1,280 @@
+package nodeagent_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/logplane/logplane/nodeagent"
+	"github.com/logplane/logplane/projections"
+	"github.com/logplane/logplane/reconcilers/engine"
+	"github.com/logplane/logplane/reconcilers/reconcilerstest"
+	"github.com/logplane/logplane/registry"
+)
+
+// BenchmarkPodStartup measures pod startup latency end to end on real containerd, CNI and the
+// API server with a node agent: from the create request (client-go) to the first status with
+// phase Running and Ready, as a watcher sees it, for 50 pods of busybox `sleep` whose image is
+// present. one-at-a-time creates each pod once the previous one is Running; burst creates all 50
+// at once. Each iteration deletes its pods (grace 0) and waits until they are gone.
+func BenchmarkPodStartup(b *testing.B) {
+	r := newRealCluster(b)
+	r.startAgent(b)
+	// The image is present: one pod pulls it first.
+	r.run("warm", r.env.Busybox, "--command", "--", "sleep", "3600")
+	r.waitPod("default", "warm", 60*time.Second, "Running", running)
+	for _, mode := range []string{"one-at-a-time", "burst"} {
+		b.Run(mode, func(b *testing.B) {
+			var all []time.Duration
+			for b.Loop() {
+				all = append(all, r.startPods(b, 50, mode == "burst")...)
+			}
+			slices.Sort(all)
+			b.ReportMetric(float64(pct(all, 50).Milliseconds()), "p50-ms")
+			b.ReportMetric(float64(pct(all, 99).Milliseconds()), "p99-ms")
+		})
+	}
+}
+
+func pct(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	i := (len(d)*p + 99) / 100
+	return d[min(max(i-1, 0), len(d)-1)]
+}
+
+// startPods creates n pods and returns each one's time from create to Running and Ready.
+func (r *realCluster) startPods(b *testing.B, n int, burst bool) []time.Duration {
+	ctx := b.Context()
+	pods := r.client.CoreV1().Pods("default")
+	w, err := pods.Watch(ctx, metav1.ListOptions{LabelSelector: "bench=startup"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Stop()
+	var mu sync.Mutex
+	created := map[string]time.Time{}
+	took := map[string]time.Duration{}
+	runningCh := make(chan string, n)
+	go func() {
+		for ev := range w.ResultChan() {
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok || ev.Type == watch.Deleted || !running(p) {
+				continue
+			}
+			mu.Lock()
+			if t0, ok := created[p.Name]; ok {
+				if _, seen := took[p.Name]; !seen {
+					took[p.Name] = time.Since(t0)
+					runningCh <- p.Name
+				}
+			}
+			mu.Unlock()
+		}
+	}()
+	one := func(i int) error {
+		name := fmt.Sprintf("startup-%02d", i)
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"bench": "startup"}},
+			Spec: corev1.PodSpec{NodeName: "node-1", TerminationGracePeriodSeconds: new(int64),
+				Containers: []corev1.Container{{Name: "c", Image: r.env.Busybox, Command: []string{"sleep", "3600"}}}},
+		}
+		mu.Lock()
+		created[name] = time.Now()
+		mu.Unlock()
+		_, err := pods.Create(ctx, pod, metav1.CreateOptions{})
+		return err
+	}
+	wait := func(k int) {
+		for range k {
+			select {
+			case <-runningCh:
+			case <-time.After(2 * time.Minute):
+				b.Fatal("pods not Running after 2 minutes")
+			}
+		}
+	}
+	if burst {
+		if err := parallel(n, n, one); err != nil {
+			b.Fatal(err)
+		}
+		wait(n)
+	} else {
+		for i := range n {
+			if err := one(i); err != nil {
+				b.Fatal(err)
+			}
+			wait(1)
+		}
+	}
+	b.StopTimer()
+	zero := int64(0)
+	if err := pods.DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{LabelSelector: "bench=startup"}); err != nil {
+		b.Fatal(err)
+	}
+	// The sandboxes go with the pods; wait for the node to be clean before the next round.
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		sbs, err := r.env.Runtime.ListSandboxes(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(sbs) <= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d sandboxes left", len(sbs))
+		}
+	}
+	b.StartTimer()
+	mu.Lock()
+	defer mu.Unlock()
+	out := make([]time.Duration, 0, len(took))
+	for _, d := range took {
+		out = append(out, d)
+	}
+	return out
+}
+
+// BenchmarkScheduleSim measures the simulated part of BenchmarkSchedule on a real embedded log
+// (group commit) with 100 simulated nodes (nodeagent.Fleet, one shared projection):
+//   - pending: 10,000 pods are already in the log when the scheduler starts; the clock runs
+//     from its start until all are Running (bound, started, status written by their node);
+//   - created: the scheduler and nodes run while 64 writers create the 10,000 pods through the
+//     registry; the clock runs from the first create until all are Running.
+func BenchmarkScheduleSim(b *testing.B) {
+	for _, mode := range []string{"pending", "created"} {
+		b.Run(mode, func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				scheduleSim(b, mode == "pending")
+				b.StartTimer()
+			}
+		})
+	}
+}
+
+func scheduleSim(b *testing.B, pending bool) {
+	const nodes, pods, writers = 100, 10000, 64
+	c := reconcilerstest.Start(b, reconcilerstest.Options{NoReconcilers: true, NoScheduler: true})
+	f, err := nodeagent.NewFleet(nodeagent.FleetConfig{
+		Template:  nodeagent.Config{Registry: c.Registry, Store: c.Store},
+		Nodes:     nodes,
+		VolumeDir: b.TempDir(),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := f.Run(ctx); err != nil {
+			b.Error(err)
+		}
+	}()
+	if err := f.Ready(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	startScheduler := func() {
+		regs, loops, err := reconcilerstest.Scheduler(c.Registry, c.Store, c.Logger)
+		if err != nil {
+			b.Fatal(err)
+		}
+		e := engine.New(c.Store, engine.Options{Logger: c.Logger})
+		for _, r := range regs {
+			e.Register(r)
+		}
+		for _, run := range append(loops, e.Run) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_ = run(ctx) // returns once ctx ends
+			}()
+		}
+	}
+	podKind, _ := c.Registry.Catalog().ByKind(schema.GroupVersionKind{Version: "v1", Kind: "Pod"})
+	create := func() {
+		if err := parallel(pods, writers, func(i int) error {
+			_, err := c.Registry.Create(ctx, podKind, benchPod(i), registry.Request{Actor: registry.User("bench")})
+			return err
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var start time.Time
+	if pending {
+		create()
+		b.StartTimer()
+		start = time.Now()
+		startScheduler()
+	} else {
+		startScheduler()
+		b.StartTimer()
+		start = time.Now()
+		create()
+		b.ReportMetric(time.Since(start).Seconds(), "s-to-all-created")
+	}
+	for {
+		objs, _ := c.Store.List(projections.Query{Resource: podKind.GroupResource(), Fields: fields.OneTermEqualSelector("status.phase", "Running")})
+		if len(objs) == pods {
+			break
+		}
+		if time.Since(start) > 5*time.Minute {
+			b.Fatalf("%d of %d pods Running after 5 minutes", len(objs), pods)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.StopTimer()
+	b.ReportMetric(time.Since(start).Seconds(), "s-to-all-running")
+}
+
+func benchPod(i int) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("web-%05d", i), Namespace: "default", Labels: map[string]string{"app": "web"}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "example/web:1"}}},
+	}
+}
+
+// parallel runs fn(i) for i in [0, n) on conc goroutines and returns the first error.
+func parallel(n, conc int, fn func(i int) error) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		next  = make(chan int)
+	)
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := fn(i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return first
+}
