@@ -315,11 +315,14 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request, info requestI
 
 // partialMetadata is the PartialObjectMetadata of obj.
 func partialMetadata(obj runtime.Object) *metav1.PartialObjectMetadata {
-	m, _ := meta.Accessor(obj) // every object served has metadata
 	p := &metav1.PartialObjectMetadata{}
 	p.Kind, p.APIVersion = "PartialObjectMetadata", "meta.k8s.io/v1"
-	if om, ok := m.(*metav1.ObjectMeta); ok {
-		p.ObjectMeta = *om.DeepCopy()
+	// meta.Accessor returns the object itself (a *corev1.Pod is a metav1.Object), not its
+	// *ObjectMeta: ask for the embedded metadata.
+	if a, ok := obj.(metav1.ObjectMetaAccessor); ok {
+		if om, ok := a.GetObjectMeta().(*metav1.ObjectMeta); ok {
+			p.ObjectMeta = *om.DeepCopy()
+		}
 	}
 	return p
 }
