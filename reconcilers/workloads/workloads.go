@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/logplane/logplane/projections"
+	"github.com/logplane/logplane/reconcilers/deployment"
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/informer"
 	"github.com/logplane/logplane/reconcilers/replicaset"
@@ -45,7 +46,7 @@ type Config struct {
 }
 
 // Names of the reconcilers, as Config.Only takes them.
-var Names = []string{replicaset.ReplicaSetName, replicaset.ReplicationControllerName}
+var Names = []string{replicaset.ReplicaSetName, replicaset.ReplicationControllerName, deployment.Name}
 
 // Set is the assembled reconcilers.
 type Set struct {
@@ -74,7 +75,7 @@ func New(cfg Config) (*Set, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Set{cfg: cfg}
-	keep := slices.Concat(replicaset.KeptResources)
+	keep := slices.Concat(replicaset.KeptResources, deployment.KeptResources)
 	s.index = informer.New(cfg.Logger, dedupe(keep)...)
 
 	on := func(name string) bool { return len(cfg.Only) == 0 || slices.Contains(cfg.Only, name) }
@@ -100,6 +101,18 @@ func New(cfg Config) (*Set, error) {
 				s.regs = append(s.regs, r)
 			}
 		}
+	}
+	if on(deployment.Name) {
+		events, err := s.recorder(deployment.Name, "deployment-controller")
+		if err != nil {
+			return nil, err
+		}
+		d, err := deployment.New(deployment.Config{Store: cfg.Store, Registry: cfg.Registry, Index: s.index, Events: events,
+			Workers: cfg.Workers, Now: cfg.Now, Logger: cfg.Logger})
+		if err != nil {
+			return nil, err
+		}
+		s.regs = append(s.regs, d.Registration())
 	}
 	s.stopIndex = s.index.Start(cfg.Store)
 	return s, nil
