@@ -13,7 +13,13 @@ fi
 ops/install-deps.sh
 mkdir -p bin
 go build -o bin/ ./cmd/logplane ./cmd/lpctl
+CGO_ENABLED=0 go build -o bin/hello ./cmd/hello
 ln -sf lpctl bin/kubectl-lp
 data=${LOGPLANE_DATA:-/var/lib/logplane}
+# The demo images, built here from busybox-static and ./cmd/hello: the node agent loads them at
+# start, so pods run on a machine that reaches no registry.
+mkdir -p "$data/images"
+bin/lpctl image build busybox -o "$data/images/busybox.tar"
+bin/lpctl image build hello --hello-binary bin/hello -o "$data/images/hello.tar"
 echo "logplane: starting; then, in another terminal: export KUBECONFIG=$data/kubeconfig; kubectl get nodes"
 exec bin/logplane up --data-dir "$data" "$@"

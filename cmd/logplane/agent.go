@@ -32,6 +32,7 @@ type agentFlags struct {
 	nodes        int
 	nodePrefix   string
 	containerd   string
+	imageDir     string
 	bridge       string
 	cniDirs      []string
 	streamListen string
@@ -49,6 +50,7 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.runtime, "runtime", "containerd", "container runtime: containerd, or sim (simulated nodes, for scale tests)")
 	fs.IntVar(&f.nodes, "nodes", 1, "with --runtime sim: how many simulated nodes to run (named <node-prefix>-N)")
 	fs.StringVar(&f.nodePrefix, "node-prefix", "sim", "with --runtime sim: prefix of the simulated nodes' names")
+	fs.StringVar(&f.imageDir, "image-dir", "", "directory of OCI image archives (*.tar) to load into containerd at start, for machines that reach no registry (default <data-dir>/images)")
 	fs.StringVar(&f.containerd, "containerd", "auto", "containerd to use: auto (the system socket if there is one, else own), own (start one under --data-dir), or a socket path")
 	fs.StringVar(&f.bridge, "bridge", podnet.DefaultBridge, "Linux bridge of the pod network")
 	fs.StringSliceVar(&f.cniDirs, "cni-bin-dir", []string{podnet.DefaultPluginDir}, "directories of the CNI plugins")
@@ -197,6 +199,15 @@ func containerdAgent(ctx context.Context, tmpl nodeagent.Config, af *agentFlags,
 		rt.Close()
 		cleanup()
 		return nil, nil, fmt.Errorf("containerd version: %w", err)
+	}
+	imageDir := af.imageDir
+	if imageDir == "" {
+		imageDir = filepath.Join(lf.dataDir, "images")
+	}
+	if err := loadImageDir(ctx, rt, imageDir); err != nil {
+		rt.Close()
+		cleanup()
+		return nil, nil, err
 	}
 	c := tmpl
 	c.NodeName, c.NodeIP, c.PodCIDR = af.nodeName, ip, af.podCIDR

@@ -62,8 +62,8 @@ func merge(a, b map[string]string) map[string]string {
 }
 
 // flatten writes every leaf of a JSON document under its path. List items that have a "name"
-// (containers, ports, env, volumes) are addressed by it, others by index; empty maps and lists
-// are leaves of their own.
+// (containers, ports, env, volumes) are addressed by it, conditions by their type, others by
+// index; empty maps and lists are leaves of their own.
 func flatten(raw json.RawMessage, out map[string]string) {
 	var v any
 	if err := json.Unmarshal(raw, &v); err != nil {
@@ -97,8 +97,11 @@ func walk(path string, v any, out map[string]string) {
 		for i, c := range t {
 			idx := strconv.Itoa(i)
 			if m, ok := c.(map[string]any); ok {
+				// Named items (containers, ports, env) by name; conditions by type.
 				if name, ok := m["name"].(string); ok && name != "" {
 					idx = name
+				} else if typ, ok := m["type"].(string); ok && typ != "" && strings.HasSuffix(path, "conditions") {
+					idx = typ
 				}
 			}
 			walk(path+"["+idx+"]", c, out)
