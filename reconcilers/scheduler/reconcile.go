@@ -63,13 +63,17 @@ func (s *Scheduler) Reconcile(ctx context.Context, req engine.Request) (engine.R
 		return engine.Result{RequeueAfter: wait}, nil
 	}
 
+	start := time.Now()
 	d := s.cluster.schedule(placement.NewPod(pod))
 	if d.Node == "" {
-		return s.unschedulable(ctx, req.Key, pod, d.Err.Error(), req.Cause)
+		res, err := s.unschedulable(ctx, req.Key, pod, d.Err.Error(), req.Cause)
+		s.observe(resultUnschedulable, start)
+		return res, err
 	}
 	if err := s.w.Bind(ctx, pod, d.Node, req.Cause); err != nil {
 		s.cluster.forget(key, pod.UID)
 		s.stats.bindErrors.Add(1)
+		s.observe(resultError, start)
 		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
 			// Gone, bound by someone else, or recreated: its next revision says what to do.
 			return engine.Result{}, nil
@@ -78,8 +82,15 @@ func (s *Scheduler) Reconcile(ctx context.Context, req engine.Request) (engine.R
 	}
 	s.dropPending(key)
 	s.stats.bound.Add(1)
+	s.observe(resultScheduled, start)
 	s.events.Event(pod, req.Cause, corev1.EventTypeNormal, ReasonScheduled, ScheduledMessage(pod.Namespace, pod.Name, d.Node))
 	return engine.Result{}, nil
+}
+
+// observe counts a scheduling attempt that started at start.
+func (s *Scheduler) observe(result string, start time.Time) {
+	s.metrics.attempts.WithLabelValues(result, s.cfg.Name).Inc()
+	s.metrics.duration.WithLabelValues(result, s.cfg.Name).Observe(time.Since(start).Seconds())
 }
 
 // ours reports whether a pod with schedulerName is this scheduler's to schedule.

@@ -22,6 +22,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/engine"
@@ -63,6 +65,8 @@ type Config struct {
 	Now func() time.Time
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
+	// Metrics, if set, is where the scheduler's Prometheus metrics are registered.
+	Metrics prometheus.Registerer
 }
 
 // Scheduler binds pending pods to nodes. Register it on an engine (Registration) and run it
@@ -78,7 +82,8 @@ type Scheduler struct {
 	mu      sync.Mutex
 	pending map[string]*pendingPod // pods that fit nowhere, by namespace/name
 
-	stats counters
+	stats   counters
+	metrics *metrics
 }
 
 // New returns a scheduler configured by cfg.
@@ -107,7 +112,7 @@ func New(cfg Config) (*Scheduler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Scheduler{
+	s := &Scheduler{
 		cfg:     cfg,
 		store:   cfg.Store,
 		w:       cfg.Writer,
@@ -115,7 +120,13 @@ func New(cfg Config) (*Scheduler, error) {
 		events:  cfg.Events,
 		log:     cfg.Logger,
 		pending: map[string]*pendingPod{},
-	}, nil
+	}
+	m, err := newMetrics(s, cfg.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics = m
+	return s, nil
 }
 
 // Registration is how the engine runs the scheduler: a singleton over pods.

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -72,7 +73,8 @@ func TestBindsAndSpreads(t *testing.T) {
 // Many pods bound at once never overfill a node: the pods assumed while their binding is in
 // flight count as if bound.
 func TestConcurrentBindsNeverOvercommit(t *testing.T) {
-	c := startCluster(t, func(cfg *scheduler.Config) { cfg.Workers = 64 })
+	metrics := prometheus.NewRegistry()
+	c := startCluster(t, func(cfg *scheduler.Config) { cfg.Workers = 64; cfg.Metrics = metrics })
 	c.create(readyNode("node-1", "4", "8Gi", 10), "nodes")
 	c.create(readyNode("node-2", "1", "8Gi", 110), "nodes") // room for 4 pods of 250m
 	for i := range 40 {
@@ -100,6 +102,12 @@ func TestConcurrentBindsNeverOvercommit(t *testing.T) {
 	ev := c.waitEvent("p-39", scheduler.ReasonFailedScheduling)
 	if !strings.HasPrefix(ev.Message, "0/2 nodes are available:") {
 		t.Errorf("FailedScheduling message %q", ev.Message)
+	}
+	if got := metricValue(t, metrics, "scheduler_pending_pods", "queue", "unschedulable"); got != 26 {
+		t.Errorf("scheduler_pending_pods{queue=unschedulable} = %v, want 26", got)
+	}
+	if got := metricValue(t, metrics, "scheduler_schedule_attempts_total", "result", "scheduled"); got != 14 {
+		t.Errorf("scheduler_schedule_attempts_total{result=scheduled} = %v, want 14", got)
 	}
 }
 
@@ -332,4 +340,30 @@ func TestOneReplicaSchedulesAndAnotherTakesOver(t *testing.T) {
 	if got := other.sched.Stats().Bound; got != 10 {
 		t.Errorf("the replica that took over bound %d pods, want 10", got)
 	}
+}
+
+// metricValue returns the value of the counter or gauge name whose label has value.
+func metricValue(t *testing.T, g prometheus.Gatherer, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					if m.GetCounter() != nil {
+						return m.GetCounter().GetValue()
+					}
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no %s{%s=%q}", name, label, value)
+	return 0
 }
