@@ -81,8 +81,8 @@ func (s *Scheduler) Reconcile(ctx context.Context, req engine.Request) (engine.R
 		return engine.Result{}, errorf("binding %s to %s: %w", key, d.Node, err)
 	}
 	s.dropPending(key)
-	s.stats.bound.Add(1)
 	s.observe(resultScheduled, start)
+	s.stats.bound.Add(1)
 	s.events.Event(pod, req.Cause, corev1.EventTypeNormal, ReasonScheduled, ScheduledMessage(pod.Namespace, pod.Name, d.Node))
 	return engine.Result{}, nil
 }
