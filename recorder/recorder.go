@@ -178,7 +178,10 @@ func (r *Recorder) RefEvent(ref corev1.ObjectReference, cause uint64, eventtype,
 		LastTimestamp:       now,
 		Count:               1,
 		ReportingController: r.cfg.Source.Component,
-		ReportingInstance:   r.cfg.Source.Component + "-" + r.cfg.Source.Host,
+		ReportingInstance:   r.cfg.Source.Component,
+	}
+	if r.cfg.Source.Host != "" {
+		ev.ReportingInstance += "-" + r.cfg.Source.Host
 	}
 	key := aggKey{uid: string(ref.UID), kind: ref.Kind, ns: ref.Namespace, name: ref.Name, typ: eventtype, reason: reason, message: message}
 	if r.spam != nil {

@@ -38,6 +38,7 @@ type reconcilerSet struct {
 var reconcilerSets = []reconcilerSet{
 	{name: "scheduler", build: buildScheduler},
 	{name: "workloads", build: buildWorkloads},
+	{name: "serviceaccounts", build: buildServiceAccounts},
 }
 
 func reconcilerNames() []string {
