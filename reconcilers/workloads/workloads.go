@@ -20,6 +20,7 @@ import (
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/deployment"
 	"github.com/logplane/logplane/reconcilers/engine"
+	"github.com/logplane/logplane/reconcilers/garbagecollector"
 	"github.com/logplane/logplane/reconcilers/informer"
 	"github.com/logplane/logplane/reconcilers/replicaset"
 	"github.com/logplane/logplane/recorder"
@@ -46,7 +47,7 @@ type Config struct {
 }
 
 // Names of the reconcilers, as Config.Only takes them.
-var Names = []string{replicaset.ReplicaSetName, replicaset.ReplicationControllerName, deployment.Name}
+var Names = []string{replicaset.ReplicaSetName, replicaset.ReplicationControllerName, deployment.Name, garbagecollector.Name}
 
 // Set is the assembled reconcilers.
 type Set struct {
@@ -113,6 +114,13 @@ func New(cfg Config) (*Set, error) {
 			return nil, err
 		}
 		s.regs = append(s.regs, d.Registration())
+	}
+	if on(garbagecollector.Name) {
+		gc, err := garbagecollector.New(garbagecollector.Config{Registry: cfg.Registry, Index: s.index, Logger: cfg.Logger})
+		if err != nil {
+			return nil, err
+		}
+		s.regs = append(s.regs, gc.Registrations()...)
 	}
 	s.stopIndex = s.index.Start(cfg.Store)
 	return s, nil

@@ -1,0 +1,378 @@
+// Package garbagecollector deletes what nothing owns any more, as kube-controller-manager's
+// garbage collector does, by ownerReferences:
+//
+//   - background deletion (kubectl's default): the owner goes at once; then each dependent whose
+//     owners are all gone is deleted in turn (a Deployment's ReplicaSets, then their pods);
+//   - foreground deletion (--cascade=foreground): the owner stays, with a deletionTimestamp and
+//     the foregroundDeletion finalizer, until its dependents are deleted (those with
+//     blockOwnerDeletion are waited for), then goes;
+//   - orphan deletion (--cascade=orphan): the owner stays with the orphan finalizer until its
+//     dependents' references to it are removed, then goes, leaving them.
+//
+// A dependent with other owners still alive only loses its references to the ones gone. The
+// reconciler runs once per resource kind (the engine resyncs each kind when partitions move) and
+// reads ownership from the shared informer index: no object is decoded.
+package garbagecollector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/logplane/logplane/eventlog"
+	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/projections"
+	"github.com/logplane/logplane/reconcilers/engine"
+	"github.com/logplane/logplane/reconcilers/informer"
+	"github.com/logplane/logplane/registry"
+)
+
+// Name of the reconciler, as the actor of its writes.
+const Name = "garbagecollector"
+
+// writer is what the collector needs of the registry.
+type writer interface {
+	Modify(ctx context.Context, k *kinds.Kind, ns, name string, req registry.Request, opts registry.UpdateOptions, mutate registry.Mutation) (runtime.Object, error)
+	Delete(ctx context.Context, k *kinds.Kind, ns, name string, opts metav1.DeleteOptions, req registry.Request) (runtime.Object, bool, error)
+}
+
+var _ writer = (*registry.Registry)(nil)
+
+// Config configures the collector.
+type Config struct {
+	// Registry writes. Required.
+	Registry *registry.Registry
+	// Index is the informer index over the projection. Required.
+	Index *informer.Index
+	// Workers per kind. Default 2.
+	Workers int
+	Logger  *slog.Logger
+}
+
+// Collector is the garbage collector.
+type Collector struct {
+	cfg     Config
+	w       writer
+	ix      *informer.Index
+	catalog *kinds.Catalog
+	log     *slog.Logger
+}
+
+// New returns the garbage collector.
+func New(cfg Config) (*Collector, error) {
+	if cfg.Registry == nil || cfg.Index == nil {
+		return nil, errors.New("garbagecollector: config needs a Registry and an Index")
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 2
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Collector{cfg: cfg, w: cfg.Registry, ix: cfg.Index, catalog: cfg.Registry.Catalog(), log: cfg.Logger}, nil
+}
+
+// skipped are kinds nothing owns in practice and that come in great numbers.
+var skipped = map[schema.GroupResource]bool{
+	{Resource: "events"}:                         true,
+	{Group: "events.k8s.io", Resource: "events"}: true,
+}
+
+// Registrations returns one reconciler per kind of the catalog.
+func (c *Collector) Registrations() []engine.Registration {
+	var out []engine.Registration
+	for _, k := range c.catalog.All() {
+		gr := k.GroupResource()
+		if skipped[gr] {
+			continue
+		}
+		out = append(out, engine.Registration{
+			Name:    Name + "/" + gr.String(),
+			Primary: gr,
+			Map:     func(ch projections.Change) []eventlog.Key { return c.mapChange(k, ch) },
+			Workers: c.cfg.Workers,
+			Reconciler: engine.ReconcilerFunc(func(ctx context.Context, req engine.Request) (engine.Result, error) {
+				return engine.Result{}, c.reconcile(ctx, k, req)
+			}),
+		})
+	}
+	return out
+}
+
+// collected are the finalizers the collector acts on.
+func collected(m *informer.Meta) bool {
+	return m != nil && m.Deleting && (slices.Contains(m.Finalizers, metav1.FinalizerOrphanDependents) ||
+		slices.Contains(m.Finalizers, metav1.FinalizerDeleteDependents))
+}
+
+func (c *Collector) mapChange(k *kinds.Kind, ch projections.Change) []eventlog.Key {
+	old, cur := c.ix.Observe(ch)
+	o := ch.New
+	if o == nil {
+		o = ch.Old
+	}
+	if o == nil {
+		return nil
+	}
+	gr := k.GroupResource()
+	var keys []eventlog.Key
+	// The object itself, when its owners change or its deletion waits for the collector.
+	if o.Key.Group == gr.Group && o.Key.Resource == gr.Resource && cur != nil {
+		ownersChanged := len(cur.Owners) > 0 && (old == nil || !apiequality.Semantic.DeepEqual(old.Owners, cur.Owners))
+		finalizing := collected(cur) && (old == nil || !old.Deleting || !slices.Equal(old.Finalizers, cur.Finalizers))
+		if ownersChanged || finalizing {
+			keys = append(keys, o.Key)
+		}
+	}
+	// Its dependents, once it is gone.
+	if old != nil && cur == nil {
+		for _, d := range c.ix.Dependents(old.UID) {
+			if d.Group == gr.Group && d.Resource == gr.Resource {
+				keys = append(keys, d)
+			}
+		}
+	}
+	// Its owners that wait for it to go (foreground) or for its reference to go (orphan).
+	if old != nil && (cur == nil || len(cur.Owners) < len(old.Owners)) {
+		for _, r := range old.Owners {
+			key, ok := c.ownerKey(o.Key.Namespace, r)
+			if !ok || key.Group != gr.Group || key.Resource != gr.Resource {
+				continue
+			}
+			if om, ok := c.ix.Meta(key); ok && collected(&om) {
+				keys = append(keys, key)
+			}
+		}
+	}
+	return keys
+}
+
+// ownerKey is the key of the object an owner reference names.
+func (c *Collector) ownerKey(ns string, r metav1.OwnerReference) (eventlog.Key, bool) {
+	gv, err := schema.ParseGroupVersion(r.APIVersion)
+	if err != nil {
+		return eventlog.Key{}, false
+	}
+	k, ok := c.catalog.ByKind(gv.WithKind(r.Kind))
+	if !ok {
+		// Another version of a kind served in one version only.
+		for _, kk := range c.catalog.All() {
+			if kk.Group == gv.Group && kk.Kind == r.Kind {
+				k, ok = kk, true
+				break
+			}
+		}
+		if !ok {
+			return eventlog.Key{}, false
+		}
+	}
+	if !k.Namespaced {
+		ns = ""
+	}
+	return eventlog.Key{Group: k.Group, Resource: k.Resource, Namespace: ns, Name: r.Name}, true
+}
+
+func (c *Collector) request(cause uint64) registry.Request {
+	return registry.Request{Actor: registry.Reconciler(Name), Cause: cause}
+}
+
+func (c *Collector) kindOf(key eventlog.Key) (*kinds.Kind, bool) {
+	return c.catalog.ByGroupResource(schema.GroupResource{Group: key.Group, Resource: key.Resource})
+}
+
+func (c *Collector) reconcile(ctx context.Context, k *kinds.Kind, req engine.Request) error {
+	m, ok := c.ix.Meta(req.Key)
+	if !ok {
+		return nil
+	}
+	var errs []error
+	if m.Deleting {
+		switch {
+		case slices.Contains(m.Finalizers, metav1.FinalizerOrphanDependents):
+			errs = append(errs, c.orphanDependents(ctx, k, m, req.Cause))
+		case slices.Contains(m.Finalizers, metav1.FinalizerDeleteDependents):
+			errs = append(errs, c.deleteDependents(ctx, k, m, req.Cause))
+		}
+	}
+	if len(m.Owners) > 0 {
+		errs = append(errs, c.attemptToDelete(ctx, k, m, req.Cause))
+	}
+	return errors.Join(errs...)
+}
+
+// owner states, as the collector sees an owner reference.
+const (
+	solid    = iota // the owner exists
+	dangling        // the owner is gone (or another object has its name now)
+	waiting         // the owner is being deleted in the foreground: it waits for its dependents
+)
+
+func (c *Collector) ownerState(ns string, r metav1.OwnerReference) int {
+	key, ok := c.ownerKey(ns, r)
+	if !ok {
+		return solid // a kind this binary does not know: leave it alone
+	}
+	om, ok := c.ix.Meta(key)
+	if !ok || om.UID != r.UID {
+		return dangling
+	}
+	if om.Deleting && slices.Contains(om.Finalizers, metav1.FinalizerDeleteDependents) {
+		return waiting
+	}
+	return solid
+}
+
+// attemptToDelete deletes an object whose owners are all gone or waiting for it, or drops the
+// references to such owners from an object that still has a live one.
+func (c *Collector) attemptToDelete(ctx context.Context, k *kinds.Kind, m informer.Meta, cause uint64) error {
+	var gone []types.UID
+	solids, waits := 0, 0
+	for _, r := range m.Owners {
+		switch c.ownerState(m.Key.Namespace, r) {
+		case solid:
+			solids++
+		case dangling:
+			gone = append(gone, r.UID)
+		case waiting:
+			waits++
+			gone = append(gone, r.UID)
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	if solids > 0 {
+		return c.removeOwners(ctx, k, m, gone, cause)
+	}
+	if m.Deleting {
+		return nil // its deletion is under way
+	}
+	policy := metav1.DeletePropagationBackground
+	switch {
+	case waits > 0 || slices.Contains(m.Finalizers, metav1.FinalizerDeleteDependents):
+		policy = metav1.DeletePropagationForeground
+	case slices.Contains(m.Finalizers, metav1.FinalizerOrphanDependents):
+		policy = metav1.DeletePropagationOrphan
+	}
+	if policy == metav1.DeletePropagationForeground && len(c.ix.Dependents(m.UID)) == 0 {
+		policy = metav1.DeletePropagationBackground // nothing to wait for
+	}
+	uid := m.UID
+	_, _, err := c.w.Delete(ctx, k, m.Key.Namespace, m.Key.Name, metav1.DeleteOptions{
+		PropagationPolicy: &policy, Preconditions: &metav1.Preconditions{UID: &uid}}, c.request(cause))
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("garbagecollector: deleting %s: %w", m.Key, err)
+	}
+	return nil
+}
+
+var errSkip = errors.New("garbagecollector: nothing to do")
+
+// removeOwners drops the references to the owners uids from an object.
+func (c *Collector) removeOwners(ctx context.Context, k *kinds.Kind, m informer.Meta, uids []types.UID, cause uint64) error {
+	_, err := c.w.Modify(ctx, k, m.Key.Namespace, m.Key.Name, c.request(cause), registry.UpdateOptions{}, func(cur runtime.Object) (runtime.Object, error) {
+		a, ok := cur.(metav1.Object)
+		if !ok || a.GetUID() != m.UID {
+			return nil, errSkip
+		}
+		refs := a.GetOwnerReferences()
+		kept := slices.DeleteFunc(slices.Clone(refs), func(r metav1.OwnerReference) bool { return slices.Contains(uids, r.UID) })
+		if len(kept) == len(refs) {
+			return nil, errSkip
+		}
+		a.SetOwnerReferences(kept)
+		return cur, nil
+	})
+	if err == nil || errors.Is(err, errSkip) || apierrors.IsNotFound(err) {
+		return nil
+	}
+	return fmt.Errorf("garbagecollector: removing owner references from %s: %w", m.Key, err)
+}
+
+// removeFinalizer removes a finalizer from an object being deleted, which lets it go if it was
+// the last.
+func (c *Collector) removeFinalizer(ctx context.Context, k *kinds.Kind, m informer.Meta, finalizer string, cause uint64) error {
+	req := c.request(cause)
+	_, err := c.w.Modify(ctx, k, m.Key.Namespace, m.Key.Name, req, registry.UpdateOptions{}, func(cur runtime.Object) (runtime.Object, error) {
+		a, ok := cur.(metav1.Object)
+		if !ok || a.GetUID() != m.UID {
+			return nil, errSkip
+		}
+		fs := a.GetFinalizers()
+		kept := slices.DeleteFunc(slices.Clone(fs), func(f string) bool { return f == finalizer })
+		if len(kept) == len(fs) {
+			return nil, errSkip
+		}
+		a.SetFinalizers(kept)
+		return cur, nil
+	})
+	if err == nil || errors.Is(err, errSkip) || apierrors.IsNotFound(err) {
+		return nil
+	}
+	return fmt.Errorf("garbagecollector: removing finalizer %s from %s: %w", finalizer, m.Key, err)
+}
+
+// orphanDependents removes the owner's references from its dependents, then its orphan
+// finalizer.
+func (c *Collector) orphanDependents(ctx context.Context, k *kinds.Kind, owner informer.Meta, cause uint64) error {
+	var errs []error
+	for _, dk := range c.ix.Dependents(owner.UID) {
+		dm, ok := c.ix.Meta(dk)
+		if !ok {
+			continue
+		}
+		kd, ok := c.kindOf(dk)
+		if !ok {
+			continue
+		}
+		if err := c.removeOwners(ctx, kd, dm, []types.UID{owner.UID}, cause); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	return c.removeFinalizer(ctx, k, owner, metav1.FinalizerOrphanDependents, cause)
+}
+
+// deleteDependents deletes an owner's dependents (in the foreground too when they have
+// dependents of their own), and once none that blocks its deletion is left, removes its
+// foregroundDeletion finalizer.
+func (c *Collector) deleteDependents(ctx context.Context, k *kinds.Kind, owner informer.Meta, cause uint64) error {
+	var errs []error
+	blocking := 0
+	for _, dk := range c.ix.Dependents(owner.UID) {
+		dm, ok := c.ix.Meta(dk)
+		if !ok {
+			continue
+		}
+		for _, r := range dm.Owners {
+			if r.UID == owner.UID && r.BlockOwnerDeletion != nil && *r.BlockOwnerDeletion {
+				blocking++
+			}
+		}
+		kd, ok := c.kindOf(dk)
+		if !ok {
+			continue
+		}
+		if err := c.attemptToDelete(ctx, kd, dm, cause); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if blocking > 0 {
+		return nil // their deletions bring the owner back here
+	}
+	return c.removeFinalizer(ctx, k, owner, metav1.FinalizerDeleteDependents, cause)
+}
