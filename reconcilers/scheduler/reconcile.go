@@ -209,17 +209,6 @@ func (s *Scheduler) dropPending(key string) {
 	s.mu.Unlock()
 }
 
-// pendingKeys returns the keys of the pods that fit nowhere when last tried.
-func (s *Scheduler) pendingKeys() []eventlog.Key {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]eventlog.Key, 0, len(s.pending))
-	for _, pp := range s.pending {
-		out = append(out, pp.key)
-	}
-	return out
-}
-
 func (s *Scheduler) isPending(key string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -79,8 +79,10 @@ type Scheduler struct {
 	events  EventRecorder
 	log     *slog.Logger
 
-	mu      sync.Mutex
-	pending map[string]*pendingPod // pods that fit nowhere, by namespace/name
+	mu       sync.Mutex
+	pending  map[string]*pendingPod // pods that fit nowhere, by namespace/name
+	wakeDue  bool                   // a change may let them in: wake them
+	lastWake time.Time              // when they were last woken
 
 	stats   counters
 	metrics *metrics

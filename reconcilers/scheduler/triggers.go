@@ -3,6 +3,7 @@ package scheduler
 import (
 	"maps"
 	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -11,41 +12,72 @@ import (
 	"github.com/logplane/logplane/projections"
 )
 
+// wakeInterval is the least time between two wakes of every pod that fit nowhere: a storm of
+// deletions (a Deployment scaled down by thousands) wakes them a few times, not once per pod.
+const wakeInterval = 200 * time.Millisecond
+
 // mapChange turns a change into the pods to look at: a pending pod of ours that changed; and
 // every pod that fit nowhere when a node appears or changes in a way that may let it in, or when
 // a bound pod goes away or ends, freeing its room. Those are tried again once their back-off is
 // over, not before.
 func (s *Scheduler) mapChange(c projections.Change) []eventlog.Key {
+	var keys []eventlog.Key
+	wake := false
 	switch resourceOf(c) {
 	case podsResource:
-		return s.podChanged(c)
+		keys, wake = s.podChanged(c)
 	case nodesResource:
-		if nodeMayFitMore(c) {
-			return s.pendingKeys()
-		}
+		wake = nodeMayFitMore(c)
 	}
-	return nil
+	return append(keys, s.wakePending(wake)...)
 }
 
-func (s *Scheduler) podChanged(c projections.Change) []eventlog.Key {
+// podChanged returns the pod to look at, if any, and whether the change may let in pods that
+// fit nowhere.
+func (s *Scheduler) podChanged(c projections.Change) ([]eventlog.Key, bool) {
 	bound := func(o *projections.Object) bool {
 		return o != nil && o.Fields["spec.nodeName"] != "" && !terminalPhase(o.Fields["status.phase"])
 	}
 	if n := c.New; n != nil && n.Fields["spec.nodeName"] == "" && s.ours(n.Fields["spec.schedulerName"]) && !terminalPhase(n.Fields["status.phase"]) {
-		return []eventlog.Key{n.Key}
+		return []eventlog.Key{n.Key}, false
 	}
-	var keys []eventlog.Key
-	if bound(c.Old) && (!bound(c.New) || c.New.Fields["spec.nodeName"] != c.Old.Fields["spec.nodeName"]) {
-		keys = s.pendingKeys()
-	}
+	freed := bound(c.Old) && (!bound(c.New) || c.New.Fields["spec.nodeName"] != c.Old.Fields["spec.nodeName"])
 	o := c.New
 	if o == nil {
 		o = c.Old
 	}
 	if s.isPending(podKey(o.Key)) {
-		keys = append(keys, o.Key) // to forget it
+		return []eventlog.Key{o.Key}, freed // to forget it
 	}
-	return keys
+	return nil, freed
+}
+
+// wakePending returns the keys of every pod that fit nowhere if a wake is due: asked for now
+// (want) or before, and none given in the last wakeInterval. A wake asked for within the
+// interval is given with the first change after it.
+func (s *Scheduler) wakePending(want bool) []eventlog.Key {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if want {
+		s.wakeDue = true
+	}
+	if !s.wakeDue {
+		return nil
+	}
+	if len(s.pending) == 0 {
+		s.wakeDue = false
+		return nil
+	}
+	now := s.cfg.Now()
+	if now.Sub(s.lastWake) < wakeInterval {
+		return nil
+	}
+	s.lastWake, s.wakeDue = now, false
+	out := make([]eventlog.Key, 0, len(s.pending))
+	for _, pp := range s.pending {
+		out = append(out, pp.key)
+	}
+	return out
 }
 
 // nodeMayFitMore reports whether a node change may let in a pod that did not fit before: a new
