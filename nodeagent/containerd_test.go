@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +25,8 @@ import (
 	"github.com/logplane/logplane/apiserver/apiservertest"
 	"github.com/logplane/logplane/apiserver/pki"
 	"github.com/logplane/logplane/dataplane/dataplanetest"
+	"github.com/logplane/logplane/reconcilers/engine"
+	"github.com/logplane/logplane/reconcilers/reconcilerstest"
 )
 
 // realCluster is an API server, a machine with containerd, CNI and a
@@ -50,6 +54,7 @@ func newRealCluster(t testing.TB) *realCluster {
 		t.Fatal(err)
 	}
 	c := newCluster(t, apiservertest.Options{DataDir: dir, LogListen: "127.0.0.1:0", Configure: func(cfg *apiserver.Config) { cfg.KubeletTLS = ktls }})
+	startScheduler(t, c)
 	sc, sk, err := mat.CA.Issue("system:node:node-1", []string{"system:nodes"}, []string{"127.0.0.1"}, x509.ExtKeyUsageServerAuth)
 	if err != nil {
 		t.Fatal(err)
@@ -83,11 +88,37 @@ func (r *realCluster) startAgent(t testing.TB) {
 	}
 }
 
-// run creates a pod on node-1 with kubectl run.
+// run creates a pod with kubectl run; the scheduler puts it on node-1.
 func (r *realCluster) run(name, image string, args ...string) {
 	r.t.Helper()
-	r.must("", []string{"pod/" + name + " created"}, append([]string{"run", name, "--image=" + image, "--restart=Always",
-		`--overrides={"apiVersion":"v1","spec":{"nodeName":"node-1"}}`}, args...)...)
+	r.must("", []string{"pod/" + name + " created"}, append([]string{"run", name, "--image=" + image, "--restart=Always"}, args...)...)
+}
+
+// startScheduler runs the scheduler as `logplane reconcile` does, in this process, on the API
+// server's projection and registry, until the test ends.
+func startScheduler(t testing.TB, c *cluster) {
+	t.Helper()
+	regs, loops, err := reconcilerstest.Scheduler(c.api.API.Registry(), c.api.API.Store(), slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := engine.New(c.api.API.Store(), engine.Options{})
+	for _, reg := range regs {
+		e.Register(reg)
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
+	var wg sync.WaitGroup
+	for _, run := range append(loops, e.Run) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = run(ctx) // returns once ctx ends
+		}()
+	}
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
 }
 
 func TestRealPodWithKubectl(t *testing.T) {
@@ -103,7 +134,31 @@ func TestRealPodWithKubectl(t *testing.T) {
 		t.Fatalf("pod IP %s not in %s", p.Status.PodIP, r.env.Subnet)
 	}
 	r.must("", []string{"web", "1/1", "Running", p.Status.PodIP, "node-1"}, "get", "pods", "-o", "wide")
-	r.must("", []string{"Node:", "node-1/127.0.0.1", "IP:", p.Status.PodIP, "Pulled", "Created", "Started", "Started container web"}, "describe", "pod", "web")
+	r.must("", []string{"Node:", "node-1/127.0.0.1", "IP:", p.Status.PodIP, "Scheduled", "Successfully assigned default/web to node-1",
+		"Pulled", "Created", "Started", "Started container web", "kubelet"}, "describe", "pod", "web")
+
+	// ConfigMap and Secret as files and env, fieldRef env.
+	r.must("", nil, "create", "configmap", "settings", "--from-literal=color=blue")
+	r.must("", nil, "create", "secret", "generic", "creds", "--from-literal=password=s3cret")
+	r.must(`apiVersion: v1
+kind: Pod
+metadata: {name: cfg}
+spec:
+  containers:
+  - name: c
+    image: `+r.env.Busybox+`
+    command: [sleep, "3600"]
+    env:
+    - {name: PASSWORD, valueFrom: {secretKeyRef: {name: creds, key: password}}}
+    - {name: MY_POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+    - {name: MY_NODE, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
+    volumeMounts: [{name: settings, mountPath: /etc/settings}]
+  volumes:
+  - {name: settings, configMap: {name: settings}}
+`, []string{"pod/cfg created"}, "apply", "-f", "-")
+	cfgPod := r.waitPod("default", "cfg", 60*time.Second, "Running", running)
+	r.must("", []string{"blue"}, "exec", "cfg", "--", "cat", "/etc/settings/color")
+	r.must("", []string{"PASSWORD=s3cret", "MY_POD_IP=" + cfgPod.Status.PodIP, "MY_NODE=node-1"}, "exec", "cfg", "--", "env")
 
 	// logs: a counter.
 	r.run("counter", r.env.Busybox, "--labels=app=counter", "--command", "--", "sh", "-c",
