@@ -68,14 +68,15 @@ func (s *Server) servePodStream(w http.ResponseWriter, r *http.Request, info req
 		return
 	}
 	q := r.URL.Query()
+	ctx := r.Context()
 	var location *url.URL
 	switch info.subresource {
 	case "log":
-		location, err = s.podLogLocation(pod, q)
+		location, err = s.podLogLocation(ctx, pod, q)
 	case "exec", "attach":
-		location, err = s.podCommandLocation(pod, info.subresource, q)
+		location, err = s.podCommandLocation(ctx, pod, info.subresource, q)
 	case "portforward":
-		location, err = s.nodeLocation(pod, "/portForward/"+pod.Namespace+"/"+pod.Name, url.Values{})
+		location, err = s.nodeLocation(ctx, pod, "/portForward/"+pod.Namespace+"/"+pod.Name, url.Values{})
 	}
 	if err != nil {
 		writeError(w, r, err)
@@ -129,7 +130,7 @@ func (s *Server) kubeletTransport() *http.Transport {
 }
 
 // nodeLocation is the URL of path on the streaming endpoint of the pod's node.
-func (s *Server) nodeLocation(pod *corev1.Pod, path string, q url.Values) (*url.URL, error) {
+func (s *Server) nodeLocation(ctx context.Context, pod *corev1.Pod, path string, q url.Values) (*url.URL, error) {
 	if pod.Spec.NodeName == "" {
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("pod %s does not have a host assigned", pod.Name))
 	}
@@ -137,7 +138,7 @@ func (s *Server) nodeLocation(pod *corev1.Pod, path string, q url.Values) (*url.
 	if !ok {
 		return nil, apierrors.NewInternalError(fmt.Errorf("no nodes in the catalog"))
 	}
-	obj, err := s.reg.Get(context.Background(), k, "", pod.Spec.NodeName, registry.ReadOptions{ResourceVersion: "0"})
+	obj, err := s.reg.Get(ctx, k, "", pod.Spec.NodeName, registry.ReadOptions{ResourceVersion: "0"})
 	if err != nil {
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("node %s of pod %s: %v", pod.Spec.NodeName, pod.Name, err))
 	}
@@ -203,7 +204,7 @@ func containerStatus(pod *corev1.Pod, name string) *corev1.ContainerStatus {
 }
 
 // podLogLocation checks a pods/log request as Kubernetes does and makes its URL on the node.
-func (s *Server) podLogLocation(pod *corev1.Pod, q url.Values) (*url.URL, error) {
+func (s *Server) podLogLocation(ctx context.Context, pod *corev1.Pod, q url.Values) (*url.URL, error) {
 	c, err := container(pod, q.Get("container"))
 	if err != nil {
 		return nil, err
@@ -239,11 +240,11 @@ func (s *Server) podLogLocation(pod *corev1.Pod, q url.Values) (*url.URL, error)
 		}
 		out.Set("sinceTime", v)
 	}
-	return s.nodeLocation(pod, "/containerLogs/"+pod.Namespace+"/"+pod.Name+"/"+c.Name, out)
+	return s.nodeLocation(ctx, pod, "/containerLogs/"+pod.Namespace+"/"+pod.Name+"/"+c.Name, out)
 }
 
 // podCommandLocation checks a pods/exec or pods/attach request and makes its URL on the node.
-func (s *Server) podCommandLocation(pod *corev1.Pod, sub string, q url.Values) (*url.URL, error) {
+func (s *Server) podCommandLocation(ctx context.Context, pod *corev1.Pod, sub string, q url.Values) (*url.URL, error) {
 	c, err := container(pod, q.Get("container"))
 	if err != nil {
 		return nil, err
@@ -270,7 +271,7 @@ func (s *Server) podCommandLocation(pod *corev1.Pod, sub string, q url.Values) (
 	if out.Get("input") == "" && out.Get("output") == "" && out.Get("error") == "" {
 		return nil, apierrors.NewBadRequest("you must specify at least 1 of stdin, stdout, stderr")
 	}
-	return s.nodeLocation(pod, "/exec/"+pod.Namespace+"/"+pod.Name+"/"+c.Name, out)
+	return s.nodeLocation(ctx, pod, "/exec/"+pod.Namespace+"/"+pod.Name+"/"+c.Name, out)
 }
 
 // proxyLogs copies the node's log stream to the client, flushing as it goes (follow).
