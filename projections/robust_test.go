@@ -1,6 +1,7 @@
 package projections_test
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -53,5 +54,47 @@ func TestUndecodableEventIsReportedAndSkipped(t *testing.T) {
 	view, err := projections.At(ctx, l, kinds.Builtin(), bad)
 	if err != nil || view.Len() != 1 || view.Skipped() != 1 {
 		t.Fatalf("as of the bad message: %v, %d objects, %d skipped", err, view.Len(), view.Skipped())
+	}
+}
+
+// TestRetentionNeedsASnapshot: once retention has dropped the first events, a store cannot be
+// built from the log alone and says so (ErrGone) rather than serve an incomplete state; with a
+// snapshot taken before the drop it restarts.
+func TestRetentionNeedsASnapshot(t *testing.T) {
+	l := eventlogtest.Open(t, func(c *eventlog.Config) { c.MaxBytes = 256 << 10 })
+	live := projections.New(kinds.Builtin(), nil)
+	follow(t, l, live)
+	var last uint64
+	history(t, l, 60, 40, func(seq uint64) { last = seq })
+	if err := live.WaitFor(t.Context(), last); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := live.Snapshot(t.Context(), l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	history(t, l, 60, 41, func(seq uint64) { last = seq })
+	if first, _, _ := l.Bounds(t.Context()); first <= 1 || first > snap.Seq+1 {
+		t.Fatalf("the test needs retention to have dropped events before the snapshot only: first %d, snapshot %d", first, snap.Seq)
+	}
+	if err := projections.New(kinds.Builtin(), nil).Run(t.Context(), l); !errors.Is(err, eventlog.ErrGone) {
+		t.Fatalf("run from nothing: %v, want ErrGone", err)
+	}
+	if _, err := projections.At(t.Context(), l, kinds.Builtin(), snap.Seq-1); !errors.Is(err, eventlog.ErrGone) {
+		t.Fatalf("as of before the snapshot: %v, want ErrGone", err)
+	}
+	s := projections.New(kinds.Builtin(), nil)
+	if _, err := s.Restore(t.Context(), l); err != nil {
+		t.Fatal(err)
+	}
+	follow(t, l, s)
+	if err := s.WaitFor(t.Context(), last); err != nil {
+		t.Fatal(err)
+	}
+	if err := live.WaitFor(t.Context(), last); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := dump(live), dump(s); a != b {
+		t.Fatalf("restored store differs:\n%s", diffLines(a, b))
 	}
 }

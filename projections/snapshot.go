@@ -420,6 +420,9 @@ func At(ctx context.Context, l *eventlog.Log, catalog *kinds.Catalog, seq uint64
 	if _, err := s.restore(ctx, l, seq); err != nil {
 		return nil, err
 	}
+	if err := s.checkStart(ctx, l); err != nil {
+		return nil, err
+	}
 	if err := l.Replay(ctx, eventlog.Filter{}, s.Applied(), seq, func(r eventlog.Record) error {
 		s.Apply(r)
 		return nil

@@ -170,12 +170,32 @@ func (s *Store) WaitFor(ctx context.Context, seq uint64) error {
 
 // Run follows the log from the last applied sequence, applying every event, until ctx ends or
 // the log fails. To start from the latest snapshot rather than from the beginning, call Restore
-// first.
+// first. If the events after the applied sequence are no longer all in the log (retention
+// dropped them), Run returns eventlog.ErrGone rather than build an incomplete store.
 func (s *Store) Run(ctx context.Context, l *eventlog.Log) error {
+	if err := s.checkStart(ctx, l); err != nil {
+		return err
+	}
 	return l.Follow(ctx, eventlog.Filter{}, s.Applied(), func(r eventlog.Record) error {
 		s.Apply(r)
 		return nil
 	})
+}
+
+// checkStart returns eventlog.ErrGone if an empty store cannot be built from the log because
+// retention dropped its first events. (From a later sequence, the log itself checks.)
+func (s *Store) checkStart(ctx context.Context, l *eventlog.Log) error {
+	if s.Applied() != 0 {
+		return nil
+	}
+	first, _, err := l.Bounds(ctx)
+	if err != nil {
+		return fmt.Errorf("projections: %w", err)
+	}
+	if first > 1 {
+		return fmt.Errorf("%w: the log starts at %d and %s has no snapshot to start from", eventlog.ErrGone, first, s.name)
+	}
+	return nil
 }
 
 // Apply folds one record into the store. Records at or below the applied sequence are ignored,
