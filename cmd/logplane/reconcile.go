@@ -24,7 +24,9 @@ type reconcilerDeps struct {
 	store    *projections.Store
 	registry *registry.Registry
 	holder   string // this replica's name
-	logger   *slog.Logger
+	// nodeGrace is how long a node may go without renewing its lease before it is NotReady.
+	nodeGrace time.Duration
+	logger    *slog.Logger
 }
 
 // reconcilerSet builds one named set of reconcilers: the registrations to run on the engine, and
@@ -54,6 +56,7 @@ type reconcileFlags struct {
 	holder     string
 	partitions int
 	leaseTTL   time.Duration
+	nodeGrace  time.Duration
 }
 
 func (f *reconcileFlags) register(fs *pflag.FlagSet) {
@@ -65,6 +68,7 @@ func (f *reconcileFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.holder, "replica-name", fmt.Sprintf("%s-%d", host, os.Getpid()), "name of this replica among the reconcile processes sharing the work")
 	fs.IntVar(&f.partitions, "partitions", 64, "partitions the keys are spread over among replicas (the same in every replica)")
 	fs.DurationVar(&f.leaseTTL, "lease-ttl", 5*time.Second, "how long a dead replica's partitions stay claimed before the others take them over")
+	fs.DurationVar(&f.nodeGrace, "node-monitor-grace-period", 40*time.Second, "how long a node may go without renewing its lease before it is NotReady and its pods are marked")
 }
 
 func reconcileCommand() *cobra.Command {
@@ -107,7 +111,7 @@ func runReconcilers(ctx context.Context, l *eventlog.Log, store *projections.Sto
 		return err
 	}
 	e := engine.New(store, engine.Options{Leases: leases, Holder: rf.holder, Partitions: rf.partitions})
-	deps := reconcilerDeps{store: store, registry: reg, holder: rf.holder, logger: slog.Default()}
+	deps := reconcilerDeps{store: store, registry: reg, holder: rf.holder, nodeGrace: rf.nodeGrace, logger: slog.Default()}
 	g, ctx := errgroup.WithContext(ctx)
 	var names []string
 	for _, set := range reconcilerSets {

@@ -22,6 +22,7 @@ import (
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/garbagecollector"
 	"github.com/logplane/logplane/reconcilers/informer"
+	"github.com/logplane/logplane/reconcilers/nodelifecycle"
 	"github.com/logplane/logplane/reconcilers/replicaset"
 	"github.com/logplane/logplane/recorder"
 	"github.com/logplane/logplane/registry"
@@ -41,13 +42,16 @@ type Config struct {
 	BurstReplicas int
 	// Workers per reconciler. Default 4.
 	Workers int
+	// NodeGracePeriod a node may go without renewing its lease before it is NotReady. Default
+	// 40s.
+	NodeGracePeriod time.Duration
 	// Now is the clock. Default time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
 }
 
 // Names of the reconcilers, as Config.Only takes them.
-var Names = []string{replicaset.ReplicaSetName, replicaset.ReplicationControllerName, deployment.Name, garbagecollector.Name}
+var Names = []string{replicaset.ReplicaSetName, replicaset.ReplicationControllerName, deployment.Name, garbagecollector.Name, nodelifecycle.Name}
 
 // Set is the assembled reconcilers.
 type Set struct {
@@ -76,7 +80,7 @@ func New(cfg Config) (*Set, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Set{cfg: cfg}
-	keep := slices.Concat(replicaset.KeptResources, deployment.KeptResources)
+	keep := slices.Concat(replicaset.KeptResources, deployment.KeptResources, nodelifecycle.KeptResources)
 	s.index = informer.New(cfg.Logger, dedupe(keep)...)
 
 	on := func(name string) bool { return len(cfg.Only) == 0 || slices.Contains(cfg.Only, name) }
@@ -121,6 +125,23 @@ func New(cfg Config) (*Set, error) {
 			return nil, err
 		}
 		s.regs = append(s.regs, gc.Registrations()...)
+	}
+	if on(nodelifecycle.Name) {
+		nodeEvents, err := s.recorder(nodelifecycle.Name, "node-controller")
+		if err != nil {
+			return nil, err
+		}
+		evictions, err := s.recorder(nodelifecycle.Name, "taint-eviction-controller")
+		if err != nil {
+			return nil, err
+		}
+		nl, err := nodelifecycle.New(nodelifecycle.Config{Store: cfg.Store, Registry: cfg.Registry, Index: s.index,
+			GracePeriod: cfg.NodeGracePeriod, NodeEvents: nodeEvents, EvictionEvents: evictions,
+			Workers: cfg.Workers, Now: cfg.Now, Logger: cfg.Logger})
+		if err != nil {
+			return nil, err
+		}
+		s.regs = append(s.regs, nl.Registration())
 	}
 	s.stopIndex = s.index.Start(cfg.Store)
 	return s, nil
