@@ -14,6 +14,8 @@ import (
 // Record is one event as stored: its sequence (the resourceVersion of the revision it carries)
 // and the decoded envelope. A message that cannot be decoded gives a Record with Err set and
 // Event nil, so that readers can report it with its sequence and move on.
+// The event's strings and object bytes share the memory of the message they were read from:
+// they are read-only, like everything a Record holds.
 type Record struct {
 	Seq     uint64
 	Subject string
