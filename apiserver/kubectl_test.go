@@ -304,5 +304,6 @@ func TestKubectlTables(t *testing.T) {
 		t.Fatalf("--no-headers printed headers: %s", out)
 	}
 	// kubectl explain reads the OpenAPI v3 schemas.
-	must(t, s, "", []string{"KIND:", "Pod", "containers", "image"}, "explain", "pod.spec.containers")
+	must(t, s, "", []string{"KIND:", "Pod", "List of containers belonging to the pod", "image\t<string>"}, "explain", "pod.spec.containers")
+	must(t, s, "", []string{"replicas\t<integer>", "Number of desired pods"}, "explain", "deployment.spec")
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -41,12 +42,16 @@ func gvPath(gv schema.GroupVersion) string {
 func newOpenAPI(catalog *kinds.Catalog, tc managedfields.TypeConverter) (*openAPI, error) {
 	oa := &openAPI{docs: map[string][]byte{}, hash: map[string]string{}}
 	rootPaths := map[string]any{}
-	v2 := &docBuilder{v2: true, schemas: map[string]any{}, paths: map[string]any{}}
+	docs := map[string]map[string]string{}
+	for _, k := range catalog.All() {
+		collectDocs(reflect.TypeOf(k.New()), docs)
+	}
+	v2 := &docBuilder{v2: true, schemas: map[string]any{}, paths: map[string]any{}, docs: docs}
 	for _, gv := range catalog.GroupVersions() {
 		if err := v2.add(catalog, tc, gv); err != nil {
 			return nil, err
 		}
-		b3 := &docBuilder{schemas: map[string]any{}, paths: map[string]any{}}
+		b3 := &docBuilder{schemas: map[string]any{}, paths: map[string]any{}, docs: docs}
 		if err := b3.add(catalog, tc, gv); err != nil {
 			return nil, err
 		}
@@ -119,6 +124,7 @@ type docBuilder struct {
 	v2      bool
 	schemas map[string]any
 	paths   map[string]any
+	docs    map[string]map[string]string // OpenAPI type name → field (or "" for the type) → description
 }
 
 func (d *docBuilder) ref(name string) string {
@@ -240,7 +246,24 @@ func (d *docBuilder) addSchemas(s *smdschema.Schema, name string) {
 		return
 	}
 	out[name] = map[string]any{} // mark before recursing: types refer to themselves
-	out[name] = d.atomSchema(s, td.Atom)
+	sch := d.atomSchema(s, td.Atom)
+	if docs := d.docs[name]; docs != nil {
+		if desc := docs[""]; desc != "" {
+			sch["description"] = desc
+		}
+		if props, ok := sch["properties"].(map[string]any); ok {
+			for field, p := range props {
+				ps := p.(map[string]any)
+				if desc := docs[field]; desc != "" {
+					ps["description"] = desc
+				}
+				if format := docs[intFormatKey+field]; format != "" {
+					setInteger(ps, format)
+				}
+			}
+		}
+	}
+	out[name] = sch
 }
 
 func (d *docBuilder) typeRefSchema(s *smdschema.Schema, tr smdschema.TypeRef) map[string]any {
@@ -310,4 +333,97 @@ func (d *docBuilder) atomSchema(s *smdschema.Schema, a smdschema.Atom) map[strin
 		}
 	}
 	return map[string]any{"x-kubernetes-preserve-unknown-fields": true}
+}
+
+// openAPIName is the OpenAPI definition name of a Go type of the Kubernetes API:
+// k8s.io/api/core/v1.Pod is io.k8s.api.core.v1.Pod.
+func openAPIName(t reflect.Type) string {
+	pkg := t.PkgPath()
+	if rest, ok := strings.CutPrefix(pkg, "k8s.io/"); ok {
+		pkg = "io.k8s/" + rest
+	}
+	return strings.ReplaceAll(pkg, "/", ".") + "." + t.Name()
+}
+
+// collectDocs gathers the SwaggerDoc descriptions of t and of every type it contains; the
+// fields of inlined structs (TypeMeta) are described in their parent.
+func collectDocs(t reflect.Type, out map[string]map[string]string) {
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map || t.Kind() == reflect.Array {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct || t.Name() == "" {
+		return
+	}
+	name := openAPIName(t)
+	if _, done := out[name]; done {
+		return
+	}
+	docs := map[string]string{}
+	out[name] = docs
+	addDocs(t, docs)
+	for i := 0; i < t.NumField(); i++ {
+		collectDocs(t.Field(i).Type, out)
+	}
+}
+
+// intFormatKey prefixes, in a type's docs, the integer format of a field ("int32", "int64"):
+// structured-merge-diff schemas only say "numeric".
+const intFormatKey = "\x00int:"
+
+func setInteger(s map[string]any, format string) {
+	switch {
+	case s["type"] == "number":
+		s["type"], s["format"] = "integer", format
+	case s["type"] == "array":
+		if items, ok := s["items"].(map[string]any); ok && items["type"] == "number" {
+			items["type"], items["format"] = "integer", format
+		}
+	case s["type"] == "object":
+		if ap, ok := s["additionalProperties"].(map[string]any); ok && ap["type"] == "number" {
+			ap["type"], ap["format"] = "integer", format
+		}
+	}
+}
+
+func intFormat(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Int32, reflect.Uint32, reflect.Int16, reflect.Uint16, reflect.Int8, reflect.Uint8:
+		return "int32"
+	case reflect.Int, reflect.Int64, reflect.Uint, reflect.Uint64:
+		return "int64"
+	}
+	return ""
+}
+
+func addDocs(t reflect.Type, docs map[string]string) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if format := intFormat(f.Type); name != "" && name != "-" && format != "" {
+			docs[intFormatKey+name] = format
+		}
+	}
+	if d, ok := reflect.New(t).Elem().Interface().(interface{ SwaggerDoc() map[string]string }); ok {
+		for k, v := range d.SwaggerDoc() {
+			if _, set := docs[k]; !set {
+				docs[k] = v
+			}
+		}
+	}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if f.Anonymous && strings.Contains(f.Tag.Get("json"), "inline") && f.Type.Kind() == reflect.Struct {
+			inner := map[string]string{}
+			addDocs(f.Type, inner)
+			delete(inner, "")
+			for k, v := range inner {
+				if _, set := docs[k]; !set {
+					docs[k] = v
+				}
+			}
+		}
+	}
 }
