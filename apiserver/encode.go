@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"bytes"
+	"encoding/binary"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -38,6 +39,61 @@ type encoded struct {
 	protoOnce sync.Once
 	proto     []byte // the object's protobuf message, without the Unknown envelope
 	protoErr  error
+
+	framesMu sync.Mutex
+	frames   map[frameKey][]byte // whole watch events, framed, shared by every watcher
+}
+
+// frameKey names one framed watch event: its type and wire format.
+type frameKey struct {
+	typ   string
+	proto bool
+}
+
+// frame returns the watch event of type typ about this revision, framed for the wire (JSON:
+// one line; protobuf: length-prefixed), made once for every watcher that sends it.
+func (e *encoded) frame(typ string, proto bool, kind *kinds.Kind) ([]byte, error) {
+	k := frameKey{typ, proto}
+	e.framesMu.Lock()
+	defer e.framesMu.Unlock()
+	if b, ok := e.frames[k]; ok {
+		return b, nil
+	}
+	var b []byte
+	if proto {
+		raw, err := e.Proto()
+		if err != nil {
+			return nil, err
+		}
+		env, err := envelope(kind.GroupVersion().String(), kind.Kind, raw)
+		if err != nil {
+			return nil, err
+		}
+		ev := metav1.WatchEvent{Type: typ, Object: runtime.RawExtension{Raw: env}}
+		msg, err := ev.Marshal()
+		if err != nil {
+			return nil, err
+		}
+		b = make([]byte, 4, 4+len(msg))
+		binary.BigEndian.PutUint32(b, uint32(len(msg)))
+		b = append(b, msg...)
+	} else {
+		js, err := e.JSON()
+		if err != nil {
+			return nil, err
+		}
+		b = make([]byte, 0, len(js)+32)
+		b = append(b, `{"type":"`...)
+		b = append(b, typ...)
+		b = append(b, `","object":`...)
+		b = append(b, js...)
+		b = append(b, "}\n"...)
+	}
+	if e.frames == nil {
+		e.frames = map[frameKey][]byte{}
+	}
+	e.frames[k] = b
+	return b, nil
 }
 
 func newEncoded(o *projections.Object, rv uint64) *encoded { return &encoded{src: o, rv: rv} }

@@ -56,7 +56,7 @@ type Config struct {
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
 	// WatchCache is how many recent events the watch fan-out keeps in memory; watches from an
-	// older resourceVersion read the log first. Default 65536.
+	// older resourceVersion read the log first. Default 16384.
 	WatchCache int
 	// BookmarkInterval is how often watches that allow bookmarks get one. Default 10s.
 	BookmarkInterval time.Duration
@@ -107,7 +107,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.WatchCache <= 0 {
-		cfg.WatchCache = 1 << 16
+		cfg.WatchCache = 1 << 14
 	}
 	if cfg.BookmarkInterval <= 0 {
 		cfg.BookmarkInterval = 10 * time.Second

@@ -35,7 +35,7 @@ type hub struct {
 	s    *Server
 	size int
 
-	mu      sync.Mutex
+	mu      sync.RWMutex
 	base    uint64      // the hub holds every change with a sequence above base
 	entries []*hubEntry // in sequence order
 	notify  chan struct{}
@@ -105,8 +105,8 @@ func (h *hub) add(ch projections.Change) {
 // pos, fromLog with the base up to which the log must be read; or nothing and a channel closed
 // when something new arrives.
 func (h *hub) after(pos uint64, max int) (batch []*hubEntry, fromLog bool, base uint64, wait <-chan struct{}) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.mu.RLock()
+	defer h.mu.RUnlock()
 	if pos < h.base {
 		return nil, true, h.base, nil
 	}
@@ -120,8 +120,8 @@ func (h *hub) after(pos uint64, max int) (batch []*hubEntry, fromLog bool, base 
 
 // position is the sequence up to which the hub has every change.
 func (h *hub) position() uint64 {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.mu.RLock()
+	defer h.mu.RUnlock()
 	if n := len(h.entries); n > 0 {
 		return h.entries[n-1].seq
 	}
@@ -435,22 +435,14 @@ func (ww *watchWriter) send(typ watch.EventType, e *encoded) error {
 		t.Rows = []metav1.TableRow{row}
 		return ww.sendObject(typ, t)
 	}
-	if ww.out.media == mediaProtobuf {
-		raw, err := e.Proto()
-		if err != nil {
-			return ww.fail(err)
-		}
-		env, err := envelope(ww.k.GroupVersion().String(), ww.k.Kind, raw)
-		if err != nil {
-			return ww.fail(err)
-		}
-		return ww.writeProtoEvent(typ, env)
-	}
-	js, err := e.JSON()
+	b, err := e.frame(string(typ), ww.out.media == mediaProtobuf, ww.k)
 	if err != nil {
 		return ww.fail(err)
 	}
-	return ww.writeJSONEvent(typ, js)
+	if _, err := ww.w.Write(b); err != nil {
+		return errClientGone
+	}
+	return nil
 }
 
 func (ww *watchWriter) fail(err error) error {
