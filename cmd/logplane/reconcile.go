@@ -16,6 +16,7 @@ import (
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/engine"
+	"github.com/logplane/logplane/reconcilers/scheduler"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -38,7 +39,9 @@ type reconcilerSet struct {
 
 // reconcilerSets are every reconciler `logplane reconcile` can run, in order.
 var reconcilerSets = []reconcilerSet{
-	{name: "scheduler", build: buildScheduler},
+	{name: "scheduler", build: func(d reconcilerDeps) ([]engine.Registration, []func(context.Context) error, error) {
+		return scheduler.Build(d.registry, d.store, d.logger)
+	}},
 	{name: "workloads", build: buildWorkloads},
 	{name: "serviceaccounts", build: buildServiceAccounts},
 }

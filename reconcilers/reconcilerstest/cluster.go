@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -30,7 +29,6 @@ import (
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/scheduler"
 	"github.com/logplane/logplane/reconcilers/workloads"
-	"github.com/logplane/logplane/recorder"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -186,22 +184,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 // Scheduler builds the scheduler as `logplane reconcile` does: its registration and the loops to
 // run beside the engine.
 func Scheduler(reg *registry.Registry, store *projections.Store, logger *slog.Logger) ([]engine.Registration, []func(context.Context) error, error) {
-	w, err := scheduler.NewRegistryWriter(reg, "scheduler")
-	if err != nil {
-		return nil, nil, err
-	}
-	events, err := recorder.New(recorder.Config{
-		Registry: reg, Actor: registry.Reconciler("scheduler"),
-		Source: corev1.EventSource{Component: scheduler.DefaultName}, Queue: 1 << 15, Workers: 8, Logger: logger,
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	s, err := scheduler.New(scheduler.Config{Store: store, Writer: w, Events: events, Logger: logger})
-	if err != nil {
-		return nil, nil, err
-	}
-	return []engine.Registration{s.Registration()}, []func(context.Context) error{s.Run, events.Run}, nil
+	return scheduler.Build(reg, store, logger)
 }
 
 // LogURL is the URL at which other processes reach the log (Options.Listen).
