@@ -132,6 +132,8 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("eventlog: replicas must be 1 to 5, not %d", c.Replicas)
 	case c.MaxAge < 0 || c.MaxBytes < 0 || c.MaxObjectBytes < 0 || c.SnapshotsKept < 0:
 		return errors.New("eventlog: retention limits must not be negative")
+	case c.MaxAge > 0 && c.MaxAge < time.Second:
+		return fmt.Errorf("eventlog: MaxAge %v is under a second", c.MaxAge)
 	case c.Durability < GroupCommit || c.Durability > Lazy:
 		return fmt.Errorf("eventlog: unknown durability %d", c.Durability)
 	}

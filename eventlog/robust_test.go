@@ -302,3 +302,39 @@ func TestReadsLeaveNothingBehind(t *testing.T) {
 		t.Fatalf("%d consumers left on the stream, %v", n, err)
 	}
 }
+
+// TestRetentionByAge: events older than MaxAge go; what is left reads as usual.
+func TestRetentionByAge(t *testing.T) {
+	l := eventlogtest.Open(t, func(c *eventlog.Config) { c.MaxAge = time.Second })
+	ctx := t.Context()
+	for i := range 10 {
+		if _, err := l.Append(ctx, event(eventv1.ChangeType_CHANGE_TYPE_ADDED, "r", fmt.Sprintf("old-%d", i), "x"), eventlog.AnyRevision); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(1500 * time.Millisecond)
+	seq, err := l.Append(ctx, event(eventv1.ChangeType_CHANGE_TYPE_ADDED, "r", "new", "x"), eventlog.AnyRevision)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		first, _, err := l.Bounds(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first == seq {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("events older than a second still kept: first %d, newest %d", first, seq)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := l.Get(ctx, cmKey("r", "old-3")); !errors.Is(err, eventlog.ErrNotFound) {
+		t.Fatalf("an expired object: %v", err)
+	}
+	if r, err := l.Get(ctx, cmKey("r", "new")); err != nil || r.Seq != seq {
+		t.Fatalf("the new object: %v", err)
+	}
+}
