@@ -174,8 +174,13 @@ func (s *Store) readSnapshotLocked(r io.Reader) error {
 			frames <- batch
 		}
 		// Read to the end: the snapshot store checks the digest there, and nothing may follow.
-		if n, err := io.Copy(io.Discard, br); err != nil || n != 0 {
-			readErr <- fmt.Errorf("projections: snapshot end: %d bytes after the last object, %v", n, err)
+		n, err := io.Copy(io.Discard, br)
+		switch {
+		case err != nil:
+			readErr <- fmt.Errorf("projections: snapshot end: %w", err)
+			return
+		case n != 0:
+			readErr <- fmt.Errorf("projections: %d bytes after the last object of the snapshot", n)
 			return
 		}
 		readErr <- nil
