@@ -122,7 +122,8 @@ type decoded struct {
 }
 
 func (s *Store) readSnapshotLocked(r io.Reader) error {
-	br := bufio.NewReaderSize(s2.NewReader(r), 256<<10)
+	// The s2 reader buffers a block and reads bytes itself: no bufio copy in between.
+	br := s2.NewReader(r, s2.ReaderMaxBlockSize(4<<20))
 	var head snapshotv1.SnapshotTaken
 	if err := protodelim.UnmarshalFrom(br, &head); err != nil {
 		return fmt.Errorf("projections: reading snapshot header: %w", err)
