@@ -169,15 +169,13 @@ func Start(t testing.TB, opts Options) *Cluster {
 			}
 		})
 	}
-	c.Nodes = newNodes(c.Store, c.Registry, logger, opts.NodeOptions)
+	c.Nodes = newNodes(ctx, c.Store, c.Registry, logger, filepath.Join(dir, "nodes"), opts.NodeOptions)
+	stops = append(stops, c.Nodes.wait)
 	if opts.Nodes > 0 {
 		if err := c.Nodes.Add(ctx, opts.Nodes); err != nil {
 			t.Fatalf("reconcilerstest: %v", err)
 		}
 	}
-	done := make(chan struct{})
-	go func() { c.Nodes.run(ctx); close(done) }()
-	stops = append(stops, func() { <-done })
 	return c
 }
 
