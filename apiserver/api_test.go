@@ -11,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -356,3 +357,44 @@ func TestHistoryTimeTravelAudit(t *testing.T) {
 }
 
 func ptrTrue() *bool { b := true; return &b }
+
+func TestBindingEvictionAndYAML(t *testing.T) {
+	s := apiservertest.Start(t, apiservertest.Options{})
+	cs := kubernetes.NewForConfigOrDie(s.Config)
+	ctx := t.Context()
+	if _, err := cs.CoreV1().Pods("default").Create(ctx, pod("bound"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	b := &corev1.Binding{ObjectMeta: metav1.ObjectMeta{Name: "bound"}, Target: corev1.ObjectReference{Kind: "Node", Name: "node-1"}}
+	if err := cs.CoreV1().Pods("default").Bind(ctx, b, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := cs.CoreV1().Pods("default").Get(ctx, "bound", metav1.GetOptions{})
+	if err != nil || p.Spec.NodeName != "node-1" || len(p.Status.Conditions) == 0 || p.Status.Conditions[0].Type != corev1.PodScheduled {
+		t.Fatalf("bound pod: %v %+v", err, p)
+	}
+	if err := cs.CoreV1().Pods("default").Bind(ctx, b, metav1.CreateOptions{}); !apierrors.IsConflict(err) {
+		t.Fatalf("second binding: %v", err)
+	}
+	// Evicting a pod on a node deletes it gracefully: it stays, terminating, for its node agent.
+	if err := cs.CoreV1().Pods("default").EvictV1(ctx, &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: "bound"}}); err != nil {
+		t.Fatal(err)
+	}
+	p, err = cs.CoreV1().Pods("default").Get(ctx, "bound", metav1.GetOptions{})
+	if err != nil || p.DeletionTimestamp == nil {
+		t.Fatalf("evicted pod: %v %+v", err, p)
+	}
+	code, body := raw(t, s.Config, "GET", "/api/v1/namespaces/default/pods/bound", map[string]string{"Accept": "application/yaml"}, "")
+	if code != 200 || !strings.Contains(string(body), "nodeName: node-1") || !strings.Contains(string(body), "kind: Pod") {
+		t.Fatalf("yaml: %d %s", code, body)
+	}
+	code, body = raw(t, s.Config, "POST", "/api/v1/namespaces/default/configmaps", map[string]string{"Content-Type": "application/yaml"},
+		"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  a: b\n")
+	if code != 201 {
+		t.Fatalf("yaml create: %d %s", code, body)
+	}
+	code, _ = raw(t, s.Config, "GET", "/api/v1/namespaces/default/configmaps", map[string]string{"Accept": "text/html"}, "")
+	if code != http.StatusNotAcceptable {
+		t.Fatalf("unacceptable type: %d", code)
+	}
+}
