@@ -254,6 +254,7 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, info request
 	for {
 		batch, fromLog, base, wait := s.hub.after(pos, 512)
 		if fromLog {
+			r := replay{s: s, k: k, q: q, from: pos, prev: map[eventlog.Key]*projections.Object{}}
 			err := s.reg.Scan(ctx, pos, base, func(rec eventlog.Record) error {
 				pos = rec.Seq
 				if rec.Err != nil {
@@ -263,18 +264,15 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, info request
 				if key.Group != gr.Group || key.Resource != gr.Resource {
 					return nil
 				}
-				o := registry.ObjectOf(k, rec)
-				if !matches(o, q) {
+				e, err := r.entry(ctx, key, rec)
+				if err != nil {
+					return err
+				}
+				typ, ok := e.eventFor(q)
+				if !ok {
 					return nil
 				}
-				typ := watch.Modified
-				switch rec.Event.GetType() {
-				case eventv1.ChangeType_CHANGE_TYPE_ADDED:
-					typ = watch.Added
-				case eventv1.ChangeType_CHANGE_TYPE_DELETED:
-					typ = watch.Deleted
-				}
-				return ww.send(typ, newEncoded(o, rec.Seq))
+				return ww.send(typ, e.enc)
 			})
 			if err != nil {
 				if ctx.Err() == nil && !errors.Is(err, errClientGone) {
@@ -318,6 +316,46 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, info request
 			}
 		}
 	}
+}
+
+// replay turns log records into hub entries for a watcher reading the log, with the revision
+// each one replaced, so that selectors see objects start and stop matching as they do on the hub.
+type replay struct {
+	s    *Server
+	k    *kinds.Kind
+	q    registry.Query
+	from uint64
+	prev map[eventlog.Key]*projections.Object // the last revision of each key seen so far
+}
+
+func (r *replay) entry(ctx context.Context, key eventlog.Key, rec eventlog.Record) (*hubEntry, error) {
+	o := registry.ObjectOf(r.k, rec)
+	e := &hubEntry{seq: rec.Seq, typ: rec.Event.GetType(), cur: o, enc: newEncoded(o, rec.Seq)}
+	if e.typ == eventv1.ChangeType_CHANGE_TYPE_MODIFIED {
+		old, seen := r.prev[key]
+		if !seen && r.selective() {
+			// The revision current when the watch started.
+			if at, err := r.s.log.At(ctx, key, r.from); err == nil {
+				old = registry.ObjectOf(r.k, at)
+			} else if !errors.Is(err, eventlog.ErrNotFound) {
+				return nil, err
+			}
+		}
+		e.old = old
+		if old == nil && !r.selective() {
+			e.old = o // no selector: what matters is only that it is a modification
+		}
+	}
+	if e.typ == eventv1.ChangeType_CHANGE_TYPE_DELETED {
+		delete(r.prev, key)
+	} else {
+		r.prev[key] = o
+	}
+	return e, nil
+}
+
+func (r *replay) selective() bool {
+	return (r.q.Labels != nil && !r.q.Labels.Empty()) || (r.q.Fields != nil && !r.q.Fields.Empty())
 }
 
 // waitHub waits for the hub to reach pos, at most the registry's read timeout.

@@ -110,3 +110,54 @@ func TestDryRunDeleteCollectionMetrics(t *testing.T) {
 		t.Fatalf("metrics: %d\n%s", code, m)
 	}
 }
+
+// TestWatchReplayWithSelector resumes a selective watch from before a restart: the events come
+// from the log, and an object that stopped matching is DELETED for the watcher, as from the hub.
+func TestWatchReplayWithSelector(t *testing.T) {
+	dir := t.TempDir()
+	s1 := apiservertest.Start(t, apiservertest.Options{DataDir: dir})
+	cs := kubernetes.NewForConfigOrDie(s1.Config)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	mk := func(name, w string) *corev1.ConfigMap {
+		return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"w": w}}}
+	}
+	first, err := cs.CoreV1().ConfigMaps("default").Create(ctx, mk("stays", "1"), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, mk("leaves", "1"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rv := first.ResourceVersion
+	if _, err := cs.CoreV1().ConfigMaps("default").Update(ctx, mk("leaves", "0"), metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	changed := mk("stays", "1")
+	changed.Data = map[string]string{"changed": "yes"}
+	if _, err := cs.CoreV1().ConfigMaps("default").Update(ctx, changed, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, mk("other", "0"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s1.Stop()
+	s2 := apiservertest.Start(t, apiservertest.Options{DataDir: dir})
+	w, err := kubernetes.NewForConfigOrDie(s2.Config).CoreV1().ConfigMaps("default").Watch(ctx, metav1.ListOptions{ResourceVersion: rv, LabelSelector: "w=1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	var got []string
+	for len(got) < 3 {
+		select {
+		case ev := <-w.ResultChan():
+			got = append(got, fmt.Sprintf("%s %s", ev.Type, ev.Object.(*corev1.ConfigMap).Name))
+		case <-ctx.Done():
+			t.Fatalf("events %v", got)
+		}
+	}
+	if fmt.Sprint(got) != "[ADDED leaves DELETED leaves MODIFIED stays]" {
+		t.Fatalf("replayed events %v", got)
+	}
+}
