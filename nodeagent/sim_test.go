@@ -14,7 +14,10 @@ import (
 	"github.com/logplane/logplane/apiserver/apiservertest"
 	"github.com/logplane/logplane/dataplane/runtimeapi"
 	"github.com/logplane/logplane/dataplane/sim"
+	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/nodeagent"
+	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
+	"github.com/logplane/logplane/registry"
 )
 
 // startFleet runs n simulated nodes against the cluster's API server
@@ -145,6 +148,28 @@ func TestSimPodLifecycle(t *testing.T) {
 	}
 	c.must("", []string{"web", "Running", "10.244.1.", "sim-1"}, "get", "pods", "-o", "wide")
 	c.must("", []string{"Node:", "sim-1/127.0.0.1", "Status:", "Running", "Started", "Started container main", "kubelet"}, "describe", "pod", "web")
+
+	// Status writes are status-only events by the node, caused by the pod revision acted on;
+	// the agent never writes the spec.
+	hist, err := c.api.Log.History(t.Context(), eventlog.Key{Resource: "pods", Namespace: "default", Name: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs := map[uint64]bool{}
+	statuses := 0
+	for _, rec := range hist {
+		ev := rec.Event
+		if ev.GetActor().GetKind() == eventv1.ActorKind_ACTOR_KIND_NODE {
+			if ev.GetActor().GetName() != "sim-1" || ev.GetReason() != registry.ReasonStatus || !seqs[ev.GetCause()] {
+				t.Errorf("event %d by node: actor %v reason %q cause %d (earlier revisions %v)", rec.Seq, ev.GetActor(), ev.GetReason(), ev.GetCause(), seqs)
+			}
+			statuses++
+		}
+		seqs[rec.Seq] = true
+	}
+	if statuses == 0 {
+		t.Errorf("no status written by the node in %d events", len(hist))
+	}
 
 	// A pod on no node of this fleet is left alone.
 	if _, err := c.client.CoreV1().Pods("default").Create(t.Context(), podOn("elsewhere", "other-node", "x"), metav1.CreateOptions{}); err != nil {
