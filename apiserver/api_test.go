@@ -2,6 +2,7 @@ package apiserver_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -236,10 +237,24 @@ func TestPagingAndSelectors(t *testing.T) {
 	}
 	var names []string
 	opts := metav1.ListOptions{Limit: 3, LabelSelector: "parity!=odd"}
+	listRV := ""
 	for pages := 0; ; pages++ {
 		l, err := cs.CoreV1().ConfigMaps("default").List(ctx, opts)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if listRV == "" {
+			listRV = l.ResourceVersion
+			// Changes after the first page do not show in the next ones.
+			extra := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cm-5a", Labels: map[string]string{"parity": "even"}}}
+			if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, extra, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if err := cs.CoreV1().ConfigMaps("default").Delete(ctx, "cm-6", metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		} else if l.ResourceVersion != listRV {
+			t.Fatalf("page at %s, first page at %s", l.ResourceVersion, listRV)
 		}
 		for _, cm := range l.Items {
 			names = append(names, cm.Name)
@@ -254,6 +269,11 @@ func TestPagingAndSelectors(t *testing.T) {
 	}
 	if fmt.Sprint(names) != "[cm-0 cm-2 cm-4 cm-6]" {
 		t.Fatalf("paged list: %v", names)
+	}
+	// A continue token the server does not know (expired, or from another server) is 410.
+	forged := base64.RawURLEncoding.EncodeToString([]byte(`{"id":"nope","rv":1,"n":"cm-0"}`))
+	if _, err := cs.CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{Limit: 3, Continue: forged}); !apierrors.IsResourceExpired(err) {
+		t.Fatalf("unknown continue token: %v", err)
 	}
 	l, err := cs.CoreV1().ConfigMaps("").List(ctx, metav1.ListOptions{FieldSelector: "metadata.name=cm-3,metadata.namespace=default"})
 	if err != nil || len(l.Items) != 1 || l.Items[0].Name != "cm-3" {

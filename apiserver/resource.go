@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -198,9 +200,10 @@ func listQuery(r *http.Request, info requestInfo) (registry.Query, error) {
 	return q, nil
 }
 
-// continueToken is what a list's continue value carries: the resourceVersion of the first page
-// and the last key returned.
+// continueToken is what a list's continue value carries: the snapshot the pages are cut from,
+// its resourceVersion, and the last key returned.
 type continueToken struct {
+	ID        string `json:"id"`
 	RV        uint64 `json:"rv"`
 	Namespace string `json:"ns,omitempty"`
 	Name      string `json:"n"`
@@ -217,10 +220,60 @@ func decodeContinue(s string) (continueToken, error) {
 	if err == nil {
 		err = json.Unmarshal(b, &t)
 	}
-	if err != nil || t.Name == "" {
+	if err != nil || t.Name == "" || t.ID == "" {
 		return t, apierrors.NewBadRequest("invalid continue token")
 	}
 	return t, nil
+}
+
+// pageSnapshots keep the result of a paged list, so that every page of it comes from the same
+// state (objects are immutable revisions: a snapshot is a slice of pointers). A continue token
+// whose snapshot expired (or that another server made) is 410 Gone, as on Kubernetes, and
+// clients start the list again.
+type pageSnapshots struct {
+	mu    sync.Mutex
+	m     map[string]*pageSnapshot
+	order []string
+}
+
+type pageSnapshot struct {
+	objs    []*projections.Object
+	rv      uint64
+	created time.Time
+}
+
+const (
+	pageSnapshotTTL = 5 * time.Minute
+	maxSnapshots    = 512
+)
+
+func (p *pageSnapshots) put(objs []*projections.Object, rv uint64) string {
+	var b [12]byte
+	_, _ = rand.Read(b[:]) // crypto/rand does not fail
+	id := base64.RawURLEncoding.EncodeToString(b[:])
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = map[string]*pageSnapshot{}
+	}
+	now := time.Now()
+	for len(p.order) > 0 && (len(p.order) >= maxSnapshots || now.Sub(p.m[p.order[0]].created) > pageSnapshotTTL) {
+		delete(p.m, p.order[0])
+		p.order = p.order[1:]
+	}
+	p.m[id] = &pageSnapshot{objs: objs, rv: rv, created: now}
+	p.order = append(p.order, id)
+	return id
+}
+
+func (p *pageSnapshots) get(id string) (*pageSnapshot, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	sn, ok := p.m[id]
+	if !ok || time.Since(sn.created) > pageSnapshotTTL {
+		return nil, false
+	}
+	return sn, true
 }
 
 func (s *Server) serveList(w http.ResponseWriter, r *http.Request, info requestInfo, out output) {
@@ -244,6 +297,9 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request, info requestI
 		}
 	}
 	var cont *continueToken
+	var objs []*projections.Object
+	var rv uint64
+	snapshot := ""
 	if c := params.Get("continue"); c != "" {
 		t, err := decodeContinue(c)
 		if err != nil {
@@ -254,16 +310,20 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request, info requestI
 			writeError(w, r, apierrors.NewBadRequest("specifying resource version is not allowed when using continue"))
 			return
 		}
-		cont = &t
-		opts.ResourceVersion = "0"
-	}
-	objs, rv, err := s.reg.List(r.Context(), info.kind, q, opts)
-	if err != nil {
-		writeError(w, r, err)
-		return
+		sn, ok := s.pages.get(t.ID)
+		if !ok {
+			writeError(w, r, apierrors.NewResourceExpired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter."))
+			return
+		}
+		cont, objs, rv, snapshot = &t, sn.objs, sn.rv, t.ID
+	} else {
+		objs, rv, err = s.reg.List(r.Context(), info.kind, q, opts)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
 	}
 	if cont != nil {
-		rv = cont.RV
 		i, _ := slices.BinarySearchFunc(objs, *cont, func(o *projections.Object, t continueToken) int {
 			if c := strings.Compare(o.Key.Namespace, t.Namespace); c != 0 {
 				return c
@@ -282,7 +342,10 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request, info requestI
 	if limit > 0 && int64(len(objs)) > limit {
 		last := objs[limit-1]
 		rest := int64(len(objs)) - limit
-		lm.Continue = encodeContinue(continueToken{RV: rv, Namespace: last.Key.Namespace, Name: last.Key.Name})
+		if snapshot == "" {
+			snapshot = s.pages.put(objs[limit:], rv)
+		}
+		lm.Continue = encodeContinue(continueToken{ID: snapshot, RV: rv, Namespace: last.Key.Namespace, Name: last.Key.Name})
 		lm.RemainingItemCount = &rest
 		objs = objs[:limit]
 	}

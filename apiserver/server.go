@@ -83,6 +83,7 @@ type Server struct {
 	openapi  *openAPI
 	nsKick   chan struct{}
 	watching atomic.Int64
+	pages    pageSnapshots
 	// stopping is closed when Serve starts shutting down: watches end cleanly, after the
 	// server stopped taking connections, so that clients resume them from where they were.
 	stopping     chan struct{}
