@@ -255,7 +255,7 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, info request
 		batch, fromLog, base, wait := s.hub.after(pos, 512)
 		if fromLog {
 			r := replay{s: s, k: k, q: q, from: pos, prev: map[eventlog.Key]*projections.Object{}}
-			err := s.reg.Scan(ctx, pos, base, func(rec eventlog.Record) error {
+			err := s.reg.ScanFiltered(ctx, eventlog.Filter{Group: gr.Group, Resource: gr.Resource, Namespace: q.Namespace}, pos, base, func(rec eventlog.Record) error {
 				pos = rec.Seq
 				if rec.Err != nil {
 					return nil

@@ -193,7 +193,7 @@ func (r *Registry) listAt(ctx context.Context, k *kinds.Kind, q Query, seq uint6
 	}
 	live := map[eventlog.Key]*projections.Object{}
 	gr := k.GroupResource()
-	err := r.Scan(ctx, 0, seq, func(rec eventlog.Record) error {
+	err := r.ScanFiltered(ctx, eventlog.Filter{Group: gr.Group, Resource: gr.Resource, Namespace: q.Namespace}, 0, seq, func(rec eventlog.Record) error {
 		if rec.Err != nil {
 			return nil
 		}
@@ -246,23 +246,18 @@ var errStop = errors.New("registry: stop")
 // Scan calls fn for every event after sequence from up to and including until (clamped to the
 // last sequence in the log), in order. ErrGone (410) if from is older than retention kept.
 func (r *Registry) Scan(ctx context.Context, from, until uint64, fn func(eventlog.Record) error) error {
-	_, last, err := r.log.Bounds(ctx)
-	if err != nil {
-		return err
-	}
-	until = min(until, last)
-	if until <= from {
+	return r.ScanFiltered(ctx, eventlog.Filter{}, from, until, fn)
+}
+
+// ScanFiltered is Scan for the events of one resource (and namespace) only.
+func (r *Registry) ScanFiltered(ctx context.Context, f eventlog.Filter, from, until uint64, fn func(eventlog.Record) error) error {
+	if until == 0 {
 		return nil
 	}
-	err = r.log.Follow(ctx, eventlog.Filter{}, from, func(rec eventlog.Record) error {
-		if err := fn(rec); err != nil {
-			return err
-		}
-		if rec.Seq >= until {
-			return errStop
-		}
-		return nil
-	})
+	if until == ^uint64(0) {
+		until = 0 // Replay: up to the last sequence
+	}
+	err := r.log.Replay(ctx, f, from, until, fn)
 	if errors.Is(err, errStop) {
 		return nil
 	}
@@ -310,7 +305,8 @@ type AuditQuery struct {
 // Audit returns the events matching q, oldest first.
 func (r *Registry) Audit(ctx context.Context, q AuditQuery) ([]eventlog.Record, error) {
 	var out []eventlog.Record
-	err := r.Scan(ctx, 0, ^uint64(0), func(rec eventlog.Record) error {
+	f := eventlog.Filter{Group: q.Resource.Group, Resource: q.Resource.Resource, Namespace: q.Namespace}
+	err := r.ScanFiltered(ctx, f, 0, ^uint64(0), func(rec eventlog.Record) error {
 		if rec.Err != nil || rec.Stored.Before(q.Since) {
 			return nil
 		}

@@ -41,6 +41,7 @@ type objectLog interface {
 	History(ctx context.Context, key eventlog.Key) ([]eventlog.Record, error)
 	At(ctx context.Context, key eventlog.Key, seq uint64) (eventlog.Record, error)
 	Follow(ctx context.Context, f eventlog.Filter, after uint64, fn func(eventlog.Record) error) error
+	Replay(ctx context.Context, f eventlog.Filter, after, upTo uint64, fn func(eventlog.Record) error) error
 	Bounds(ctx context.Context) (first, last uint64, err error)
 }
 
