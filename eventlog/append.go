@@ -8,7 +8,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
 )
@@ -42,10 +41,10 @@ func (l *Log) Append(ctx context.Context, ev *eventv1.ObjectChanged, expect uint
 	if ev.GetType() > eventv1.ChangeType_CHANGE_TYPE_DELETED {
 		return 0, fmt.Errorf("%w: %s: unknown event type %d", ErrInvalid, key, ev.GetType())
 	}
-	data, err := proto.Marshal(ev)
-	if err != nil {
-		return 0, fmt.Errorf("eventlog: encoding event for %s: %w", key, err)
+	if err := validStrings(ev); err != nil {
+		return 0, fmt.Errorf("%w: %s: %v", ErrInvalid, key, err)
 	}
+	data := AppendEvent(make([]byte, 0, len(ev.GetObject())+512), ev)
 	if len(data)+envelopeHeadroom > l.maxPayload {
 		return 0, fmt.Errorf("%w: %s is %d bytes, the server takes at most %d",
 			ErrTooLarge, key, len(data), l.maxPayload-envelopeHeadroom)

@@ -101,6 +101,26 @@ func AppendEvent(b []byte, ev *eventv1.ObjectChanged) []byte {
 	return b
 }
 
+// validStrings checks what proto.Marshal checks and AppendEvent does not: that every string is
+// UTF-8, as proto3 requires (readers would refuse the event otherwise).
+func validStrings(ev *eventv1.ObjectChanged) error {
+	r, a := ev.GetRef(), ev.GetActor()
+	for _, s := range [...]string{ev.GetReason(), a.GetName(), r.GetGroup(), r.GetVersion(), r.GetKind(),
+		r.GetResource(), r.GetNamespace(), r.GetName(), r.GetUid()} {
+		if !utf8.ValidString(s) {
+			return fmt.Errorf("a string that is not UTF-8: %q", s)
+		}
+	}
+	for _, m := range [...]map[string]string{ev.GetLabels(), ev.GetFields()} {
+		for k, v := range m {
+			if !utf8.ValidString(k) || !utf8.ValidString(v) {
+				return fmt.Errorf("a label or field that is not UTF-8: %q=%q", k, v)
+			}
+		}
+	}
+	return nil
+}
+
 func sizeString(num protowire.Number, s string) int {
 	if s == "" {
 		return 0

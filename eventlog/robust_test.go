@@ -338,3 +338,23 @@ func TestRetentionByAge(t *testing.T) {
 		t.Fatalf("the new object: %v", err)
 	}
 }
+
+// TestAppendRefusesWhatReadersCannotRead: an event without a type, or with a string that is not
+// UTF-8 (proto3 readers refuse it), is not written.
+func TestAppendRefusesWhatReadersCannotRead(t *testing.T) {
+	l := eventlogtest.Open(t)
+	ctx := t.Context()
+	noType := event(eventv1.ChangeType_CHANGE_TYPE_ADDED, "x", "a", "{}")
+	noType.Type = eventv1.ChangeType_CHANGE_TYPE_UNSPECIFIED
+	badName := event(eventv1.ChangeType_CHANGE_TYPE_ADDED, "x", "bad-\xff", "{}")
+	badLabel := event(eventv1.ChangeType_CHANGE_TYPE_ADDED, "x", "b", "{}")
+	badLabel.Labels = map[string]string{"app": "\xfe"}
+	for _, ev := range []*eventv1.ObjectChanged{noType, badName, badLabel} {
+		if _, err := l.Append(ctx, ev, eventlog.AnyRevision); !errors.Is(err, eventlog.ErrInvalid) {
+			t.Fatalf("append of %v: %v, want ErrInvalid", ev.Ref, err)
+		}
+	}
+	if _, last, _ := l.Bounds(ctx); last != 0 {
+		t.Fatalf("%d events written", last)
+	}
+}
