@@ -139,8 +139,9 @@ func (a *Agent) renewLease(ctx context.Context) error {
 func (a *Agent) writeNodeStatus(ctx context.Context, force bool) error {
 	now := a.cfg.Clock.Now()
 	st := a.nodeStatus(ctx, false)
-	if !force && now.Sub(a.node.lastHeartbeat) < a.cfg.StatusInterval && sameConditions(st.Conditions, a.node.conditions) {
-		return nil
+	if !force && now.Sub(a.node.lastHeartbeat) < a.cfg.StatusInterval && sameConditions(st.Conditions, a.node.conditions) &&
+		sameConditions(st.Conditions, a.storedConditions()) {
+		return nil // nothing changed, here or in the log (the node lifecycle reconciler may have marked it Unknown)
 	}
 	_, err := a.reg.Modify(ctx, a.kinds.node, "", a.cfg.NodeName, a.req(), registry.UpdateOptions{Subresource: "status"}, func(cur runtime.Object) (runtime.Object, error) {
 		n, ok := cur.(*corev1.Node)
@@ -167,6 +168,15 @@ func (a *Agent) writeNodeStatus(ctx context.Context, force bool) error {
 	}
 	a.node.conditions, a.node.lastHeartbeat = st.Conditions, now
 	return nil
+}
+
+// storedConditions are the Node's conditions in the projection (nil if it has none).
+func (a *Agent) storedConditions() []corev1.NodeCondition {
+	n, err := get[*corev1.Node](a, a.kinds.node, "", a.cfg.NodeName)
+	if err != nil {
+		return nil
+	}
+	return n.Status.Conditions
 }
 
 // sameConditions compares conditions without their times.

@@ -98,6 +98,18 @@ func TestSimNodesRegisterAndHeartbeat(t *testing.T) {
 		t.Errorf("addresses %v", n.Status.Addresses)
 	}
 
+	// A node marked Unknown (as the node lifecycle reconciler does when leases stop) while its
+	// agent runs is set Ready again at the next heartbeat.
+	for i := range n.Status.Conditions {
+		if n.Status.Conditions[i].Type == corev1.NodeReady {
+			n.Status.Conditions[i].Status, n.Status.Conditions[i].Reason = corev1.ConditionUnknown, "NodeStatusUnknown"
+		}
+	}
+	if _, err := c.client.CoreV1().Nodes().UpdateStatus(t.Context(), n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.eventually(10*time.Second, []string{"sim-1   Ready"}, "get", "node", "sim-1")
+
 	// The Lease is renewed.
 	lease := func() *coordinationv1.Lease {
 		l, err := c.client.CoordinationV1().Leases("kube-node-lease").Get(t.Context(), "sim-2", metav1.GetOptions{})
