@@ -255,14 +255,14 @@ func (s *Server) podCommandLocation(ctx context.Context, pod *corev1.Pod, sub st
 	if cs := containerStatus(pod, c.Name); cs == nil || cs.State.Running == nil {
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("container %s is not running in pod %s", c.Name, pod.Name))
 	}
-	if sub == "attach" {
-		return nil, apierrors.NewBadRequest("logplane node agents do not support attach; use exec")
+	out := url.Values{}
+	if sub == "exec" {
+		cmd := q["command"]
+		if len(cmd) == 0 {
+			return nil, apierrors.NewBadRequest("you must specify at least one command for the container")
+		}
+		out["command"] = cmd
 	}
-	cmd := q["command"]
-	if len(cmd) == 0 {
-		return nil, apierrors.NewBadRequest("you must specify at least one command for the container")
-	}
-	out := url.Values{"command": cmd}
 	for from, to := range map[string]string{"stdin": "input", "stdout": "output", "stderr": "error", "tty": "tty"} {
 		if isTrue(q.Get(from)) {
 			out.Set(to, "1")
@@ -271,7 +271,7 @@ func (s *Server) podCommandLocation(ctx context.Context, pod *corev1.Pod, sub st
 	if out.Get("input") == "" && out.Get("output") == "" && out.Get("error") == "" {
 		return nil, apierrors.NewBadRequest("you must specify at least 1 of stdin, stdout, stderr")
 	}
-	return s.nodeLocation(ctx, pod, "/exec/"+pod.Namespace+"/"+pod.Name+"/"+c.Name, out)
+	return s.nodeLocation(ctx, pod, "/"+sub+"/"+pod.Namespace+"/"+pod.Name+"/"+c.Name, out)
 }
 
 // proxyLogs copies the node's log stream to the client, flushing as it goes (follow).

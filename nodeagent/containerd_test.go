@@ -206,6 +206,31 @@ spec:
 		}
 	}
 
+	// attach: kubectl run -i (stdin once, then the pod is removed), kubectl attach, run -it.
+	for _, spdy := range []bool{false, true} {
+		var env []string
+		if spdy {
+			env = append(env, "KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false")
+		}
+		name := fmt.Sprintf("reader-%v", spdy)
+		out := r.kubectlEnv(env, "hello attach\n", "run", "-i", "--rm", "--restart=Never", name, "--image="+r.env.Busybox,
+			"--", "sh", "-c", `read line; echo "got $line"`)
+		if !strings.Contains(out, "got hello attach") || !strings.Contains(out, `pod "`+name+`" deleted`) {
+			t.Errorf("run -i --rm (spdy %v): %q", spdy, out)
+		}
+	}
+	r.attachOutput(t, "counter")
+	if _, err := exec.LookPath("script"); err == nil {
+		cmd := exec.CommandContext(t.Context(), "script", "-qec",
+			fmt.Sprintf("%s --kubeconfig %s run -it --rm --restart=Never shell --image=%s -- sh", kubectlBin, r.api.Kubeconfig, r.env.Busybox), "/dev/null")
+		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+		cmd.Stdin = strings.NewReader("tty; echo shell-ok\nexit\n")
+		b, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(b), "/dev/pts/") || !strings.Contains(string(b), "shell-ok") {
+			t.Errorf("run -it: %v %q", err, b)
+		}
+	}
+
 	// port-forward, over WebSocket and SPDY.
 	for _, spdy := range []bool{false, true} {
 		var env []string
@@ -313,6 +338,36 @@ func (r *realCluster) followLogs(t *testing.T, pod string) {
 		if l != fmt.Sprintf("line %d", first+i) {
 			t.Fatalf("logs -f: %q", lines)
 		}
+	}
+}
+
+// attachOutput checks that kubectl attach streams a running container's output.
+func (r *realCluster) attachOutput(t *testing.T, pod string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, kubectlBin, "--kubeconfig", r.api.Kubeconfig, "attach", pod)
+	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cancel()
+		_ = cmd.Wait() // killed by cancel
+	}()
+	sc := bufio.NewScanner(stdout)
+	var lines []string
+	for len(lines) < 3 && sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "line ") {
+			lines = append(lines, sc.Text())
+		}
+	}
+	if len(lines) < 3 {
+		t.Fatalf("attach: only %q (%v)", lines, sc.Err())
 	}
 }
 

@@ -47,13 +47,14 @@ var remoteCommandProtocols = []string{
 }
 
 // Server is a node's streaming endpoint, like the kubelet's: container logs,
-// exec and port-forward of the pods of the agents it serves (one agent, or a
+// exec, attach and port-forward of the pods of the agents it serves (one agent, or a
 // Fleet's). It serves HTTPS only to clients with a certificate of the
 // cluster CA in group APIServerGroup (the API server).
 //
 // Paths: GET /containerLogs/{namespace}/{pod}/{container} (follow, previous,
 // tailLines, sinceSeconds, sinceTime, timestamps, limitBytes);
 // /exec/{namespace}/{pod}/{container}?command=...&input=1&output=1&error=1&tty=1;
+// /attach/{namespace}/{pod}/{container}?input=1&output=1&error=1&tty=1;
 // /portForward/{namespace}/{pod}; GET /healthz.
 type Server struct {
 	log *slog.Logger
@@ -132,6 +133,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveLogs(w, r, parts[1], parts[2], parts[3])
 	case len(parts) == 4 && parts[0] == "exec":
 		s.serveExec(w, r, parts[1], parts[2], parts[3])
+	case len(parts) == 4 && parts[0] == "attach":
+		s.serveAttach(w, r, parts[1], parts[2], parts[3])
 	case len(parts) == 3 && parts[0] == "portForward":
 		s.servePortForward(w, r, parts[1], parts[2])
 	default:
@@ -270,6 +273,82 @@ func (s *Server) serveExec(w http.ResponseWriter, r *http.Request, namespace, po
 		streamIdleTimeout, streamCreationTimeout, remoteCommandProtocols)
 }
 
+// attachRuntime is a runtime that can attach to containers (dataplane/containerd can; the
+// simulated runtime cannot).
+type attachRuntime interface {
+	Attach(ctx context.Context, id string, opts runtimeapi.AttachOptions) error
+}
+
+func (s *Server) serveAttach(w http.ResponseWriter, r *http.Request, namespace, pod, container string) {
+	opts, err := remotecommand.NewOptions(r)
+	if err != nil {
+		writeStatus(w, apierrors.NewBadRequest(err.Error()))
+		return
+	}
+	a, uid, err := s.find(namespace, pod)
+	if err != nil {
+		writeStatus(w, err)
+		return
+	}
+	if _, ok := a.Runtime().(attachRuntime); !ok {
+		writeStatus(w, apierrors.NewBadRequest("the runtime of node "+a.NodeName()+" cannot attach to containers"))
+		return
+	}
+	remotecommand.ServeAttach(w, r, executor{a}, pod, string(uid), container, opts,
+		streamIdleTimeout, streamCreationTimeout, remoteCommandProtocols)
+}
+
+// AttachContainer attaches to a container's main process for remotecommand.ServeAttach.
+func (e executor) AttachContainer(ctx context.Context, _, uid, container string, in io.Reader, out, errw io.WriteCloser,
+	tty bool, resize <-chan remotecommand.TerminalSize) error {
+	rt, ok := e.a.Runtime().(attachRuntime)
+	if !ok {
+		return fmt.Errorf("nodeagent: the runtime cannot attach")
+	}
+	id, err := e.a.Pods().ContainerID(ctx, types.UID(uid), container, false)
+	if err != nil {
+		return fmt.Errorf("container %q: %w", container, err)
+	}
+	opts := runtimeapi.AttachOptions{TTY: tty, Resize: terminalSizes(ctx, resize)}
+	if in != nil {
+		opts.Stdin = in
+	}
+	if out != nil {
+		opts.Stdout = out
+	}
+	if errw != nil {
+		opts.Stderr = errw
+	}
+	return rt.Attach(ctx, id, opts)
+}
+
+// terminalSizes converts the streaming server's resize events for the runtime.
+func terminalSizes(ctx context.Context, resize <-chan remotecommand.TerminalSize) <-chan runtimeapi.TerminalSize {
+	if resize == nil {
+		return nil
+	}
+	sizes := make(chan runtimeapi.TerminalSize)
+	go func() {
+		defer close(sizes)
+		for {
+			select {
+			case sz, ok := <-resize:
+				if !ok {
+					return
+				}
+				select {
+				case sizes <- runtimeapi.TerminalSize{Width: sz.Width, Height: sz.Height}:
+				case <-ctx.Done():
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return sizes
+}
+
 // executor runs commands in containers for remotecommand.ServeExec.
 type executor struct{ a *Agent }
 
@@ -290,30 +369,9 @@ func (e executor) ExecInContainer(ctx context.Context, _, uid, container string,
 	if errw != nil {
 		opts.Stderr = errw
 	}
-	if resize != nil {
-		sizes := make(chan runtimeapi.TerminalSize)
-		opts.Resize = sizes
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		go func() {
-			defer close(sizes)
-			for {
-				select {
-				case sz, ok := <-resize:
-					if !ok {
-						return
-					}
-					select {
-					case sizes <- runtimeapi.TerminalSize{Width: sz.Width, Height: sz.Height}:
-					case <-ctx.Done():
-						return
-					}
-				case <-ctx.Done():
-					return
-				}
-			}
-		}()
-	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	opts.Resize = terminalSizes(ctx, resize)
 	code, err := e.a.Runtime().Exec(ctx, id, opts)
 	if err != nil {
 		return err

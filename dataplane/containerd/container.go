@@ -32,6 +32,8 @@ const (
 	labelImage      = runtimeapi.LabelPrefix + "image"
 	labelImageID    = runtimeapi.LabelPrefix + "image-id"
 	labelTTY        = runtimeapi.LabelPrefix + "tty"
+	labelStdin      = runtimeapi.LabelPrefix + "stdin"      // "true": the process's stdin stays open for attach
+	labelStdinOnce  = runtimeapi.LabelPrefix + "stdin.once" // "true": closed when the first attach ends
 	labelStartedAt  = runtimeapi.LabelPrefix + "started-at"
 	labelFinishedAt = runtimeapi.LabelPrefix + "finished-at"
 	labelExitCode   = runtimeapi.LabelPrefix + "exit-code"
@@ -138,6 +140,8 @@ func (r *Runtime) CreateContainer(ctx context.Context, sandboxID string, cfg run
 		labelImage:                    cfg.Image,
 		labelImageID:                  imageID(img),
 		labelTTY:                      strconv.FormatBool(cfg.TTY),
+		labelStdin:                    strconv.FormatBool(cfg.Stdin),
+		labelStdinOnce:                strconv.FormatBool(cfg.StdinOnce),
 	})
 	_, err = r.client.NewContainer(ctx, id,
 		client.WithImage(img),
@@ -172,7 +176,8 @@ type watcher struct {
 	io      cio.IO
 	closers []func() error
 	done    chan struct{}
-	err     error // set before done is closed
+	err     error     // set before done is closed
+	attach  *attachIO // the task's stdio as attach sees it
 }
 
 // streams opens the container's log for appending and returns the stdout
@@ -208,7 +213,9 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) error {
 		}
 		return errors.Join(errs...)
 	}
-	opts := []cio.Opt{cio.WithStreams(nil, stdout, stderr), cio.WithFIFODir(filepath.Join(r.cfg.DataDir, "fifo"))}
+	att := newAttachIO(info.Labels, stdout, stderr)
+	closers = append(closers, att.close) // closeAll sees it too
+	opts := []cio.Opt{cio.WithStreams(att.stdin(), att.stdout, att.stderr), cio.WithFIFODir(filepath.Join(r.cfg.DataDir, "fifo"))}
 	if info.Labels[labelTTY] == "true" {
 		opts = append(opts, cio.WithTerminal)
 	}
@@ -227,7 +234,7 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) error {
 	if _, err := c.SetLabels(ctx, map[string]string{labelStartedAt: time.Now().UTC().Format(time.RFC3339Nano)}); err != nil {
 		return fmt.Errorf("containerd: label %s: %w", id, err)
 	}
-	w := &watcher{id: id, task: task, io: task.IO(), closers: closers, done: make(chan struct{})}
+	w := &watcher{id: id, task: task, io: task.IO(), closers: closers, done: make(chan struct{}), attach: att}
 	r.mu.Lock()
 	r.watchers[id] = w
 	r.mu.Unlock()
@@ -260,7 +267,9 @@ func (r *Runtime) ensureWatcher(ctx context.Context, id string) (*watcher, error
 	if err != nil {
 		return nil, err
 	}
-	opts := []cio.Opt{cio.WithStreams(nil, stdout, stderr)}
+	att := newAttachIO(info.Labels, stdout, stderr)
+	closers = append(closers, att.close)
+	opts := []cio.Opt{cio.WithStreams(att.stdin(), att.stdout, att.stderr)}
 	if info.Labels[labelTTY] == "true" {
 		opts = append(opts, cio.WithTerminal)
 	}
@@ -282,7 +291,7 @@ func (r *Runtime) ensureWatcher(ctx context.Context, id string) (*watcher, error
 	if err != nil {
 		return nil, fmt.Errorf("containerd: wait %s: %w", id, err)
 	}
-	w := &watcher{id: id, task: task, io: task.IO(), closers: closers, done: make(chan struct{})}
+	w := &watcher{id: id, task: task, io: task.IO(), closers: closers, done: make(chan struct{}), attach: att}
 	r.watchers[id] = w
 	r.wg.Add(1)
 	go r.watch(w, statusC)

@@ -128,6 +128,8 @@ type ContainerConfig struct {
 	Resources Resources
 	TTY       bool
 	Stdin     bool
+	// StdinOnce closes the container's stdin when the first attached client detaches.
+	StdinOnce bool
 	// Labels are the caller's, kept with the container and returned in its status.
 	Labels map[string]string
 }
@@ -185,6 +187,19 @@ type TerminalSize struct {
 // ExecOptions describe a process to run in a running container.
 type ExecOptions struct {
 	Cmd    []string
+	Stdin  io.Reader
+	Stdout io.Writer
+	// Stderr is ignored when TTY is set: a TTY has one output stream.
+	Stderr io.Writer
+	TTY    bool
+	// Resize, when not nil, delivers terminal size changes until closed.
+	Resize <-chan TerminalSize
+}
+
+// AttachOptions connect a client to the main process of a running container
+// (kubectl attach, kubectl run -i): its output from now on, and its stdin
+// when the container was created with Stdin.
+type AttachOptions struct {
 	Stdin  io.Reader
 	Stdout io.Writer
 	// Stderr is ignored when TTY is set: a TTY has one output stream.

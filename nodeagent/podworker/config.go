@@ -108,6 +108,7 @@ func (w *worker) containerConfig(ctx context.Context, pod *corev1.Pod, spec *cor
 		Mounts:     mounts,
 		TTY:        spec.TTY,
 		Stdin:      spec.Stdin,
+		StdinOnce:  spec.StdinOnce,
 		Labels:     map[string]string{labelSpecHash: specHash(spec)},
 	}
 	if q, ok := spec.Resources.Limits[corev1.ResourceCPU]; ok {
