@@ -234,9 +234,26 @@ func TestKubectlWatch(t *testing.T) {
 	needKubectl(t)
 	s := apiservertest.Start(t, apiservertest.Options{})
 	must(t, s, "", []string{"configmap/watched created"}, "create", "configmap", "watched", "--from-literal=v=1")
+	t.Run("objects", func(t *testing.T) {
+		kubectlWatch(t, s, []string{"1", "2"}, func() {
+			must(t, s, "", []string{"configmap/watched patched"}, "patch", "cm", "watched", "-p", `{"data":{"v":"2"}}`)
+		}, "get", "cm", "watched", "-w", "-o", "jsonpath={.data.v}{\"\\n\"}")
+	})
+	t.Run("table", func(t *testing.T) {
+		// kubectl get -w prints the rows of Table watch events.
+		kubectlWatch(t, s, []string{"NAME      DATA   AGE", "watched   1      ", "watched   2      "}, func() {
+			must(t, s, "", []string{"configmap/watched patched"}, "patch", "cm", "watched", "-p", `{"data":{"w":"3"}}`)
+		}, "get", "cm", "watched", "-w")
+	})
+}
+
+// kubectlWatch runs a kubectl watch, waits for the first of want, calls change, and waits for
+// the rest (each a prefix of a printed line, in order).
+func kubectlWatch(t *testing.T, s *apiservertest.Server, want []string, change func(), args ...string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, kubectlBin, "--kubeconfig", s.Kubeconfig, "get", "cm", "watched", "-w", "-o", "jsonpath={.data.v}{\"\\n\"}")
+	cmd := exec.CommandContext(ctx, kubectlBin, append([]string{"--kubeconfig", s.Kubeconfig}, args...)...)
 	cmd.Env = append(os.Environ(), "KUBECACHEDIR="+t.TempDir(), "HOME="+t.TempDir())
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -274,16 +291,19 @@ func TestKubectlWatch(t *testing.T) {
 		t.Helper()
 		select {
 		case l, ok := <-lines:
-			if !ok || l != want {
-				t.Fatalf("kubectl get -w printed %q (open %v), want %q", l, ok, want)
+			if !ok || !strings.HasPrefix(l, want) {
+				t.Fatalf("kubectl %s printed %q (open %v), want %q", strings.Join(args, " "), l, ok, want)
 			}
 		case <-ctx.Done():
-			t.Fatalf("kubectl get -w: nothing printed, want %q", want)
+			t.Fatalf("kubectl %s: nothing printed, want %q", strings.Join(args, " "), want)
 		}
 	}
-	expect("1")
-	must(t, s, "", []string{"configmap/watched patched"}, "patch", "cm", "watched", "-p", `{"data":{"v":"2"}}`)
-	expect("2")
+	for i, w := range want {
+		if i == len(want)-1 {
+			change()
+		}
+		expect(w)
+	}
 }
 
 func TestKubectlTables(t *testing.T) {
