@@ -12,7 +12,8 @@ import (
 )
 
 func TestSnapshotStore(t *testing.T) {
-	l := eventlogtest.Open(t, func(c *eventlog.Config) { c.SnapshotsKept = 2 })
+	// Durable: PutSnapshot also fsyncs the snapshot store's files.
+	l := eventlogtest.Open(t, eventlogtest.Durable, func(c *eventlog.Config) { c.SnapshotsKept = 2 })
 	ctx := t.Context()
 	if _, err := l.Snapshots(ctx, "bad/name"); !errors.Is(err, eventlog.ErrInvalid) {
 		t.Fatalf("a projection name with a slash: %v", err)
