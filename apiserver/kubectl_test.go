@@ -30,8 +30,12 @@ func kubectl(t *testing.T, s *apiservertest.Server, stdin string, args ...string
 	return out.String(), err
 }
 
+// needKubectl skips a test when kubectl is not installed, unless CI requires every test to run.
 func needKubectl(t *testing.T) {
 	if _, err := os.Stat(kubectlBin); err != nil {
+		if os.Getenv("LOGPLANE_REQUIRE_ROOT_TESTS") == "1" {
+			t.Fatalf("kubectl is not installed at %s (LOGPLANE_REQUIRE_ROOT_TESTS=1)", kubectlBin)
+		}
 		t.Skipf("kubectl is not installed at %s", kubectlBin)
 	}
 }
