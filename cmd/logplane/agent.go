@@ -170,8 +170,14 @@ func containerdAgent(ctx context.Context, tmpl nodeagent.Config, af *agentFlags,
 			addr = containerd.DefaultAddress
 		}
 	}
+	own := filepath.Join(lf.dataDir, "containerd")
+	if sock := filepath.Join(own, "containerd.sock"); addr == "own" && containerd.Ping(ctx, sock) == nil {
+		// An earlier agent (killed) left its containerd running: use it, as the containers do.
+		slog.Info("logplane: using the containerd already running under the data directory", "socket", sock)
+		addr = sock
+	}
 	if addr == "own" {
-		d, err := containerd.StartDaemon(ctx, containerd.DaemonConfig{Dir: filepath.Join(lf.dataDir, "containerd")})
+		d, err := containerd.StartDaemon(ctx, containerd.DaemonConfig{Dir: own})
 		if err != nil {
 			return nil, nil, err
 		}

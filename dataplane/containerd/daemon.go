@@ -113,6 +113,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 	}
 }
 
+// Ping tells whether a containerd answers on the socket at address: a
+// daemon that an earlier process started under the same directory and left
+// running (kill -9) is to be used again, not started twice.
+func Ping(ctx context.Context, address string) error { return ping(ctx, address) }
+
 func ping(ctx context.Context, sock string) error {
 	if _, err := os.Stat(sock); err != nil {
 		return err
