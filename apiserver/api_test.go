@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -94,6 +96,12 @@ func TestAuthentication(t *testing.T) {
 	var h logplaneapi.History
 	if code != http.StatusOK || json.Unmarshal(body, &h) != nil || len(h.Items) != 1 || h.Items[0].Actor.Name != "alice" || h.Items[0].Actor.Kind != "user" {
 		t.Fatalf("history: %d %s", code, body)
+	}
+	// Who am I (kubectl auth whoami).
+	review, err := cs.AuthenticationV1().SelfSubjectReviews().Create(t.Context(), &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil || review.Status.UserInfo.Username != "alice" || review.Status.UserInfo.UID != "1001" ||
+		!slices.Contains(review.Status.UserInfo.Groups, "ops") || !slices.Contains(review.Status.UserInfo.Groups, "system:authenticated") {
+		t.Fatalf("self subject review: %v %+v", err, review)
 	}
 	// A client certificate from another CA is not trusted.
 	foreign := rest.CopyConfig(anon)

@@ -9,7 +9,10 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
 
 	"github.com/logplane/logplane/registry"
 )
@@ -146,4 +149,17 @@ func (s *Server) authenticate(r *http.Request) (UserInfo, bool) {
 		return UserInfo{Name: "system:anonymous", Groups: []string{"system:unauthenticated"}}, true
 	}
 	return UserInfo{}, false
+}
+
+// serveSelfSubjectReview tells a client who it is authenticated as (kubectl auth whoami).
+func (s *Server) serveSelfSubjectReview(w http.ResponseWriter, r *http.Request) {
+	u := userFrom(r.Context())
+	review := &authenticationv1.SelfSubjectReview{Status: authenticationv1.SelfSubjectReviewStatus{
+		UserInfo: authenticationv1.UserInfo{Username: u.Name, UID: u.UID, Groups: append(slices.Clone(u.Groups), "system:authenticated")}}}
+	review.Kind, review.APIVersion = "SelfSubjectReview", "authentication.k8s.io/v1"
+	out, ok := negotiate(r)
+	if !ok || out.as != "" {
+		out = output{media: mediaJSON}
+	}
+	writeObject(w, r, http.StatusCreated, out, review)
 }

@@ -87,6 +87,7 @@ func TestKubectlApply(t *testing.T) {
 	needKubectl(t)
 	s := apiservertest.Start(t, apiservertest.Options{})
 	must(t, s, "", []string{"Server Version: v1.34"}, "version")
+	must(t, s, "", []string{"admin", "system:masters"}, "auth", "whoami")
 	must(t, s, nginxPod, []string{"pod/nginx created"}, "apply", "-f", "-")
 	must(t, s, nginxPod, []string{"pod/nginx unchanged"}, "apply", "-f", "-")
 	must(t, s, strings.Replace(nginxPod, "1.7.9", "1.8", 1), []string{"pod/nginx configured"}, "apply", "-f", "-")

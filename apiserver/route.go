@@ -158,6 +158,9 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, info requestInfo)
 		writeJSON(w, http.StatusOK, mediaJSON, map[string]any{"kind": "CustomResourceDefinitionList", "apiVersion": "apiextensions.k8s.io/v1",
 			"metadata": map[string]any{"resourceVersion": strconv.FormatUint(s.store.Applied(), 10)}, "items": []any{}})
 		return
+	case path == "apis/authentication.k8s.io/v1/selfsubjectreviews" && r.Method == http.MethodPost:
+		s.serveSelfSubjectReview(w, r)
+		return
 	case strings.HasPrefix(path, logplanePrefix):
 		s.serveLogplane(w, r, strings.TrimPrefix(strings.TrimPrefix(path, logplanePrefix), "/"))
 		return
