@@ -265,20 +265,45 @@ func (r *Registry) ScanFiltered(ctx context.Context, f eventlog.Filter, from, un
 }
 
 // SeqAt returns the sequence of the last event stored at or before t: the resourceVersion of
-// the state at that time. 0 if the log has nothing that old.
+// the state at that time. 0 if the log has nothing that old. It binary-searches the log (events
+// are stored in time order), reading one event per step.
 func (r *Registry) SeqAt(ctx context.Context, t time.Time) (uint64, error) {
-	var seq uint64
-	err := r.Scan(ctx, 0, ^uint64(0), func(rec eventlog.Record) error {
-		if rec.Stored.After(t) {
-			return errStop
-		}
-		seq = rec.Seq
-		return nil
-	})
+	first, last, err := r.log.Bounds(ctx)
+	if err != nil {
+		return 0, apierrors.NewServiceUnavailable(err.Error())
+	}
+	if last == 0 || first > last {
+		return 0, nil
+	}
+	storedAt := func(seq uint64) (time.Time, error) {
+		var at time.Time
+		err := r.log.Replay(ctx, eventlog.Filter{}, seq-1, seq, func(rec eventlog.Record) error {
+			at = rec.Stored
+			return nil
+		})
+		return at, err
+	}
+	at, err := storedAt(first)
 	if err != nil {
 		return 0, statusError(nil, "", err)
 	}
-	return seq, nil
+	if at.After(t) {
+		return 0, nil
+	}
+	lo, hi := first, last // the event at lo was stored at or before t
+	for lo < hi {
+		mid := lo + (hi-lo+1)/2
+		at, err := storedAt(mid)
+		if err != nil {
+			return 0, statusError(nil, "", err)
+		}
+		if at.After(t) {
+			hi = mid - 1
+		} else {
+			lo = mid
+		}
+	}
+	return lo, nil
 }
 
 // History returns every revision of the object still in the log, tombstones included, oldest

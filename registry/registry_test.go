@@ -347,3 +347,31 @@ func TestTerminatingNamespace(t *testing.T) {
 		t.Fatalf("namespace went away early: %v", err)
 	}
 }
+
+func TestSeqAt(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	before := time.Now()
+	var seqs []uint64
+	var between []time.Time
+	for i := 0; i < 5; i++ {
+		time.Sleep(20 * time.Millisecond)
+		obj, err := e.reg.Create(ctx, e.kind("configmaps"), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: string(rune('a' + i)), Namespace: "default"}}, alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := registry.ParseResourceVersion(obj.(*corev1.ConfigMap).ResourceVersion)
+		seqs = append(seqs, n)
+		time.Sleep(20 * time.Millisecond)
+		between = append(between, time.Now())
+	}
+	for i, at := range between {
+		got, err := e.reg.SeqAt(ctx, at)
+		if err != nil || got != seqs[i] {
+			t.Fatalf("SeqAt(after create %d) = %d, %v; want %d", i, got, err, seqs[i])
+		}
+	}
+	if got, err := e.reg.SeqAt(ctx, before.Add(-time.Hour)); err != nil || got != 0 {
+		t.Fatalf("SeqAt(before the log) = %d, %v", got, err)
+	}
+}
