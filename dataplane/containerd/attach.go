@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/logplane/logplane/dataplane/runtimeapi"
 )
@@ -28,8 +29,67 @@ type attachIO struct {
 	closed  bool
 }
 
+// attachClient is one attached client. Its output goes through a bounded
+// queue drained by a goroutine of its own, so a slow client never holds up
+// the container's output or its log; a client that falls 256 writes behind
+// is dropped (its attach ends).
 type attachClient struct {
 	stdout, stderr io.Writer
+	queue          chan attachChunk
+	gone           chan struct{} // closed when the client is dropped or its writer failed
+	goneOnce       sync.Once
+}
+
+type attachChunk struct {
+	w io.Writer
+	p []byte
+}
+
+func newAttachClient(stdout, stderr io.Writer) *attachClient {
+	c := &attachClient{stdout: stdout, stderr: stderr, queue: make(chan attachChunk, 256), gone: make(chan struct{})}
+	go func() {
+		for {
+			select {
+			case ch := <-c.queue:
+				if _, err := ch.w.Write(ch.p); err != nil {
+					c.drop()
+					return
+				}
+			case <-c.gone:
+				return
+			}
+		}
+	}()
+	return c
+}
+
+func (c *attachClient) drop() { c.goneOnce.Do(func() { close(c.gone) }) }
+
+// send queues p for w, or drops the client when its queue is full.
+func (c *attachClient) send(w io.Writer, p []byte) bool {
+	select {
+	case c.queue <- attachChunk{w: w, p: append([]byte(nil), p...)}:
+		return true
+	case <-c.gone:
+		return false
+	default:
+		c.drop()
+		return false
+	}
+}
+
+// flush waits (a little) until the client's queue is written.
+func (c *attachClient) flush() {
+	deadline := time.After(2 * time.Second)
+	for len(c.queue) > 0 {
+		select {
+		case <-c.gone:
+			return
+		case <-deadline:
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 func newAttachIO(labels map[string]string, stdout, stderr io.Writer) *attachIO {
@@ -60,8 +120,7 @@ func (a *attachIO) close() error {
 	return nil
 }
 
-// fanout writes to the log, then to the attached clients; a client that
-// fails to take its output is dropped, never holding up the container.
+// fanout writes to the log, then queues the bytes for every attached client.
 type fanout struct {
 	a      *attachIO
 	log    io.Writer
@@ -72,10 +131,8 @@ func (f fanout) Write(p []byte) (int, error) {
 	n, err := f.log.Write(p)
 	f.a.mu.Lock()
 	for c := range f.a.clients {
-		if w := f.stream(c); w != nil {
-			if _, werr := w.Write(p); werr != nil {
-				delete(f.a.clients, c)
-			}
+		if w := f.stream(c); w != nil && !c.send(w, p) {
+			delete(f.a.clients, c)
 		}
 	}
 	f.a.mu.Unlock()
@@ -95,10 +152,11 @@ func (r *Runtime) Attach(ctx context.Context, id string, opts runtimeapi.AttachO
 		return fmt.Errorf("containerd: container %s is not running: %w", id, runtimeapi.ErrNotFound)
 	}
 	a := w.attach
-	c := &attachClient{stdout: opts.Stdout, stderr: opts.Stderr}
+	stderr := opts.Stderr
 	if opts.TTY {
-		c.stderr = nil
+		stderr = nil
 	}
+	c := newAttachClient(opts.Stdout, stderr)
 	a.mu.Lock()
 	if a.closed {
 		a.mu.Unlock()
@@ -114,6 +172,8 @@ func (r *Runtime) Attach(ctx context.Context, id string, opts runtimeapi.AttachO
 		a.mu.Lock()
 		delete(a.clients, c)
 		a.mu.Unlock()
+		c.flush() // what the process wrote before it exited reaches the client
+		c.drop()
 	}()
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -145,6 +205,7 @@ func (r *Runtime) Attach(ctx context.Context, id string, opts runtimeapi.AttachO
 	select {
 	case <-ctx.Done():
 	case <-w.done:
+	case <-c.gone: // the client could not keep up, or went away
 	}
 	if withStdin && a.once {
 		a.inW.Close() // the client went away: StdinOnce ends the input
