@@ -330,8 +330,19 @@ type AuditQuery struct {
 // Audit returns the events matching q, oldest first.
 func (r *Registry) Audit(ctx context.Context, q AuditQuery) ([]eventlog.Record, error) {
 	var out []eventlog.Record
+	var from uint64
+	if !q.Since.IsZero() {
+		seq, err := r.SeqAt(ctx, q.Since)
+		if err != nil {
+			return nil, err
+		}
+		from = seq // the events after it were stored after Since (or at the same instant)
+		if from > 0 {
+			from--
+		}
+	}
 	f := eventlog.Filter{Group: q.Resource.Group, Resource: q.Resource.Resource, Namespace: q.Namespace}
-	err := r.ScanFiltered(ctx, f, 0, ^uint64(0), func(rec eventlog.Record) error {
+	err := r.ScanFiltered(ctx, f, from, ^uint64(0), func(rec eventlog.Record) error {
 		if rec.Err != nil || rec.Stored.Before(q.Since) {
 			return nil
 		}

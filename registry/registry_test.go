@@ -374,4 +374,8 @@ func TestSeqAt(t *testing.T) {
 	if got, err := e.reg.SeqAt(ctx, before.Add(-time.Hour)); err != nil || got != 0 {
 		t.Fatalf("SeqAt(before the log) = %d, %v", got, err)
 	}
+	recs, err := e.reg.Audit(ctx, registry.AuditQuery{Since: between[2], Resource: schema.GroupResource{Resource: "configmaps"}})
+	if err != nil || len(recs) != 2 || recs[0].Seq != seqs[3] || recs[1].Seq != seqs[4] {
+		t.Fatalf("audit since the third create: %v, %d records", err, len(recs))
+	}
 }
