@@ -358,16 +358,19 @@ func BenchmarkSnapshotCodec(b *testing.B) {
 	})
 	b.Run("op=read", func(b *testing.B) {
 		var heap float64
+		var cpu time.Duration
 		for b.Loop() {
 			b.StopTimer()
 			runtime.GC()
 			var before, after runtime.MemStats
 			runtime.ReadMemStats(&before)
 			b.StartTimer()
+			cpu0 := cpuTime()
 			r := projections.New(kinds.Builtin(), nil)
 			if err := r.ReadSnapshot(bytes.NewReader(buf.Bytes())); err != nil {
 				b.Fatal(err)
 			}
+			cpu += cpuTime() - cpu0
 			b.StopTimer()
 			if r.Len() != 100_000 {
 				b.Fatal(r.Len())
@@ -379,5 +382,6 @@ func BenchmarkSnapshotCodec(b *testing.B) {
 			b.StartTimer()
 		}
 		b.ReportMetric(heap, "store-heap-MB")
+		b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N), "cpu-ms/op")
 	})
 }

@@ -233,6 +233,8 @@ func (s *Store) readSnapshotLocked(r io.Reader) error {
 // decodeSnapshotObjects decodes a batch of frames into Objects, without the store's lock.
 func (s *Store) decodeSnapshotObjects(frames [][]byte) decoded {
 	out := decoded{objs: make([]*Object, 0, len(frames))}
+	var lastGR schema.GroupResource // consecutive objects are mostly of one resource
+	var lastKind *kinds.Kind
 	for _, f := range frames {
 		seq, ev, err := decodeSnapshotObject(f)
 		if err != nil {
@@ -245,7 +247,11 @@ func (s *Store) decodeSnapshotObjects(frames [][]byte) decoded {
 			return out
 		}
 		o := &Object{Key: key, Seq: seq, Event: ev, Labels: ev.GetLabels(), Fields: ev.GetFields()}
-		o.Kind, _ = s.catalog.ByGroupResource(schema.GroupResource{Group: key.Group, Resource: key.Resource})
+		if gr := (schema.GroupResource{Group: key.Group, Resource: key.Resource}); gr != lastGR || lastKind == nil {
+			lastGR = gr
+			lastKind, _ = s.catalog.ByGroupResource(gr) // nil: unknown, kept opaque
+		}
+		o.Kind = lastKind
 		out.objs = append(out.objs, o)
 	}
 	return out

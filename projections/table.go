@@ -94,14 +94,15 @@ func (t *table) put(old, obj *Object, indexed map[string]bool) {
 			t.labels.add(k, v, e)
 		}
 	}
-	for k, v := range oldFields {
-		if nv, ok := obj.Fields[k]; indexed[k] && (!ok || nv != v) {
-			t.fields.del(k, v, e)
+	// Objects have more selectable fields than are indexed: walk the indexed ones.
+	for k := range indexed {
+		ov, hadOld := oldFields[k]
+		nv, hasNew := obj.Fields[k]
+		if hadOld && (!hasNew || nv != ov) {
+			t.fields.del(k, ov, e)
 		}
-	}
-	for k, v := range obj.Fields {
-		if ov, ok := oldFields[k]; indexed[k] && (!ok || ov != v) {
-			t.fields.add(k, v, e)
+		if hasNew && (!hadOld || nv != ov) {
+			t.fields.add(k, nv, e)
 		}
 	}
 }
@@ -122,8 +123,8 @@ func (t *table) remove(old *Object, indexed map[string]bool) {
 	for k, v := range old.Labels {
 		t.labels.del(k, v, e)
 	}
-	for k, v := range old.Fields {
-		if indexed[k] {
+	for k := range indexed {
+		if v, ok := old.Fields[k]; ok {
 			t.fields.del(k, v, e)
 		}
 	}
