@@ -287,6 +287,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}()
 	}
 
+	a.nodeEvent(corev1.EventTypeNormal, "Starting", "Starting kubelet.")
 	if err := a.retry(ctx, "register the node", func() error {
 		if _, err := a.reg.ConsistentRead(ctx); err != nil {
 			return err

@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/logplane/logplane/registry"
 )
@@ -48,6 +49,7 @@ func (a *Agent) register(ctx context.Context) error {
 	case err == nil:
 		a.node.conditions = node.Status.Conditions
 		a.node.lastHeartbeat = a.cfg.Clock.Now()
+		a.conditionEvents(nil, node.Status.Conditions)
 	case apierrors.IsAlreadyExists(err):
 		_, err = a.reg.Modify(ctx, a.kinds.node, "", a.cfg.NodeName, a.req(), registry.UpdateOptions{}, func(cur runtime.Object) (runtime.Object, error) {
 			n, ok := cur.(*corev1.Node)
@@ -143,11 +145,13 @@ func (a *Agent) writeNodeStatus(ctx context.Context, force bool) error {
 		sameConditions(st.Conditions, a.storedConditions()) {
 		return nil // nothing changed, here or in the log (the node lifecycle reconciler may have marked it Unknown)
 	}
+	var old []corev1.NodeCondition
 	_, err := a.reg.Modify(ctx, a.kinds.node, "", a.cfg.NodeName, a.req(), registry.UpdateOptions{Subresource: "status"}, func(cur runtime.Object) (runtime.Object, error) {
 		n, ok := cur.(*corev1.Node)
 		if !ok {
 			return nil, fmt.Errorf("nodeagent: node decodes to %T", cur)
 		}
+		old = n.Status.Conditions
 		// Keep transition times of conditions whose status did not change.
 		for i := range st.Conditions {
 			for _, old := range n.Status.Conditions {
@@ -167,7 +171,39 @@ func (a *Agent) writeNodeStatus(ctx context.Context, force bool) error {
 		return fmt.Errorf("nodeagent: node status: %w", err)
 	}
 	a.node.conditions, a.node.lastHeartbeat = st.Conditions, now
+	a.conditionEvents(old, st.Conditions)
 	return nil
+}
+
+// nodeEventReasons are the kubelet's Event reasons for a node condition's status.
+var nodeEventReasons = map[corev1.NodeConditionType]map[corev1.ConditionStatus]string{
+	corev1.NodeMemoryPressure: {corev1.ConditionFalse: "NodeHasSufficientMemory", corev1.ConditionTrue: "NodeHasInsufficientMemory"},
+	corev1.NodeDiskPressure:   {corev1.ConditionFalse: "NodeHasNoDiskPressure", corev1.ConditionTrue: "NodeHasDiskPressure"},
+	corev1.NodePIDPressure:    {corev1.ConditionFalse: "NodeHasSufficientPID", corev1.ConditionTrue: "NodeHasInsufficientPID"},
+	corev1.NodeReady:          {corev1.ConditionTrue: "NodeReady", corev1.ConditionFalse: "NodeNotReady"},
+}
+
+// conditionEvents records the kubelet's Events for conditions whose status changed.
+func (a *Agent) conditionEvents(old, cur []corev1.NodeCondition) {
+	was := map[corev1.NodeConditionType]corev1.ConditionStatus{}
+	for _, c := range old {
+		was[c.Type] = c.Status
+	}
+	for _, c := range cur {
+		if was[c.Type] == c.Status {
+			continue
+		}
+		if reason := nodeEventReasons[c.Type][c.Status]; reason != "" {
+			// The kubelet records every one of these as Normal, NodeNotReady included.
+			a.nodeEvent(corev1.EventTypeNormal, reason, fmt.Sprintf("Node %s status is now: %s", a.cfg.NodeName, reason))
+		}
+	}
+}
+
+// nodeEvent records an Event about the node, as the kubelet does: its UID is the node's name,
+// which is how kubectl describe node finds the kubelet's Events.
+func (a *Agent) nodeEvent(typ, reason, message string) {
+	a.rec.RefEvent(corev1.ObjectReference{Kind: "Node", Name: a.cfg.NodeName, UID: types.UID(a.cfg.NodeName)}, 0, typ, reason, message)
 }
 
 // storedConditions are the Node's conditions in the projection (nil if it has none).

@@ -98,6 +98,9 @@ func TestSimNodesRegisterAndHeartbeat(t *testing.T) {
 		t.Errorf("addresses %v", n.Status.Addresses)
 	}
 
+	c.eventually(10*time.Second, []string{"Starting kubelet.", "NodeHasSufficientMemory", "NodeHasNoDiskPressure", "NodeHasSufficientPID",
+		"Node sim-1 status is now: NodeReady"}, "describe", "node", "sim-1")
+
 	// A node marked Unknown (as the node lifecycle reconciler does when leases stop) while its
 	// agent runs is set Ready again at the next heartbeat.
 	for i := range n.Status.Conditions {
