@@ -204,8 +204,11 @@ func TestSimCrashLoopAndMissingConfig(t *testing.T) {
 	startFleet(t, c, 1, func(cfg *nodeagent.FleetConfig) {
 		cfg.Sim = func(int) sim.Config {
 			return sim.Config{Exit: func(cc runtimeapi.ContainerConfig) (time.Duration, int32, bool) {
-				if cc.Image == "crash" {
+				switch cc.Image {
+				case "crash":
 					return 10 * time.Millisecond, 3, true
+				case "done":
+					return 300 * time.Millisecond, 0, true
 				}
 				return 0, 0, false
 			}}
@@ -220,6 +223,21 @@ func TestSimCrashLoopAndMissingConfig(t *testing.T) {
 	})
 	c.must("", []string{"crash", "CrashLoopBackOff"}, "get", "pods")
 	c.waitEvent("default", "crash", "BackOff", 5*time.Second)
+
+	// Init containers, then a container that completes: Init:0/1, Running, Completed.
+	job := podOn("job", "sim-0", "done", func(p *corev1.Pod) {
+		p.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "done"}}
+		p.Spec.RestartPolicy = corev1.RestartPolicyNever
+	})
+	if _, err := c.client.CoreV1().Pods("default").Create(t.Context(), job, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.eventually(10*time.Second, []string{"job", "0/1", "Completed"}, "get", "pod", "job")
+	p := c.waitPod("default", "job", 5*time.Second, "Succeeded", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodSucceeded })
+	if len(p.Status.InitContainerStatuses) != 1 || p.Status.InitContainerStatuses[0].State.Terminated == nil ||
+		p.Status.InitContainerStatuses[0].State.Terminated.Reason != "Completed" {
+		t.Errorf("init container status: %+v", p.Status.InitContainerStatuses)
+	}
 
 	nocfg := podOn("nocfg", "sim-0", "img", func(p *corev1.Pod) {
 		p.Spec.Containers[0].EnvFrom = []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "absent"}}}}

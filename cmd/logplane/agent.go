@@ -113,6 +113,12 @@ func runAgents(ctx context.Context, store *projections.Store, reg *registry.Regi
 	if pkiDir == "" {
 		pkiDir = filepath.Join(lf.dataDir, "pki")
 	}
+	// The CA must be the API server's: never make a new one here, which the API server would not trust.
+	for _, f := range []string{"ca.crt", "ca.key"} {
+		if _, err := os.Stat(filepath.Join(pkiDir, f)); err != nil {
+			return fmt.Errorf("no cluster CA in %s (%v): run the agent with the API server's --data-dir, or copy its pki/ca.crt and pki/ca.key and pass --pki-dir", pkiDir, err)
+		}
+	}
 	mat, err := pki.Load(pkiDir)
 	if err != nil {
 		return err
