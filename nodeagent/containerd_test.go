@@ -3,6 +3,7 @@ package nodeagent_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"io"
@@ -35,6 +36,7 @@ type realCluster struct {
 	*cluster
 	env                *dataplanetest.Env
 	ca, nodeCert, node []byte
+	authority          *pki.CA
 }
 
 func newRealCluster(t testing.TB) *realCluster {
@@ -59,7 +61,7 @@ func newRealCluster(t testing.TB) *realCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &realCluster{cluster: c, env: env, ca: mat.CA.CertPEM, nodeCert: sc, node: sk}
+	return &realCluster{cluster: c, env: env, ca: mat.CA.CertPEM, nodeCert: sc, node: sk, authority: mat.CA}
 }
 
 func (r *realCluster) agentConfig(t testing.TB) agentProcess {
@@ -254,6 +256,35 @@ spec:
 	r.must("", nil, "cp", "default/web:/tmp/note.txt", dst)
 	if b, err := os.ReadFile(dst); err != nil || string(b) != "copied by kubectl cp\n" {
 		t.Errorf("cp back: %v %q", err, b)
+	}
+
+	// The agent's streaming endpoint is not open to anyone: no client certificate, no
+	// connection; a node's certificate (not the API server's), 403.
+	node, err := r.client.CoreV1().Nodes().Get(t.Context(), "node-1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoint := fmt.Sprintf("https://127.0.0.1:%d/containerLogs/default/web/web", node.Status.DaemonEndpoints.KubeletEndpoint.Port)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(r.ca)
+	anon := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	if resp, err := anon.Get(endpoint); err == nil {
+		resp.Body.Close()
+		t.Errorf("streaming endpoint answered a client without a certificate: %s", resp.Status)
+	}
+	ncPEM, nkPEM, err := r.authority.Issue("system:node:node-1", []string{"system:nodes"}, nil, x509.ExtKeyUsageClientAuth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeCert, err := tls.X509KeyPair(ncPEM, nkPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asNode := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{nodeCert}}}}
+	if resp, err := asNode.Get(endpoint); err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Errorf("streaming endpoint with a node's certificate: %v %v", err, resp)
+	} else {
+		resp.Body.Close()
 	}
 
 	// Errors as Kubernetes gives them.
