@@ -20,8 +20,6 @@ import (
 	"github.com/logplane/logplane/dataplane/containerd"
 	"github.com/logplane/logplane/dataplane/podnet"
 	"github.com/logplane/logplane/nodeagent"
-	"github.com/logplane/logplane/projections"
-	"github.com/logplane/logplane/registry"
 )
 
 type agentFlags struct {
@@ -61,35 +59,29 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 func agentCommand() *cobra.Command {
 	var lf logFlags
 	var af agentFlags
+	var pf processFlags
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run the node agent of this machine (or simulated nodes)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			l, err := lf.open(ctx)
+			p, err := openProcess(cmd.Context(), &lf, &pf)
 			if err != nil {
 				return err
 			}
-			defer l.Close()
-			store := projections.New(registryCatalog(), slog.Default())
-			g, ctx := errgroup.WithContext(ctx)
-			g.Go(func() error { return store.Run(ctx, l) })
-			reg, err := registry.New(registry.Config{Log: l, Store: store})
-			if err != nil {
-				return err
-			}
-			g.Go(func() error { return runAgents(ctx, store, reg, &af, &lf) })
-			return ignoreCanceled(g.Wait())
+			p.g.Go(func() error { return runAgents(p, &af, &lf) })
+			return p.wait()
 		},
 	}
 	lf.register(cmd.Flags(), false, "")
 	af.register(cmd.Flags())
+	pf.register(cmd.Flags(), false)
 	return cmd
 }
 
 // runAgents runs this machine's node agent on containerd, or simulated nodes, with their
 // streaming endpoint, until ctx ends. store and reg may be shared with other roles in the process.
-func runAgents(ctx context.Context, store *projections.Store, reg *registry.Registry, af *agentFlags, lf *logFlags) error {
+func runAgents(p *process, af *agentFlags, lf *logFlags) error {
+	ctx, store, reg := p.ctx, p.store, p.reg
 	ip := af.nodeIP
 	if ip == "" {
 		ip = "127.0.0.1"

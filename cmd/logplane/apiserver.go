@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/x509"
 	"fmt"
 	"log/slog"
@@ -13,8 +12,6 @@ import (
 
 	"github.com/logplane/logplane/apiserver"
 	"github.com/logplane/logplane/apiserver/pki"
-	"github.com/logplane/logplane/eventlog"
-	"github.com/logplane/logplane/projections"
 )
 
 type apiFlags struct {
@@ -32,61 +29,62 @@ func (f *apiFlags) register(fs *pflag.FlagSet) {
 func apiserverCommand() *cobra.Command {
 	var lf logFlags
 	var af apiFlags
+	var pf processFlags
 	cmd := &cobra.Command{
 		Use:   "apiserver",
 		Short: "Serve the Kubernetes API over the log (embedding the NATS server unless --nats is given)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			l, err := lf.open(ctx)
+			p, err := openProcess(cmd.Context(), &lf, &pf)
 			if err != nil {
 				return err
 			}
-			defer l.Close()
-			srv, serve, err := startAPIServer(ctx, l, nil, &lf, &af)
+			serve, err := startAPIServer(p, &lf, &af)
 			if err != nil {
+				p.log.Close()
 				return err
 			}
-			_ = srv
-			return serve()
+			p.g.Go(serve)
+			return p.wait()
 		},
 	}
 	lf.register(cmd.Flags(), true, "127.0.0.1:4222")
 	af.register(cmd.Flags())
+	pf.register(cmd.Flags(), true)
 	return cmd
 }
 
 // startAPIServer makes the API server, its TLS material and the admin kubeconfig, and returns a
 // function that serves until ctx ends. store may be shared with other roles in this process.
-func startAPIServer(ctx context.Context, l *eventlog.Log, store *projections.Store, lf *logFlags, af *apiFlags) (*apiserver.Server, func() error, error) {
+func startAPIServer(p *process, lf *logFlags, af *apiFlags) (func() error, error) {
 	host, port, err := net.SplitHostPort(af.listen)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--listen %q: %w", af.listen, err)
+		return nil, fmt.Errorf("--listen %q: %w", af.listen, err)
 	}
 	mat, err := pki.Load(filepath.Join(lf.dataDir, "pki"), af.hosts...)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	cfg := apiserver.Config{Log: l, Store: store, TLS: mat.TLS}
+	cfg := apiserver.Config{Log: p.log, Store: p.store, Registry: p.reg, TLS: mat.TLS, Metrics: p.metrics}
 	// The client certificate towards node agents' streaming endpoints (pods/log, exec, ...).
 	kc, kk, err := mat.CA.Issue("logplane-apiserver-kubelet-client", []string{"system:masters"}, nil, x509.ExtKeyUsageClientAuth)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if cfg.KubeletTLS, err = apiserver.KubeletClientTLS(mat.CA.CertPEM, kc, kk); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if af.tokenFile != "" {
 		if cfg.Tokens, err = apiserver.ReadTokenFile(af.tokenFile); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	srv, err := apiserver.New(cfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", af.listen)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "127.0.0.1"
@@ -95,11 +93,11 @@ func startAPIServer(ctx context.Context, l *eventlog.Log, store *projections.Sto
 	kubeconfig := filepath.Join(lf.dataDir, "kubeconfig")
 	if err := mat.WriteKubeconfig(kubeconfig, url); err != nil {
 		ln.Close()
-		return nil, nil, err
+		return nil, err
 	}
 	serve := func() error {
-		slog.Info("logplane: serving the Kubernetes API", "url", url, "kubeconfig", kubeconfig, "nats", l.ClientURL())
-		return srv.Serve(ctx, ln)
+		slog.Info("logplane: serving the Kubernetes API", "url", url, "kubeconfig", kubeconfig, "nats", p.log.ClientURL())
+		return srv.Serve(p.ctx, ln)
 	}
-	return srv, serve, nil
+	return serve, nil
 }

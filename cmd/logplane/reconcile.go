@@ -77,35 +77,29 @@ func (f *reconcileFlags) register(fs *pflag.FlagSet) {
 func reconcileCommand() *cobra.Command {
 	var lf logFlags
 	var rf reconcileFlags
+	var pf processFlags
 	cmd := &cobra.Command{
 		Use:   "reconcile",
 		Short: "Run reconcilers (scheduler, controllers); any number of processes share the work",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			l, err := lf.open(ctx)
+			p, err := openProcess(cmd.Context(), &lf, &pf)
 			if err != nil {
 				return err
 			}
-			defer l.Close()
-			store := projections.New(registryCatalog(), slog.Default())
-			g, ctx := errgroup.WithContext(ctx)
-			g.Go(func() error { return store.Run(ctx, l) })
-			reg, err := registry.New(registry.Config{Log: l, Store: store})
-			if err != nil {
-				return err
-			}
-			g.Go(func() error { return runReconcilers(ctx, l, store, reg, &rf) })
-			return ignoreCanceled(g.Wait())
+			p.g.Go(func() error { return runReconcilers(p, &rf) })
+			return p.wait()
 		},
 	}
 	lf.register(cmd.Flags(), false, "")
 	rf.register(cmd.Flags())
+	pf.register(cmd.Flags(), false)
 	return cmd
 }
 
 // runReconcilers runs the chosen reconciler sets on one engine sharing partitions with the other
 // replicas, once the store has caught up with the log.
-func runReconcilers(ctx context.Context, l *eventlog.Log, store *projections.Store, reg *registry.Registry, rf *reconcileFlags) error {
+func runReconcilers(p *process, rf *reconcileFlags) error {
+	ctx, l, store, reg := p.ctx, p.log, p.store, p.reg
 	if err := catchUp(ctx, l, store); err != nil {
 		return err
 	}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/pflag"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/logplane/logplane/eventlog"
+	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/projections"
+	"github.com/logplane/logplane/registry"
+)
+
+// process is what every role runs on: the log, a projection of every object (restored from the
+// newest snapshot, then following the log), the registry over both, and the role's goroutines.
+type process struct {
+	ctx     context.Context // ends when any goroutine of the group fails, or on SIGINT/SIGTERM
+	log     *eventlog.Log
+	store   *projections.Store
+	reg     *registry.Registry
+	metrics *prometheus.Registry
+	g       *errgroup.Group
+}
+
+// processFlags are the flags every role shares beside the log's.
+type processFlags struct {
+	metricsListen    string
+	snapshotEvery    time.Duration
+	snapshotMinEvent uint64
+}
+
+func (f *processFlags) register(fs *pflag.FlagSet, writesSnapshots bool) {
+	fs.StringVar(&f.metricsListen, "metrics-listen", "", "address to serve this process's Prometheus metrics on /metrics (empty: none; the API server also serves its own on its /metrics)")
+	if writesSnapshots {
+		fs.DurationVar(&f.snapshotEvery, "snapshot-interval", 5*time.Minute, "how often to consider saving a snapshot of the projection, so that restarts replay only the tail of the log")
+		fs.Uint64Var(&f.snapshotMinEvent, "snapshot-min-events", 10_000, "events that must have been applied since the last snapshot for a new one")
+	}
+}
+
+func openProcess(ctx context.Context, lf *logFlags, pf *processFlags) (*process, error) {
+	l, err := lf.open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	store := projections.New(kinds.Builtin(), slog.Default())
+	if _, err := store.Restore(ctx, l); err != nil { // it logs what it restored
+		l.Close()
+		return nil, err
+	}
+	reg, err := registry.New(registry.Config{Log: l, Store: store})
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	p := &process{ctx: gctx, log: l, store: store, reg: reg, g: g, metrics: prometheus.NewRegistry()}
+	p.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	g.Go(func() error { return store.Run(gctx, l) })
+	if pf.snapshotEvery > 0 {
+		policy := projections.SnapshotPolicy{Every: pf.snapshotEvery, MinEvents: pf.snapshotMinEvent}
+		g.Go(func() error { return store.RunSnapshots(gctx, l, policy) })
+	}
+	if pf.metricsListen != "" {
+		if err := p.serveMetrics(pf.metricsListen); err != nil {
+			l.Close()
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// serveMetrics serves the process's metrics registry until the process ends.
+func (p *process) serveMetrics(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(p.metrics, promhttp.HandlerOpts{Registry: p.metrics}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	p.g.Go(func() error {
+		go func() {
+			<-p.ctx.Done()
+			srv.Close() // the process is ending; nothing to drain
+		}()
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	slog.Info("logplane: serving metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+	return nil
+}
+
+// wait returns when the role ends, closing the log. An end by signal is a clean exit.
+func (p *process) wait() error {
+	err := p.g.Wait()
+	p.log.Close()
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
