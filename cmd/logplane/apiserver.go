@@ -89,6 +89,7 @@ func startAPIServer(p *process, lf *logFlags, af *apiFlags) (func() error, error
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "127.0.0.1"
 	}
+	_, port, _ = net.SplitHostPort(ln.Addr().String()) // the port chosen, if --listen asked for 0
 	url := "https://" + net.JoinHostPort(host, port)
 	kubeconfig := filepath.Join(lf.dataDir, "kubeconfig")
 	if err := mat.WriteKubeconfig(kubeconfig, url); err != nil {
