@@ -53,6 +53,9 @@ const (
 	// KubeletVersion is what nodes report as their kubelet version: the
 	// Kubernetes API version logplane serves.
 	KubeletVersion = "v1.34.0-logplane"
+	// forceDeleteGrace is how long a pod removed from the log without graceful deletion gets
+	// between SIGTERM and SIGKILL (the kubelet's minimum grace period).
+	forceDeleteGrace = 2 * time.Second
 )
 
 // Config configures an Agent. Fields without a default are required.
@@ -418,7 +421,9 @@ func (a *Agent) reconcile(key eventlog.Key) {
 	}
 	a.mu.Unlock()
 	if had && (pod == nil || pod.UID != old) {
-		a.pods.Forget(old)
+		// Gone from the log without waiting for us (force-deleted, or replaced under its name):
+		// stop it as the kubelet does a force-deleted pod, within a short grace.
+		a.pods.Kill(old, forceDeleteGrace)
 	}
 	if pod != nil {
 		a.pods.Sync(pod)

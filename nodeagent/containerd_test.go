@@ -26,6 +26,7 @@ import (
 	"github.com/logplane/logplane/apiserver/apiservertest"
 	"github.com/logplane/logplane/apiserver/pki"
 	"github.com/logplane/logplane/dataplane/dataplanetest"
+	"github.com/logplane/logplane/dataplane/runtimeapi"
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/reconcilerstest"
 )
@@ -305,6 +306,26 @@ spec:
 		t.Errorf("deleting a pod that stops on SIGTERM took %s", d)
 	}
 	r.waitEvent("default", "web", "Killing", 5*time.Second)
+
+	// A force-deleted pod whose process ignores SIGTERM is killed within a short grace, not its
+	// 30 s grace period: its sandbox goes.
+	r.run("stubborn", r.env.Busybox, "--command", "--", "sh", "-c", `trap "" TERM; while true; do sleep 1; done`)
+	r.waitPod("default", "stubborn", 60*time.Second, "Running", running)
+	r.must("", nil, "delete", "pod", "stubborn", "--grace-period=0", "--force")
+	start = time.Now()
+	for {
+		sbs, err := r.env.Runtime.ListSandboxes(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(sbs, func(sb runtimeapi.Sandbox) bool { return sb.PodName == "stubborn" }) {
+			break
+		}
+		if time.Since(start) > 15*time.Second {
+			t.Fatal("the sandbox of a force-deleted pod still there after 15s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // kubectlEnv runs kubectl with extra environment.

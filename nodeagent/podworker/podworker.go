@@ -247,7 +247,19 @@ func (m *Manager) Forget(uid types.UID) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if w, ok := m.workers[uid]; ok {
-		w.forget()
+		w.forget(nil)
+	}
+}
+
+// Kill is Forget within grace instead of the pod's grace period: for a pod
+// removed from the cluster without graceful deletion (kubectl delete
+// --grace-period=0 --force), which the kubelet stops within a short grace.
+func (m *Manager) Kill(uid types.UID, grace time.Duration) {
+	secs := int64(grace / time.Second)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if w, ok := m.workers[uid]; ok {
+		w.forget(&secs)
 	}
 }
 

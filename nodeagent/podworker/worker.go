@@ -41,6 +41,7 @@ type worker struct {
 	mu        sync.Mutex // guards desired, forgotten and ctrs (waiters and probes write them)
 	desired   *corev1.Pod
 	forgotten bool
+	killGrace *int64 // set by Manager.Kill: the grace period to stop within
 	ctrs      map[string]*ctr
 
 	// Owned by the run goroutine.
@@ -88,9 +89,12 @@ func (w *worker) setDesired(pod *corev1.Pod) {
 	w.poke()
 }
 
-func (w *worker) forget() {
+func (w *worker) forget(grace *int64) {
 	w.mu.Lock()
 	w.forgotten = true
+	if grace != nil {
+		w.killGrace = grace
+	}
 	w.mu.Unlock()
 	w.poke()
 }
@@ -156,6 +160,12 @@ func (w *worker) sync(ctx context.Context) (time.Duration, bool) {
 		w.adopted = true
 	}
 	if forgotten || pod.DeletionTimestamp != nil {
+		w.mu.Lock()
+		if w.killGrace != nil {
+			pod = pod.DeepCopy()
+			pod.DeletionGracePeriodSeconds = w.killGrace
+		}
+		w.mu.Unlock()
 		if err := w.terminate(ctx, pod); err != nil {
 			w.report(err)
 			return time.Second, false
