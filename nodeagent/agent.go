@@ -218,7 +218,7 @@ func New(cfg Config) (*Agent, error) {
 		ready: make(chan struct{}),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.DefaultTypedControllerRateLimiter[eventlog.Key](),
-			workqueue.TypedRateLimitingQueueConfig[eventlog.Key]{Name: ""}),
+			workqueue.TypedRateLimitingQueueConfig[eventlog.Key]{}),
 	}
 	if a.rec == nil {
 		rec, err := recorder.New(recorder.Config{

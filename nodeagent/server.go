@@ -122,7 +122,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsConfig *tls.Conf
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !authorized(r) {
-		writeStatus(w, apierrors.NewForbidden(schemaNodes, "", errors.New("a client certificate of group "+APIServerGroup+" is required")))
+		writeStatus(w, apierrors.NewForbidden(nodesResource, "", errors.New("a client certificate of group "+APIServerGroup+" is required")))
 		return
 	}
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
@@ -138,7 +138,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case len(parts) == 3 && parts[0] == "portForward":
 		s.servePortForward(w, r, parts[1], parts[2])
 	default:
-		writeStatus(w, apierrors.NewNotFound(schemaNodes, "proxy"))
+		writeStatus(w, apierrors.NewNotFound(nodesResource, "proxy"))
 	}
 }
 
@@ -158,7 +158,7 @@ func (s *Server) find(namespace, name string) (*Agent, types.UID, error) {
 			return a, uid, nil
 		}
 	}
-	return nil, "", apierrors.NewNotFound(schemaPods, name)
+	return nil, "", apierrors.NewNotFound(podsResource, name)
 }
 
 func (s *Server) container(ctx context.Context, namespace, pod, container string, previous bool) (*Agent, string, error) {
@@ -427,8 +427,8 @@ func (f forwarder) PortForward(ctx context.Context, _, uid string, port int32, s
 }
 
 var (
-	schemaPods  = schema.GroupResource{Resource: "pods"}
-	schemaNodes = schema.GroupResource{Resource: "nodes"}
+	podsResource  = schema.GroupResource{Resource: "pods"}
+	nodesResource = schema.GroupResource{Resource: "nodes"}
 )
 
 // writeStatus answers with err as a Kubernetes Status, which the API server passes on.
