@@ -160,4 +160,3 @@ func runningSeq(t *testing.T, c *reconcilerstest.Cluster, pod string) uint64 {
 	t.Fatalf("pod %s never ran in its history", pod)
 	return 0
 }
-
