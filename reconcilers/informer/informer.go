@@ -77,6 +77,8 @@ type Index struct {
 	objects    map[eventlog.Key]*entry
 	dependents map[types.UID]map[eventlog.Key]struct{}
 	byResource map[schema.GroupResource]map[eventlog.Key]struct{}
+	// orphans are the objects without a controller, by resource and namespace.
+	orphans map[schema.GroupResource]map[string]map[eventlog.Key]struct{}
 	// undecodable counts objects whose metadata could not be read (logged once each).
 	undecodable int
 	// last is the change observed last, so that every caller of Observe for it gets the same
@@ -100,6 +102,7 @@ func New(log *slog.Logger, keep ...schema.GroupResource) *Index {
 		objects:    map[eventlog.Key]*entry{},
 		dependents: map[types.UID]map[eventlog.Key]struct{}{},
 		byResource: map[schema.GroupResource]map[eventlog.Key]struct{}{},
+		orphans:    map[schema.GroupResource]map[string]map[eventlog.Key]struct{}{},
 	}
 	for _, gr := range keep {
 		ix.keep[gr] = true
@@ -204,10 +207,30 @@ func (ix *Index) putLocked(o *projections.Object, reason string) *entry {
 		ix.byResource[gr] = set
 	}
 	set[o.Key] = struct{}{}
+	if m.Controller() == nil {
+		byNS := ix.orphans[gr]
+		if byNS == nil {
+			byNS = map[string]map[eventlog.Key]struct{}{}
+			ix.orphans[gr] = byNS
+		}
+		keys := byNS[o.Key.Namespace]
+		if keys == nil {
+			keys = map[eventlog.Key]struct{}{}
+			byNS[o.Key.Namespace] = keys
+		}
+		keys[o.Key] = struct{}{}
+	}
 	return e
 }
 
 func (ix *Index) unindexLocked(e *entry) {
+	gr := schema.GroupResource{Group: e.meta.Key.Group, Resource: e.meta.Key.Resource}
+	if keys := ix.orphans[gr][e.meta.Key.Namespace]; keys != nil {
+		delete(keys, e.meta.Key)
+		if len(keys) == 0 {
+			delete(ix.orphans[gr], e.meta.Key.Namespace)
+		}
+	}
 	for _, r := range e.meta.Owners {
 		if deps := ix.dependents[r.UID]; deps != nil {
 			delete(deps, e.meta.Key)
@@ -330,6 +353,19 @@ func (ix *Index) Dependents(uid types.UID) []eventlog.Key {
 	deps := ix.dependents[uid]
 	out := make([]eventlog.Key, 0, len(deps))
 	for k := range deps {
+		out = append(out, k)
+	}
+	return out
+}
+
+// Orphans returns the keys of the objects of resource gr in namespace ns that have no
+// controller (no owner reference with controller set).
+func (ix *Index) Orphans(gr schema.GroupResource, ns string) []eventlog.Key {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	keys := ix.orphans[gr][ns]
+	out := make([]eventlog.Key, 0, len(keys))
+	for k := range keys {
 		out = append(out, k)
 	}
 	return out

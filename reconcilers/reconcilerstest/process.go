@@ -10,7 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -36,6 +38,7 @@ const (
 	envLeaseTTL   = "LOGPLANE_TEST_LEASE_TTL"
 	envDelay      = "LOGPLANE_TEST_DELAY"
 	envWorkers    = "LOGPLANE_TEST_WORKERS"
+	envNodeGrace  = "LOGPLANE_TEST_NODE_GRACE"
 	statsInterval = 200 * time.Millisecond
 )
 
@@ -71,6 +74,8 @@ type ProcessOptions struct {
 	LeaseTTL time.Duration
 	Delay    time.Duration
 	Workers  int
+	// NodeGrace is the node lifecycle's grace period. Default 40s.
+	NodeGrace time.Duration
 }
 
 // StartProcess starts a reconcile process on the log at url. The test binary must call
@@ -85,7 +90,8 @@ func StartProcess(t testing.TB, url, holder string, opts ProcessOptions) *Proces
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envRole+"="+opts.Role, envURL+"="+url, envHolder+"="+holder,
-		envLeaseTTL+"="+opts.LeaseTTL.String(), envDelay+"="+opts.Delay.String(), envWorkers+"="+strconv.Itoa(opts.Workers))
+		envLeaseTTL+"="+opts.LeaseTTL.String(), envDelay+"="+opts.Delay.String(), envWorkers+"="+strconv.Itoa(opts.Workers),
+		envNodeGrace+"="+opts.NodeGrace.String())
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -124,6 +130,36 @@ func (p *Process) Stats() ProcessStats {
 	return p.stats
 }
 
+// CPU returns the CPU time the process has used so far (user and system), from /proc.
+func (p *Process) CPU() (time.Duration, error) {
+	return ProcessCPU(p.cmd.Process.Pid)
+}
+
+// ProcessCPU returns the CPU time (user and system) a process has used, from /proc.
+func ProcessCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command may hold spaces: fields count from the last ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("reconcilerstest: bad /proc/%d/stat", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("reconcilerstest: short /proc/%d/stat", pid)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("reconcilerstest: bad /proc/%d/stat", pid)
+	}
+	const ticks = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / ticks, nil
+}
+
 // Kill kills the process with SIGKILL (kill -9) and waits for it.
 func (p *Process) Kill() {
 	if p.cmd.ProcessState != nil {
@@ -143,6 +179,18 @@ func MaybeRunProcess() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if path := os.Getenv("LOGPLANE_TEST_CPUPROFILE"); path != "" {
+		f, err := os.Create(fmt.Sprintf("%s.%d", path, os.Getpid()))
+		if err == nil {
+			if err := pprof.StartCPUProfile(f); err == nil {
+				go func() {
+					time.Sleep(15 * time.Second)
+					pprof.StopCPUProfile()
+					f.Close()
+				}()
+			}
+		}
+	}
 	if err := runProcess(ctx, role); err != nil && ctx.Err() == nil {
 		fmt.Fprintln(os.Stderr, "reconcile process:", err)
 		os.Exit(1)
@@ -203,7 +251,13 @@ func runProcess(ctx context.Context, role string) error {
 	var runs []func(context.Context) error
 	switch role {
 	case "workloads":
-		set, err := workloads.New(workloads.Config{Store: store, Registry: reg, Host: holder, Logger: logger})
+		burst, _ := strconv.Atoi(os.Getenv("LOGPLANE_TEST_BURST")) // 0: the default
+		grace, err := time.ParseDuration(os.Getenv(envNodeGrace))
+		if err != nil {
+			return err
+		}
+		set, err := workloads.New(workloads.Config{Store: store, Registry: reg, Host: holder, Logger: logger, BurstReplicas: burst,
+			NodeGracePeriod: grace})
 		if err != nil {
 			return err
 		}

@@ -65,18 +65,12 @@ type writer interface {
 
 var _ writer = (*registry.Registry)(nil)
 
-// lister is what the reconcilers need of the projection.
-type lister interface {
-	List(q projections.Query) ([]*projections.Object, uint64)
-}
-
 // Config configures the reconcilers.
 type Config struct {
-	// Store is the projection read. Required.
-	Store *projections.Store
 	// Registry writes pods and statuses. Required.
 	Registry *registry.Registry
-	// Index is the informer index over Store; it must keep KeptResources. Required.
+	// Index is the informer index over the projection the reconcilers read; it must keep
+	// KeptResources. Required.
 	Index *informer.Index
 	// Events records the Events of ReplicaSets (component "replicaset-controller") and
 	// ControllerEvents those of ReplicationControllers ("replication-controller"). Nil: none.
@@ -94,7 +88,6 @@ type Config struct {
 // Controller holds both reconcilers; they share the expectations and the cause bookkeeping.
 type Controller struct {
 	cfg   Config
-	store lister
 	w     writer
 	ix    *informer.Index
 	pods  *kinds.Kind
@@ -104,12 +97,13 @@ type Controller struct {
 
 	mu        sync.Mutex
 	podLosses map[eventlog.Key]uint64 // set → sequence of the latest loss of one of its pods
+	batches   map[eventlog.Key]int    // set → size of the last batch of its last creations
 }
 
 // New returns the controller of ReplicaSets and ReplicationControllers.
 func New(cfg Config) (*Controller, error) {
-	if cfg.Store == nil || cfg.Registry == nil || cfg.Index == nil {
-		return nil, errors.New("replicaset: config needs a Store, a Registry and an Index")
+	if cfg.Registry == nil || cfg.Index == nil {
+		return nil, errors.New("replicaset: config needs a Registry and an Index")
 	}
 	for _, gr := range KeptResources {
 		if !cfg.Index.Keeps(gr) {
@@ -133,8 +127,8 @@ func New(cfg Config) (*Controller, error) {
 	if !ok {
 		return nil, errors.New("replicaset: the catalog has no pods")
 	}
-	c := &Controller{cfg: cfg, store: cfg.Store, w: cfg.Registry, ix: cfg.Index, pods: pods,
-		exp: newExpectations(cfg.Now), log: cfg.Logger, podLosses: map[eventlog.Key]uint64{}}
+	c := &Controller{cfg: cfg, w: cfg.Registry, ix: cfg.Index, pods: pods,
+		exp: newExpectations(cfg.Now), log: cfg.Logger, podLosses: map[eventlog.Key]uint64{}, batches: map[eventlog.Key]int{}}
 	rs, ok1 := cat.ByGroupResource(replicaSetsResource)
 	rc, ok2 := cat.ByGroupResource(controllersResource)
 	if !ok1 || !ok2 {

@@ -56,6 +56,7 @@ func (c *Controller) reconcile(ctx context.Context, kd *setKind, req engine.Requ
 		c.exp.forget(key)
 		c.mu.Lock()
 		delete(c.podLosses, key)
+		delete(c.batches, key)
 		c.mu.Unlock()
 		return engine.Result{}, nil
 	}
@@ -99,72 +100,35 @@ func replicasOf(rs *appsv1.ReplicaSet) int32 {
 	return *rs.Spec.Replicas
 }
 
-// pod returns the decoded pod of a projected object: the index's copy when it holds that
-// revision, else a fresh decode.
-func (c *Controller) pod(o *projections.Object) (*corev1.Pod, error) {
-	if obj, ok := c.ix.Object(o.Key); ok {
-		if p, ok := obj.(*corev1.Pod); ok && p.ResourceVersion == fmt.Sprint(o.Seq) {
-			return p, nil
-		}
-	}
-	obj, err := o.Decode()
-	if err != nil {
-		return nil, err
-	}
-	p, ok := obj.(*corev1.Pod)
-	if !ok {
-		return nil, fmt.Errorf("replicaset: pods decode to %T", obj)
-	}
-	return p, nil
-}
-
 // claimPods returns the active pods the set controls once it has adopted the orphans its
-// selector matches and released the pods it controls that its selector no longer matches.
+// selector matches and released the pods it controls that its selector no longer matches. The
+// candidates come from the informer index: the set's dependents and the namespace's orphans.
 func (c *Controller) claimPods(ctx context.Context, kd *setKind, rs *appsv1.ReplicaSet, selector labels.Selector, cause uint64) ([]*corev1.Pod, error) {
-	candidates := map[eventlog.Key]*corev1.Pod{}
-	objs, _ := c.store.List(projections.Query{Resource: podsResource, Namespace: rs.Namespace, Labels: selector})
-	for _, o := range objs {
-		p, err := c.pod(o)
-		if err != nil {
-			c.log.Error("replicaset: skipping a pod that cannot be read", "pod", o.Key, "err", err)
-			continue
-		}
-		candidates[o.Key] = p
-	}
-	for _, k := range c.ix.Dependents(rs.UID) {
-		if k.Resource != podsResource.Resource || k.Group != "" {
-			continue
-		}
-		if _, ok := candidates[k]; ok {
-			continue
-		}
-		if obj, ok := c.ix.Object(k); ok {
-			if p, ok := obj.(*corev1.Pod); ok {
-				candidates[k] = p
-			}
-		}
-	}
 	var claimed []*corev1.Pod
 	var errs []error
-	for _, p := range candidates {
-		if !isActive(p) {
+	for _, k := range c.ix.Dependents(rs.UID) {
+		p := c.indexedPod(k)
+		if p == nil || !isActive(p) {
 			continue
 		}
-		matches := selector.Matches(labels.Set(p.Labels))
-		if ref := metav1.GetControllerOfNoCopy(p); ref != nil {
-			if ref.UID != rs.UID {
-				continue
-			}
-			if matches {
-				claimed = append(claimed, p)
-			} else if rs.DeletionTimestamp == nil {
-				if err := c.release(ctx, kd, rs, p, cause); err != nil {
-					errs = append(errs, err)
-				}
-			}
-			continue
+		ref := metav1.GetControllerOfNoCopy(p)
+		if ref == nil || ref.UID != rs.UID {
+			continue // owned, not controlled; or controlled by another
 		}
-		if !matches || rs.DeletionTimestamp != nil {
+		if selector.Matches(labels.Set(p.Labels)) {
+			claimed = append(claimed, p)
+		} else if rs.DeletionTimestamp == nil {
+			if err := c.release(ctx, kd, rs, p, cause); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if rs.DeletionTimestamp != nil {
+		return claimed, errors.Join(errs...)
+	}
+	for _, k := range c.ix.Orphans(podsResource, rs.Namespace) {
+		p := c.indexedPod(k)
+		if p == nil || !isActive(p) || metav1.GetControllerOfNoCopy(p) != nil || !selector.Matches(labels.Set(p.Labels)) {
 			continue
 		}
 		adopted, err := c.adopt(ctx, kd, rs, p, cause)
@@ -177,6 +141,19 @@ func (c *Controller) claimPods(ctx context.Context, kd *setKind, rs *appsv1.Repl
 		}
 	}
 	return claimed, errors.Join(errs...)
+}
+
+// indexedPod returns the index's copy of a pod, nil if it has none.
+func (c *Controller) indexedPod(k eventlog.Key) *corev1.Pod {
+	if k.Resource != podsResource.Resource || k.Group != "" {
+		return nil
+	}
+	obj, ok := c.ix.Object(k)
+	if !ok {
+		return nil
+	}
+	p, _ := obj.(*corev1.Pod)
+	return p
 }
 
 func isActive(p *corev1.Pod) bool {
@@ -262,10 +239,11 @@ func (c *Controller) manageReplicas(ctx context.Context, kd *setKind, key eventl
 	case diff < 0:
 		n := min(-diff, c.cfg.BurstReplicas)
 		c.exp.expectCreations(key, n)
-		made, err := slowStartBatch(n, 1, func() error { return c.createPod(ctx, kd, rs, createCause) })
+		made, last, err := slowStartBatch(n, c.startBatch(key), func() error { return c.createPod(ctx, kd, rs, createCause) })
 		for range n - made {
 			c.exp.creationObserved(key)
 		}
+		c.noteBatch(key, last, err)
 		return err
 	case diff > 0:
 		n := min(diff, c.cfg.BurstReplicas)
@@ -300,10 +278,11 @@ func (c *Controller) manageReplicas(ctx context.Context, kd *setKind, key eventl
 // slowStartBatch calls fn count times, in batches that start at initial and double while every
 // call succeeds, the calls of a batch running concurrently: a set that cannot create pods (a
 // quota, a bad template) fails once rather than count times. It returns how many calls
-// succeeded and the first error.
-func slowStartBatch(count, initial int, fn func() error) (int, error) {
-	remaining, done := count, 0
+// succeeded, the size of the last batch, and the first error.
+func slowStartBatch(count, initial int, fn func() error) (done, last int, err error) {
+	remaining := count
 	for batch := min(remaining, initial); batch > 0; batch = min(2*batch, remaining) {
+		last = batch
 		errs := make(chan error, batch)
 		var wg sync.WaitGroup
 		for range batch {
@@ -319,11 +298,30 @@ func slowStartBatch(count, initial int, fn func() error) (int, error) {
 		close(errs)
 		done += batch - len(errs)
 		if err, ok := <-errs; ok {
-			return done, err
+			return done, last, err
 		}
 		remaining -= batch
 	}
-	return done, nil
+	return done, last, nil
+}
+
+// startBatch is the first batch size of a set's next creations: 1 for a set that has not
+// created pods yet or whose last creation failed, else the size its last batch reached, so that
+// a set scaling up by many bursts does not start each burst over at a single pod.
+func (c *Controller) startBatch(set eventlog.Key) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return max(c.batches[set], 1)
+}
+
+func (c *Controller) noteBatch(set eventlog.Key, last int, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		delete(c.batches, set)
+		return
+	}
+	c.batches[set] = last
 }
 
 // podFromTemplate is the pod a set creates: its template, with the set as controller.

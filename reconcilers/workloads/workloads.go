@@ -94,7 +94,7 @@ func New(cfg Config) (*Set, error) {
 			return nil, err
 		}
 		c, err := replicaset.New(replicaset.Config{
-			Store: cfg.Store, Registry: cfg.Registry, Index: s.index,
+			Registry: cfg.Registry, Index: s.index,
 			Events: rsEvents, ControllerEvents: rcEvents,
 			BurstReplicas: cfg.BurstReplicas, Workers: cfg.Workers, Now: cfg.Now, Logger: cfg.Logger,
 		})
