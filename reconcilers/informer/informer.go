@@ -1,8 +1,11 @@
 // Package informer keeps what reconcilers look up about objects, beside the projection they
 // read, the way client-go's informers and indexers do for Kubernetes controllers: for every
 // object, its ownerReferences, finalizers and deletion state, with an index from an owner's uid
-// to its dependents; and for chosen resources (pods, replica sets), the decoded objects, so that a
-// reconcile looking at ten thousand pods decodes none of them.
+// to its dependents and of the objects without a controller; and for chosen resources (pods,
+// replica sets), the objects, decoded the first time a reconciler asks for a revision and shared
+// after that, so that a reconcile looking at ten thousand pods decodes only those that changed,
+// and a replica that owns none of their keys decodes none. Metadata is read from the encoded
+// object's metadata field alone.
 //
 // An Index follows a projections.Store through Subscribe. Reconcilers must see the index up to
 // date with the change that queued their key, so their engine Map functions call Observe first:
@@ -55,7 +58,29 @@ func (m *Meta) Controller() *metav1.OwnerReference {
 
 type entry struct {
 	meta Meta
-	obj  runtime.Object // decoded, for kept resources; shared, read-only
+	// src is the projected revision of a kept resource, decoded into obj the first time someone
+	// asks (most revisions of a pod are replaced before any reconcile looks at them; a replica
+	// that does not own a key never decodes it).
+	src     *projections.Object
+	decoded sync.Once
+	obj     runtime.Object // shared, read-only
+}
+
+// object decodes the entry's object once. It is nil for resources not kept, or if it cannot be
+// decoded (reported once).
+func (e *entry) object(log *slog.Logger) runtime.Object {
+	if e.src == nil {
+		return nil
+	}
+	e.decoded.Do(func() {
+		obj, err := e.src.Decode()
+		if err != nil {
+			log.Error("informer: cannot decode an object", "key", e.src.Key, "seq", e.src.Seq, "err", err)
+			return
+		}
+		e.obj = obj
+	})
+	return e.obj
 }
 
 // source is what the index needs of the projection.
@@ -172,7 +197,7 @@ func (ix *Index) Observe(c projections.Change) (old, cur *Meta) {
 var specReasons = map[string]bool{"create": true, "spec": true, "scale": true}
 
 func (ix *Index) putLocked(o *projections.Object, reason string) *entry {
-	m, obj, err := ix.read(o)
+	m, src, err := ix.read(o)
 	if err != nil {
 		ix.undecodable++
 		ix.log.Error("informer: cannot read an object's metadata", "key", o.Key, "seq", o.Seq, "err", err)
@@ -190,7 +215,7 @@ func (ix *Index) putLocked(o *projections.Object, reason string) *entry {
 	if old != nil {
 		ix.unindexLocked(old)
 	}
-	e := &entry{meta: m, obj: obj}
+	e := &entry{meta: m, src: src}
 	ix.objects[o.Key] = e
 	for _, r := range m.Owners {
 		deps := ix.dependents[r.UID]
@@ -248,76 +273,104 @@ func (ix *Index) removeLocked(e *entry) {
 	delete(ix.byResource[gr], e.meta.Key)
 }
 
-// read returns the metadata of o, and the decoded object if its resource is kept.
-func (ix *Index) read(o *projections.Object) (Meta, runtime.Object, error) {
+// read returns the metadata of o, and o itself if its resource is kept (to decode later).
+func (ix *Index) read(o *projections.Object) (Meta, *projections.Object, error) {
 	gr := schema.GroupResource{Group: o.Key.Group, Resource: o.Key.Resource}
-	var om *metav1.ObjectMeta
-	var obj runtime.Object
-	if ix.keep[gr] && o.Kind != nil {
-		var err error
-		obj, err = o.Decode()
-		if err != nil {
-			return Meta{}, nil, err
-		}
-		a, ok := obj.(metav1.ObjectMetaAccessor)
-		if !ok {
-			return Meta{}, nil, fmt.Errorf("informer: %T has no ObjectMeta", obj)
-		}
-		om = a.GetObjectMeta().(*metav1.ObjectMeta)
-	} else {
-		var err error
-		om, err = objectMeta(o.Event.GetEncoding(), o.Event.GetObject())
-		if err != nil {
-			return Meta{}, nil, err
-		}
+	m, err := readMeta(o.Event.GetEncoding(), o.Event.GetObject())
+	if err != nil {
+		return Meta{}, nil, err
 	}
-	return Meta{
-		Key: o.Key, Seq: o.Seq, UID: om.UID, Owners: om.OwnerReferences, Finalizers: om.Finalizers,
-		Deleting: om.DeletionTimestamp != nil,
-	}, obj, nil
+	m.Key, m.Seq = o.Key, o.Seq
+	var src *projections.Object
+	if ix.keep[gr] && o.Kind != nil {
+		src = o
+	}
+	return m, src, nil
 }
 
-// objectMeta reads only the metadata of an encoded object: in the protobuf encoding of every
-// Kubernetes object, metadata is field 1.
-func objectMeta(enc eventv1.Encoding, data []byte) (*metav1.ObjectMeta, error) {
-	om := &metav1.ObjectMeta{}
+// Field numbers of the protobuf encoding of Kubernetes objects: every top-level object has its
+// ObjectMeta as field 1, and ObjectMeta these.
+const (
+	fieldMetadata          = 1
+	fieldUID               = 5
+	fieldDeletionTimestamp = 9
+	fieldOwnerReferences   = 13
+	fieldFinalizers        = 14
+)
+
+// readMeta reads what the index keeps of an encoded object's metadata: from the protobuf
+// encoding, the few fields it needs (not the managed fields, labels or annotations).
+func readMeta(enc eventv1.Encoding, data []byte) (Meta, error) {
 	switch enc {
 	case eventv1.Encoding_ENCODING_PROTOBUF:
-		b := data
-		for len(b) > 0 {
-			num, typ, n := protowire.ConsumeTag(b)
-			if n < 0 {
-				return nil, fmt.Errorf("informer: bad protobuf tag: %w", protowire.ParseError(n))
+		var md []byte
+		err := eachField(data, func(num protowire.Number, typ protowire.Type, v []byte) error {
+			if num == fieldMetadata && typ == protowire.BytesType {
+				md = v
 			}
-			b = b[n:]
-			if num == 1 && typ == protowire.BytesType {
-				v, n := protowire.ConsumeBytes(b)
-				if n < 0 {
-					return nil, fmt.Errorf("informer: bad metadata field: %w", protowire.ParseError(n))
-				}
-				if err := om.Unmarshal(v); err != nil {
-					return nil, fmt.Errorf("informer: decoding metadata: %w", err)
-				}
-				return om, nil
-			}
-			n = protowire.ConsumeFieldValue(num, typ, b)
-			if n < 0 {
-				return nil, fmt.Errorf("informer: bad protobuf field %d: %w", num, protowire.ParseError(n))
-			}
-			b = b[n:]
+			return nil
+		})
+		if err != nil {
+			return Meta{}, err
 		}
-		return om, nil
+		var m Meta
+		err = eachField(md, func(num protowire.Number, typ protowire.Type, v []byte) error {
+			if typ != protowire.BytesType {
+				return nil
+			}
+			switch num {
+			case fieldUID:
+				m.UID = types.UID(v)
+			case fieldDeletionTimestamp:
+				m.Deleting = true
+			case fieldOwnerReferences:
+				var r metav1.OwnerReference
+				if err := r.Unmarshal(v); err != nil {
+					return fmt.Errorf("informer: decoding an owner reference: %w", err)
+				}
+				m.Owners = append(m.Owners, r)
+			case fieldFinalizers:
+				m.Finalizers = append(m.Finalizers, string(v))
+			}
+			return nil
+		})
+		return m, err
 	case eventv1.Encoding_ENCODING_JSON:
 		var v struct {
-			Metadata *metav1.ObjectMeta `json:"metadata"`
+			Metadata metav1.ObjectMeta `json:"metadata"`
 		}
-		v.Metadata = om
 		if err := json.Unmarshal(data, &v); err != nil {
-			return nil, fmt.Errorf("informer: decoding metadata: %w", err)
+			return Meta{}, fmt.Errorf("informer: decoding metadata: %w", err)
 		}
-		return om, nil
+		om := v.Metadata
+		return Meta{UID: om.UID, Owners: om.OwnerReferences, Finalizers: om.Finalizers, Deleting: om.DeletionTimestamp != nil}, nil
 	}
-	return nil, fmt.Errorf("informer: unknown encoding %v", enc)
+	return Meta{}, fmt.Errorf("informer: unknown encoding %v", enc)
+}
+
+// eachField calls fn with every field of a protobuf message; v is the bytes of a bytes field.
+func eachField(b []byte, fn func(num protowire.Number, typ protowire.Type, v []byte) error) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return fmt.Errorf("informer: bad protobuf tag: %w", protowire.ParseError(n))
+		}
+		b = b[n:]
+		var v []byte
+		if typ == protowire.BytesType {
+			v, n = protowire.ConsumeBytes(b)
+		} else {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return fmt.Errorf("informer: bad protobuf field %d: %w", num, protowire.ParseError(n))
+		}
+		b = b[n:]
+		if err := fn(num, typ, v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Keeps reports whether the index keeps decoded objects of gr.
@@ -338,12 +391,13 @@ func (ix *Index) Meta(key eventlog.Key) (Meta, bool) {
 // changing it.
 func (ix *Index) Object(key eventlog.Key) (runtime.Object, bool) {
 	ix.mu.RLock()
-	defer ix.mu.RUnlock()
 	e := ix.objects[key]
-	if e == nil || e.obj == nil {
+	ix.mu.RUnlock()
+	if e == nil {
 		return nil, false
 	}
-	return e.obj, true
+	obj := e.object(ix.log)
+	return obj, obj != nil
 }
 
 // Dependents returns the keys of the objects that name uid among their owners.
@@ -375,18 +429,21 @@ func (ix *Index) Orphans(gr schema.GroupResource, ns string) []eventlog.Key {
 // filter returns true (nil: all). They are shared: copy one before changing it.
 func (ix *Index) Objects(gr schema.GroupResource, ns string, filter func(runtime.Object) bool) []runtime.Object {
 	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	var out []runtime.Object
+	var entries []*entry
 	for k := range ix.byResource[gr] {
 		if ns != "" && k.Namespace != ns {
 			continue
 		}
-		e := ix.objects[k]
-		if e == nil || e.obj == nil {
-			continue
+		if e := ix.objects[k]; e != nil {
+			entries = append(entries, e)
 		}
-		if filter == nil || filter(e.obj) {
-			out = append(out, e.obj)
+	}
+	ix.mu.RUnlock()
+	var out []runtime.Object
+	for _, e := range entries {
+		obj := e.object(ix.log)
+		if obj != nil && (filter == nil || filter(obj)) {
+			out = append(out, obj)
 		}
 	}
 	return out
