@@ -17,6 +17,7 @@ import (
 
 	"github.com/logplane/logplane/dataplane/containerd"
 	"github.com/logplane/logplane/dataplane/dataplanetest"
+	"github.com/logplane/logplane/dataplane/ociimage"
 	"github.com/logplane/logplane/dataplane/runtimeapi"
 )
 
@@ -144,6 +145,32 @@ func TestRuntime(t *testing.T) {
 		img, err = rt.EnsureImage(ctx, e.Busybox, runtimeapi.PullIfNotPresent)
 		if err != nil || img.Pulled {
 			t.Fatalf("if not present: %+v %v", img, err)
+		}
+	})
+
+	t.Run("local images are never pulled", func(t *testing.T) {
+		ctx := t.Context()
+		busybox, _ := dataplanetest.Images(t)
+		archive := filepath.Join(t.TempDir(), "busybox.tar")
+		if err := ociimage.WriteArchive(archive, "logplane.local/busybox:latest", busybox); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(archive)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := rt.ImportArchive(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+		// :latest means policy Always: the node's copy runs.
+		img, err := rt.EnsureImage(ctx, "logplane.local/busybox:latest", runtimeapi.PullAlways)
+		if err != nil || img.Pulled {
+			t.Fatalf("local image, policy Always: %+v %v", img, err)
+		}
+		_, err = rt.EnsureImage(ctx, "logplane.local/nope:latest", runtimeapi.PullAlways)
+		if !errors.Is(err, runtimeapi.ErrImagePull) || !strings.Contains(err.Error(), "never pulled") {
+			t.Fatalf("absent local image: %v", err)
 		}
 	})
 

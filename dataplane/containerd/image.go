@@ -25,9 +25,17 @@ func NormalizeImage(ref string) (string, error) {
 	return named.String(), nil
 }
 
+// LocalRegistry is the registry name of images that exist only on nodes, brought
+// there without a registry (`lpctl image load`, the node agent's image directory),
+// like the demo images logplane.local/hello:latest and logplane.local/busybox:latest.
+// They are never pulled, whatever the pull policy: a `:latest` tag (policy
+// Always) runs the node's copy, and an absent one fails at once, with no lookup
+// of a registry that does not exist.
+const LocalRegistry = "logplane.local"
+
 // EnsureImage makes the image ref present and unpacked according to the pull
-// policy (IfNotPresent if empty). Errors wrap runtimeapi.ErrInvalidImageName,
-// ErrImageNeverPull or ErrImagePull.
+// policy (IfNotPresent if empty; images of LocalRegistry are never pulled).
+// Errors wrap runtimeapi.ErrInvalidImageName, ErrImageNeverPull or ErrImagePull.
 func (r *Runtime) EnsureImage(ctx context.Context, ref string, policy runtimeapi.PullPolicy) (runtimeapi.Image, error) {
 	name, err := NormalizeImage(ref)
 	if err != nil {
@@ -40,6 +48,13 @@ func (r *Runtime) EnsureImage(ctx context.Context, ref string, policy runtimeapi
 	}
 	pulled := false
 	switch {
+	case localImage(name) && !present:
+		return runtimeapi.Image{}, fmt.Errorf("containerd: image %s is not on this node, and %s images are never pulled (load it with `lpctl image load`): %w",
+			name, LocalRegistry, runtimeapi.ErrImagePull)
+	case localImage(name):
+		if err := r.ensureUnpacked(ctx, img); err != nil {
+			return runtimeapi.Image{}, err
+		}
 	case policy == runtimeapi.PullNever && !present:
 		return runtimeapi.Image{}, fmt.Errorf("containerd: image %s: %w", name, runtimeapi.ErrImageNeverPull)
 	case policy == runtimeapi.PullAlways || !present:
@@ -62,6 +77,12 @@ func (r *Runtime) EnsureImage(ctx context.Context, ref string, policy runtimeapi
 		return runtimeapi.Image{}, fmt.Errorf("containerd: image %s size: %w", name, err)
 	}
 	return runtimeapi.Image{Ref: name, ID: imageID(img), Pulled: pulled, Size: size}, nil
+}
+
+// localImage reports whether the normalized reference name is of LocalRegistry.
+func localImage(name string) bool {
+	named, err := reference.ParseNormalizedNamed(name)
+	return err == nil && reference.Domain(named) == LocalRegistry
 }
 
 func imageID(img client.Image) string {
