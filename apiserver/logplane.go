@@ -2,7 +2,9 @@ package apiserver
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -102,7 +104,52 @@ func (s *Server) serveHistory(w http.ResponseWriter, r *http.Request, objectPath
 		}
 		h.Items = append(h.Items, rev)
 	}
+	if len(h.Items) > 0 && h.Items[0].Cause != "" {
+		first, _ := strconv.ParseUint(h.Items[0].Cause, 10, 64) // we formatted it from a uint64
+		if h.CausedBy, err = s.causes(r.Context(), first); err != nil {
+			writeError(w, r, err)
+			return
+		}
+	}
 	writeJSON(w, http.StatusOK, mediaJSON, h)
+}
+
+// maxCauses bounds the chain of causes a history follows.
+const maxCauses = 32
+
+// causes follows the chain of causes from the event at seq back to one with no cause, nearest
+// first. A cause that retention has dropped ends the chain.
+func (s *Server) causes(ctx context.Context, seq uint64) ([]logplaneapi.AuditEntry, error) {
+	var chain []logplaneapi.AuditEntry
+	for seq != 0 && len(chain) < maxCauses {
+		var rec eventlog.Record
+		err := s.log.Replay(ctx, eventlog.Filter{}, seq-1, seq, func(r eventlog.Record) error {
+			rec = r
+			return nil
+		})
+		if errors.Is(err, eventlog.ErrGone) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if rec.Seq != seq || rec.Err != nil {
+			break // not an object event, or one this server cannot read: the chain ends here
+		}
+		chain = append(chain, auditEntryOf(rec))
+		seq = rec.Event.GetCause()
+	}
+	return chain, nil
+}
+
+func auditEntryOf(rec eventlog.Record) logplaneapi.AuditEntry {
+	rev := revisionOf(rec)
+	ref := rec.Event.GetRef()
+	return logplaneapi.AuditEntry{
+		ResourceVersion: rev.ResourceVersion, Time: rev.Time, Type: rev.Type, Reason: rev.Reason,
+		Actor: rev.Actor, Cause: rev.Cause, Group: ref.GetGroup(), Version: ref.GetVersion(), Kind: ref.GetKind(),
+		Resource: ref.GetResource(), Namespace: ref.GetNamespace(), Name: ref.GetName(), UID: ref.GetUid(),
+	}
 }
 
 func revisionOf(rec eventlog.Record) logplaneapi.Revision {
@@ -234,13 +281,7 @@ func (s *Server) serveAudit(w http.ResponseWriter, r *http.Request) {
 	}
 	out := logplaneapi.Audit{Kind: "Audit", APIVersion: "logplane.io/v1alpha1", Items: []logplaneapi.AuditEntry{}}
 	for _, rec := range recs {
-		rev := revisionOf(rec)
-		ref := rec.Event.GetRef()
-		out.Items = append(out.Items, logplaneapi.AuditEntry{
-			ResourceVersion: rev.ResourceVersion, Time: rev.Time, Type: rev.Type, Reason: rev.Reason,
-			Actor: rev.Actor, Cause: rev.Cause, Group: ref.GetGroup(), Version: ref.GetVersion(), Kind: ref.GetKind(),
-			Resource: ref.GetResource(), Namespace: ref.GetNamespace(), Name: ref.GetName(), UID: ref.GetUid(),
-		})
+		out.Items = append(out.Items, auditEntryOf(rec))
 	}
 	writeJSON(w, http.StatusOK, mediaJSON, out)
 }

@@ -67,6 +67,11 @@ type History struct {
 	Namespace  string     `json:"namespace,omitempty"`
 	Name       string     `json:"name"`
 	Items      []Revision `json:"items"`
+	// CausedBy is the chain of changes that led to the first revision, nearest first: the change
+	// that revision reacted to (its cause), the one that change reacted to, and so on, up to a
+	// change with no cause (a user's, say). For a pod of a Deployment: the ReplicaSet scaled up by
+	// the deployment reconciler, then the user's change to the Deployment.
+	CausedBy []AuditEntry `json:"causedBy,omitempty"`
 }
 
 // AuditEntry is one change in the audit answer.

@@ -72,18 +72,23 @@ func newAuditCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cob
 	return cmd
 }
 
+// auditObject names the object of a change as resource.group/namespace/name.
+func auditObject(e logplaneapi.AuditEntry) string {
+	obj := e.Resource
+	if e.Group != "" {
+		obj += "." + e.Group
+	}
+	if e.Namespace != "" {
+		obj += "/" + e.Namespace
+	}
+	return obj + "/" + e.Name
+}
+
 func printAudit(w io.Writer, a logplaneapi.Audit) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tACTOR\tCHANGE\tOBJECT\tREVISION\tCAUSE")
 	for _, e := range a.Items {
-		obj := e.Resource
-		if e.Group != "" {
-			obj += "." + e.Group
-		}
-		if e.Namespace != "" {
-			obj += "/" + e.Namespace
-		}
-		obj += "/" + e.Name
+		obj := auditObject(e)
 		cause := e.Cause
 		if cause == "" {
 			cause = "-"

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -149,21 +150,29 @@ func printHistory(w io.Writer, h logplaneapi.History) error {
 		return err
 	}
 	header := []string{"REVISION", "TIME", "ACTOR", "REASON", "CAUSE"}
-	rows := make([][]string, len(h.Items))
 	widths := make([]int, len(header))
 	for i, c := range header {
 		widths[i] = len(c)
 	}
-	for i, rev := range h.Items {
-		cause := rev.Cause
+	row := func(rv string, t time.Time, actor logplaneapi.Actor, reason, cause string) []string {
 		if cause == "" {
 			cause = "-"
 		}
-		rows[i] = []string{rev.ResourceVersion, rev.Time.UTC().Format("2006-01-02T15:04:05Z"),
-			rev.Actor.Kind + "/" + rev.Actor.Name, rev.Reason, cause}
-		for j, c := range rows[i] {
+		cells := []string{rv, t.UTC().Format("2006-01-02T15:04:05Z"), actor.Kind + "/" + actor.Name, reason, cause}
+		for j, c := range cells {
 			widths[j] = max(widths[j], len(c))
 		}
+		return cells
+	}
+	// The changes to other objects that led to this one come first, oldest first, each with the
+	// object it changed.
+	causes := make([][]string, len(h.CausedBy))
+	for i, e := range h.CausedBy {
+		causes[len(causes)-1-i] = row(e.ResourceVersion, e.Time, e.Actor, e.Reason, e.Cause)
+	}
+	rows := make([][]string, len(h.Items))
+	for i, rev := range h.Items {
+		rows[i] = row(rev.ResourceVersion, rev.Time, rev.Actor, rev.Reason, rev.Cause)
 	}
 	line := func(cells []string) string {
 		var b strings.Builder
@@ -178,6 +187,15 @@ func printHistory(w io.Writer, h logplaneapi.History) error {
 	}
 	var out strings.Builder
 	out.WriteString(line(header) + "\n")
+	for i := range causes {
+		e := h.CausedBy[len(causes)-1-i]
+		out.WriteString(line(causes[i]) + "\n")
+		verb := map[string]string{"ADDED": "created", "DELETED": "deleted"}[e.Type]
+		if verb == "" {
+			verb = "changed"
+		}
+		out.WriteString("    " + verb + " " + auditObject(e) + "\n")
+	}
 	var prev json.RawMessage
 	for i, rev := range h.Items {
 		out.WriteString(line(rows[i]) + "\n")

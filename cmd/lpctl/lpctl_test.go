@@ -3,10 +3,19 @@ package main
 import (
 	"bytes"
 	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
 	"github.com/logplane/logplane/apiserver/apiservertest"
+	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/registry"
 )
 
 // lpctl runs the real command tree in-process against the test server and returns its output.
@@ -58,5 +67,42 @@ func TestHistoryAuditAndAt(t *testing.T) {
 	past := lpctl(t, kc, "get", "cm", "settings", "--at", before, "-o", "jsonpath={.data.a}")
 	if strings.TrimSpace(past) != "1" {
 		t.Errorf("get --at %s gave data.a=%q, want 1", before, past)
+	}
+}
+
+// TestHistoryCausedBy: the history of an object made by a reconciler starts with the chain of
+// changes that led to it, each with its actor and object, back to the user's.
+func TestHistoryCausedBy(t *testing.T) {
+	s := apiservertest.Start(t, apiservertest.Options{})
+	kc := s.Kubeconfig
+	lpctl(t, kc, "create", "configmap", "source", "--from-literal=a=1")
+	rv := strings.TrimSpace(lpctl(t, kc, "get", "cm", "source", "-o", "jsonpath={.metadata.resourceVersion}"))
+	cause, err := strconv.ParseUint(rv, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cms, _ := kinds.Builtin().ByGroupResource(schema.GroupResource{Resource: "configmaps"})
+	for _, name := range []string{"copy", "copy-of-copy"} {
+		obj, err := s.API.Registry().Create(t.Context(), cms,
+			&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}},
+			registry.Request{Actor: registry.Reconciler("copier"), Cause: cause})
+		if err != nil {
+			t.Fatal(err)
+		}
+		acc, err := meta.Accessor(obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cause, err = strconv.ParseUint(acc.GetResourceVersion(), 10, 64); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hist := lpctl(t, kc, "history", "cm/copy-of-copy")
+	want := regexp.MustCompile(`(?s)^REVISION +TIME +ACTOR +REASON +CAUSE\n` +
+		rv + ` +\S+ +user/admin +create +-\n    created configmaps/default/source\n` +
+		`\d+ +\S+ +reconciler/copier +create +` + rv + `\n    created configmaps/default/copy\n` +
+		`\d+ +\S+ +reconciler/copier +create +\d+\n    created\n$`)
+	if !want.MatchString(hist) {
+		t.Errorf("history of an object made by a reconciler:\n%s", hist)
 	}
 }
