@@ -149,7 +149,7 @@ func New(t testing.TB) *Env {
 	e := &Env{Dir: dir, Bridge: "lpt" + randHex(8)}
 	t.Cleanup(func() { e.cleanupDir(t) })
 
-	e.Subnet, err = claimSubnet(t)
+	e.Subnet, err = ClaimSubnet(t)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,9 +299,10 @@ func (e *Env) cleanupDir(t testing.TB) {
 	}
 }
 
-// claimSubnet picks a /24 of 10.244.0.0/16 that no other test on the
-// machine holds (a lock file per subnet), released at cleanup.
-func claimSubnet(t testing.TB) (string, error) {
+// ClaimSubnet picks a /24 of 10.244.0.0/16 that no other test on the
+// machine holds (a lock file per subnet, shared by every test that runs
+// pods), released at cleanup.
+func ClaimSubnet(t testing.TB) (string, error) {
 	lockDir := filepath.Join(os.TempDir(), "logplane-test-subnets")
 	if err := os.MkdirAll(lockDir, 0o700); err != nil {
 		return "", err
