@@ -96,18 +96,20 @@ func reconcileCommand() *cobra.Command {
 	return cmd
 }
 
-// runReconcilers runs the chosen reconciler sets on one engine sharing partitions with the other
-// replicas, once the store has caught up with the log.
+// runReconcilers runs the chosen reconciler sets, once the store has caught up with the log. Each
+// set runs on an engine of its own that shares the set's partitions with the other replicas
+// running that set (leases in a bucket per set): a process running only the scheduler and another
+// running only the workloads each handle every key of their set.
 func runReconcilers(p *process, rf *reconcileFlags) error {
 	ctx, l, store, reg := p.ctx, p.log, p.store, p.reg
+	for _, n := range rf.only {
+		if !slices.Contains(reconcilerNames(), n) {
+			return fmt.Errorf("unknown reconciler %q (known: %s)", n, strings.Join(reconcilerNames(), ", "))
+		}
+	}
 	if err := catchUp(ctx, l, store); err != nil {
 		return err
 	}
-	leases, err := l.Leases(ctx, "reconcilers", rf.leaseTTL)
-	if err != nil {
-		return err
-	}
-	e := engine.New(store, engine.Options{Leases: leases, Holder: rf.holder, Partitions: rf.partitions})
 	deps := reconcilerDeps{store: store, registry: reg, holder: rf.holder, nodeGrace: rf.nodeGrace, logger: slog.Default()}
 	g, ctx := errgroup.WithContext(ctx)
 	var names []string
@@ -115,6 +117,12 @@ func runReconcilers(p *process, rf *reconcileFlags) error {
 		if len(rf.only) > 0 && !slices.Contains(rf.only, set.name) {
 			continue
 		}
+		leases, err := l.Leases(ctx, "reconcilers-"+set.name, rf.leaseTTL)
+		if err != nil {
+			return err
+		}
+		logger := slog.Default().With("reconcilers", set.name)
+		e := engine.New(store, engine.Options{Leases: leases, Holder: rf.holder, Partitions: rf.partitions, Logger: logger})
 		regs, loops, err := set.build(deps)
 		if err != nil {
 			return fmt.Errorf("reconciler %s: %w", set.name, err)
@@ -125,15 +133,10 @@ func runReconcilers(p *process, rf *reconcileFlags) error {
 		for _, loop := range loops {
 			g.Go(func() error { return loop(ctx) })
 		}
+		g.Go(func() error { return e.Run(ctx) })
 		names = append(names, set.name)
 	}
-	for _, n := range rf.only {
-		if !slices.Contains(reconcilerNames(), n) {
-			return fmt.Errorf("unknown reconciler %q (known: %s)", n, strings.Join(reconcilerNames(), ", "))
-		}
-	}
 	slog.Info("logplane: reconciling", "reconcilers", names, "replica", rf.holder)
-	g.Go(func() error { return e.Run(ctx) })
 	return g.Wait()
 }
 
