@@ -2,6 +2,7 @@ package eventlog_test
 
 import (
 	"errors"
+	"net"
 	"testing"
 	"time"
 
@@ -51,4 +52,65 @@ func TestLeases(t *testing.T) {
 	if _, err := ls.Acquire(ctx, "part.1", "replica-a"); err != nil {
 		t.Fatalf("after release: %v", err)
 	}
+}
+
+// TestLeasesAfterServerRestart: a client's leases work again after the server it talks to
+// restarts (as the embedded server does with `logplane apiserver`), though the server forgot the
+// bucket: held leases are lost, and can be acquired again.
+func TestLeasesAfterServerRestart(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	listen := freeAddr(t)
+	open := func() *eventlog.Log {
+		srv, err := eventlog.Open(ctx, eventlog.Config{DataDir: dir, Listen: listen, Durability: eventlog.Lazy})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return srv
+	}
+	srv := open()
+	client, err := eventlog.Open(ctx, eventlog.Config{URL: "nats://" + listen})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	ls, err := client.Leases(ctx, "restart", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := ls.Acquire(ctx, "part.1", "replica-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Close()
+	srv = open()
+	defer srv.Close()
+	// The client reconnects; the lease it held went with the server's memory.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err = ls.Renew(ctx, a)
+		if errors.Is(err, eventlog.ErrLost) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("renewing a lease the restarted server forgot: %v, want ErrLost", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := ls.Acquire(ctx, "part.1", "replica-b"); err != nil {
+		t.Fatalf("acquiring after the restart: %v", err)
+	}
+	if h, err := ls.Holders(ctx, "part."); err != nil || h["part.1"] != "replica-b" {
+		t.Fatalf("holders after the restart: %v %v", h, err)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
