@@ -65,7 +65,9 @@ func (r *Registry) Push(ctx context.Context, repoTag string, img v1.Image) (stri
 
 // Close stops the registry.
 func (r *Registry) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Shutdown closes a connection that never sent a request only once it is 5 s old (net/http):
+	// wait longer than that.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := r.srv.Shutdown(ctx); err != nil {
 		return fmt.Errorf("ociregistry: shutdown: %w", err)
