@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 
+	"github.com/logplane/logplane/dataplane/dataplanetest"
 	"github.com/logplane/logplane/dataplane/sim"
 	"github.com/logplane/logplane/nodeagent"
 	"github.com/logplane/logplane/projections"
@@ -78,7 +79,6 @@ func pullError(ref string) error {
 
 // Add starts count more nodes and waits until they are registered.
 func (n *Nodes) Add(ctx context.Context, count int) error {
-	var started []*simNode
 	for range count {
 		n.mu.Lock()
 		i := len(n.order) + 1
@@ -103,7 +103,6 @@ func (n *Nodes) Add(ctx context.Context, count int) error {
 		n.mu.Lock()
 		n.nodes[name] = sn
 		n.mu.Unlock()
-		started = append(started, sn)
 	}
 	return nil
 }
@@ -166,6 +165,28 @@ func (n *Nodes) Restart(_ context.Context, name string) error {
 		return fmt.Errorf("reconcilerstest: node %s is running", name)
 	}
 	return n.start(sn)
+}
+
+// AddContainerd starts one more node whose agent runs pods for real, on the containerd, CNI
+// bridge and image registry of env (dataplanetest), and waits until it is registered.
+func (n *Nodes) AddContainerd(env *dataplanetest.Env) (string, error) {
+	n.mu.Lock()
+	i := len(n.order) + 1
+	name := fmt.Sprintf("node-%d", i)
+	n.order = append(n.order, name)
+	n.mu.Unlock()
+	sn := &simNode{cfg: nodeagent.Config{
+		NodeName: name, NodeIP: "127.0.0.1", PodCIDR: env.Subnet, Runtime: env.Runtime,
+		RuntimeName: "containerd", RuntimeVersion: "containerd://test", VolumeDir: filepath.Join(env.Dir, "volumes"),
+		Registry: n.reg, Store: n.store, RenewInterval: n.opts.RenewInterval, BackOff: time.Second, Logger: n.log,
+	}}
+	if err := n.start(sn); err != nil {
+		return "", err
+	}
+	n.mu.Lock()
+	n.nodes[name] = sn
+	n.mu.Unlock()
+	return name, nil
 }
 
 // Names returns the nodes' names, in the order they were added.
