@@ -15,11 +15,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	deploymentutil "k8s.io/kubectl/pkg/util/deployment"
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/engine"
+	"github.com/logplane/logplane/reconcilers/ownerref"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -174,54 +176,20 @@ func (s *run) claimReplicaSets(selector labels.Selector) ([]*appsv1.ReplicaSet, 
 	return out, errors.Join(errs...)
 }
 
-var errSkip = errors.New("deployment: nothing to do")
-
 func (s *run) controllerRef() metav1.OwnerReference {
-	t := true
-	return metav1.OwnerReference{APIVersion: "apps/v1", Kind: "Deployment", Name: s.d.Name, UID: s.d.UID, Controller: &t, BlockOwnerDeletion: &t}
+	return ownerref.Controller("apps/v1", "Deployment", s.d.Name, s.d.UID)
 }
 
 func (s *run) adopt(rs *appsv1.ReplicaSet) (*appsv1.ReplicaSet, error) {
-	ref := s.controllerRef()
-	out, err := s.r.w.Modify(s.ctx, s.r.kRS, rs.Namespace, rs.Name, s.request(s.cause), registry.UpdateOptions{}, func(cur runtime.Object) (runtime.Object, error) {
-		c := cur.(*appsv1.ReplicaSet)
-		if c.UID != rs.UID || metav1.GetControllerOfNoCopy(c) != nil || c.DeletionTimestamp != nil {
-			return nil, errSkip
-		}
-		c.OwnerReferences = append(c.OwnerReferences, ref)
-		return c, nil
-	})
-	if errors.Is(err, errSkip) || apierrors.IsNotFound(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("deployment: adopting replica set %s/%s: %w", rs.Namespace, rs.Name, err)
+	out, err := ownerref.Adopt(s.ctx, s.r.w, s.r.kRS, rs.Namespace, rs.Name, rs.UID, s.controllerRef(), s.request(s.cause))
+	if err != nil || out == nil {
+		return nil, err
 	}
 	return out.(*appsv1.ReplicaSet), nil
 }
 
 func (s *run) release(rs *appsv1.ReplicaSet) error {
-	_, err := s.r.w.Modify(s.ctx, s.r.kRS, rs.Namespace, rs.Name, s.request(s.cause), registry.UpdateOptions{}, func(cur runtime.Object) (runtime.Object, error) {
-		c := cur.(*appsv1.ReplicaSet)
-		if c.UID != rs.UID {
-			return nil, errSkip
-		}
-		var refs []metav1.OwnerReference
-		for _, r := range c.OwnerReferences {
-			if r.UID != s.d.UID {
-				refs = append(refs, r)
-			}
-		}
-		if len(refs) == len(c.OwnerReferences) {
-			return nil, errSkip
-		}
-		c.OwnerReferences = refs
-		return c, nil
-	})
-	if err == nil || errors.Is(err, errSkip) || apierrors.IsNotFound(err) {
-		return nil
-	}
-	return fmt.Errorf("deployment: releasing replica set %s/%s: %w", rs.Namespace, rs.Name, err)
+	return ownerref.Release(s.ctx, s.r.w, s.r.kRS, rs.Namespace, rs.Name, rs.UID, []types.UID{s.d.UID}, s.request(s.cause))
 }
 
 // updateRS writes the spec and annotations of a changed copy of a replica set, unless its spec

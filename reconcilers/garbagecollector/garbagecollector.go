@@ -33,6 +33,7 @@ import (
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/informer"
+	"github.com/logplane/logplane/reconcilers/ownerref"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -279,23 +280,7 @@ var errSkip = errors.New("garbagecollector: nothing to do")
 
 // removeOwners drops the references to the owners uids from an object.
 func (c *Collector) removeOwners(ctx context.Context, k *kinds.Kind, m informer.Meta, uids []types.UID, cause uint64) error {
-	_, err := c.w.Modify(ctx, k, m.Key.Namespace, m.Key.Name, c.request(cause), registry.UpdateOptions{}, func(cur runtime.Object) (runtime.Object, error) {
-		a, ok := cur.(metav1.Object)
-		if !ok || a.GetUID() != m.UID {
-			return nil, errSkip
-		}
-		refs := a.GetOwnerReferences()
-		kept := slices.DeleteFunc(slices.Clone(refs), func(r metav1.OwnerReference) bool { return slices.Contains(uids, r.UID) })
-		if len(kept) == len(refs) {
-			return nil, errSkip
-		}
-		a.SetOwnerReferences(kept)
-		return cur, nil
-	})
-	if err == nil || errors.Is(err, errSkip) || apierrors.IsNotFound(err) {
-		return nil
-	}
-	return fmt.Errorf("garbagecollector: removing owner references from %s: %w", m.Key, err)
+	return ownerref.Release(ctx, c.w, k, m.Key.Namespace, m.Key.Name, m.UID, uids, c.request(cause))
 }
 
 // removeFinalizer removes a finalizer from an object being deleted, which lets it go if it was

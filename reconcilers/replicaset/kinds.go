@@ -11,6 +11,7 @@ import (
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/reconcilers/ownerref"
 )
 
 // setKind is what differs between ReplicaSets and ReplicationControllers: the reconcilers work
@@ -115,9 +116,5 @@ func (kd *setKind) ownerKey(ns string, ref *metav1.OwnerReference) *eventlog.Key
 
 // controllerRef is the owner reference a set puts on the pods it controls.
 func (kd *setKind) controllerRef(rs *appsv1.ReplicaSet) metav1.OwnerReference {
-	t := true
-	return metav1.OwnerReference{
-		APIVersion: kd.k.GroupVersion().String(), Kind: kd.k.Kind, Name: rs.Name, UID: rs.UID,
-		Controller: &t, BlockOwnerDeletion: &t,
-	}
+	return ownerref.Controller(kd.k.GroupVersion().String(), kd.k.Kind, rs.Name, rs.UID)
 }

@@ -15,11 +15,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/kubectl/pkg/util/podutils"
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/engine"
+	"github.com/logplane/logplane/reconcilers/ownerref"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -180,23 +182,9 @@ func (c *Controller) adopt(ctx context.Context, kd *setKind, rs *appsv1.ReplicaS
 	} else if m, ok := cur.(metav1.Object); !ok || m.GetUID() != rs.UID || m.GetDeletionTimestamp() != nil {
 		return nil, nil
 	}
-	ref := kd.controllerRef(rs)
-	out, err := c.w.Modify(ctx, c.pods, p.Namespace, p.Name, c.request(kd, cause), registry.UpdateOptions{}, func(cur runtime.Object) (runtime.Object, error) {
-		pod, ok := cur.(*corev1.Pod)
-		if !ok {
-			return nil, fmt.Errorf("replicaset: pods decode to %T", cur)
-		}
-		if pod.UID != p.UID || metav1.GetControllerOfNoCopy(pod) != nil || pod.DeletionTimestamp != nil {
-			return nil, errSkip
-		}
-		pod.OwnerReferences = append(pod.OwnerReferences, ref)
-		return pod, nil
-	})
-	if errors.Is(err, errSkip) || apierrors.IsNotFound(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("replicaset: adopting pod %s/%s: %w", p.Namespace, p.Name, err)
+	out, err := ownerref.Adopt(ctx, c.w, c.pods, p.Namespace, p.Name, p.UID, kd.controllerRef(rs), c.request(kd, cause))
+	if err != nil || out == nil {
+		return nil, err
 	}
 	pod, ok := out.(*corev1.Pod)
 	if !ok {
@@ -210,25 +198,7 @@ var errSkip = errors.New("replicaset: nothing to do")
 
 // release removes the set's owner reference from a pod it no longer selects.
 func (c *Controller) release(ctx context.Context, kd *setKind, rs *appsv1.ReplicaSet, p *corev1.Pod, cause uint64) error {
-	_, err := c.w.Modify(ctx, c.pods, p.Namespace, p.Name, c.request(kd, cause), registry.UpdateOptions{}, func(cur runtime.Object) (runtime.Object, error) {
-		pod, ok := cur.(*corev1.Pod)
-		if !ok {
-			return nil, fmt.Errorf("replicaset: pods decode to %T", cur)
-		}
-		if pod.UID != p.UID {
-			return nil, errSkip
-		}
-		n := len(pod.OwnerReferences)
-		pod.OwnerReferences = slices.DeleteFunc(pod.OwnerReferences, func(r metav1.OwnerReference) bool { return r.UID == rs.UID })
-		if len(pod.OwnerReferences) == n {
-			return nil, errSkip
-		}
-		return pod, nil
-	})
-	if err == nil || errors.Is(err, errSkip) || apierrors.IsNotFound(err) {
-		return nil
-	}
-	return fmt.Errorf("replicaset: releasing pod %s/%s: %w", p.Namespace, p.Name, err)
+	return ownerref.Release(ctx, c.w, c.pods, p.Namespace, p.Name, p.UID, []types.UID{rs.UID}, c.request(kd, cause))
 }
 
 // manageReplicas creates or deletes pods so that the set gets closer to spec.replicas, at most
