@@ -18,4 +18,7 @@ var (
 	ErrInvalid = errors.New("eventlog: invalid event")
 	// ErrClosed: the Log was closed.
 	ErrClosed = errors.New("eventlog: closed")
+	// ErrUnreachable: Open could not connect to the server at the configured URL (not up yet,
+	// or restarting); trying again later may succeed.
+	ErrUnreachable = errors.New("eventlog: server unreachable")
 )

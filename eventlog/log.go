@@ -71,7 +71,7 @@ func (l *Log) connect() error {
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		l.shutdownServer()
-		return fmt.Errorf("eventlog: connect %q: %w", url, err)
+		return fmt.Errorf("%w: connect %q: %v", ErrUnreachable, url, err)
 	}
 	l.nc = nc
 	l.maxPayload = int(nc.MaxPayload())

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"time"
 
@@ -56,9 +58,30 @@ func (f *logFlags) open(ctx context.Context) (*eventlog.Log, error) {
 	if cfg.URL == "" {
 		cfg.Listen = f.natsListen
 	}
-	l, err := eventlog.Open(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("opening the log: %w", err)
+	if cfg.URL == "" {
+		l, err := eventlog.Open(ctx, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("opening the log: %w", err)
+		}
+		return l, nil
 	}
-	return l, nil
+	// The server may not be up yet (roles start in any order, and the API server that embeds it
+	// may be restarting): keep trying, as Kubernetes components do, until it answers or ctx ends.
+	wait := 250 * time.Millisecond
+	for {
+		l, err := eventlog.Open(ctx, cfg)
+		if err == nil {
+			return l, nil
+		}
+		if !errors.Is(err, eventlog.ErrUnreachable) || ctx.Err() != nil {
+			return nil, fmt.Errorf("opening the log at %s: %w", cfg.URL, err)
+		}
+		slog.Warn("logplane: the log is not reachable yet; retrying", "nats", cfg.URL, "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("opening the log at %s: %w", cfg.URL, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
 }
