@@ -6,5 +6,6 @@ package tools
 
 import (
 	_ "github.com/bufbuild/buf/cmd/buf"
+	_ "golang.org/x/perf/cmd/benchstat"
 	_ "google.golang.org/protobuf/cmd/protoc-gen-go"
 )

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Runs the benchmarks behind the issues' targets, one after the other (they must not share the two
+# cores with anything else), keeps the raw `go test -bench` output in ops/bench/results/<date>/,
+# and prints a benchstat summary (medians) of each. The figures and commands go to
+# docs/BENCHMARKS.md.
+#
+#   ops/bench/run.sh            every set (about 25 minutes on 2 cores)
+#   ops/bench/run.sh log api    only the named sets: log, projections, api, pods, schedule, workloads
+#
+# Needs root and containerd for the pods set (BenchmarkPodStartup), as the tests do.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export PATH="$PATH:/usr/local/go/bin"
+out=ops/bench/results/$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$out"
+count=${COUNT:-5}
+
+run() { # name, package, bench regexp, extra go test flags...
+	local name=$1 pkg=$2 re=$3
+	shift 3
+	echo "--- $name: go test $pkg -run '^\$' -bench '$re' -count $count $*" | tee -a "$out/commands.txt"
+	go test "$pkg" -run '^$' -bench "$re" -count "$count" -timeout 60m "$@" 2>/dev/null | grep -E '^(Benchmark|goos|goarch|pkg|cpu)' | tee "$out/$name.txt"
+	go run -modfile=tools/go.mod golang.org/x/perf/cmd/benchstat "$out/$name.txt" | tee "$out/$name.stat"
+}
+
+sets=("$@")
+has() { [ ${#sets[@]} -eq 0 ] || [[ " ${sets[*]} " == *" $1 "* ]]; }
+
+{ uname -a; nproc; grep -m1 'model name' /proc/cpuinfo; go version; uptime; } > "$out/machine.txt"
+
+if has log; then
+	run append ./eventlog 'BenchmarkAppend$' -benchtime 5000x
+fi
+if has projections; then
+	run rebuild ./projections 'BenchmarkRebuild' -benchtime 3x
+	COUNT=3 run restart ./projections 'BenchmarkRestart' -benchtime 3x
+fi
+if has api; then
+	run api-create ./apiserver 'BenchmarkAPICreate' -benchtime 5000x
+	run api-list ./apiserver 'BenchmarkAPIList' -benchtime 20x
+	run watch ./apiserver 'BenchmarkWatchFanout' -benchtime 20x
+	COUNT=3 run api-restart ./cmd/logplane 'BenchmarkAPIRestart' -benchtime 3x
+fi
+if has pods; then
+	COUNT=3 run pod-startup ./nodeagent 'BenchmarkPodStartup' -benchtime 1x
+fi
+if has schedule; then
+	run schedule ./reconcilers/scheduler 'BenchmarkSchedule$' -benchtime 1x
+	COUNT=3 run schedule-sim ./nodeagent 'BenchmarkScheduleSim' -benchtime 1x
+fi
+if has workloads; then
+	COUNT=3 run workloads ./reconcilers/workloads 'BenchmarkDeploymentScale|BenchmarkRollout|BenchmarkNodeFailure|BenchmarkWorkSharing' -benchtime 1x
+fi
+echo "results in $out"
