@@ -90,6 +90,12 @@ type Config struct {
 	// Recorder records the pods' Events. Default: one of the agent's own
 	// (source kubelet on NodeName), run by the agent.
 	Recorder *recorder.Recorder
+	// QuietPods records only the pods' Warning Events (BackOff, Failed,
+	// Unhealthy, ...), not the Normal ones (Pulling, Pulled, Created, Started,
+	// Killing), as kwok's simulated nodes record none: for scale runs on the
+	// simulated runtime, where those Events are most of what the log takes
+	// per pod and tell nobody anything.
+	QuietPods bool
 	// StreamPort is the port of the streaming endpoint (Server) recorded in
 	// status.daemonEndpoints.kubeletEndpoint; 0 if none.
 	StreamPort int32
@@ -238,7 +244,7 @@ func New(cfg Config) (*Agent, error) {
 		NodeIP:        cfg.NodeIP,
 		Runtime:       cfg.Runtime,
 		Status:        a.statuses,
-		Events:        eventSink{a.rec},
+		Events:        eventSink{rec: a.rec, quiet: cfg.QuietPods},
 		Resolver:      resolver{a},
 		Prober:        cfg.Prober,
 		Clock:         cfg.Clock,
@@ -448,9 +454,16 @@ func causeOf(rv string) uint64 {
 }
 
 // eventSink adapts the shared recorder to the pod worker's EventRecorder,
-// with the pod revision the worker acted on as the cause.
-type eventSink struct{ rec *recorder.Recorder }
+// with the pod revision the worker acted on as the cause; quiet drops the
+// Normal ones (Config.QuietPods).
+type eventSink struct {
+	rec   *recorder.Recorder
+	quiet bool
+}
 
 func (e eventSink) Event(ref corev1.ObjectReference, eventType, reason, message string) {
+	if e.quiet && eventType == corev1.EventTypeNormal {
+		return
+	}
 	e.rec.RefEvent(ref, causeOf(ref.ResourceVersion), eventType, reason, message)
 }

@@ -33,6 +33,9 @@ type FleetConfig struct {
 	// Sim, when set, returns the simulated runtime's configuration of node i
 	// (its Subnet is filled in if empty).
 	Sim func(i int) sim.Config
+	// PodEvents records the pods' Normal Events (Pulled, Created, Started...)
+	// too. Default off: simulated nodes are quiet as kwok's are (Config.QuietPods).
+	PodEvents bool
 }
 
 // Fleet runs simulated node agents in one process: the same Agent code on
@@ -89,6 +92,7 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 			return nil, fmt.Errorf("nodeagent: node %d: %w", i, err)
 		}
 		c := cfg.Template
+		c.QuietPods = !cfg.PodEvents
 		c.NodeName = fmt.Sprintf("%s-%d", cfg.Prefix, i)
 		c.NodeIP = cfg.NodeIP
 		c.PodCIDR = sc.Subnet

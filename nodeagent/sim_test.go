@@ -136,7 +136,7 @@ func TestSimNodesRegisterAndHeartbeat(t *testing.T) {
 
 func TestSimPodLifecycle(t *testing.T) {
 	c := newCluster(t, apiservertest.Options{})
-	startFleet(t, c, 2, nil)
+	startFleet(t, c, 2, func(cfg *nodeagent.FleetConfig) { cfg.PodEvents = true })
 
 	if _, err := c.client.CoreV1().ConfigMaps("default").Create(t.Context(), &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Name: "cfg"}, Data: map[string]string{"greeting": "hi"},
@@ -223,6 +223,12 @@ func TestSimCrashLoopAndMissingConfig(t *testing.T) {
 	})
 	c.must("", []string{"crash", "CrashLoopBackOff"}, "get", "pods")
 	c.waitEvent("default", "crash", "BackOff", 5*time.Second)
+	// Simulated nodes are quiet by default, as kwok's: Warnings only.
+	for _, normal := range []string{"Pulling", "Pulled", "Created", "Started"} {
+		if evs := c.events("default", "crash"); slices.Contains(evs, normal) {
+			t.Errorf("a quiet simulated node recorded %s: %v", normal, evs)
+		}
+	}
 
 	// Init containers, then a container that completes: Init:0/1, Running, Completed.
 	job := podOn("job", "sim-0", "done", func(p *corev1.Pod) {

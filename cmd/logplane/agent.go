@@ -31,6 +31,7 @@ type agentFlags struct {
 	nodePrefix   string
 	containerd   string
 	imageDir     string
+	simPodEvents bool
 	bridge       string
 	cniDirs      []string
 	streamListen string
@@ -48,6 +49,7 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.runtime, "runtime", "containerd", "container runtime: containerd, or sim (simulated nodes, for scale tests)")
 	fs.IntVar(&f.nodes, "nodes", 1, "with --runtime sim: how many simulated nodes to run (named <node-prefix>-N)")
 	fs.StringVar(&f.nodePrefix, "node-prefix", "sim", "with --runtime sim: prefix of the simulated nodes' names")
+	fs.BoolVar(&f.simPodEvents, "sim-pod-events", false, "with --runtime sim: record the pods' Normal Events (Pulled, Created, Started) too; by default simulated nodes record only Warnings, as kwok's")
 	fs.StringVar(&f.imageDir, "image-dir", "", "directory of OCI image archives (*.tar) to load into containerd at start, for machines that reach no registry (default <data-dir>/images)")
 	fs.StringVar(&f.containerd, "containerd", "auto", "containerd to use: auto (the system socket if there is one, else own), own (start one under --data-dir), or a socket path")
 	fs.StringVar(&f.bridge, "bridge", podnet.DefaultBridge, "Linux bridge of the pod network")
@@ -131,7 +133,7 @@ func runAgents(p *process, af *agentFlags, lf *logFlags) error {
 	case "sim":
 		fleet, err := nodeagent.NewFleet(nodeagent.FleetConfig{
 			Template: tmpl, Nodes: af.nodes, Prefix: af.nodePrefix, NodeIP: ip,
-			VolumeDir: filepath.Join(lf.dataDir, "sim", "volumes"),
+			VolumeDir: filepath.Join(lf.dataDir, "sim", "volumes"), PodEvents: af.simPodEvents,
 		})
 		if err != nil {
 			return err

@@ -25,6 +25,8 @@ type NodeOptions struct {
 	RenewInterval time.Duration
 	// MaxPods a node takes. Default 250.
 	MaxPods int
+	// Quiet nodes record only their pods' Warning Events, as kwok's (nodeagent.Config.QuietPods).
+	Quiet bool
 }
 
 // Nodes are simulated nodes: logplane's node agent on the simulated runtime, one per node
@@ -96,6 +98,7 @@ func (n *Nodes) Add(ctx context.Context, count int) error {
 			RuntimeName: "sim", RuntimeVersion: "sim://0.1.0", VolumeDir: filepath.Join(n.dir, name),
 			Capacity: capacity, Labels: map[string]string{"type": "sim"},
 			Registry: n.reg, Store: n.store, RenewInterval: n.opts.RenewInterval, Logger: n.log,
+			QuietPods: n.opts.Quiet,
 		}}
 		if err := n.start(sn); err != nil {
 			return err

@@ -137,7 +137,7 @@ var (
 func benchScale(b *testing.B, procs, nodes int, replicas int32) {
 	b.StopTimer()
 	c := reconcilerstest.Start(b, reconcilerstest.Options{Nodes: nodes, Listen: true, NoReconcilers: true, NoScheduler: true,
-		NodeOptions: reconcilerstest.NodeOptions{RenewInterval: 10 * time.Second, MaxPods: 110}})
+		NodeOptions: reconcilerstest.NodeOptions{RenewInterval: 10 * time.Second, MaxPods: 110, Quiet: true}})
 	ps := startReconcilers(b, c, procs, reconcilerstest.ProcessOptions{})
 	ctx := context.Background()
 	d := demoDeployment(0)
@@ -203,7 +203,7 @@ func BenchmarkRollout(b *testing.B) {
 	for range b.N {
 		b.StopTimer()
 		c := reconcilerstest.Start(b, reconcilerstest.Options{Nodes: 100, Listen: true, NoReconcilers: true, NoScheduler: true,
-			NodeOptions: reconcilerstest.NodeOptions{RenewInterval: 10 * time.Second, MaxPods: 110}})
+			NodeOptions: reconcilerstest.NodeOptions{RenewInterval: 10 * time.Second, MaxPods: 110, Quiet: true}})
 		ps := startReconcilers(b, c, 1, reconcilerstest.ProcessOptions{})
 		ctx := context.Background()
 		d := demoDeployment(0)
