@@ -3,6 +3,7 @@ package nodeagent_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"syscall"
@@ -170,6 +171,10 @@ func (r *realCluster) startPods(b *testing.B, n int, mode string) []time.Duratio
 //   - created: the scheduler and nodes run while 64 writers create the 10,000 pods through the
 //     registry; the clock runs from the first create until all are Running.
 func BenchmarkScheduleSim(b *testing.B) {
+	// Components log at info; their lines would split the benchmark's result line.
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.DiscardHandler))
+	b.Cleanup(func() { slog.SetDefault(prev) })
 	for _, mode := range []string{"pending", "created"} {
 		b.Run(mode, func(b *testing.B) {
 			for b.Loop() {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"runtime"
@@ -145,6 +146,10 @@ func BenchmarkRebuild(b *testing.B) {
 // 100,000 pods costs) and rss-MB (the whole process, server included). restart-ms is the median
 // of the iterations: run with -benchtime Nx.
 func BenchmarkRestart(b *testing.B) {
+	// Components log at info; their lines would split the benchmark's result line.
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.DiscardHandler))
+	b.Cleanup(func() { slog.SetDefault(prev) })
 	const pods, tail = 100_000, 1000
 	for _, revisions := range []int{1, 5} {
 		b.Run(fmt.Sprintf("objects=100000/history=%d", pods*revisions), func(b *testing.B) {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -28,6 +29,10 @@ import (
 // projection, catch up with the tail, serve) to the first answered request, as `logplane
 // apiserver` does it. Metric restart-ms (median of b.N restarts) and objects.
 func BenchmarkAPIRestart(b *testing.B) {
+	// Components log at info; their lines would split the benchmark's result line.
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.DiscardHandler))
+	b.Cleanup(func() { slog.SetDefault(prev) })
 	const objects = 100_000
 	dir := b.TempDir()
 	fillConfigMaps(b, dir, objects)
