@@ -1,10 +1,8 @@
 package apiserver_test
 
 import (
-	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -12,33 +10,14 @@ import (
 	"github.com/logplane/logplane/apiserver/apiservertest"
 )
 
-const kubectlBin = "/usr/bin/kubectl"
-
 // kubectl runs the real kubectl against s, with stdin, and returns its output and error.
 func kubectl(t *testing.T, s *apiservertest.Server, stdin string, args ...string) (string, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, kubectlBin, append([]string{"--kubeconfig", s.Kubeconfig}, args...)...)
-	cmd.Env = append(os.Environ(), "KUBECACHEDIR="+t.TempDir(), "HOME="+t.TempDir())
-	if stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
-	}
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	return out.String(), err
+	return s.Kubectl(t, stdin, args...)
 }
 
 // needKubectl skips a test when kubectl is not installed, unless CI requires every test to run.
-func needKubectl(t *testing.T) {
-	if _, err := os.Stat(kubectlBin); err != nil {
-		if os.Getenv("LOGPLANE_REQUIRE_ROOT_TESTS") == "1" {
-			t.Fatalf("kubectl is not installed at %s (LOGPLANE_REQUIRE_ROOT_TESTS=1)", kubectlBin)
-		}
-		t.Skipf("kubectl is not installed at %s", kubectlBin)
-	}
-}
+func needKubectl(t *testing.T) { apiservertest.NeedKubectl(t) }
 
 // must runs kubectl and fails the test if it fails or its output lacks any of want.
 func must(t *testing.T, s *apiservertest.Server, stdin string, want []string, args ...string) string {
@@ -258,19 +237,8 @@ func kubectlWatch(t *testing.T, s *apiservertest.Server, want []string, change f
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, kubectlBin, append([]string{"--kubeconfig", s.Kubeconfig}, args...)...)
-	cmd.Env = append(os.Environ(), "KUBECACHEDIR="+t.TempDir(), "HOME="+t.TempDir())
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cancel()
-		_ = cmd.Wait() // killed by the cancel
-	}()
+	stdout, stop := apiservertest.Stream(t, s.KubectlCmd(ctx, t, args...))
+	defer stop()
 	lines := make(chan string, 16)
 	go func() {
 		buf := make([]byte, 4096)

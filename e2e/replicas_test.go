@@ -7,54 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/logplane/logplane/reconcilers/reconcilerstest/seeds"
 )
-
-// nginxMultiNode is the wiki's nginx-multi-node.yml (seed 001) on the hello image.
-const nginxMultiNode = `---
-apiVersion: v1
-kind: ReplicationController
-metadata:
-  name: nginx-www
-spec:
-  replicas: 3
-  selector:
-    app: nginx
-  template:
-    metadata:
-      name: nginx
-      labels:
-        app: nginx
-    spec:
-      containers:
-      - name: nginx
-        image: logplane.local/hello:latest
-        ports:
-        - containerPort: 8080
-`
-
-// replicaSetDemo is the workloads tutorial's k8s/replicaset-demo.yaml (seed 003) on the demo image.
-func replicaSetDemo(image string, replicas int) string {
-	return fmt.Sprintf(`apiVersion: apps/v1
-kind: ReplicaSet
-metadata:
-  name: emailservice-replicaset-demo
-  labels:
-    app: emailservice-demo
-spec:
-  replicas: %d
-  selector:
-    matchLabels:
-      app: emailservice-demo
-  template:
-    metadata:
-      labels:
-        app: emailservice-demo
-    spec:
-      containers:
-      - name: server
-        image: %s
-`, replicas, image)
-}
 
 // podNginxWithLabel is Kubernetes 201's pod-nginx-with-label.yaml (seed 000) on the hello image.
 const podNginxWithLabel = `apiVersion: v1
@@ -102,7 +57,7 @@ func TestReplicasWalkthroughs(t *testing.T) {
 
 	t.Run("replication controller", func(t *testing.T) {
 		m := m.with(t)
-		if r := m.run(time.Minute, nginxMultiNode, kubectlPath, "create", "-f", "-"); r.err != nil || r.out != "replicationcontroller/nginx-www created\n" {
+		if r := m.run(time.Minute, seeds.NginxMultiNode("logplane.local/hello:latest", 8080), kubectlPath, "create", "-f", "-"); r.err != nil || r.out != "replicationcontroller/nginx-www created\n" {
 			t.Fatalf("kubectl create -f nginx-multi-node.yml: %s", r)
 		}
 		m.waitFor("rc/nginx-www", "{.status.readyReplicas}", "3")
@@ -162,7 +117,7 @@ func TestReplicasWalkthroughs(t *testing.T) {
 
 	t.Run("replica set", func(t *testing.T) {
 		m := m.with(t)
-		if out := m.apply(replicaSetDemo("logplane.local/hello:latest", 3)); out != "replicaset.apps/emailservice-replicaset-demo created\n" {
+		if out := m.apply(seeds.ReplicaSetDemo("logplane.local/hello:latest", 3)); out != "replicaset.apps/emailservice-replicaset-demo created\n" {
 			t.Fatalf("apply printed %q", out)
 		}
 		m.waitFor("rs/emailservice-replicaset-demo", "{.status.readyReplicas}", "3")
@@ -185,11 +140,11 @@ func TestReplicasWalkthroughs(t *testing.T) {
 		})
 
 		// "A ReplicaSet can be easily scaled up or down by simply updating the .spec.replicas field."
-		if out := m.apply(replicaSetDemo("logplane.local/hello:latest", 4)); out != "replicaset.apps/emailservice-replicaset-demo configured\n" {
+		if out := m.apply(seeds.ReplicaSetDemo("logplane.local/hello:latest", 4)); out != "replicaset.apps/emailservice-replicaset-demo configured\n" {
 			t.Fatalf("apply printed %q", out)
 		}
 		m.waitFor("rs/emailservice-replicaset-demo", "{.status.readyReplicas}", "4")
-		m.apply(replicaSetDemo("logplane.local/hello:latest", 3))
+		m.apply(seeds.ReplicaSetDemo("logplane.local/hello:latest", 3))
 		m.waitFor("rs/emailservice-replicaset-demo", "{.status.replicas}", "3")
 
 		// "Create a Pod (separately to the ReplicaSet) with the same label. What happened? Why?"
@@ -220,7 +175,7 @@ func TestReplicasWalkthroughs(t *testing.T) {
 
 		// "Try to update the image version in the YAML manifest, and perform kubectl apply. What
 		// happened? Why?" The template changes; the running pods do not.
-		m.apply(replicaSetDemo("logplane.local/hello:v2", 3))
+		m.apply(seeds.ReplicaSetDemo("logplane.local/hello:v2", 3))
 		if img := m.jsonpath("rs/emailservice-replicaset-demo", "{.spec.template.spec.containers[0].image}"); img != "logplane.local/hello:v2" {
 			t.Errorf("ReplicaSet template image %q", img)
 		}

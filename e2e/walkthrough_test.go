@@ -8,32 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// deploymentDemo is the workloads tutorial's k8s/deployment-demo.yaml (seed 003) with the image
-// changed to the demo image this machine has.
-func deploymentDemo(image string) string {
-	return `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: emailservice-deployment-demo
-  labels:
-    app: emailservice-demo
-spec:
-  replicas: 3
-  selector:
-    matchLabels:
-      app: emailservice-demo
-  template:
-    metadata:
-      labels:
-        app: emailservice-demo
-    spec:
-      containers:
-      - name: server
-        image: ` + image + `
-`
-}
+	"github.com/logplane/logplane/reconcilers/reconcilerstest/seeds"
+)
 
 // podWithHTTPHealthcheck is Kubernetes 201's pod-with-http-healthcheck.yaml (seed 000) on the
 // hello image: /healthz on 8080, checked every second after one (the walkthrough waits 30).
@@ -74,7 +51,7 @@ func TestDeploymentWalkthrough(t *testing.T) {
 	const deploy = "deployment/emailservice-deployment-demo"
 
 	// kubectl apply -f k8s/deployment-demo.yaml; kubectl rollout status ...
-	if out := m.apply(deploymentDemo("logplane.local/hello:latest")); out != "deployment.apps/emailservice-deployment-demo created\n" {
+	if out := m.apply(seeds.DeploymentDemo("logplane.local/hello:latest")); out != "deployment.apps/emailservice-deployment-demo created\n" {
 		t.Fatalf("apply printed %q", out)
 	}
 	rolledOut(t, m.k("rollout", "status", deploy, "--timeout=90s"), "emailservice-deployment-demo")
@@ -122,7 +99,7 @@ func TestDeploymentWalkthrough(t *testing.T) {
 	t.Run("update the image with apply", func(t *testing.T) {
 		m := m.with(t)
 		// Kubernetes 201: change the image in the manifest and apply it; watch new pods replace the old.
-		if out := m.apply(deploymentDemo("logplane.local/hello:v2")); out != "deployment.apps/emailservice-deployment-demo configured\n" {
+		if out := m.apply(seeds.DeploymentDemo("logplane.local/hello:v2")); out != "deployment.apps/emailservice-deployment-demo configured\n" {
 			t.Fatalf("apply printed %q", out)
 		}
 		status := m.k("rollout", "status", deploy, "--timeout=90s")

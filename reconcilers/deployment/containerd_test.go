@@ -55,7 +55,7 @@ spec:
 	answer := func(greeting string) {
 		t.Helper()
 		c.Eventually(60*time.Second, func() (bool, string) {
-			pods := mustPods(t, c, "app=hello")
+			pods := c.LivePods("app=hello")
 			if len(pods) != 2 {
 				return false, fmt.Sprintf("%d pods", len(pods))
 			}
@@ -88,7 +88,7 @@ spec:
 		t.Fatalf("rollout status: %v\n%s", err, out)
 	}
 	c.Eventually(60*time.Second, func() (bool, string) {
-		pods := mustPods(t, c, "app=hello")
+		pods := c.LivePods("app=hello")
 		v2 := 0
 		for _, p := range pods {
 			if p.Spec.Containers[0].Env[0].Value == "v2" && p.Status.PodIP != "" {
@@ -108,10 +108,10 @@ spec:
 		t.Errorf("replica sets %s", rsSummary(rss))
 	}
 
-	victim := mustPods(t, c, "app=hello")[0].Name
+	victim := c.LivePods("app=hello")[0].Name
 	c.MustKubectl("delete", "pod", victim)
 	c.Eventually(60*time.Second, func() (bool, string) {
-		pods := mustPods(t, c, "app=hello")
+		pods := c.LivePods("app=hello")
 		running := 0
 		for _, p := range pods {
 			if p.Name == victim {

@@ -10,33 +10,14 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/logplane/logplane/reconcilers/reconcilerstest"
+	"github.com/logplane/logplane/reconcilers/reconcilerstest/seeds"
 )
 
-const deploymentDemo = `
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: emailservice-deployment-demo
-  labels:
-    app: emailservice-demo
-spec:
-  replicas: 3
-  selector:
-    matchLabels:
-      app: emailservice-demo
-  template:
-    metadata:
-      labels:
-        app: emailservice-demo
-    spec:
-      containers:
-      - name: server
-        image: gcr.io/google-samples/microservices-demo/emailservice:%s
-`
+// emailservice is the image of the workloads tutorial's demo Deployment and ReplicaSet.
+const emailservice = "gcr.io/google-samples/microservices-demo/emailservice:"
 
 func replicaSets(t *testing.T, c *reconcilerstest.Cluster, selector string) []appsv1.ReplicaSet {
 	t.Helper()
@@ -70,28 +51,13 @@ func rolloutStatus(t *testing.T, c *reconcilerstest.Cluster, name string) {
 	}
 }
 
-func images(t *testing.T, c *reconcilerstest.Cluster, selector string) map[string]int {
-	t.Helper()
-	l, err := c.Client.CoreV1().Pods("default").List(context.Background(), metav1.ListOptions{LabelSelector: selector})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]int{}
-	for _, p := range l.Items {
-		if p.DeletionTimestamp == nil {
-			out[p.Spec.Containers[0].Image]++
-		}
-	}
-	return out
-}
-
 // The workloads tutorial's Deployment walkthrough with the real kubectl: create, rollout status,
 // get rs, update the image with apply and watch the rolling update within 25% surge and
 // unavailability, describe with the revision annotation, conditions and ScalingReplicaSet
 // events, rollout history.
 func TestDeploymentRollingUpdate(t *testing.T) {
 	c := reconcilerstest.Start(t, reconcilerstest.Options{Nodes: 3})
-	c.MustApply(fmt.Sprintf(deploymentDemo, "v0.7.0"))
+	c.MustApply(seeds.DeploymentDemo(emailservice + "v0.7.0"))
 	rolloutStatus(t, c, "emailservice-deployment-demo")
 	rss := replicaSets(t, c, "app=emailservice-demo")
 	if len(rss) != 1 {
@@ -110,17 +76,17 @@ func TestDeploymentRollingUpdate(t *testing.T) {
 	if f := strings.Fields(out); len(f) < 4 || f[1] != "3/3" || f[2] != "3" || f[3] != "3" {
 		t.Errorf("kubectl get deployment: %q", out)
 	}
-	for _, p := range mustPods(t, c, "app=emailservice-demo") {
+	for _, p := range c.LivePods("app=emailservice-demo") {
 		if p.Labels["pod-template-hash"] != hash || !strings.HasPrefix(p.Name, first.Name+"-") {
 			t.Errorf("pod %s labels %v", p.Name, p.Labels)
 		}
 	}
 	startSeq := c.Store.Applied()
 
-	c.MustApply(fmt.Sprintf(deploymentDemo, "v0.8.0"))
+	c.MustApply(seeds.DeploymentDemo(emailservice + "v0.8.0"))
 	rolloutStatus(t, c, "emailservice-deployment-demo")
 	c.Eventually(30*time.Second, func() (bool, string) {
-		im := images(t, c, "app=emailservice-demo")
+		im := images(c, "app=emailservice-demo")
 		return len(im) == 1 && im["gcr.io/google-samples/microservices-demo/emailservice:v0.8.0"] == 3, fmt.Sprint(im)
 	})
 	rss = replicaSets(t, c, "app=emailservice-demo")
@@ -177,6 +143,15 @@ func TestDeploymentRollingUpdate(t *testing.T) {
 	}
 }
 
+// images counts the live pods matching selector by image.
+func images(c *reconcilerstest.Cluster, selector string) map[string]int {
+	out := map[string]int{}
+	for _, p := range c.LivePods(selector) {
+		out[p.Spec.Containers[0].Image]++
+	}
+	return out
+}
+
 func condition(d *appsv1.Deployment, t appsv1.DeploymentConditionType) *appsv1.DeploymentCondition {
 	for i := range d.Status.Conditions {
 		if d.Status.Conditions[i].Type == t {
@@ -184,21 +159,6 @@ func condition(d *appsv1.Deployment, t appsv1.DeploymentConditionType) *appsv1.D
 		}
 	}
 	return nil
-}
-
-func mustPods(t *testing.T, c *reconcilerstest.Cluster, selector string) []corev1.Pod {
-	t.Helper()
-	l, err := c.Client.CoreV1().Pods("default").List(context.Background(), metav1.ListOptions{LabelSelector: selector})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []corev1.Pod
-	for _, p := range l.Items {
-		if p.DeletionTimestamp == nil {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 func rsSummary(rss []appsv1.ReplicaSet) string {

@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 
 	"github.com/logplane/logplane/reconcilers/reconcilerstest"
+	"github.com/logplane/logplane/reconcilers/reconcilerstest/seeds"
 )
 
 const imagePrefix = "gcr.io/google-samples/microservices-demo/emailservice:"
@@ -17,7 +18,7 @@ const imagePrefix = "gcr.io/google-samples/microservices-demo/emailservice:"
 func waitImages(t *testing.T, c *reconcilerstest.Cluster, want map[string]int) {
 	t.Helper()
 	c.Eventually(60*time.Second, func() (bool, string) {
-		im := images(t, c, "app=emailservice-demo")
+		im := images(c, "app=emailservice-demo")
 		if len(im) != len(want) {
 			return false, fmt.Sprint(im)
 		}
@@ -35,7 +36,7 @@ func waitImages(t *testing.T, c *reconcilerstest.Cluster, want map[string]int) {
 // `--to-revision` goes to any revision `kubectl rollout history` lists, with its template.
 func TestDeploymentBadImageUndoAndHistory(t *testing.T) {
 	c := reconcilerstest.Start(t, reconcilerstest.Options{Nodes: 3})
-	c.MustApply(fmt.Sprintf(deploymentDemo, "v0.7.0"))
+	c.MustApply(seeds.DeploymentDemo(emailservice + "v0.7.0"))
 	rolloutStatus(t, c, "emailservice-deployment-demo")
 	c.MustKubectl("set", "image", "deployment/emailservice-deployment-demo", "server="+imagePrefix+"v0.8.0")
 	c.MustKubectl("annotate", "deployment/emailservice-deployment-demo", "kubernetes.io/change-cause=v0.8.0 please")
@@ -119,7 +120,7 @@ func TestDeploymentPauseResumeRestartScale(t *testing.T) {
 	}
 	// kubectl create deployment labels with app=<name>.
 	c.Eventually(30*time.Second, func() (bool, string) {
-		n := len(mustPods(t, c, "app=emailservice-deployment-demo"))
+		n := len(c.LivePods("app=emailservice-deployment-demo"))
 		return n == 2, fmt.Sprintf("%d pods", n)
 	})
 	rolloutStatus(t, c, "emailservice-deployment-demo")
@@ -137,13 +138,13 @@ func TestDeploymentPauseResumeRestartScale(t *testing.T) {
 	// Scaling a paused deployment scales its replica set.
 	c.MustKubectl("scale", "deployment/emailservice-deployment-demo", "--replicas=4")
 	c.Eventually(30*time.Second, func() (bool, string) {
-		n := len(mustPods(t, c, "app=emailservice-deployment-demo"))
+		n := len(c.LivePods("app=emailservice-deployment-demo"))
 		return n == 4, fmt.Sprintf("%d pods", n)
 	})
 	c.MustKubectl("rollout", "resume", "deployment/emailservice-deployment-demo")
 	rolloutStatus(t, c, "emailservice-deployment-demo")
 	c.Eventually(30*time.Second, func() (bool, string) {
-		im := images(t, c, "app=emailservice-deployment-demo")
+		im := images(c, "app=emailservice-deployment-demo")
 		return len(im) == 1 && im[imagePrefix+"v0.8.0"] == 4, fmt.Sprint(im)
 	})
 
@@ -155,7 +156,7 @@ func TestDeploymentPauseResumeRestartScale(t *testing.T) {
 	}
 	c.MustKubectl("scale", "deployment/emailservice-deployment-demo", "--current-replicas=4", "--replicas=1")
 	c.Eventually(30*time.Second, func() (bool, string) {
-		n := len(mustPods(t, c, "app=emailservice-deployment-demo"))
+		n := len(c.LivePods("app=emailservice-deployment-demo"))
 		return n == 1, fmt.Sprintf("%d pods", n)
 	})
 	out = c.MustKubectl("get", "deployment", "emailservice-deployment-demo", "--no-headers")

@@ -82,7 +82,7 @@ func TestDeploymentRecreate(t *testing.T) {
 	if newCreated != 3 {
 		t.Errorf("%d pods of the new template created, want 3", newCreated)
 	}
-	if im := images(t, c, "app=web"); im["nginx:1.8"] != 3 || len(im) != 1 {
+	if im := images(c, "app=web"); im["nginx:1.8"] != 3 || len(im) != 1 {
 		t.Errorf("images %v", im)
 	}
 }
@@ -125,7 +125,7 @@ func TestDeploymentProportionalScaling(t *testing.T) {
 	// Fixing the image completes the rollout at the new size.
 	c.MustApply(webManifest(15, 0, 10, strategy, "nginx:1.8"))
 	rolloutStatus(t, c, "web")
-	if im := images(t, c, "app=web"); im["nginx:1.8"] != 15 || len(im) != 1 {
+	if im := images(c, "app=web"); im["nginx:1.8"] != 15 || len(im) != 1 {
 		t.Errorf("images %v", im)
 	}
 }

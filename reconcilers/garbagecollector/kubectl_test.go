@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/logplane/logplane/reconcilers/reconcilerstest"
+	"github.com/logplane/logplane/reconcilers/reconcilerstest/seeds"
 )
 
 const nginxDeployment = `
@@ -36,38 +37,10 @@ spec:
         - containerPort: 80
 `
 
-const nginxWWW = `
-apiVersion: v1
-kind: ReplicationController
-metadata:
-  name: nginx-www
-spec:
-  replicas: 3
-  selector:
-    app: nginx
-  template:
-    metadata:
-      labels:
-        app: nginx
-    spec:
-      containers:
-      - name: nginx
-        image: nginx
-`
-
-func pods(t *testing.T, c *reconcilerstest.Cluster, ns, selector string) []corev1.Pod {
-	t.Helper()
-	l, err := c.Client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: selector})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l.Items
-}
-
 func waitPods(t *testing.T, c *reconcilerstest.Cluster, ns, selector string, n int) {
 	t.Helper()
 	c.Eventually(30*time.Second, func() (bool, string) {
-		ps := pods(t, c, ns, selector)
+		ps := c.Pods(ns, selector)
 		running := 0
 		for _, p := range ps {
 			if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
@@ -111,10 +84,10 @@ func TestDeleteDeployment(t *testing.T) {
 // instead of creating others.
 func TestDeleteReplicationController(t *testing.T) {
 	c := reconcilerstest.Start(t, reconcilerstest.Options{Nodes: 3})
-	c.MustApply(nginxWWW)
+	c.MustApply(seeds.NginxMultiNode("nginx", 80))
 	waitPods(t, c, "default", "app=nginx", 3)
 	orphans := map[string]bool{}
-	for _, p := range pods(t, c, "default", "app=nginx") {
+	for _, p := range c.Pods("default", "app=nginx") {
 		orphans[p.Name] = true
 	}
 	out := c.MustKubectl("delete", "rc", "nginx-www", "--cascade=orphan")
@@ -125,7 +98,7 @@ func TestDeleteReplicationController(t *testing.T) {
 		t.Fatalf("the controller is still there: %v", err)
 	}
 	time.Sleep(300 * time.Millisecond)
-	ps := pods(t, c, "default", "app=nginx")
+	ps := c.Pods("default", "app=nginx")
 	if len(ps) != 3 {
 		t.Fatalf("%d pods left after an orphaning delete, want 3", len(ps))
 	}
@@ -135,9 +108,9 @@ func TestDeleteReplicationController(t *testing.T) {
 		}
 	}
 	// A new controller with the same selector adopts them.
-	c.MustApply(nginxWWW)
+	c.MustApply(seeds.NginxMultiNode("nginx", 80))
 	c.Eventually(30*time.Second, func() (bool, string) {
-		ps := pods(t, c, "default", "app=nginx")
+		ps := c.Pods("default", "app=nginx")
 		adopted := 0
 		for _, p := range ps {
 			if ref := metav1.GetControllerOf(&p); ref != nil && ref.Name == "nginx-www" && orphans[p.Name] {
@@ -158,12 +131,12 @@ func TestDeleteReplicationController(t *testing.T) {
 // its pods are gone, and pods on a node that is down stay terminating until it comes back.
 func TestForegroundDeletion(t *testing.T) {
 	c := reconcilerstest.Start(t, reconcilerstest.Options{Nodes: 1})
-	c.MustApply(nginxWWW)
+	c.MustApply(seeds.NginxMultiNode("nginx", 80))
 	waitPods(t, c, "default", "app=nginx", 3)
 	c.Nodes.Stop("node-1")
 	c.MustKubectl("delete", "rc", "nginx-www", "--cascade=foreground", "--wait=false")
 	c.Eventually(10*time.Second, func() (bool, string) {
-		ps := pods(t, c, "default", "app=nginx")
+		ps := c.Pods("default", "app=nginx")
 		deleting := 0
 		for _, p := range ps {
 			if p.DeletionTimestamp != nil {
@@ -184,7 +157,7 @@ func TestForegroundDeletion(t *testing.T) {
 	}
 	c.Eventually(30*time.Second, func() (bool, string) {
 		_, err := c.Client.CoreV1().ReplicationControllers("default").Get(context.Background(), "nginx-www", metav1.GetOptions{})
-		return apierrors.IsNotFound(err) && len(pods(t, c, "default", "app=nginx")) == 0, fmt.Sprintf("controller: %v", err)
+		return apierrors.IsNotFound(err) && len(c.Pods("default", "app=nginx")) == 0, fmt.Sprintf("controller: %v", err)
 	})
 
 	// A deployment deleted in the foreground waits for its replica set, which waits for its pods.
@@ -209,7 +182,7 @@ func TestDeleteNamespace(t *testing.T) {
 	if _, err := c.Client.CoreV1().Namespaces().Get(context.Background(), "shop", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("namespace after delete: %v", err)
 	}
-	if ps := pods(t, c, "shop", ""); len(ps) != 0 {
+	if ps := c.Pods("shop", ""); len(ps) != 0 {
 		t.Errorf("%d pods left", len(ps))
 	}
 }

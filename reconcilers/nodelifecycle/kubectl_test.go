@@ -54,13 +54,9 @@ type podView struct{ name, node, phase string }
 // running lists the pods of app=myrecovery that are not being deleted and run.
 func running(t *testing.T, c *reconcilerstest.Cluster) []podView {
 	t.Helper()
-	l, err := c.Client.CoreV1().Pods("default").List(context.Background(), metav1.ListOptions{LabelSelector: "app=myrecovery"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []podView
-	for _, p := range l.Items {
-		if p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning {
+	for _, p := range c.LivePods("app=myrecovery") {
+		if p.Status.Phase == corev1.PodRunning {
 			out = append(out, podView{p.Name, p.Spec.NodeName, string(p.Status.Phase)})
 		}
 	}

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -190,22 +192,7 @@ func (c *Cluster) LogURL() string { return c.Log.ClientURL() }
 
 // Kubectl runs the real kubectl (/usr/bin/kubectl, or $KUBECTL) against the cluster and returns
 // its standard output, and its standard error in the error if it fails.
-func (c *Cluster) Kubectl(args ...string) (string, error) {
-	bin := os.Getenv("KUBECTL")
-	if bin == "" {
-		bin = "/usr/bin/kubectl"
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	if err != nil {
-		return stdout.String(), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, stderr.String())
-	}
-	return stdout.String(), nil
-}
+func (c *Cluster) Kubectl(args ...string) (string, error) { return c.KubectlIn("", args...) }
 
 // KubectlIn is Kubectl with a manifest on standard input (for apply -f - and create -f -).
 func (c *Cluster) KubectlIn(stdin string, args ...string) (string, error) {
@@ -216,7 +203,9 @@ func (c *Cluster) KubectlIn(stdin string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
-	cmd.Stdin = strings.NewReader(stdin)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -241,6 +230,29 @@ func (c *Cluster) MustApply(manifest string) string {
 	out, err := c.KubectlIn(manifest, "apply", "-f", "-")
 	if err != nil {
 		c.t.Fatal(err)
+	}
+	return out
+}
+
+// Pods lists the pods of namespace ns that match a label selector, failing the test if it cannot.
+func (c *Cluster) Pods(ns, selector string) []corev1.Pod {
+	c.t.Helper()
+	l, err := c.Client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return l.Items
+}
+
+// LivePods lists the pods of the default namespace that match a label selector and are not being
+// deleted.
+func (c *Cluster) LivePods(selector string) []corev1.Pod {
+	c.t.Helper()
+	var out []corev1.Pod
+	for _, p := range c.Pods("default", selector) {
+		if p.DeletionTimestamp == nil {
+			out = append(out, p)
+		}
 	}
 	return out
 }

@@ -45,7 +45,7 @@ func TestBulkScaleDoesNotOvershoot(t *testing.T) {
 			if err != nil {
 				return false, err.Error()
 			}
-			pods := podsOf(t, c, "app=bulk")
+			pods := c.LivePods("app=bulk")
 			return got.Status.Replicas == n && got.Status.ReadyReplicas == n && len(pods) == int(n),
 				"status " + itoa(got.Status.Replicas) + " replicas, " + itoa(got.Status.ReadyReplicas) + " ready, " + itoa(int32(len(pods))) + " pods"
 		})

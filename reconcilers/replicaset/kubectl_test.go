@@ -11,45 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/logplane/logplane/reconcilers/reconcilerstest"
+	"github.com/logplane/logplane/reconcilers/reconcilerstest/seeds"
 )
-
-const replicaSetDemo = `
-apiVersion: apps/v1
-kind: ReplicaSet
-metadata:
-  name: emailservice-replicaset-demo
-  labels:
-    app: emailservice-demo
-spec:
-  replicas: 3
-  selector:
-    matchLabels:
-      app: emailservice-demo
-  template:
-    metadata:
-      labels:
-        app: emailservice-demo
-    spec:
-      containers:
-      - name: server
-        image: gcr.io/google-samples/microservices-demo/emailservice:v0.7.0
-`
-
-// podsOf lists the live pods with a label selector, by name.
-func podsOf(t *testing.T, c *reconcilerstest.Cluster, selector string) []corev1.Pod {
-	t.Helper()
-	l, err := c.Client.CoreV1().Pods("default").List(context.Background(), metav1.ListOptions{LabelSelector: selector})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []corev1.Pod
-	for _, p := range l.Items {
-		if p.DeletionTimestamp == nil {
-			out = append(out, p)
-		}
-	}
-	return out
-}
 
 // The workloads tutorial's ReplicaSet walkthrough, with the real kubectl: three replicas come
 // up; a deleted pod is replaced; scaling up and down; a bare pod with the same labels is adopted
@@ -57,7 +20,7 @@ func podsOf(t *testing.T, c *reconcilerstest.Cluster, selector string) []corev1.
 // replaced.
 func TestReplicaSetWalkthrough(t *testing.T) {
 	c := reconcilerstest.Start(t, reconcilerstest.Options{Nodes: 2})
-	c.MustApply(replicaSetDemo)
+	c.MustApply(seeds.ReplicaSetDemo("gcr.io/google-samples/microservices-demo/emailservice:v0.7.0", 3))
 	waitRS := func(desired, ready int) {
 		t.Helper()
 		c.Eventually(30*time.Second, func() (bool, string) {
@@ -70,7 +33,7 @@ func TestReplicaSetWalkthrough(t *testing.T) {
 			return len(f) == 5 && strings.Join(f[:4], " ") == strings.Join(want, " "), "kubectl get rs: " + out
 		})
 		c.Eventually(30*time.Second, func() (bool, string) {
-			pods := podsOf(t, c, "app=emailservice-demo")
+			pods := c.LivePods("app=emailservice-demo")
 			running := 0
 			for _, p := range pods {
 				if p.Status.Phase == corev1.PodRunning {
@@ -85,7 +48,7 @@ func TestReplicaSetWalkthrough(t *testing.T) {
 	if n := strings.Count(out, "Running"); n != 3 {
 		t.Fatalf("kubectl get pods shows %d Running pods, want 3:\n%s", n, out)
 	}
-	for _, p := range podsOf(t, c, "app=emailservice-demo") {
+	for _, p := range c.LivePods("app=emailservice-demo") {
 		if !strings.HasPrefix(p.Name, "emailservice-replicaset-demo-") || len(p.Name) != len("emailservice-replicaset-demo-")+5 {
 			t.Errorf("pod name %q is not the replica set's name and 5 random characters", p.Name)
 		}
@@ -96,10 +59,10 @@ func TestReplicaSetWalkthrough(t *testing.T) {
 	}
 
 	// Delete one of the pods: another takes its place.
-	victim := podsOf(t, c, "app=emailservice-demo")[0].Name
+	victim := c.LivePods("app=emailservice-demo")[0].Name
 	c.MustKubectl("delete", "pod", victim)
 	waitRS(3, 3)
-	for _, p := range podsOf(t, c, "app=emailservice-demo") {
+	for _, p := range c.LivePods("app=emailservice-demo") {
 		if p.Name == victim {
 			t.Fatalf("deleted pod %s is still there", victim)
 		}
@@ -136,7 +99,7 @@ spec:
 	waitRS(2, 2)
 
 	// Relabel a pod out of the selector: it is released, and replaced.
-	released := podsOf(t, c, "app=emailservice-demo")[0].Name
+	released := c.LivePods("app=emailservice-demo")[0].Name
 	c.MustKubectl("label", "pod", released, "app=debugging", "--overwrite")
 	c.Eventually(30*time.Second, func() (bool, string) {
 		p, err := c.Client.CoreV1().Pods("default").Get(context.Background(), released, metav1.GetOptions{})
@@ -164,33 +127,11 @@ spec:
 	}
 }
 
-const nginxWWW = `
-apiVersion: v1
-kind: ReplicationController
-metadata:
-  name: nginx-www
-spec:
-  replicas: 3
-  selector:
-    app: nginx
-  template:
-    metadata:
-      name: nginx
-      labels:
-        app: nginx
-    spec:
-      containers:
-      - name: nginx
-        image: nginx
-        ports:
-        - containerPort: 80
-`
-
 // The wiki's ReplicationController walkthrough: three nginx pods on three nodes, describe,
 // delete a pod and see another take its place, scale.
 func TestReplicationControllerWalkthrough(t *testing.T) {
 	c := reconcilerstest.Start(t, reconcilerstest.Options{Nodes: 3})
-	if out, err := c.KubectlIn(nginxWWW, "create", "-f", "-"); err != nil {
+	if out, err := c.KubectlIn(seeds.NginxMultiNode("nginx", 80), "create", "-f", "-"); err != nil {
 		t.Fatal(err)
 	} else if !strings.Contains(out, "replicationcontroller/nginx-www created") {
 		t.Fatalf("kubectl create said %q", out)
@@ -215,7 +156,7 @@ func TestReplicationControllerWalkthrough(t *testing.T) {
 		}
 	}
 	nodes := map[string]bool{}
-	for _, p := range podsOf(t, c, "app=nginx") {
+	for _, p := range c.LivePods("app=nginx") {
 		nodes[p.Spec.NodeName] = true
 		if !strings.HasPrefix(p.Name, "nginx-www-") {
 			t.Errorf("pod %s is not named after its controller", p.Name)
@@ -224,7 +165,7 @@ func TestReplicationControllerWalkthrough(t *testing.T) {
 	if len(nodes) != 3 {
 		t.Errorf("the pods run on %d nodes, want 3: %v", len(nodes), nodes)
 	}
-	victim := podsOf(t, c, "app=nginx")[0].Name
+	victim := c.LivePods("app=nginx")[0].Name
 	c.MustKubectl("delete", "pod", victim)
 	running(3)
 	if out := c.MustKubectl("get", "pods"); strings.Contains(out, victim) {
@@ -243,7 +184,7 @@ func TestReplicationControllerWalkthrough(t *testing.T) {
 	if st := rc.Status; st.Replicas != 5 || st.FullyLabeledReplicas != 5 || st.ReadyReplicas != 5 || st.AvailableReplicas != 5 || st.ObservedGeneration != rc.Generation {
 		t.Errorf("status %+v, generation %d", st, rc.Generation)
 	}
-	for _, p := range podsOf(t, c, "app=nginx") {
+	for _, p := range c.LivePods("app=nginx") {
 		if ref := metav1.GetControllerOf(&p); ref == nil || ref.Kind != "ReplicationController" || ref.APIVersion != "v1" {
 			t.Errorf("pod %s has controller %+v", p.Name, ref)
 		}

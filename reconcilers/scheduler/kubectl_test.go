@@ -1,10 +1,6 @@
 package scheduler_test
 
 import (
-	"bytes"
-	"context"
-	"os"
-	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -13,25 +9,15 @@ import (
 	"github.com/logplane/logplane/apiserver/apiservertest"
 )
 
-const kubectlBin = "/usr/bin/kubectl"
-
 // kubectl runs the real kubectl against s and returns its output; it fails the test if kubectl
 // fails.
 func kubectl(t *testing.T, s *apiservertest.Server, stdin string, args ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, kubectlBin, append([]string{"--kubeconfig", s.Kubeconfig}, args...)...)
-	cmd.Env = append(os.Environ(), "KUBECACHEDIR="+t.TempDir(), "HOME="+t.TempDir())
-	if stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
+	out, err := s.Kubectl(t, stdin, args...)
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out.String())
-	}
-	return out.String()
+	return out
 }
 
 // kubectlUntil runs kubectl until its output matches re, and returns that output.
@@ -66,9 +52,7 @@ const nodeStatus = `{"status":{"capacity":{"cpu":"2","memory":"4Gi","pods":"110"
 // Kubernetes words it; after kubectl uncordon, that pod scheduled. The scheduler runs on its own
 // projection of the API server's log, as `logplane reconcile` does in its own process.
 func TestKubectlScheduling(t *testing.T) {
-	if _, err := os.Stat(kubectlBin); err != nil {
-		t.Skipf("kubectl is not installed at %s", kubectlBin)
-	}
+	apiservertest.NeedKubectl(t)
 	s := apiservertest.Start(t, apiservertest.Options{})
 	newCluster(t, s.Log)
 
