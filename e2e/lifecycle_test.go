@@ -46,7 +46,9 @@ func TestPodLifeCycleChapter(t *testing.T) {
 	controllerManager := func() *proc {
 		return m.reconcile("controller-manager", "--reconcilers", "workloads,serviceaccounts", "--node-monitor-grace-period", nodeGrace)
 	}
-	scheduler := func() *proc { return m.reconcile("scheduler", "--reconcilers", "scheduler") }
+	scheduler := func() *proc {
+		return m.reconcile("scheduler", "--reconcilers", "scheduler", "--metrics-listen", "127.0.0.1:0")
+	}
 	api := m.apiserver()
 	m.waitAPI()
 	cm, sched, kubelet := controllerManager(), scheduler(), m.agent()
@@ -165,6 +167,21 @@ func TestPodLifeCycleChapter(t *testing.T) {
 		t.Errorf("the pod answered %q", body)
 	}
 	m.requireRunning(api, cm, sched, kubelet)
+	// What the scheduler's dashboard shows: since it came back it found no node for the pod, then
+	// bound it, alone with every partition of the keys.
+	metrics := scrape(t, sched)
+	if n := sample(t, metrics, "scheduler_schedule_attempts_total", map[string]string{"result": "unschedulable", "profile": "default-scheduler"}); n < 1 {
+		t.Errorf("scheduler_schedule_attempts_total{result=unschedulable} = %v, want ≥ 1", n)
+	}
+	if n := sample(t, metrics, "scheduler_schedule_attempts_total", map[string]string{"result": "scheduled"}); n != 1 {
+		t.Errorf("scheduler_schedule_attempts_total{result=scheduled} = %v, want 1", n)
+	}
+	if n := sample(t, metrics, "controller_runtime_reconcile_total", map[string]string{"controller": "scheduler", "result": "success", "reconcilers": "scheduler"}); n < 2 {
+		t.Errorf("controller_runtime_reconcile_total{controller=scheduler,result=success} = %v, want ≥ 2", n)
+	}
+	if n := sample(t, metrics, "logplane_reconciler_partitions_owned", map[string]string{"reconcilers": "scheduler"}); n != 64 {
+		t.Errorf("logplane_reconciler_partitions_owned = %v, want 64", n)
+	}
 
 	t.Run("the agent catches up", func(t *testing.T) {
 		m := m.with(t)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
@@ -27,7 +28,9 @@ type reconcilerDeps struct {
 	holder   string // this replica's name
 	// nodeGrace is how long a node may go without renewing its lease before it is NotReady.
 	nodeGrace time.Duration
-	logger    *slog.Logger
+	// metrics is where the set's reconcilers register their Prometheus metrics.
+	metrics prometheus.Registerer
+	logger  *slog.Logger
 }
 
 // reconcilerSet builds one named set of reconcilers: the registrations to run on the engine, and
@@ -40,7 +43,7 @@ type reconcilerSet struct {
 // reconcilerSets are every reconciler `logplane reconcile` can run, in order.
 var reconcilerSets = []reconcilerSet{
 	{name: "scheduler", build: func(d reconcilerDeps) ([]engine.Registration, []func(context.Context) error, error) {
-		return scheduler.Build(d.registry, d.store, d.logger)
+		return scheduler.Build(d.registry, d.store, d.metrics, d.logger)
 	}},
 	{name: "workloads", build: buildWorkloads},
 	{name: "serviceaccounts", build: buildServiceAccounts},
@@ -123,12 +126,16 @@ func runReconcilers(p *process, rf *reconcileFlags) error {
 		}
 		logger := slog.Default().With("reconcilers", set.name)
 		e := engine.New(store, engine.Options{Leases: leases, Holder: rf.holder, Partitions: rf.partitions, Logger: logger})
+		deps.metrics = prometheus.WrapRegistererWith(prometheus.Labels{"reconcilers": set.name}, p.metrics)
 		regs, loops, err := set.build(deps)
 		if err != nil {
 			return fmt.Errorf("reconciler %s: %w", set.name, err)
 		}
 		for _, r := range regs {
 			e.Register(r)
+		}
+		if err := e.RegisterMetrics(deps.metrics); err != nil {
+			return fmt.Errorf("reconciler %s: %w", set.name, err)
 		}
 		for _, loop := range loops {
 			g.Go(func() error { return loop(ctx) })

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/util/workqueue"
 
@@ -119,6 +120,9 @@ type Engine struct {
 	log   *slog.Logger
 	regs  []*registered
 	stats *Stats
+	// partitions is how many partitions the keys are spread over.
+	partitions int
+	metrics    *metrics // nil: none
 }
 
 // Options configure an Engine.
@@ -140,11 +144,22 @@ func New(store *projections.Store, opts Options) *Engine {
 	if opts.Partitions == 0 {
 		opts.Partitions = 64
 	}
-	e := &Engine{store: store, log: opts.Logger, stats: newStats()}
+	e := &Engine{store: store, log: opts.Logger, stats: newStats(), partitions: opts.Partitions}
 	if opts.Leases != nil {
 		e.parts = NewPartitions(opts.Leases, opts.Holder, opts.Partitions, opts.Logger, e.partitionsChanged)
 	}
 	return e
+}
+
+// RegisterMetrics registers the engine's Prometheus metrics with reg (see newMetrics). Call it
+// after Register and before Run.
+func (e *Engine) RegisterMetrics(reg prometheus.Registerer) error {
+	m, err := newMetrics(e, reg)
+	if err != nil {
+		return err
+	}
+	e.metrics = m
+	return nil
 }
 
 // Register adds a reconciler. Call it before Run.
@@ -272,7 +287,9 @@ func (e *Engine) work(ctx context.Context, r *registered) bool {
 	}
 	start := time.Now()
 	res, err := e.reconcile(ctx, r, Request{Key: key, Cause: cause})
-	e.stats.observe(r.Name, time.Since(start), err)
+	took := time.Since(start)
+	e.stats.observe(r.Name, took, err)
+	e.metrics.observe(r.Name, res, err, took.Seconds())
 	switch {
 	case err != nil && errors.Is(err, ErrTerminal):
 		e.log.Error("engine: reconcile failed for good", "reconciler", r.Name, "key", key, "err", err)

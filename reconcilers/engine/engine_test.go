@@ -3,11 +3,14 @@ package engine_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/logplane/logplane/eventlog"
@@ -122,4 +125,64 @@ func TestReplicasShareAndTakeOver(t *testing.T) {
 		}
 	}
 	waitSeen(cKeys, rs[:2])
+}
+
+// An engine's metrics count each reconcile by result, as controller-runtime's do, and show how
+// many partitions the replica holds (all of them, working alone).
+func TestMetrics(t *testing.T) {
+	l := eventlogtest.Open(t)
+	ctx := t.Context()
+	store := projections.New(kinds.Builtin(), nil)
+	go store.Run(ctx, l)
+	e := engine.New(store, engine.Options{Partitions: 16})
+	e.Register(engine.Registration{Name: "count", Primary: configmaps, Reconciler: engine.ReconcilerFunc(
+		func(ctx context.Context, req engine.Request) (engine.Result, error) {
+			switch req.Key.Name {
+			case "bad":
+				return engine.Result{}, fmt.Errorf("%w: cannot", engine.ErrTerminal)
+			case "later":
+				return engine.Result{RequeueAfter: time.Hour}, nil
+			}
+			return engine.Result{}, nil
+		})})
+	reg := prometheus.NewPedanticRegistry()
+	if err := e.RegisterMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	runCtx, cancel := context.WithCancel(ctx)
+	go func() { defer close(done); e.Run(runCtx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	for _, name := range []string{"ok-1", "ok-2", "bad", "later"} {
+		if _, err := l.Create(ctx, cm(name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for e.Stats().Snapshot()["count"].Reconciles < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("reconciled %+v, want 4", e.Stats().Snapshot())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	want := `
+# HELP controller_runtime_reconcile_total Reconciles per reconciler (controller) and result: success, error, requeue_after.
+# TYPE controller_runtime_reconcile_total counter
+controller_runtime_reconcile_total{controller="count",result="error"} 1
+controller_runtime_reconcile_total{controller="count",result="requeue_after"} 1
+controller_runtime_reconcile_total{controller="count",result="success"} 2
+# HELP logplane_reconciler_partitions_owned Partitions of the keys this replica holds (all of them when it works alone).
+# TYPE logplane_reconciler_partitions_owned gauge
+logplane_reconciler_partitions_owned 16
+# HELP workqueue_depth Keys waiting in a reconciler's work queue.
+# TYPE workqueue_depth gauge
+workqueue_depth{name="count"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"controller_runtime_reconcile_total", "logplane_reconciler_partitions_owned", "workqueue_depth"); err != nil {
+		t.Error(err)
+	}
+	if n, err := testutil.GatherAndCount(reg, "controller_runtime_reconcile_time_seconds"); err != nil || n != 1 {
+		t.Errorf("controller_runtime_reconcile_time_seconds: %d series, %v; want 1", n, err)
+	}
 }

@@ -184,7 +184,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 // Scheduler builds the scheduler as `logplane reconcile` does: its registration and the loops to
 // run beside the engine.
 func Scheduler(reg *registry.Registry, store *projections.Store, logger *slog.Logger) ([]engine.Registration, []func(context.Context) error, error) {
-	return scheduler.Build(reg, store, logger)
+	return scheduler.Build(reg, store, nil, logger)
 }
 
 // LogURL is the URL at which other processes reach the log (Options.Listen).

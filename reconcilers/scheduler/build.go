@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/logplane/logplane/projections"
@@ -16,8 +17,8 @@ import (
 // Build makes the scheduler of a logplane process, as `logplane reconcile` runs it: reading
 // store, binding through reg (RegistryWriter), its events through a recorder of its own. It
 // returns the registration to run on the engine and the loops to run beside it (the cache and
-// the recorder), each until its context ends.
-func Build(reg *registry.Registry, store *projections.Store, logger *slog.Logger) ([]engine.Registration, []func(context.Context) error, error) {
+// the recorder), each until its context ends. Its metrics go to metrics, if not nil.
+func Build(reg *registry.Registry, store *projections.Store, metrics prometheus.Registerer, logger *slog.Logger) ([]engine.Registration, []func(context.Context) error, error) {
 	w, err := NewRegistryWriter(reg, "scheduler")
 	if err != nil {
 		return nil, nil, err
@@ -33,7 +34,7 @@ func Build(reg *registry.Registry, store *projections.Store, logger *slog.Logger
 	if err != nil {
 		return nil, nil, fmt.Errorf("scheduler: events: %w", err)
 	}
-	s, err := New(Config{Store: store, Writer: w, Events: events, Logger: logger})
+	s, err := New(Config{Store: store, Writer: w, Events: events, Metrics: metrics, Logger: logger})
 	if err != nil {
 		return nil, nil, err
 	}
