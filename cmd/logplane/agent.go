@@ -190,12 +190,22 @@ func containerdAgent(ctx context.Context, tmpl nodeagent.Config, af *agentFlags,
 			}
 		}
 	}
-	network, err := podnet.New(podnet.Config{StateDir: filepath.Join(dir, "net"), PluginDirs: af.cniDirs, Bridge: af.bridge, Subnet: af.podCIDR})
+	ncfg := podnet.Config{StateDir: filepath.Join(dir, "net"), PluginDirs: af.cniDirs, Bridge: af.bridge, Subnet: af.podCIDR}
+	rcfg := containerd.Config{Address: addr, DataDir: filepath.Join(dir, "runtime")}
+	if addr == filepath.Join(own, "containerd.sock") {
+		// Our own daemon: what every container needs and no restart of the machine keeps goes
+		// on its state tmpfs.
+		state := containerd.StateDir(own)
+		ncfg.NetNSDir = filepath.Join(state, "netns")
+		rcfg.RuncRoot, rcfg.FIFODir = filepath.Join(state, "runc"), filepath.Join(state, "fifo")
+	}
+	network, err := podnet.New(ncfg)
 	if err != nil {
 		cleanup()
 		return nil, nil, err
 	}
-	rt, err := containerd.New(ctx, containerd.Config{Address: addr, DataDir: filepath.Join(dir, "runtime"), Network: network})
+	rcfg.Network = network
+	rt, err := containerd.New(ctx, rcfg)
 	if err != nil {
 		cleanup()
 		return nil, nil, err

@@ -15,6 +15,7 @@ import (
 
 	client "github.com/containerd/containerd"
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	apitask "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/cio"
 	"github.com/containerd/containerd/containers"
@@ -143,11 +144,15 @@ func (r *Runtime) CreateContainer(ctx context.Context, sandboxID string, cfg run
 		labelStdin:                    strconv.FormatBool(cfg.Stdin),
 		labelStdinOnce:                strconv.FormatBool(cfg.StdinOnce),
 	})
+	var ropts any
+	if r.cfg.RuncRoot != "" {
+		ropts = &runcoptions.Options{Root: r.cfg.RuncRoot}
+	}
 	_, err = r.client.NewContainer(ctx, id,
 		client.WithImage(img),
 		client.WithSnapshotter(r.cfg.Snapshotter),
 		client.WithNewSnapshot(id, img),
-		client.WithRuntime(r.cfg.Shim, nil),
+		client.WithRuntime(r.cfg.Shim, ropts),
 		client.WithNewSpec(specOpts...),
 		client.WithContainerLabels(labels),
 	)
@@ -215,7 +220,7 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) error {
 	}
 	att := newAttachIO(info.Labels, stdout, stderr)
 	closers = append(closers, att.close) // closeAll sees it too
-	opts := []cio.Opt{cio.WithStreams(att.stdin(), att.stdout, att.stderr), cio.WithFIFODir(filepath.Join(r.cfg.DataDir, "fifo"))}
+	opts := []cio.Opt{cio.WithStreams(att.stdin(), att.stdout, att.stderr), cio.WithFIFODir(r.cfg.FIFODir)}
 	if info.Labels[labelTTY] == "true" {
 		opts = append(opts, cio.WithTerminal)
 	}

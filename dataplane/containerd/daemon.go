@@ -8,10 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	client "github.com/containerd/containerd"
+	"golang.org/x/sys/unix"
 )
 
 // DaemonConfig configures a containerd started by StartDaemon.
@@ -29,6 +31,8 @@ type DaemonConfig struct {
 type Daemon struct {
 	// Address is the daemon's socket, for Config.Address.
 	Address string
+	// StateDir is the daemon's state directory, StateDir(Dir).
+	StateDir string
 	// PID is the daemon's process id.
 	PID  int
 	cmd  *exec.Cmd
@@ -36,8 +40,20 @@ type Daemon struct {
 	log  *os.File
 }
 
+// StateDir is the state directory of the containerd started under dir. It
+// is a tmpfs, as /run/containerd is on most machines: StartDaemon mounts one
+// there unless the directory already holds something (a daemon of an
+// earlier version left tasks in it). Its content is only meaningful until
+// the machine restarts, and creating files there costs no disk work, so
+// runtimes on that daemon keep there what is made for every container and
+// lives no longer: runc's state (Config.RuncRoot = StateDir/runc), stdio
+// FIFOs (Config.FIFODir = StateDir/fifo) and pinned network namespaces
+// (podnet.Config.NetNSDir = StateDir/netns).
+func StateDir(dir string) string { return filepath.Join(dir, "state") }
+
 // StartDaemon starts a containerd of our own with everything under cfg.Dir
-// (the CRI plugin disabled) and waits until it answers. Stop it with Stop.
+// (the CRI plugin disabled; its state on a tmpfs, see StateDir) and waits
+// until it answers. Stop it with Stop.
 func StartDaemon(ctx context.Context, cfg DaemonConfig) (*Daemon, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("containerd: DaemonConfig.Dir is required")
@@ -56,6 +72,10 @@ func StartDaemon(ctx context.Context, cfg DaemonConfig) (*Daemon, error) {
 	if len(sock) > 100 {
 		return nil, fmt.Errorf("containerd: socket path %q too long", sock)
 	}
+	state := StateDir(cfg.Dir)
+	if err := mountState(state); err != nil {
+		return nil, err
+	}
 	conf := fmt.Sprintf(`version = 2
 root = %q
 state = %q
@@ -70,12 +90,12 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
   address = ""
 [plugins."io.containerd.internal.v1.opt"]
   path = %q
-`, filepath.Join(cfg.Dir, "root"), filepath.Join(cfg.Dir, "state"), sock, sock+".ttrpc", filepath.Join(cfg.Dir, "opt"))
+`, filepath.Join(cfg.Dir, "root"), state, sock, sock+".ttrpc", filepath.Join(cfg.Dir, "opt"))
 	confPath := filepath.Join(cfg.Dir, "config.toml")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return nil, fmt.Errorf("containerd: write config: %w", err)
 	}
-	d := &Daemon{Address: sock, done: make(chan error, 1)}
+	d := &Daemon{Address: sock, StateDir: state, done: make(chan error, 1)}
 	out := cfg.Log
 	if out == nil {
 		f, err := os.OpenFile(filepath.Join(cfg.Dir, "containerd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -133,7 +153,9 @@ func ping(ctx context.Context, sock string) error {
 
 // Stop sends SIGTERM to the daemon (by its PID), waits for it to exit, and
 // sends SIGKILL if it has not within 10 seconds or when ctx ends. Shims of
-// containers still running survive it: remove containers first.
+// containers still running survive it: remove containers first. The state
+// tmpfs is unmounted when nothing is left in it (no task, nothing mounted
+// under it); else it stays for the next daemon, as /run would.
 func (d *Daemon) Stop(ctx context.Context) error {
 	defer d.closeLog()
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
@@ -141,7 +163,7 @@ func (d *Daemon) Stop(ctx context.Context) error {
 	}
 	select {
 	case <-d.done:
-		return nil
+		return d.releaseState()
 	case <-ctx.Done():
 	case <-time.After(10 * time.Second):
 	}
@@ -149,6 +171,56 @@ func (d *Daemon) Stop(ctx context.Context) error {
 		return fmt.Errorf("containerd: kill daemon %d: %w", d.PID, err)
 	}
 	<-d.done
+	return d.releaseState()
+}
+
+// releaseState unmounts the state tmpfs if no task and no mount is left in it.
+func (d *Daemon) releaseState() error {
+	var fs unix.Statfs_t
+	if err := unix.Statfs(d.StateDir, &fs); err != nil || fs.Type != unix.TMPFS_MAGIC {
+		return nil // gone, or on disk: nothing to unmount
+	}
+	tasks, err := filepath.Glob(filepath.Join(d.StateDir, "io.containerd.runtime.v2.task", "*", "*"))
+	if err != nil || len(tasks) > 0 {
+		return nil // tasks of running shims: the next daemon needs them
+	}
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return fmt.Errorf("containerd: mountinfo: %w", err)
+	}
+	for _, line := range strings.Split(string(mi), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], d.StateDir+"/") {
+			return nil // a pinned network namespace of a pod still there
+		}
+	}
+	if err := unix.Unmount(d.StateDir, 0); err != nil {
+		return fmt.Errorf("containerd: unmount %s: %w", d.StateDir, err)
+	}
+	return nil
+}
+
+// mountState makes dir a tmpfs unless it is one or holds something.
+func mountState(dir string) error {
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return fmt.Errorf("containerd: state dir: %w", err)
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil {
+		return fmt.Errorf("containerd: state dir: %w", err)
+	}
+	if fs.Type == unix.TMPFS_MAGIC {
+		return nil
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("containerd: state dir: %w", err)
+	}
+	if len(ents) > 0 {
+		return nil // an earlier daemon's state on disk: keep using it
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0711"); err != nil {
+		return fmt.Errorf("containerd: mount a tmpfs on the state dir %s: %w", dir, err)
+	}
 	return nil
 }
 

@@ -57,6 +57,12 @@ type Config struct {
 	PlainHTTPRegistries []string
 	// DialTimeout bounds the connection to containerd. Default: 10s.
 	DialTimeout time.Duration
+	// RuncRoot is runc's state directory (runc --root), best on a tmpfs
+	// (see StateDir). Default: the shim's, /run/containerd/runc.
+	RuncRoot string
+	// FIFODir holds the containers' stdio FIFOs, best on a tmpfs (see
+	// StateDir); it must survive a restart of the node agent. Default: DataDir/fifo.
+	FIFODir string
 }
 
 // Runtime runs pods on containerd. Its methods are safe for concurrent use.
@@ -93,6 +99,12 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	}
 	if cfg.Shim == "" {
 		cfg.Shim = DefaultShim
+	}
+	if cfg.FIFODir == "" {
+		cfg.FIFODir = filepath.Join(cfg.DataDir, "fifo")
+	}
+	if err := os.MkdirAll(cfg.FIFODir, 0o700); err != nil {
+		return nil, fmt.Errorf("containerd: %w", err)
 	}
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = 10 * time.Second

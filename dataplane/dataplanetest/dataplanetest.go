@@ -170,6 +170,7 @@ func New(t testing.TB) *Env {
 	}
 	e.Network, err = podnet.New(podnet.Config{
 		StateDir:    filepath.Join(dir, "net"),
+		NetNSDir:    filepath.Join(e.Daemon.StateDir, "netns"),
 		NetworkName: "lpt-" + e.Bridge,
 		Bridge:      e.Bridge,
 		Subnet:      e.Subnet,
@@ -207,12 +208,16 @@ func (e *Env) NewRuntime(t testing.TB) *containerd.Runtime {
 	if e.Runtime != nil {
 		ns = e.Runtime.Namespace()
 	}
-	rt, err := containerd.New(t.Context(), containerd.Config{
+	cfg := containerd.Config{
 		Address:   e.Daemon.Address,
 		Namespace: ns,
 		DataDir:   filepath.Join(e.Dir, "data"),
 		Network:   e.Network,
-	})
+	}
+	// Per-container state on the daemon's tmpfs, as the node agent keeps it.
+	cfg.RuncRoot = filepath.Join(e.Daemon.StateDir, "runc")
+	cfg.FIFODir = filepath.Join(e.Daemon.StateDir, "fifo")
+	rt, err := containerd.New(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

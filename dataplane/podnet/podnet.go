@@ -1,6 +1,7 @@
 // Package podnet gives pods their network: a pinned network namespace per
 // pod, wired by CNI (github.com/containerd/go-cni running the bridge,
-// host-local, loopback and portmap plugins, Debian's by default) to a bridge on
+// host-local and, for pods with host ports, portmap plugins, Debian's by
+// default; the loopback interface is brought up in-process) to a bridge on
 // the node that owns the node's pod range. Pods get a default route only
 // through that bridge and no masquerading, so nothing is routed outward by
 // logplane. It also dials into a pod's namespace (port-forward).
@@ -22,6 +23,7 @@ import (
 	"github.com/containerd/containerd/pkg/netns"
 	gocni "github.com/containerd/go-cni"
 	cnins "github.com/containernetworking/plugins/pkg/ns"
+	"golang.org/x/sys/unix"
 
 	"github.com/logplane/logplane/dataplane/runtimeapi"
 )
@@ -36,9 +38,12 @@ const (
 
 // Config configures a node's pod network.
 type Config struct {
-	// StateDir holds the pinned network namespaces and host-local's IP
-	// allocations. Required; it must survive a restart of the node agent.
+	// StateDir holds host-local's IP allocations. Required; it must survive
+	// a restart of the node agent.
 	StateDir string
+	// NetNSDir holds the pinned network namespaces, best on a tmpfs (they
+	// are gone when the machine restarts). Default: StateDir/netns.
+	NetNSDir string
 	// PluginDirs are searched for CNI plugin binaries. Default: DefaultPluginDir.
 	PluginDirs []string
 	// NetworkName names the CNI network (and its IPAM allocations). Default: DefaultNetworkName.
@@ -55,7 +60,10 @@ type Config struct {
 // Network attaches pods to the node's pod network.
 type Network struct {
 	cfg Config
-	cni gocni.CNI
+	// cni runs the bridge plugin (with host-local IPAM); cniPorts runs it
+	// and then portmap, for pods with host ports. Both are the same CNI
+	// network (name, IPAM state), so either releases the other's IPs.
+	cni, cniPorts gocni.CNI
 	// serial is held around CNI calls in race-detector builds only: there
 	// go-cni swaps its mutex for go-deadlock's, which takes concurrent
 	// read locks from different goroutines for a recursive lock and exits.
@@ -85,6 +93,9 @@ func New(cfg Config) (*Network, error) {
 	if len(cfg.PluginDirs) == 0 {
 		cfg.PluginDirs = []string{DefaultPluginDir}
 	}
+	if cfg.NetNSDir == "" {
+		cfg.NetNSDir = filepath.Join(cfg.StateDir, "netns")
+	}
 	if cfg.NetworkName == "" {
 		cfg.NetworkName = DefaultNetworkName
 	}
@@ -110,31 +121,48 @@ func New(cfg Config) (*Network, error) {
 			return nil, fmt.Errorf("podnet: CNI bridge plugin not in %s (install containernetworking-plugins): %w", dir, err)
 		}
 	}
-	conf, err := cfg.confList()
-	if err != nil {
-		return nil, err
+	n := &Network{cfg: cfg}
+	for _, c := range []struct {
+		cni   *gocni.CNI
+		ports bool
+	}{{&n.cni, false}, {&n.cniPorts, true}} {
+		conf, err := cfg.confList(c.ports)
+		if err != nil {
+			return nil, err
+		}
+		cni, err := gocni.New(
+			gocni.WithPluginDir(cfg.PluginDirs),
+			gocni.WithInterfacePrefix("eth"),
+			gocni.WithMinNetworkCount(1),
+		)
+		if err != nil {
+			return nil, fmt.Errorf("podnet: cni: %w", err)
+		}
+		if err := cni.Load(gocni.WithConfListBytes(conf)); err != nil {
+			return nil, fmt.Errorf("podnet: load cni config: %w", err)
+		}
+		*c.cni = cni
 	}
-	cni, err := gocni.New(
-		gocni.WithPluginDir(cfg.PluginDirs),
-		gocni.WithInterfacePrefix("eth"),
-		gocni.WithMinNetworkCount(2),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("podnet: cni: %w", err)
+	return n, nil
+}
+
+// plugins returns the CNI configuration for a pod with the given host
+// ports: portmap runs only for pods that have some (its ADD does nothing
+// without, and its DEL runs iptables whatever the pod had).
+func (n *Network) plugins(ports []runtimeapi.PortMapping) gocni.CNI {
+	if len(ports) > 0 {
+		return n.cniPorts
 	}
-	if err := cni.Load(gocni.WithConfListBytes(conf), gocni.WithLoNetwork); err != nil {
-		return nil, fmt.Errorf("podnet: load cni config: %w", err)
-	}
-	return &Network{cfg: cfg, cni: cni}, nil
+	return n.cni
 }
 
 // Config returns the configuration in use, defaults filled in.
 func (n *Network) Config() Config { return n.cfg }
 
-func (c Config) netnsDir() string { return filepath.Join(c.StateDir, "netns") }
+func (c Config) netnsDir() string { return c.NetNSDir }
 func (c Config) ipamDir() string  { return filepath.Join(c.StateDir, "ipam") }
 
-func (c Config) confList() ([]byte, error) {
+func (c Config) confList(portmap bool) ([]byte, error) {
 	bridge := map[string]any{
 		"type":        "bridge",
 		"bridge":      c.Bridge,
@@ -151,13 +179,14 @@ func (c Config) confList() ([]byte, error) {
 	if c.MTU > 0 {
 		bridge["mtu"] = c.MTU
 	}
+	plugins := []any{bridge}
+	if portmap {
+		plugins = append(plugins, map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}})
+	}
 	b, err := json.Marshal(map[string]any{
 		"cniVersion": "1.0.0",
 		"name":       c.NetworkName,
-		"plugins": []any{
-			bridge,
-			map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}},
-		},
+		"plugins":    plugins,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("podnet: cni config: %w", err)
@@ -178,8 +207,13 @@ func (n *Network) Attach(ctx context.Context, id string, ports []runtimeapi.Port
 	if err != nil {
 		return Attachment{}, fmt.Errorf("podnet: new netns: %w", err)
 	}
+	// The loopback interface is brought up here rather than by the CNI
+	// loopback plugin: one process start less per pod.
+	if err := Do(ns.GetPath(), loopbackUp); err != nil {
+		return Attachment{}, errors.Join(fmt.Errorf("podnet: %w", err), ns.Remove())
+	}
 	unlock := n.lock()
-	res, err := n.cni.Setup(ctx, id, ns.GetPath(), n.nsOpts(ports)...)
+	res, err := n.plugins(ports).Setup(ctx, id, ns.GetPath(), n.nsOpts(ports)...)
 	unlock()
 	if err != nil {
 		derr := n.remove(ctx, id, ns.GetPath(), ports)
@@ -239,7 +273,29 @@ func (n *Network) Detach(ctx context.Context, id, netnsPath string, ports []runt
 
 func (n *Network) remove(ctx context.Context, id, path string, ports []runtimeapi.PortMapping) error {
 	defer n.lock()()
-	return n.cni.Remove(ctx, id, path, n.nsOpts(ports)...)
+	return n.plugins(ports).Remove(ctx, id, path, n.nsOpts(ports)...)
+}
+
+// loopbackUp sets the up flag of the loopback interface of the calling
+// thread's network namespace, as the CNI loopback plugin does.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("loopback up: %w", err)
+	}
+	defer unix.Close(fd) // a socket only used for ioctls: nothing to lose
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return fmt.Errorf("loopback up: %w", err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("loopback up: get flags: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("loopback up: set flags: %w", err)
+	}
+	return nil
 }
 
 // Dial connects to addr (e.g. "127.0.0.1:8080") from inside the network
