@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -85,7 +86,7 @@ func TestRuntime(t *testing.T) {
 		if !netip.MustParsePrefix(e.Subnet).Contains(netip.MustParseAddr(a.IP)) {
 			t.Fatalf("pod IP %s not in %s", a.IP, e.Subnet)
 		}
-		run(t, rt, a, runtimeapi.ContainerConfig{Name: "web", Image: e.Hello, Env: []string{"HELLO_GREETING=Hi"}})
+		web := run(t, rt, a, runtimeapi.ContainerConfig{Name: "web", Image: e.Hello, Env: []string{"HELLO_GREETING=Hi"}})
 		// From the host, to the pod IP.
 		eventually(t, 10*time.Second, func() error {
 			body, err := httpGet(ctx, "http://"+a.IP+":8080/")
@@ -94,6 +95,11 @@ func TestRuntime(t *testing.T) {
 			}
 			return err
 		})
+		// Inside the pod, over its loopback interface (brought up without the CNI plugin).
+		var lo bytes.Buffer
+		if code, err := rt.Exec(ctx, web, runtimeapi.ExecOptions{Cmd: []string{"wget", "-qO-", "http://127.0.0.1:8080/"}, Stdout: &lo, Stderr: io.Discard}); err != nil || code != 0 || lo.String() != "Hi from net-a\n" {
+			t.Fatalf("wget over the pod's loopback: code %d err %v out %q", code, err, lo.String())
+		}
 		// From another pod.
 		cid := run(t, rt, b, runtimeapi.ContainerConfig{Name: "c", Image: e.Busybox, Command: []string{"sleep", "1000"}})
 		var out bytes.Buffer
@@ -121,6 +127,38 @@ func TestRuntime(t *testing.T) {
 		}
 		if err := rt.RemoveSandbox(ctx, a.ID); err != nil {
 			t.Fatalf("second remove: %v", err)
+		}
+	})
+
+	t.Run("host port", func(t *testing.T) {
+		ctx := t.Context()
+		port := int32(30000 + time.Now().UnixNano()%2000)
+		ports := []runtimeapi.PortMapping{{HostPort: port, ContainerPort: 8080, Protocol: "TCP"}}
+		sb, err := rt.CreateSandbox(ctx, runtimeapi.SandboxConfig{PodUID: "uid-hostport", PodName: "hostport", PodNamespace: "default", Ports: ports})
+		if err != nil {
+			t.Fatal(err)
+		}
+		run(t, rt, sb, runtimeapi.ContainerConfig{Name: "web", Image: e.Hello})
+		// The portmap plugin forwards the node's port (here on the bridge's address) to the pod.
+		url := fmt.Sprintf("http://%s:%d/", e.Network.Gateway(), port)
+		eventually(t, 10*time.Second, func() error {
+			body, err := httpGet(ctx, url)
+			if err == nil && body != "Hello from hostport\n" {
+				err = fmt.Errorf("body %q", body)
+			}
+			return err
+		})
+		dport := fmt.Sprintf("--dport %d ", port)
+		nat, err := exec.Command("iptables", "-t", "nat", "-S").CombinedOutput()
+		if err != nil || !strings.Contains(string(nat), dport) {
+			t.Fatalf("no DNAT rule for port %d: %v\n%s", port, err, nat)
+		}
+		if err := rt.RemoveSandbox(ctx, sb.ID); err != nil {
+			t.Fatal(err)
+		}
+		nat, err = exec.Command("iptables", "-t", "nat", "-S").CombinedOutput()
+		if err != nil || strings.Contains(string(nat), dport) {
+			t.Fatalf("DNAT rule for port %d left after removal: %v\n%s", port, err, nat)
 		}
 	})
 
