@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 
+	"github.com/logplane/logplane/dataplane/dataplanetest"
 	"github.com/logplane/logplane/nodeagent"
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/engine"
@@ -41,16 +42,20 @@ func BenchmarkPodStartup(b *testing.B) {
 	for _, mode := range []string{"one-at-a-time", "paced-5ps", "burst"} {
 		b.Run(mode, func(b *testing.B) {
 			var all []time.Duration
-			var cpu time.Duration
+			var cpu dataplanetest.CPU
 			for b.Loop() {
 				took, used := r.startPods(b, 50, mode)
 				all = append(all, took...)
-				cpu += used
+				cpu = cpu.Add(used)
 			}
 			slices.Sort(all)
 			b.ReportMetric(float64(pct(all, 50).Milliseconds()), "p50-ms")
 			b.ReportMetric(float64(pct(all, 99).Milliseconds()), "p99-ms")
-			b.ReportMetric(float64(cpu.Microseconds())/1000/float64(len(all)), "cpu-ms/pod")
+			per := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(len(all)) }
+			b.ReportMetric(per(cpu.Total()), "cpu-ms/pod")
+			b.ReportMetric(per(cpu.Self), "logplane-ms/pod")
+			b.ReportMetric(per(cpu.Containerd+cpu.Shims+cpu.Init), "containerd+runc-ms/pod")
+			b.ReportMetric(per(cpu.Execs), "cni-ms/pod")
 		})
 	}
 }
@@ -66,7 +71,7 @@ func pct(d []time.Duration, p int) time.Duration {
 // startPods creates n pods and returns each one's time from create to Running and Ready, and
 // the CPU time spent meanwhile by this process (API server, log, agent, client), containerd,
 // the shims and runc, and the CNI plugins (dataplanetest.CPU).
-func (r *realCluster) startPods(b *testing.B, n int, mode string) ([]time.Duration, time.Duration) {
+func (r *realCluster) startPods(b *testing.B, n int, mode string) ([]time.Duration, dataplanetest.CPU) {
 	ctx := b.Context()
 	cpu0 := r.env.CPU()
 	pods := r.client.CoreV1().Pods("default")
@@ -145,7 +150,7 @@ func (r *realCluster) startPods(b *testing.B, n int, mode string) ([]time.Durati
 			wait(1)
 		}
 	}
-	used := r.env.CPU().Sub(cpu0).Total()
+	used := r.env.CPU().Sub(cpu0)
 	b.StopTimer()
 	zero := int64(0)
 	if err := pods.DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{LabelSelector: "bench=startup"}); err != nil {

@@ -45,7 +45,7 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg runtimeapi.SandboxConfi
 		return runtimeapi.Sandbox{}, err
 	}
 	dir := r.sandboxDir(id)
-	if err := os.MkdirAll(filepath.Join(dir, "volumes"), 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return runtimeapi.Sandbox{}, fmt.Errorf("containerd: sandbox dir: %w", err)
 	}
 	att, err := r.net.Attach(ctx, id, cfg.Ports)
@@ -156,8 +156,8 @@ func (r *Runtime) ListSandboxes(ctx context.Context) ([]runtimeapi.Sandbox, erro
 }
 
 // RemoveSandbox kills and removes the sandbox's containers, releases its IP
-// and host ports, removes its network namespace, its directory (emptyDir
-// volumes) and its pod's logs. Removing a sandbox that is gone succeeds.
+// and host ports, removes its network namespace, its directory (hosts
+// files) and its pod's logs. Removing a sandbox that is gone succeeds.
 func (r *Runtime) RemoveSandbox(ctx context.Context, id string) error {
 	sb, err := r.Sandbox(ctx, id)
 	if errors.Is(err, runtimeapi.ErrNotFound) {
