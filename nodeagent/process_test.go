@@ -32,7 +32,8 @@ type agentProcess struct {
 	NodeName    string
 	Containerd  string // daemon socket
 	Namespace   string // containerd namespace
-	DataDir     string // runtime data (sandboxes, logs, FIFOs)
+	DataDir     string // runtime data (sandboxes, logs)
+	StateDir    string // the daemon's state tmpfs: runc's state, FIFOs, pinned netns
 	NetStateDir string
 	NetworkName string
 	Bridge      string
@@ -86,11 +87,12 @@ func runAgent(ctx context.Context, p agentProcess, ready chan<- struct{}) error 
 	if err != nil {
 		return err
 	}
-	network, err := podnet.New(podnet.Config{StateDir: p.NetStateDir, NetworkName: p.NetworkName, Bridge: p.Bridge, Subnet: p.Subnet})
+	network, err := podnet.New(podnet.Config{StateDir: p.NetStateDir, NetNSDir: filepath.Join(p.StateDir, "netns"), NetworkName: p.NetworkName, Bridge: p.Bridge, Subnet: p.Subnet})
 	if err != nil {
 		return err
 	}
-	rt, err := containerd.New(ctx, containerd.Config{Address: p.Containerd, Namespace: p.Namespace, DataDir: p.DataDir, Network: network})
+	rt, err := containerd.New(ctx, containerd.Config{Address: p.Containerd, Namespace: p.Namespace, DataDir: p.DataDir, Network: network,
+		RuncRoot: filepath.Join(p.StateDir, "runc"), FIFODir: filepath.Join(p.StateDir, "fifo")})
 	if err != nil {
 		return err
 	}
@@ -159,6 +161,7 @@ func agentConfig(t testing.TB, c *cluster, env *dataplanetest.Env, node string, 
 		Containerd:  env.Daemon.Address,
 		Namespace:   env.Runtime.Namespace(),
 		DataDir:     filepath.Join(env.Dir, "data"),
+		StateDir:    env.Daemon.StateDir,
 		NetStateDir: filepath.Join(env.Dir, "net"),
 		NetworkName: "lpt-" + env.Bridge,
 		Bridge:      env.Bridge,
