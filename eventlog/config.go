@@ -75,10 +75,12 @@ type Config struct {
 	MaxAge time.Duration
 	// MaxBytes caps the stream's size, dropping the oldest events. Default 0: no cap.
 	MaxBytes int64
-	// NoCompression turns off the S2 compression of the stream's blocks on disk. Compression
-	// takes about half the disk for object events and makes replaying from disk slower (see
-	// docs/bench-logspine.md). Default false: compressed. Changing it affects new blocks only.
-	NoCompression bool
+	// Compression turns on the S2 compression of the stream's blocks on disk. It takes about
+	// half the disk for object events, but every read of a block from disk then decompresses it
+	// whole, which makes a replay from the log slower and allocates more than twice the memory
+	// per event read (see docs/bench-logspine.md). Default false: uncompressed. Changing it
+	// affects new blocks only.
+	Compression bool
 	// MaxObjectBytes is the largest encoded object an event may carry; a larger one gets
 	// ErrTooLarge. Default 1.5 MiB, the request limit Kubernetes has from etcd, so that a ConfigMap
 	// or Secret holding the 1 MiB of data Kubernetes allows fits in any encoding.

@@ -24,8 +24,8 @@ import (
 // UnmarshalEvent decodes an ObjectChanged envelope as proto.Unmarshal does, faster. The event's
 // object bytes and strings alias data, which the caller must never change afterwards.
 func UnmarshalEvent(data []byte) (*eventv1.ObjectChanged, error) {
-	ev := &eventv1.ObjectChanged{}
-	if err := unmarshalEvent(data, ev); err != nil {
+	ev, err := newEvent(data)
+	if err != nil {
 		return nil, fmt.Errorf("eventlog: decoding an event: %w", err)
 	}
 	return ev, nil
@@ -153,8 +153,29 @@ func appendMap(b []byte, num protowire.Number, m map[string]string) []byte {
 // errSlowPath says the fast decoder leaves this message to proto.Unmarshal.
 var errSlowPath = errors.New("eventlog: envelope needs the generic decoder")
 
+// decodedEvent is an event and the messages it holds, allocated together: one allocation
+// where there would be four, for every event a replay reads.
+type decodedEvent struct {
+	ev    eventv1.ObjectChanged
+	actor eventv1.Actor
+	time  timestamppb.Timestamp
+	ref   eventv1.ObjectRef
+}
+
+// newEvent decodes data into a new event (see unmarshalEvent).
+func newEvent(data []byte) (*eventv1.ObjectChanged, error) {
+	d := &decodedEvent{}
+	if err := fastUnmarshalEvent(data, &d.ev, d); err != nil {
+		proto.Reset(&d.ev)
+		if err := proto.Unmarshal(data, &d.ev); err != nil {
+			return nil, err
+		}
+	}
+	return &d.ev, nil
+}
+
 func unmarshalEvent(data []byte, ev *eventv1.ObjectChanged) error {
-	if err := fastUnmarshalEvent(data, ev); err != nil {
+	if err := fastUnmarshalEvent(data, ev, nil); err != nil {
 		proto.Reset(ev)
 		return proto.Unmarshal(data, ev)
 	}
@@ -165,35 +186,41 @@ func unmarshalEvent(data []byte, ev *eventv1.ObjectChanged) error {
 // the bytes of a length-delimited field); any other wire type is left to the slow path.
 func eachField(b []byte, fn func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error) error {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 || num <= 0 {
+		num, typ, v, bs, n := nextField(b)
+		if n < 0 {
 			return errSlowPath
 		}
 		b = b[n:]
-		switch typ {
-		case protowire.VarintType:
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return errSlowPath
-			}
-			b = b[n:]
-			if err := fn(num, typ, v, nil); err != nil {
-				return err
-			}
-		case protowire.BytesType:
-			bs, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return errSlowPath
-			}
-			b = b[n:]
-			if err := fn(num, typ, 0, bs); err != nil {
-				return err
-			}
-		default:
-			return errSlowPath
+		if err := fn(num, typ, v, bs); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// nextField reads the field at the start of b: its number, wire type, value (the varint, or
+// the bytes of a length-delimited field) and length; a length < 0 for anything the fast path
+// does not handle.
+func nextField(b []byte) (num protowire.Number, typ protowire.Type, v uint64, bs []byte, length int) {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n < 0 || num <= 0 {
+		return 0, 0, 0, nil, -1
+	}
+	switch typ {
+	case protowire.VarintType:
+		v, m := protowire.ConsumeVarint(b[n:])
+		if m < 0 {
+			return 0, 0, 0, nil, -1
+		}
+		return num, typ, v, nil, n + m
+	case protowire.BytesType:
+		bs, m := protowire.ConsumeBytes(b[n:])
+		if m < 0 {
+			return 0, 0, 0, nil, -1
+		}
+		return num, typ, 0, bs, n + m
+	}
+	return 0, 0, 0, nil, -1
 }
 
 // str returns a string field's value. It shares the message's memory rather than copying it
@@ -209,8 +236,25 @@ func str(typ protowire.Type, bs []byte) (string, error) {
 	return unsafe.String(&bs[0], len(bs)), nil
 }
 
-func fastUnmarshalEvent(data []byte, ev *eventv1.ObjectChanged) error {
-	return eachField(data, func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error {
+// mapField is one entry of the labels (9) or fields (10) map.
+type mapField struct {
+	num  protowire.Number
+	k, v string
+}
+
+// fastUnmarshalEvent decodes data into ev, or returns errSlowPath. The messages ev holds come
+// from d when it is not nil. Map entries are gathered first, so that each map is made at its
+// final size: growing maps entry by entry was the most of what decoding allocated.
+func fastUnmarshalEvent(data []byte, ev *eventv1.ObjectChanged, d *decodedEvent) error {
+	var entries [32]mapField
+	kvs := entries[:0]
+	nLabels := 0
+	for b := data; len(b) > 0; {
+		num, typ, v, bs, n := nextField(b)
+		if n < 0 {
+			return errSlowPath
+		}
+		b = b[n:]
 		var err error
 		switch num {
 		case 1:
@@ -224,7 +268,11 @@ func fastUnmarshalEvent(data []byte, ev *eventv1.ObjectChanged) error {
 			if typ != protowire.BytesType {
 				return errSlowPath
 			}
-			if ev.Actor == nil {
+			switch {
+			case ev.Actor != nil: // a second occurrence merges into the first
+			case d != nil:
+				ev.Actor = &d.actor
+			default:
 				ev.Actor = &eventv1.Actor{}
 			}
 			err = eachField(bs, func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error {
@@ -248,7 +296,11 @@ func fastUnmarshalEvent(data []byte, ev *eventv1.ObjectChanged) error {
 			if typ != protowire.BytesType {
 				return errSlowPath
 			}
-			if ev.Time == nil {
+			switch {
+			case ev.Time != nil: // a second occurrence merges into the first
+			case d != nil:
+				ev.Time = &d.time
+			default:
 				ev.Time = &timestamppb.Timestamp{}
 			}
 			err = eachField(bs, func(num protowire.Number, typ protowire.Type, v uint64, _ []byte) error {
@@ -266,7 +318,11 @@ func fastUnmarshalEvent(data []byte, ev *eventv1.ObjectChanged) error {
 			if typ != protowire.BytesType {
 				return errSlowPath
 			}
-			if ev.Ref == nil {
+			switch {
+			case ev.Ref != nil: // a second occurrence merges into the first
+			case d != nil:
+				ev.Ref = &d.ref
+			default:
 				ev.Ref = &eventv1.ObjectRef{}
 			}
 			err = eachField(bs, func(num protowire.Number, typ protowire.Type, _ uint64, bs []byte) error {
@@ -304,44 +360,65 @@ func fastUnmarshalEvent(data []byte, ev *eventv1.ObjectChanged) error {
 				return errSlowPath
 			}
 			ev.Object = bs[:len(bs):len(bs)]
-		case 9:
-			if ev.Labels == nil {
-				ev.Labels = make(map[string]string, 8)
+		case 9, 10:
+			var e mapField
+			e, err = mapEntry(typ, bs)
+			e.num = num
+			kvs = append(kvs, e)
+			if num == 9 {
+				nLabels++
 			}
-			err = mapEntry(typ, bs, ev.Labels)
-		case 10:
-			if ev.Fields == nil {
-				ev.Fields = make(map[string]string, 16)
-			}
-			err = mapEntry(typ, bs, ev.Fields)
 		default:
 			return errSlowPath
 		}
-		return err
-	})
+		if err != nil {
+			return err
+		}
+	}
+	if len(kvs) == 0 {
+		return nil
+	}
+	// In the order read: of two entries with one key, the last wins, as in proto.Unmarshal.
+	if nLabels > 0 && ev.Labels == nil {
+		ev.Labels = make(map[string]string, nLabels)
+	}
+	if len(kvs) > nLabels && ev.Fields == nil {
+		ev.Fields = make(map[string]string, len(kvs)-nLabels)
+	}
+	for _, e := range kvs {
+		if e.num == 9 {
+			ev.Labels[e.k] = e.v
+		} else {
+			ev.Fields[e.k] = e.v
+		}
+	}
+	return nil
 }
 
-// mapEntry adds one map<string, string> entry to m.
-func mapEntry(typ protowire.Type, bs []byte, m map[string]string) error {
+// mapEntry reads one map<string, string> entry.
+func mapEntry(typ protowire.Type, bs []byte) (mapField, error) {
+	var e mapField
 	if typ != protowire.BytesType {
-		return errSlowPath
+		return e, errSlowPath
 	}
-	var k, v string
-	err := eachField(bs, func(num protowire.Number, typ protowire.Type, _ uint64, bs []byte) error {
-		s, err := str(typ, bs)
+	for len(bs) > 0 {
+		num, typ, _, val, n := nextField(bs)
+		if n < 0 {
+			return e, errSlowPath
+		}
+		bs = bs[n:]
+		s, err := str(typ, val)
+		if err != nil {
+			return e, err
+		}
 		switch num {
 		case 1:
-			k = s
+			e.k = s
 		case 2:
-			v = s
+			e.v = s
 		default:
-			return errSlowPath
+			return e, errSlowPath
 		}
-		return err
-	})
-	if err != nil {
-		return err
 	}
-	m[k] = v
-	return nil
+	return e, nil
 }

@@ -88,7 +88,7 @@ func TestUnmarshalEventMatchesProto(t *testing.T) {
 		if wantErr == nil && !proto.Equal(want, got) {
 			t.Fatalf("case %d: decoded\n%v\nwant\n%v", i, got, want)
 		}
-		if fastUnmarshalEvent(data, &eventv1.ObjectChanged{}) == nil {
+		if fastUnmarshalEvent(data, &eventv1.ObjectChanged{}, nil) == nil {
 			fast++
 		}
 	}
@@ -121,7 +121,7 @@ func BenchmarkUnmarshalEvent(b *testing.B) {
 	})
 	b.Run("decoder=envelope", func(b *testing.B) {
 		for b.Loop() {
-			if err := unmarshalEvent(data, &eventv1.ObjectChanged{}); err != nil {
+			if _, err := newEvent(data); err != nil {
 				b.Fatal(err)
 			}
 		}

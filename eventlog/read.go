@@ -34,8 +34,8 @@ func (r Record) Tombstone() bool {
 // subjects, so such an event would be outside the key's history.
 func (l *Log) decode(seq uint64, subject string, stored time.Time, data []byte) Record {
 	rec := Record{Seq: seq, Subject: subject, Stored: stored}
-	ev := &eventv1.ObjectChanged{}
-	if err := unmarshalEvent(data, ev); err != nil {
+	ev, err := newEvent(data)
+	if err != nil {
 		rec.Err = fmt.Errorf("eventlog: undecodable event at sequence %d on %s: %w", seq, subject, err)
 		return rec
 	}
