@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -37,6 +39,11 @@ func (l *Log) consumerFilter(subject string) []string {
 
 // consume runs an ordered consumer on subjects from after+1, calling fn with each record and
 // how many more match after it now, until ctx ends or fn returns an error.
+//
+// Messages are taken in the consumer's callback (Consume) rather than through an iterator
+// (Messages and Next), which arms a timer and goes through a channel for every message: on a
+// replay that was a tenth of the reader's CPU. fn runs on the subscription's goroutine, under
+// mu, so that consume returns only once no call to fn is running or can start.
 func (l *Log) consume(ctx context.Context, subjects []string, after uint64, fn func(Record, uint64) error) error {
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverAllPolicy}
 	if after > 0 {
@@ -47,40 +54,65 @@ func (l *Log) consume(ctx context.Context, subjects []string, after uint64, fn f
 	if err != nil {
 		return fmt.Errorf("eventlog: follow %v: %w", subjects, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
-	if err != nil {
-		return fmt.Errorf("eventlog: follow %v: %w", subjects, err)
-	}
-	stopped := make(chan struct{})
-	defer close(stopped)
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-stopped:
-		}
-		it.Stop()
-	}()
 	// The server would keep the consumer until it has been idle for its inactive threshold;
 	// a watch that ends takes its consumer with it.
 	defer l.deleteConsumer(ctx, cons)
-	for {
-		m, err := it.Next()
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return fmt.Errorf("%w: follow %v", ErrClosed, subjects)
-			}
-			return fmt.Errorf("eventlog: follow %v: %w", subjects, err)
+
+	var (
+		mu      sync.Mutex
+		done    bool // under mu: no more calls to fn
+		ended   = make(chan error, 1)
+		lastErr atomic.Value // the consumer's last reported error, for when it ends by itself
+	)
+	end := func(err error) {
+		done = true
+		ended <- err // the only send: done is set
+	}
+	handle := func(m jetstream.Msg) {
+		mu.Lock()
+		defer mu.Unlock()
+		if done {
+			return
 		}
 		meta, err := m.Metadata()
 		if err != nil {
-			return fmt.Errorf("eventlog: follow %v: %w", subjects, err)
+			end(fmt.Errorf("eventlog: follow %v: %w", subjects, err))
+			return
 		}
 		if err := fn(l.decode(meta.Sequence.Stream, m.Subject(), meta.Timestamp, m.Data()), meta.NumPending); err != nil {
-			return err
+			end(err)
 		}
+	}
+	cc, err := cons.Consume(handle, jetstream.PullMaxMessages(1024),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) { lastErr.Store(err) }))
+	if err != nil {
+		return fmt.Errorf("eventlog: follow %v: %w", subjects, err)
+	}
+	defer func() {
+		cc.Stop()
+		mu.Lock() // waits for a call to fn in progress
+		done = true
+		mu.Unlock()
+	}()
+	select {
+	case err := <-ended:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-cc.Closed():
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if l.nc.IsClosed() {
+			return fmt.Errorf("%w: follow %v", ErrClosed, subjects)
+		}
+		select {
+		case err := <-ended: // fn ended it just before
+			return err
+		default:
+		}
+		err, _ := lastErr.Load().(error)
+		return fmt.Errorf("eventlog: follow %v: the consumer ended: %v", subjects, err)
 	}
 }
 
