@@ -108,6 +108,7 @@ func (s *Store) ReadSnapshot(r io.Reader) error {
 	}
 	if err := s.readSnapshotLocked(r); err != nil {
 		s.tables = map[schema.GroupResource]*table{}
+		s.last = nil
 		s.applied = 0
 		return err
 	}
@@ -203,11 +204,7 @@ func (s *Store) readSnapshotLocked(r io.Reader) error {
 		}
 		for _, o := range res.objs {
 			gr := schema.GroupResource{Group: o.Key.Group, Resource: o.Key.Resource}
-			t := s.tables[gr]
-			if t == nil {
-				t = newTable()
-				s.tables[gr] = t
-			}
+			t := s.tableFor(gr)
 			if old := t.get(o.Key.Namespace, o.Key.Name); old != nil {
 				err = fmt.Errorf("projections: snapshot holds %s twice", o.Key)
 				break

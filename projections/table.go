@@ -7,6 +7,8 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
+
+	"github.com/logplane/logplane/kinds"
 )
 
 // entry holds the live revision of one key. It stays the same while the key lives, so that
@@ -46,6 +48,7 @@ func (ix index) del(k, v string, r *entry) {
 
 // table holds the live objects of one resource and its indexes.
 type table struct {
+	kind   *kinds.Kind                  // nil for a resource this binary does not know
 	byNS   map[string]map[string]*entry // namespace → name → live revision
 	count  int
 	labels index
