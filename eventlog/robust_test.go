@@ -358,3 +358,47 @@ func TestAppendRefusesWhatReadersCannotRead(t *testing.T) {
 		t.Fatalf("%d events written", last)
 	}
 }
+
+// TestFollowEnds: a follow ends with the error its callback returns, after which the callback
+// is not called again, and with ErrClosed when the log is closed under it; it never hangs.
+func TestFollowEnds(t *testing.T) {
+	l := eventlogtest.Open(t)
+	ctx := t.Context()
+	for i := range 50 {
+		if _, err := l.Append(ctx, event(eventv1.ChangeType_CHANGE_TYPE_ADDED, "a", fmt.Sprintf("cm-%d", i), "x"), eventlog.AnyRevision); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := errors.New("stop")
+	calls := 0
+	err := l.Follow(ctx, eventlog.Filter{}, 0, func(r eventlog.Record) error {
+		calls++
+		if r.Seq == 10 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) || calls != 10 {
+		t.Fatalf("follow ended with %v after %d calls, want %v after 10", err, calls, stop)
+	}
+
+	seen := make(chan uint64, 100)
+	done := make(chan error, 1)
+	go func() {
+		done <- l.Follow(ctx, eventlog.Filter{}, 0, func(r eventlog.Record) error { seen <- r.Seq; return nil })
+	}()
+	for s := range seen {
+		if s == 50 {
+			break
+		}
+	}
+	l.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, eventlog.ErrClosed) {
+			t.Fatalf("follow ended with %v when the log closed, want ErrClosed", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("follow did not end when the log closed")
+	}
+}
