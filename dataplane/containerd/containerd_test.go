@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/logplane/logplane/dataplane/containerd"
 	"github.com/logplane/logplane/dataplane/dataplanetest"
 	"github.com/logplane/logplane/dataplane/ociimage"
@@ -401,4 +403,40 @@ func TestRuntime(t *testing.T) {
 			t.Fatalf("after stop: %+v %v", st, err)
 		}
 	})
+}
+
+func TestDaemonStateOnTmpfs(t *testing.T) {
+	dataplanetest.RequireRoot(t)
+	dir, err := os.MkdirTemp("", "lpdd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := containerd.StateDir(dir)
+	t.Cleanup(func() {
+		_ = unix.Unmount(state, unix.MNT_DETACH) // left mounted only if the test failed
+		if err := os.RemoveAll(dir); err != nil {
+			t.Errorf("remove %s: %v", dir, err)
+		}
+	})
+	isTmpfs := func() bool {
+		var fs unix.Statfs_t
+		if err := unix.Statfs(state, &fs); err != nil {
+			t.Fatal(err)
+		}
+		return fs.Type == unix.TMPFS_MAGIC
+	}
+	d, err := containerd.StartDaemon(t.Context(), containerd.DaemonConfig{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.StateDir != state || !isTmpfs() {
+		t.Errorf("state dir %s (want %s) is not a tmpfs", d.StateDir, state)
+	}
+	if err := d.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// No task was left: the tmpfs is gone with the daemon.
+	if isTmpfs() {
+		t.Errorf("state dir %s still a tmpfs after Stop with no task", state)
+	}
 }

@@ -127,7 +127,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 		case err := <-d.done:
 			d.done <- err
 			d.closeLog()
-			return nil, fmt.Errorf("containerd: daemon exited at start (see %s): %v", filepath.Join(cfg.Dir, "containerd.log"), err)
+			return nil, errors.Join(fmt.Errorf("containerd: daemon exited at start (see %s): %v", filepath.Join(cfg.Dir, "containerd.log"), err), d.releaseState())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -174,24 +174,30 @@ func (d *Daemon) Stop(ctx context.Context) error {
 	return d.releaseState()
 }
 
-// releaseState unmounts the state tmpfs if no task and no mount is left in it.
+// releaseState unmounts the state tmpfs if it is a mount point with no task
+// and no mount left in it.
 func (d *Daemon) releaseState() error {
-	var fs unix.Statfs_t
-	if err := unix.Statfs(d.StateDir, &fs); err != nil || fs.Type != unix.TMPFS_MAGIC {
-		return nil // gone, or on disk: nothing to unmount
-	}
-	tasks, err := filepath.Glob(filepath.Join(d.StateDir, "io.containerd.runtime.v2.task", "*", "*"))
-	if err != nil || len(tasks) > 0 {
-		return nil // tasks of running shims: the next daemon needs them
-	}
 	mi, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return fmt.Errorf("containerd: mountinfo: %w", err)
 	}
+	mounted := false
 	for _, line := range strings.Split(string(mi), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], d.StateDir+"/") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) <= 4:
+		case f[4] == d.StateDir:
+			mounted = true
+		case strings.HasPrefix(f[4], d.StateDir+"/"):
 			return nil // a pinned network namespace of a pod still there
 		}
+	}
+	if !mounted {
+		return nil // on disk, or inside a tmpfs that is not ours
+	}
+	tasks, err := filepath.Glob(filepath.Join(d.StateDir, "io.containerd.runtime.v2.task", "*", "*"))
+	if err != nil || len(tasks) > 0 {
+		return nil // tasks of running shims: the next daemon needs them
 	}
 	if err := unix.Unmount(d.StateDir, 0); err != nil {
 		return fmt.Errorf("containerd: unmount %s: %w", d.StateDir, err)
