@@ -40,10 +40,12 @@ func (l *Log) consumerFilter(subject string) []string {
 // consume runs an ordered consumer on subjects from after+1, calling fn with each record and
 // how many more match after it now, until ctx ends or fn returns an error.
 //
-// Messages are taken in the consumer's callback (Consume) rather than through an iterator
-// (Messages and Next), which arms a timer and goes through a channel for every message: on a
-// replay that was a tenth of the reader's CPU. fn runs on the subscription's goroutine, under
-// mu, so that consume returns only once no call to fn is running or can start.
+// Messages are taken in the consumer's callback (Consume) rather than through its iterator
+// (Messages and Next), which arms a timer and passes a channel for every message. The callback
+// decodes them and queues them; the goroutine that called consume takes whatever is queued
+// whenever it is ready for more and calls fn: fn runs where the caller expects it (a panic
+// reaches the caller), never after consume returns, and decoding runs beside it. The callback
+// waits while consumeQueue records are queued.
 func (l *Log) consume(ctx context.Context, subjects []string, after uint64, fn func(Record, uint64) error) error {
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverAllPolicy}
 	if after > 0 {
@@ -58,29 +60,43 @@ func (l *Log) consume(ctx context.Context, subjects []string, after uint64, fn f
 	// a watch that ends takes its consumer with it.
 	defer l.deleteConsumer(ctx, cons)
 
+	type item struct {
+		rec     Record
+		pending uint64
+		err     error // the message is not one of the stream's: the follow ends
+	}
 	var (
+		// mu guards queue. When the ordered consumer resets, a new subscription, on a
+		// goroutine of its own, takes over from the old one.
 		mu      sync.Mutex
-		done    bool // under mu: no more calls to fn
-		ended   = make(chan error, 1)
+		queue   []item
+		ready   = make(chan struct{}, 1) // something was queued
+		room    = make(chan struct{}, 1) // the queue was taken
+		quit    = make(chan struct{})
 		lastErr atomic.Value // the consumer's last reported error, for when it ends by itself
 	)
-	end := func(err error) {
-		done = true
-		ended <- err // the only send: done is set
-	}
 	handle := func(m jetstream.Msg) {
+		it := item{}
+		if meta, err := m.Metadata(); err != nil {
+			it.err = fmt.Errorf("eventlog: follow %v: %w", subjects, err)
+		} else {
+			it.rec, it.pending = l.decode(meta.Sequence.Stream, m.Subject(), meta.Timestamp, m.Data()), meta.NumPending
+		}
 		mu.Lock()
-		defer mu.Unlock()
-		if done {
-			return
+		for len(queue) >= consumeQueue {
+			mu.Unlock()
+			select {
+			case <-room:
+			case <-quit:
+				return
+			}
+			mu.Lock()
 		}
-		meta, err := m.Metadata()
-		if err != nil {
-			end(fmt.Errorf("eventlog: follow %v: %w", subjects, err))
-			return
-		}
-		if err := fn(l.decode(meta.Sequence.Stream, m.Subject(), meta.Timestamp, m.Data()), meta.NumPending); err != nil {
-			end(err)
+		queue = append(queue, it)
+		mu.Unlock()
+		select {
+		case ready <- struct{}{}:
+		default: // already signalled
 		}
 	}
 	cc, err := cons.Consume(handle, jetstream.PullMaxMessages(1024),
@@ -89,32 +105,47 @@ func (l *Log) consume(ctx context.Context, subjects []string, after uint64, fn f
 		return fmt.Errorf("eventlog: follow %v: %w", subjects, err)
 	}
 	defer func() {
+		close(quit)
 		cc.Stop()
-		mu.Lock() // waits for a call to fn in progress
-		done = true
-		mu.Unlock()
 	}()
-	select {
-	case err := <-ended:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-cc.Closed():
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if l.nc.IsClosed() {
-			return fmt.Errorf("%w: follow %v", ErrClosed, subjects)
-		}
+	closed := cc.Closed()
+	var taken []item
+	for {
 		select {
-		case err := <-ended: // fn ended it just before
-			return err
-		default:
+		case <-ready:
+			mu.Lock()
+			taken, queue = queue, taken[:0]
+			mu.Unlock()
+			select {
+			case room <- struct{}{}:
+			default:
+			}
+			for _, it := range taken {
+				if it.err != nil {
+					return it.err
+				}
+				if err := fn(it.rec, it.pending); err != nil {
+					return err
+				}
+			}
+			clear(taken) // let the records go
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-closed:
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if l.nc.IsClosed() {
+				return fmt.Errorf("%w: follow %v", ErrClosed, subjects)
+			}
+			err, _ := lastErr.Load().(error)
+			return fmt.Errorf("eventlog: follow %v: the consumer ended: %v", subjects, err)
 		}
-		err, _ := lastErr.Load().(error)
-		return fmt.Errorf("eventlog: follow %v: the consumer ended: %v", subjects, err)
 	}
 }
+
+// consumeQueue is the most records consume decodes ahead of fn.
+const consumeQueue = 1024
 
 func (l *Log) deleteConsumer(ctx context.Context, cons jetstream.Consumer) {
 	info := cons.CachedInfo()
