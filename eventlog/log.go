@@ -229,8 +229,8 @@ func (l *Log) Consumers(ctx context.Context) (int, error) {
 }
 
 func (l *Log) compression() jetstream.StoreCompression {
-	if l.cfg.Compression {
-		return jetstream.S2Compression
+	if l.cfg.NoCompression {
+		return jetstream.NoCompression
 	}
-	return jetstream.NoCompression
+	return jetstream.S2Compression
 }

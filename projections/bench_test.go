@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -75,57 +77,69 @@ func openLog(b *testing.B, dir string) *eventlog.Log {
 }
 
 // BenchmarkRebuild replays a log of 100,000 events about 25,000 realistic ~2 KB pods (each
-// created and updated three times) into an empty store, as a restart with no snapshot does.
-// Sub-benchmarks: from the log with Replay (beyond 4,096 events an ordered consumer that ends
-// at the last event: the path At and a cold start take), from the log with Run (the ordered
-// consumer a live store follows with), and Apply alone on records already in memory (the
-// store's own cost). The log has the default configuration (blocks uncompressed). Metrics:
-// events/s, and events/cpu-s (per second of CPU the whole process used, server included),
-// which other tenants' load does not inflate.
+// created and updated three times) into an empty store, as a restart with no snapshot does, from
+// a log whose blocks are S2-compressed (blocks=s2, the default) and from one whose blocks are
+// not (blocks=none). Sub-benchmarks: from the log with Replay (beyond 4,096 events an ordered
+// consumer that ends at the last event: the path At and a cold start take), from the log with
+// Run (the ordered consumer a live store follows with), and Apply alone on records already in
+// memory (the store's own cost). Metrics: events/s, events/cpu-s (per second of CPU the whole
+// process used, server included, which other tenants' load does not inflate) and disk-MB (the
+// stream's files).
 func BenchmarkRebuild(b *testing.B) {
 	const pods, revisions = 25_000, 4
-	l := openLog(b, b.TempDir())
-	defer l.Close()
-	last := writePods(b, l, pods, revisions)
-	events := float64(last)
-
-	b.Run("from=replay", func(b *testing.B) {
-		var s *projections.Store
-		cpu0 := cpuTime()
-		for b.Loop() {
-			s = projections.New(kinds.Builtin(), nil)
-			if err := l.Replay(b.Context(), eventlog.Filter{}, 0, 0, func(r eventlog.Record) error { s.Apply(r); return nil }); err != nil {
+	var recs []eventlog.Record
+	for _, blocks := range []string{"s2", "none"} {
+		b.Run("blocks="+blocks, func(b *testing.B) {
+			dir := b.TempDir()
+			l, err := eventlog.Open(b.Context(), eventlog.Config{DataDir: dir, Durability: eventlog.Lazy, NoCompression: blocks == "none"})
+			if err != nil {
 				b.Fatal(err)
 			}
-		}
-		if s.Len() != pods {
-			b.Fatalf("%d objects, want %d", s.Len(), pods)
-		}
-		b.ReportMetric(events*float64(b.N)/b.Elapsed().Seconds(), "events/s")
-		b.ReportMetric(events*float64(b.N)/(cpuTime()-cpu0).Seconds(), "events/cpu-s")
-	})
-	b.Run("from=follow", func(b *testing.B) {
-		cpu0 := cpuTime()
-		for b.Loop() {
-			s := projections.New(kinds.Builtin(), nil)
-			ctx, cancel := context.WithCancel(b.Context())
-			done := make(chan error, 1)
-			go func() { done <- s.Run(ctx, l) }()
-			if err := s.WaitFor(ctx, last); err != nil {
-				b.Fatal(err)
+			defer l.Close()
+			last := writePods(b, l, pods, revisions)
+			events := float64(last)
+			disk := dirMB(b, dir)
+			b.Run("from=replay", func(b *testing.B) {
+				var s *projections.Store
+				cpu0 := cpuTime()
+				for b.Loop() {
+					s = projections.New(kinds.Builtin(), nil)
+					if err := l.Replay(b.Context(), eventlog.Filter{}, 0, 0, func(r eventlog.Record) error { s.Apply(r); return nil }); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if s.Len() != pods {
+					b.Fatalf("%d objects, want %d", s.Len(), pods)
+				}
+				b.ReportMetric(events*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+				b.ReportMetric(events*float64(b.N)/(cpuTime()-cpu0).Seconds(), "events/cpu-s")
+				b.ReportMetric(disk, "disk-MB")
+			})
+			b.Run("from=follow", func(b *testing.B) {
+				cpu0 := cpuTime()
+				for b.Loop() {
+					s := projections.New(kinds.Builtin(), nil)
+					ctx, cancel := context.WithCancel(b.Context())
+					done := make(chan error, 1)
+					go func() { done <- s.Run(ctx, l) }()
+					if err := s.WaitFor(ctx, last); err != nil {
+						b.Fatal(err)
+					}
+					cancel()
+					<-done
+				}
+				b.ReportMetric(events*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+				b.ReportMetric(events*float64(b.N)/(cpuTime()-cpu0).Seconds(), "events/cpu-s")
+			})
+			if recs == nil {
+				if err := l.Replay(b.Context(), eventlog.Filter{}, 0, 0, func(r eventlog.Record) error { recs = append(recs, r); return nil }); err != nil {
+					b.Fatal(err)
+				}
 			}
-			cancel()
-			<-done
-		}
-		b.ReportMetric(events*float64(b.N)/b.Elapsed().Seconds(), "events/s")
-		b.ReportMetric(events*float64(b.N)/(cpuTime()-cpu0).Seconds(), "events/cpu-s")
-	})
+		})
+	}
 	b.Run("from=memory", func(b *testing.B) {
-		var recs []eventlog.Record
-		if err := l.Replay(b.Context(), eventlog.Filter{}, 0, 0, func(r eventlog.Record) error { recs = append(recs, r); return nil }); err != nil {
-			b.Fatal(err)
-		}
-		b.ResetTimer()
+		events := float64(len(recs))
 		cpu0 := cpuTime()
 		for b.Loop() {
 			s := projections.New(kinds.Builtin(), nil)
@@ -136,6 +150,27 @@ func BenchmarkRebuild(b *testing.B) {
 		b.ReportMetric(events*float64(b.N)/b.Elapsed().Seconds(), "events/s")
 		b.ReportMetric(events*float64(b.N)/(cpuTime()-cpu0).Seconds(), "events/cpu-s")
 	})
+}
+
+// dirMB is the size of the files under dir, in MB.
+func dirMB(b *testing.B, dir string) float64 {
+	b.Helper()
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		n += info.Size()
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return float64(n) / 1e6
 }
 
 // BenchmarkRestart restarts a process holding 100,000 realistic pods whose log has a history of
