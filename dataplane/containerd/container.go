@@ -183,6 +183,8 @@ type watcher struct {
 	done    chan struct{}
 	err     error     // set before done is closed
 	attach  *attachIO // the task's stdio as attach sees it
+	// stopWait ends the task.Wait of an adopted task once its exit is seen.
+	stopWait context.CancelFunc
 }
 
 // streams opens the container's log for appending and returns the stdout
@@ -250,11 +252,39 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) error {
 
 // ensureWatcher returns the watcher of a started container, attaching to its
 // task if this Runtime did not start it (adoption). It returns nil when the
-// container has no task: never started, or exited and recorded.
+// container has no task: never started, or exited and recorded. Concurrent
+// calls for one container share one attach; r.mu is not held during it, so
+// containers are attached (and stopped, and removed) in parallel.
 func (r *Runtime) ensureWatcher(ctx context.Context, id string) (*watcher, error) {
 	r.mu.Lock()
-	defer r.mu.Unlock() // held while attaching, so a container is attached once
-	if w := r.watchers[id]; w != nil {
+	w := r.watchers[id]
+	r.mu.Unlock()
+	if w != nil {
+		return w, nil
+	}
+	// The attach outlives a caller that gives up: the others share it.
+	ch := r.attaching.DoChan(id, func() (any, error) {
+		return r.attachWatcher(context.WithoutCancel(ctx), id)
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		w, _ := res.Val.(*watcher) // nil: no task
+		return w, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// attachWatcher attaches to the task of container id and starts its watcher,
+// unless a watcher appeared meanwhile (StartContainer's): then it is that one.
+func (r *Runtime) attachWatcher(ctx context.Context, id string) (*watcher, error) {
+	r.mu.Lock()
+	w := r.watchers[id]
+	r.mu.Unlock()
+	if w != nil {
 		return w, nil
 	}
 	c, err := r.client.LoadContainer(ctx, id)
@@ -292,13 +322,30 @@ func (r *Runtime) ensureWatcher(ctx context.Context, id string) (*watcher, error
 		}
 		return nil, fmt.Errorf("containerd: attach %s: %w", id, err)
 	}
-	statusC, err := task.Wait(r.ctx)
+	waitCtx, stopWait := context.WithCancel(r.ctx)
+	statusC, err := task.Wait(waitCtx)
 	if err != nil {
+		stopWait()
 		return nil, fmt.Errorf("containerd: wait %s: %w", id, err)
 	}
-	w := &watcher{id: id, task: task, io: task.IO(), closers: closers, done: make(chan struct{}), attach: att}
+	w = &watcher{id: id, task: task, io: task.IO(), closers: closers, done: make(chan struct{}), attach: att, stopWait: stopWait}
+	r.mu.Lock()
+	if other := r.watchers[id]; other != nil {
+		r.mu.Unlock()
+		// Started by this Runtime while we attached: its watcher owns the task.
+		stopWait()
+		if w.io != nil {
+			w.io.Cancel()
+			w.io.Close() // the FIFOs stay; the other watcher has them open
+		}
+		for _, c := range closers {
+			c() // nothing was written; a close error changes nothing
+		}
+		return other, nil
+	}
 	r.watchers[id] = w
 	r.wg.Add(1)
+	r.mu.Unlock()
 	go r.watch(w, statusC)
 	return w, nil
 }
@@ -326,6 +373,9 @@ func (r *Runtime) forget(w *watcher) {
 	r.mu.Lock()
 	delete(r.watchers, w.id)
 	r.mu.Unlock()
+	if w.stopWait != nil {
+		w.stopWait()
+	}
 	close(w.done)
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/images"
 	"github.com/containerd/containerd/namespaces"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/logplane/logplane/dataplane/podnet"
 	"github.com/logplane/logplane/dataplane/runtimeapi"
@@ -75,9 +76,10 @@ type Runtime struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu       sync.Mutex
-	watchers map[string]*watcher // container ID -> the goroutine waiting for its exit
-	unpacked map[string]bool     // image refs known to be unpacked
+	mu        sync.Mutex
+	watchers  map[string]*watcher // container ID -> the goroutine waiting for its exit
+	attaching singleflight.Group  // container ID -> an attach to its task under way
+	unpacked  map[string]bool     // image refs known to be unpacked
 }
 
 // New connects to containerd and prepares the data directory.

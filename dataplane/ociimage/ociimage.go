@@ -106,9 +106,15 @@ func busyboxLayer(busybox string) (v1.Layer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ociimage: read busybox (install busybox-static): %w", err)
 	}
+	// /dev, /proc and /sys are empty, as in every distribution's base image
+	// (alpine, debian): the runtime mounts over them. Without them runc
+	// creates them in each container's writable layer at every start.
 	entries := []entry{
 		{name: "bin", mode: 0o755, dir: true},
 		{name: "bin/busybox", mode: 0o755, data: bin},
+		{name: "dev", mode: 0o755, dir: true},
+		{name: "proc", mode: 0o555, dir: true},
+		{name: "sys", mode: 0o555, dir: true},
 		{name: "etc", mode: 0o755, dir: true},
 		{name: "etc/passwd", mode: 0o644, data: []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")},
 		{name: "etc/group", mode: 0o644, data: []byte("root:x:0:\nnogroup:x:65534:\n")},
@@ -126,7 +132,8 @@ func busyboxLayer(busybox string) (v1.Layer, error) {
 
 // Busybox builds a busybox image from the static busybox binary at path
 // (DefaultBusybox if empty): /bin/busybox with a symlink for each of Applets,
-// /etc/passwd and /etc/group, and `sh` as its command.
+// /etc/passwd and /etc/group, the empty directories a base image has (/dev,
+// /proc, /sys, /tmp, /root, /var), and `sh` as its command.
 func Busybox(path string) (v1.Image, error) {
 	if path == "" {
 		path = DefaultBusybox
