@@ -156,7 +156,8 @@ func (r *Runtime) Namespace() string { return r.cfg.Namespace }
 func (r *Runtime) Client() *client.Client { return r.client }
 
 // DeleteNamespace removes every container, image and the namespace itself
-// from containerd, leaving sandboxes on disk alone (use RemoveSandbox first).
+// from containerd, and the namespace's parent cgroups, leaving sandboxes on
+// disk alone (use RemoveSandbox first).
 // Tests call it in their cleanup.
 func (r *Runtime) DeleteNamespace(ctx context.Context) error {
 	ctx = namespaces.WithNamespace(ctx, r.cfg.Namespace)
@@ -193,6 +194,7 @@ func (r *Runtime) DeleteNamespace(ctx context.Context) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	errs = append(errs, removeNamespaceCgroups(r.cfg.Namespace))
 	return errors.Join(errs...)
 }
 

@@ -232,6 +232,11 @@ func (e *Env) NewRuntime(t testing.TB) *containerd.Runtime {
 				errs = append(errs, rt.RemoveSandbox(ctx, sb.ID))
 			}
 			errs = append(errs, rt.DeleteNamespace(ctx))
+			left, err := containerd.NamespaceCgroups(rt.Namespace())
+			errs = append(errs, err)
+			if len(left) > 0 {
+				errs = append(errs, fmt.Errorf("cgroups left behind: %v", left))
+			}
 			if err := errors.Join(errs...); err != nil {
 				t.Errorf("cleanup containerd namespace: %v", err)
 			}
