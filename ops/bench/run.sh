@@ -4,7 +4,7 @@
 # and prints a benchstat summary (medians) of each. The figures and commands go to
 # docs/BENCHMARKS.md.
 #
-#   ops/bench/run.sh            every set (about 25 minutes on 2 cores)
+#   ops/bench/run.sh            every set (about 40 minutes on 2 cores)
 #   ops/bench/run.sh log api    only the named sets: log, projections, api, pods, schedule, workloads
 #
 # Needs root and containerd for the pods set (BenchmarkPodStartup), as the tests do.
@@ -13,13 +13,12 @@ cd "$(dirname "$0")/../.."
 export PATH="$PATH:/usr/local/go/bin"
 out=ops/bench/results/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$out"
-count=${COUNT:-5}
 
-run() { # name, package, bench regexp, extra go test flags...
-	local name=$1 pkg=$2 re=$3
+run() { # name, package, bench regexp, extra go test flags... (COUNT: runs, default 5)
+	local name=$1 pkg=$2 re=$3 count=${COUNT:-5}
 	shift 3
 	echo "--- $name: go test $pkg -run '^\$' -bench '$re' -count $count $*" | tee -a "$out/commands.txt"
-	go test "$pkg" -run '^$' -bench "$re" -count "$count" -timeout 60m "$@" 2>/dev/null | grep -E '^(Benchmark|goos|goarch|pkg|cpu)' | tee "$out/$name.txt"
+	go test "$pkg" -run '^$' -bench "$re" -count "$count" -timeout 60m "$@" 2>/dev/null | grep -E '^(Benchmark|goos|goarch|pkg|cpu)' | tee -a "$out/$name.txt"
 	go run -modfile=tools/go.mod golang.org/x/perf/cmd/benchstat "$out/$name.txt" | tee "$out/$name.stat"
 }
 
@@ -42,7 +41,15 @@ if has api; then
 	COUNT=3 run api-restart ./cmd/logplane 'BenchmarkAPIRestart' -benchtime 3x
 fi
 if has pods; then
-	COUNT=3 run pod-startup ./nodeagent 'BenchmarkPodStartup' -benchtime 1x
+	# One case per process, a minute apart, three rounds: on this machine's ext4 without a
+	# journal, files created soon after many were deleted cost more, so back-to-back iterations
+	# grow dearer (docs/BENCHMARKS.md). The last summary holds all three rounds.
+	for round in 1 2 3; do
+		for c in one-at-a-time paced-5ps burst; do
+			sleep 65
+			COUNT=1 run pod-startup ./nodeagent "BenchmarkPodStartup/$c\$" -benchtime 1x
+		done
+	done
 fi
 if has schedule; then
 	run schedule ./reconcilers/scheduler 'BenchmarkSchedule$' -benchtime 1x
