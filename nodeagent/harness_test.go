@@ -1,11 +1,7 @@
 package nodeagent_test
 
 import (
-	"bytes"
-	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +17,7 @@ import (
 	"github.com/logplane/logplane/apiserver/apiservertest"
 )
 
-const kubectlBin = "/usr/bin/kubectl"
+const kubectlBin = apiservertest.KubectlBin
 
 // cluster is an API server with a client, for agents to join.
 type cluster struct {
@@ -43,20 +39,8 @@ func newCluster(t testing.TB, opts apiservertest.Options) *cluster {
 // kubectl runs the real kubectl against the cluster.
 func (c *cluster) kubectl(stdin string, args ...string) (string, error) {
 	c.t.Helper()
-	if _, err := os.Stat(kubectlBin); err != nil {
-		c.t.Skipf("kubectl is not installed at %s", kubectlBin)
-	}
-	ctx, cancel := context.WithTimeout(c.t.Context(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, kubectlBin, append([]string{"--kubeconfig", c.api.Kubeconfig}, args...)...)
-	cmd.Env = append(os.Environ(), "KUBECACHEDIR="+c.t.TempDir(), "HOME="+c.t.TempDir())
-	if stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
-	}
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	return out.String(), err
+	apiservertest.NeedKubectl(c.t)
+	return c.api.Kubectl(c.t, stdin, args...)
 }
 
 // must runs kubectl, failing the test if it fails or its output lacks any of want.
