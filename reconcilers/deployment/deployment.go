@@ -77,7 +77,7 @@ type Config struct {
 	// Events records the deployment controller's Events (component "deployment-controller").
 	// Nil: none.
 	Events EventRecorder
-	// Workers reconciling concurrently. Default 4.
+	// Workers reconciling concurrently. Default 4 (the engine's).
 	Workers int
 	// Now is the clock. Default time.Now.
 	Now    func() time.Time
@@ -101,13 +101,8 @@ func New(cfg Config) (*Reconciler, error) {
 	if cfg.Store == nil || cfg.Registry == nil || cfg.Index == nil {
 		return nil, errors.New("deployment: config needs a Store, a Registry and an Index")
 	}
-	for _, gr := range KeptResources {
-		if !cfg.Index.Keeps(gr) {
-			return nil, fmt.Errorf("deployment: the informer index does not keep %s", gr)
-		}
-	}
-	if cfg.Workers <= 0 {
-		cfg.Workers = 4
+	if err := cfg.Index.KeepsAll(KeptResources); err != nil {
+		return nil, fmt.Errorf("deployment: %w", err)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

@@ -164,7 +164,7 @@ func (e *Engine) RegisterMetrics(reg prometheus.Registerer) error {
 
 // Register adds a reconciler. Call it before Run.
 func (e *Engine) Register(r Registration) {
-	if r.Workers == 0 {
+	if r.Workers <= 0 {
 		r.Workers = 4
 	}
 	if r.Map == nil {

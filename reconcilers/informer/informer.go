@@ -373,8 +373,16 @@ func eachField(b []byte, fn func(num protowire.Number, typ protowire.Type, v []b
 	return nil
 }
 
-// Keeps reports whether the index keeps decoded objects of gr.
-func (ix *Index) Keeps(gr schema.GroupResource) bool { return ix.keep[gr] }
+// KeepsAll returns an error naming the first of grs that the index does not keep decoded: the
+// check of a reconciler that reads them.
+func (ix *Index) KeepsAll(grs []schema.GroupResource) error {
+	for _, gr := range grs {
+		if !ix.keep[gr] {
+			return fmt.Errorf("the informer index does not keep %s", gr)
+		}
+	}
+	return nil
+}
 
 // Meta returns what the index holds of the object with key.
 func (ix *Index) Meta(key eventlog.Key) (Meta, bool) {

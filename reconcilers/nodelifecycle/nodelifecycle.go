@@ -86,7 +86,7 @@ type Config struct {
 	// NodeEvents records the node controller's Events ("node-controller"), EvictionEvents the
 	// taint eviction controller's ("taint-eviction-controller"). Nil: none.
 	NodeEvents, EvictionEvents EventRecorder
-	// Workers. Default 4.
+	// Workers. Default 4 (the engine's).
 	Workers int
 	Now     func() time.Time
 	Logger  *slog.Logger
@@ -111,16 +111,11 @@ func New(cfg Config) (*Reconciler, error) {
 	if cfg.Store == nil || cfg.Registry == nil || cfg.Index == nil {
 		return nil, errors.New("nodelifecycle: config needs a Store, a Registry and an Index")
 	}
-	for _, gr := range KeptResources {
-		if !cfg.Index.Keeps(gr) {
-			return nil, fmt.Errorf("nodelifecycle: the informer index does not keep %s", gr)
-		}
+	if err := cfg.Index.KeepsAll(KeptResources); err != nil {
+		return nil, fmt.Errorf("nodelifecycle: %w", err)
 	}
 	if cfg.GracePeriod <= 0 {
 		cfg.GracePeriod = DefaultGracePeriod
-	}
-	if cfg.Workers <= 0 {
-		cfg.Workers = 4
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

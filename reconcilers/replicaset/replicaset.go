@@ -78,7 +78,7 @@ type Config struct {
 	// BurstReplicas bounds the pods created or deleted by one reconcile. Default 500, as
 	// kube-controller-manager.
 	BurstReplicas int
-	// Workers per reconciler. Default 4.
+	// Workers per reconciler. Default 4 (the engine's).
 	Workers int
 	// Now is the clock. Default time.Now.
 	Now    func() time.Time
@@ -105,16 +105,11 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.Registry == nil || cfg.Index == nil {
 		return nil, errors.New("replicaset: config needs a Registry and an Index")
 	}
-	for _, gr := range KeptResources {
-		if !cfg.Index.Keeps(gr) {
-			return nil, fmt.Errorf("replicaset: the informer index does not keep %s", gr)
-		}
+	if err := cfg.Index.KeepsAll(KeptResources); err != nil {
+		return nil, fmt.Errorf("replicaset: %w", err)
 	}
 	if cfg.BurstReplicas <= 0 {
 		cfg.BurstReplicas = defaultBurstReplicas
-	}
-	if cfg.Workers <= 0 {
-		cfg.Workers = 4
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
