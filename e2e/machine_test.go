@@ -123,6 +123,18 @@ func (m *machine) nodeFlags() []string {
 		"--bridge", m.bridge, "--pod-cidr", m.podCIDR, "--containerd", "own"}
 }
 
+// upMachine makes a machine with the demo images loaded and `logplane up` running on it, its API
+// answering and its node Ready, as the README's quick start leaves one.
+func upMachine(t *testing.T) (*machine, *proc) {
+	t.Helper()
+	m := newMachine(t)
+	m.loadImages()
+	up := m.up()
+	m.waitAPI()
+	m.waitNodeReady()
+	return m, up
+}
+
 // up starts `logplane up`: every role in one process.
 func (m *machine) up() *proc {
 	return m.start("up", slices.Concat([]string{"up", "--data-dir", m.dir}, m.apiFlags(), m.nodeFlags())...)

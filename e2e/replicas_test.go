@@ -30,11 +30,7 @@ spec:
 // ReplicationController (001) and a ReplicaSet with its exercises (003) on logplane up with real
 // containerd.
 func TestReplicasWalkthroughs(t *testing.T) {
-	m := newMachine(t)
-	m.loadImages()
-	m.up()
-	m.waitAPI()
-	m.waitNodeReady()
+	m, _ := upMachine(t)
 
 	t.Run("labels", func(t *testing.T) {
 		m := m.with(t)

@@ -16,11 +16,7 @@ import (
 // `logplane up` again on the same data directory. Every object is back, the running containers
 // are adopted (same container, same pod IP, RESTARTS unchanged) and the cluster works on.
 func TestUpKill9(t *testing.T) {
-	m := newMachine(t)
-	m.loadImages()
-	up := m.up()
-	m.waitAPI()
-	m.waitNodeReady()
+	m, up := upMachine(t)
 
 	m.k("create", "deployment", "web", "--image=logplane.local/hello:latest", "--replicas=2")
 	m.k("run", "hello", "--image=logplane.local/hello:latest", "--port", "8080")

@@ -43,11 +43,7 @@ spec:
 // logs and exec into a Deployment's pod, a liveness probe restarting a container; and the causal
 // chain of a Deployment's pod in lpctl history.
 func TestDeploymentWalkthrough(t *testing.T) {
-	m := newMachine(t)
-	m.loadImages()
-	m.up()
-	m.waitAPI()
-	m.waitNodeReady()
+	m, _ := upMachine(t)
 	const deploy = "deployment/emailservice-deployment-demo"
 
 	// kubectl apply -f k8s/deployment-demo.yaml; kubectl rollout status ...

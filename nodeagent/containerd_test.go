@@ -360,19 +360,8 @@ func (r *realCluster) followLogs(t *testing.T, pod string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, kubectlBin, "--kubeconfig", r.api.Kubeconfig, "logs", "-f", "--tail=1", pod)
-	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cancel()
-		_ = cmd.Wait() // killed by cancel
-	}()
+	stdout, stop := apiservertest.Stream(t, r.api.KubectlCmd(ctx, t, "logs", "-f", "--tail=1", pod))
+	defer stop()
 	sc := bufio.NewScanner(stdout)
 	var lines []string
 	for len(lines) < 5 && sc.Scan() {
@@ -398,19 +387,8 @@ func (r *realCluster) attachOutput(t *testing.T, pod string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, kubectlBin, "--kubeconfig", r.api.Kubeconfig, "attach", pod)
-	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cancel()
-		_ = cmd.Wait() // killed by cancel
-	}()
+	stdout, stop := apiservertest.Stream(t, r.api.KubectlCmd(ctx, t, "attach", pod))
+	defer stop()
 	sc := bufio.NewScanner(stdout)
 	var lines []string
 	for len(lines) < 3 && sc.Scan() {
