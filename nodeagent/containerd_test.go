@@ -177,7 +177,11 @@ spec:
 		t.Errorf("logs --since=1s has the first line: %q", since)
 	}
 	r.must("", []string{"line 0"}, "logs", "counter", "-c", "counter")
-	r.must("", []string{"line 0"}, "logs", "-l", "app=counter")
+	// With a selector kubectl asks for the last 10 lines unless told otherwise.
+	if sel := strings.TrimSpace(r.must("", []string{"line"}, "logs", "-l", "app=counter")); strings.Count(sel, "\n")+1 > 10 {
+		t.Errorf("logs -l app=counter: more than the 10 lines kubectl asks for: %q", sel)
+	}
+	r.must("", []string{"line 0\n", "line 1\n"}, "logs", "-l", "app=counter", "--tail=-1")
 	r.followLogs(t, "counter")
 
 	// exec, over WebSocket (kubectl's default) and SPDY.
