@@ -60,10 +60,14 @@ func TestQuickstart(t *testing.T) {
 	if body != "Hello from hello\n" {
 		t.Errorf("GET / on the pod answered %q", body)
 	}
-	logs := m.k("logs", "hello")
-	if !strings.Contains(logs, "hello listening on :8080 as hello\n") || !regexp.MustCompile(`(?m) GET /$`).MatchString(logs) {
-		t.Errorf("kubectl logs hello:\n%s", logs)
-	}
+	// The container's output reaches its log file a moment after the reply.
+	eventually(t, 10*time.Second, func() error {
+		logs := m.k("logs", "hello")
+		if !strings.Contains(logs, "hello listening on :8080 as hello\n") || !regexp.MustCompile(`(?m) GET /$`).MatchString(logs) {
+			return fmt.Errorf("kubectl logs hello:\n%s", logs)
+		}
+		return nil
+	})
 	if out := m.k("exec", "hello", "--", "hostname"); out != "hello\n" {
 		t.Errorf("kubectl exec hello -- hostname printed %q", out)
 	}

@@ -261,11 +261,15 @@ func TestDeploymentWalkthrough(t *testing.T) {
 		if out := m.k("exec", deploy, "--", "hostname"); !strings.HasPrefix(out, "emailservice-deployment-demo-") {
 			t.Errorf("exec deploy/... -- hostname: %q", out)
 		}
-		logs := m.k("logs", b["NAME"])
-		if !strings.Contains(logs, "hello listening on :8080 as "+b["NAME"]+"\n") ||
-			!regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(a["IP"])+`:\d+ GET /$`).MatchString(logs) {
-			t.Errorf("kubectl logs %s does not show the request from %s:\n%s", b["NAME"], a["IP"], logs)
-		}
+		// The container's output reaches its log file a moment after the reply.
+		eventually(t, 10*time.Second, func() error {
+			logs := m.k("logs", b["NAME"])
+			if !strings.Contains(logs, "hello listening on :8080 as "+b["NAME"]+"\n") ||
+				!regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(a["IP"])+`:\d+ GET /$`).MatchString(logs) {
+				return fmt.Errorf("kubectl logs %s does not show the request from %s:\n%s", b["NAME"], a["IP"], logs)
+			}
+			return nil
+		})
 		if logs := m.k("logs", deploy, "--tail=1"); strings.Count(logs, "\n") != 1 {
 			t.Errorf("kubectl logs %s --tail=1:\n%s", deploy, logs)
 		}

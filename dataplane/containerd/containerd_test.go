@@ -328,7 +328,17 @@ func TestRuntime(t *testing.T) {
 		// sleep as PID 1 ignores SIGTERM: it takes the whole grace period.
 		stubborn := run(t, rt, sb, runtimeapi.ContainerConfig{Name: "stubborn", Image: e.Busybox, Command: []string{"sleep", "1000"}})
 		polite := run(t, rt, sb, runtimeapi.ContainerConfig{Name: "polite", Image: e.Hello})
-		time.Sleep(300 * time.Millisecond) // let hello install its signal handler
+		// hello says it listens once its signal handler is in place; PID 1 ignores SIGTERM before.
+		eventually(t, 30*time.Second, func() error {
+			var logs bytes.Buffer
+			if err := rt.Logs(ctx, polite, runtimeapi.LogOptions{TailLines: -1}, &logs); err != nil {
+				return err
+			}
+			if !strings.Contains(logs.String(), "hello listening") {
+				return fmt.Errorf("hello has not started: %q", logs.String())
+			}
+			return nil
+		})
 		start := time.Now()
 		if err := rt.StopContainer(ctx, polite, 5*time.Second); err != nil {
 			t.Fatal(err)

@@ -59,7 +59,7 @@ func (s *run) reconcileOldReplicaSets(old []*appsv1.ReplicaSet, newRS *appsv1.Re
 	}
 	all := append(append([]*appsv1.ReplicaSet{}, old...), newRS)
 	minAvailable := replicas(d) - maxUnavailable(d)
-	newUnavailable := rsReplicas(newRS) - newRS.Status.AvailableReplicas
+	newUnavailable := max(rsReplicas(newRS)-newRS.Status.AvailableReplicas, 0)
 	maxScaledDown := sumReplicas(all) - minAvailable - newUnavailable
 	if maxScaledDown <= 0 {
 		return false, old, nil
@@ -72,7 +72,9 @@ func (s *run) reconcileOldReplicaSets(old []*appsv1.ReplicaSet, newRS *appsv1.Re
 		if cleaned >= maxScaledDown {
 			break
 		}
-		if rsReplicas(rs) == 0 || rsReplicas(rs) == rs.Status.AvailableReplicas {
+		// A status that lags a scale-down counts more available replicas than the spec asks
+		// for: none of them is unhealthy (subtracting would scale the replica set up).
+		if rsReplicas(rs) == 0 || rs.Status.AvailableReplicas >= rsReplicas(rs) {
 			continue
 		}
 		n := min(maxScaledDown-cleaned, rsReplicas(rs)-rs.Status.AvailableReplicas)
@@ -83,9 +85,14 @@ func (s *run) reconcileOldReplicaSets(old []*appsv1.ReplicaSet, newRS *appsv1.Re
 		old[i] = out
 		cleaned += n
 	}
-	// Then available ones, down to minAvailable.
-	all = append(append([]*appsv1.ReplicaSet{}, old...), newRS)
-	available := sumStatus(all, availableReplicas)
+	// Then available ones, down to minAvailable. Pods beyond a replica set's spec are on their
+	// way out (its status has not caught up with a scale-down yet): they do not count.
+	available := int32(0)
+	for _, rs := range append(append([]*appsv1.ReplicaSet{}, old...), newRS) {
+		if rs != nil {
+			available += min(rsReplicas(rs), rs.Status.AvailableReplicas)
+		}
+	}
 	scaledDown := int32(0)
 	if available > minAvailable {
 		total := available - minAvailable

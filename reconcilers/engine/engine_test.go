@@ -36,6 +36,7 @@ type replica struct {
 	done   chan struct{}
 	seen   sync.Map // key → count
 	count  atomic.Int64
+	engine *engine.Engine
 }
 
 func startReplica(t *testing.T, l *eventlog.Log, ls *eventlog.Leases, name string) *replica {
@@ -50,6 +51,7 @@ func startReplica(t *testing.T, l *eventlog.Log, ls *eventlog.Leases, name strin
 			r.count.Add(1)
 			return engine.Result{}, nil
 		})})
+	r.engine = e
 	go func() { defer close(r.done); e.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-r.done })
 	return r
@@ -64,7 +66,20 @@ func TestReplicasShareAndTakeOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	rs := []*replica{startReplica(t, l, ls, "a"), startReplica(t, l, ls, "b"), startReplica(t, l, ls, "c")}
-	time.Sleep(3 * time.Second) // let the partitions settle among the three
+	// Let the partitions settle among the three: each holds its share, and all are held.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		total, fewest := 0, 32
+		for _, r := range rs {
+			n := len(r.engine.Partitions().Owned())
+			total, fewest = total+n, min(fewest, n)
+		}
+		if total == 32 && fewest >= 10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("partitions not shared after 30s: %d held, the fewest by one replica %d", total, fewest)
+		}
+	}
 	const n = 600
 	for i := 0; i < n; i++ {
 		if _, err := l.Create(ctx, cm(fmt.Sprintf("cm-%d", i))); err != nil {
