@@ -182,6 +182,17 @@ func TestPodLifeCycleChapter(t *testing.T) {
 	if n := sample(t, metrics, "logplane_reconciler_partitions_owned", map[string]string{"reconcilers": "scheduler"}); n != 64 {
 		t.Errorf("logplane_reconciler_partitions_owned = %v, want 64", n)
 	}
+	// And the kubelet's: the agent started since step 20 runs the one pod, which it started.
+	metrics = scrape(t, kubelet)
+	node := map[string]string{"node": m.node}
+	for name, want := range map[string]float64{"kubelet_running_pods": 1, "kubelet_pod_start_duration_seconds": 1, "kubelet_started_pods_total": 1} {
+		if n := sample(t, metrics, name, node); n != want {
+			t.Errorf("%s = %v, want %v", name, n, want)
+		}
+	}
+	if n := sample(t, metrics, "kubelet_started_containers_total", map[string]string{"node": m.node, "container_type": "container"}); n != 1 {
+		t.Errorf("kubelet_started_containers_total = %v, want 1", n)
+	}
 
 	t.Run("the agent catches up", func(t *testing.T) {
 		m := m.with(t)

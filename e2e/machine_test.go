@@ -150,9 +150,10 @@ func (m *machine) reconcile(name string, flags ...string) *proc {
 	return m.start(name, slices.Concat([]string{"reconcile", "--nats", m.natsURL(), "--data-dir", m.dir}, flags)...)
 }
 
-// agent starts `logplane agent` for this machine, with a containerd of its own.
+// agent starts `logplane agent` for this machine, with a containerd of its own, serving its
+// metrics.
 func (m *machine) agent() *proc {
-	return m.start("agent", slices.Concat([]string{"agent", "--nats", m.natsURL(), "--data-dir", m.dir}, m.nodeFlags())...)
+	return m.start("agent", slices.Concat([]string{"agent", "--nats", m.natsURL(), "--data-dir", m.dir, "--metrics-listen", "127.0.0.1:0"}, m.nodeFlags())...)
 }
 
 // proc is a logplane process the test started.

@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -117,8 +118,12 @@ type Config struct {
 	// DNSServers and ClusterDomain make the pods' resolv.conf.
 	DNSServers    []string
 	ClusterDomain string
-	Clock         clock.WithTicker
-	Logger        *slog.Logger
+	// Metrics, when set, takes the node's metrics (the kubelet's names, see
+	// podworker.Manager.RegisterMetrics), labelled node=NodeName so that
+	// simulated nodes sharing a process stay apart.
+	Metrics prometheus.Registerer
+	Clock   clock.WithTicker
+	Logger  *slog.Logger
 }
 
 // Agent is the node agent of one node.
@@ -260,6 +265,11 @@ func New(cfg Config) (*Agent, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("nodeagent: %w", err)
+	}
+	if cfg.Metrics != nil {
+		if err := pods.RegisterMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"node": cfg.NodeName}, cfg.Metrics)); err != nil {
+			return nil, fmt.Errorf("nodeagent: metrics: %w", err)
+		}
 	}
 	a.pods = pods
 	return a, nil

@@ -126,7 +126,7 @@ func runAgents(p *process, af *agentFlags, lf *logFlags) error {
 		return err
 	}
 
-	tmpl := nodeagent.Config{Registry: reg, Store: store, StreamPort: int32(port), Logger: slog.Default()}
+	tmpl := nodeagent.Config{Registry: reg, Store: store, StreamPort: int32(port), Metrics: p.metrics, Logger: slog.Default()}
 	var agents []*nodeagent.Agent
 	var run func(context.Context) error
 	switch af.runtime {

@@ -148,6 +148,7 @@ type Config struct {
 // Manager runs one worker per pod.
 type Manager struct {
 	cfg          Config
+	metrics      *metrics
 	backoff      *flowcontrol.Backoff // crash-loop back-off, by pod UID/container
 	imageBackoff *flowcontrol.Backoff // image pull back-off, by pod UID/image
 
@@ -183,8 +184,11 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.MaxBackOff < cfg.BackOff {
 		return nil, fmt.Errorf("podworker: MaxBackOff %s < BackOff %s", cfg.MaxBackOff, cfg.BackOff)
 	}
+	mt := newMetrics()
+	cfg.Runtime = instrumented{Runtime: cfg.Runtime, m: mt}
 	return &Manager{
 		cfg:          cfg,
+		metrics:      mt,
 		backoff:      flowcontrol.NewFakeBackOff(cfg.BackOff, cfg.MaxBackOff, cfg.Clock),
 		imageBackoff: flowcontrol.NewFakeBackOff(cfg.BackOff, cfg.MaxBackOff, cfg.Clock),
 		workers:      map[types.UID]*worker{},

@@ -41,6 +41,31 @@ func TestSimLifecycleAndAdoption(t *testing.T) {
 			t.Errorf("want one %s event; events:\n%s", r, rec.eventList(pod))
 		}
 	}
+	// The kubelet's metrics.
+	metric := metrics(t, m)
+	for _, want := range []struct {
+		name   string
+		labels []string
+		value  float64
+	}{
+		{"kubelet_running_pods", nil, 1},
+		{"kubelet_running_containers", []string{"container_state", "running"}, 1},
+		{"kubelet_started_pods_total", nil, 1},
+		{"kubelet_started_containers_total", []string{"container_type", "container"}, 1},
+		{"kubelet_started_containers_errors_total", nil, 0},
+		{"kubelet_pod_start_duration_seconds", nil, 1},
+		{"kubelet_runtime_operations_total", []string{"operation_type", "run_podsandbox"}, 1},
+		{"kubelet_runtime_operations_total", []string{"operation_type", "image_status"}, 1},
+		{"kubelet_runtime_operations_total", []string{"operation_type", "pull_image"}, 1},
+		{"kubelet_runtime_operations_total", []string{"operation_type", "create_container"}, 1},
+		{"kubelet_runtime_operations_total", []string{"operation_type", "start_container"}, 1},
+		{"kubelet_runtime_operations_duration_seconds", []string{"operation_type", "start_container"}, 1},
+		{"kubelet_runtime_operations_errors_total", nil, 0},
+	} {
+		if got := metric(want.name, want.labels...); got != want.value {
+			t.Errorf("%s%v = %v, want %v", want.name, want.labels, got, want.value)
+		}
+	}
 
 	// A new Manager on the same runtime adopts the pod: no restart.
 	rec2 := newRecorder()
@@ -52,6 +77,11 @@ func TestSimLifecycleAndAdoption(t *testing.T) {
 	}
 	if rec2.countEvents(pod, "Started") != 0 {
 		t.Fatalf("adoption started containers:\n%s", rec2.eventList(pod))
+	}
+	// The adopted pod runs, and was neither started nor timed by this manager.
+	metric2 := metrics(t, m2)
+	if r, s, d := metric2("kubelet_running_pods"), metric2("kubelet_started_containers_total"), metric2("kubelet_pod_start_duration_seconds"); r != 1 || s != 0 || d != 0 {
+		t.Errorf("after adoption: running pods %v, started containers %v, pod starts timed %v; want 1, 0, 0", r, s, d)
 	}
 
 	m2.Sync(deleted(pod))
@@ -89,6 +119,18 @@ func TestSimPullErrors(t *testing.T) {
 		w := container(st, "c").State.Waiting
 		return w != nil && w.Reason == podworker.ReasonErrImageNeverPull
 	})
+	metric := metrics(t, m)
+	for _, code := range []string{podworker.ReasonErrImagePull, podworker.ReasonErrImageNeverPull} {
+		if n := metric("kubelet_started_containers_errors_total", "container_type", "container", "code", code); n < 1 {
+			t.Errorf("kubelet_started_containers_errors_total{code=%q} = %v", code, n)
+		}
+	}
+	if n := metric("kubelet_runtime_operations_errors_total", "operation_type", "pull_image"); n < 1 {
+		t.Errorf("kubelet_runtime_operations_errors_total{operation_type=pull_image} = %v", n)
+	}
+	if n := metric("kubelet_started_containers_total"); n != 0 {
+		t.Errorf("kubelet_started_containers_total = %v with no image", n)
+	}
 }
 
 // TestSimCrashLoopBackOff drives the back-off with a fake clock: 10s, 20s,

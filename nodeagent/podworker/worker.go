@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -44,12 +45,18 @@ type worker struct {
 	killGrace *int64 // set by Manager.Kill: the grace period to stop within
 	ctrs      map[string]*ctr
 
+	// hasSandbox is read by the metrics.
+	hasSandbox atomic.Bool
+
 	// Owned by the run goroutine.
-	adopted    bool
-	sandbox    *runtimeapi.Sandbox
-	sandboxErr string
-	startTime  *metav1.Time
-	lastStatus *corev1.PodStatus
+	adopted     bool
+	seen        time.Time // when the manager first got the pod
+	fresh       bool      // the pod had not started before this agent got it
+	seenRunning bool      // the pod has been seen running
+	sandbox     *runtimeapi.Sandbox
+	sandboxErr  string
+	startTime   *metav1.Time
+	lastStatus  *corev1.PodStatus
 }
 
 // ctr is the observed state of one container of the pod.
@@ -72,7 +79,7 @@ type ctr struct {
 }
 
 func newWorker(m *Manager, pod *corev1.Pod) *worker {
-	return &worker{m: m, uid: pod.UID, desired: pod, wake: make(chan struct{}, 1), ctrs: map[string]*ctr{}}
+	return &worker{m: m, uid: pod.UID, desired: pod, wake: make(chan struct{}, 1), ctrs: map[string]*ctr{}, seen: m.cfg.Clock.Now()}
 }
 
 func (w *worker) poke() {
@@ -188,6 +195,8 @@ func (w *worker) sync(ctx context.Context) (time.Duration, bool) {
 			return w.m.cfg.BackOff, false
 		}
 		w.sandbox, w.sandboxErr = &sb, ""
+		w.hasSandbox.Store(true)
+		w.m.metrics.startedPods.Inc()
 	}
 
 	if !w.terminal(pod) {
@@ -335,6 +344,12 @@ func (w *worker) syncContainer(ctx context.Context, pod *corev1.Pod, spec *corev
 	}
 }
 
+// failStart is setWaiting for a start that failed, counted by the reason.
+func (w *worker) failStart(c *ctr, init bool, reason, message string) {
+	w.m.metrics.startErrors.WithLabelValues(containerType(init), reason).Inc()
+	w.setWaiting(c, reason, message)
+}
+
 func (w *worker) setWaiting(c *ctr, reason, message string) {
 	w.mu.Lock()
 	c.waitReason, c.waitMessage = reason, message
@@ -372,17 +387,17 @@ func (w *worker) start(ctx context.Context, pod *corev1.Pod, spec *corev1.Contai
 		case errors.Is(err, runtimeapi.ErrImageNeverPull):
 			msg := fmt.Sprintf("Container image %q is not present with pull policy of Never", spec.Image)
 			w.event(pod, fp, EventWarning, ReasonErrImageNeverPull, msg)
-			w.setWaiting(c, ReasonErrImageNeverPull, msg)
+			w.failStart(c, init, ReasonErrImageNeverPull, msg)
 			return w.m.cfg.BackOff
 		case errors.Is(err, runtimeapi.ErrInvalidImageName):
 			msg := fmt.Sprintf("Failed to apply default image tag %q: %v", spec.Image, err)
 			w.event(pod, fp, EventWarning, "InspectFailed", msg)
-			w.setWaiting(c, ReasonInvalidImageName, msg)
+			w.failStart(c, init, ReasonInvalidImageName, msg)
 			return 0
 		default:
 			w.event(pod, fp, EventWarning, "Failed", fmt.Sprintf("Failed to pull image %q: %v", spec.Image, err))
 			w.event(pod, fp, EventWarning, "Failed", "Error: "+ReasonErrImagePull)
-			w.setWaiting(c, ReasonErrImagePull, fmt.Sprintf("Failed to pull image %q: %v", spec.Image, err))
+			w.failStart(c, init, ReasonErrImagePull, fmt.Sprintf("Failed to pull image %q: %v", spec.Image, err))
 			ibo.Next(ibKey, w.clock().Now())
 			w.mu.Lock()
 			c.pullRetryAt = w.clock().Now().Add(ibo.Get(ibKey))
@@ -397,26 +412,27 @@ func (w *worker) start(ctx context.Context, pod *corev1.Pod, spec *corev1.Contai
 	cfg, err := w.containerConfig(ctx, pod, spec, attempt)
 	if err != nil {
 		w.event(pod, fp, EventWarning, "Failed", "Error: "+err.Error())
-		w.setWaiting(c, ReasonCreateContainerConfigError, err.Error())
+		w.failStart(c, init, ReasonCreateContainerConfigError, err.Error())
 		return w.m.cfg.BackOff
 	}
 	cfg.Image = img.Ref
 	id, err := rt.CreateContainer(ctx, w.sandbox.ID, cfg)
 	if err != nil {
 		w.event(pod, fp, EventWarning, "Failed", "Error: "+err.Error())
-		w.setWaiting(c, ReasonCreateContainerError, err.Error())
+		w.failStart(c, init, ReasonCreateContainerError, err.Error())
 		return w.m.cfg.BackOff
 	}
 	w.event(pod, fp, EventNormal, "Created", "Created container "+spec.Name)
 	if err := rt.StartContainer(ctx, id); err != nil {
 		w.event(pod, fp, EventWarning, "Failed", "Error: "+err.Error())
-		w.setWaiting(c, ReasonRunContainerError, err.Error())
+		w.failStart(c, init, ReasonRunContainerError, err.Error())
 		if rerr := rt.RemoveContainer(ctx, id); rerr != nil {
 			w.report(rerr)
 		}
 		return w.m.cfg.BackOff
 	}
 	w.event(pod, fp, EventNormal, "Started", "Started container "+spec.Name)
+	w.m.metrics.startedContainers.WithLabelValues(containerType(init)).Inc()
 	st, err := rt.ContainerStatus(ctx, id)
 	if err != nil {
 		w.report(err)
@@ -513,6 +529,7 @@ func (w *worker) watch(ctx context.Context, pod *corev1.Pod, spec *corev1.Contai
 // again, not restarted.
 func (w *worker) adopt(ctx context.Context, pod *corev1.Pod) error {
 	rt := w.m.cfg.Runtime
+	w.fresh = pod.Status.StartTime == nil
 	if pod.Status.StartTime != nil {
 		t := *pod.Status.StartTime
 		w.startTime = &t
@@ -528,6 +545,7 @@ func (w *worker) adopt(ctx context.Context, pod *corev1.Pod) error {
 		if sbs[i].PodUID == string(pod.UID) {
 			sb := sbs[i]
 			w.sandbox = &sb
+			w.hasSandbox.Store(true)
 		}
 	}
 	cs, err := rt.ListContainers(ctx, string(pod.UID))
@@ -693,5 +711,11 @@ func (w *worker) publish(pod *corev1.Pod) {
 		return
 	}
 	w.lastStatus = &st
+	if !w.seenRunning && st.Phase == corev1.PodRunning {
+		w.seenRunning = true
+		if w.fresh {
+			w.m.metrics.podStart.Observe(w.clock().Since(w.seen).Seconds())
+		}
+	}
 	w.m.cfg.Status.PodStatus(pod, *st.DeepCopy())
 }
