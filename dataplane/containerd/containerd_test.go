@@ -63,6 +63,21 @@ func httpGet(ctx context.Context, url string) (string, error) {
 	return string(b), err
 }
 
+// waitLog waits until the log of container id holds want.
+func waitLog(t *testing.T, rt *containerd.Runtime, id, want string) {
+	t.Helper()
+	eventually(t, 30*time.Second, func() error {
+		var logs bytes.Buffer
+		if err := rt.Logs(t.Context(), id, runtimeapi.LogOptions{TailLines: -1}, &logs); err != nil {
+			return err
+		}
+		if !strings.Contains(logs.String(), want) {
+			return fmt.Errorf("log of %s lacks %q: %q", id, want, logs.String())
+		}
+		return nil
+	})
+}
+
 func eventually(t *testing.T, d time.Duration, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(d)
@@ -329,16 +344,7 @@ func TestRuntime(t *testing.T) {
 		stubborn := run(t, rt, sb, runtimeapi.ContainerConfig{Name: "stubborn", Image: e.Busybox, Command: []string{"sleep", "1000"}})
 		polite := run(t, rt, sb, runtimeapi.ContainerConfig{Name: "polite", Image: e.Hello})
 		// hello says it listens once its signal handler is in place; PID 1 ignores SIGTERM before.
-		eventually(t, 30*time.Second, func() error {
-			var logs bytes.Buffer
-			if err := rt.Logs(ctx, polite, runtimeapi.LogOptions{TailLines: -1}, &logs); err != nil {
-				return err
-			}
-			if !strings.Contains(logs.String(), "hello listening") {
-				return fmt.Errorf("hello has not started: %q", logs.String())
-			}
-			return nil
-		})
+		waitLog(t, rt, polite, "hello listening")
 		start := time.Now()
 		if err := rt.StopContainer(ctx, polite, 5*time.Second); err != nil {
 			t.Fatal(err)
@@ -395,16 +401,7 @@ func TestRuntime(t *testing.T) {
 		if _, err := httpGet(ctx, "http://"+sb.IP+":8080/after-adoption"); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 5*time.Second, func() error {
-			var logs bytes.Buffer
-			if err := rt2.Logs(ctx, cid, runtimeapi.LogOptions{TailLines: -1}, &logs); err != nil {
-				return err
-			}
-			if !strings.Contains(logs.String(), "GET /after-adoption") {
-				return fmt.Errorf("logs %q", logs.String())
-			}
-			return nil
-		})
+		waitLog(t, rt2, cid, "GET /after-adoption")
 		if err := rt2.StopContainer(ctx, cid, 5*time.Second); err != nil {
 			t.Fatal(err)
 		}

@@ -199,7 +199,9 @@ func (d *Daemon) releaseState() error {
 	if err != nil || len(tasks) > 0 {
 		return nil // tasks of running shims: the next daemon needs them
 	}
-	if err := unix.Unmount(d.StateDir, 0); err != nil {
+	// Detached: a shim that has just removed its task may not have exited yet, and keeps the
+	// tmpfs busy for a moment; the memory goes when it does.
+	if err := unix.Unmount(d.StateDir, unix.MNT_DETACH); err != nil {
 		return fmt.Errorf("containerd: unmount %s: %w", d.StateDir, err)
 	}
 	return nil

@@ -105,9 +105,19 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtimeapi.ExecOptio
 			}
 		}()
 	}
+	// ended kills the process when ctx ended first, and returns ctx's error.
+	ended := func() error {
+		if err := proc.Kill(context.WithoutCancel(ctx), syscall.SIGKILL); err != nil && !errdefs.IsNotFound(err) {
+			return errors.Join(ctx.Err(), fmt.Errorf("containerd: kill exec: %w", err))
+		}
+		return ctx.Err()
+	}
 	select {
 	case st := <-statusC:
 		code, _, err := st.Result()
+		if err != nil && ctx.Err() != nil {
+			return -1, ended() // the wait ended with ctx, the process did not
+		}
 		if err != nil {
 			return -1, fmt.Errorf("containerd: exec status: %w", err)
 		}
@@ -122,11 +132,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtimeapi.ExecOptio
 		}
 		return int(code), nil
 	case <-ctx.Done():
-		kctx := context.WithoutCancel(ctx)
-		if err := proc.Kill(kctx, syscall.SIGKILL); err != nil && !errdefs.IsNotFound(err) {
-			return -1, errors.Join(ctx.Err(), fmt.Errorf("containerd: kill exec: %w", err))
-		}
-		return -1, ctx.Err()
+		return -1, ended()
 	}
 }
 
