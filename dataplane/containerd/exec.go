@@ -107,15 +107,19 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtimeapi.ExecOptio
 	}
 	// ended kills the process when ctx ended first, and returns ctx's error.
 	ended := func() error {
-		if err := proc.Kill(context.WithoutCancel(ctx), syscall.SIGKILL); err != nil && !errdefs.IsNotFound(err) {
-			return errors.Join(ctx.Err(), fmt.Errorf("containerd: kill exec: %w", err))
+		cause := ctx.Err()
+		if cause == nil {
+			cause = context.DeadlineExceeded // passed, and ctx's timer about to say so
 		}
-		return ctx.Err()
+		if err := proc.Kill(context.WithoutCancel(ctx), syscall.SIGKILL); err != nil && !errdefs.IsNotFound(err) {
+			return errors.Join(cause, fmt.Errorf("containerd: kill exec: %w", err))
+		}
+		return cause
 	}
 	select {
 	case st := <-statusC:
 		code, _, err := st.Result()
-		if err != nil && ctx.Err() != nil {
+		if err != nil && contextEnded(ctx) {
 			return -1, ended() // the wait ended with ctx, the process did not
 		}
 		if err != nil {
@@ -134,6 +138,16 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtimeapi.ExecOptio
 	case <-ctx.Done():
 		return -1, ended()
 	}
+}
+
+// contextEnded tells whether ctx has ended or its deadline has passed: containerd, which gets
+// the deadline with each call, may report it before ctx's own timer has fired.
+func contextEnded(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 type lockedWriter struct {

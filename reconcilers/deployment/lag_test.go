@@ -65,8 +65,12 @@ func TestDeploymentRollingUpdateWithStaleReplicaSetStatus(t *testing.T) {
 	// old replica set goes to 1, not back up to 3 and not down to 0.
 	replicaSet("busybox:1", 1)
 	time.Sleep(300 * time.Millisecond) // anything more the reconciler would write lands now
-	if rs, err := rsClient.Get(ctx, oldRS.Name, metav1.GetOptions{}); err != nil || *rs.Spec.Replicas != 1 {
-		t.Fatalf("old replica set: %v, err %v", rsSummary([]appsv1.ReplicaSet{*rs}), err)
+	rs, err := rsClient.Get(ctx, oldRS.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *rs.Spec.Replicas != 1 {
+		t.Fatalf("old replica set: %v", rsSummary([]appsv1.ReplicaSet{*rs}))
 	}
 	checkRollingBounds(t, c, start, "app=web", 4)
 }
