@@ -61,9 +61,10 @@ func TestQuickstart(t *testing.T) {
 		t.Errorf("GET / on the pod answered %q", body)
 	}
 	// The container's output reaches its log file a moment after the reply.
+	request := regexp.MustCompile(`(?m) GET /$`)
 	eventually(t, 10*time.Second, func() error {
 		logs := m.k("logs", "hello")
-		if !strings.Contains(logs, "hello listening on :8080 as hello\n") || !regexp.MustCompile(`(?m) GET /$`).MatchString(logs) {
+		if !strings.Contains(logs, "hello listening on :8080 as hello\n") || !request.MatchString(logs) {
 			return fmt.Errorf("kubectl logs hello:\n%s", logs)
 		}
 		return nil

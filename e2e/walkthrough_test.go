@@ -262,10 +262,10 @@ func TestDeploymentWalkthrough(t *testing.T) {
 			t.Errorf("exec deploy/... -- hostname: %q", out)
 		}
 		// The container's output reaches its log file a moment after the reply.
+		request := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(a["IP"]) + `:\d+ GET /$`)
 		eventually(t, 10*time.Second, func() error {
 			logs := m.k("logs", b["NAME"])
-			if !strings.Contains(logs, "hello listening on :8080 as "+b["NAME"]+"\n") ||
-				!regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(a["IP"])+`:\d+ GET /$`).MatchString(logs) {
+			if !strings.Contains(logs, "hello listening on :8080 as "+b["NAME"]+"\n") || !request.MatchString(logs) {
 				return fmt.Errorf("kubectl logs %s does not show the request from %s:\n%s", b["NAME"], a["IP"], logs)
 			}
 			return nil

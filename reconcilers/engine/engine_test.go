@@ -30,6 +30,21 @@ func cm(name string) *eventv1.ObjectChanged {
 	}
 }
 
+// eventually polls cond until it holds, and fails the test with what cond says if it does not
+// within d.
+func eventually(t *testing.T, d time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	for deadline := time.Now().Add(d); ; time.Sleep(20 * time.Millisecond) {
+		ok, what := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %s", d, what)
+		}
+	}
+}
+
 type replica struct {
 	name   string
 	cancel context.CancelFunc
@@ -67,19 +82,14 @@ func TestReplicasShareAndTakeOver(t *testing.T) {
 	}
 	rs := []*replica{startReplica(t, l, ls, "a"), startReplica(t, l, ls, "b"), startReplica(t, l, ls, "c")}
 	// Let the partitions settle among the three: each holds its share, and all are held.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	eventually(t, 30*time.Second, func() (bool, string) {
 		total, fewest := 0, 32
 		for _, r := range rs {
 			n := len(r.engine.Partitions().Owned())
 			total, fewest = total+n, min(fewest, n)
 		}
-		if total == 32 && fewest >= 10 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("partitions not shared after 30s: %d held, the fewest by one replica %d", total, fewest)
-		}
-	}
+		return total == 32 && fewest >= 10, fmt.Sprintf("partitions not shared: %d held, the fewest by one replica %d", total, fewest)
+	})
 	const n = 600
 	for i := 0; i < n; i++ {
 		if _, err := l.Create(ctx, cm(fmt.Sprintf("cm-%d", i))); err != nil {
@@ -92,8 +102,7 @@ func TestReplicasShareAndTakeOver(t *testing.T) {
 	}
 	waitSeen := func(want map[string]bool, among []*replica) {
 		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for {
+		eventually(t, 20*time.Second, func() (bool, string) {
 			missing := 0
 			for k := range want {
 				found := false
@@ -106,14 +115,8 @@ func TestReplicasShareAndTakeOver(t *testing.T) {
 					missing++
 				}
 			}
-			if missing == 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d of %d keys not reconciled", missing, len(want))
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return missing == 0, fmt.Sprintf("%d of %d keys not reconciled", missing, len(want))
+		})
 	}
 	waitSeen(all, rs)
 	for _, r := range rs {
@@ -173,13 +176,9 @@ func TestMetrics(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for e.Stats().Snapshot()["count"].Reconciles < 4 {
-		if time.Now().After(deadline) {
-			t.Fatalf("reconciled %+v, want 4", e.Stats().Snapshot())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventually(t, 10*time.Second, func() (bool, string) {
+		return e.Stats().Snapshot()["count"].Reconciles >= 4, fmt.Sprintf("reconciled %+v, want 4", e.Stats().Snapshot())
+	})
 	want := `
 # HELP controller_runtime_reconcile_total Reconciles per reconciler (controller) and result: success, error, requeue_after.
 # TYPE controller_runtime_reconcile_total counter
