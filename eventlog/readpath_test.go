@@ -3,19 +3,29 @@ package eventlog
 import (
 	"context"
 	"fmt"
-	"strings"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/logplane/logplane/kinds/kindstest"
+	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
 )
 
-// BenchmarkReadPath reads 50,000 events of 2.3 KB from the log three ways, with the stream's
-// blocks compressed (the default) and not: Replay (the whole read path, envelopes decoded), an
-// ordered consumer that decodes nothing (the transport alone), and batched direct gets (what
-// Replay uses for short ranges, History and At). It shows where the ceiling of a rebuild from
-// the log is. Metric: events/s.
+// BenchmarkReadPath reads a log of 50,000 realistic pod events (2.3 KB each) four ways, with the
+// stream's blocks S2-compressed (the default) and not:
+//   - transport: an ordered consumer whose callback does nothing with the messages, as Replay
+//     takes them: what the server and the client library cost, the ceiling of any rebuild;
+//   - metadata: the same, reading each message's sequence and time (what Replay needs of it);
+//   - transport-push: the push-based ordered consumer of nats.go's older JetStream API, doing
+//     nothing either: the other way JetStream delivers a stream;
+//   - replay: Replay, envelopes decoded (a rebuild without the fold);
+//   - direct-get: batched direct gets, envelopes decoded (History, At and short Replays).
+//
+// Metric: events/s.
 func BenchmarkReadPath(b *testing.B) {
 	const n = 50_000
 	for _, compressed := range []bool{true, false} {
@@ -24,17 +34,18 @@ func BenchmarkReadPath(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer l.Close()
-		body := strings.Repeat("x", 2300)
 		var next atomic.Int64
 		var wg sync.WaitGroup
 		for range 8 {
 			wg.Go(func() {
+				rng := rand.New(rand.NewPCG(uint64(next.Load()), 7))
 				for {
 					i := next.Add(1)
 					if i > n {
 						return
 					}
-					if _, err := l.Append(b.Context(), benchEvent(fmt.Sprint(i), body), AnyRevision); err != nil {
+					ev := kindstest.PodEvent(b, eventv1.ChangeType_CHANGE_TYPE_ADDED, kindstest.RealisticPod(int(i), rng), eventv1.Encoding_ENCODING_PROTOBUF)
+					if _, err := l.Append(b.Context(), ev, AnyRevision); err != nil {
 						b.Error(err)
 						return
 					}
@@ -44,34 +55,30 @@ func BenchmarkReadPath(b *testing.B) {
 		wg.Wait()
 		rate := func(b *testing.B) { b.ReportMetric(n*float64(b.N)/b.Elapsed().Seconds(), "events/s") }
 		prefix := fmt.Sprintf("compressed=%t/", compressed)
+		for _, meta := range []bool{false, true} {
+			name := "read=transport"
+			if meta {
+				name = "read=metadata"
+			}
+			b.Run(prefix+name, func(b *testing.B) {
+				for b.Loop() {
+					consumeAll(b, l, n, meta)
+				}
+				rate(b)
+			})
+		}
+		b.Run(prefix+"read=transport-push", func(b *testing.B) {
+			for b.Loop() {
+				pushAll(b, l, n)
+			}
+			rate(b)
+		})
 		b.Run(prefix+"read=replay", func(b *testing.B) {
 			for b.Loop() {
 				c := 0
 				if err := l.Replay(b.Context(), Filter{}, 0, 0, func(Record) error { c++; return nil }); err != nil || c != n {
 					b.Fatal(c, err)
 				}
-			}
-			rate(b)
-		})
-		b.Run(prefix+"read=ordered-consumer-raw", func(b *testing.B) {
-			for b.Loop() {
-				ctx, cancel := context.WithCancel(b.Context())
-				cons, err := l.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-				if err != nil {
-					b.Fatal(err)
-				}
-				it, err := cons.Messages(jetstream.PullMaxMessages(1024))
-				if err != nil {
-					b.Fatal(err)
-				}
-				for range n {
-					if _, err := it.Next(); err != nil {
-						b.Fatal(err)
-					}
-				}
-				it.Stop()
-				l.deleteConsumer(ctx, cons)
-				cancel()
 			}
 			rate(b)
 		})
@@ -92,5 +99,64 @@ func BenchmarkReadPath(b *testing.B) {
 			}
 			rate(b)
 		})
+	}
+}
+
+// consumeAll reads the log's first n messages with an ordered consumer taken in its callback,
+// as consume does, doing nothing with them but (with meta) reading their metadata.
+func consumeAll(b *testing.B, l *Log, n int, meta bool) {
+	ctx, cancel := context.WithCancel(b.Context())
+	defer cancel()
+	cons, err := l.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.deleteConsumer(ctx, cons)
+	done := make(chan struct{})
+	var got int
+	var metaErr error
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		if meta && metaErr == nil {
+			_, metaErr = m.Metadata()
+		}
+		if got++; got == n {
+			close(done)
+		}
+	}, jetstream.PullMaxMessages(1024))
+	if err != nil {
+		b.Fatal(err)
+	}
+	<-done
+	cc.Stop()
+	if metaErr != nil {
+		b.Fatal(metaErr)
+	}
+}
+
+// pushAll reads the log's first n messages with a push-based ordered consumer, doing nothing
+// with them.
+func pushAll(b *testing.B, l *Log, n int) {
+	js, err := l.nc.JetStream()
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan struct{})
+	var got int
+	sub, err := js.Subscribe(l.cfg.Prefix+".obj.>", func(*nats.Msg) {
+		if got++; got == n {
+			close(done)
+		}
+	}, nats.OrderedConsumer(), nats.BindStream(l.cfg.Stream), nats.DeliverAll())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }() // it deletes the consumer
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		b.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-b.Context().Done():
+		b.Fatal(b.Context().Err())
 	}
 }

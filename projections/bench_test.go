@@ -23,6 +23,7 @@ import (
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/kindstest"
 	"github.com/logplane/logplane/projections"
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
 )
@@ -43,7 +44,7 @@ func writePods(b *testing.B, l *eventlog.Log, pods, revisions int) uint64 {
 				if i >= pods {
 					return
 				}
-				pod := realisticPod(i, rng)
+				pod := kindstest.RealisticPod(i, rng)
 				for r := range revisions {
 					typ := eventv1.ChangeType_CHANGE_TYPE_ADDED
 					if r > 0 {
@@ -51,7 +52,7 @@ func writePods(b *testing.B, l *eventlog.Log, pods, revisions int) uint64 {
 						pod.Status.Conditions[1].LastTransitionTime.Time = pod.Status.Conditions[1].LastTransitionTime.Add(time.Duration(r) * time.Second)
 						pod.Labels["revision"] = strconv.Itoa(r)
 					}
-					if _, err := l.Append(ctx, podEventOf(b, typ, pod, eventv1.Encoding_ENCODING_PROTOBUF), eventlog.AnyRevision); err != nil {
+					if _, err := l.Append(ctx, kindstest.PodEvent(b, typ, pod, eventv1.Encoding_ENCODING_PROTOBUF), eventlog.AnyRevision); err != nil {
 						b.Error(err)
 						return
 					}
@@ -205,8 +206,8 @@ func BenchmarkRestart(b *testing.B) {
 			// The tail: pods created after the snapshot.
 			rng := rand.New(rand.NewPCG(5, 5))
 			for i := range tail {
-				pod := realisticPod(pods+i, rng)
-				if _, err := l.Append(b.Context(), podEventOf(b, eventv1.ChangeType_CHANGE_TYPE_ADDED, pod, eventv1.Encoding_ENCODING_PROTOBUF), eventlog.AnyRevision); err != nil {
+				pod := kindstest.RealisticPod(pods+i, rng)
+				if _, err := l.Append(b.Context(), kindstest.PodEvent(b, eventv1.ChangeType_CHANGE_TYPE_ADDED, pod, eventv1.Encoding_ENCODING_PROTOBUF), eventlog.AnyRevision); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -291,7 +292,7 @@ func residentMB() float64 {
 // BenchmarkPodEncoding encodes and decodes a realistic pod in the two encodings the log
 // supports, to choose the one objects are written in. Metrics: ns/op and bytes (encoded size).
 func BenchmarkPodEncoding(b *testing.B) {
-	pod := realisticPod(7, rand.New(rand.NewPCG(7, 7)))
+	pod := kindstest.RealisticPod(7, rand.New(rand.NewPCG(7, 7)))
 	for _, enc := range []eventv1.Encoding{eventv1.Encoding_ENCODING_PROTOBUF, eventv1.Encoding_ENCODING_JSON} {
 		name := strings.ToLower(strings.TrimPrefix(enc.String(), "ENCODING_"))
 		data, err := kinds.Encode(pod, enc)
@@ -308,7 +309,7 @@ func BenchmarkPodEncoding(b *testing.B) {
 		})
 		b.Run("encoding="+name+"/op=decode", func(b *testing.B) {
 			for b.Loop() {
-				if _, err := podKind.Decode(enc, data); err != nil {
+				if _, err := kindstest.PodKind.Decode(enc, data); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -339,13 +340,13 @@ func BenchmarkStoreKeeps(b *testing.B) {
 			rng := rand.New(rand.NewPCG(8, 8))
 			evs = make([]*eventv1.ObjectChanged, n)
 			for i := range evs {
-				evs[i] = podEventOf(b, eventv1.ChangeType_CHANGE_TYPE_ADDED, realisticPod(i, rng), eventv1.Encoding_ENCODING_PROTOBUF)
+				evs[i] = kindstest.PodEvent(b, eventv1.ChangeType_CHANGE_TYPE_ADDED, kindstest.RealisticPod(i, rng), eventv1.Encoding_ENCODING_PROTOBUF)
 			}
 			return evs
 		})
 		i := 0
 		for b.Loop() {
-			if _, err := podKind.Decode(evs[i%n].Encoding, evs[i%n].Object); err != nil {
+			if _, err := kindstest.PodKind.Decode(evs[i%n].Encoding, evs[i%n].Object); err != nil {
 				b.Fatal(err)
 			}
 			i++
@@ -359,11 +360,11 @@ func BenchmarkStoreKeeps(b *testing.B) {
 			kept = make([]*corev1.Pod, n)
 			for i := range kept {
 				// As the store would have it: decoded from the log, not built in memory.
-				data, err := kinds.Encode(realisticPod(i, rng), eventv1.Encoding_ENCODING_PROTOBUF)
+				data, err := kinds.Encode(kindstest.RealisticPod(i, rng), eventv1.Encoding_ENCODING_PROTOBUF)
 				if err != nil {
 					b.Fatal(err)
 				}
-				obj, err := podKind.Decode(eventv1.Encoding_ENCODING_PROTOBUF, data)
+				obj, err := kindstest.PodKind.Decode(eventv1.Encoding_ENCODING_PROTOBUF, data)
 				if err != nil {
 					b.Fatal(err)
 				}

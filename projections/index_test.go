@@ -12,6 +12,7 @@ import (
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/kindstest"
 	"github.com/logplane/logplane/projections"
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
 )
@@ -23,7 +24,7 @@ func applyPods(tb testing.TB, s *projections.Store, n int) {
 	tb.Helper()
 	rng := rand.New(rand.NewPCG(1, 1))
 	for i := range n {
-		ev := podEventOf(tb, eventv1.ChangeType_CHANGE_TYPE_ADDED, realisticPod(i, rng), eventv1.Encoding_ENCODING_PROTOBUF)
+		ev := kindstest.PodEvent(tb, eventv1.ChangeType_CHANGE_TYPE_ADDED, kindstest.RealisticPod(i, rng), eventv1.Encoding_ENCODING_PROTOBUF)
 		s.Apply(eventlog.Record{Seq: uint64(i + 1), Event: ev})
 	}
 }
@@ -46,13 +47,13 @@ func TestSelectorsMatchAScan(t *testing.T) {
 		seq++
 		switch i % 5 {
 		case 0:
-			s.Apply(eventlog.Record{Seq: seq, Event: podEventOf(t, eventv1.ChangeType_CHANGE_TYPE_DELETED, pod, eventv1.Encoding_ENCODING_PROTOBUF)})
+			s.Apply(eventlog.Record{Seq: seq, Event: kindstest.PodEvent(t, eventv1.ChangeType_CHANGE_TYPE_DELETED, pod, eventv1.Encoding_ENCODING_PROTOBUF)})
 		case 1, 2:
 			pod.Labels["tier"] = "moved"
 			delete(pod.Labels, "release")
 			pod.Spec.NodeName = fmt.Sprintf("node-%03d", rng.IntN(5))
 			pod.Status.Phase = corev1.PodSucceeded
-			s.Apply(eventlog.Record{Seq: seq, Event: podEventOf(t, eventv1.ChangeType_CHANGE_TYPE_MODIFIED, pod, eventv1.Encoding_ENCODING_PROTOBUF)})
+			s.Apply(eventlog.Record{Seq: seq, Event: kindstest.PodEvent(t, eventv1.ChangeType_CHANGE_TYPE_MODIFIED, pod, eventv1.Encoding_ENCODING_PROTOBUF)})
 		}
 	}
 	all, _ = s.List(projections.Query{Resource: podsGR})

@@ -11,6 +11,7 @@ import (
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/eventlog/eventlogtest"
 	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/kindstest"
 	"github.com/logplane/logplane/projections"
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
 )
@@ -25,14 +26,14 @@ func TestUndecodableEventIsReportedAndSkipped(t *testing.T) {
 	follow(t, l, s)
 	rng := rand.New(rand.NewPCG(3, 3))
 	ctx := t.Context()
-	a := realisticPod(1, rng)
-	if _, err := l.Create(ctx, podEventOf(t, eventv1.ChangeType_CHANGE_TYPE_ADDED, a, eventv1.Encoding_ENCODING_PROTOBUF)); err != nil {
+	a := kindstest.RealisticPod(1, rng)
+	if _, err := l.Create(ctx, kindstest.PodEvent(t, eventv1.ChangeType_CHANGE_TYPE_ADDED, a, eventv1.Encoding_ENCODING_PROTOBUF)); err != nil {
 		t.Fatal(err)
 	}
 	key := eventlog.Key{Resource: "pods", Namespace: a.Namespace, Name: a.Name}
 	bad := eventlogtest.PublishRaw(t, l, l.Subject(key), []byte("garbage, not an event"))
-	b := realisticPod(2, rng)
-	last, err := l.Create(ctx, podEventOf(t, eventv1.ChangeType_CHANGE_TYPE_ADDED, b, eventv1.Encoding_ENCODING_PROTOBUF))
+	b := kindstest.RealisticPod(2, rng)
+	last, err := l.Create(ctx, kindstest.PodEvent(t, eventv1.ChangeType_CHANGE_TYPE_ADDED, b, eventv1.Encoding_ENCODING_PROTOBUF))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/eventlog/eventlogtest"
 	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/kindstest"
 	"github.com/logplane/logplane/projections"
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
 )
@@ -71,19 +72,19 @@ func history(t *testing.T, l *eventlog.Log, n int, seed uint64, after func(seq u
 			}
 			continue
 		case !ok:
-			pod = realisticPod(id, rng)
+			pod = kindstest.RealisticPod(id, rng)
 			pod.Name = fmt.Sprintf("s%d-%s", seed, pod.Name)
-			seq, err = l.Create(ctx, podEventOf(t, eventv1.ChangeType_CHANGE_TYPE_ADDED, pod, eventv1.Encoding_ENCODING_PROTOBUF))
+			seq, err = l.Create(ctx, kindstest.PodEvent(t, eventv1.ChangeType_CHANGE_TYPE_ADDED, pod, eventv1.Encoding_ENCODING_PROTOBUF))
 			live[id] = pod
 		case rng.IntN(4) == 0:
-			seq, err = l.Append(ctx, podEventOf(t, eventv1.ChangeType_CHANGE_TYPE_DELETED, pod, eventv1.Encoding_ENCODING_PROTOBUF), revs[id])
+			seq, err = l.Append(ctx, kindstest.PodEvent(t, eventv1.ChangeType_CHANGE_TYPE_DELETED, pod, eventv1.Encoding_ENCODING_PROTOBUF), revs[id])
 			delete(live, id)
 		default:
 			pod = pod.DeepCopy()
 			pod.Labels["tier"] = []string{"frontend", "backend", "cache", "batch"}[rng.IntN(4)]
 			pod.Spec.NodeName = fmt.Sprintf("node-%03d", rng.IntN(10))
 			pod.Status.Phase = []corev1.PodPhase{corev1.PodRunning, corev1.PodPending, corev1.PodSucceeded}[rng.IntN(3)]
-			seq, err = l.Append(ctx, podEventOf(t, eventv1.ChangeType_CHANGE_TYPE_MODIFIED, pod, eventv1.Encoding_ENCODING_PROTOBUF), revs[id])
+			seq, err = l.Append(ctx, kindstest.PodEvent(t, eventv1.ChangeType_CHANGE_TYPE_MODIFIED, pod, eventv1.Encoding_ENCODING_PROTOBUF), revs[id])
 			live[id] = pod
 		}
 		if err != nil {

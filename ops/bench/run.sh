@@ -4,7 +4,7 @@
 # and prints a benchstat summary (medians) of each. The figures and commands go to
 # docs/BENCHMARKS.md.
 #
-#   ops/bench/run.sh            every set (about 40 minutes on 2 cores)
+#   ops/bench/run.sh            every set (about 45 minutes on 2 cores)
 #   ops/bench/run.sh log api    only the named sets: log, projections, api, pods, schedule, workloads
 #
 # Needs root and containerd for the pods set (BenchmarkPodStartup), as the tests do.
@@ -29,6 +29,7 @@ has() { [ ${#sets[@]} -eq 0 ] || [[ " ${sets[*]} " == *" $1 "* ]]; }
 
 if has log; then
 	run append ./eventlog 'BenchmarkAppend$' -benchtime 5000x
+	run readpath ./eventlog 'BenchmarkReadPath' -benchtime 3x
 fi
 if has projections; then
 	run rebuild ./projections 'BenchmarkRebuild' -benchtime 3x

@@ -1,4 +1,6 @@
-package projections_test
+// Package kindstest makes realistic objects and their events for tests and benchmarks: a pod
+// as a real cluster holds it, about 2 KB in Kubernetes protobuf, and the event that records it.
+package kindstest
 
 import (
 	"fmt"
@@ -17,7 +19,8 @@ import (
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
 )
 
-var podKind = func() *kinds.Kind {
+// PodKind is the catalog's Pod.
+var PodKind = func() *kinds.Kind {
 	k, ok := kinds.Builtin().ByKind(schema.GroupVersionKind{Version: "v1", Kind: "Pod"})
 	if !ok {
 		panic("no Pod in the catalog")
@@ -25,11 +28,11 @@ var podKind = func() *kinds.Kind {
 	return k
 }()
 
-// realisticPod is a running pod of a Deployment as a real cluster holds it: owner reference,
+// RealisticPod is a running pod of a Deployment as a real cluster holds it: owner reference,
 // labels and annotations, two containers with ports, env, resources, probes and mounts, the
 // service-account volume, tolerations, status with conditions and container statuses. It is
 // about 2 KB in Kubernetes protobuf. i picks its name, node (one of 100) and app (one of 10).
-func realisticPod(i int, rng *rand.Rand) *corev1.Pod {
+func RealisticPod(i int, rng *rand.Rand) *corev1.Pod {
 	app := fmt.Sprintf("app-%d", i%10)
 	// Pods of one ReplicaSet share its template hash.
 	hash := fmt.Sprintf("%08x", uint32(i%10)*2654435761)
@@ -126,8 +129,8 @@ func realisticPod(i int, rng *rand.Rand) *corev1.Pod {
 	}
 }
 
-// podEventOf is the event that adds or changes pod, encoded as enc.
-func podEventOf(tb testing.TB, typ eventv1.ChangeType, pod *corev1.Pod, enc eventv1.Encoding) *eventv1.ObjectChanged {
+// PodEvent is the event that adds or changes pod, encoded as enc.
+func PodEvent(tb testing.TB, typ eventv1.ChangeType, pod *corev1.Pod, enc eventv1.Encoding) *eventv1.ObjectChanged {
 	tb.Helper()
 	data, err := kinds.Encode(pod, enc)
 	if err != nil {
@@ -137,22 +140,6 @@ func podEventOf(tb testing.TB, typ eventv1.ChangeType, pod *corev1.Pod, enc even
 		Type: typ, Reason: "spec", Encoding: enc, Object: data,
 		Actor:  &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_RECONCILER, Name: "replicaset"},
 		Ref:    &eventv1.ObjectRef{Version: "v1", Kind: "Pod", Resource: "pods", Namespace: pod.Namespace, Name: pod.Name, Uid: string(pod.UID)},
-		Labels: pod.Labels, Fields: podKind.Fields(pod),
-	}
-}
-
-func TestRealisticPodSize(t *testing.T) {
-	pod := realisticPod(1, rand.New(rand.NewPCG(1, 2)))
-	pb, err := kinds.Encode(pod, eventv1.Encoding_ENCODING_PROTOBUF)
-	if err != nil {
-		t.Fatal(err)
-	}
-	js, err := kinds.Encode(pod, eventv1.Encoding_ENCODING_JSON)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("realistic pod: %d bytes protobuf, %d bytes JSON", len(pb), len(js))
-	if len(pb) < 1500 || len(pb) > 3000 {
-		t.Fatalf("the benchmark pod is %d bytes in protobuf, want about 2 KB", len(pb))
+		Labels: pod.Labels, Fields: PodKind.Fields(pod),
 	}
 }
