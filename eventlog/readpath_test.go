@@ -15,7 +15,7 @@ import (
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
 )
 
-// BenchmarkReadPath reads a log of 50,000 realistic pod events (2.3 KB each) four ways, with the
+// BenchmarkReadPath reads a log of 50,000 realistic pod events (2.3 KB each) five ways, with the
 // stream's blocks S2-compressed (the default) and not:
 //   - transport: an ordered consumer whose callback does nothing with the messages, as Replay
 //     takes them: what the server and the client library cost, the ceiling of any rebuild;
@@ -126,7 +126,11 @@ func consumeAll(b *testing.B, l *Log, n int, meta bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	<-done
+	select {
+	case <-done:
+	case <-ctx.Done():
+		b.Fatal(ctx.Err())
+	}
 	cc.Stop()
 	if metaErr != nil {
 		b.Fatal(metaErr)
