@@ -127,6 +127,19 @@ func (r instrumented) observe(op string, start time.Time, err error) {
 	}
 }
 
+// timed calls call as the runtime's operation op.
+func timed[T any](r instrumented, op string, call func() (T, error)) (T, error) {
+	start := time.Now()
+	v, err := call()
+	r.observe(op, start, err)
+	return v, err
+}
+
+func (r instrumented) timedErr(op string, call func() error) error {
+	_, err := timed(r, op, func() (struct{}, error) { return struct{}{}, call() })
+	return err
+}
+
 // EnsureImage with PullNever only looks: the CRI's image_status, for which an absent image is
 // an answer, not an error.
 func (r instrumented) EnsureImage(ctx context.Context, ref string, policy runtimeapi.PullPolicy) (runtimeapi.Image, error) {
@@ -145,71 +158,41 @@ func (r instrumented) EnsureImage(ctx context.Context, ref string, policy runtim
 }
 
 func (r instrumented) CreateSandbox(ctx context.Context, cfg runtimeapi.SandboxConfig) (runtimeapi.Sandbox, error) {
-	start := time.Now()
-	sb, err := r.Runtime.CreateSandbox(ctx, cfg)
-	r.observe("run_podsandbox", start, err)
-	return sb, err
+	return timed(r, "run_podsandbox", func() (runtimeapi.Sandbox, error) { return r.Runtime.CreateSandbox(ctx, cfg) })
 }
 
 func (r instrumented) ListSandboxes(ctx context.Context) ([]runtimeapi.Sandbox, error) {
-	start := time.Now()
-	sbs, err := r.Runtime.ListSandboxes(ctx)
-	r.observe("list_podsandbox", start, err)
-	return sbs, err
+	return timed(r, "list_podsandbox", func() ([]runtimeapi.Sandbox, error) { return r.Runtime.ListSandboxes(ctx) })
 }
 
 func (r instrumented) RemoveSandbox(ctx context.Context, id string) error {
-	start := time.Now()
-	err := r.Runtime.RemoveSandbox(ctx, id)
-	r.observe("remove_podsandbox", start, err)
-	return err
+	return r.timedErr("remove_podsandbox", func() error { return r.Runtime.RemoveSandbox(ctx, id) })
 }
 
 func (r instrumented) CreateContainer(ctx context.Context, sandboxID string, cfg runtimeapi.ContainerConfig) (string, error) {
-	start := time.Now()
-	id, err := r.Runtime.CreateContainer(ctx, sandboxID, cfg)
-	r.observe("create_container", start, err)
-	return id, err
+	return timed(r, "create_container", func() (string, error) { return r.Runtime.CreateContainer(ctx, sandboxID, cfg) })
 }
 
 func (r instrumented) StartContainer(ctx context.Context, id string) error {
-	start := time.Now()
-	err := r.Runtime.StartContainer(ctx, id)
-	r.observe("start_container", start, err)
-	return err
+	return r.timedErr("start_container", func() error { return r.Runtime.StartContainer(ctx, id) })
 }
 
 func (r instrumented) StopContainer(ctx context.Context, id string, grace time.Duration) error {
-	start := time.Now()
-	err := r.Runtime.StopContainer(ctx, id, grace)
-	r.observe("stop_container", start, err)
-	return err
+	return r.timedErr("stop_container", func() error { return r.Runtime.StopContainer(ctx, id, grace) })
 }
 
 func (r instrumented) RemoveContainer(ctx context.Context, id string) error {
-	start := time.Now()
-	err := r.Runtime.RemoveContainer(ctx, id)
-	r.observe("remove_container", start, err)
-	return err
+	return r.timedErr("remove_container", func() error { return r.Runtime.RemoveContainer(ctx, id) })
 }
 
 func (r instrumented) ContainerStatus(ctx context.Context, id string) (runtimeapi.ContainerStatus, error) {
-	start := time.Now()
-	st, err := r.Runtime.ContainerStatus(ctx, id)
-	r.observe("container_status", start, err)
-	return st, err
+	return timed(r, "container_status", func() (runtimeapi.ContainerStatus, error) { return r.Runtime.ContainerStatus(ctx, id) })
 }
 
 func (r instrumented) ListContainers(ctx context.Context, podUID string) ([]runtimeapi.ContainerStatus, error) {
-	start := time.Now()
-	cs, err := r.Runtime.ListContainers(ctx, podUID)
-	r.observe("list_containers", start, err)
-	return cs, err
+	return timed(r, "list_containers", func() ([]runtimeapi.ContainerStatus, error) { return r.Runtime.ListContainers(ctx, podUID) })
 }
 
 func (r instrumented) Exec(ctx context.Context, id string, opts runtimeapi.ExecOptions) (int, error) {
-	start := time.Now()
-	code, err := r.Runtime.Exec(ctx, id, opts)
-	r.observe("exec_sync", start, err)
-	return code, err
+	return timed(r, "exec_sync", func() (int, error) { return r.Runtime.Exec(ctx, id, opts) })
 }
