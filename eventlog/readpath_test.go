@@ -29,75 +29,77 @@ import (
 func BenchmarkReadPath(b *testing.B) {
 	const n = 50_000
 	for _, compressed := range []bool{true, false} {
-		l, err := Open(b.Context(), Config{DataDir: b.TempDir(), Durability: Lazy, NoCompression: !compressed})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer l.Close()
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for range 8 {
-			wg.Go(func() {
-				rng := rand.New(rand.NewPCG(uint64(next.Load()), 7))
-				for {
-					i := next.Add(1)
-					if i > n {
-						return
-					}
-					ev := kindstest.PodEvent(b, eventv1.ChangeType_CHANGE_TYPE_ADDED, kindstest.RealisticPod(int(i), rng), eventv1.Encoding_ENCODING_PROTOBUF)
-					if _, err := l.Append(b.Context(), ev, AnyRevision); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-		rate := func(b *testing.B) { b.ReportMetric(n*float64(b.N)/b.Elapsed().Seconds(), "events/s") }
-		prefix := fmt.Sprintf("compressed=%t/", compressed)
-		for _, meta := range []bool{false, true} {
-			name := "read=transport"
-			if meta {
-				name = "read=metadata"
+		// Each log is written only when one of its sub-benchmarks runs.
+		b.Run(fmt.Sprintf("compressed=%t", compressed), func(b *testing.B) {
+			l, err := Open(b.Context(), Config{DataDir: b.TempDir(), Durability: Lazy, NoCompression: !compressed})
+			if err != nil {
+				b.Fatal(err)
 			}
-			b.Run(prefix+name, func(b *testing.B) {
+			defer l.Close()
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			for range 8 {
+				wg.Go(func() {
+					rng := rand.New(rand.NewPCG(uint64(next.Load()), 7))
+					for {
+						i := next.Add(1)
+						if i > n {
+							return
+						}
+						ev := kindstest.PodEvent(b, eventv1.ChangeType_CHANGE_TYPE_ADDED, kindstest.RealisticPod(int(i), rng), eventv1.Encoding_ENCODING_PROTOBUF)
+						if _, err := l.Append(b.Context(), ev, AnyRevision); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			rate := func(b *testing.B) { b.ReportMetric(n*float64(b.N)/b.Elapsed().Seconds(), "events/s") }
+			for _, meta := range []bool{false, true} {
+				name := "read=transport"
+				if meta {
+					name = "read=metadata"
+				}
+				b.Run(name, func(b *testing.B) {
+					for b.Loop() {
+						consumeAll(b, l, n, meta)
+					}
+					rate(b)
+				})
+			}
+			b.Run("read=transport-push", func(b *testing.B) {
 				for b.Loop() {
-					consumeAll(b, l, n, meta)
+					pushAll(b, l, n)
 				}
 				rate(b)
 			})
-		}
-		b.Run(prefix+"read=transport-push", func(b *testing.B) {
-			for b.Loop() {
-				pushAll(b, l, n)
-			}
-			rate(b)
-		})
-		b.Run(prefix+"read=replay", func(b *testing.B) {
-			for b.Loop() {
-				c := 0
-				if err := l.Replay(b.Context(), Filter{}, 0, 0, func(Record) error { c++; return nil }); err != nil || c != n {
-					b.Fatal(c, err)
-				}
-			}
-			rate(b)
-		})
-		b.Run(prefix+"read=direct-get", func(b *testing.B) {
-			for b.Loop() {
-				d, err := l.newDirect()
-				if err != nil {
-					b.Fatal(err)
-				}
-				for next := uint64(1); next <= n; {
-					got, _, err := d.get(b.Context(), directRequest{Seq: next, Batch: directBatch}, func(r Record) error { return nil })
-					if err != nil || got == 0 {
-						b.Fatal(got, err)
+			b.Run("read=replay", func(b *testing.B) {
+				for b.Loop() {
+					c := 0
+					if err := l.Replay(b.Context(), Filter{}, 0, 0, func(Record) error { c++; return nil }); err != nil || c != n {
+						b.Fatal(c, err)
 					}
-					next += uint64(got)
 				}
-				d.close()
-			}
-			rate(b)
+				rate(b)
+			})
+			b.Run("read=direct-get", func(b *testing.B) {
+				for b.Loop() {
+					d, err := l.newDirect()
+					if err != nil {
+						b.Fatal(err)
+					}
+					for next := uint64(1); next <= n; {
+						got, _, err := d.get(b.Context(), directRequest{Seq: next, Batch: directBatch}, func(r Record) error { return nil })
+						if err != nil || got == 0 {
+							b.Fatal(got, err)
+						}
+						next += uint64(got)
+					}
+					d.close()
+				}
+				rate(b)
+			})
 		})
 	}
 }
