@@ -48,6 +48,16 @@ func (w *worker) status(pod *corev1.Pod) corev1.PodStatus {
 		}
 	}
 	st.Phase = w.phaseLocked(pod)
+	// The kubelet's generateAPIPodStatus: a phase the API already shows as
+	// terminal stays; an eviction (activeDeadlineSeconds) fails the pod with its
+	// reason and message.
+	if isTerminal(pod.Status.Phase) {
+		st.Phase = pod.Status.Phase
+		st.Reason, st.Message = pod.Status.Reason, pod.Status.Message
+	}
+	if w.evictReason != "" {
+		st.Phase, st.Reason, st.Message = corev1.PodFailed, w.evictReason, w.evictMessage
+	}
 
 	now := metav1.NewTime(w.clock().Now())
 	prev := map[corev1.PodConditionType]corev1.PodCondition{}
@@ -90,7 +100,7 @@ func (w *worker) status(pod *corev1.Pod) corev1.PodStatus {
 		cond(corev1.ContainersReady, ready, readyReason, readyMsg),
 		sched,
 	}
-	if w.sandboxErr != "" {
+	if w.sandboxErr != "" && st.Reason == "" {
 		st.Message = w.sandboxErr
 	}
 	return st
