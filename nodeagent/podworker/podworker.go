@@ -112,6 +112,9 @@ func (realProber) Probe(ctx context.Context, p *corev1.Probe, t probe.Target) (p
 	return probe.Run(ctx, p, t)
 }
 
+// DefaultSyncFrequency is the kubelet's default syncFrequency.
+const DefaultSyncFrequency = time.Minute
+
 // Config configures a Manager. Fields without a default are required.
 type Config struct {
 	// NodeName and NodeIP are this node's; NodeIP becomes status.hostIP.
@@ -136,6 +139,11 @@ type Config struct {
 	// Default: 10s doubling up to 5 minutes, as in Kubernetes.
 	BackOff    time.Duration
 	MaxBackOff time.Duration
+	// SyncFrequency is how often a running pod is synced again when nothing
+	// happens (the kubelet's syncFrequency, jittered by up to half as its pod
+	// workers do): that is when the files of its configMap and secret volumes
+	// are refreshed from the Resolver. Default: 1 minute, as in Kubernetes.
+	SyncFrequency time.Duration
 	// DNSServers and ClusterDomain make the pods' resolv.conf; empty means none.
 	DNSServers    []string
 	ClusterDomain string
@@ -180,6 +188,9 @@ func New(cfg Config) (*Manager, error) {
 	}
 	if cfg.MaxBackOff <= 0 {
 		cfg.MaxBackOff = 5 * time.Minute
+	}
+	if cfg.SyncFrequency <= 0 {
+		cfg.SyncFrequency = DefaultSyncFrequency
 	}
 	if cfg.MaxBackOff < cfg.BackOff {
 		return nil, fmt.Errorf("podworker: MaxBackOff %s < BackOff %s", cfg.MaxBackOff, cfg.BackOff)

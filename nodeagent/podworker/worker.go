@@ -58,6 +58,7 @@ type worker struct {
 	// evictReason and evictMessage are set once the pod has failed on the
 	// node's own decision (DeadlineExceeded): its phase is Failed from then on.
 	evictReason, evictMessage string
+	volumesDue                time.Time // when configMap and secret volumes are next refreshed
 	startTime                 *metav1.Time
 	lastStatus                *corev1.PodStatus
 }
@@ -224,6 +225,7 @@ func (w *worker) sync(ctx context.Context) (time.Duration, bool) {
 				want(w.syncContainer(ctx, pod, &pod.Spec.Containers[i], false))
 			}
 		}
+		want(w.refreshVolumes(ctx, pod))
 	}
 	w.publish(pod)
 	return requeue, false
