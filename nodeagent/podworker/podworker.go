@@ -7,7 +7,8 @@
 // Pulled, Created, Started, Killing, Unhealthy, BackOff, Failed) through an
 // EventRecorder. It implements restart policies with CrashLoopBackOff,
 // liveness/readiness/startup probes, image pull back-off, graceful deletion,
-// and adoption of the containers a previous node agent left running.
+// activeDeadlineSeconds, configMap and secret volumes that follow their
+// objects, and adoption of the containers a previous node agent left running.
 //
 // The node agent imports it and provides the StatusSink, EventRecorder and
 // Resolver; tests provide recording fakes.
@@ -139,10 +140,10 @@ type Config struct {
 	// Default: 10s doubling up to 5 minutes, as in Kubernetes.
 	BackOff    time.Duration
 	MaxBackOff time.Duration
-	// SyncFrequency is how often a running pod is synced again when nothing
-	// happens (the kubelet's syncFrequency, jittered by up to half as its pod
-	// workers do): that is when the files of its configMap and secret volumes
-	// are refreshed from the Resolver. Default: 1 minute, as in Kubernetes.
+	// SyncFrequency is the kubelet's syncFrequency: how often the files of a
+	// running pod's configMap and secret volumes are written again from the
+	// Resolver, jittered by up to half as the kubelet's pod workers are.
+	// Default: 1 minute, as in Kubernetes.
 	SyncFrequency time.Duration
 	// DNSServers and ClusterDomain make the pods' resolv.conf; empty means none.
 	DNSServers    []string
