@@ -115,6 +115,10 @@ type Config struct {
 	StatusWorkers int
 	// BackOff and MaxBackOff bound restart and image pull back-off (podworker's defaults).
 	BackOff, MaxBackOff time.Duration
+	// SyncFrequency is the kubelet's syncFrequency: how often running pods'
+	// configMap and secret volumes are refreshed. Default 1 minute
+	// (podworker.DefaultSyncFrequency).
+	SyncFrequency time.Duration
 	// DNSServers and ClusterDomain make the pods' resolv.conf.
 	DNSServers    []string
 	ClusterDomain string
@@ -257,6 +261,7 @@ func New(cfg Config) (*Agent, error) {
 		RuntimeName:   cfg.RuntimeName,
 		BackOff:       cfg.BackOff,
 		MaxBackOff:    cfg.MaxBackOff,
+		SyncFrequency: cfg.SyncFrequency,
 		DNSServers:    cfg.DNSServers,
 		ClusterDomain: cfg.ClusterDomain,
 		OnError: func(uid types.UID, err error) {

@@ -69,13 +69,18 @@ func (r *realCluster) agentConfig(t testing.TB) agentProcess {
 	return agentConfig(t, r.cluster, r.env, "node-1", r.ca, r.nodeCert, r.node)
 }
 
-// startAgent runs node-1's agent in this process until the test ends.
-func (r *realCluster) startAgent(t testing.TB) {
+// startAgent runs node-1's agent in this process until the test ends;
+// opts change its configuration.
+func (r *realCluster) startAgent(t testing.TB, opts ...func(*agentProcess)) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
 	ready := make(chan struct{})
 	done := make(chan error, 1)
-	go func() { done <- runAgent(ctx, r.agentConfig(t), ready) }()
+	p := r.agentConfig(t)
+	for _, o := range opts {
+		o(&p)
+	}
+	go func() { done <- runAgent(ctx, p, ready) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

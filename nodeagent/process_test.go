@@ -44,6 +44,8 @@ type agentProcess struct {
 	CertPEM     []byte // serving certificate of the streaming endpoint
 	KeyPEM      []byte
 	BackOff     time.Duration
+	// SyncFrequency is the agent's (and so the kubelet's) sync period; 0: the default.
+	SyncFrequency time.Duration
 }
 
 const childEnv = "NODEAGENT_TEST_AGENT"
@@ -122,6 +124,7 @@ func runAgent(ctx context.Context, p agentProcess, ready chan<- struct{}) error 
 		RenewInterval:   time.Second,
 		BackOff:         p.BackOff,
 		MaxBackOff:      4 * p.BackOff,
+		SyncFrequency:   p.SyncFrequency,
 		Logger:          slog.Default(),
 	})
 	if err != nil {

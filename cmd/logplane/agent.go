@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -20,6 +21,7 @@ import (
 	"github.com/logplane/logplane/dataplane/containerd"
 	"github.com/logplane/logplane/dataplane/podnet"
 	"github.com/logplane/logplane/nodeagent"
+	"github.com/logplane/logplane/nodeagent/podworker"
 )
 
 type agentFlags struct {
@@ -36,6 +38,7 @@ type agentFlags struct {
 	cniDirs      []string
 	streamListen string
 	pkiDir       string
+	syncFreq     time.Duration
 }
 
 func (f *agentFlags) register(fs *pflag.FlagSet) {
@@ -55,6 +58,7 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.bridge, "bridge", podnet.DefaultBridge, "Linux bridge of the pod network")
 	fs.StringSliceVar(&f.cniDirs, "cni-bin-dir", []string{podnet.DefaultPluginDir}, "directories of the CNI plugins")
 	fs.StringVar(&f.streamListen, "stream-listen", "", "address of the streaming endpoint (logs, exec, port-forward) the API server proxies to (default <node-ip>:10250; with --runtime sim 127.0.0.1:10250)")
+	fs.DurationVar(&f.syncFreq, "sync-frequency", podworker.DefaultSyncFrequency, "the kubelet's --sync-frequency: how often running pods are synced again, which refreshes their configMap and secret volumes")
 	fs.StringVar(&f.pkiDir, "pki-dir", "", "directory holding the cluster CA (ca.crt, ca.key) that signs the streaming endpoint's certificate (default <data-dir>/pki, the API server's)")
 }
 
@@ -126,7 +130,7 @@ func runAgents(p *process, af *agentFlags, lf *logFlags) error {
 		return err
 	}
 
-	tmpl := nodeagent.Config{Registry: reg, Store: store, StreamPort: int32(port), Metrics: p.metrics, Logger: slog.Default()}
+	tmpl := nodeagent.Config{Registry: reg, Store: store, StreamPort: int32(port), Metrics: p.metrics, Logger: slog.Default(), SyncFrequency: af.syncFreq}
 	var agents []*nodeagent.Agent
 	var run func(context.Context) error
 	switch af.runtime {

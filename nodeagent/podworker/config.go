@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 
+	"github.com/logplane/logplane/dataplane/atomicwriter"
 	"github.com/logplane/logplane/dataplane/runtimeapi"
 )
 
@@ -379,11 +380,8 @@ func (w *worker) mounts(ctx context.Context, pod *corev1.Pod, spec *corev1.Conta
 			return nil, fmt.Errorf("volume %q: %w", v.Name, err)
 		}
 		if vm.SubPath != "" {
-			host = filepath.Join(host, filepath.Clean("/"+vm.SubPath))
-			if _, err := os.Stat(host); errors.Is(err, os.ErrNotExist) {
-				if err := os.MkdirAll(host, 0o755); err != nil {
-					return nil, fmt.Errorf("volume %q subPath: %w", v.Name, err)
-				}
+			if host, err = subPath(host, vm.SubPath); err != nil {
+				return nil, fmt.Errorf("volume %q: %w", v.Name, err)
 			}
 		}
 		out = append(out, runtimeapi.Mount{HostPath: host, ContainerPath: vm.MountPath, ReadOnly: ro || vm.ReadOnly})
@@ -391,11 +389,49 @@ func (w *worker) mounts(ctx context.Context, pod *corev1.Pod, spec *corev1.Conta
 	return out, nil
 }
 
+// subPath resolves a volume mount's subPath inside the volume as the
+// kubelet's PrepareSafeSubpath does: created as a directory when missing,
+// symlinks resolved, and refused if it leads out of the volume. The mount
+// is of what the path resolves to now: a subPath of a configMap or secret
+// volume keeps the file of the version the container started with, as in
+// Kubernetes, while the rest of the volume is updated.
+func subPath(volume, sub string) (string, error) {
+	host := filepath.Join(volume, filepath.Clean("/"+sub))
+	if _, err := os.Lstat(host); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(host, 0o755); err != nil {
+			return "", fmt.Errorf("subPath %q: %w", sub, err)
+		}
+	}
+	root, err := filepath.EvalSymlinks(volume)
+	if err != nil {
+		return "", fmt.Errorf("subPath %q: %w", sub, err)
+	}
+	resolved, err := filepath.EvalSymlinks(host)
+	if err != nil {
+		return "", fmt.Errorf("subPath %q: %w", sub, err)
+	}
+	if resolved != root && !strings.HasPrefix(resolved, root+string(os.PathSeparator)) {
+		return "", fmt.Errorf("subPath %q resolves outside the volume", sub)
+	}
+	return resolved, nil
+}
+
+// Volume plugin directories under <VolumeDir>/<pod UID>/volumes/, the kubelet's names.
+const (
+	emptyDirPlugin  = "kubernetes.io~empty-dir"
+	configMapPlugin = "kubernetes.io~configmap"
+	secretPlugin    = "kubernetes.io~secret"
+)
+
+func (w *worker) volumeDir(pod *corev1.Pod, plugin, name string) string {
+	return filepath.Join(w.m.cfg.VolumeDir, string(pod.UID), "volumes", plugin, name)
+}
+
 // volume makes the volume ready on the node and returns its host path and
 // whether it must be mounted read-only.
 func (w *worker) volume(ctx context.Context, pod *corev1.Pod, v *corev1.Volume) (string, bool, error) {
-	dir := func(kind string) (string, error) {
-		d := filepath.Join(w.m.cfg.VolumeDir, string(pod.UID), "volumes", kind, v.Name)
+	dir := func(plugin string) (string, error) {
+		d := w.volumeDir(pod, plugin, v.Name)
 		if err := os.MkdirAll(d, 0o777); err != nil {
 			return "", err
 		}
@@ -403,7 +439,7 @@ func (w *worker) volume(ctx context.Context, pod *corev1.Pod, v *corev1.Volume) 
 	}
 	switch {
 	case v.EmptyDir != nil:
-		d, err := dir("kubernetes.io~empty-dir")
+		d, err := dir(emptyDirPlugin)
 		return d, false, err
 	case v.HostPath != nil:
 		p := v.HostPath.Path
@@ -429,85 +465,136 @@ func (w *worker) volume(ctx context.Context, pod *corev1.Pod, v *corev1.Volume) 
 		}
 		return p, false, nil
 	case v.ConfigMap != nil:
-		d, err := dir("kubernetes.io~configmap")
+		d, err := dir(configMapPlugin)
 		if err != nil {
 			return "", false, err
 		}
+		optional := v.ConfigMap.Optional != nil && *v.ConfigMap.Optional
 		cm, err := w.configMap(ctx, pod.Namespace, v.ConfigMap.Name)
 		if err != nil {
-			if isNotFound(err) && v.ConfigMap.Optional != nil && *v.ConfigMap.Optional {
-				return d, true, nil
+			if !isNotFound(err) || !optional {
+				return "", false, err
 			}
-			return "", false, err
+			cm = &corev1.ConfigMap{} // an optional ConfigMap that does not exist: an empty volume
 		}
-		data := map[string][]byte{}
-		for k, s := range cm.Data {
-			data[k] = []byte(s)
-		}
-		for k, b := range cm.BinaryData {
-			data[k] = b
-		}
-		return d, true, writeFiles(d, data, v.ConfigMap.Items, v.ConfigMap.DefaultMode)
-	case v.Secret != nil:
-		d, err := dir("kubernetes.io~secret")
+		payload, err := configMapPayload(v.ConfigMap.Items, cm, v.ConfigMap.DefaultMode, optional)
 		if err != nil {
 			return "", false, err
 		}
+		return d, true, w.project(d, payload)
+	case v.Secret != nil:
+		d, err := dir(secretPlugin)
+		if err != nil {
+			return "", false, err
+		}
+		optional := v.Secret.Optional != nil && *v.Secret.Optional
 		s, err := w.secret(ctx, pod.Namespace, v.Secret.SecretName)
 		if err != nil {
-			if isNotFound(err) && v.Secret.Optional != nil && *v.Secret.Optional {
-				return d, true, nil
+			if !isNotFound(err) || !optional {
+				return "", false, err
 			}
+			s = &corev1.Secret{}
+		}
+		payload, err := secretPayload(v.Secret.Items, s, v.Secret.DefaultMode, optional)
+		if err != nil {
 			return "", false, err
 		}
-		return d, true, writeFiles(d, s.Data, v.Secret.Items, v.Secret.DefaultMode)
+		return d, true, w.project(d, payload)
 	}
 	return "", false, errors.New("volume type not supported by logplane yet")
 }
 
-// writeFiles writes the keys of a ConfigMap or Secret as files of dir.
-func writeFiles(dir string, data map[string][]byte, items []corev1.KeyToPath, defaultMode *int32) error {
-	mode := os.FileMode(0o644)
-	if defaultMode != nil {
-		mode = os.FileMode(*defaultMode)
-	}
-	type file struct {
-		path string
-		mode os.FileMode
-		data []byte
-	}
-	var files []file
-	if len(items) == 0 {
-		for _, k := range sortedKeys(data) {
-			files = append(files, file{k, mode, data[k]})
+// project writes a configMap or secret volume's files with the kubelet's
+// AtomicWriter layout, so that an update is seen whole, and is seen at all
+// through subdirectory-free bind mounts of the volume.
+func (w *worker) project(dir string, payload map[string]atomicwriter.FileProjection) error {
+	if _, err := os.Lstat(filepath.Join(dir, atomicwriter.DataDirName)); errors.Is(err, os.ErrNotExist) {
+		// Plain files written by an agent from before the AtomicWriter layout: start anew.
+		es, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		for _, e := range es {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
 		}
 	}
+	aw, err := atomicwriter.New(dir, w.clock().Now)
+	if err != nil {
+		return err
+	}
+	_, err = aw.Write(payload)
+	return err
+}
+
+const defaultVolumeMode int32 = 0o644 // corev1's ConfigMapVolumeSourceDefaultMode and SecretVolumeSourceDefaultMode
+
+// configMapPayload is the kubelet's configmap.MakePayload: every key (Data
+// and BinaryData) as a file, or only the items, each with its mode or the
+// default mode; an item whose key is missing fails unless optional.
+func configMapPayload(items []corev1.KeyToPath, cm *corev1.ConfigMap, defaultMode *int32, optional bool) (map[string]atomicwriter.FileProjection, error) {
+	mode := defaultVolumeMode
+	if defaultMode != nil {
+		mode = *defaultMode
+	}
+	payload := make(map[string]atomicwriter.FileProjection, len(cm.Data)+len(cm.BinaryData))
+	if len(items) == 0 {
+		for k, s := range cm.Data {
+			payload[k] = atomicwriter.FileProjection{Data: []byte(s), Mode: mode}
+		}
+		for k, b := range cm.BinaryData {
+			payload[k] = atomicwriter.FileProjection{Data: b, Mode: mode}
+		}
+		return payload, nil
+	}
 	for _, it := range items {
-		b, ok := data[it.Key]
-		if !ok {
-			return fmt.Errorf("key %q not found", it.Key)
+		var data []byte
+		if s, ok := cm.Data[it.Key]; ok {
+			data = []byte(s)
+		} else if b, ok := cm.BinaryData[it.Key]; ok {
+			data = b
+		} else {
+			if optional {
+				continue
+			}
+			return nil, fmt.Errorf("configmap references non-existent config key: %s", it.Key)
 		}
 		m := mode
 		if it.Mode != nil {
-			m = os.FileMode(*it.Mode)
+			m = *it.Mode
 		}
-		files = append(files, file{it.Path, m, b})
+		payload[it.Path] = atomicwriter.FileProjection{Data: data, Mode: m}
 	}
-	for _, f := range files {
-		p := filepath.Join(dir, filepath.Clean("/"+f.path))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return err
-		}
-		tmp := p + ".tmp"
-		if err := os.WriteFile(tmp, f.data, f.mode); err != nil {
-			return err
-		}
-		if err := os.Chmod(tmp, f.mode); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp, p); err != nil {
-			return err
-		}
+	return payload, nil
+}
+
+// secretPayload is the kubelet's secret.MakePayload.
+func secretPayload(items []corev1.KeyToPath, s *corev1.Secret, defaultMode *int32, optional bool) (map[string]atomicwriter.FileProjection, error) {
+	mode := defaultVolumeMode
+	if defaultMode != nil {
+		mode = *defaultMode
 	}
-	return nil
+	payload := make(map[string]atomicwriter.FileProjection, len(s.Data))
+	if len(items) == 0 {
+		for k, b := range s.Data {
+			payload[k] = atomicwriter.FileProjection{Data: b, Mode: mode}
+		}
+		return payload, nil
+	}
+	for _, it := range items {
+		b, ok := s.Data[it.Key]
+		if !ok {
+			if optional {
+				continue
+			}
+			return nil, fmt.Errorf("references non-existent secret key: %s", it.Key)
+		}
+		m := mode
+		if it.Mode != nil {
+			m = *it.Mode
+		}
+		payload[it.Path] = atomicwriter.FileProjection{Data: b, Mode: m}
+	}
+	return payload, nil
 }

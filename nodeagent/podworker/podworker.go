@@ -7,7 +7,8 @@
 // Pulled, Created, Started, Killing, Unhealthy, BackOff, Failed) through an
 // EventRecorder. It implements restart policies with CrashLoopBackOff,
 // liveness/readiness/startup probes, image pull back-off, graceful deletion,
-// and adoption of the containers a previous node agent left running.
+// activeDeadlineSeconds, configMap and secret volumes that follow their
+// objects, and adoption of the containers a previous node agent left running.
 //
 // The node agent imports it and provides the StatusSink, EventRecorder and
 // Resolver; tests provide recording fakes.
@@ -112,6 +113,9 @@ func (realProber) Probe(ctx context.Context, p *corev1.Probe, t probe.Target) (p
 	return probe.Run(ctx, p, t)
 }
 
+// DefaultSyncFrequency is the kubelet's default syncFrequency.
+const DefaultSyncFrequency = time.Minute
+
 // Config configures a Manager. Fields without a default are required.
 type Config struct {
 	// NodeName and NodeIP are this node's; NodeIP becomes status.hostIP.
@@ -136,6 +140,11 @@ type Config struct {
 	// Default: 10s doubling up to 5 minutes, as in Kubernetes.
 	BackOff    time.Duration
 	MaxBackOff time.Duration
+	// SyncFrequency is the kubelet's syncFrequency: how often the files of a
+	// running pod's configMap and secret volumes are written again from the
+	// Resolver, jittered by up to half as the kubelet's pod workers are.
+	// Default: 1 minute, as in Kubernetes.
+	SyncFrequency time.Duration
 	// DNSServers and ClusterDomain make the pods' resolv.conf; empty means none.
 	DNSServers    []string
 	ClusterDomain string
@@ -180,6 +189,9 @@ func New(cfg Config) (*Manager, error) {
 	}
 	if cfg.MaxBackOff <= 0 {
 		cfg.MaxBackOff = 5 * time.Minute
+	}
+	if cfg.SyncFrequency <= 0 {
+		cfg.SyncFrequency = DefaultSyncFrequency
 	}
 	if cfg.MaxBackOff < cfg.BackOff {
 		return nil, fmt.Errorf("podworker: MaxBackOff %s < BackOff %s", cfg.MaxBackOff, cfg.BackOff)

@@ -28,9 +28,10 @@ func (w *worker) status(pod *corev1.Pod) corev1.PodStatus {
 	}
 	initDone := true
 	var incomplete []string
+	hasInit := len(pod.Spec.InitContainers) > 0
 	for i := range pod.Spec.InitContainers {
 		spec := &pod.Spec.InitContainers[i]
-		cs := w.containerStatusLocked(spec, true, false)
+		cs := w.containerStatusLocked(spec, true, hasInit)
 		st.InitContainerStatuses = append(st.InitContainerStatuses, cs)
 		if cs.State.Terminated == nil || cs.State.Terminated.ExitCode != 0 {
 			initDone = false
@@ -40,13 +41,23 @@ func (w *worker) status(pod *corev1.Pod) corev1.PodStatus {
 	var unready []string
 	for i := range pod.Spec.Containers {
 		spec := &pod.Spec.Containers[i]
-		cs := w.containerStatusLocked(spec, false, !initDone)
+		cs := w.containerStatusLocked(spec, false, hasInit)
 		st.ContainerStatuses = append(st.ContainerStatuses, cs)
 		if !cs.Ready {
 			unready = append(unready, spec.Name)
 		}
 	}
 	st.Phase = w.phaseLocked(pod)
+	// The kubelet's generateAPIPodStatus: a phase the API already shows as
+	// terminal stays; an eviction (activeDeadlineSeconds) fails the pod with its
+	// reason and message.
+	if isTerminal(pod.Status.Phase) {
+		st.Phase = pod.Status.Phase
+		st.Reason, st.Message = pod.Status.Reason, pod.Status.Message
+	}
+	if w.evictReason != "" {
+		st.Phase, st.Reason, st.Message = corev1.PodFailed, w.evictReason, w.evictMessage
+	}
 
 	now := metav1.NewTime(w.clock().Now())
 	prev := map[corev1.PodConditionType]corev1.PodCondition{}
@@ -89,7 +100,7 @@ func (w *worker) status(pod *corev1.Pod) corev1.PodStatus {
 		cond(corev1.ContainersReady, ready, readyReason, readyMsg),
 		sched,
 	}
-	if w.sandboxErr != "" {
+	if w.sandboxErr != "" && st.Reason == "" {
 		st.Message = w.sandboxErr
 	}
 	return st
@@ -113,14 +124,20 @@ func terminated(x *runtimeapi.ContainerStatus, runtimeName string) *corev1.Conta
 	}
 }
 
-func (w *worker) containerStatusLocked(spec *corev1.Container, init, initPending bool) corev1.ContainerStatus {
+// containerStatusLocked is the status of one container, as the kubelet's
+// convertToAPIContainerStatuses makes it: a container that has no instance
+// yet waits with PodInitializing when the pod has init containers (init and
+// app containers alike, before, during and after initialization), else with
+// ContainerCreating, unless a failed start gave a reason; an init container
+// that completed is ready (the kubelet's prober manager).
+func (w *worker) containerStatusLocked(spec *corev1.Container, init, podHasInit bool) corev1.ContainerStatus {
 	rn := w.m.cfg.RuntimeName
 	c := w.ctrs[spec.Name]
 	cs := corev1.ContainerStatus{Name: spec.Name, Image: spec.Image}
 	started := false
 	if c == nil || c.cur == nil {
 		reason, msg := ReasonContainerCreating, ""
-		if !init && initPending {
+		if podHasInit {
 			reason = ReasonPodInitializing
 		}
 		if c != nil && c.waitReason != "" {
@@ -138,13 +155,14 @@ func (w *worker) containerStatusLocked(spec *corev1.Container, init, initPending
 	case runtimeapi.StateRunning:
 		cs.State.Running = &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(cur.StartedAt)}
 		started = c.started
-		cs.Ready = c.started && c.ready
+		cs.Ready = !init && c.started && c.ready // an init container is ready once it completed
 	case runtimeapi.StateExited:
 		if c.waitReason != "" {
 			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: c.waitReason, Message: c.waitMessage}
 			cs.LastTerminationState.Terminated = terminated(cur, rn)
 		} else {
 			cs.State.Terminated = terminated(cur, rn)
+			cs.Ready = init && cur.ExitCode == 0
 		}
 	default:
 		reason := ReasonContainerCreating

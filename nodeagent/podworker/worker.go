@@ -55,8 +55,12 @@ type worker struct {
 	seenRunning bool      // the pod has been seen running
 	sandbox     *runtimeapi.Sandbox
 	sandboxErr  string
-	startTime   *metav1.Time
-	lastStatus  *corev1.PodStatus
+	// evictReason and evictMessage are set once the pod has failed on the
+	// node's own decision (DeadlineExceeded): its phase is Failed from then on.
+	evictReason, evictMessage string
+	volumesDue                time.Time // when configMap and secret volumes are next refreshed
+	startTime                 *metav1.Time
+	lastStatus                *corev1.PodStatus
 }
 
 // ctr is the observed state of one container of the pod.
@@ -186,6 +190,12 @@ func (w *worker) sync(ctx context.Context) (time.Duration, bool) {
 			requeue = d
 		}
 	}
+	want(w.checkDeadline(pod))
+	if w.evictReason != "" {
+		w.killRunning(ctx, pod)
+		w.publish(pod)
+		return requeue, false
+	}
 	if w.sandbox == nil {
 		sb, err := w.m.cfg.Runtime.CreateSandbox(ctx, w.sandboxConfig(pod))
 		if err != nil {
@@ -215,19 +225,25 @@ func (w *worker) sync(ctx context.Context) (time.Duration, bool) {
 				want(w.syncContainer(ctx, pod, &pod.Spec.Containers[i], false))
 			}
 		}
+		want(w.refreshVolumes(ctx, pod))
 	}
 	w.publish(pod)
 	return requeue, false
 }
 
 // terminal tells whether the pod has reached Succeeded or Failed: then
-// nothing is started any more.
+// nothing is started any more. As in the kubelet, a pod never leaves a
+// terminal phase: one its status in the log already has, or an eviction.
 func (w *worker) terminal(pod *corev1.Pod) bool {
+	if w.evictReason != "" || isTerminal(pod.Status.Phase) {
+		return true
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	ph := w.phaseLocked(pod)
-	return ph == corev1.PodSucceeded || ph == corev1.PodFailed
+	return isTerminal(w.phaseLocked(pod))
 }
+
+func isTerminal(p corev1.PodPhase) bool { return p == corev1.PodSucceeded || p == corev1.PodFailed }
 
 func (w *worker) ctr(name string, init bool) *ctr {
 	c, ok := w.ctrs[name]
@@ -530,6 +546,9 @@ func (w *worker) watch(ctx context.Context, pod *corev1.Pod, spec *corev1.Contai
 func (w *worker) adopt(ctx context.Context, pod *corev1.Pod) error {
 	rt := w.m.cfg.Runtime
 	w.fresh = pod.Status.StartTime == nil
+	if pod.Status.Phase == corev1.PodFailed && pod.Status.Reason == ReasonDeadlineExceeded {
+		w.evictReason, w.evictMessage = pod.Status.Reason, pod.Status.Message
+	}
 	if pod.Status.StartTime != nil {
 		t := *pod.Status.StartTime
 		w.startTime = &t
