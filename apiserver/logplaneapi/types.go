@@ -1,6 +1,7 @@
 // Package logplaneapi holds the wire types and paths of logplane's own endpoints, served by the
 // API server beside the Kubernetes API under /apis/logplane.io/v1alpha1: object history, the
-// audit query and the log's status. Clients (lpctl) import it without the server.
+// audit query, the log's status and image loading into nodes. Clients (lpctl) import it without
+// the server.
 //
 // Reads "as of" the past use the Kubernetes URLs themselves with the At header.
 package logplaneapi
@@ -34,6 +35,26 @@ const AuditPath = Prefix + "/audit"
 
 // StatusPath reports the log and the projection: first and last sequence, applied sequence.
 const StatusPath = Prefix + "/status"
+
+// NodeImagesPath is where an image archive is loaded into a node: POST an OCI (or Docker) image
+// archive, as `docker save` or `lpctl image build` write it, with Content-Type ImageArchiveType.
+// The API server streams it to the node agent, which imports it into its container runtime; the
+// answer is an ImageLoad. A node whose runtime keeps no images (the simulated one) answers 400.
+func NodeImagesPath(node string) string {
+	return Prefix + "/nodes/" + node + "/images"
+}
+
+// ImageArchiveType is the media type of an image archive posted to NodeImagesPath.
+const ImageArchiveType = "application/x-tar"
+
+// ImageLoad is the answer of a load into a node: the names of the images the archive held, now
+// present on the node.
+type ImageLoad struct {
+	Kind       string   `json:"kind"` // "ImageLoad"
+	APIVersion string   `json:"apiVersion"`
+	Node       string   `json:"node"`
+	Images     []string `json:"images"`
+}
 
 // Actor is who made a change.
 type Actor struct {
