@@ -382,6 +382,12 @@ func TestHistoryTimeTravelAudit(t *testing.T) {
 	if code != 200 || json.Unmarshal(body, &a) != nil || len(a.Items) != 0 {
 		t.Fatalf("audit of nobody: %d %s", code, body)
 	}
+	// A limit keeps the newest, still oldest first.
+	code, body = raw(t, s.Config, "GET", logplaneapi.AuditPath+"?actor=admin&resource=cm&limit=2", nil, "")
+	if code != 200 || json.Unmarshal(body, &a) != nil || len(a.Items) != 2 || a.Items[0].Reason != "update" || a.Items[1].Type != "DELETED" {
+		t.Fatalf("audit limit=2: %d %s", code, body)
+	}
+
 }
 
 func ptrTrue() *bool { b := true; return &b }

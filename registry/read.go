@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -324,12 +325,15 @@ type AuditQuery struct {
 	Resource schema.GroupResource
 	// Namespace and Name narrow the resource; empty: any.
 	Namespace, Name string
-	Limit           int // 0: no limit
+	// Limit keeps only the newest Limit events; 0: no limit.
+	Limit int
 }
 
-// Audit returns the events matching q, oldest first.
+// Audit returns the events matching q, oldest first; with a Limit, the newest Limit of them
+// (still oldest first).
 func (r *Registry) Audit(ctx context.Context, q AuditQuery) ([]eventlog.Record, error) {
 	var out []eventlog.Record
+	oldest := 0 // with a Limit reached, where the oldest kept event is in out
 	var from uint64
 	if !q.Since.IsZero() {
 		seq, err := r.SeqAt(ctx, q.Since)
@@ -363,14 +367,17 @@ func (r *Registry) Audit(ctx context.Context, q AuditQuery) ([]eventlog.Record, 
 		if q.Name != "" && ref.GetName() != q.Name {
 			return nil
 		}
-		out = append(out, rec)
-		if q.Limit > 0 && len(out) >= q.Limit {
-			return errStop
+		if q.Limit > 0 && len(out) == q.Limit {
+			// A ring of the newest Limit: this one replaces the oldest.
+			out[oldest] = rec
+			oldest = (oldest + 1) % q.Limit
+			return nil
 		}
+		out = append(out, rec)
 		return nil
 	})
 	if err != nil {
 		return nil, statusError(nil, "", err)
 	}
-	return out, nil
+	return slices.Concat(out[oldest:], out[:oldest]), nil
 }

@@ -30,7 +30,7 @@ func HistoryPath(objectPath string) string {
 
 // AuditPath is the audit query. Parameters: since (a duration like 1h, or an RFC 3339 time),
 // actor (a name), actorKind (user, reconciler, node, system), resource (plural, optionally
-// resource.group), namespace, name, limit.
+// resource.group), namespace, name, limit (the newest N of the matching events, still oldest first).
 const AuditPath = Prefix + "/audit"
 
 // StatusPath reports the log and the projection: first and last sequence, applied sequence.
