@@ -16,7 +16,9 @@ const Prefix = "/apis/logplane.io/v1alpha1"
 
 // AtHeader, set on a get or list of the Kubernetes API, reads the state as it was at a
 // resourceVersion ("1234") or an RFC 3339 time ("2026-11-23T10:00:00Z"). The response's
-// resourceVersion is the one the state was read at.
+// resourceVersion is the one the state was read at, and a Table's ages are measured from then. A
+// resourceVersion the log has not reached is a 504 "Too large resource version" (cause
+// ResourceVersionTooLarge), a time in the future a 400.
 const AtHeader = "X-Logplane-At"
 
 // HistoryPath is the history of the object that the Kubernetes path names, for example
