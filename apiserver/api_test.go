@@ -382,6 +382,29 @@ func TestHistoryTimeTravelAudit(t *testing.T) {
 	if code != 200 || json.Unmarshal(body, &a) != nil || len(a.Items) != 0 {
 		t.Fatalf("audit of nobody: %d %s", code, body)
 	}
+	// A limit keeps the newest, still oldest first.
+	code, body = raw(t, s.Config, "GET", logplaneapi.AuditPath+"?actor=admin&resource=cm&limit=2", nil, "")
+	if code != 200 || json.Unmarshal(body, &a) != nil || len(a.Items) != 2 || a.Items[0].Reason != "update" || a.Items[1].Type != "DELETED" {
+		t.Fatalf("audit limit=2: %d %s", code, body)
+	}
+
+	// Beyond the log: a resourceVersion it has not reached is Kubernetes' "Too large resource
+	// version" as the etcd3 store answers it (504, cause ResourceVersionTooLarge, no retry
+	// advice); a time in the future is a 400.
+	for _, path := range []string{"/api/v1/namespaces/default/configmaps", "/api/v1/namespaces/default/configmaps/tt"} {
+		code, body = raw(t, s.Config, "GET", path, map[string]string{logplaneapi.AtHeader: "99999999"}, "")
+		var st metav1.Status
+		if code != http.StatusGatewayTimeout || json.Unmarshal(body, &st) != nil || st.Reason != metav1.StatusReasonTimeout ||
+			st.Details == nil || len(st.Details.Causes) != 1 || st.Details.Causes[0].Type != metav1.CauseTypeResourceVersionTooLarge ||
+			st.Details.RetryAfterSeconds != 0 || !strings.Contains(st.Message, "Too large resource version: 99999999, current: ") {
+			t.Errorf("GET %s at 99999999: %d %s", path, code, body)
+		}
+		future := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+		code, body = raw(t, s.Config, "GET", path, map[string]string{logplaneapi.AtHeader: future}, "")
+		if code != http.StatusBadRequest || json.Unmarshal(body, &st) != nil || !strings.Contains(st.Message, "is in the future") {
+			t.Errorf("GET %s at %s: %d %s", path, future, code, body)
+		}
+	}
 }
 
 func ptrTrue() *bool { b := true; return &b }

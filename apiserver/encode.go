@@ -354,7 +354,9 @@ func (s *Server) protoList(k *kinds.Kind, lm metav1.ListMeta, objs []*projection
 
 // table renders objects of kind k as a meta.k8s.io/v1 Table, embedding in each row what
 // includeObject asks for (None, Metadata: the default, or Object).
-func (s *Server) table(r *http.Request, k *kinds.Kind, objs []*projections.Object, lm metav1.ListMeta) (*metav1.Table, error) {
+// table renders objs as the Table of kind k; ages are measured from asOf (a read in the past),
+// or from now if it is zero.
+func (s *Server) table(r *http.Request, k *kinds.Kind, objs []*projections.Object, lm metav1.ListMeta, asOf time.Time) (*metav1.Table, error) {
 	include := metav1.IncludeObjectPolicy(r.URL.Query().Get("includeObject"))
 	switch include {
 	case "":
@@ -366,12 +368,16 @@ func (s *Server) table(r *http.Request, k *kinds.Kind, objs []*projections.Objec
 	t := &metav1.Table{ListMeta: lm, ColumnDefinitions: printers.Columns(k)}
 	t.Kind, t.APIVersion = "Table", "meta.k8s.io/v1"
 	t.Rows = make([]metav1.TableRow, 0, len(objs))
+	var p printers.Printer
+	if !asOf.IsZero() {
+		p.Now = func() time.Time { return asOf }
+	}
 	for _, o := range objs {
 		obj, err := s.encodedOf(o).decode()
 		if err != nil {
 			return nil, apierrors.NewInternalError(err)
 		}
-		row, err := s.tableRow(k, obj, include)
+		row, err := s.tableRow(p, k, obj, include)
 		if err != nil {
 			return nil, err
 		}
@@ -380,8 +386,8 @@ func (s *Server) table(r *http.Request, k *kinds.Kind, objs []*projections.Objec
 	return t, nil
 }
 
-func (s *Server) tableRow(k *kinds.Kind, obj runtime.Object, include metav1.IncludeObjectPolicy) (metav1.TableRow, error) {
-	row, err := printers.Row(k, obj)
+func (s *Server) tableRow(p printers.Printer, k *kinds.Kind, obj runtime.Object, include metav1.IncludeObjectPolicy) (metav1.TableRow, error) {
+	row, err := p.Row(k, obj)
 	if err != nil {
 		return row, apierrors.NewInternalError(err)
 	}

@@ -29,6 +29,10 @@ var logplanePrefix = strings.TrimPrefix(logplaneapi.Prefix, "/")
 
 // serveLogplane serves logplane's own endpoints.
 func (s *Server) serveLogplane(w http.ResponseWriter, r *http.Request, rest string) {
+	if node, ok := nodeImagesRequest(rest); ok {
+		s.serveNodeImages(w, r, node) // nodeimages.go
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		writeError(w, r, apierrors.NewMethodNotSupported(schema.GroupResource{Group: "logplane.io"}, r.Method))
 		return

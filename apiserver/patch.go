@@ -257,7 +257,7 @@ func (s *Server) serveScale(w http.ResponseWriter, r *http.Request, info request
 	k := info.kind
 	switch info.verb {
 	case "get":
-		opts, err := s.readOptions(r)
+		opts, _, err := s.readOptions(r)
 		if err != nil {
 			writeError(w, r, err)
 			return

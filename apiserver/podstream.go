@@ -146,6 +146,13 @@ func (s *Server) nodeLocation(ctx context.Context, pod *corev1.Pod, path string,
 	if !ok {
 		return nil, apierrors.NewInternalError(fmt.Errorf("node decodes to %T", obj))
 	}
+	return nodeEndpoint(node, path, q)
+}
+
+// nodeEndpoint is the URL of path on the node agent's streaming endpoint: the Node's InternalIP
+// (else its Hostname) and status.daemonEndpoints.kubeletEndpoint.Port, as Kubernetes reaches
+// the kubelet. 503 if the Node names none.
+func nodeEndpoint(node *corev1.Node, path string, q url.Values) (*url.URL, error) {
 	host := ""
 	for _, t := range []corev1.NodeAddressType{corev1.NodeInternalIP, corev1.NodeHostName} {
 		for _, a := range node.Status.Addresses {

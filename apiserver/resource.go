@@ -96,49 +96,62 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, info requ
 	}
 }
 
-// readOptions reads resourceVersion, resourceVersionMatch and the time-travel header.
-func (s *Server) readOptions(r *http.Request) (registry.ReadOptions, error) {
+// readOptions reads resourceVersion, resourceVersionMatch and the time-travel header. asOf is
+// the time the header names, zero if it names a resourceVersion or is absent (see asOf).
+func (s *Server) readOptions(r *http.Request) (opts registry.ReadOptions, asOf time.Time, err error) {
 	q := r.URL.Query()
-	opts := registry.ReadOptions{
+	opts = registry.ReadOptions{
 		ResourceVersion:      q.Get("resourceVersion"),
 		ResourceVersionMatch: metav1.ResourceVersionMatch(q.Get("resourceVersionMatch")),
 	}
 	at := r.Header.Get(AtHeader)
 	if at == "" {
-		return opts, nil
+		return opts, time.Time{}, nil
 	}
-	seq, err := s.resolveAt(r, at)
-	if err != nil {
-		return opts, err
-	}
-	opts.At = seq
-	return opts, nil
+	opts.At, asOf, err = s.resolveAt(r, at)
+	return opts, asOf, err
 }
 
-// resolveAt reads a point in the past: a resourceVersion, or an RFC 3339 time.
-func (s *Server) resolveAt(r *http.Request, at string) (uint64, error) {
+// resolveAt reads a point in the past: a resourceVersion (checked against the log when read:
+// one it does not hold yet is 504 "Too large resource version"), or an RFC 3339 time, which
+// must not be in the future (400).
+func (s *Server) resolveAt(r *http.Request, at string) (uint64, time.Time, error) {
 	if n, err := strconv.ParseUint(at, 10, 64); err == nil {
 		if n == 0 {
-			return 0, apierrors.NewBadRequest("the resourceVersion to read at must be positive")
+			return 0, time.Time{}, apierrors.NewBadRequest("the resourceVersion to read at must be positive")
 		}
-		return n, nil
+		return n, time.Time{}, nil
 	}
 	t, err := time.Parse(time.RFC3339Nano, at)
 	if err != nil {
-		return 0, apierrors.NewBadRequest(fmt.Sprintf("%s must be a resourceVersion or an RFC 3339 time, not %q", AtHeader, at))
+		return 0, time.Time{}, apierrors.NewBadRequest(fmt.Sprintf("%s must be a resourceVersion or an RFC 3339 time, not %q", AtHeader, at))
+	}
+	if now := s.reg.Now(); t.After(now) {
+		return 0, time.Time{}, apierrors.NewBadRequest(fmt.Sprintf("cannot read the state at %s: it is in the future (the server's time is %s)",
+			at, now.UTC().Format(time.RFC3339)))
 	}
 	seq, err := s.reg.SeqAt(r.Context(), t)
 	if err != nil {
-		return 0, err
+		return 0, time.Time{}, err
 	}
 	if seq == 0 {
-		return 0, apierrors.NewNotFound(s.catalogResourceless(), fmt.Sprintf("state at %s (the log starts later)", at))
+		return 0, time.Time{}, apierrors.NewNotFound(s.catalogResourceless(), fmt.Sprintf("state at %s (the log starts later)", at))
 	}
-	return seq, nil
+	return seq, t, nil
+}
+
+// asOf is the time a read in the past sees, for the ages of Table rows: the time the request
+// named, else the time the event at its resourceVersion was stored. Zero for a read of the
+// present.
+func (s *Server) asOf(r *http.Request, opts registry.ReadOptions, named time.Time) (time.Time, error) {
+	if opts.At == 0 || !named.IsZero() {
+		return named, nil
+	}
+	return s.reg.TimeOf(r.Context(), opts.At)
 }
 
 func (s *Server) serveGet(w http.ResponseWriter, r *http.Request, info requestInfo, out output) {
-	opts, err := s.readOptions(r)
+	opts, named, err := s.readOptions(r)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -149,7 +162,12 @@ func (s *Server) serveGet(w http.ResponseWriter, r *http.Request, info requestIn
 		return
 	}
 	if out.as == "Table" {
-		t, err := s.table(r, info.kind, []*projections.Object{o}, metav1.ListMeta{ResourceVersion: strconv.FormatUint(o.Seq, 10)})
+		asOf, err := s.asOf(r, opts, named)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		t, err := s.table(r, info.kind, []*projections.Object{o}, metav1.ListMeta{ResourceVersion: strconv.FormatUint(o.Seq, 10)}, asOf)
 		if err != nil {
 			writeError(w, r, err)
 			return
@@ -282,7 +300,7 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request, info requestI
 		writeError(w, r, err)
 		return
 	}
-	opts, err := s.readOptions(r)
+	opts, named, err := s.readOptions(r)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -351,7 +369,12 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request, info requestI
 	}
 	switch out.as {
 	case "Table":
-		t, err := s.table(r, info.kind, objs, lm)
+		asOf, err := s.asOf(r, opts, named)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		t, err := s.table(r, info.kind, objs, lm, asOf)
 		if err != nil {
 			writeError(w, r, err)
 			return

@@ -466,7 +466,7 @@ func (ww *watchWriter) send(typ watch.EventType, e *encoded) error {
 		if include == "" {
 			include = metav1.IncludeMetadata
 		}
-		row, err := ww.s.tableRow(ww.k, obj, include)
+		row, err := ww.s.tableRow(printers.Printer{}, ww.k, obj, include)
 		if err != nil {
 			return ww.fail(err)
 		}

@@ -55,7 +55,8 @@ var remoteCommandProtocols = []string{
 // tailLines, sinceSeconds, sinceTime, timestamps, limitBytes);
 // /exec/{namespace}/{pod}/{container}?command=...&input=1&output=1&error=1&tty=1;
 // /attach/{namespace}/{pod}/{container}?input=1&output=1&error=1&tty=1;
-// /portForward/{namespace}/{pod}; GET /healthz.
+// /portForward/{namespace}/{pod}; POST /images/{node} (an image archive to import into the
+// node's runtime; answers ImagesLoaded as JSON); GET /healthz.
 type Server struct {
 	log *slog.Logger
 
@@ -137,6 +138,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveAttach(w, r, parts[1], parts[2], parts[3])
 	case len(parts) == 3 && parts[0] == "portForward":
 		s.servePortForward(w, r, parts[1], parts[2])
+	case len(parts) == 2 && parts[0] == "images" && r.Method == http.MethodPost:
+		s.serveImageLoad(w, r, parts[1])
 	default:
 		writeStatus(w, apierrors.NewNotFound(nodesResource, "proxy"))
 	}
@@ -159,6 +162,18 @@ func (s *Server) find(namespace, name string) (*Agent, types.UID, error) {
 		}
 	}
 	return nil, "", apierrors.NewNotFound(podsResource, name)
+}
+
+// agent returns the agent of the node named node, nil if this endpoint serves no such node.
+func (s *Server) agent(node string) *Agent {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, a := range s.agents {
+		if a.NodeName() == node {
+			return a
+		}
+	}
+	return nil
 }
 
 func (s *Server) container(ctx context.Context, namespace, pod, container string, previous bool) (*Agent, string, error) {
@@ -424,6 +439,47 @@ func (f forwarder) PortForward(ctx context.Context, _, uid string, port int32, s
 		return fmt.Errorf("nodeagent: port-forward to port %d: %w", port, err)
 	}
 	return nil
+}
+
+// imageImporter is a runtime that keeps images and imports archives of them (dataplane/containerd
+// does; the simulated runtime keeps none: its containers run whatever image they name).
+type imageImporter interface {
+	ImportArchive(ctx context.Context, archive io.Reader) ([]string, error)
+}
+
+// serveImageLoad imports the image archive of the request's body into the node's runtime, as
+// `kind load image-archive` does on a kind node: for clusters that reach no registry.
+func (s *Server) serveImageLoad(w http.ResponseWriter, r *http.Request, node string) {
+	a := s.agent(node)
+	if a == nil {
+		writeStatus(w, apierrors.NewNotFound(nodesResource, node))
+		return
+	}
+	imp, ok := a.Runtime().(imageImporter)
+	if !ok {
+		writeStatus(w, apierrors.NewBadRequest("cannot load images: this node's runtime keeps none (a simulated node runs any image its pods name)"))
+		return
+	}
+	names, err := imp.ImportArchive(r.Context(), r.Body)
+	switch {
+	case errors.Is(err, runtimeapi.ErrInvalidImageArchive):
+		writeStatus(w, apierrors.NewBadRequest(err.Error()))
+		return
+	case err != nil:
+		writeStatus(w, apierrors.NewInternalError(fmt.Errorf("loading images: %w", err)))
+		return
+	}
+	s.log.Info("nodeagent: loaded images", "node", node, "images", names)
+	w.Header().Set("Content-Type", "application/json")
+	// The client may be gone; the images are loaded either way.
+	_ = json.NewEncoder(w).Encode(ImagesLoaded{Node: node, Images: names})
+}
+
+// ImagesLoaded is the answer of POST /images/{node}: the names of the images the archive held,
+// now on the node.
+type ImagesLoaded struct {
+	Node   string   `json:"node"`
+	Images []string `json:"images"`
 }
 
 var (

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -68,6 +69,13 @@ func (r *Registry) ConsistentRead(ctx context.Context) (uint64, error) {
 // to be served from the log at that sequence.
 func (r *Registry) waitFresh(ctx context.Context, opts ReadOptions) (exact uint64, err error) {
 	if opts.At > 0 {
+		_, last, err := r.log.Bounds(ctx)
+		if err != nil {
+			return 0, apierrors.NewServiceUnavailable(err.Error())
+		}
+		if opts.At > last {
+			return 0, tooLargeForLog(opts.At, last)
+		}
 		return opts.At, nil
 	}
 	rv, err := ParseResourceVersion(opts.ResourceVersion)
@@ -130,6 +138,19 @@ func TooLargeResourceVersion(want, have uint64) error {
 		Type: metav1.CauseTypeResourceVersionTooLarge, Message: "Too large resource version"}}
 	return err
 }
+
+// tooLargeForLog is the error of a read in the past at a sequence the log does not hold yet. It
+// is answered at once and without retry advice, as Kubernetes' etcd3 store answers a read at a
+// future revision: the state at a sequence not yet written is not known, however long one waits.
+func tooLargeForLog(want, last uint64) error {
+	err := apierrors.NewTimeoutError(fmt.Sprintf("Too large resource version: %d, current: %d", want, last), 0)
+	err.ErrStatus.Details.Causes = []metav1.StatusCause{{
+		Type: metav1.CauseTypeResourceVersionTooLarge, Message: "Too large resource version"}}
+	return err
+}
+
+// Now is the registry's clock: the time its writes are stamped with.
+func (r *Registry) Now() time.Time { return r.now() }
 
 // Get returns the object per opts, with its resourceVersion set. 404 if it does not exist (or
 // did not, at the sequence asked for).
@@ -275,17 +296,9 @@ func (r *Registry) SeqAt(ctx context.Context, t time.Time) (uint64, error) {
 	if last == 0 || first > last {
 		return 0, nil
 	}
-	storedAt := func(seq uint64) (time.Time, error) {
-		var at time.Time
-		err := r.log.Replay(ctx, eventlog.Filter{}, seq-1, seq, func(rec eventlog.Record) error {
-			at = rec.Stored
-			return nil
-		})
-		return at, err
-	}
-	at, err := storedAt(first)
+	at, err := r.TimeOf(ctx, first)
 	if err != nil {
-		return 0, statusError(nil, "", err)
+		return 0, err
 	}
 	if at.After(t) {
 		return 0, nil
@@ -293,9 +306,9 @@ func (r *Registry) SeqAt(ctx context.Context, t time.Time) (uint64, error) {
 	lo, hi := first, last // the event at lo was stored at or before t
 	for lo < hi {
 		mid := lo + (hi-lo+1)/2
-		at, err := storedAt(mid)
+		at, err := r.TimeOf(ctx, mid)
 		if err != nil {
-			return 0, statusError(nil, "", err)
+			return 0, err
 		}
 		if at.After(t) {
 			hi = mid - 1
@@ -304,6 +317,24 @@ func (r *Registry) SeqAt(ctx context.Context, t time.Time) (uint64, error) {
 		}
 	}
 	return lo, nil
+}
+
+// TimeOf returns when the event at seq was stored: from then until the next event, the state
+// was the one at seq. 410 Gone if retention dropped it, 404 if the log holds no such sequence.
+func (r *Registry) TimeOf(ctx context.Context, seq uint64) (time.Time, error) {
+	var at time.Time
+	found := false
+	err := r.log.Replay(ctx, eventlog.Filter{}, seq-1, seq, func(rec eventlog.Record) error {
+		at, found = rec.Stored, rec.Seq == seq
+		return nil
+	})
+	if err != nil {
+		return time.Time{}, statusError(nil, "", err)
+	}
+	if !found {
+		return time.Time{}, apierrors.NewNotFound(schema.GroupResource{}, fmt.Sprintf("resourceVersion %d", seq))
+	}
+	return at, nil
 }
 
 // History returns every revision of the object still in the log, tombstones included, oldest
@@ -324,12 +355,15 @@ type AuditQuery struct {
 	Resource schema.GroupResource
 	// Namespace and Name narrow the resource; empty: any.
 	Namespace, Name string
-	Limit           int // 0: no limit
+	// Limit keeps only the newest Limit events; 0: no limit.
+	Limit int
 }
 
-// Audit returns the events matching q, oldest first.
+// Audit returns the events matching q, oldest first; with a Limit, the newest Limit of them
+// (still oldest first).
 func (r *Registry) Audit(ctx context.Context, q AuditQuery) ([]eventlog.Record, error) {
 	var out []eventlog.Record
+	oldest := 0 // with a Limit reached, where the oldest kept event is in out
 	var from uint64
 	if !q.Since.IsZero() {
 		seq, err := r.SeqAt(ctx, q.Since)
@@ -363,14 +397,17 @@ func (r *Registry) Audit(ctx context.Context, q AuditQuery) ([]eventlog.Record, 
 		if q.Name != "" && ref.GetName() != q.Name {
 			return nil
 		}
-		out = append(out, rec)
-		if q.Limit > 0 && len(out) >= q.Limit {
-			return errStop
+		if q.Limit > 0 && len(out) == q.Limit {
+			// A ring of the newest Limit: this one replaces the oldest.
+			out[oldest] = rec
+			oldest = (oldest + 1) % q.Limit
+			return nil
 		}
+		out = append(out, rec)
 		return nil
 	})
 	if err != nil {
 		return nil, statusError(nil, "", err)
 	}
-	return out, nil
+	return slices.Concat(out[oldest:], out[:oldest]), nil
 }

@@ -1,6 +1,7 @@
 // Package logplaneapi holds the wire types and paths of logplane's own endpoints, served by the
 // API server beside the Kubernetes API under /apis/logplane.io/v1alpha1: object history, the
-// audit query and the log's status. Clients (lpctl) import it without the server.
+// audit query, the log's status and image loading into nodes. Clients (lpctl) import it without
+// the server.
 //
 // Reads "as of" the past use the Kubernetes URLs themselves with the At header.
 package logplaneapi
@@ -15,7 +16,9 @@ const Prefix = "/apis/logplane.io/v1alpha1"
 
 // AtHeader, set on a get or list of the Kubernetes API, reads the state as it was at a
 // resourceVersion ("1234") or an RFC 3339 time ("2026-11-23T10:00:00Z"). The response's
-// resourceVersion is the one the state was read at.
+// resourceVersion is the one the state was read at, and a Table's ages are measured from then. A
+// resourceVersion the log has not reached is a 504 "Too large resource version" (cause
+// ResourceVersionTooLarge), a time in the future a 400.
 const AtHeader = "X-Logplane-At"
 
 // HistoryPath is the history of the object that the Kubernetes path names, for example
@@ -29,11 +32,31 @@ func HistoryPath(objectPath string) string {
 
 // AuditPath is the audit query. Parameters: since (a duration like 1h, or an RFC 3339 time),
 // actor (a name), actorKind (user, reconciler, node, system), resource (plural, optionally
-// resource.group), namespace, name, limit.
+// resource.group), namespace, name, limit (the newest N of the matching events, still oldest first).
 const AuditPath = Prefix + "/audit"
 
 // StatusPath reports the log and the projection: first and last sequence, applied sequence.
 const StatusPath = Prefix + "/status"
+
+// NodeImagesPath is where an image archive is loaded into a node: POST an OCI (or Docker) image
+// archive, as `docker save` or `lpctl image build` write it, with Content-Type ImageArchiveType.
+// The API server streams it to the node agent, which imports it into its container runtime; the
+// answer is an ImageLoad. A node whose runtime keeps no images (the simulated one) answers 400.
+func NodeImagesPath(node string) string {
+	return Prefix + "/nodes/" + node + "/images"
+}
+
+// ImageArchiveType is the media type of an image archive posted to NodeImagesPath.
+const ImageArchiveType = "application/x-tar"
+
+// ImageLoad is the answer of a load into a node: the names of the images the archive held, now
+// present on the node.
+type ImageLoad struct {
+	Kind       string   `json:"kind"` // "ImageLoad"
+	APIVersion string   `json:"apiVersion"`
+	Node       string   `json:"node"`
+	Images     []string `json:"images"`
+}
 
 // Actor is who made a change.
 type Actor struct {

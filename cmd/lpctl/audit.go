@@ -48,7 +48,7 @@ func newAuditCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cob
 				q.Set("namespace", ns)
 			}
 			var a logplaneapi.Audit
-			if err := getJSON(f, logplaneapi.AuditPath, q, &a); err != nil {
+			if err := getJSON(cmd.Context(), f, logplaneapi.AuditPath, q, &a); err != nil {
 				return err
 			}
 			switch output {

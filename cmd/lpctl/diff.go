@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -107,10 +108,18 @@ func walk(path string, v any, out map[string]string) {
 			walk(path+"["+idx+"]", c, out)
 		}
 	default:
-		b, err := json.Marshal(t)
-		if err != nil {
-			b = []byte(fmt.Sprint(t))
-		}
-		out[path] = string(b)
+		out[path] = leaf(t)
 	}
+}
+
+// leaf is a scalar as JSON writes it (strings quoted), but as it is: not HTML-escaped, so that a
+// value with <, > or & reads as the user wrote it.
+func leaf(v any) string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return fmt.Sprint(v)
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }

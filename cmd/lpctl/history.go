@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -36,7 +38,7 @@ func newHistoryCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *c
 				return err
 			}
 			var h logplaneapi.History
-			if err := getJSON(f, logplaneapi.HistoryPath(path), nil, &h); err != nil {
+			if err := getJSON(cmd.Context(), f, logplaneapi.HistoryPath(path), nil, &h); err != nil {
 				return err
 			}
 			switch output {
@@ -94,9 +96,15 @@ func objectPath(f cmdutil.Factory, args []string) (string, error) {
 	return prefix + "/" + gvr.Resource + "/" + name, nil
 }
 
-// getJSON GETs a logplane endpoint and decodes its JSON answer; a Kubernetes Status error
-// becomes an error with its message.
-func getJSON(f cmdutil.Factory, path string, query url.Values, into any) error {
+// getJSON GETs a logplane endpoint and decodes its JSON answer; see callJSON.
+func getJSON(ctx context.Context, f cmdutil.Factory, path string, query url.Values, into any) error {
+	return callJSON(ctx, f, http.MethodGet, path, query, nil, "", into)
+}
+
+// callJSON calls a logplane endpoint with the user's credentials and decodes its JSON answer.
+// A Kubernetes Status answer becomes a StatusError, which kubectl prints as it prints its own
+// ("Error from server (NotFound): ...").
+func callJSON(ctx context.Context, f cmdutil.Factory, method, path string, query url.Values, body io.Reader, contentType string, into any) error {
 	cfg, err := f.ToRESTConfig()
 	if err != nil {
 		return err
@@ -109,23 +117,31 @@ func getJSON(f cmdutil.Factory, path string, query url.Values, into any) error {
 	if len(query) > 0 {
 		u += "?" + query.Encode()
 	}
-	resp, err := hc.Get(u)
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := hc.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return err
 	}
 	if resp.StatusCode != http.StatusOK {
 		var st metav1.Status
-		if json.Unmarshal(body, &st) == nil && st.Message != "" {
-			return fmt.Errorf("%s", st.Message)
+		if json.Unmarshal(b, &st) == nil && st.Kind == "Status" && st.Message != "" {
+			return &apierrors.StatusError{ErrStatus: st}
 		}
-		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
 	}
-	return json.Unmarshal(body, into)
+	return json.Unmarshal(b, into)
 }
 
 func printStructured(w io.Writer, format string, v any) error {

@@ -1,46 +1,119 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 
+	"github.com/logplane/logplane/apiserver/logplaneapi"
 	"github.com/logplane/logplane/dataplane/containerd"
 	"github.com/logplane/logplane/dataplane/ociimage"
 )
 
-func newImageCommand(streams genericiooptions.IOStreams) *cobra.Command {
-	image := &cobra.Command{Use: "image", Short: "Manage the images of this node"}
+func newImageCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	image := &cobra.Command{Use: "image", Short: "Build demo images and load image archives into the cluster's nodes"}
 	var address, namespace string
+	var nodes []string
 	load := &cobra.Command{
 		Use:   "load FILE",
-		Short: "Import an OCI image archive into this node's containerd, for machines that reach no registry",
+		Short: "Load an OCI image archive into the cluster's nodes, for clusters that reach no registry",
+		Long: "Load an OCI (or Docker) image archive into every node of the cluster, or the nodes --node names, as " +
+			"`kind load image-archive` does: the archive goes through the API server to each node agent, which imports it " +
+			"into its containerd. Pods then run the images it holds (images of logplane.local/ are never pulled). " +
+			"With --containerd, the archive goes straight into that containerd on this machine instead.",
 		Example: "  lpctl image load hello.tar\n" +
+			"  lpctl image load hello.tar --node worker-1 --node worker-2\n" +
 			"  lpctl image load busybox.tar --containerd /var/lib/logplane/containerd/containerd.sock",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := os.Open(args[0])
-			if err != nil {
-				return err
+			if address != "" {
+				if len(nodes) > 0 {
+					return fmt.Errorf("--node loads through the API server; --containerd loads into a containerd on this machine: give one or the other")
+				}
+				return loadLocal(cmd.Context(), streams.Out, args[0], address, namespace)
 			}
-			defer f.Close()
-			names, err := containerd.LoadArchive(cmd.Context(), address, namespace, f)
-			if err != nil {
-				return err
-			}
-			for _, n := range names {
-				fmt.Fprintf(streams.Out, "loaded %s\n", n)
-			}
-			return nil
+			return loadIntoNodes(cmd.Context(), f, streams.Out, args[0], nodes)
 		},
 	}
-	load.Flags().StringVar(&address, "containerd", containerd.DefaultAddress, "containerd socket of the node agent")
-	load.Flags().StringVar(&namespace, "namespace", containerd.DefaultNamespace, "containerd namespace the node agent uses")
+	load.Flags().StringArrayVar(&nodes, "node", nil, "load into this node only (repeat for several); default: every node")
+	load.Flags().StringVar(&address, "containerd", "", "load into the containerd at this socket on this machine instead, not through the API server")
+	load.Flags().StringVar(&namespace, "containerd-namespace", containerd.DefaultNamespace, "with --containerd: the containerd namespace the node agent uses")
 	image.AddCommand(load, newImageBuildCommand(streams))
 	return image
+}
+
+// loadLocal imports the archive at path into the containerd at address.
+func loadLocal(ctx context.Context, out io.Writer, path, address, namespace string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	names, err := containerd.LoadArchive(ctx, address, namespace, f)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		fmt.Fprintf(out, "loaded %s\n", n)
+	}
+	return nil
+}
+
+// loadIntoNodes posts the archive at path to every node named (all of the cluster's if none),
+// one after the other, and says what each loaded. It goes on after a node fails and returns
+// every failure.
+func loadIntoNodes(ctx context.Context, f cmdutil.Factory, out io.Writer, path string, nodes []string) error {
+	if _, err := os.Stat(path); err != nil {
+		return err
+	}
+	if len(nodes) == 0 {
+		cs, err := f.KubernetesClientSet()
+		if err != nil {
+			return err
+		}
+		list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, n := range list.Items {
+			nodes = append(nodes, n.Name)
+		}
+		if len(nodes) == 0 {
+			return fmt.Errorf("the cluster has no nodes to load %s into", path)
+		}
+	}
+	var errs []error
+	for _, node := range nodes {
+		loaded, err := loadIntoNode(ctx, f, path, node)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("node %s: %w", node, err))
+			continue
+		}
+		for _, img := range loaded.Images {
+			fmt.Fprintf(out, "loaded %s into node %s\n", img, node)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func loadIntoNode(ctx context.Context, f cmdutil.Factory, path, node string) (logplaneapi.ImageLoad, error) {
+	var loaded logplaneapi.ImageLoad
+	archive, err := os.Open(path)
+	if err != nil {
+		return loaded, err
+	}
+	defer archive.Close()
+	err = callJSON(ctx, f, http.MethodPost, logplaneapi.NodeImagesPath(node), nil, archive, logplaneapi.ImageArchiveType, &loaded)
+	return loaded, err
 }
 
 // Demo images: what `lpctl image build` makes without a registry, from this machine's

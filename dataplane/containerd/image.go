@@ -2,7 +2,6 @@ package containerd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -132,10 +131,17 @@ func (r *Runtime) resolver() docker.ResolverOptions {
 // ImportArchive imports the images of an OCI (or Docker) image archive, as
 // written by dataplane/ociimage, unpacks them, and returns their names. It is
 // how images reach a node that reaches no registry (`lpctl image load`).
+//
+// An archive that cannot be read as one (not a tar, no index or manifest, cut short) or that
+// names no image is an error wrapping runtimeapi.ErrInvalidImageArchive; containerd being
+// unavailable, or ctx ending, is not.
 func (r *Runtime) ImportArchive(ctx context.Context, archive io.Reader) ([]string, error) {
 	imgs, err := r.client.Import(ctx, archive)
 	if err != nil {
-		return nil, fmt.Errorf("containerd: import: %w", err)
+		if ctx.Err() != nil || errdefs.IsUnavailable(err) || errdefs.IsCanceled(err) || errdefs.IsDeadlineExceeded(err) {
+			return nil, fmt.Errorf("containerd: import: %w", err)
+		}
+		return nil, fmt.Errorf("containerd: import: %w: %w", runtimeapi.ErrInvalidImageArchive, err)
 	}
 	var names []string
 	for _, i := range imgs {
@@ -145,7 +151,7 @@ func (r *Runtime) ImportArchive(ctx context.Context, archive io.Reader) ([]strin
 		names = append(names, i.Name)
 	}
 	if len(names) == 0 {
-		return nil, errors.New("containerd: import: the archive names no image")
+		return nil, fmt.Errorf("containerd: import: %w: the archive names no image", runtimeapi.ErrInvalidImageArchive)
 	}
 	return names, nil
 }

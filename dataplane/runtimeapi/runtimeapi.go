@@ -23,6 +23,9 @@ var (
 	ErrImageNeverPull = errors.New("runtime: image not present and pull policy is Never")
 	// ErrInvalidImageName: the image reference does not parse.
 	ErrInvalidImageName = errors.New("runtime: invalid image name")
+	// ErrInvalidImageArchive: an image archive to import is not one (not a tar, no index or
+	// manifest, truncated, or naming no image).
+	ErrInvalidImageArchive = errors.New("runtime: invalid image archive")
 )
 
 // PullPolicy says when an image is pulled; its values are Kubernetes'
