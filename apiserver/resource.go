@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/logplane/logplane/kinds"
 	"github.com/logplane/logplane/projections"
@@ -710,10 +710,19 @@ func (s *Server) serveBinding(w http.ResponseWriter, r *http.Request, info reque
 		writeError(w, r, apierrors.NewBadRequest(fmt.Sprintf("the name of the binding (%s) does not match the pod (%s)", b.Name, info.name)))
 		return
 	}
-	if b.Target.Name == "" || (b.Target.Kind != "" && b.Target.Kind != "Node") {
-		writeError(w, r, apierrors.NewInvalid(corev1.SchemeGroupVersion.WithKind("Binding").GroupKind(), b.Name, nil))
+	// ValidatePodBinding.
+	var errs field.ErrorList
+	if b.Target.Kind != "" && b.Target.Kind != "Node" {
+		errs = append(errs, field.NotSupported(field.NewPath("target", "kind"), b.Target.Kind, []string{"Node", "<empty>"}))
+	}
+	if b.Target.Name == "" {
+		errs = append(errs, field.Required(field.NewPath("target", "name"), ""))
+	}
+	if len(errs) > 0 {
+		writeError(w, r, apierrors.NewInvalid(corev1.SchemeGroupVersion.WithKind("Binding").GroupKind(), b.Name, errs))
 		return
 	}
+	bindings := schemaGR{Resource: "pods/binding"}
 	req, err := s.writeRequest(r)
 	if err != nil {
 		writeError(w, r, err)
@@ -721,14 +730,18 @@ func (s *Server) serveBinding(w http.ResponseWriter, r *http.Request, info reque
 	}
 	_, err = s.reg.Modify(r.Context(), info.kind, info.namespace, info.name, req, registry.UpdateOptions{Subresource: "binding"}, func(cur runtime.Object) (runtime.Object, error) {
 		pod := cur.(*corev1.Pod)
+		if b.UID != "" && b.UID != pod.UID {
+			return nil, apierrors.NewConflict(info.kind.GroupResource(), info.name,
+				fmt.Errorf("Precondition failed: UID in precondition: %v, UID in object meta: %v", b.UID, pod.UID))
+		}
 		if pod.DeletionTimestamp != nil {
-			return nil, apierrors.NewConflict(info.kind.GroupResource(), info.name, errors.New("pod is being deleted, cannot be assigned to a host"))
+			return nil, apierrors.NewConflict(bindings, info.name, fmt.Errorf("pod %s is being deleted, cannot be assigned to a host", pod.Name))
 		}
 		if pod.Spec.NodeName != "" {
-			return nil, apierrors.NewConflict(info.kind.GroupResource(), info.name, fmt.Errorf("pod %s is already assigned to node %q", pod.Name, pod.Spec.NodeName))
+			return nil, apierrors.NewConflict(bindings, info.name, fmt.Errorf("pod %v is already assigned to node %q", pod.Name, pod.Spec.NodeName))
 		}
-		if b.UID != "" && b.UID != pod.UID {
-			return nil, apierrors.NewConflict(info.kind.GroupResource(), info.name, fmt.Errorf("the UID in the binding (%s) does not match the pod's (%s)", b.UID, pod.UID))
+		if len(pod.Spec.SchedulingGates) != 0 {
+			return nil, apierrors.NewConflict(bindings, info.name, fmt.Errorf("pod %v has non-empty .spec.schedulingGates", pod.Name))
 		}
 		pod.Spec.NodeName = b.Target.Name
 		setCondition(&pod.Status, corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()})

@@ -26,6 +26,10 @@ type Kind struct {
 	Categories   []string // "all" for those `kubectl get all` shows
 	Namespaced   bool
 	Subresources []string // "status", "scale", ...
+	// StatusResetsMetadata are the metadata fields ("labels", "ownerReferences") that an update
+	// of the status subresource may not change, beside everything but the status, as the
+	// kind's status strategy in Kubernetes resets them.
+	StatusResetsMetadata []string
 
 	fields func(obj runtime.Object, set fields.Set)
 }

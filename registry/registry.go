@@ -229,7 +229,11 @@ func (r *Registry) FieldManager(k *kinds.Kind, subresource string) (*managedfiel
 	if k.HasSubresource("status") {
 		var set *fieldpath.Set
 		if subresource == "status" {
-			set = fieldpath.NewSet(fieldpath.MakePathOrDie("spec"), fieldpath.MakePathOrDie("metadata", "labels"))
+			// The status strategy's reset fields: the spec, and the kind's own.
+			set = fieldpath.NewSet(fieldpath.MakePathOrDie("spec"))
+			for _, f := range k.StatusResetsMetadata {
+				set.Insert(fieldpath.MakePathOrDie("metadata", f))
+			}
 		} else if subresource == "" {
 			set = fieldpath.NewSet(fieldpath.MakePathOrDie("status"))
 		}
