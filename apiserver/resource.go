@@ -66,6 +66,10 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, info requ
 		writeError(w, r, apierrors.NewMethodNotSupported(k.GroupResource(), info.verb+" "+info.subresource))
 		return
 	}
+	if info.subresource == "" && !slices.Contains(k.ResourceVerbs(), info.verb) {
+		writeError(w, r, apierrors.NewMethodNotSupported(k.GroupResource(), info.verb))
+		return
+	}
 	if info.subresource == "status" && (info.verb == "create" || info.verb == "delete") {
 		writeError(w, r, apierrors.NewMethodNotSupported(k.GroupResource(), info.verb+" status"))
 		return

@@ -32,7 +32,8 @@ func Builtin() *Catalog {
 func builtinKinds() []*Kind {
 	return []*Kind{
 		{GroupVersionKind: gvk("", "v1", "Namespace"), Resource: "namespaces", Singular: "namespace", ShortNames: []string{"ns"},
-			Subresources: []string{"status", "finalize"}, fields: namespaceFields},
+			Subresources: []string{"status", "finalize"}, fields: namespaceFields,
+			Verbs: []string{"create", "delete", "get", "list", "patch", "update", "watch"}},
 		{GroupVersionKind: gvk("", "v1", "Pod"), Resource: "pods", Singular: "pod", ShortNames: []string{"po"}, Categories: all,
 			Namespaced: true, Subresources: []string{"status", "binding", "eviction", "log", "exec", "attach", "portforward"}, fields: podFields,
 			StatusResetsMetadata: []string{"ownerReferences"}},

@@ -26,12 +26,35 @@ type Kind struct {
 	Categories   []string // "all" for those `kubectl get all` shows
 	Namespaced   bool
 	Subresources []string // "status", "scale", ...
+	// Verbs of the main resource, when not all of AllVerbs (a Namespace has no deletecollection).
+	Verbs []string
 	// StatusResetsMetadata are the metadata fields ("labels", "ownerReferences") that an update
 	// of the status subresource may not change, beside everything but the status, as the
 	// kind's status strategy in Kubernetes resets them.
 	StatusResetsMetadata []string
 
-	fields func(obj runtime.Object, set fields.Set)
+	fields   func(obj runtime.Object, set fields.Set)
+	storedAs *Kind
+}
+
+// AllVerbs are the verbs of a resource with everything Kubernetes' generic store serves.
+var AllVerbs = []string{"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}
+
+// ResourceVerbs returns the verbs of the kind's main resource, sorted.
+func (k *Kind) ResourceVerbs() []string {
+	if k.Verbs != nil {
+		return k.Verbs
+	}
+	return AllVerbs
+}
+
+// Stored returns the kind whose objects hold this kind's: the kind itself, or for a kind served
+// by conversion from another (events.k8s.io/v1 Events, stored as core v1 Events), that one.
+func (k *Kind) Stored() *Kind {
+	if k.storedAs != nil {
+		return k.storedAs
+	}
+	return k
 }
 
 // GroupVersionResource of the kind.
