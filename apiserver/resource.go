@@ -174,7 +174,7 @@ func (s *Server) serveGet(w http.ResponseWriter, r *http.Request, info requestIn
 		writeError(w, r, notAcceptable(info))
 		return
 	}
-	s.writeStored(w, r, http.StatusOK, out, o)
+	s.writeStored(w, r, http.StatusOK, out, info.kind, o)
 }
 
 func notAcceptable(info requestInfo) error {
@@ -194,11 +194,17 @@ func listQuery(r *http.Request, info requestInfo) (registry.Query, error) {
 	if err != nil {
 		return q, apierrors.NewBadRequest(fmt.Sprintf("invalid field selector: %v", err))
 	}
-	supported := info.kind.Fields(info.kind.New())
-	for _, req := range fs.Requirements() {
-		if _, ok := supported[req.Field]; !ok {
-			return q, apierrors.NewBadRequest(fmt.Sprintf("field label not supported: %s", req.Field))
+	// Field labels are those of the kind asked for; the objects carry the stored kind's fields
+	// (an events.k8s.io selector on regarding.name selects on involvedObject.name).
+	fs, err = fs.Transform(func(field, value string) (string, string, error) {
+		stored, ok := info.kind.SelectableField(field)
+		if !ok {
+			return "", "", fmt.Errorf("field label not supported: %s", field)
 		}
+		return stored, value, nil
+	})
+	if err != nil {
+		return q, apierrors.NewBadRequest(err.Error())
 	}
 	q.Fields = fs
 	return q, nil

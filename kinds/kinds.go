@@ -33,8 +33,13 @@ type Kind struct {
 	// kind's status strategy in Kubernetes resets them.
 	StatusResetsMetadata []string
 
-	fields   func(obj runtime.Object, set fields.Set)
-	storedAs *Kind
+	fields func(obj runtime.Object, set fields.Set)
+
+	// A kind served by conversion (see convert.go): the kind its objects are stored as, the
+	// conversions, and the field labels it selects on, by the stored kind's field.
+	storedAs             *Kind
+	toStored, fromStored func(runtime.Object) runtime.Object
+	fieldLabels          map[string]string
 }
 
 // AllVerbs are the verbs of a resource with everything Kubernetes' generic store serves.
@@ -151,9 +156,14 @@ func (c *Catalog) ByResource(gvr schema.GroupVersionResource) (*Kind, bool) {
 	return k, ok
 }
 
-// ByGroupResource finds a kind by group and plural resource, whatever its version.
+// ByGroupResource finds a kind by group and plural resource, whatever its version: the kind of
+// the objects stored under that resource in the log. A kind served by conversion from another
+// (events.events.k8s.io) stores nothing under its own resource, and is not found here.
 func (c *Catalog) ByGroupResource(gr schema.GroupResource) (*Kind, bool) {
 	k, ok := c.byGR[gr]
+	if ok && k.storedAs != nil {
+		return nil, false
+	}
 	return k, ok
 }
 

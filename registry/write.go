@@ -387,7 +387,7 @@ func (r *Registry) current(ctx context.Context, k *kinds.Kind, key eventlog.Key,
 		if !ok {
 			return current{}, apierrors.NewNotFound(k.GroupResource(), key.Name)
 		}
-		c, err := decodeProjected(o)
+		c, err := decodeProjected(k, o)
 		if err != nil {
 			return current{}, apierrors.NewInternalError(err)
 		}
