@@ -1,11 +1,14 @@
 package apiserver
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"mime"
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 
 	apidiscoveryv2 "k8s.io/api/apidiscovery/v2"
@@ -13,8 +16,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/version"
-
-	"github.com/logplane/logplane/kinds"
 )
 
 // Version is what /version reports: the Kubernetes API version logplane serves.
@@ -105,111 +106,174 @@ func (s *Server) serveGroups(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, mediaJSON, list)
 }
 
-// verbsOf are the verbs every served resource supports.
-var verbsOf = []string{"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}
-
-// subresourceVerbs are the verbs of the subresources served.
-var subresourceVerbs = map[string][]string{
-	"status":   {"get", "patch", "update"},
-	"scale":    {"get", "patch", "update"},
-	"binding":  {"create"},
-	"eviction": {"create"},
-	"finalize": {"update"},
+// subresourceDiscovery is how Kubernetes lists a subresource in discovery: the kind it takes or
+// answers (empty: the parent's; a group and version only where Kubernetes' storage names them,
+// through rest.GroupVersionKindProvider) and its verbs. Proxy subresources take
+// <Kind>ProxyOptions.
+var subresourceDiscovery = map[string]struct {
+	gvk   schema.GroupVersionKind
+	verbs []string
+}{
+	"status":      {verbs: []string{"get", "patch", "update"}},
+	"scale":       {gvk: autoscalingv1.SchemeGroupVersion.WithKind("Scale"), verbs: []string{"get", "patch", "update"}},
+	"binding":     {gvk: schema.GroupVersionKind{Kind: "Binding"}, verbs: []string{"create"}},
+	"eviction":    {gvk: schema.GroupVersionKind{Group: "policy", Version: "v1", Kind: "Eviction"}, verbs: []string{"create"}},
+	"log":         {verbs: []string{"get"}},
+	"exec":        {gvk: schema.GroupVersionKind{Kind: "PodExecOptions"}, verbs: []string{"create", "get"}},
+	"attach":      {gvk: schema.GroupVersionKind{Kind: "PodAttachOptions"}, verbs: []string{"create", "get"}},
+	"portforward": {gvk: schema.GroupVersionKind{Kind: "PodPortForwardOptions"}, verbs: []string{"create", "get"}},
+	"proxy":       {verbs: []string{"create", "delete", "get", "patch", "update"}},
+	"token":       {gvk: schema.GroupVersionKind{Group: "authentication.k8s.io", Version: "v1", Kind: "TokenRequest"}, verbs: []string{"create"}},
+	"finalize":    {verbs: []string{"update"}},
 }
 
-// servedSubresources are the subresources of k this server implements.
-func servedSubresources(k *kinds.Kind) []string {
-	var out []string
-	for _, sub := range k.Subresources {
-		if _, ok := subresourceVerbs[sub]; ok {
-			out = append(out, sub)
-		}
-	}
-	return out
+// storageVersionHash is discovery.StorageVersionHash: the first 8 bytes of the SHA-256 of the
+// group/version/kind objects are stored as, base64.
+func storageVersionHash(gvk schema.GroupVersionKind) string {
+	sum := sha256.Sum256([]byte(gvk.Group + "/" + gvk.Version + "/" + gvk.Kind))
+	return base64.StdEncoding.EncodeToString(sum[:8])
 }
 
-func subresourceKind(k *kinds.Kind, sub string) schema.GroupVersionKind {
-	switch sub {
-	case "scale":
-		return autoscalingv1.SchemeGroupVersion.WithKind("Scale")
-	case "binding":
-		return schema.GroupVersionKind{Version: "v1", Kind: "Binding"}
-	case "eviction":
-		return schema.GroupVersionKind{Group: "policy", Version: "v1", Kind: "Eviction"}
-	}
-	return k.GroupVersionKind
-}
-
-// serveResourceList serves /api/v1 and /apis/<group>/<version>.
-func (s *Server) serveResourceList(w http.ResponseWriter, r *http.Request, gv schema.GroupVersion) {
-	list := metav1.APIResourceList{GroupVersion: gv.String()}
-	list.Kind, list.APIVersion = "APIResourceList", "v1"
+// apiResources is the discovery of group version gv as Kubernetes' installer makes it: every
+// resource and every subresource of the catalog, sorted by name, with their kinds and sorted
+// verbs; subresources have no singular name.
+func (s *Server) apiResources(gv schema.GroupVersion) []metav1.APIResource {
+	var out []metav1.APIResource
 	for _, k := range s.catalog.All() {
 		if k.GroupVersion() != gv {
 			continue
 		}
-		list.APIResources = append(list.APIResources, metav1.APIResource{
+		out = append(out, metav1.APIResource{
 			Name: k.Resource, SingularName: k.Singular, Namespaced: k.Namespaced, Kind: k.Kind,
-			Verbs: verbsOf, ShortNames: k.ShortNames, Categories: k.Categories,
+			Verbs: k.ResourceVerbs(), ShortNames: k.ShortNames, Categories: k.Categories,
+			StorageVersionHash: storageVersionHash(k.Stored().GroupVersionKind),
 		})
-		for _, sub := range servedSubresources(k) {
-			sk := subresourceKind(k, sub)
-			list.APIResources = append(list.APIResources, metav1.APIResource{
-				Name: k.Resource + "/" + sub, Namespaced: k.Namespaced, Group: sk.Group, Version: sk.Version, Kind: sk.Kind,
-				Verbs: subresourceVerbs[sub],
+		for _, sub := range k.Subresources {
+			d, ok := subresourceDiscovery[sub]
+			if !ok {
+				continue
+			}
+			gvk := d.gvk
+			switch {
+			case sub == "proxy":
+				gvk.Kind = k.Kind + "ProxyOptions"
+			case gvk.Kind == "":
+				gvk.Kind = k.Kind
+			}
+			out = append(out, metav1.APIResource{
+				Name: k.Resource + "/" + sub, Namespaced: k.Namespaced, Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind,
+				Verbs: d.verbs,
 			})
 		}
 	}
+	slices.SortFunc(out, func(a, b metav1.APIResource) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// serveResourceList serves /api/v1 and /apis/<group>/<version>.
+func (s *Server) serveResourceList(w http.ResponseWriter, r *http.Request, gv schema.GroupVersion) {
+	list := metav1.APIResourceList{GroupVersion: gv.String(), APIResources: s.apiResources(gv)}
+	list.Kind, list.APIVersion = "APIResourceList", "v1"
 	writeJSON(w, http.StatusOK, mediaJSON, list)
 }
 
-// aggregated is the aggregated discovery document of the core group (core) or of the others.
+// aggregated is the aggregated discovery document of the core group (core) or of the others:
+// each group version's resources converted as Kubernetes' ConvertGroupVersionIntoToDiscovery
+// does.
 func (s *Server) aggregated(core bool) apidiscoveryv2.APIGroupDiscoveryList {
 	list := apidiscoveryv2.APIGroupDiscoveryList{}
 	list.Kind, list.APIVersion = "APIGroupDiscoveryList", "apidiscovery.k8s.io/v2"
 	index := map[string]int{}
-	for _, k := range s.catalog.All() {
-		if (k.Group == "") != core {
+	for _, gv := range s.catalog.GroupVersions() {
+		if (gv.Group == "") != core {
 			continue
 		}
-		gi, ok := index[k.Group]
+		gi, ok := index[gv.Group]
 		if !ok {
-			g := apidiscoveryv2.APIGroupDiscovery{ObjectMeta: metav1.ObjectMeta{Name: k.Group}}
-			list.Items = append(list.Items, g)
+			list.Items = append(list.Items, apidiscoveryv2.APIGroupDiscovery{ObjectMeta: metav1.ObjectMeta{Name: gv.Group}})
 			gi = len(list.Items) - 1
-			index[k.Group] = gi
+			index[gv.Group] = gi
 		}
-		g := &list.Items[gi]
-		vi := -1
-		for i := range g.Versions {
-			if g.Versions[i].Version == k.Version {
-				vi = i
-			}
-		}
-		if vi < 0 {
-			g.Versions = append(g.Versions, apidiscoveryv2.APIVersionDiscovery{Version: k.Version, Freshness: apidiscoveryv2.DiscoveryFreshnessCurrent})
-			vi = len(g.Versions) - 1
-		}
-		scope := apidiscoveryv2.ScopeCluster
-		if k.Namespaced {
-			scope = apidiscoveryv2.ScopeNamespace
-		}
-		rd := apidiscoveryv2.APIResourceDiscovery{
-			Resource: k.Resource, SingularResource: k.Singular, Scope: scope, Verbs: verbsOf,
-			ShortNames: k.ShortNames, Categories: k.Categories,
-			ResponseKind: &metav1.GroupVersionKind{Group: k.Group, Version: k.Version, Kind: k.Kind},
-		}
-		for _, sub := range servedSubresources(k) {
-			sk := subresourceKind(k, sub)
-			rd.Subresources = append(rd.Subresources, apidiscoveryv2.APISubresourceDiscovery{
-				Subresource:  sub,
-				ResponseKind: &metav1.GroupVersionKind{Group: sk.Group, Version: sk.Version, Kind: sk.Kind},
-				Verbs:        subresourceVerbs[sub],
-			})
-		}
-		g.Versions[vi].Resources = append(g.Versions[vi].Resources, rd)
+		list.Items[gi].Versions = append(list.Items[gi].Versions, apidiscoveryv2.APIVersionDiscovery{
+			Version: gv.Version, Resources: toAggregated(s.apiResources(gv)), Freshness: apidiscoveryv2.DiscoveryFreshnessCurrent,
+		})
 	}
 	return list
+}
+
+// toAggregated converts a group version's resources to aggregated discovery, subresources under
+// their resource.
+func toAggregated(rs []metav1.APIResource) []apidiscoveryv2.APIResourceDiscovery {
+	var out []apidiscoveryv2.APIResourceDiscovery
+	parents := map[string]int{}
+	for _, r := range rs {
+		if strings.Contains(r.Name, "/") {
+			continue
+		}
+		out = append(out, apidiscoveryv2.APIResourceDiscovery{
+			Resource: r.Name, Scope: scopeOf(r), SingularResource: r.SingularName,
+			ResponseKind: &metav1.GroupVersionKind{Group: r.Group, Version: r.Version, Kind: r.Kind},
+			Verbs:        r.Verbs, ShortNames: r.ShortNames, Categories: r.Categories,
+		})
+		parents[r.Name] = len(out) - 1
+	}
+	for _, r := range rs {
+		parent, sub, ok := strings.Cut(r.Name, "/")
+		if !ok {
+			continue
+		}
+		i, ok := parents[parent]
+		if !ok {
+			continue // the catalog lists subresources of its resources only
+		}
+		out[i].Subresources = append(out[i].Subresources, apidiscoveryv2.APISubresourceDiscovery{
+			Subresource: sub, Verbs: r.Verbs,
+			ResponseKind: &metav1.GroupVersionKind{Group: r.Group, Version: r.Version, Kind: r.Kind},
+		})
+	}
+	return out
+}
+
+func scopeOf(r metav1.APIResource) apidiscoveryv2.ResourceScope {
+	if r.Namespaced {
+		return apidiscoveryv2.ScopeNamespace
+	}
+	return apidiscoveryv2.ScopeCluster
+}
+
+// serveGroup serves /apis/<group>: the group's APIGroup.
+func (s *Server) serveGroup(w http.ResponseWriter, r *http.Request, group string) {
+	g := metav1.APIGroup{Name: group}
+	g.Kind, g.APIVersion = "APIGroup", "v1"
+	for _, gv := range s.catalog.GroupVersions() {
+		if gv.Group == group {
+			g.Versions = append(g.Versions, metav1.GroupVersionForDiscovery{GroupVersion: gv.String(), Version: gv.Version})
+		}
+	}
+	if group == "" || len(g.Versions) == 0 {
+		writeError(w, r, notFoundPath(r))
+		return
+	}
+	g.PreferredVersion = g.Versions[0]
+	writeJSON(w, http.StatusOK, mediaJSON, g)
+}
+
+// serveIndex serves / (and /index.json, and /paths, which the seed's Kubernetes 1.2 answered):
+// the paths the server serves, as Kubernetes' index lists them.
+func (s *Server) serveIndex(w http.ResponseWriter, r *http.Request) {
+	paths := []string{"/api", "/api/v1", "/apis", "/apis/", "/healthz", "/healthz/ping", "/livez", "/livez/ping",
+		"/metrics", "/openapi/v2", "/openapi/v3", "/openapi/v3/", "/readyz", "/readyz/ping", "/version"}
+	for _, gv := range s.catalog.GroupVersions() {
+		if gv.Group == "" {
+			continue
+		}
+		if !slices.Contains(paths, "/apis/"+gv.Group) {
+			paths = append(paths, "/apis/"+gv.Group)
+		}
+		paths = append(paths, "/apis/"+gv.String())
+	}
+	slices.Sort(paths)
+	writeJSON(w, http.StatusOK, mediaJSON, metav1.RootPaths{Paths: paths})
 }
 
 // serveHealth serves /healthz, /readyz, /livez (and their /<check> forms) and /version.

@@ -29,8 +29,9 @@ var protoMagic = []byte("k8s\x00")
 // encoded holds the wire forms of one revision of an object, made once and shared by every
 // list and watch that sends it.
 type encoded struct {
-	src *projections.Object
-	rv  uint64 // the resourceVersion to put in the object: src.Seq, or a tombstone's sequence
+	src  *projections.Object
+	rv   uint64      // the resourceVersion to put in the object: src.Seq, or a tombstone's sequence
+	kind *kinds.Kind // the kind it is sent as: src.Kind, or a kind served by conversion from it
 
 	jsonOnce sync.Once
 	json     []byte // the object as JSON, with apiVersion and kind
@@ -41,7 +42,8 @@ type encoded struct {
 	protoErr  error
 
 	framesMu sync.Mutex
-	frames   map[frameKey][]byte // whole watch events, framed, shared by every watcher
+	frames   map[frameKey][]byte    // whole watch events, framed, shared by every watcher
+	views    map[schemaGVK]*encoded // the same revision sent as kinds served by conversion
 }
 
 // frameKey names one framed watch event: its type and wire format.
@@ -96,13 +98,34 @@ func (e *encoded) frame(typ string, proto bool, kind *kinds.Kind) ([]byte, error
 	return b, nil
 }
 
-func newEncoded(o *projections.Object, rv uint64) *encoded { return &encoded{src: o, rv: rv} }
+func newEncoded(o *projections.Object, rv uint64) *encoded {
+	return &encoded{src: o, rv: rv, kind: o.Kind}
+}
+
+// as returns the encodings of the same revision sent as kind k: e itself, or, for a kind served
+// by conversion from e's (events.k8s.io/v1 Events of core Events), one made once and shared.
+func (e *encoded) as(k *kinds.Kind) *encoded {
+	if e.kind == nil || k.GroupVersionKind == e.kind.GroupVersionKind {
+		return e
+	}
+	e.framesMu.Lock()
+	defer e.framesMu.Unlock()
+	if v, ok := e.views[k.GroupVersionKind]; ok {
+		return v
+	}
+	v := &encoded{src: e.src, rv: e.rv, kind: k}
+	if e.views == nil {
+		e.views = map[schemaGVK]*encoded{}
+	}
+	e.views[k.GroupVersionKind] = v
+	return v
+}
 
 func (e *encoded) decode() (runtime.Object, error) {
-	if e.src.Kind == nil {
+	if e.kind == nil {
 		return nil, fmt.Errorf("apiserver: %s is of an unknown kind", e.src.Key)
 	}
-	obj, err := e.src.Kind.Decode(e.src.Event.GetEncoding(), e.src.Event.GetObject())
+	obj, err := e.kind.Decode(e.src.Event.GetEncoding(), e.src.Event.GetObject())
 	if err != nil {
 		return nil, err
 	}
@@ -225,9 +248,14 @@ func (s *Server) encodedOf(o *projections.Object) *encoded {
 	return newEncoded(o, o.Seq)
 }
 
-// writeStored sends one stored object.
-func (s *Server) writeStored(w http.ResponseWriter, r *http.Request, code int, out output, o *projections.Object) {
-	e := s.encodedOf(o)
+// encodedAs returns the encodings of o sent as kind k (see encoded.as).
+func (s *Server) encodedAs(o *projections.Object, k *kinds.Kind) *encoded {
+	return s.encodedOf(o).as(k)
+}
+
+// writeStored sends one stored object as kind k.
+func (s *Server) writeStored(w http.ResponseWriter, r *http.Request, code int, out output, k *kinds.Kind, o *projections.Object) {
+	e := s.encodedAs(o, k)
 	var body []byte
 	var err error
 	switch {
@@ -235,7 +263,7 @@ func (s *Server) writeStored(w http.ResponseWriter, r *http.Request, code int, o
 		var raw []byte
 		raw, err = e.Proto()
 		if err == nil {
-			body, err = envelope(o.Kind.GroupVersion().String(), o.Kind.Kind, raw)
+			body, err = envelope(k.GroupVersion().String(), k.Kind, raw)
 		}
 	case out.media == mediaYAML:
 		body, err = e.JSON()
@@ -301,7 +329,7 @@ func (s *Server) jsonList(k *kinds.Kind, lm metav1.ListMeta, objs []*projections
 	items := make([][]byte, len(objs))
 	size := 128 + len(meta)
 	for i, o := range objs {
-		b, err := s.encodedOf(o).JSON()
+		b, err := s.encodedAs(o, k).JSON()
 		if err != nil {
 			return nil, err
 		}
@@ -334,7 +362,7 @@ func (s *Server) protoList(k *kinds.Kind, lm metav1.ListMeta, objs []*projection
 	items := make([][]byte, len(objs))
 	n := protowire.SizeTag(1) + protowire.SizeBytes(len(metaBytes))
 	for i, o := range objs {
-		b, err := s.encodedOf(o).Proto()
+		b, err := s.encodedAs(o, k).Proto()
 		if err != nil {
 			return nil, err
 		}
@@ -373,7 +401,7 @@ func (s *Server) table(r *http.Request, k *kinds.Kind, objs []*projections.Objec
 		p.Now = func() time.Time { return asOf }
 	}
 	for _, o := range objs {
-		obj, err := s.encodedOf(o).decode()
+		obj, err := s.encodedAs(o, k).decode()
 		if err != nil {
 			return nil, apierrors.NewInternalError(err)
 		}

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/logplane/logplane/kinds"
 	"github.com/logplane/logplane/projections"
@@ -64,6 +64,10 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, info requ
 		return
 	default:
 		writeError(w, r, apierrors.NewMethodNotSupported(k.GroupResource(), info.verb+" "+info.subresource))
+		return
+	}
+	if info.subresource == "" && !slices.Contains(k.ResourceVerbs(), info.verb) {
+		writeError(w, r, apierrors.NewMethodNotSupported(k.GroupResource(), info.verb))
 		return
 	}
 	if info.subresource == "status" && (info.verb == "create" || info.verb == "delete") {
@@ -188,7 +192,7 @@ func (s *Server) serveGet(w http.ResponseWriter, r *http.Request, info requestIn
 		writeError(w, r, notAcceptable(info))
 		return
 	}
-	s.writeStored(w, r, http.StatusOK, out, o)
+	s.writeStored(w, r, http.StatusOK, out, info.kind, o)
 }
 
 func notAcceptable(info requestInfo) error {
@@ -208,11 +212,17 @@ func listQuery(r *http.Request, info requestInfo) (registry.Query, error) {
 	if err != nil {
 		return q, apierrors.NewBadRequest(fmt.Sprintf("invalid field selector: %v", err))
 	}
-	supported := info.kind.Fields(info.kind.New())
-	for _, req := range fs.Requirements() {
-		if _, ok := supported[req.Field]; !ok {
-			return q, apierrors.NewBadRequest(fmt.Sprintf("field label not supported: %s", req.Field))
+	// Field labels are those of the kind asked for; the objects carry the stored kind's fields
+	// (an events.k8s.io selector on regarding.name selects on involvedObject.name).
+	fs, err = fs.Transform(func(field, value string) (string, string, error) {
+		stored, ok := info.kind.SelectableField(field)
+		if !ok {
+			return "", "", fmt.Errorf("field label not supported: %s", field)
 		}
+		return stored, value, nil
+	})
+	if err != nil {
+		return q, apierrors.NewBadRequest(err.Error())
 	}
 	q.Fields = fs
 	return q, nil
@@ -733,10 +743,19 @@ func (s *Server) serveBinding(w http.ResponseWriter, r *http.Request, info reque
 		writeError(w, r, apierrors.NewBadRequest(fmt.Sprintf("the name of the binding (%s) does not match the pod (%s)", b.Name, info.name)))
 		return
 	}
-	if b.Target.Name == "" || (b.Target.Kind != "" && b.Target.Kind != "Node") {
-		writeError(w, r, apierrors.NewInvalid(corev1.SchemeGroupVersion.WithKind("Binding").GroupKind(), b.Name, nil))
+	// ValidatePodBinding.
+	var errs field.ErrorList
+	if b.Target.Kind != "" && b.Target.Kind != "Node" {
+		errs = append(errs, field.NotSupported(field.NewPath("target", "kind"), b.Target.Kind, []string{"Node", "<empty>"}))
+	}
+	if b.Target.Name == "" {
+		errs = append(errs, field.Required(field.NewPath("target", "name"), ""))
+	}
+	if len(errs) > 0 {
+		writeError(w, r, apierrors.NewInvalid(corev1.SchemeGroupVersion.WithKind("Binding").GroupKind(), b.Name, errs))
 		return
 	}
+	bindings := schemaGR{Resource: "pods/binding"}
 	req, err := s.writeRequest(r)
 	if err != nil {
 		writeError(w, r, err)
@@ -744,14 +763,18 @@ func (s *Server) serveBinding(w http.ResponseWriter, r *http.Request, info reque
 	}
 	_, err = s.reg.Modify(r.Context(), info.kind, info.namespace, info.name, req, registry.UpdateOptions{Subresource: "binding"}, func(cur runtime.Object) (runtime.Object, error) {
 		pod := cur.(*corev1.Pod)
+		if b.UID != "" && b.UID != pod.UID {
+			return nil, apierrors.NewConflict(info.kind.GroupResource(), info.name,
+				fmt.Errorf("Precondition failed: UID in precondition: %v, UID in object meta: %v", b.UID, pod.UID))
+		}
 		if pod.DeletionTimestamp != nil {
-			return nil, apierrors.NewConflict(info.kind.GroupResource(), info.name, errors.New("pod is being deleted, cannot be assigned to a host"))
+			return nil, apierrors.NewConflict(bindings, info.name, fmt.Errorf("pod %s is being deleted, cannot be assigned to a host", pod.Name))
 		}
 		if pod.Spec.NodeName != "" {
-			return nil, apierrors.NewConflict(info.kind.GroupResource(), info.name, fmt.Errorf("pod %s is already assigned to node %q", pod.Name, pod.Spec.NodeName))
+			return nil, apierrors.NewConflict(bindings, info.name, fmt.Errorf("pod %v is already assigned to node %q", pod.Name, pod.Spec.NodeName))
 		}
-		if b.UID != "" && b.UID != pod.UID {
-			return nil, apierrors.NewConflict(info.kind.GroupResource(), info.name, fmt.Errorf("the UID in the binding (%s) does not match the pod's (%s)", b.UID, pod.UID))
+		if len(pod.Spec.SchedulingGates) != 0 {
+			return nil, apierrors.NewConflict(bindings, info.name, fmt.Errorf("pod %v has non-empty .spec.schedulingGates", pod.Name))
 		}
 		pod.Spec.NodeName = b.Target.Name
 		setCondition(&pod.Status, corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()})

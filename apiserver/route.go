@@ -147,6 +147,12 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, info requestInfo)
 	case path == "apis":
 		s.serveGroups(w, r)
 		return
+	case path == "" || path == "index.json" || path == "paths":
+		s.serveIndex(w, r)
+		return
+	case strings.HasPrefix(path, "apis/") && strings.Count(path, "/") == 1:
+		s.serveGroup(w, r, strings.TrimPrefix(path, "apis/"))
+		return
 	case path == "openapi/v3" || strings.HasPrefix(path, "openapi/v3/"):
 		s.openapi.serveV3(w, r, strings.TrimPrefix(strings.TrimPrefix(path, "openapi/v3"), "/"))
 		return

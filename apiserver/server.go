@@ -261,7 +261,7 @@ func (s *Server) buildHandler() http.Handler {
 					writeError(rec, r, apierrors.NewInternalError(fmt.Errorf("internal error: %v", p)))
 				}
 			}
-			s.metrics.observe(info, rec.code, time.Since(start))
+			s.metrics.observe(r, info, rec.code, time.Since(start))
 		}()
 		select {
 		case <-s.started:

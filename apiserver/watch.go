@@ -237,7 +237,7 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, info request
 		s.watching.Add(-1)
 	}()
 	for _, o := range initial {
-		if err := ww.send(watch.Added, s.encodedOf(o)); err != nil {
+		if err := ww.send(watch.Added, s.encodedAs(o, k)); err != nil {
 			return
 		}
 	}
@@ -250,7 +250,7 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, info request
 
 	bookmarks := time.NewTicker(s.cfg.BookmarkInterval)
 	defer bookmarks.Stop()
-	gr := k.GroupResource()
+	gr := k.Stored().GroupResource() // the resource whose changes the watch sees
 	for {
 		batch, fromLog, base, wait := s.hub.after(pos, 512)
 		if fromLog {
@@ -272,7 +272,7 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, info request
 				if !ok {
 					return nil
 				}
-				return ww.send(typ, e.enc)
+				return ww.send(typ, e.enc.as(k))
 			})
 			if err != nil {
 				if ctx.Err() == nil && !errors.Is(err, errClientGone) {
@@ -293,7 +293,7 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, info request
 			if !ok {
 				continue
 			}
-			if err := ww.send(typ, e.enc); err != nil {
+			if err := ww.send(typ, e.enc.as(k)); err != nil {
 				return
 			}
 		}

@@ -104,9 +104,9 @@ func TestDryRunDeleteCollectionMetrics(t *testing.T) {
 	w.Stop()
 	code, body := raw(t, s.Config, "GET", "/metrics", nil, "")
 	m := string(body)
-	if code != 200 || !strings.Contains(m, `apiserver_request_total{code="201",group="",resource="configmaps",subresource="",verb="create"} 5`) ||
-		!strings.Contains(m, `verb="deletecollection"`) || !strings.Contains(m, "apiserver_request_duration_seconds_bucket") ||
-		!strings.Contains(m, `verb="watch"`) {
+	if code != 200 || !strings.Contains(m, `apiserver_request_total{code="201",component="apiserver",dry_run="",group="",resource="configmaps",scope="resource",subresource="",verb="POST",version="v1"} 4`) ||
+		!strings.Contains(m, `scope="namespace",subresource="",verb="DELETE"`) || !strings.Contains(m, "apiserver_request_duration_seconds_bucket") ||
+		!strings.Contains(m, `verb="WATCH"`) {
 		t.Fatalf("metrics: %d\n%s", code, m)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -30,11 +29,13 @@ func Builtin() *Catalog {
 }
 
 func builtinKinds() []*Kind {
-	return []*Kind{
+	ks := []*Kind{
 		{GroupVersionKind: gvk("", "v1", "Namespace"), Resource: "namespaces", Singular: "namespace", ShortNames: []string{"ns"},
-			Subresources: []string{"status", "finalize"}, fields: namespaceFields},
+			Subresources: []string{"status", "finalize"}, fields: namespaceFields,
+			Verbs: []string{"create", "delete", "get", "list", "patch", "update", "watch"}},
 		{GroupVersionKind: gvk("", "v1", "Pod"), Resource: "pods", Singular: "pod", ShortNames: []string{"po"}, Categories: all,
-			Namespaced: true, Subresources: []string{"status", "binding", "eviction", "log", "exec", "attach", "portforward"}, fields: podFields},
+			Namespaced: true, Subresources: []string{"status", "binding", "eviction", "log", "exec", "attach", "portforward"}, fields: podFields,
+			StatusResetsMetadata: []string{"ownerReferences"}},
 		{GroupVersionKind: gvk("", "v1", "Service"), Resource: "services", Singular: "service", ShortNames: []string{"svc"}, Categories: all,
 			Namespaced: true, Subresources: []string{"status", "proxy"}, fields: serviceFields},
 		{GroupVersionKind: gvk("", "v1", "Endpoints"), Resource: "endpoints", Singular: "endpoints", ShortNames: []string{"ep"},
@@ -51,7 +52,7 @@ func builtinKinds() []*Kind {
 		{GroupVersionKind: gvk("", "v1", "ReplicationController"), Resource: "replicationcontrollers", Singular: "replicationcontroller",
 			ShortNames: []string{"rc"}, Categories: all, Namespaced: true, Subresources: []string{"status", "scale"}, fields: rcFields},
 		{GroupVersionKind: gvk("apps", "v1", "Deployment"), Resource: "deployments", Singular: "deployment", ShortNames: []string{"deploy"},
-			Categories: all, Namespaced: true, Subresources: []string{"status", "scale"}},
+			Categories: all, Namespaced: true, Subresources: []string{"status", "scale"}, StatusResetsMetadata: []string{"labels"}},
 		{GroupVersionKind: gvk("apps", "v1", "ReplicaSet"), Resource: "replicasets", Singular: "replicaset", ShortNames: []string{"rs"},
 			Categories: all, Namespaced: true, Subresources: []string{"status", "scale"}, fields: rsFields},
 		{GroupVersionKind: gvk("apps", "v1", "DaemonSet"), Resource: "daemonsets", Singular: "daemonset", ShortNames: []string{"ds"},
@@ -68,8 +69,15 @@ func builtinKinds() []*Kind {
 		{GroupVersionKind: gvk("discovery.k8s.io", "v1", "EndpointSlice"), Resource: "endpointslices", Singular: "endpointslice",
 			Namespaced: true},
 		{GroupVersionKind: gvk("events.k8s.io", "v1", "Event"), Resource: "events", Singular: "event", ShortNames: []string{"ev"},
-			Namespaced: true, fields: eventsV1Fields},
+			Namespaced: true, toStored: eventToCore, fromStored: eventFromCore, fieldLabels: eventsV1FieldLabels},
 	}
+	// events.k8s.io/v1 Events are core Events, converted, as Kubernetes stores one resource.
+	coreEvents, eventsV1 := ks[6], ks[len(ks)-1]
+	if coreEvents.GroupVersionKind != gvk("", "v1", "Event") || eventsV1.Group != "events.k8s.io" {
+		panic("kinds: the built-in list changed; link the Event kinds again")
+	}
+	eventsV1.storedAs = coreEvents
+	return ks
 }
 
 // Compile-time checks that the types the field functions expect are the catalog's.
@@ -126,20 +134,12 @@ func eventFields(obj runtime.Object, s fields.Set) {
 	s["involvedObject.fieldPath"] = e.InvolvedObject.FieldPath
 	s["reason"] = e.Reason
 	s["reportingComponent"] = e.ReportingController
-	s["source"] = e.Source.Component
-	s["type"] = e.Type
-}
-
-func eventsV1Fields(obj runtime.Object, s fields.Set) {
-	e, ok := obj.(*eventsv1.Event)
-	if !ok {
-		return
+	// An event written through events.k8s.io has no source but a reporting controller.
+	source := e.Source.Component
+	if source == "" {
+		source = e.ReportingController
 	}
-	s["regarding.kind"] = e.Regarding.Kind
-	s["regarding.namespace"] = e.Regarding.Namespace
-	s["regarding.name"] = e.Regarding.Name
-	s["regarding.uid"] = string(e.Regarding.UID)
-	s["reason"] = e.Reason
+	s["source"] = source
 	s["type"] = e.Type
 }
 

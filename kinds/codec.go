@@ -32,8 +32,16 @@ func Encode(obj runtime.Object, enc eventv1.Encoding) ([]byte, error) {
 	return nil, fmt.Errorf("kinds: unknown encoding %v", enc)
 }
 
-// Decode reads an object of kind k written by Encode, with its TypeMeta set.
+// Decode reads an object of kind k written by Encode, with its TypeMeta set. For a kind served
+// by conversion, data is an object of the stored kind, which Decode converts.
 func (k *Kind) Decode(enc eventv1.Encoding, data []byte) (runtime.Object, error) {
+	if k.storedAs != nil {
+		obj, err := k.storedAs.Decode(enc, data)
+		if err != nil {
+			return nil, err
+		}
+		return k.FromStored(obj), nil
+	}
 	obj := k.New()
 	switch enc {
 	case eventv1.Encoding_ENCODING_PROTOBUF:

@@ -26,8 +26,40 @@ type Kind struct {
 	Categories   []string // "all" for those `kubectl get all` shows
 	Namespaced   bool
 	Subresources []string // "status", "scale", ...
+	// Verbs of the main resource, when not all of AllVerbs (a Namespace has no deletecollection).
+	Verbs []string
+	// StatusResetsMetadata are the metadata fields ("labels", "ownerReferences") that an update
+	// of the status subresource may not change, beside everything but the status, as the
+	// kind's status strategy in Kubernetes resets them.
+	StatusResetsMetadata []string
 
 	fields func(obj runtime.Object, set fields.Set)
+
+	// A kind served by conversion (see convert.go): the kind its objects are stored as, the
+	// conversions, and the field labels it selects on, by the stored kind's field.
+	storedAs             *Kind
+	toStored, fromStored func(runtime.Object) runtime.Object
+	fieldLabels          map[string]string
+}
+
+// AllVerbs are the verbs of a resource with everything Kubernetes' generic store serves.
+var AllVerbs = []string{"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}
+
+// ResourceVerbs returns the verbs of the kind's main resource, sorted.
+func (k *Kind) ResourceVerbs() []string {
+	if k.Verbs != nil {
+		return k.Verbs
+	}
+	return AllVerbs
+}
+
+// Stored returns the kind whose objects hold this kind's: the kind itself, or for a kind served
+// by conversion from another (events.k8s.io/v1 Events, stored as core v1 Events), that one.
+func (k *Kind) Stored() *Kind {
+	if k.storedAs != nil {
+		return k.storedAs
+	}
+	return k
 }
 
 // GroupVersionResource of the kind.
@@ -124,9 +156,14 @@ func (c *Catalog) ByResource(gvr schema.GroupVersionResource) (*Kind, bool) {
 	return k, ok
 }
 
-// ByGroupResource finds a kind by group and plural resource, whatever its version.
+// ByGroupResource finds a kind by group and plural resource, whatever its version: the kind of
+// the objects stored under that resource in the log. A kind served by conversion from another
+// (events.events.k8s.io) stores nothing under its own resource, and is not found here.
 func (c *Catalog) ByGroupResource(gr schema.GroupResource) (*Kind, bool) {
 	k, ok := c.byGR[gr]
+	if ok && k.storedAs != nil {
+		return nil, false
+	}
 	return k, ok
 }
 

@@ -2,11 +2,13 @@ package nodeagent
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 
@@ -105,10 +107,19 @@ func (s *statusWriter) write(ctx context.Context, uid types.UID) error {
 	req := registry.Request{Actor: registry.Node(a.cfg.NodeName), Cause: causeOf(pod.ResourceVersion)}
 	gone := false
 	if status != nil {
-		p := pod.DeepCopy()
-		p.Status = *status
-		p.ResourceVersion = "" // unconditional; the uid is the precondition
-		_, err := a.reg.UpdateStatus(ctx, a.kinds.pod, p, req)
+		// The status alone changes, on the current revision (the uid is the precondition), as
+		// the kubelet patches it: a status update would also write this copy's metadata, which
+		// others may have changed since.
+		_, err := a.reg.Modify(ctx, a.kinds.pod, pod.Namespace, pod.Name, req, registry.UpdateOptions{Subresource: "status"},
+			func(cur runtime.Object) (runtime.Object, error) {
+				p, ok := cur.(*corev1.Pod)
+				if !ok || p.UID != pod.UID {
+					return nil, apierrors.NewConflict(a.kinds.pod.GroupResource(), pod.Name, errors.New("the pod was replaced"))
+				}
+				p.Status = *status
+				p.ResourceVersion = ""
+				return p, nil
+			})
 		switch {
 		case apierrors.IsNotFound(err), apierrors.IsConflict(err):
 			gone = true // deleted, or replaced by a pod of the same name

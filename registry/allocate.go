@@ -27,11 +27,21 @@ const (
 	NodePortMax = 32767
 )
 
-// allocate gives a new Service its cluster IP and node ports. Addresses in use are those of
-// the Services in the projection, plus those handed out by this process a moment ago.
-func (r *Registry) allocate(ctx context.Context, k *kinds.Kind, obj runtime.Object) error {
+// allocate gives a Service the cluster IP and node ports its type needs: a new one (old nil),
+// or one that replaces old, as Kubernetes' service storage does on create and on update
+// (allocateCreate, allocateUpdate): a Service that stops being ExternalName gets a cluster IP
+// (the one it asks for, or any), one that becomes NodePort or LoadBalancer gets node ports for
+// the ports that have none, and a node port asked for by number must be free. What a Service
+// gives up (ExternalName again, fewer ports) is free again as soon as its change is applied:
+// addresses in use are those of the Services in the projection, plus those handed out by this
+// process a moment ago.
+func (r *Registry) allocate(ctx context.Context, k *kinds.Kind, obj, old runtime.Object) error {
 	svc, ok := obj.(*corev1.Service)
 	if !ok {
+		return nil
+	}
+	oldSvc, _ := old.(*corev1.Service)
+	if oldSvc != nil && !allocates(svc, oldSvc) {
 		return nil
 	}
 	r.allocMu.Lock()
@@ -40,6 +50,9 @@ func (r *Registry) allocate(ctx context.Context, k *kinds.Kind, obj runtime.Obje
 	usedPorts := map[int32]bool{}
 	objs, _ := r.store.List(projections.Query{Resource: k.GroupResource()})
 	for _, o := range objs {
+		if oldSvc != nil && o.Key.Namespace == oldSvc.Namespace && o.Key.Name == oldSvc.Name {
+			continue // the Service being updated: what it holds is checked against old below
+		}
 		if ip := o.Fields["spec.clusterIP"]; ip != "" {
 			usedIPs[ip] = true
 		}
@@ -57,17 +70,36 @@ func (r *Registry) allocate(ctx context.Context, k *kinds.Kind, obj runtime.Obje
 	for p := range r.recentPorts {
 		usedPorts[p] = true
 	}
+	// What old holds stays its own.
+	heldIP := ""
+	heldPorts := map[int32]bool{}
+	if oldSvc != nil {
+		if oldSvc.Spec.Type != corev1.ServiceTypeExternalName {
+			heldIP = oldSvc.Spec.ClusterIP
+		}
+		for _, p := range oldSvc.Spec.Ports {
+			if p.NodePort != 0 {
+				heldPorts[p.NodePort] = true
+			}
+		}
+		delete(usedIPs, heldIP)
+		for p := range heldPorts {
+			delete(usedPorts, p)
+		}
+	}
 	spec := &svc.Spec
 	path := field.NewPath("spec")
 	if spec.Type != corev1.ServiceTypeExternalName {
-		switch spec.ClusterIP {
-		case corev1.ClusterIPNone:
-		case "":
+		switch {
+		case spec.ClusterIP == corev1.ClusterIPNone:
+		case spec.ClusterIP == "":
 			ip, err := pickIP(usedIPs)
 			if err != nil {
 				return apierrors.NewInternalError(err)
 			}
 			spec.ClusterIP = ip
+			spec.ClusterIPs = nil
+		case spec.ClusterIP == heldIP:
 		default:
 			addr, err := netip.ParseAddr(spec.ClusterIP)
 			if err != nil || !ServiceCIDR.Contains(addr) {
@@ -94,7 +126,10 @@ func (r *Registry) allocate(ctx context.Context, k *kinds.Kind, obj runtime.Obje
 	if spec.Type == corev1.ServiceTypeNodePort || spec.Type == corev1.ServiceTypeLoadBalancer {
 		for i := range spec.Ports {
 			p := &spec.Ports[i]
-			if p.NodePort != 0 {
+			switch {
+			case p.NodePort != 0 && heldPorts[p.NodePort] && !usedPorts[p.NodePort]:
+				// Kept from old.
+			case p.NodePort != 0:
 				if p.NodePort < NodePortMin || p.NodePort > NodePortMax {
 					return apierrors.NewInvalid(k.GroupKind(), svc.Name, field.ErrorList{field.Invalid(path.Child("ports").Index(i).Child("nodePort"), p.NodePort,
 						fmt.Sprintf("provided port is not in the valid range. The range of valid ports is %d-%d", NodePortMin, NodePortMax))})
@@ -103,10 +138,10 @@ func (r *Registry) allocate(ctx context.Context, k *kinds.Kind, obj runtime.Obje
 					return apierrors.NewInvalid(k.GroupKind(), svc.Name, field.ErrorList{field.Invalid(path.Child("ports").Index(i).Child("nodePort"), p.NodePort,
 						"provided port is already allocated")})
 				}
-			} else {
+			default:
 				for n := 0; ; n++ {
 					c := int32(NodePortMin + rand.IntN(NodePortMax-NodePortMin+1))
-					if !usedPorts[c] || n > 10000 {
+					if (!usedPorts[c] && !heldPorts[c]) || n > 10000 {
 						p.NodePort = c
 						break
 					}
@@ -123,6 +158,28 @@ func (r *Registry) allocate(ctx context.Context, k *kinds.Kind, obj runtime.Obje
 		clear(r.recentPorts)
 	}
 	return nil
+}
+
+// allocates reports whether an update of old to svc needs a cluster IP or node port it does not
+// hold yet.
+func allocates(svc, old *corev1.Service) bool {
+	if svc.Spec.Type != corev1.ServiceTypeExternalName && svc.Spec.ClusterIP != corev1.ClusterIPNone &&
+		(old.Spec.Type == corev1.ServiceTypeExternalName || svc.Spec.ClusterIP != old.Spec.ClusterIP) {
+		return true
+	}
+	if svc.Spec.Type != corev1.ServiceTypeNodePort && svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		return false
+	}
+	held := map[int32]bool{}
+	for _, p := range old.Spec.Ports {
+		held[p.NodePort] = true
+	}
+	for _, p := range svc.Spec.Ports {
+		if p.NodePort == 0 || !held[p.NodePort] {
+			return true
+		}
+	}
+	return false
 }
 
 func pickIP(used map[string]bool) (string, error) {

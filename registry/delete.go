@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds"
@@ -39,14 +40,17 @@ func (r *Registry) Delete(ctx context.Context, k *kinds.Kind, ns, name string, o
 			return nil, false, err
 		}
 		m, _ := meta.Accessor(cur.obj)
+		// Preconditions are checked against the revision read, on every attempt (rest.BeforeDelete;
+		// Kubernetes names the kind, not the resource, in these messages).
 		if p := opts.Preconditions; p != nil {
+			byKind := schema.GroupResource{Group: k.Group, Resource: k.Kind}
 			if p.UID != nil && *p.UID != m.GetUID() {
-				return nil, false, apierrors.NewConflict(k.GroupResource(), name,
-					fmt.Errorf("Precondition failed: UID in precondition: %v, UID in object meta: %v", *p.UID, m.GetUID()))
+				return nil, false, apierrors.NewConflict(byKind, name, fmt.Errorf(
+					"the UID in the precondition (%s) does not match the UID in record (%s). The object might have been deleted and then recreated", *p.UID, m.GetUID()))
 			}
 			if p.ResourceVersion != nil && *p.ResourceVersion != m.GetResourceVersion() {
-				return nil, false, apierrors.NewConflict(k.GroupResource(), name,
-					fmt.Errorf("Precondition failed: ResourceVersion in precondition: %v, ResourceVersion in object meta: %v", *p.ResourceVersion, m.GetResourceVersion()))
+				return nil, false, apierrors.NewConflict(byKind, name, fmt.Errorf(
+					"the ResourceVersion in the precondition (%s) does not match the ResourceVersion in record (%s). The object might have been modified", *p.ResourceVersion, m.GetResourceVersion()))
 			}
 		}
 		obj, gone, changed, err := r.deletion(k, cur.obj, opts)
@@ -72,7 +76,10 @@ func (r *Registry) Delete(ctx context.Context, k *kinds.Kind, ns, name string, o
 			return obj, gone, nil
 		}
 		seq, err := r.log.Append(ctx, ev, cur.seq)
-		if errors.Is(err, eventlog.ErrConflict) && opts.Preconditions == nil && attempt < maxAttempts {
+		// Another writer got there first: read again and check the preconditions on what it
+		// wrote, as Kubernetes' GuaranteedUpdate does (a uid precondition still holds, a
+		// resourceVersion one no longer does).
+		if errors.Is(err, eventlog.ErrConflict) && attempt < maxAttempts {
 			fromLog = true
 			continue
 		}

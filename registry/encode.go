@@ -21,7 +21,8 @@ type current struct {
 	raw []byte         // the encoded object as stored
 }
 
-// newEvent builds the envelope of obj, encoded without its resourceVersion.
+// newEvent builds the envelope of obj, an object of kind k, encoded as the kind it is stored as
+// and without its resourceVersion.
 func (r *Registry) newEvent(k *kinds.Kind, obj runtime.Object, typ eventv1.ChangeType, reason string, req Request) (*eventv1.ObjectChanged, error) {
 	m, err := meta.Accessor(obj)
 	if err != nil {
@@ -29,7 +30,9 @@ func (r *Registry) newEvent(k *kinds.Kind, obj runtime.Object, typ eventv1.Chang
 	}
 	rv := m.GetResourceVersion()
 	m.SetResourceVersion("")
-	data, err := kinds.Encode(obj, eventv1.Encoding_ENCODING_PROTOBUF)
+	stored := k.ToStored(obj)
+	k = k.Stored()
+	data, err := kinds.Encode(stored, eventv1.Encoding_ENCODING_PROTOBUF)
 	m.SetResourceVersion(rv)
 	if err != nil {
 		return nil, fmt.Errorf("registry: encoding %s %s: %w", k.Kind, m.GetName(), err)
@@ -47,7 +50,7 @@ func (r *Registry) newEvent(k *kinds.Kind, obj runtime.Object, typ eventv1.Chang
 		Encoding: eventv1.Encoding_ENCODING_PROTOBUF,
 		Object:   data,
 		Labels:   m.GetLabels(),
-		Fields:   k.Fields(obj),
+		Fields:   k.Fields(stored),
 	}, nil
 }
 
@@ -64,11 +67,14 @@ func decodeRecord(k *kinds.Kind, rec eventlog.Record) (current, error) {
 	return current{seq: rec.Seq, obj: obj, raw: rec.Event.GetObject()}, nil
 }
 
-func decodeProjected(o *projections.Object) (current, error) {
-	obj, err := o.Decode()
+// decodeProjected turns an object of the projection into the current revision of an object of
+// kind k (converted, when k is served by conversion).
+func decodeProjected(k *kinds.Kind, o *projections.Object) (current, error) {
+	obj, err := k.Decode(o.Event.GetEncoding(), o.Event.GetObject())
 	if err != nil {
 		return current{}, err
 	}
+	setRV(obj, o.Seq)
 	return current{seq: o.Seq, obj: obj, raw: o.Event.GetObject()}, nil
 }
 

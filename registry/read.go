@@ -159,10 +159,11 @@ func (r *Registry) Get(ctx context.Context, k *kinds.Kind, ns, name string, opts
 	if err != nil {
 		return nil, err
 	}
-	obj, err := o.Decode()
+	obj, err := k.Decode(o.Event.GetEncoding(), o.Event.GetObject())
 	if err != nil {
 		return nil, apierrors.NewInternalError(err)
 	}
+	setRV(obj, o.Seq)
 	return obj, nil
 }
 
@@ -203,7 +204,7 @@ func (r *Registry) List(ctx context.Context, k *kinds.Kind, q Query, opts ReadOp
 	if exact > 0 {
 		return r.listAt(ctx, k, q, exact)
 	}
-	objs, rv := r.store.List(projections.Query{Resource: k.GroupResource(), Namespace: q.Namespace, Labels: q.Labels, Fields: q.Fields})
+	objs, rv := r.store.List(projections.Query{Resource: k.Stored().GroupResource(), Namespace: q.Namespace, Labels: q.Labels, Fields: q.Fields})
 	return objs, rv, nil
 }
 
@@ -213,7 +214,7 @@ func (r *Registry) listAt(ctx context.Context, k *kinds.Kind, q Query, seq uint6
 		return nil, 0, err
 	}
 	live := map[eventlog.Key]*projections.Object{}
-	gr := k.GroupResource()
+	gr := k.Stored().GroupResource()
 	err := r.ScanFiltered(ctx, eventlog.Filter{Group: gr.Group, Resource: gr.Resource, Namespace: q.Namespace}, 0, seq, func(rec eventlog.Record) error {
 		if rec.Err != nil {
 			return nil

@@ -229,7 +229,11 @@ func (r *Registry) FieldManager(k *kinds.Kind, subresource string) (*managedfiel
 	if k.HasSubresource("status") {
 		var set *fieldpath.Set
 		if subresource == "status" {
-			set = fieldpath.NewSet(fieldpath.MakePathOrDie("spec"), fieldpath.MakePathOrDie("metadata", "labels"))
+			// The status strategy's reset fields: the spec, and the kind's own.
+			set = fieldpath.NewSet(fieldpath.MakePathOrDie("spec"))
+			for _, f := range k.StatusResetsMetadata {
+				set.Insert(fieldpath.MakePathOrDie("metadata", f))
+			}
 		} else if subresource == "" {
 			set = fieldpath.NewSet(fieldpath.MakePathOrDie("status"))
 		}
@@ -237,7 +241,7 @@ func (r *Registry) FieldManager(k *kinds.Kind, subresource string) (*managedfiel
 			reset[fieldpath.APIVersion(k.GroupVersion().String())] = fieldpath.NewExcludeSetFilter(set)
 		}
 	}
-	fm, err := managedfields.NewDefaultFieldManager(r.typeConverter, kinds.Scheme, defaulter{}, kinds.Scheme,
+	fm, err := managedfields.NewDefaultFieldManager(r.typeConverter, kinds.Converter{}, defaulter{}, kinds.Scheme,
 		k.GroupVersionKind, k.GroupVersion(), subresource, reset)
 	if err != nil {
 		return nil, fmt.Errorf("registry: field manager for %v: %w", k.GroupVersionKind, err)
@@ -253,9 +257,10 @@ type defaulter struct{}
 
 func (defaulter) Default(obj runtime.Object) { defaults.Apply(obj) }
 
-// keyOf names an object of kind k in the log.
+// keyOf names an object of kind k in the log: under the resource its kind is stored as.
 func keyOf(k *kinds.Kind, namespace, name string) eventlog.Key {
-	return eventlog.Key{Group: k.Group, Resource: k.Resource, Namespace: namespace, Name: name}
+	st := k.Stored()
+	return eventlog.Key{Group: st.Group, Resource: st.Resource, Namespace: namespace, Name: name}
 }
 
 // statusError translates log errors into Kubernetes Status errors. Errors that already are

@@ -71,7 +71,7 @@ func (r *Registry) create(ctx context.Context, k *kinds.Kind, obj runtime.Object
 	if errs := validation.Create(k, obj); len(errs) > 0 {
 		return nil, apierrors.NewInvalid(k.GroupKind(), m.GetName(), errs)
 	}
-	if err := r.allocate(ctx, k, obj); err != nil {
+	if err := r.allocate(ctx, k, obj, nil); err != nil {
 		return nil, err
 	}
 	if !applied {
@@ -304,6 +304,13 @@ func (r *Registry) Modify(ctx context.Context, k *kinds.Kind, ns, name string, r
 		}
 		next = r.prepareForUpdate(k, opts.Subresource, next, cur.obj)
 		defaults.Update(next, cur.obj)
+		if opts.Subresource == "" {
+			// A Service's new type may need a cluster IP or node ports (before validation, as
+			// Kubernetes' BeginUpdate allocates).
+			if err := r.allocate(ctx, k, next, cur.obj); err != nil {
+				return nil, err
+			}
+		}
 		var errs field.ErrorList
 		switch opts.Subresource {
 		case "status":
@@ -380,7 +387,7 @@ func (r *Registry) current(ctx context.Context, k *kinds.Kind, key eventlog.Key,
 		if !ok {
 			return current{}, apierrors.NewNotFound(k.GroupResource(), key.Name)
 		}
-		c, err := decodeProjected(o)
+		c, err := decodeProjected(k, o)
 		if err != nil {
 			return current{}, apierrors.NewInternalError(err)
 		}
@@ -402,21 +409,34 @@ func (r *Registry) current(ctx context.Context, k *kinds.Kind, key eventlog.Key,
 // subresource; and bumps the generation when the spec changes.
 func (r *Registry) prepareForUpdate(k *kinds.Kind, sub string, next, cur runtime.Object) runtime.Object {
 	sh := r.shapeOf(k)
+	nm, _ := meta.Accessor(next)
+	cm, _ := meta.Accessor(cur)
 	if sub == "status" {
-		out := cur.DeepCopyObject()
-		if sh.status {
-			reflect.ValueOf(out).Elem().FieldByName("Status").Set(reflect.ValueOf(next).Elem().FieldByName("Status"))
+		// Kubernetes' status strategies reset the spec (every field but metadata and status)
+		// and keep the new metadata, but for what a kind's strategy resets as well.
+		nv, cv := reflect.ValueOf(next).Elem(), reflect.ValueOf(cur).Elem()
+		for i := 0; i < nv.NumField(); i++ {
+			switch nv.Type().Field(i).Name {
+			case "TypeMeta", "ObjectMeta", "Status":
+			default:
+				nv.Field(i).Set(cv.Field(i))
+			}
 		}
-		om, _ := meta.Accessor(out)
-		nm, _ := meta.Accessor(next)
-		om.SetManagedFields(nm.GetManagedFields())
-		om.SetResourceVersion(nm.GetResourceVersion())
-		next = out
+		for _, f := range k.StatusResetsMetadata {
+			switch f {
+			case "labels":
+				nm.SetLabels(cm.GetLabels())
+			case "ownerReferences":
+				nm.SetOwnerReferences(cm.GetOwnerReferences())
+			}
+		}
+		if p, ok := next.(*corev1.Pod); ok && p.Status.QOSClass == "" {
+			// The QoS class is set at creation; old kubelets dropped it from their reports.
+			p.Status.QOSClass = cur.(*corev1.Pod).Status.QOSClass
+		}
 	} else if sh.status && sub != "binding" {
 		reflect.ValueOf(next).Elem().FieldByName("Status").Set(reflect.ValueOf(cur).Elem().FieldByName("Status"))
 	}
-	nm, _ := meta.Accessor(next)
-	cm, _ := meta.Accessor(cur)
 	nm.SetUID(cm.GetUID())
 	nm.SetNamespace(cm.GetNamespace())
 	nm.SetCreationTimestamp(cm.GetCreationTimestamp())
@@ -424,7 +444,9 @@ func (r *Registry) prepareForUpdate(k *kinds.Kind, sub string, next, cur runtime
 	nm.SetDeletionGracePeriodSeconds(cm.GetDeletionGracePeriodSeconds())
 	nm.SetSelfLink("")
 	nm.SetGeneration(cm.GetGeneration())
-	if sh.spec && !apiequality.Semantic.DeepEqual(
+	// A binding sets spec.nodeName without bumping the generation: Kubernetes' binding storage
+	// writes the pod directly, not through the pod strategy that counts spec changes.
+	if sh.spec && sub != "binding" && !apiequality.Semantic.DeepEqual(
 		reflect.ValueOf(next).Elem().FieldByName("Spec").Interface(),
 		reflect.ValueOf(cur).Elem().FieldByName("Spec").Interface()) {
 		nm.SetGeneration(cm.GetGeneration() + 1)

@@ -39,7 +39,7 @@ const isNegativeErrorMsg = apivalidation.IsNegativeErrorMsg
 
 func podCreate(k *kinds.Kind, p *corev1.Pod) field.ErrorList {
 	errs := objectMeta(k, &p.ObjectMeta, apivalidation.NameIsDNSSubdomain)
-	errs = append(errs, podSpec(&p.Spec, field.NewPath("spec"), true)...)
+	errs = append(errs, podSpec(&p.Spec, field.NewPath("spec"), podSpecOptions{isPod: true})...)
 	if len(p.Spec.EphemeralContainers) > 0 {
 		errs = append(errs, field.Forbidden(field.NewPath("spec", "ephemeralContainers"), "cannot be set on create"))
 	}
@@ -52,12 +52,22 @@ func podTemplateSpec(t *corev1.PodTemplateSpec, fldPath *field.Path, claimVolume
 	// Kubernetes names these spec.template.labels and .annotations (not .metadata.labels).
 	errs := metav1validation.ValidateLabels(t.Labels, fldPath.Child("labels"))
 	errs = append(errs, apivalidation.ValidateAnnotations(t.Annotations, fldPath.Child("annotations"))...)
-	errs = append(errs, podSpec(&t.Spec, fldPath.Child("spec"), false, claimVolumes...)...)
+	errs = append(errs, podSpec(&t.Spec, fldPath.Child("spec"), podSpecOptions{}, claimVolumes...)...)
 	return errs
 }
 
+// podSpecOptions are the PodValidationOptions that logplane needs.
+type podSpecOptions struct {
+	// isPod: the spec is a pod's, not a template's.
+	isPod bool
+	// allowHostSysctls lets namespaced sysctls stand beside hostNetwork or hostIPC, for an update
+	// of a pod that already had them (AllowNamespacedSysctlsForHostNetAndHostIPC).
+	allowHostSysctls bool
+}
+
 // podSpec is ValidatePodSpec: containers, volumes, policies, scheduling fields.
-func podSpec(s *corev1.PodSpec, fldPath *field.Path, isPod bool, claimVolumes ...string) field.ErrorList {
+func podSpec(s *corev1.PodSpec, fldPath *field.Path, opts podSpecOptions, claimVolumes ...string) field.ErrorList {
+	isPod := opts.isPod
 	var errs field.ErrorList
 	volumes, volErrs := podVolumes(s.Volumes, fldPath.Child("volumes"))
 	errs = append(errs, volErrs...)
@@ -137,6 +147,9 @@ func podSpec(s *corev1.PodSpec, fldPath *field.Path, isPod bool, claimVolumes ..
 		}
 	}
 	errs = append(errs, podSecurityContext(s.SecurityContext, fldPath.Child("securityContext"))...)
+	if sc := s.SecurityContext; sc != nil && len(sc.Sysctls) != 0 {
+		errs = append(errs, sysctls(sc.Sysctls, s.HostNetwork, s.HostIPC, fldPath.Child("securityContext", "sysctls"), opts.allowHostSysctls)...)
+	}
 	if s.HostNetwork {
 		for i, c := range s.Containers {
 			for j, p := range c.Ports {

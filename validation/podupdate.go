@@ -29,7 +29,7 @@ var updatablePodSpecFields = []string{
 func podUpdate(k *kinds.Kind, p, old *corev1.Pod) field.ErrorList {
 	specPath := field.NewPath("spec")
 	errs := metaUpdate(&p.ObjectMeta, &old.ObjectMeta)
-	errs = append(errs, podSpec(&p.Spec, specPath, true)...)
+	errs = append(errs, podSpec(&p.Spec, specPath, podSpecOptions{isPod: true, allowHostSysctls: hasHostSysctls(&old.Spec)})...)
 
 	cerrs, stop := containerUpdates(p.Spec.Containers, old.Spec.Containers, specPath.Child("containers"))
 	errs = append(errs, cerrs...)

@@ -1,8 +1,12 @@
 package validation
 
 import (
+	"fmt"
+	"regexp"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/component-helpers/node/util/sysctl"
 )
 
 var (
@@ -115,4 +119,72 @@ func appArmorProfile(p *corev1.AppArmorProfile, fldPath *field.Path) field.Error
 		errs = append(errs, field.Invalid(fldPath.Child("localhostProfile"), p, "can only be set when AppArmor type is Localhost"))
 	}
 	return errs
+}
+
+// Sysctl names, as Kubernetes' validation has them: segments of lower-case letters, digits, '-'
+// and '_', separated by '.' or '/', at most 253 characters.
+const (
+	sysctlSegmentFmt      = "[a-z0-9]([-_a-z0-9]*[a-z0-9])?"
+	sysctlContainSlashFmt = "(" + sysctlSegmentFmt + "[\\./])*" + sysctlSegmentFmt
+	sysctlMaxLength       = 253
+)
+
+var sysctlContainSlashRegexp = regexp.MustCompile("^" + sysctlContainSlashFmt + "$")
+
+// validSysctlName is IsValidSysctlName.
+func validSysctlName(name string) bool {
+	return len(name) <= sysctlMaxLength && sysctlContainSlashRegexp.MatchString(name)
+}
+
+// sysctls is validateSysctls: names valid and unique, and no sysctl of the network (IPC)
+// namespace when the pod shares the host's, unless allowHost.
+func sysctls(ss []corev1.Sysctl, hostNetwork, hostIPC bool, fldPath *field.Path, allowHost bool) field.ErrorList {
+	var errs field.ErrorList
+	names := map[string]bool{}
+	for i, s := range ss {
+		namePath := fldPath.Index(i).Child("name")
+		switch {
+		case s.Name == "":
+			errs = append(errs, field.Required(namePath, ""))
+		case !validSysctlName(s.Name):
+			errs = append(errs, field.Invalid(namePath, s.Name,
+				fmt.Sprintf("must have at most %d characters and match regex %s", sysctlMaxLength, sysctlContainSlashRegexp)))
+		case names[s.Name]:
+			errs = append(errs, field.Duplicate(namePath, s.Name))
+		}
+		if !allowHost {
+			if err := hostSysctl(s.Name, hostNetwork, hostIPC, namePath); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		names[s.Name] = true
+	}
+	return errs
+}
+
+// hostSysctl is ValidateHostSysctl: a namespaced sysctl may not be set in a namespace shared
+// with the host.
+func hostSysctl(name string, hostNetwork, hostIPC bool, fldPath *field.Path) *field.Error {
+	ns, _, _ := sysctl.GetNamespace(name)
+	switch {
+	case hostNetwork && ns == sysctl.NetNamespace:
+		return field.Invalid(fldPath, name, "may not be specified when 'hostNetwork' is true")
+	case hostIPC && ns == sysctl.IPCNamespace:
+		return field.Invalid(fldPath, name, "may not be specified when 'hostIPC' is true")
+	}
+	return nil
+}
+
+// hasHostSysctls reports whether a pod spec already breaks hostSysctl, which its updates may then
+// keep doing.
+func hasHostSysctls(s *corev1.PodSpec) bool {
+	if s.SecurityContext == nil {
+		return false
+	}
+	for _, sc := range s.SecurityContext.Sysctls {
+		if hostSysctl(sc.Name, s.HostNetwork, s.HostIPC, nil) != nil {
+			return true
+		}
+	}
+	return false
 }
