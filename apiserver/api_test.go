@@ -289,49 +289,6 @@ func TestPagingAndSelectors(t *testing.T) {
 	}
 }
 
-func TestNamespaceDeletion(t *testing.T) {
-	s := apiservertest.Start(t, apiservertest.Options{})
-	cs := kubernetes.NewForConfigOrDie(s.Config)
-	ctx := t.Context()
-	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "doomed"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 3; i++ {
-		if _, err := cs.CoreV1().ConfigMaps("doomed").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprint("c", i)}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := cs.CoreV1().Pods("doomed").Create(ctx, pod("p"), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := cs.CoreV1().Namespaces().Delete(ctx, "doomed", metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		_, err := cs.CoreV1().Namespaces().Get(ctx, "doomed", metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("namespace still there")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if l, err := cs.CoreV1().ConfigMaps("doomed").List(ctx, metav1.ListOptions{}); err != nil || len(l.Items) != 0 {
-		t.Fatalf("left in the namespace: %v %d", err, len(l.Items))
-	}
-	// The namespace's history shows it terminating, then gone.
-	code, body := raw(t, s.Config, "GET", logplaneapi.HistoryPath("/api/v1/namespaces/doomed"), nil, "")
-	var h logplaneapi.History
-	if code != 200 || json.Unmarshal(body, &h) != nil || len(h.Items) < 3 || h.Items[len(h.Items)-1].Type != "DELETED" {
-		t.Fatalf("history: %d %s", code, body)
-	}
-}
-
 func TestHistoryTimeTravelAudit(t *testing.T) {
 	s := apiservertest.Start(t, apiservertest.Options{})
 	cs := kubernetes.NewForConfigOrDie(s.Config)

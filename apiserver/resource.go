@@ -664,9 +664,6 @@ func (s *Server) serveDelete(w http.ResponseWriter, r *http.Request, info reques
 		writeError(w, r, err)
 		return
 	}
-	if info.kind.Resource == "namespaces" && !req.DryRun {
-		s.kickNamespaces()
-	}
 	code := http.StatusOK
 	if !gone && opts.OrphanDependents != nil && !*opts.OrphanDependents {
 		code = http.StatusAccepted
@@ -716,9 +713,6 @@ func (s *Server) serveDeleteCollection(w http.ResponseWriter, r *http.Request, i
 			return
 		}
 		items = append(items, obj)
-	}
-	if info.kind.Resource == "namespaces" {
-		s.kickNamespaces()
 	}
 	if err := meta.SetList(list, items); err != nil {
 		writeError(w, r, apierrors.NewInternalError(err))

@@ -81,7 +81,6 @@ type Server struct {
 	hub      *hub
 	encCache *encodingCache
 	openapi  *openAPI
-	nsKick   chan struct{}
 	watching atomic.Int64
 	pages    pageSnapshots
 	// stopping is closed when Serve starts shutting down: watches end cleanly, after the
@@ -123,7 +122,6 @@ func New(cfg Config) (*Server, error) {
 		catalog:  cfg.Catalog,
 		logger:   cfg.Logger,
 		started:  make(chan struct{}),
-		nsKick:   make(chan struct{}, 1),
 		stopping: make(chan struct{}),
 	}
 	if s.store == nil {
@@ -165,8 +163,9 @@ func (s *Server) Registry() *registry.Registry { return s.reg }
 func (s *Server) Store() *projections.Store { return s.store }
 
 // Start runs what the server needs in the background until ctx ends: the projection (if the
-// server made it), the watch fan-out and the namespace lifecycle. It returns once the
-// projection has caught up with the log and the initial namespaces exist.
+// server made it) and the watch fan-out. It returns once the projection has caught up with the
+// log and the initial namespaces exist. Deleting a namespace only marks it Terminating: the
+// namespace lifecycle reconciler (reconcilers/namespaces) deletes its content and removes it.
 func (s *Server) Start(ctx context.Context) error {
 	s.startOnce.Do(func() {
 		s.startErr = s.start(ctx)
@@ -191,7 +190,6 @@ func (s *Server) start(ctx context.Context) error {
 	if err := s.bootstrap(ctx); err != nil {
 		return err
 	}
-	go s.namespaceLifecycle(ctx)
 	go s.encCache.sweep(ctx, s.store)
 	return nil
 }

@@ -204,3 +204,21 @@ func (m *machine) jsonpath(object, path string) string {
 	m.t.Helper()
 	return m.k("get", object, "-o", "jsonpath="+path)
 }
+
+// waitRootCA waits until namespace ns has the ConfigMap kube-root-ca.crt holding the CA that the
+// API server wrote in the machine's data directory, as the conformance suite waits for it in
+// every test's namespace.
+func (m *machine) waitRootCA(ns string) {
+	m.t.Helper()
+	eventually(m.t, 30*time.Second, func() error {
+		want, err := os.ReadFile(filepath.Join(m.dir, "pki", "ca.crt"))
+		if err != nil {
+			return err
+		}
+		r := m.kubectl("-n", ns, "get", "configmap", "kube-root-ca.crt", "-o", `jsonpath={.data.ca\.crt}`)
+		if r.err != nil || r.out != string(want) {
+			return fmt.Errorf("kube-root-ca.crt in %s: want the API server's CA:\n%s\ngot %s", ns, want, r)
+		}
+		return nil
+	})
+}

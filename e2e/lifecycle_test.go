@@ -53,6 +53,10 @@ func TestPodLifeCycleChapter(t *testing.T) {
 	m.waitAPI()
 	cm, sched, kubelet := controllerManager(), scheduler(), m.agent()
 	m.waitNodeReady()
+	// The controller manager publishes the cluster CA in every namespace, new ones included.
+	m.waitRootCA("default")
+	m.k("create", "namespace", "chapter")
+	m.waitRootCA("chapter")
 	// Step 1 deletes what earlier exercises made (a Deployment and a Service); here there is none.
 
 	// Step 4: stop the kubelet.

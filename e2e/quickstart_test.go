@@ -34,6 +34,7 @@ func TestQuickstart(t *testing.T) {
 	up := m.up()
 	m.waitAPI()
 	m.waitNodeReady()
+	m.waitRootCA("default")
 
 	nodes := m.get("nodes", "-o", "wide")
 	expect(t, nodes, nodes.row(t, m.node), map[string]string{"STATUS": "Ready", "INTERNAL-IP": "127.0.0.1", "VERSION": "v1.34.0-logplane"})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -30,19 +31,24 @@ type reconcilerDeps struct {
 	nodeGrace time.Duration
 	// metrics is where the set's reconcilers register their Prometheus metrics.
 	metrics prometheus.Registerer
-	logger  *slog.Logger
+	// rootCAFile is the cluster CA certificate (PEM) that the root CA publisher puts in every
+	// namespace; rootCAExplicit says the user named it (else it is the API server's, which may
+	// not be written yet).
+	rootCAFile     string
+	rootCAExplicit bool
+	logger         *slog.Logger
 }
 
 // reconcilerSet builds one named set of reconcilers: the registrations to run on the engine, and
 // the loops to run beside it (caches, event writers).
 type reconcilerSet struct {
 	name  string
-	build func(d reconcilerDeps) ([]engine.Registration, []func(context.Context) error, error)
+	build func(ctx context.Context, d reconcilerDeps) ([]engine.Registration, []func(context.Context) error, error)
 }
 
 // reconcilerSets are every reconciler `logplane reconcile` can run, in order.
 var reconcilerSets = []reconcilerSet{
-	{name: "scheduler", build: func(d reconcilerDeps) ([]engine.Registration, []func(context.Context) error, error) {
+	{name: "scheduler", build: func(_ context.Context, d reconcilerDeps) ([]engine.Registration, []func(context.Context) error, error) {
 		return scheduler.Build(d.registry, d.store, d.metrics, d.logger)
 	}},
 	{name: "workloads", build: buildWorkloads},
@@ -63,6 +69,7 @@ type reconcileFlags struct {
 	partitions int
 	leaseTTL   time.Duration
 	nodeGrace  time.Duration
+	rootCAFile string
 }
 
 func (f *reconcileFlags) register(fs *pflag.FlagSet) {
@@ -75,6 +82,7 @@ func (f *reconcileFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.partitions, "partitions", 64, "partitions the keys are spread over among replicas (the same in every replica)")
 	fs.DurationVar(&f.leaseTTL, "lease-ttl", 5*time.Second, "how long a dead replica's partitions stay claimed before the others take them over")
 	fs.DurationVar(&f.nodeGrace, "node-monitor-grace-period", 40*time.Second, "how long a node may go without renewing its lease before it is NotReady and its pods are marked")
+	fs.StringVar(&f.rootCAFile, "root-ca-file", "", "PEM file of the cluster CA that verifies the API server, published in every namespace as the ConfigMap kube-root-ca.crt (default <data-dir>/pki/ca.crt, the API server's)")
 }
 
 func reconcileCommand() *cobra.Command {
@@ -89,7 +97,7 @@ func reconcileCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			p.g.Go(func() error { return runReconcilers(p, &rf) })
+			p.g.Go(func() error { return runReconcilers(p, &rf, &lf) })
 			return p.wait()
 		},
 	}
@@ -103,7 +111,7 @@ func reconcileCommand() *cobra.Command {
 // set runs on an engine of its own that shares the set's partitions with the other replicas
 // running that set (leases in a bucket per set): a process running only the scheduler and another
 // running only the workloads each handle every key of their set.
-func runReconcilers(p *process, rf *reconcileFlags) error {
+func runReconcilers(p *process, rf *reconcileFlags, lf *logFlags) error {
 	ctx, l, store, reg := p.ctx, p.log, p.store, p.reg
 	for _, n := range rf.only {
 		if !slices.Contains(reconcilerNames(), n) {
@@ -113,7 +121,11 @@ func runReconcilers(p *process, rf *reconcileFlags) error {
 	if err := catchUp(ctx, l, store); err != nil {
 		return err
 	}
-	deps := reconcilerDeps{store: store, registry: reg, holder: rf.holder, nodeGrace: rf.nodeGrace, logger: slog.Default()}
+	deps := reconcilerDeps{store: store, registry: reg, holder: rf.holder, nodeGrace: rf.nodeGrace, logger: slog.Default(),
+		rootCAFile: rf.rootCAFile, rootCAExplicit: rf.rootCAFile != ""}
+	if !deps.rootCAExplicit {
+		deps.rootCAFile = filepath.Join(lf.dataDir, "pki", "ca.crt")
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	var names []string
 	for _, set := range reconcilerSets {
@@ -127,7 +139,7 @@ func runReconcilers(p *process, rf *reconcileFlags) error {
 		logger := slog.Default().With("reconcilers", set.name)
 		e := engine.New(store, engine.Options{Leases: leases, Holder: rf.holder, Partitions: rf.partitions, Logger: logger})
 		deps.metrics = prometheus.WrapRegistererWith(prometheus.Labels{"reconcilers": set.name}, p.metrics)
-		regs, loops, err := set.build(deps)
+		regs, loops, err := set.build(ctx, deps)
 		if err != nil {
 			return fmt.Errorf("reconciler %s: %w", set.name, err)
 		}

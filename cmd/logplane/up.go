@@ -22,7 +22,7 @@ func upCommand() *cobra.Command {
 				return err
 			}
 			p.g.Go(serve)
-			p.g.Go(func() error { return runReconcilers(p, &rf) })
+			p.g.Go(func() error { return runReconcilers(p, &rf, &lf) })
 			p.g.Go(func() error { return runAgents(p, &agf, &lf) })
 			return p.wait()
 		},

@@ -142,9 +142,13 @@ func (c *Collector) mapChange(k *kinds.Kind, ch projections.Change) []eventlog.K
 			}
 		}
 	}
-	// Its owners that wait for it to go (foreground) or for its reference to go (orphan).
-	if old != nil && (cur == nil || len(cur.Owners) < len(old.Owners)) {
+	// Its owners that wait for it to go (foreground) or for its reference to go (orphan), or
+	// for it to stop blocking them (Kubernetes' addUnblockedOwnersToDeleteQueue).
+	if old != nil {
 		for _, r := range old.Owners {
+			if !released(r, cur) {
+				continue
+			}
 			key, ok := c.ownerKey(o.Key.Namespace, r)
 			if !ok || key.Group != gr.Group || key.Resource != gr.Resource {
 				continue
@@ -155,6 +159,29 @@ func (c *Collector) mapChange(k *kinds.Kind, ch projections.Change) []eventlog.K
 		}
 	}
 	return keys
+}
+
+// released says whether the reference r of an object's previous revision is gone from its
+// current one (nil: the object is gone), or no longer blocks its owner's deletion.
+func released(r metav1.OwnerReference, cur *informer.Meta) bool {
+	if cur == nil {
+		return true
+	}
+	i := slices.IndexFunc(cur.Owners, func(n metav1.OwnerReference) bool { return n.UID == r.UID })
+	if i < 0 {
+		return true
+	}
+	return blocks(r) && !blocks(cur.Owners[i])
+}
+
+func blocks(r metav1.OwnerReference) bool {
+	return r.BlockOwnerDeletion != nil && *r.BlockOwnerDeletion
+}
+
+// deletingDependents says whether an object is being deleted in the foreground: it waits for
+// its dependents.
+func deletingDependents(m *informer.Meta) bool {
+	return m.Deleting && slices.Contains(m.Finalizers, metav1.FinalizerDeleteDependents)
 }
 
 // ownerKey is the key of the object an owner reference names.
@@ -226,15 +253,20 @@ func (c *Collector) ownerState(ns string, r metav1.OwnerReference) int {
 	if !ok || om.UID != r.UID {
 		return dangling
 	}
-	if om.Deleting && slices.Contains(om.Finalizers, metav1.FinalizerDeleteDependents) {
+	if deletingDependents(&om) {
 		return waiting
 	}
 	return solid
 }
 
 // attemptToDelete deletes an object whose owners are all gone or waiting for it, or drops the
-// references to such owners from an object that still has a live one.
+// references to such owners from an object that still has a live one (Kubernetes'
+// attemptToDeleteItem). An object being deleted is left alone: its deletion is under way, and
+// if it waits for its own dependents, its own reconcile handles them.
 func (c *Collector) attemptToDelete(ctx context.Context, k *kinds.Kind, m informer.Meta, cause uint64) error {
+	if m.Deleting {
+		return nil
+	}
 	var gone []types.UID
 	solids, waits := 0, 0
 	for _, r := range m.Owners {
@@ -252,20 +284,28 @@ func (c *Collector) attemptToDelete(ctx context.Context, k *kinds.Kind, m inform
 		return nil
 	}
 	if solids > 0 {
+		// The references to waiting owners go too, or those would wait for this one forever.
 		return c.removeOwners(ctx, k, m, gone, cause)
-	}
-	if m.Deleting {
-		return nil // its deletion is under way
 	}
 	policy := metav1.DeletePropagationBackground
 	switch {
-	case waits > 0 || slices.Contains(m.Finalizers, metav1.FinalizerDeleteDependents):
+	case waits > 0 && len(c.ix.Dependents(m.UID)) > 0:
+		// An owner waits for this object, which has dependents of its own: it goes in the
+		// foreground too. If one of those dependents already waits for its own dependents, the
+		// owners may form a circle (a → b → c → a, every member waiting for the next): this
+		// object's references stop blocking its owners first, so that they need not wait for
+		// it, as Kubernetes does (its detection has the same false positives, which only make
+		// an owner go before this dependent).
+		if c.dependentDeletingDependents(m.UID) {
+			if err := c.unblockOwners(ctx, k, m, cause); err != nil {
+				return err
+			}
+		}
 		policy = metav1.DeletePropagationForeground
 	case slices.Contains(m.Finalizers, metav1.FinalizerOrphanDependents):
 		policy = metav1.DeletePropagationOrphan
-	}
-	if policy == metav1.DeletePropagationForeground && len(c.ix.Dependents(m.UID)) == 0 {
-		policy = metav1.DeletePropagationBackground // nothing to wait for
+	case slices.Contains(m.Finalizers, metav1.FinalizerDeleteDependents):
+		policy = metav1.DeletePropagationForeground
 	}
 	uid := m.UID
 	_, _, err := c.w.Delete(ctx, k, m.Key.Namespace, m.Key.Name, metav1.DeleteOptions{
@@ -274,6 +314,46 @@ func (c *Collector) attemptToDelete(ctx context.Context, k *kinds.Kind, m inform
 		return fmt.Errorf("garbagecollector: deleting %s: %w", m.Key, err)
 	}
 	return nil
+}
+
+// dependentDeletingDependents says whether a dependent of uid is itself being deleted in the
+// foreground.
+func (c *Collector) dependentDeletingDependents(uid types.UID) bool {
+	for _, dk := range c.ix.Dependents(uid) {
+		if dm, ok := c.ix.Meta(dk); ok && deletingDependents(&dm) {
+			return true
+		}
+	}
+	return false
+}
+
+// unblockOwners sets blockOwnerDeletion to false in every reference of the object that has it
+// true (Kubernetes' unblockOwnerReferences patch).
+func (c *Collector) unblockOwners(ctx context.Context, k *kinds.Kind, m informer.Meta, cause uint64) error {
+	_, err := c.w.Modify(ctx, k, m.Key.Namespace, m.Key.Name, c.request(cause), registry.UpdateOptions{}, func(cur runtime.Object) (runtime.Object, error) {
+		a, ok := cur.(metav1.Object)
+		if !ok || a.GetUID() != m.UID {
+			return nil, errSkip
+		}
+		refs := slices.Clone(a.GetOwnerReferences())
+		changed := false
+		for i := range refs {
+			if blocks(refs[i]) {
+				refs[i].BlockOwnerDeletion = new(bool)
+				changed = true
+			}
+		}
+		if !changed {
+			return nil, errSkip
+		}
+		a.SetOwnerReferences(refs)
+		a.SetResourceVersion("") // decided on this revision: retried on a conflict
+		return cur, nil
+	})
+	if err == nil || errors.Is(err, errSkip) || apierrors.IsNotFound(err) {
+		return nil
+	}
+	return fmt.Errorf("garbagecollector: unblocking the owners of %s: %w", m.Key, err)
 }
 
 var errSkip = errors.New("garbagecollector: nothing to do")

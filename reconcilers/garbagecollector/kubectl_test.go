@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/logplane/logplane/reconcilers/reconcilerstest"
 	"github.com/logplane/logplane/reconcilers/reconcilerstest/seeds"
@@ -216,5 +217,93 @@ func TestTwoOwners(t *testing.T) {
 	c.Eventually(10*time.Second, func() (bool, string) {
 		_, err := c.Client.CoreV1().Secrets("default").Get(ctx, "dep", metav1.GetOptions{})
 		return apierrors.IsNotFound(err), fmt.Sprint(err)
+	})
+}
+
+// makeCycle creates pod1, pod2 and pod3 in the default namespace and makes them own each other in
+// a circle (pod1 owned by pod3, pod2 by pod1, pod3 by pod2), each reference a blocking
+// controller reference, as Kubernetes' conformance test "Garbage collector should not be
+// blocked by dependency circle" does, and waits for them to run.
+func makeCycle(t *testing.T, c *reconcilerstest.Cluster) map[string]*corev1.Pod {
+	t.Helper()
+	ctx := t.Context()
+	pods := map[string]*corev1.Pod{}
+	for _, name := range []string{"pod1", "pod2", "pod3"} {
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"cycle": "yes"}},
+			Spec: corev1.PodSpec{TerminationGracePeriodSeconds: new(int64),
+				Containers: []corev1.Container{{Name: "nginx", Image: "nginx"}}},
+		}
+		p, err := c.Client.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pods[name] = p
+	}
+	patch := func(name, owner string) {
+		t.Helper()
+		body := fmt.Sprintf(`{"metadata":{"ownerReferences":[{"apiVersion":"v1","kind":"Pod","name":"%s","uid":"%s","controller":true,"blockOwnerDeletion":true}]}}`,
+			owner, pods[owner].UID)
+		p, err := c.Client.CoreV1().Pods("default").Patch(ctx, name, types.StrategicMergePatchType, []byte(body), metav1.PatchOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pods[name] = p
+	}
+	patch("pod1", "pod3")
+	patch("pod2", "pod1")
+	patch("pod3", "pod2")
+	waitPods(t, c, "default", "cycle=yes", 3)
+	return pods
+}
+
+// The conformance test "Garbage collector should not be blocked by dependency circle": pod1
+// deleted in the foreground (with its uid as precondition) takes pod2 and pod3 with it, although
+// each waits for the next: the collector unblocks the reference of the member whose dependent
+// already waits, as Kubernetes' does.
+func TestDependencyCircleForeground(t *testing.T) {
+	c := reconcilerstest.Start(t, reconcilerstest.Options{Nodes: 1})
+	pods := makeCycle(t, c)
+	fg := metav1.DeletePropagationForeground
+	if err := c.Client.CoreV1().Pods("default").Delete(t.Context(), "pod1", metav1.DeleteOptions{
+		PropagationPolicy: &fg, Preconditions: metav1.NewUIDPreconditions(string(pods["pod1"].UID))}); err != nil {
+		t.Fatal(err)
+	}
+	c.Eventually(60*time.Second, func() (bool, string) {
+		ps := c.Pods("default", "")
+		var left []string
+		for _, p := range ps {
+			left = append(left, fmt.Sprintf("%s(deleting %v, finalizers %v, owners %v)", p.Name, p.DeletionTimestamp != nil, p.Finalizers, p.OwnerReferences))
+		}
+		return len(ps) == 0, fmt.Sprintf("pods left: %v", left)
+	})
+}
+
+// The same circle with pod1 deleted the default way (background): each member goes once its
+// owner is gone.
+func TestDependencyCircleBackground(t *testing.T) {
+	c := reconcilerstest.Start(t, reconcilerstest.Options{Nodes: 1})
+	makeCycle(t, c)
+	c.MustKubectl("delete", "pod", "pod1", "--wait=false")
+	c.Eventually(60*time.Second, func() (bool, string) {
+		ps := c.Pods("default", "")
+		var left []string
+		for _, p := range ps {
+			left = append(left, fmt.Sprintf("%s(deleting %v, finalizers %v)", p.Name, p.DeletionTimestamp != nil, p.Finalizers))
+		}
+		return len(ps) == 0, fmt.Sprintf("pods left: %v", left)
+	})
+}
+
+// kubectl's foreground deletion of a member of a circle returns: the whole circle goes.
+func TestDependencyCircleKubectlForeground(t *testing.T) {
+	c := reconcilerstest.Start(t, reconcilerstest.Options{Nodes: 1})
+	makeCycle(t, c)
+	if _, err := c.Kubectl("delete", "pod", "pod2", "--cascade=foreground", "--timeout=60s"); err != nil {
+		t.Fatal(err)
+	}
+	c.Eventually(30*time.Second, func() (bool, string) {
+		out, err := c.Kubectl("get", "pods", "-o", "name")
+		return err == nil && out == "", "pods left: " + out
 	})
 }

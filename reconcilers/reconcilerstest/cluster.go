@@ -60,8 +60,10 @@ type Cluster struct {
 	// Kubeconfig is an admin kubeconfig for the API server.
 	Kubeconfig string
 	// Config is the admin's client-go configuration, and Client a clientset on it.
-	Config   *rest.Config
-	Client   kubernetes.Interface
+	Config *rest.Config
+	Client kubernetes.Interface
+	// CA is the cluster CA certificate (PEM) that verifies the API server.
+	CA       []byte
 	Log      *eventlog.Log
 	API      *apiserver.Server
 	Store    *projections.Store
@@ -118,7 +120,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if err := api.Start(ctx); err != nil {
 		t.Fatalf("reconcilerstest: starting the API server: %v", err)
 	}
-	c := &Cluster{t: t, Log: l, API: api, Store: api.Store(), Registry: api.Registry(), Logger: logger, dir: dir}
+	c := &Cluster{t: t, Log: l, API: api, Store: api.Store(), Registry: api.Registry(), Logger: logger, dir: dir, CA: mat.CA.CertPEM}
 	c.Kubeconfig = filepath.Join(dir, "kubeconfig")
 	if err := mat.WriteKubeconfig(c.Kubeconfig, "https://"+ln.Addr().String()); err != nil {
 		t.Fatalf("reconcilerstest: %v", err)

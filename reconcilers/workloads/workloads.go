@@ -1,8 +1,8 @@
 // Package workloads assembles the workload reconcilers of one reconcile process: replicaset,
-// replicationcontroller, deployment, the garbage collector and node lifecycle, over one
-// projection, one registry and one informer index that they share, with their Kubernetes Event
-// recorders. The process (cmd/logplane) registers Registrations on its engine beside the other
-// reconcilers and runs Run beside the engine.
+// replicationcontroller, deployment, the garbage collector, node lifecycle and the namespace
+// lifecycle, over one projection, one registry and one informer index that they share, with
+// their Kubernetes Event recorders. The process (cmd/logplane) registers Registrations on its
+// engine beside the other reconcilers and runs Run beside the engine.
 package workloads
 
 import (
@@ -22,6 +22,7 @@ import (
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/garbagecollector"
 	"github.com/logplane/logplane/reconcilers/informer"
+	"github.com/logplane/logplane/reconcilers/namespaces"
 	"github.com/logplane/logplane/reconcilers/nodelifecycle"
 	"github.com/logplane/logplane/reconcilers/replicaset"
 	"github.com/logplane/logplane/recorder"
@@ -51,7 +52,7 @@ type Config struct {
 }
 
 // Names of the reconcilers, as Config.Only takes them.
-var Names = []string{replicaset.ReplicaSetName, replicaset.ReplicationControllerName, deployment.Name, garbagecollector.Name, nodelifecycle.Name}
+var Names = []string{replicaset.ReplicaSetName, replicaset.ReplicationControllerName, deployment.Name, garbagecollector.Name, nodelifecycle.Name, namespaces.Name}
 
 // Set is the assembled reconcilers.
 type Set struct {
@@ -142,6 +143,13 @@ func New(cfg Config) (*Set, error) {
 			return nil, err
 		}
 		s.regs = append(s.regs, nl.Registration())
+	}
+	if on(namespaces.Name) {
+		ns, err := namespaces.New(namespaces.Config{Store: cfg.Store, Registry: cfg.Registry, Now: cfg.Now, Logger: cfg.Logger})
+		if err != nil {
+			return nil, err
+		}
+		s.regs = append(s.regs, ns.Registration())
 	}
 	s.stopIndex = s.index.Start(cfg.Store)
 	return s, nil
