@@ -325,7 +325,7 @@ func (m *machine) removePods(ctx context.Context) error {
 	if _, err := os.Stat(filepath.Join(cdir, "config.toml")); err != nil {
 		return nil // no agent ever ran
 	}
-	// A killed agent leaves its containerd running (the next agent uses it); else start it again.
+	// Use a daemon still running (one not yet gone after its agent died); else start it again.
 	addr := filepath.Join(cdir, "containerd.sock")
 	if containerd.Ping(ctx, addr) != nil {
 		d, err := containerd.StartDaemon(ctx, containerd.DaemonConfig{Dir: cdir})

@@ -3,17 +3,15 @@ package e2e_test
 import (
 	"fmt"
 	"maps"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/logplane/logplane/dataplane/containerd"
 )
 
 // TestUpKill9 is restart safety end to end: kill -9 of `logplane up` with pods running, then
-// `logplane up` again on the same data directory. Every object is back, the running containers
+// `logplane up` again on the same data directory. The containerd that `up` ran for itself dies
+// with it, but not the shims: the pods answer on. Every object is back, the running containers
 // are adopted (same container, same pod IP, RESTARTS unchanged) and the cluster works on.
 func TestUpKill9(t *testing.T) {
 	m, up := upMachine(t)
@@ -48,8 +46,21 @@ func TestUpKill9(t *testing.T) {
 		t.Fatalf("want 3 pods, got %v", pods)
 	}
 	podsWide := m.get("pods", "-o", "wide")
+	daemons, shims := m.containerdPIDs(), m.shims()
+	if len(daemons) != 1 || len(shims) != 3 {
+		t.Fatalf("logplane's containerd: %v, its shims and their containers: %v; want one daemon and 3 shims", daemons, shims)
+	}
 
 	up.kill(t)
+	// logplane's own containerd does not outlive it; the shims, and the containers, do.
+	waitExit(t, daemons[0], 20*time.Second, "logplane's containerd after kill -9 of logplane up")
+	for shim, children := range shims {
+		for _, pid := range append([]int{shim}, children...) {
+			if !alive(pid) {
+				t.Errorf("process %d (a shim, or its container) died with containerd", pid)
+			}
+		}
+	}
 	// With logplane gone, kubectl finds no server, but the pods run on.
 	if r := m.kubectl("get", "pods"); r.err == nil {
 		t.Fatalf("kubectl get pods with logplane killed: %s", r)
@@ -101,10 +112,15 @@ func TestUpKill9(t *testing.T) {
 		t.Errorf("kubectl get pods after deleting everything: %s", r)
 	}
 	up.stop(t)
-	// No pod's network namespace is still pinned. The containerd the killed `up` started still
-	// runs (the second one used it), with its state tmpfs.
-	stateDir := containerd.StateDir(filepath.Join(m.dir, "containerd"))
-	if left := slices.DeleteFunc(mountsUnder(t, m.dir), func(p string) bool { return p == stateDir }); len(left) > 0 {
+	// With no pod left, a stopped `up` leaves nothing behind: no process of its (containerd, a
+	// shim), no pinned network namespace, no state tmpfs.
+	eventually(t, 20*time.Second, func() error {
+		if pids := pidsUnder(m.dir); len(pids) > 0 {
+			return fmt.Errorf("processes of the data directory left after every pod was deleted and up stopped: %v", pids)
+		}
+		return nil
+	})
+	if left := mountsUnder(t, m.dir); len(left) > 0 {
 		t.Errorf("mounts left after every pod was deleted: %v", left)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -68,7 +69,11 @@ type Config struct {
 	NodeIP string
 	// Hostname is the node's Hostname address. Default: NodeName.
 	Hostname string
-	// PodCIDR is the node's pod range, recorded in spec.podCIDR on registration.
+	// PodCIDR is the node's pod range, recorded in spec.podCIDR and
+	// spec.podCIDRs on registration. Run refuses to start, with an error
+	// wrapping ErrPodCIDRConflict, if another node still uses a range that
+	// overlaps it or the node is registered with another (see
+	// checkPodCIDRs). Empty: the node has none.
 	PodCIDR string
 	// Capacity is the node's capacity (cpu, memory, pods, ephemeral-storage).
 	// Default: measured on this machine (MachineCapacity), pods 110.
@@ -128,6 +133,10 @@ type Config struct {
 	Metrics prometheus.Registerer
 	Clock   clock.WithTicker
 	Logger  *slog.Logger
+
+	// podCIDRChecked is set by a Fleet, which checks its nodes' ranges at
+	// once (one pass over the Nodes rather than one per node).
+	podCIDRChecked bool
 }
 
 // Agent is the node agent of one node.
@@ -163,6 +172,13 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.Runtime == nil || cfg.Registry == nil || cfg.Store == nil {
 		return nil, errors.New("nodeagent: Runtime, Registry and Store are required")
+	}
+	if cfg.PodCIDR != "" {
+		p, err := netip.ParsePrefix(cfg.PodCIDR)
+		if err != nil {
+			return nil, fmt.Errorf("nodeagent: PodCIDR: %w", err)
+		}
+		cfg.PodCIDR = p.Masked().String()
 	}
 	if cfg.Hostname == "" {
 		cfg.Hostname = cfg.NodeName
@@ -296,6 +312,17 @@ func (a *Agent) Runtime() podworker.StreamingRuntime { return a.cfg.Runtime }
 // Run runs the agent until ctx ends. Containers keep running after it
 // returns: the next agent on this node adopts them.
 func (a *Agent) Run(ctx context.Context) error {
+	if !a.cfg.podCIDRChecked && a.cfg.PodCIDR != "" {
+		mine := claim{node: a.cfg.NodeName, prefix: netip.MustParsePrefix(a.cfg.PodCIDR)} // parsed in New
+		if err := a.retry(ctx, "check the pod range", func() error {
+			if _, err := a.reg.ConsistentRead(ctx); err != nil {
+				return err
+			}
+			return checkPodCIDRs(a, []claim{mine}, false)
+		}); err != nil {
+			return err
+		}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -358,13 +385,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	return nil
 }
 
-// retry calls fn until it succeeds or ctx ends, backing off up to 5s.
+// retry calls fn until it succeeds or ctx ends, backing off up to 5s. A
+// pod range conflict is not retried: it needs the operator.
 func (a *Agent) retry(ctx context.Context, what string, fn func() error) error {
 	delay := 100 * time.Millisecond
 	for {
 		err := fn()
-		if err == nil {
-			return nil
+		if err == nil || errors.Is(err, ErrPodCIDRConflict) {
+			return err
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("nodeagent: %s: %w", what, errors.Join(err, ctx.Err()))

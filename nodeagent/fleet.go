@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"sync"
 
@@ -28,10 +29,15 @@ type FleetConfig struct {
 	// NodeIP is every node's InternalIP: where the Fleet's streaming Server
 	// listens. Default 127.0.0.1.
 	NodeIP string
+	// Subnet is the pod range of node 0 (the fleet's first node is node
+	// First); node i has the i-th range of that size after it. Default
+	// DefaultSimSubnet. Run refuses to start if one of them overlaps a range
+	// another node still uses (see Config.PodCIDR).
+	Subnet string
 	// VolumeDir is the root of the nodes' volume directories (one each). Required.
 	VolumeDir string
 	// Sim, when set, returns the simulated runtime's configuration of node i
-	// (its Subnet is filled in if empty).
+	// (its Subnet is filled in from Subnet if empty).
 	Sim func(i int) sim.Config
 	// PodEvents records the pods' Normal Events (Pulled, Created, Started...)
 	// too. Default off: simulated nodes are quiet as kwok's are (Config.QuietPods).
@@ -54,10 +60,21 @@ func SimCapacity() corev1.ResourceList {
 	}
 }
 
-// SimSubnet is the made-up pod range of simulated node i: 10.244.0.0/24,
-// 10.244.1.0/24, ... then on into 10.245.0.0/24 and beyond.
+// DefaultSimSubnet is the made-up pod range of simulated node 0. It is
+// outside 10.244.0.0/16, where real nodes' ranges are (the node agent's
+// default is 10.244.0.0/24), so that simulated nodes can join a cluster of
+// real ones without taking their ranges.
+const DefaultSimSubnet = "10.245.0.0/24"
+
+// SimSubnet is the made-up pod range of simulated node i with the default
+// ranges: 10.245.0.0/24, 10.245.1.0/24, ... then on into 10.246.0.0/24 and
+// beyond ("" past the end of the IPv4 space).
 func SimSubnet(i int) string {
-	return fmt.Sprintf("10.%d.%d.0/24", 244+i/256, i%256)
+	p, ok := nthPrefix(netip.MustParsePrefix(DefaultSimSubnet), i)
+	if !ok {
+		return ""
+	}
+	return p.String()
 }
 
 // NewFleet makes the agents of a fleet.
@@ -74,6 +91,13 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 	if cfg.NodeIP == "" {
 		cfg.NodeIP = "127.0.0.1"
 	}
+	if cfg.Subnet == "" {
+		cfg.Subnet = DefaultSimSubnet
+	}
+	first, err := netip.ParsePrefix(cfg.Subnet)
+	if err != nil || !first.Addr().Is4() {
+		return nil, fmt.Errorf("nodeagent: fleet subnet %q: want an IPv4 range", cfg.Subnet)
+	}
 	f := &Fleet{}
 	for n := range cfg.Nodes {
 		i := cfg.First + n
@@ -82,7 +106,11 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 			sc = cfg.Sim(i)
 		}
 		if sc.Subnet == "" {
-			sc.Subnet = SimSubnet(i)
+			p, ok := nthPrefix(first, i)
+			if !ok {
+				return nil, fmt.Errorf("nodeagent: node %d: the ranges after %s run out of IPv4 addresses", i, first)
+			}
+			sc.Subnet = p.String()
 		}
 		if sc.Clock == nil {
 			sc.Clock = cfg.Template.Clock
@@ -102,6 +130,7 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 		c.RuntimeVersion = "sim://0.1.0"
 		c.VolumeDir = filepath.Join(cfg.VolumeDir, c.NodeName)
 		c.MachinePressure = false
+		c.podCIDRChecked = true // by Run, for the whole fleet
 		if c.Capacity == nil {
 			c.Capacity = SimCapacity()
 		}
@@ -123,6 +152,9 @@ func (f *Fleet) Agents() []*Agent { return f.agents }
 // Run runs every agent until ctx ends, or until one fails; then it stops
 // the others and returns the first error.
 func (f *Fleet) Run(ctx context.Context) error {
+	if err := f.checkPodCIDRs(ctx); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -142,6 +174,24 @@ func (f *Fleet) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	return first
+}
+
+// checkPodCIDRs checks every node's range at once, as each agent alone
+// would (Config.PodCIDR), in one pass over the Nodes.
+func (f *Fleet) checkPodCIDRs(ctx context.Context) error {
+	var claims []claim
+	for _, a := range f.agents {
+		if a.cfg.PodCIDR != "" {
+			claims = append(claims, claim{node: a.cfg.NodeName, prefix: netip.MustParsePrefix(a.cfg.PodCIDR)}) // parsed in New
+		}
+	}
+	a := f.agents[0] // NewFleet makes at least one
+	return a.retry(ctx, "check the pod ranges", func() error {
+		if _, err := a.reg.ConsistentRead(ctx); err != nil {
+			return err
+		}
+		return checkPodCIDRs(a, claims, true)
+	})
 }
 
 // Ready waits until every agent is ready (see Agent.Ready).

@@ -72,7 +72,7 @@ func TestSimNodesRegisterAndHeartbeat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n.Spec.PodCIDR != "10.244.1.0/24" {
+	if n.Spec.PodCIDR != "10.245.1.0/24" {
 		t.Errorf("podCIDR %q", n.Spec.PodCIDR)
 	}
 	want := map[corev1.NodeConditionType]corev1.ConditionStatus{
@@ -151,7 +151,7 @@ func TestSimPodLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := c.waitPod("default", "web", 10*time.Second, "Running", running)
-	if !strings.HasPrefix(p.Status.PodIP, "10.244.1.") || p.Status.HostIP != "127.0.0.1" || p.Status.StartTime == nil {
+	if !strings.HasPrefix(p.Status.PodIP, "10.245.1.") || p.Status.HostIP != "127.0.0.1" || p.Status.StartTime == nil {
 		t.Errorf("status: %s hostIP %s", describe(p), p.Status.HostIP)
 	}
 	c.waitEvent("default", "web", "Started", 5*time.Second)
@@ -161,7 +161,7 @@ func TestSimPodLifecycle(t *testing.T) {
 			t.Errorf("events %v lack %s", evs, want)
 		}
 	}
-	c.must("", []string{"web", "Running", "10.244.1.", "sim-1"}, "get", "pods", "-o", "wide")
+	c.must("", []string{"web", "Running", "10.245.1.", "sim-1"}, "get", "pods", "-o", "wide")
 	c.must("", []string{"Node:", "sim-1/127.0.0.1", "Status:", "Running", "Started", "Started container main", "kubelet"}, "describe", "pod", "web")
 
 	// Status writes are status-only events by the node, caused by the pod revision acted on;

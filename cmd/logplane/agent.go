@@ -28,6 +28,7 @@ type agentFlags struct {
 	nodeName     string
 	nodeIP       string
 	podCIDR      string
+	podCIDRSet   bool // --pod-cidr given (with --runtime sim, the fleet's ranges start there)
 	runtime      string
 	nodes        int
 	nodePrefix   string
@@ -48,7 +49,7 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 	}
 	fs.StringVar(&f.nodeName, "node-name", host, "name of this node")
 	fs.StringVar(&f.nodeIP, "node-ip", "", "the node's InternalIP and the pods' hostIP (default: the first non-loopback IPv4 address)")
-	fs.StringVar(&f.podCIDR, "pod-cidr", podnet.DefaultSubnet, "this node's pod range")
+	fs.StringVar(&f.podCIDR, "pod-cidr", podnet.DefaultSubnet, "this node's pod range, recorded in its Node's spec.podCIDR; the agent refuses to start if another node uses it. With --runtime sim: the first simulated node's range (default "+nodeagent.DefaultSimSubnet+"), each next node taking the next range of that size")
 	fs.StringVar(&f.runtime, "runtime", "containerd", "container runtime: containerd, or sim (simulated nodes, for scale tests)")
 	fs.IntVar(&f.nodes, "nodes", 1, "with --runtime sim: how many simulated nodes to run (named <node-prefix>-N)")
 	fs.StringVar(&f.nodePrefix, "node-prefix", "sim", "with --runtime sim: prefix of the simulated nodes' names")
@@ -70,6 +71,7 @@ func agentCommand() *cobra.Command {
 		Use:   "agent",
 		Short: "Run the node agent of this machine (or simulated nodes)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			af.podCIDRSet = cmd.Flags().Changed("pod-cidr")
 			p, err := openProcess(cmd.Context(), &lf, &pf)
 			if err != nil {
 				return err
@@ -135,8 +137,12 @@ func runAgents(p *process, af *agentFlags, lf *logFlags) error {
 	var run func(context.Context) error
 	switch af.runtime {
 	case "sim":
+		simSubnet := "" // the fleet's default
+		if af.podCIDRSet {
+			simSubnet = af.podCIDR
+		}
 		fleet, err := nodeagent.NewFleet(nodeagent.FleetConfig{
-			Template: tmpl, Nodes: af.nodes, Prefix: af.nodePrefix, NodeIP: ip,
+			Template: tmpl, Nodes: af.nodes, Prefix: af.nodePrefix, NodeIP: ip, Subnet: simSubnet,
 			VolumeDir: filepath.Join(lf.dataDir, "sim", "volumes"), PodEvents: af.simPodEvents,
 		})
 		if err != nil {
@@ -166,7 +172,13 @@ func runAgents(p *process, af *agentFlags, lf *logFlags) error {
 // its own under the data directory).
 func containerdAgent(ctx context.Context, tmpl nodeagent.Config, af *agentFlags, lf *logFlags, ip string) (*nodeagent.Agent, func(), error) {
 	dir := filepath.Join(lf.dataDir, "agent")
-	cleanup := func() {}
+	// One agent per data directory: two would share sandboxes, IPs and containers, and each
+	// would remove the other's pods as orphans.
+	lock, err := lockMachine(lf.dataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	cleanup := lock.release
 	addr := af.containerd
 	if addr == "auto" {
 		addr = "own"
@@ -175,33 +187,50 @@ func containerdAgent(ctx context.Context, tmpl nodeagent.Config, af *agentFlags,
 		}
 	}
 	own := filepath.Join(lf.dataDir, "containerd")
-	if sock := filepath.Join(own, "containerd.sock"); addr == "own" && containerd.Ping(ctx, sock) == nil {
-		// An earlier agent (killed) left its containerd running: use it, as the containers do.
-		slog.Info("logplane: using the containerd already running under the data directory", "socket", sock)
-		addr = sock
-	}
-	if addr == "own" {
-		d, err := containerd.StartDaemon(ctx, containerd.DaemonConfig{Dir: own})
-		if err != nil {
-			return nil, nil, err
-		}
-		slog.Info("logplane: started containerd", "socket", d.Address, "pid", d.PID)
-		addr = d.Address
-		// Containers keep running in their shims when the daemon stops; the next daemon finds them.
-		cleanup = func() {
-			if err := d.Stop(context.WithoutCancel(ctx)); err != nil {
-				slog.Warn("logplane: stopping containerd", "err", err)
-			}
-		}
-	}
 	ncfg := podnet.Config{StateDir: filepath.Join(dir, "net"), PluginDirs: af.cniDirs, Bridge: af.bridge, Subnet: af.podCIDR}
 	rcfg := containerd.Config{Address: addr, DataDir: filepath.Join(dir, "runtime")}
-	if addr == filepath.Join(own, "containerd.sock") {
+	if addr == "own" || addr == filepath.Join(own, "containerd.sock") {
 		// Our own daemon: what every container needs and no restart of the machine keeps goes
 		// on its state tmpfs.
 		state := containerd.StateDir(own)
 		ncfg.NetNSDir = filepath.Join(state, "netns")
 		rcfg.RuncRoot, rcfg.FIFODir = filepath.Join(state, "runc"), filepath.Join(state, "fifo")
+	}
+	// What `logplane down` will have to remove, recorded before any of it exists.
+	rec := nodeRecord{Containerd: addr, Namespace: containerd.DefaultNamespace, Bridges: []string{af.bridge}, PodCIDR: af.podCIDR,
+		CNIBinDirs: af.cniDirs, NetNSDir: ncfg.NetNSDir, RuncRoot: rcfg.RuncRoot, FIFODir: rcfg.FIFODir}
+	if rec.NetNSDir == "" {
+		rec.NetNSDir = filepath.Join(ncfg.StateDir, "netns") // podnet's default
+	}
+	if err := writeNodeRecord(lf.dataDir, rec); err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	if addr == "own" {
+		// A daemon still running under the data directory was started by a process that did
+		// not take it down with it (a logplane from before daemons died with their parent):
+		// stop it, and start ours, which dies with this process. The containers live on in
+		// their shims; the new daemon finds them.
+		if pid, err := containerd.StopLeftover(ctx, own); err != nil {
+			cleanup()
+			return nil, nil, err
+		} else if pid != 0 {
+			slog.Info("logplane: stopped the containerd an earlier process left running under the data directory", "pid", pid)
+		}
+		d, err := containerd.StartDaemon(ctx, containerd.DaemonConfig{Dir: own})
+		if err != nil {
+			cleanup()
+			return nil, nil, err
+		}
+		slog.Info("logplane: started containerd", "socket", d.Address, "pid", d.PID)
+		rcfg.Address = d.Address
+		// Containers keep running in their shims when the daemon stops; the next daemon finds them.
+		cleanup = func() {
+			if err := d.Stop(context.WithoutCancel(ctx)); err != nil {
+				slog.Warn("logplane: stopping containerd", "err", err)
+			}
+			lock.release()
+		}
 	}
 	network, err := podnet.New(ncfg)
 	if err != nil {

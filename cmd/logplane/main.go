@@ -1,8 +1,10 @@
 // Command logplane is the logplane daemon: one subcommand per role (apiserver, reconcile, agent)
 // and `up`, which runs all of them in one process on the embedded log, for a laptop or a single
-// machine. The roles find each other through the log: run `logplane apiserver` (which embeds the
-// NATS server and listens for the others), then `logplane reconcile` and `logplane agent` with
-// --nats pointing at it; stop and start any of them independently.
+// machine; and `down`, which stops the containers a node agent left running and removes what
+// logplane made on the machine. The roles find each other through the log: run `logplane
+// apiserver` (which embeds the NATS server and listens for the others), then `logplane
+// reconcile` and `logplane agent` with --nats pointing at it; stop and start any of them
+// independently.
 package main
 
 import (
@@ -34,7 +36,7 @@ func main() {
 		}
 		slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
 	}
-	root.AddCommand(upCommand(), apiserverCommand(), reconcileCommand(), agentCommand())
+	root.AddCommand(upCommand(), apiserverCommand(), reconcileCommand(), agentCommand(), downCommand())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "logplane:", err)
 		os.Exit(1)

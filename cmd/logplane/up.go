@@ -12,6 +12,7 @@ func upCommand() *cobra.Command {
 		Use:   "up",
 		Short: "Run a whole single-machine cluster in one process: log, API server, reconcilers and this machine's node agent",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			agf.podCIDRSet = cmd.Flags().Changed("pod-cidr")
 			p, err := openProcess(cmd.Context(), &lf, &pf)
 			if err != nil {
 				return err

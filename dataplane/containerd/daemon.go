@@ -1,6 +1,7 @@
 package containerd
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -51,9 +54,20 @@ type Daemon struct {
 // (podnet.Config.NetNSDir = StateDir/netns).
 func StateDir(dir string) string { return filepath.Join(dir, "state") }
 
+// PIDFile is where StartDaemon records the PID of the daemon it started
+// under dir, for StopLeftover.
+func PIDFile(dir string) string { return filepath.Join(dir, "containerd.pid") }
+
 // StartDaemon starts a containerd of our own with everything under cfg.Dir
-// (the CRI plugin disabled; its state on a tmpfs, see StateDir) and waits
-// until it answers. Stop it with Stop.
+// (the CRI plugin disabled; its state on a tmpfs, see StateDir), records its
+// PID (PIDFile) and waits until it answers. Stop it with Stop.
+//
+// The daemon never outlives the process that started it: it gets SIGTERM
+// when that process dies, even by kill -9 (the kernel's parent-death signal).
+// The shims, and with them the containers, survive it, as they survive a
+// Stop; the next daemon started under cfg.Dir finds them again. If a daemon
+// already answers on the socket (one started by a process that did not die
+// with it), StartDaemon fails: stop that one with StopLeftover first.
 func StartDaemon(ctx context.Context, cfg DaemonConfig) (*Daemon, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("containerd: DaemonConfig.Dir is required")
@@ -71,6 +85,9 @@ func StartDaemon(ctx context.Context, cfg DaemonConfig) (*Daemon, error) {
 	sock := filepath.Join(cfg.Dir, "containerd.sock")
 	if len(sock) > 100 {
 		return nil, fmt.Errorf("containerd: socket path %q too long", sock)
+	}
+	if ping(ctx, sock) == nil {
+		return nil, fmt.Errorf("containerd: a daemon already answers on %s: stop it first (StopLeftover)", sock)
 	}
 	state := StateDir(cfg.Dir)
 	if err := mountState(state); err != nil {
@@ -104,16 +121,18 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 		}
 		d.log, out = f, f
 	}
-	// Not CommandContext: the daemon outlives the start request.
+	// Not CommandContext: the daemon outlives the start request, though not this process.
 	cmd := exec.Command(bin, "--config", confPath)
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := startLocked(cmd, d.done); err != nil {
 		d.closeLog()
 		return nil, fmt.Errorf("containerd: start daemon: %w", err)
 	}
 	d.cmd, d.PID = cmd, cmd.Process.Pid
-	go func() { d.done <- cmd.Wait() }()
+	if err := os.WriteFile(PIDFile(cfg.Dir), []byte(strconv.Itoa(d.PID)+"\n"), 0o600); err != nil {
+		return nil, errors.Join(fmt.Errorf("containerd: record the daemon's PID: %w", err), d.Stop(context.WithoutCancel(ctx)))
+	}
 
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -133,9 +152,31 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 	}
 }
 
-// Ping tells whether a containerd answers on the socket at address: a
-// daemon that an earlier process started under the same directory and left
-// running (kill -9) is to be used again, not started twice.
+// startLocked starts cmd from a goroutine locked to its OS thread, which
+// stays until the process exits and then sends cmd.Wait's result on done.
+// The parent-death signal (Pdeathsig) is sent when the thread that forked
+// the child exits, not the process: Go ends a thread when a goroutine locked
+// to it returns without unlocking (podnet's and containerd's network
+// namespace helpers do so), so the fork must come from a thread that lives
+// exactly as long as the child.
+func startLocked(cmd *exec.Cmd, done chan<- error) error {
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			runtime.UnlockOSThread()
+			started <- err
+			return
+		}
+		started <- nil
+		err := cmd.Wait()
+		runtime.UnlockOSThread()
+		done <- err
+	}()
+	return <-started
+}
+
+// Ping tells whether a containerd answers on the socket at address.
 func Ping(ctx context.Context, address string) error { return ping(ctx, address) }
 
 func ping(ctx context.Context, sock string) error {
@@ -158,6 +199,7 @@ func ping(ctx context.Context, sock string) error {
 // under it); else it stays for the next daemon, as /run would.
 func (d *Daemon) Stop(ctx context.Context) error {
 	defer d.closeLog()
+	defer removePIDFile(filepath.Dir(d.Address), d.PID)
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("containerd: stop daemon %d: %w", d.PID, err)
 	}
@@ -174,9 +216,97 @@ func (d *Daemon) Stop(ctx context.Context) error {
 	return d.releaseState()
 }
 
-// releaseState unmounts the state tmpfs if it is a mount point with no task
-// and no mount left in it.
-func (d *Daemon) releaseState() error {
+func (d *Daemon) releaseState() error { return releaseState(d.StateDir) }
+
+// removePIDFile removes dir's PID file if it still names pid.
+func removePIDFile(dir string, pid int) {
+	if recorded, err := readPID(dir); err == nil && recorded == pid {
+		// The file only helps StopLeftover, which checks what it names before acting on it.
+		_ = os.Remove(PIDFile(dir))
+	}
+}
+
+func readPID(dir string) (int, error) {
+	b, err := os.ReadFile(PIDFile(dir))
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("containerd: %s holds no PID", PIDFile(dir))
+	}
+	return pid, nil
+}
+
+// DaemonPID returns the PID of a containerd running with the configuration
+// StartDaemon wrote under dir, or 0 if none runs. It trusts the PID file
+// only if that process's command line is such a daemon's, and otherwise
+// looks for one in /proc (a daemon of an older logplane left no PID file).
+func DaemonPID(dir string) (int, error) {
+	conf := filepath.Join(dir, "config.toml")
+	isDaemon := func(pid int) bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			return false
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		return len(args) == 3 && filepath.Base(args[0]) == "containerd" && args[1] == "--config" && args[2] == conf
+	}
+	if pid, err := readPID(dir); err == nil && isDaemon(pid) {
+		return pid, nil
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, fmt.Errorf("containerd: %w", err)
+	}
+	for _, e := range ents {
+		if pid, err := strconv.Atoi(e.Name()); err == nil && isDaemon(pid) {
+			return pid, nil
+		}
+	}
+	return 0, nil
+}
+
+// StopLeftover stops a containerd running under dir that no Daemon of this
+// process owns: one that an earlier process started and that did not die
+// with it (a logplane from before daemons did, or a daemon that ignored the
+// signal). It sends SIGTERM by PID (see DaemonPID), waits up to 10 seconds,
+// then sends SIGKILL, and returns the PID it stopped (0 if none ran). The
+// shims and their containers survive, as with Stop; the state tmpfs is
+// released as Stop does. Call it only when no other process uses that daemon.
+func StopLeftover(ctx context.Context, dir string) (int, error) {
+	pid, err := DaemonPID(dir)
+	if err != nil || pid == 0 {
+		return 0, err
+	}
+	gone := func() bool {
+		// Not our child: its new parent reaps it. A zombie still counts as gone.
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return true
+		}
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		return len(f) > 0 && f[0] == "Z"
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return pid, fmt.Errorf("containerd: stop daemon %d: %w", pid, err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for !gone() && time.Now().Before(deadline) && ctx.Err() == nil {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if gone() {
+			removePIDFile(dir, pid)
+			return pid, releaseState(StateDir(dir))
+		}
+	}
+	return pid, fmt.Errorf("containerd: daemon %d under %s did not exit after SIGKILL", pid, dir)
+}
+
+// releaseState unmounts the state tmpfs at dir if it is a mount point with
+// no task and no mount left in it.
+func releaseState(stateDir string) error {
 	mi, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return fmt.Errorf("containerd: mountinfo: %w", err)
@@ -186,23 +316,23 @@ func (d *Daemon) releaseState() error {
 		f := strings.Fields(line)
 		switch {
 		case len(f) <= 4:
-		case f[4] == d.StateDir:
+		case f[4] == stateDir:
 			mounted = true
-		case strings.HasPrefix(f[4], d.StateDir+"/"):
+		case strings.HasPrefix(f[4], stateDir+"/"):
 			return nil // a pinned network namespace of a pod still there
 		}
 	}
 	if !mounted {
 		return nil // on disk, or inside a tmpfs that is not ours
 	}
-	tasks, err := filepath.Glob(filepath.Join(d.StateDir, "io.containerd.runtime.v2.task", "*", "*"))
+	tasks, err := filepath.Glob(filepath.Join(stateDir, "io.containerd.runtime.v2.task", "*", "*"))
 	if err != nil || len(tasks) > 0 {
 		return nil // tasks of running shims: the next daemon needs them
 	}
 	// Detached: a shim that has just removed its task may not have exited yet, and keeps the
 	// tmpfs busy for a moment; the memory goes when it does.
-	if err := unix.Unmount(d.StateDir, unix.MNT_DETACH); err != nil {
-		return fmt.Errorf("containerd: unmount %s: %w", d.StateDir, err)
+	if err := unix.Unmount(stateDir, unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("containerd: unmount %s: %w", stateDir, err)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@
 package podnet
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -317,4 +319,114 @@ func Dial(ctx context.Context, netnsPath, network, addr string) (net.Conn, error
 // Do runs f on an OS thread inside the network namespace at netnsPath.
 func Do(netnsPath string, f func() error) error {
 	return netns.LoadNetNS(netnsPath).Do(func(cnins.NetNS) error { return f() })
+}
+
+// Teardown removes what the network made on the machine, for a node taken
+// down for good (logplane down), once its pods are detached (Detach): the
+// network namespaces still pinned in NetNSDir (unmounted and removed; their
+// interfaces go with them), host-local's allocations, libcni's cached
+// results of the network's attachments (in /var/lib/cni/results, those that
+// name this network's allocation directory), the bridge (its address and
+// the route to the pod range go with it), and the portmap
+// plugin's top-level iptables chains if no rule is left in them (every CNI
+// user of the machine shares them, so they stay while another has host
+// ports). Pods' own rules went with their Detach. Tearing down what is
+// already gone succeeds.
+func (n *Network) Teardown(ctx context.Context) error {
+	var errs []error
+	ents, err := os.ReadDir(n.cfg.netnsDir())
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("podnet: %w", err))
+	}
+	for _, e := range ents {
+		if err := netns.LoadNetNS(filepath.Join(n.cfg.netnsDir(), e.Name())).Remove(); err != nil {
+			errs = append(errs, fmt.Errorf("podnet: remove netns %s: %w", e.Name(), err))
+		}
+	}
+	if err := os.RemoveAll(n.cfg.ipamDir()); err != nil {
+		errs = append(errs, fmt.Errorf("podnet: remove IP allocations: %w", err))
+	}
+	errs = append(errs, n.removeCachedResults())
+	if _, err := net.InterfaceByName(n.cfg.Bridge); err == nil {
+		if out, err := exec.CommandContext(ctx, "ip", "link", "del", n.cfg.Bridge).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("podnet: delete bridge %s: %w: %s", n.cfg.Bridge, err, bytes.TrimSpace(out)))
+		}
+	}
+	errs = append(errs, removeEmptyHostportChains(ctx))
+	return errors.Join(errs...)
+}
+
+// cniCacheDir is where libcni caches each attachment's result and
+// configuration (go-cni does not let it be changed); a DEL removes the entry.
+const cniCacheDir = "/var/lib/cni/results"
+
+// removeCachedResults removes the cached results of this network's
+// attachments whose DEL never ran: files named <network>-<id>-<interface>
+// whose namespace is in NetNSDir or whose configuration names this
+// network's allocation directory (other nodes on the machine may use the
+// same network name).
+func (n *Network) removeCachedResults() error {
+	paths, err := filepath.Glob(filepath.Join(cniCacheDir, n.cfg.NetworkName+"-*"))
+	if err != nil {
+		return fmt.Errorf("podnet: cached results: %w", err)
+	}
+	var errs []error
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			if !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("podnet: cached result: %w", err))
+			}
+			continue
+		}
+		var cached struct {
+			Config []byte `json:"config"` // the network configuration given to ADD
+			NetNS  string `json:"netns"`
+		}
+		if json.Unmarshal(b, &cached) != nil {
+			continue // not libcni's cache format: not ours to judge
+		}
+		if !strings.HasPrefix(cached.NetNS, n.cfg.netnsDir()+"/") && !bytes.Contains(cached.Config, []byte(n.cfg.ipamDir())) {
+			continue
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("podnet: remove cached result: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeEmptyHostportChains removes the portmap plugin's top-level nat
+// chains and the jumps to them if no rule is left in CNI-HOSTPORT-DNAT.
+func removeEmptyHostportChains(ctx context.Context) error {
+	if _, err := exec.LookPath("iptables"); err != nil {
+		return nil // no iptables: portmap could not have made anything either
+	}
+	out, err := exec.CommandContext(ctx, "iptables", "-w", "-t", "nat", "-S", "CNI-HOSTPORT-DNAT").Output()
+	if err != nil || strings.Count(string(out), "\n") > 1 {
+		return nil // no such chain, or another pod's host ports are in it
+	}
+	var errs []error
+	for _, args := range [][]string{
+		{"-D", "PREROUTING", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "CNI-HOSTPORT-DNAT"},
+		{"-D", "OUTPUT", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "CNI-HOSTPORT-DNAT"},
+		{"-D", "POSTROUTING", "-m", "comment", "--comment", "CNI portfwd requiring masquerade", "-j", "CNI-HOSTPORT-MASQ"},
+		{"-F", "CNI-HOSTPORT-DNAT"}, {"-X", "CNI-HOSTPORT-DNAT"},
+		{"-F", "CNI-HOSTPORT-MASQ"}, {"-X", "CNI-HOSTPORT-MASQ"},
+		{"-F", "CNI-HOSTPORT-SETMARK"}, {"-X", "CNI-HOSTPORT-SETMARK"},
+	} {
+		cmd := exec.CommandContext(ctx, "iptables", append([]string{"-w", "-t", "nat"}, args...)...)
+		if out, err := cmd.CombinedOutput(); err != nil && !missingRule(out) {
+			errs = append(errs, fmt.Errorf("podnet: iptables %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// missingRule tells whether iptables failed because the rule or chain is not
+// there (a plugin version that does not make it): nothing to remove.
+func missingRule(out []byte) bool {
+	s := string(out)
+	return strings.Contains(s, "does a matching rule exist") || strings.Contains(s, "No chain/target/match by that name") ||
+		strings.Contains(s, "Bad rule") || strings.Contains(s, "doesn't exist")
 }
