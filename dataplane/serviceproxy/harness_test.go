@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -82,6 +83,9 @@ func (n *testNet) addPod(t *testing.T, i int) *pod {
 	host := fmt.Sprintf("vp%d", i)
 	n.node.IP("link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", p.ns.Name)
 	n.node.IP("link", "set", host, "master", "br0")
+	// As podnet's CNI bridge does (hairpinMode): a frame DNATed back to the
+	// port it came from may leave by it.
+	n.node.IP("link", "set", host, "type", "bridge_slave", "hairpin", "on")
 	n.node.IP("link", "set", host, "up")
 	p.ns.IP("addr", "add", p.ip+"/24", "dev", "eth0")
 	p.ns.IP("link", "set", "eth0", "up")
@@ -257,6 +261,15 @@ func (n *testNet) nftList(t *testing.T) string {
 		t.Fatalf("nft list table: %v: %s", err, out)
 	}
 	return out
+}
+
+// sameTable compares two listings of a table, whatever the order nft lists
+// its chains in (a recreated base chain comes last).
+func sameTable(a, b string) bool {
+	la, lb := strings.Split(a, "\n"), strings.Split(b, "\n")
+	slices.Sort(la)
+	slices.Sort(lb)
+	return slices.Equal(la, lb)
 }
 
 type svcOpt func(*corev1.Service)

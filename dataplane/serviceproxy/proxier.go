@@ -30,6 +30,7 @@ import (
 	"os"
 	"os/exec"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -539,10 +540,24 @@ func (p *Proxier) buildFull(ctx context.Context) (*knftables.Transaction, error)
 	tx := p.nft.NewTransaction()
 	p.writeSetup(tx)
 	b := &builder{}
-	for nn, ports := range p.services {
+	// In name order, so that a table built from the same state is the same.
+	names := make([]types.NamespacedName, 0, len(p.services))
+	for nn := range p.services {
+		names = append(names, nn)
+	}
+	slices.SortFunc(names, func(a, b types.NamespacedName) int { return strings.Compare(a.String(), b.String()) })
+	for _, nn := range names {
+		ports := p.services[nn]
 		eps := endpointsByPort(nn, p.slices[nn], p.cfg.NodeName)
-		for n, sp := range ports {
-			p.programmed[n] = p.writePort(b, sp, eps[n])
+		pns := make([]portName, 0, len(ports))
+		for n := range ports {
+			pns = append(pns, n)
+		}
+		slices.SortFunc(pns, func(a, b portName) int {
+			return strings.Compare(a.Port+"/"+string(a.Protocol), b.Port+"/"+string(b.Protocol))
+		})
+		for _, n := range pns {
+			p.programmed[n] = p.writePort(b, ports[n], eps[n])
 		}
 	}
 	wantChains := topChains()
