@@ -1,7 +1,6 @@
 package serviceproxy
 
 import (
-	"sort"
 	"strings"
 
 	"sigs.k8s.io/knftables"
@@ -17,8 +16,8 @@ import (
 type elementStore struct {
 	isMap bool
 	name  string
-	// owners[key][owner] is the value (joined) that owner wants for key.
-	owners map[string]map[string]string
+	// owners[key] records which owners want key, with which value.
+	owners map[string]*owned
 	// inKernel[key] is the value committed (or about to be, in the
 	// transaction being built).
 	inKernel map[string]string
@@ -26,11 +25,18 @@ type elementStore struct {
 	touched  map[string]struct{}
 }
 
+// owned is the owners of one element: most have one, so it is kept
+// inline; more holds the others.
+type owned struct {
+	owner, value string
+	more         map[string]string
+}
+
 func newElementStore(isMap bool, name string) *elementStore {
 	return &elementStore{
 		isMap:    isMap,
 		name:     name,
-		owners:   map[string]map[string]string{},
+		owners:   map[string]*owned{},
 		inKernel: map[string]string{},
 		comments: map[string]string{},
 		touched:  map[string]struct{}{},
@@ -50,12 +56,19 @@ func (s *elementStore) reset() {
 
 func (s *elementStore) acquire(owner string, key, value []string, comment string) {
 	k := joinKey(key)
+	v := joinKey(value)
 	o := s.owners[k]
-	if o == nil {
-		o = map[string]string{}
-		s.owners[k] = o
+	switch {
+	case o == nil:
+		s.owners[k] = &owned{owner: owner, value: v}
+	case o.owner == owner || o.owner == "":
+		o.owner, o.value = owner, v
+	default:
+		if o.more == nil {
+			o.more = map[string]string{}
+		}
+		o.more[owner] = v
 	}
-	o[owner] = joinKey(value)
 	if comment != "" {
 		s.comments[k] = comment
 	}
@@ -67,8 +80,17 @@ func (s *elementStore) release(owner, key string) {
 	if o == nil {
 		return
 	}
-	delete(o, owner)
-	if len(o) == 0 {
+	if o.owner == owner {
+		o.owner, o.value = "", ""
+		for n, v := range o.more { // promote another owner
+			o.owner, o.value = n, v
+			delete(o.more, n)
+			break
+		}
+	} else {
+		delete(o.more, owner)
+	}
+	if o.owner == "" {
 		delete(s.owners, key)
 	}
 	s.touched[key] = struct{}{}
@@ -77,20 +99,19 @@ func (s *elementStore) release(owner, key string) {
 // want returns the value the element should have and whether it should exist.
 func (s *elementStore) want(key string) (string, bool) {
 	o := s.owners[key]
-	if len(o) == 0 {
+	if o == nil {
 		return "", false
 	}
-	if len(o) == 1 {
-		for _, v := range o {
-			return v, true
+	if len(o.more) == 0 {
+		return o.value, true
+	}
+	best, value := o.owner, o.value
+	for n, v := range o.more {
+		if n < best {
+			best, value = n, v
 		}
 	}
-	names := make([]string, 0, len(o))
-	for n := range o {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return o[names[0]], true
+	return value, true
 }
 
 func (s *elementStore) element(key, value string) *knftables.Element {

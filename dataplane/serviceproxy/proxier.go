@@ -26,6 +26,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -590,7 +591,11 @@ func (p *Proxier) buildFull(ctx context.Context) (*knftables.Transaction, error)
 			staleMaps = append(staleMaps, m)
 		}
 	}
-	p.write(tx, b, staleChains, staleSets, staleMaps)
+	had := map[string]bool{}
+	for _, c := range existing["chain"] {
+		had[c] = true
+	}
+	p.write(tx, b, had, staleChains, staleSets, staleMaps)
 	return tx, nil
 }
 
@@ -649,6 +654,7 @@ func (p *Proxier) buildPartial(dirty map[types.NamespacedName]struct{}) (*knftab
 			}
 		}
 	}
+	had := maps.Clone(oldChains)
 	for _, c := range b.chains {
 		delete(oldChains, c)
 	}
@@ -675,16 +681,20 @@ func (p *Proxier) buildPartial(dirty map[types.NamespacedName]struct{}) (*knftab
 	for s := range oldSets {
 		staleSets = append(staleSets, s)
 	}
-	p.write(tx, b, staleChains, staleSets, nil)
+	p.write(tx, b, had, staleChains, staleSets, nil)
 	return tx, staleFlows(old, current)
 }
 
 // write lays b and the element changes into tx in the order the kernel
 // needs.
-func (p *Proxier) write(tx *knftables.Transaction, b *builder, staleChains, staleSets, staleMaps []string) {
+// existing are the chains that may be in the kernel already (the others
+// need no flush).
+func (p *Proxier) write(tx *knftables.Transaction, b *builder, existing map[string]bool, staleChains, staleSets, staleMaps []string) {
 	for _, c := range b.chains {
 		tx.Add(&knftables.Chain{Name: c})
-		tx.Flush(&knftables.Chain{Name: c})
+		if existing[c] {
+			tx.Flush(&knftables.Chain{Name: c})
+		}
 	}
 	for _, s := range b.sets {
 		tx.Add(s)
