@@ -26,7 +26,7 @@ import (
 // device (kube-proxy's IPVS mode, kube-ipvs0) would do as well, but the
 // dummy driver is not in every kernel (it is not in this machine's); TUN
 // is. The route is flagged linkdown; it is only skipped where
-// ignore_routes_with_linkdown is set, which New refuses.
+// ignore_routes_with_linkdown is set, which a sync refuses.
 func (p *Proxier) ensureServiceRoutes() error {
 	if len(p.cfg.ServiceCIDRs) == 0 {
 		return nil
