@@ -16,6 +16,10 @@
 //     into a pod's namespace for port-forward.
 //   - crilog: container logs in the Kubernetes CRI file format, written and
 //     read (follow, tail, since).
+//   - serviceproxy: Services carrying traffic (the kube-proxy role):
+//     kube-proxy's nftables layout through knftables, fed with Services and
+//     EndpointSlices, incremental syncs, the Service range routed so that it
+//     never leaves the machine.
 //   - probe: one execution of a liveness/readiness/startup probe (HTTP GET,
 //     TCP socket, exec).
 //   - sim: a simulated runtime with the same shape as containerd's, whose
