@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net/http"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -302,7 +303,7 @@ func insufficientStorage(err error) error {
 		Status:  metav1.StatusFailure,
 		Code:    http.StatusInsufficientStorage,
 		Reason:  "InsufficientStorage",
-		Message: fmt.Sprintf("the log is out of disk space: writes are refused until there is room again; reads and watches go on: %v", err),
+		Message: strings.TrimPrefix(err.Error(), "eventlog: ") + "; reads and watches go on",
 	}}
 }
 
