@@ -109,7 +109,8 @@ func (l *Log) Create(ctx context.Context, ev *eventv1.ObjectChanged) (uint64, er
 	if err != nil {
 		return 0, err
 	}
-	if last.Event == nil || last.Event.GetType() != eventv1.ChangeType_CHANGE_TYPE_DELETED {
+	// Event is nil when the key's only revisions cannot be read: nothing live to keep.
+	if last.Event != nil && !last.Tombstone() {
 		return 0, fmt.Errorf("%w: %s", ErrExists, key)
 	}
 	return l.Append(ctx, ev, last.Seq)

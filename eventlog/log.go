@@ -203,7 +203,7 @@ func (l *Log) shutdownServer() {
 	l.stopSpaceWatch()
 	l.space = nil
 	if l.srv != nil {
-		l.srv.stop()
+		l.srv.close()
 		l.srv = nil
 	}
 }

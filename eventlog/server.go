@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -21,6 +22,7 @@ import (
 // same port.
 type embedded struct {
 	opts *server.Options
+	lock *os.File // flocked while the server may run: one process per store
 
 	mu  sync.Mutex
 	srv *server.Server // nil while restarting or once shut down
@@ -64,8 +66,13 @@ func startServer(cfg *Config) (*embedded, error) {
 		}
 		opts.Host, opts.Port = host, p
 	}
-	e := &embedded{opts: opts}
+	lock, err := lockStore(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	e := &embedded{opts: opts, lock: lock}
 	if err := e.start(); err != nil {
+		lock.Close()
 		return nil, err
 	}
 	if cfg.Listen != "" {
@@ -114,6 +121,37 @@ func (e *embedded) server() *server.Server {
 func (e *embedded) restart() error {
 	e.stop()
 	return e.start()
+}
+
+// lockStore takes the store's lock, so that two processes (a running `logplane up` and an
+// offline `logplane log check`, say) never run servers on one store. The kernel releases it
+// when the process ends, kill -9 included.
+func lockStore(dataDir string) (*os.File, error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("eventlog: %w", err)
+	}
+	path := filepath.Join(dataDir, "lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("eventlog: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s is in use by another process (stop it, or reach its log with --nats)", ErrLocked, dataDir)
+		}
+		return nil, fmt.Errorf("eventlog: locking %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// close stops the server for good and releases the store.
+func (e *embedded) close() {
+	e.stop()
+	if e.lock != nil {
+		e.lock.Close()
+		e.lock = nil
+	}
 }
 
 func (e *embedded) stop() {

@@ -34,7 +34,7 @@ func main() {
 		}
 		slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
 	}
-	root.AddCommand(upCommand(), apiserverCommand(), reconcileCommand(), agentCommand())
+	root.AddCommand(upCommand(), apiserverCommand(), reconcileCommand(), agentCommand(), logCommand())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "logplane:", err)
 		os.Exit(1)
