@@ -135,7 +135,7 @@ func Check(ctx context.Context, l *eventlog.Log, opts Options) (*Report, error) 
 	rep.Snapshots = len(snaps)
 
 	keys := map[eventlog.Key]*keyState{}
-	causes := map[uint64]bool{} // sequences that repair events name as their cause
+	causes := map[uint64]bool{}  // sequences that repair events name as their cause
 	missing := map[uint64]bool{} // sequences the log lacks, for purged snapshots' objects
 	var newest *projections.Store
 	var newestSeq uint64
