@@ -13,5 +13,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-20}"
 export LOGPLANE_POWERLOSS_ROUNDS="$rounds" LOGPLANE_REQUIRE_ROOT_TESTS=1
-exec go test -count=1 -timeout 60m -run '^TestPowerLossKeepsAcknowledgedWrites$' -v ./cmd/logplane 2>&1 |
+go test -count=1 -timeout 60m -run '^TestPowerLossKeepsAcknowledgedWrites$' -v ./cmd/logplane 2>&1 |
 	grep -E '^(=== RUN|--- |\s+--- |PASS|FAIL|ok|\s+powerloss_test.go:(81|90|176))'
