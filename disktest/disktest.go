@@ -158,19 +158,26 @@ func Mount(t testing.TB, img string) *Loop {
 	return &Loop{Image: img, Device: dev, Dir: dir}
 }
 
-// CopyDevice copies the loop device, as the device holds it, to a new image file and returns its
-// path. It reads with O_DIRECT, past the page cache: what the filesystem above has written to
+// CopyDevice copies the loop device, as the device holds it, to a new image file in a temporary
+// directory of the test and returns its path. It reads with O_DIRECT, past the page cache: what the filesystem above has written to
 // the device is copied, and what it still holds in memory (dirty pages, data not yet written
 // back) is not; that is what a power loss leaves. The copy is taken while the filesystem stays
 // mounted, as a power loss finds it.
 func (l *Loop) CopyDevice(t testing.TB) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "copy.img")
+	l.CopyDeviceTo(t, dst)
+	return dst
+}
+
+// CopyDeviceTo is CopyDevice into dst, which the caller removes.
+func (l *Loop) CopyDeviceTo(t testing.TB, dst string) {
 	t.Helper()
 	src, err := os.OpenFile(l.Device, os.O_RDONLY|unix.O_DIRECT, 0)
 	if err != nil {
 		t.Fatalf("disktest: open %s: %v", l.Device, err)
 	}
 	defer src.Close()
-	dst := filepath.Join(t.TempDir(), "copy.img")
 	out, err := os.Create(dst)
 	if err != nil {
 		t.Fatal(err)
@@ -194,7 +201,6 @@ func (l *Loop) CopyDevice(t testing.TB) string {
 	if err := out.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return dst
 }
 
 // alignedBuffer is a buffer of size bytes starting at a multiple of align, as O_DIRECT needs.

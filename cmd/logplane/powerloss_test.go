@@ -44,12 +44,14 @@ func TestLogplaneChild(t *testing.T) {
 	os.Exit(0)
 }
 
-// TestPowerLossKeepsAcknowledgedWrites runs power-loss rounds (LOGPLANE_POWERLOSS_ROUNDS, 2 by
-// default; ops/powerloss.sh runs 20) with group commit, and one with --durability lazy. A round:
-// `logplane up` on ext4 over a loop device; 16 clients create ConfigMaps through the API;
-// the process is killed with SIGKILL while they write; the loop device is copied as the device
-// holds it (O_DIRECT, past the page cache: what a power loss leaves); `logplane log check` and
-// then `logplane up` run on a mount of the copy; every acknowledged create must be there.
+// TestPowerLossKeepsAcknowledgedWrites runs power losses in a row with group commit
+// (LOGPLANE_POWERLOSS_ROUNDS, 2 by default; ops/powerloss.sh runs 20), then one with --durability
+// lazy. A power loss: `logplane up` on ext4 over a loop device; 16 clients create ConfigMaps
+// through the API; the process is killed with SIGKILL while they write; the loop device is copied
+// as the device holds it (O_DIRECT, past the page cache: what a power loss leaves). The next round
+// mounts that copy, runs `logplane log check` and `logplane up` on it, checks that the TLS files
+// and every create acknowledged in any earlier round are there, and writes on; a last restart
+// checks the last copy.
 //
 // Why this emulates power loss: after kill -9 the kernel still holds what the process wrote
 // without fsync in its page cache, and writes it back about 30 s later; a test that restarts on
@@ -70,113 +72,140 @@ func TestPowerLossKeepsAcknowledgedWrites(t *testing.T) {
 	rounds := 2
 	if s := os.Getenv("LOGPLANE_POWERLOSS_ROUNDS"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil {
+		if err != nil || n < 1 {
 			t.Fatalf("LOGPLANE_POWERLOSS_ROUNDS=%q", s)
 		}
 		rounds = n
 	}
+	images := t.TempDir()
+	acked := map[string]bool{} // every create acknowledged in any round
+	img := ""                  // the copy the last power loss left
 	for i := range rounds {
-		t.Run(fmt.Sprintf("group-commit-%d", i), func(t *testing.T) {
-			acked, lost := powerLossRound(t, "group-commit")
-			t.Logf("group commit: %d acknowledged creates, %d lost", acked, lost)
-			if lost != 0 {
-				t.Errorf("group commit lost %d of %d acknowledged creates", lost, acked)
+		next := filepath.Join(images, fmt.Sprintf("round-%d.img", i))
+		ok := t.Run(fmt.Sprintf("group-commit-%d", i), func(t *testing.T) {
+			before := len(acked)
+			missing := powerLoss(t, img, next, "group-commit", acked)
+			t.Logf("group commit, power loss %d: %d of %d acknowledged creates before it missing; %d more acknowledged before this one",
+				i+1, len(missing), before, len(acked)-before)
+			if len(missing) > 0 {
+				t.Errorf("group commit lost %d acknowledged creates, e.g. %v", len(missing), missing[:min(5, len(missing))])
 			}
 		})
+		if img != "" {
+			os.Remove(img) // its mount is gone with the subtest; a leftover is removed with images
+		}
+		img = next
+		if !ok {
+			return
+		}
 	}
+	t.Run("group-commit-restart", func(t *testing.T) {
+		missing := powerLoss(t, img, "", "group-commit", acked)
+		t.Logf("group commit after %d power losses in a row: %d acknowledged creates, %d missing", rounds, len(acked), len(missing))
+		if len(missing) > 0 {
+			t.Errorf("group commit lost %d acknowledged creates, e.g. %v", len(missing), missing[:min(5, len(missing))])
+		}
+	})
 	if os.Getenv("LOGPLANE_POWERLOSS_SKIP_LAZY") == "" {
 		t.Run("lazy", func(t *testing.T) {
-			acked, lost := powerLossRound(t, "lazy")
-			t.Logf("lazy: %d acknowledged creates, %d lost", acked, lost)
-			if lost == 0 {
-				t.Errorf("lazy fsync lost none of %d acknowledged creates: the test cannot tell a durable log from one that is not", acked)
+			lazyAcked := map[string]bool{}
+			lazyImg := filepath.Join(t.TempDir(), "lazy.img")
+			powerLoss(t, "", lazyImg, "lazy", lazyAcked)
+			missing := powerLoss(t, lazyImg, "", "lazy", lazyAcked)
+			t.Logf("lazy: %d acknowledged creates, %d lost", len(lazyAcked), len(missing))
+			if len(missing) == 0 {
+				t.Errorf("lazy fsync lost none of %d acknowledged creates: the test cannot tell a durable log from one that is not", len(lazyAcked))
 			}
 		})
 	}
 }
 
-// powerLossRound runs one round and returns how many creates were acknowledged and how many of
-// them the restarted copy lacks.
-func powerLossRound(t *testing.T, durability string) (acked, lost int) {
-	disk := disktest.Ext4(t, 256<<20)
+// powerLoss runs `logplane up` on ext4 over a loop device (a new one if from is empty, else a
+// mount of the image from), checks what the previous power loss left (`logplane log check`, the
+// TLS files, the creates in acked) and returns the creates of acked that are missing. If to is
+// set, it then has 16 clients create ConfigMaps, adding the acknowledged ones to acked, kills
+// the process with SIGKILL while they write, and copies the device to to.
+func powerLoss(t *testing.T, from, to, durability string, acked map[string]bool) (missing []string) {
+	var disk *disktest.Loop
+	if from == "" {
+		disk = disktest.Ext4(t, 256<<20)
+	} else {
+		disk = disktest.Mount(t, from)
+	}
 	dir := filepath.Join(disk.Dir, "logplane")
+	if from != "" {
+		for _, f := range []string{"kubeconfig", "pki/ca.crt", "pki/ca.key", "pki/server.crt", "pki/server.key", "pki/admin.crt", "pki/admin.key"} {
+			if fi, err := os.Stat(filepath.Join(dir, f)); err != nil || fi.Size() == 0 {
+				t.Errorf("after the power loss %s is %v (%v)", f, fi, err)
+			}
+		}
+		check := exec.Command(os.Args[0], "-test.run=^TestLogplaneChild$", "-test.count=1")
+		check.Env = append(os.Environ(), childArgsEnv+"="+strings.Join([]string{"log", "check", "--data-dir", dir}, "\x1f"))
+		out, err := check.CombinedOutput()
+		t.Logf("log check after the power loss:\n%s", lastLines(string(out), 6))
+		if err != nil && durability != "lazy" {
+			t.Errorf("log check after the power loss: %v", err)
+		}
+	}
 	api := freeAddr(t)
 	up := startChild(t, "up", "--data-dir", dir, "--durability", durability, "--listen", api,
 		"--nats-listen", "", "--runtime", "sim", "--nodes", "1", "--node-name", "pl-node", "--stream-listen", "127.0.0.1:0")
-	cs := waitAPI(t, filepath.Join(dir, "kubeconfig"), up)
+	// A kubeconfig from before names another port: a fresh one is written once it serves.
+	cs := waitAPIAt(t, filepath.Join(dir, "kubeconfig"), api, up)
+	if len(acked) > 0 {
+		list, err := cs.CoreV1().ConfigMaps("default").List(t.Context(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		have := map[string]bool{}
+		for _, c := range list.Items {
+			have[c.Name] = true
+		}
+		for n := range acked {
+			if !have[n] {
+				missing = append(missing, n)
+			}
+		}
+	}
+	if to == "" {
+		stopChild(t, up)
+		return missing
+	}
 
-	// 16 clients create until killed; the first 2 s of acknowledgements decide when.
+	// 16 clients create until the kill; names carry the round so they never repeat.
+	round := fmt.Sprintf("r%d", len(acked))
 	var mu sync.Mutex
-	names := map[string]bool{}
+	var got []string
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	for w := range 16 {
 		wg.Go(func() {
 			for i := 0; ctx.Err() == nil; i++ {
-				name := fmt.Sprintf("w%d-%d", w, i)
+				name := fmt.Sprintf("%s-w%d-%d", round, w, i)
 				cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string]string{"i": strings.Repeat("x", 512)}}
 				if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{}); err == nil {
 					mu.Lock()
-					names[name] = true
+					got = append(got, name)
 					mu.Unlock()
 				}
 			}
 		})
 	}
-	time.Sleep(3 * time.Second) // let the clients write; the kill lands in the middle of their writes
+	time.Sleep(3 * time.Second) // the clients write; the kill lands in the middle of their writes
 	if err := up.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	copyImg := disk.CopyDevice(t) // at once: nothing written back after the kill gets in
-	_ = up.Wait()                 // killed
+	disk.CopyDeviceTo(t, to) // at once: nothing written back after the kill gets in
+	_ = up.Wait()            // killed
 	cancel()
 	wg.Wait()
-	mu.Lock()
-	acked = len(names)
-	mu.Unlock()
-	if acked < 100 {
-		t.Fatalf("only %d creates acknowledged before the kill", acked)
+	if len(got) < 100 {
+		t.Fatalf("only %d creates acknowledged before the kill", len(got))
 	}
-
-	after := disktest.Mount(t, copyImg)
-	dir2 := filepath.Join(after.Dir, "logplane")
-	for _, f := range []string{"kubeconfig", "pki/ca.crt", "pki/ca.key", "pki/server.crt", "pki/admin.key"} {
-		if fi, err := os.Stat(filepath.Join(dir2, f)); err != nil || fi.Size() == 0 {
-			t.Errorf("after the power loss %s is %v (%v)", f, fi, err)
-		}
+	for _, n := range got {
+		acked[n] = true
 	}
-	check := exec.Command(os.Args[0], "-test.run=^TestLogplaneChild$", "-test.count=1")
-	check.Env = append(os.Environ(), childArgsEnv+"="+strings.Join([]string{"log", "check", "--data-dir", dir2}, "\x1f"))
-	out, err := check.CombinedOutput()
-	t.Logf("log check on the copy:\n%s", lastLines(string(out), 8))
-	if err != nil && durability != "lazy" {
-		t.Errorf("log check on the copy: %v", err)
-	}
-
-	api2 := freeAddr(t)
-	up2 := startChild(t, "up", "--data-dir", dir2, "--durability", durability, "--listen", api2,
-		"--nats-listen", "", "--runtime", "sim", "--nodes", "1", "--node-name", "pl-node", "--stream-listen", "127.0.0.1:0")
-	// The kubeconfig on the copy names the old port: a fresh one is written once it serves.
-	cs2 := waitAPIAt(t, filepath.Join(dir2, "kubeconfig"), api2, up2)
-	list, err := cs2.CoreV1().ConfigMaps("default").List(t.Context(), metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	have := map[string]bool{}
-	for _, c := range list.Items {
-		have[c.Name] = true
-	}
-	var missing []string
-	for n := range names {
-		if !have[n] {
-			missing = append(missing, n)
-		}
-	}
-	if len(missing) > 0 {
-		t.Logf("%d acknowledged creates missing after the power loss, e.g. %v", len(missing), missing[:min(5, len(missing))])
-	}
-	stopChild(t, up2)
-	return acked, len(missing)
+	return missing
 }
 
 // startChild runs `logplane <args>` in a re-executed test binary; it is killed when the test ends.
@@ -222,10 +251,6 @@ func stopChild(t *testing.T, cmd *exec.Cmd) {
 		<-done
 		t.Error("logplane did not stop within 30 s of SIGTERM")
 	}
-}
-
-func waitAPI(t *testing.T, kubeconfig string, cmd *exec.Cmd) *kubernetes.Clientset {
-	return waitAPIAt(t, kubeconfig, "", cmd)
 }
 
 // waitAPIAt waits until kubeconfig names addr (any address if empty) and the API answers.
