@@ -18,6 +18,7 @@ import (
 	"io"
 	"log/slog"
 	"sort"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -106,14 +107,28 @@ type Options struct {
 }
 
 // keyState is what Check keeps of a subject while replaying.
+//
+// It holds no event: the events alias their messages' buffers, and keeping one per subject would
+// keep the whole log in memory. The strings it holds are copies for the same reason.
 type keyState struct {
 	live     bool
 	uid      string
-	seq      uint64                 // the latest message's sequence
-	good     *eventv1.ObjectChanged // the latest readable revision
-	goodSeq  uint64
-	badTail  bool // the latest message is unreadable
+	seq      uint64 // the latest message's sequence
+	goodSeq  uint64 // the latest readable revision's (0: none)
+	badTail  bool   // the latest message is unreadable
 	badError error
+}
+
+// stateOf returns the state of key, made with copies of its strings if new.
+func stateOf(keys map[eventlog.Key]*keyState, key eventlog.Key) *keyState {
+	ks := keys[key]
+	if ks == nil {
+		ks = &keyState{}
+		key = eventlog.Key{Group: strings.Clone(key.Group), Resource: strings.Clone(key.Resource),
+			Namespace: strings.Clone(key.Namespace), Name: strings.Clone(key.Name)}
+		keys[key] = ks
+	}
+	return ks
 }
 
 // Check reads the whole log and reports what it finds. It returns an error only when the log
@@ -184,22 +199,14 @@ func Check(ctx context.Context, l *eventlog.Log, opts Options) (*Report, error) 
 				rep.add(Finding{Problem: Undecodable, Seq: r.Seq, Detail: fmt.Sprintf("on %s, not an object's subject: %v", r.Subject, r.Err)})
 				return nil
 			}
-			ks := keys[key]
-			if ks == nil {
-				ks = &keyState{}
-				keys[key] = ks
-			}
+			ks := stateOf(keys, key)
 			ks.seq, ks.badTail, ks.badError = r.Seq, true, r.Err
 			rep.add(Finding{Problem: Undecodable, Seq: r.Seq, Key: key, Detail: r.Err.Error()})
 			return nil
 		}
 		ev := r.Event
 		key := eventlog.KeyOf(ev)
-		ks := keys[key]
-		if ks == nil {
-			ks = &keyState{}
-			keys[key] = ks
-		}
+		ks := stateOf(keys, key)
 		uid := ev.GetRef().GetUid()
 		repair := ev.GetReason() == ReasonRepair
 		if repair && ev.GetCause() != 0 {
@@ -224,7 +231,10 @@ func Check(ctx context.Context, l *eventlog.Log, opts Options) (*Report, error) 
 			}
 			ks.live = false
 		}
-		ks.uid, ks.seq, ks.good, ks.goodSeq, ks.badTail, ks.badError = uid, r.Seq, ev, r.Seq, false, nil
+		if uid != ks.uid {
+			ks.uid = strings.Clone(uid)
+		}
+		ks.seq, ks.goodSeq, ks.badTail, ks.badError = r.Seq, r.Seq, false, nil
 		if decoder != nil {
 			decoder.check(rep, r.Seq, key, ev)
 		}
@@ -248,7 +258,11 @@ func Check(ctx context.Context, l *eventlog.Log, opts Options) (*Report, error) 
 			rep.Live++
 		}
 		if ks.badTail {
-			rep.add(unreadableTail(opts, key, ks))
+			f, err := unreadableTail(ctx, l, opts, key, ks)
+			if err != nil {
+				return nil, err
+			}
+			rep.add(f)
 		}
 	}
 	if newest != nil {
@@ -310,16 +324,28 @@ func (r *Report) settle(causes map[uint64]bool) {
 
 // unreadableTail is the finding for a key whose latest message is unreadable, with its repair:
 // the last readable revision again (a live object lives on as it was) or, with none, a tombstone.
-func unreadableTail(opts Options, key eventlog.Key, ks *keyState) Finding {
+func unreadableTail(ctx context.Context, l *eventlog.Log, opts Options, key eventlog.Key, ks *keyState) (Finding, error) {
 	f := Finding{Problem: UnreadableTail, Seq: ks.seq, Key: key}
-	if ks.good == nil {
+	var good *eventv1.ObjectChanged
+	if ks.goodSeq > 0 {
+		h, err := l.History(ctx, key)
+		if err != nil {
+			return Finding{}, fmt.Errorf("logcheck: %w", err)
+		}
+		for _, r := range h {
+			if r.Seq == ks.goodSeq && r.Err == nil {
+				good = r.Event
+			}
+		}
+	}
+	if good == nil {
 		f.Detail = "its only messages are unreadable"
 		f.Repair = "append a tombstone"
 		f.fix = &fix{ev: repairEvent(opts, tombstoneFor(opts, key), ks.seq), expect: ks.seq}
-		return f
+		return f, nil
 	}
 	f.Detail = fmt.Sprintf("its latest message is unreadable; its last readable revision is %d", ks.goodSeq)
-	ev := repairEvent(opts, ks.good, ks.seq)
+	ev := repairEvent(opts, good, ks.seq)
 	if ev.Type == eventv1.ChangeType_CHANGE_TYPE_ADDED {
 		ev.Type = eventv1.ChangeType_CHANGE_TYPE_MODIFIED
 	}
@@ -328,7 +354,7 @@ func unreadableTail(opts Options, key eventlog.Key, ks *keyState) Finding {
 		f.Repair = fmt.Sprintf("append the tombstone of %d again", ks.goodSeq)
 	}
 	f.fix = &fix{ev: ev, expect: ks.seq}
-	return f
+	return f, nil
 }
 
 // repairEvent is a copy of ev written by the repair, caused by the sequence it repairs.
