@@ -69,7 +69,7 @@ func reportSpace(ctx context.Context, reg *registry.Registry, events <-chan even
 				continue
 			}
 			rec.RefEvent(node, 0, corev1.EventTypeWarning, "LogOutOfSpace", fmt.Sprintf(
-				"the log ran out of disk space at %s (%s): writes were refused for %s (%d refused) and resumed with no restart",
+				"the log ran out of disk space at %s (%s): writes were refused for %s (%d refused) and resumed with no restart of logplane",
 				e.Since.UTC().Format(time.RFC3339), e.Cause, e.Until.Sub(e.Since).Round(time.Millisecond), e.Refused))
 		}
 	}
