@@ -222,7 +222,7 @@ func BenchmarkPlace(b *testing.B) {
 	}
 	p := placement.NewPod(benchPod(benchPods))
 	for b.Loop() {
-		if d := placement.Place(nodes, p); d.Node == "" {
+		if d := placement.Place(nodes, nil, p); d.Node == "" {
 			b.Fatal(d.Err)
 		}
 	}

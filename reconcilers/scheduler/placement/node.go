@@ -1,11 +1,14 @@
 package placement
 
 import (
+	"slices"
+
 	corev1 "k8s.io/api/core/v1"
 )
 
 // Node is a node and what is placed on it: the pods bound to it (or assumed to be), what they
-// request, the host ports they hold and how many of each spreading group they are. Node is not
+// request, the host ports they hold, how many of each spreading group they are (those being
+// deleted left out), and which of them have inter-pod affinity terms. Node is not
 // safe for concurrent use; the caller serialises.
 type Node struct {
 	Name string
@@ -22,6 +25,8 @@ type Node struct {
 	pods                   map[string]*Pod
 	ports                  map[protoPort]map[string]int // → address → pods holding it
 	groups                 map[string]int
+	affinityPods           []*Pod // the pods with inter-pod (anti-)affinity terms
+	nAnti                  int    // how many of them have required anti-affinity terms
 
 	// noSchedule are the taints that keep pods off (NoSchedule and NoExecute), including those
 	// the node lifecycle sets on a node that is not Ready; preferNoSchedule are the soft ones.
@@ -123,8 +128,14 @@ func (nd *Node) Add(p *Pod) {
 		}
 		byIP[hp.IP]++
 	}
-	if p.Group != "" {
+	if p.Group != "" && p.Pod.DeletionTimestamp == nil {
 		nd.groups[p.Group]++
+	}
+	if p.affinity != nil {
+		nd.affinityPods = append(nd.affinityPods, p)
+		if len(p.affinity.requiredAnti) > 0 {
+			nd.nAnti++
+		}
 	}
 }
 
@@ -149,9 +160,20 @@ func (nd *Node) Remove(key string) bool {
 			}
 		}
 	}
-	if p.Group != "" {
+	if p.Group != "" && p.Pod.DeletionTimestamp == nil {
 		if nd.groups[p.Group]--; nd.groups[p.Group] <= 0 {
 			delete(nd.groups, p.Group)
+		}
+	}
+	if p.affinity != nil {
+		if i := slices.Index(nd.affinityPods, p); i >= 0 {
+			last := len(nd.affinityPods) - 1
+			nd.affinityPods[i] = nd.affinityPods[last]
+			nd.affinityPods[last] = nil
+			nd.affinityPods = nd.affinityPods[:last]
+		}
+		if len(p.affinity.requiredAnti) > 0 {
+			nd.nAnti--
 		}
 	}
 	return true
@@ -175,7 +197,8 @@ func (nd *Node) Pods() []*Pod {
 // PodCount is how many pods are placed on the node.
 func (nd *Node) PodCount() int { return len(nd.pods) }
 
-// GroupCount is how many pods of a spreading group are placed on the node.
+// GroupCount is how many pods of a spreading group are placed on the node, leaving out those
+// being deleted.
 func (nd *Node) GroupCount(group string) int { return nd.groups[group] }
 
 // Clone returns a copy of the node that can be changed without changing nd. The node object
@@ -188,6 +211,7 @@ func (nd *Node) Clone() *Node {
 		ports:      make(map[protoPort]map[string]int, len(nd.ports)),
 		groups:     make(map[string]int, len(nd.groups)),
 		noSchedule: nd.noSchedule, preferNoSchedule: nd.preferNoSchedule,
+		affinityPods: slices.Clone(nd.affinityPods), nAnti: nd.nAnti,
 	}
 	for k, p := range nd.pods {
 		c.pods[k] = p
