@@ -143,35 +143,36 @@ func withLabelKeys(sel labels.Selector, podLabels map[string]string, keys []stri
 	return sel, nil
 }
 
-// matches reports whether the term, of a pod already placed, selects q, whose namespace has
-// the labels nsLabels (nil when unknown).
-func (t *affinityTerm) matches(q *corev1.Pod, nsLabels labels.Set) bool {
-	if slices.Contains(t.namespaces, q.Namespace) || t.nsSelector.Matches(nsLabels) {
-		return t.selector.Matches(labels.Set(q.Labels))
+// matches reports whether the term, of a pod already placed, selects the pods of namespace
+// namespace with labels podLabels; the namespace has the labels nsLabels (nil when unknown).
+func (t *affinityTerm) matches(namespace string, podLabels, nsLabels labels.Set) bool {
+	if slices.Contains(t.namespaces, namespace) || t.nsSelector.Matches(nsLabels) {
+		return t.selector.Matches(podLabels)
 	}
 	return false
 }
 
-// selects reports whether the term, of the pod being placed, selects q. Its namespaceSelector
-// selects among the namespaces that exist (kube-scheduler turns it into the list of their
-// names), so a pod in a namespace that is not known is selected only by name or by {}.
-func (t *affinityTerm) selects(q *corev1.Pod, ns Namespaces) bool {
-	in := slices.Contains(t.namespaces, q.Namespace) || t.nsSelector.Empty()
+// selects reports whether the term, of the pod being placed, selects the pods of namespace
+// namespace with labels podLabels. Its namespaceSelector selects among the namespaces that
+// exist (kube-scheduler turns it into the list of their names), so a pod in a namespace that
+// is not known is selected only by name or by {}.
+func (t *affinityTerm) selects(namespace string, podLabels labels.Set, ns Namespaces) bool {
+	in := slices.Contains(t.namespaces, namespace) || t.nsSelector.Empty()
 	if !in {
-		l, ok := ns[q.Namespace]
+		l, ok := ns[namespace]
 		in = ok && t.nsSelector.Matches(l)
 	}
-	return in && t.selector.Matches(labels.Set(q.Labels))
+	return in && t.selector.Matches(podLabels)
 }
 
-// selectsAll reports whether every one of terms (of the pod being placed) selects q; false
-// when there are none.
-func selectsAll(terms []affinityTerm, q *corev1.Pod, ns Namespaces) bool {
+// selectsAll reports whether every one of terms (of the pod being placed) selects the pods of
+// namespace with podLabels; false when there are none.
+func selectsAll(terms []affinityTerm, namespace string, podLabels labels.Set, ns Namespaces) bool {
 	if len(terms) == 0 {
 		return false
 	}
 	for i := range terms {
-		if !terms[i].selects(q, ns) {
+		if !terms[i].selects(namespace, podLabels, ns) {
 			return false
 		}
 	}
@@ -218,7 +219,7 @@ func newInterPodState(nodes []*Node, p *Pod, ns Namespaces, anyAnti bool) *inter
 		return nil
 	}
 	s := &interPodState{}
-	nsLabels := ns[p.Pod.Namespace]
+	podLabels, nsLabels := labels.Set(p.Pod.Labels), ns[p.Pod.Namespace]
 	for _, nd := range nodes {
 		if nd.Node == nil {
 			continue
@@ -226,15 +227,15 @@ func newInterPodState(nodes []*Node, p *Pod, ns Namespaces, anyAnti bool) *inter
 		if nd.nAnti > 0 {
 			for _, q := range nd.affinityPods {
 				for i := range q.affinity.requiredAnti {
-					if t := &q.affinity.requiredAnti[i]; t.matches(p.Pod, nsLabels) {
+					if t := &q.affinity.requiredAnti[i]; t.matches(p.Pod.Namespace, podLabels, nsLabels) {
 						s.existingAnti.add(nd.Node, t.topologyKey, 1)
 					}
 				}
 			}
 		}
 		if incoming {
-			for _, q := range nd.pods {
-				s.countIncoming(nd.Node, p, q, ns, 1)
+			for _, set := range nd.sets {
+				s.countIncoming(nd.Node, p, set.namespace, set.labels, ns, int64(set.pods))
 			}
 		}
 	}
@@ -242,23 +243,24 @@ func newInterPodState(nodes []*Node, p *Pod, ns Namespaces, anyAnti bool) *inter
 		return nil
 	}
 	if incoming {
-		s.self = selectsAll(p.affinity.required, p.Pod, ns)
+		s.self = selectsAll(p.affinity.required, p.Pod.Namespace, podLabels, ns)
 	}
 	return s
 }
 
-// countIncoming counts q, placed on n, against the incoming pod p's required terms.
-func (s *interPodState) countIncoming(n *corev1.Node, p, q *Pod, ns Namespaces, d int64) {
+// countIncoming counts d pods of namespace with podLabels, placed on n, against the incoming
+// pod p's required terms.
+func (s *interPodState) countIncoming(n *corev1.Node, p *Pod, namespace string, podLabels labels.Set, ns Namespaces, d int64) {
 	if p.affinity == nil {
 		return
 	}
-	if selectsAll(p.affinity.required, q.Pod, ns) {
+	if selectsAll(p.affinity.required, namespace, podLabels, ns) {
 		for i := range p.affinity.required {
 			s.affinity.add(n, p.affinity.required[i].topologyKey, d)
 		}
 	}
 	for i := range p.affinity.requiredAnti {
-		if t := &p.affinity.requiredAnti[i]; t.selects(q.Pod, ns) {
+		if t := &p.affinity.requiredAnti[i]; t.selects(namespace, podLabels, ns) {
 			s.anti.add(n, t.topologyKey, d)
 		}
 	}
@@ -268,14 +270,14 @@ func (s *interPodState) countIncoming(n *corev1.Node, p, q *Pod, ns Namespaces, 
 // AddPod and RemovePod, which preemption uses to see a node without its victims.
 func (s *interPodState) update(n *corev1.Node, p, q *Pod, ns Namespaces, d int64) {
 	if q.affinity != nil {
-		nsLabels := ns[p.Pod.Namespace]
+		podLabels, nsLabels := labels.Set(p.Pod.Labels), ns[p.Pod.Namespace]
 		for i := range q.affinity.requiredAnti {
-			if t := &q.affinity.requiredAnti[i]; t.matches(p.Pod, nsLabels) {
+			if t := &q.affinity.requiredAnti[i]; t.matches(p.Pod.Namespace, podLabels, nsLabels) {
 				s.existingAnti.add(n, t.topologyKey, d)
 			}
 		}
 	}
-	s.countIncoming(n, p, q, ns, d)
+	s.countIncoming(n, p, q.Pod.Namespace, labels.Set(q.Pod.Labels), ns, d)
 }
 
 // filter returns why p may not go to nd for its inter-pod (anti-)affinity, or nil.
@@ -338,51 +340,45 @@ func interPodScores(feasible, all []*Node, p *Pod, ns Namespaces, anyAffinity bo
 		}
 		topo[key][v] += w
 	}
-	nsLabels := ns[p.Pod.Namespace]
-	existing := func(n *corev1.Node, q *Pod) {
-		if preferred {
-			for i := range p.affinity.preferred {
-				if t := &p.affinity.preferred[i]; t.selects(q.Pod, ns) {
-					add(n, t.topologyKey, t.weight)
-				}
-			}
-			for i := range p.affinity.preferredAnti {
-				if t := &p.affinity.preferredAnti[i]; t.selects(q.Pod, ns) {
-					add(n, t.topologyKey, -t.weight)
-				}
-			}
-		}
-		a := q.affinity
-		if a == nil {
-			return
-		}
-		for i := range a.required {
-			if t := &a.required[i]; t.matches(p.Pod, nsLabels) {
-				add(n, t.topologyKey, hardPodAffinityWeight)
-			}
-		}
-		for i := range a.preferred {
-			if t := &a.preferred[i]; t.matches(p.Pod, nsLabels) {
-				add(n, t.topologyKey, t.weight)
-			}
-		}
-		for i := range a.preferredAnti {
-			if t := &a.preferredAnti[i]; t.matches(p.Pod, nsLabels) {
-				add(n, t.topologyKey, -t.weight)
-			}
-		}
-	}
+	podLabels, nsLabels := labels.Set(p.Pod.Labels), ns[p.Pod.Namespace]
 	for _, nd := range all {
 		if nd.Node == nil || len(nd.Node.Labels) == 0 {
 			continue
 		}
+		// The incoming pod's preferred terms, against every pod placed (by namespace and
+		// labels, all alike at once).
 		if preferred {
-			for _, q := range nd.pods {
-				existing(nd.Node, q)
+			for _, set := range nd.sets {
+				n := int64(set.pods)
+				for i := range p.affinity.preferred {
+					if t := &p.affinity.preferred[i]; t.selects(set.namespace, set.labels, ns) {
+						add(nd.Node, t.topologyKey, n*t.weight)
+					}
+				}
+				for i := range p.affinity.preferredAnti {
+					if t := &p.affinity.preferredAnti[i]; t.selects(set.namespace, set.labels, ns) {
+						add(nd.Node, t.topologyKey, -n*t.weight)
+					}
+				}
 			}
-		} else {
-			for _, q := range nd.affinityPods {
-				existing(nd.Node, q)
+		}
+		// The placed pods' terms, against the incoming pod.
+		for _, q := range nd.affinityPods {
+			a := q.affinity
+			for i := range a.required {
+				if t := &a.required[i]; t.matches(p.Pod.Namespace, podLabels, nsLabels) {
+					add(nd.Node, t.topologyKey, hardPodAffinityWeight)
+				}
+			}
+			for i := range a.preferred {
+				if t := &a.preferred[i]; t.matches(p.Pod.Namespace, podLabels, nsLabels) {
+					add(nd.Node, t.topologyKey, t.weight)
+				}
+			}
+			for i := range a.preferredAnti {
+				if t := &a.preferredAnti[i]; t.matches(p.Pod.Namespace, podLabels, nsLabels) {
+					add(nd.Node, t.topologyKey, -t.weight)
+				}
 			}
 		}
 	}

@@ -4,11 +4,13 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 )
 
 // Node is a node and what is placed on it: the pods bound to it (or assumed to be), what they
 // request, the host ports they hold, how many of each spreading group they are (those being
-// deleted left out), and which of them have inter-pod affinity terms. Node is not
+// deleted left out), how many share each namespace and labels (what selectors tell apart), and
+// which of them have inter-pod affinity terms. Node is not
 // safe for concurrent use; the caller serialises.
 type Node struct {
 	Name string
@@ -25,8 +27,14 @@ type Node struct {
 	pods                   map[string]*Pod
 	ports                  map[protoPort]map[string]int // → address → pods holding it
 	groups                 map[string]int
-	affinityPods           []*Pod // the pods with inter-pod (anti-)affinity terms
-	nAnti                  int    // how many of them have required anti-affinity terms
+	sets                   map[string]*podSet // the pods by namespace and labels (podSetKey)
+	affinityPods           []*Pod             // the pods with inter-pod (anti-)affinity terms
+	nAnti                  int                // how many of them have required anti-affinity terms
+
+	// The values of the labels the default topology spreading counts by, and whether the node
+	// has them.
+	hostname, zone       string
+	hasHostname, hasZone bool
 
 	// noSchedule are the taints that keep pods off (NoSchedule and NoExecute), including those
 	// the node lifecycle sets on a node that is not Ready; preferNoSchedule are the soft ones.
@@ -37,7 +45,7 @@ type Node struct {
 // known only by name (pods bound to it before it registered, or after it was deleted): such a
 // node keeps their accounting and never fits anything.
 func NewNode(name string, n *corev1.Node) *Node {
-	nd := &Node{Name: name, pods: map[string]*Pod{}, ports: map[protoPort]map[string]int{}, groups: map[string]int{}}
+	nd := &Node{Name: name, pods: map[string]*Pod{}, ports: map[protoPort]map[string]int{}, groups: map[string]int{}, sets: map[string]*podSet{}}
 	nd.SetNode(n)
 	return nd
 }
@@ -47,9 +55,12 @@ func (nd *Node) SetNode(n *corev1.Node) {
 	nd.Node = n
 	nd.Allocatable, nd.AllowedPods = Resources{}, 0
 	nd.noSchedule, nd.preferNoSchedule = nil, nil
+	nd.hostname, nd.hasHostname, nd.zone, nd.hasZone = "", false, "", false
 	if n == nil {
 		return
 	}
+	nd.hostname, nd.hasHostname = n.Labels[corev1.LabelHostname]
+	nd.zone, nd.hasZone = n.Labels[corev1.LabelTopologyZone]
 	alloc := n.Status.Allocatable
 	if len(alloc) == 0 {
 		alloc = n.Status.Capacity
@@ -131,6 +142,16 @@ func (nd *Node) Add(p *Pod) {
 	if p.Group != "" && p.Pod.DeletionTimestamp == nil {
 		nd.groups[p.Group]++
 	}
+	k := podSetKey(p.Pod)
+	s := nd.sets[k]
+	if s == nil {
+		s = &podSet{namespace: p.Pod.Namespace, labels: labels.Set(p.Pod.Labels)}
+		nd.sets[k] = s
+	}
+	s.pods++
+	if p.Pod.DeletionTimestamp == nil {
+		s.live++
+	}
 	if p.affinity != nil {
 		nd.affinityPods = append(nd.affinityPods, p)
 		if len(p.affinity.requiredAnti) > 0 {
@@ -163,6 +184,16 @@ func (nd *Node) Remove(key string) bool {
 	if p.Group != "" && p.Pod.DeletionTimestamp == nil {
 		if nd.groups[p.Group]--; nd.groups[p.Group] <= 0 {
 			delete(nd.groups, p.Group)
+		}
+	}
+	k := podSetKey(p.Pod)
+	if s := nd.sets[k]; s != nil {
+		s.pods--
+		if p.Pod.DeletionTimestamp == nil {
+			s.live--
+		}
+		if s.pods <= 0 {
+			delete(nd.sets, k)
 		}
 	}
 	if p.affinity != nil {
@@ -211,7 +242,13 @@ func (nd *Node) Clone() *Node {
 		ports:      make(map[protoPort]map[string]int, len(nd.ports)),
 		groups:     make(map[string]int, len(nd.groups)),
 		noSchedule: nd.noSchedule, preferNoSchedule: nd.preferNoSchedule,
+		sets:         make(map[string]*podSet, len(nd.sets)),
 		affinityPods: slices.Clone(nd.affinityPods), nAnti: nd.nAnti,
+		hostname: nd.hostname, zone: nd.zone, hasHostname: nd.hasHostname, hasZone: nd.hasZone,
+	}
+	for k, s := range nd.sets {
+		cs := *s
+		c.sets[k] = &cs
 	}
 	for k, p := range nd.pods {
 		c.pods[k] = p
@@ -227,6 +264,24 @@ func (nd *Node) Clone() *Node {
 		c.groups[g] = n
 	}
 	return c
+}
+
+// podSet counts the pods on a node that have one namespace and the same labels: what label
+// selectors and affinity terms tell apart, so they are matched once for all of them.
+type podSet struct {
+	namespace string
+	labels    labels.Set
+	pods      int // all of them
+	live      int // those not being deleted (topology spreading leaves those out)
+}
+
+// podSetKey is the namespace and the labels of p, written unambiguously (label values hold
+// neither ',' nor '=').
+func podSetKey(p *corev1.Pod) string {
+	if len(p.Labels) == 0 {
+		return p.Namespace
+	}
+	return p.Namespace + "\x00" + labels.Set(p.Labels).String()
 }
 
 // portsConflict reports whether a host port of p is taken on the node: the same protocol and

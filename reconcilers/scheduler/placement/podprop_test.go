@@ -244,3 +244,42 @@ func TestPlanPodConstraintProperties(t *testing.T) {
 		}
 	})
 }
+
+// Whatever pods are added to and removed from a node, in whatever order, it counts them as a
+// node that was given only the pods that remain: spreading groups (leaving out pods being
+// deleted), pods by namespace and labels, pods with affinity terms.
+func TestNodeBookkeeping(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		n := lnode("node-1", corev1.LabelHostname, "node-1")
+		nd := placement.NewNode(n.Name, n)
+		held := map[string]*corev1.Pod{}
+		for i := range rapid.IntRange(0, 40).Draw(t, "ops") {
+			name := fmt.Sprintf("pod-%d", rapid.IntRange(0, 8).Draw(t, "name"))
+			if _, ok := held[name]; ok && rapid.Bool().Draw(t, "remove") {
+				nd.Remove("default/" + name)
+				delete(held, name)
+				continue
+			}
+			p := genConstrainedPod(i).Draw(t, "pod")
+			p.Name = name
+			if rapid.Bool().Draw(t, "owned") {
+				ownedBy(rapid.SampledFrom([]string{"rs-1", "rs-2"}).Draw(t, "owner"))(p)
+			}
+			if rapid.Float64Range(0, 1).Draw(t, "terminating") < 0.2 {
+				terminating(p)
+			}
+			nd.Add(placement.NewPod(p)) // replaces a pod of that name
+			held[name] = p
+		}
+		fresh := placement.NewNode(n.Name, n)
+		for _, p := range held {
+			fresh.Add(placement.NewPod(p))
+		}
+		if got, want := nd.Summary(), fresh.Summary(); got != want {
+			t.Fatalf("after adds and removes:\n%s\nwant:\n%s", got, want)
+		}
+		if got, want := nd.Clone().Summary(), fresh.Summary(); got != want {
+			t.Fatalf("clone:\n%s\nwant:\n%s", got, want)
+		}
+	})
+}

@@ -112,12 +112,9 @@ func countMatching(nd *Node, sel labels.Selector, ns string) int {
 		return 0
 	}
 	n := 0
-	for _, q := range nd.pods {
-		if q.Pod.DeletionTimestamp != nil || q.Pod.Namespace != ns {
-			continue
-		}
-		if sel.Matches(labels.Set(q.Pod.Labels)) {
-			n++
+	for _, s := range nd.sets {
+		if s.live > 0 && s.namespace == ns && sel.Matches(s.labels) {
+			n += s.live
 		}
 	}
 	return n
@@ -215,48 +212,25 @@ func (s *spreadState) filter(nd *Node, p *Pod) *Status {
 	return nil
 }
 
-// systemDefaultSpread are the constraints kube-scheduler scores a pod by when it has none of its
-// own (PodTopologySpread's system defaulting).
-var systemDefaultSpread = []spreadConstraint{
-	{maxSkew: 3, key: corev1.LabelHostname, minDomains: 1, honorAffinity: true},
-	{maxSkew: 5, key: corev1.LabelTopologyZone, minDomains: 1, honorAffinity: true},
-}
-
 // spreadScores writes into out, for each of the feasible nodes, PodTopologySpread's normalised
 // score (0-100, fewer matching pods in the node's domains scoring higher), for the pod's
-// ScheduleAnyway constraints, or for the system default ones when it has no constraint at all.
-// The default ones select the pods of the same spreading group (Pod.Group), where
-// kube-scheduler selects with the selectors of the pod's controller and services. It reports
-// false when there is nothing to score by.
+// ScheduleAnyway constraints, or for the system default ones when it has no constraint at all
+// (defaultSpreadScores). It reports false when there is nothing to score by.
 func spreadScores(feasible, all []*Node, p *Pod, out []int64) bool {
-	var (
-		cs         []spreadConstraint
-		count      func(nd *Node, c *spreadConstraint) int
-		requireAll bool
-	)
-	switch {
-	case p.spread != nil:
-		cs, requireAll = p.spread.soft, true
-		count = func(nd *Node, c *spreadConstraint) int { return countMatching(nd, c.selector, p.Pod.Namespace) }
-	case p.Group != "":
-		cs = systemDefaultSpread
-		count = func(nd *Node, _ *spreadConstraint) int { return nd.groups[p.Group] }
+	if p.spread == nil {
+		return defaultSpreadScores(feasible, all, p, out)
 	}
+	cs := p.spread.soft
 	if len(cs) == 0 {
 		return false
 	}
+	count := func(nd *Node, c *spreadConstraint) int { return countMatching(nd, c.selector, p.Pod.Namespace) }
 	// The domains of the feasible nodes (kube-scheduler's PreScore), counted below over every
-	// node; per-node counts (the hostname key) are taken when scoring. With requireAll (the
-	// pod's own constraints) a feasible node without every key scores 0; without (the default
-	// constraints), a node without a key is scored by the others, and the nodes without it
-	// make one domain of their own (the empty value).
-	var ignored []bool
-	if requireAll {
-		ignored = make([]bool, len(feasible))
-	}
+	// node; per-node counts (the hostname key) are taken when scoring.
+	ignored := make([]bool, len(feasible))
 	nIgnored := 0
 	for i, nd := range feasible {
-		if requireAll && !hasKeys(nd.Node, cs) {
+		if !hasKeys(nd.Node, cs) {
 			ignored[i] = true
 			nIgnored++
 		}
@@ -270,20 +244,12 @@ func spreadScores(feasible, all []*Node, p *Pod, out []int64) bool {
 			weights[j] = math.Log(float64(len(feasible) - nIgnored + 2))
 			continue
 		}
-		// Only nodes with the key score by it: without any, the constraint changes nothing.
-		keyed := false
-		for i, nd := range feasible {
-			if _, ok := nd.Node.Labels[key]; ok && (ignored == nil || !ignored[i]) {
-				keyed = true
-				break
-			}
-		}
-		if !keyed {
-			continue
+		if nIgnored == len(feasible) {
+			continue // no node scores
 		}
 		domains[j] = map[string]int64{}
 		for i, nd := range feasible {
-			if ignored == nil || !ignored[i] {
+			if !ignored[i] {
 				domains[j][nd.Node.Labels[key]] = 0
 			}
 		}
@@ -294,7 +260,7 @@ func spreadScores(feasible, all []*Node, p *Pod, out []int64) bool {
 		if !anyDomain {
 			break
 		}
-		if nd.Node == nil || (requireAll && !hasKeys(nd.Node, cs)) {
+		if nd.Node == nil || !hasKeys(nd.Node, cs) {
 			continue
 		}
 		for j := range cs {
@@ -312,7 +278,7 @@ func spreadScores(feasible, all []*Node, p *Pod, out []int64) bool {
 	}
 	minS, maxS := int64(math.MaxInt64), int64(0)
 	for i, nd := range feasible {
-		if ignored != nil && ignored[i] {
+		if ignored[i] {
 			continue
 		}
 		var s float64
@@ -335,11 +301,87 @@ func spreadScores(feasible, all []*Node, p *Pod, out []int64) bool {
 	}
 	for i := range feasible {
 		switch {
-		case ignored != nil && ignored[i]:
+		case ignored[i]:
 			out[i] = 0
 		case maxS == 0:
 			out[i] = maxScore
 		default:
+			out[i] = maxScore * (maxS + minS - out[i]) / maxS
+		}
+	}
+	return true
+}
+
+// The system default constraints kube-scheduler scores a pod by when it has none of its own
+// (PodTopologySpread's system defaulting): ScheduleAnyway, by hostname with maxSkew 3 and by
+// zone with maxSkew 5.
+const (
+	defaultHostnameSkew = 3
+	defaultZoneSkew     = 5
+)
+
+// defaultSpreadScores is spreadScores for the system default constraints. They select the
+// pods of the same spreading group (Pod.Group), where kube-scheduler selects with the
+// selectors of the pod's controller and services. A node without a zone is still scored by
+// its hostname; the nodes without a zone make one domain (the empty value) that none is
+// scored by. It is what every pod without constraints pays, so it reads the keys the Node
+// keeps rather than its labels.
+func defaultSpreadScores(feasible, all []*Node, p *Pod, out []int64) bool {
+	if p.Group == "" {
+		return false
+	}
+	// The zones of the feasible nodes, as a short list (clusters have few zones).
+	var zones []string
+	var counts []int64
+	zoneIndex := func(z string) int {
+		for i := range zones {
+			if zones[i] == z {
+				return i
+			}
+		}
+		return -1
+	}
+	zoned := false
+	for _, nd := range feasible {
+		zoned = zoned || nd.hasZone
+		if zoneIndex(nd.zone) < 0 {
+			zones = append(zones, nd.zone)
+		}
+	}
+	if zoned {
+		counts = make([]int64, len(zones))
+		for _, nd := range all {
+			if nd.Node == nil {
+				continue
+			}
+			i := zoneIndex(nd.zone)
+			if i < 0 {
+				continue
+			}
+			if ok, _ := p.required.Match(nd.Node); !ok { // nodeAffinityPolicy: Honor
+				continue
+			}
+			counts[i] += int64(nd.groups[p.Group])
+		}
+	}
+	hostWeight := math.Log(float64(len(feasible) + 2))
+	zoneWeight := math.Log(float64(len(zones) + 2))
+	minS, maxS := int64(math.MaxInt64), int64(0)
+	for i, nd := range feasible {
+		var s float64
+		if nd.hasHostname {
+			s += float64(nd.groups[p.Group])*hostWeight + defaultHostnameSkew - 1
+		}
+		if nd.hasZone {
+			s += float64(counts[zoneIndex(nd.zone)])*zoneWeight + defaultZoneSkew - 1
+		}
+		out[i] = int64(math.Round(s))
+		minS, maxS = min(minS, out[i]), max(maxS, out[i])
+	}
+	for i := range feasible {
+		if maxS == 0 {
+			out[i] = maxScore
+		} else {
 			out[i] = maxScore * (maxS + minS - out[i]) / maxS
 		}
 	}
