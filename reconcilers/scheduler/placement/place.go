@@ -59,7 +59,15 @@ func Place(nodes []*Node, ns Namespaces, p *Pod) Decision {
 	feasible := make([]*Node, 0, len(nodes))
 	var statuses map[string]*Status
 	for _, nd := range nodes {
-		if st := c.filter(nd); st != nil {
+		// c.filter, spelled out: most pods have neither spread nor inter-pod state.
+		st := filterNode(nd, p)
+		if st == nil && c.spread != nil {
+			st = c.spread.filter(nd, p)
+		}
+		if st == nil && c.interPod != nil {
+			st = c.interPod.filter(nd, p)
+		}
+		if st != nil {
 			if statuses == nil {
 				statuses = make(map[string]*Status, len(nodes))
 			}

@@ -330,9 +330,35 @@ func defaultSpreadScores(feasible, all []*Node, p *Pod, out []int64) bool {
 	if p.Group == "" {
 		return false
 	}
+	hostWeight := math.Log(float64(len(feasible) + 2))
+	minS, maxS := int64(math.MaxInt64), int64(0)
+	zoned := false
+	for i, nd := range feasible {
+		zoned = zoned || nd.hasZone
+		out[i] = 0
+		if nd.hasHostname {
+			out[i] = round(float64(nd.groups[p.Group])*hostWeight + defaultHostnameSkew - 1)
+		}
+		minS, maxS = min(minS, out[i]), max(maxS, out[i])
+	}
+	if zoned {
+		minS, maxS = addZoneSpread(feasible, all, p, hostWeight, out)
+	}
+	for i := range feasible {
+		if maxS == minS { // every node the same: maxScore, without dividing
+			out[i] = maxScore
+		} else {
+			out[i] = maxScore * (maxS + minS - out[i]) / maxS
+		}
+	}
+	return true
+}
+
+// addZoneSpread scores the feasible nodes again, by hostname and by zone, when some have
+// zones, and returns the least and greatest score.
+func addZoneSpread(feasible, all []*Node, p *Pod, hostWeight float64, out []int64) (minS, maxS int64) {
 	// The zones of the feasible nodes, as a short list (clusters have few zones).
 	var zones []string
-	var counts []int64
 	zoneIndex := func(z string) int {
 		for i := range zones {
 			if zones[i] == z {
@@ -341,32 +367,27 @@ func defaultSpreadScores(feasible, all []*Node, p *Pod, out []int64) bool {
 		}
 		return -1
 	}
-	zoned := false
 	for _, nd := range feasible {
-		zoned = zoned || nd.hasZone
 		if zoneIndex(nd.zone) < 0 {
 			zones = append(zones, nd.zone)
 		}
 	}
-	if zoned {
-		counts = make([]int64, len(zones))
-		for _, nd := range all {
-			if nd.Node == nil {
-				continue
-			}
-			i := zoneIndex(nd.zone)
-			if i < 0 {
-				continue
-			}
-			if ok, _ := p.required.Match(nd.Node); !ok { // nodeAffinityPolicy: Honor
-				continue
-			}
-			counts[i] += int64(nd.groups[p.Group])
+	counts := make([]int64, len(zones))
+	for _, nd := range all {
+		if nd.Node == nil {
+			continue
 		}
+		i := zoneIndex(nd.zone)
+		if i < 0 {
+			continue
+		}
+		if ok, _ := p.required.Match(nd.Node); !ok { // nodeAffinityPolicy: Honor
+			continue
+		}
+		counts[i] += int64(nd.groups[p.Group])
 	}
-	hostWeight := math.Log(float64(len(feasible) + 2))
 	zoneWeight := math.Log(float64(len(zones) + 2))
-	minS, maxS := int64(math.MaxInt64), int64(0)
+	minS, maxS = int64(math.MaxInt64), int64(0)
 	for i, nd := range feasible {
 		var s float64
 		if nd.hasHostname {
@@ -375,15 +396,11 @@ func defaultSpreadScores(feasible, all []*Node, p *Pod, out []int64) bool {
 		if nd.hasZone {
 			s += float64(counts[zoneIndex(nd.zone)])*zoneWeight + defaultZoneSkew - 1
 		}
-		out[i] = int64(math.Round(s))
+		out[i] = round(s)
 		minS, maxS = min(minS, out[i]), max(maxS, out[i])
 	}
-	for i := range feasible {
-		if maxS == 0 {
-			out[i] = maxScore
-		} else {
-			out[i] = maxScore * (maxS + minS - out[i]) / maxS
-		}
-	}
-	return true
+	return minS, maxS
 }
+
+// round is math.Round for the scores, which are never negative.
+func round(s float64) int64 { return int64(s + 0.5) }
