@@ -35,6 +35,7 @@ type Node struct {
 	// has them.
 	hostname, zone       string
 	hasHostname, hasZone bool
+	zoneHash             uint64 // of zone, to tell zones apart quickly
 
 	// noSchedule are the taints that keep pods off (NoSchedule and NoExecute), including those
 	// the node lifecycle sets on a node that is not Ready; preferNoSchedule are the soft ones.
@@ -56,11 +57,13 @@ func (nd *Node) SetNode(n *corev1.Node) {
 	nd.Allocatable, nd.AllowedPods = Resources{}, 0
 	nd.noSchedule, nd.preferNoSchedule = nil, nil
 	nd.hostname, nd.hasHostname, nd.zone, nd.hasZone = "", false, "", false
+	nd.zoneHash = fnv(fnvOffset, "")
 	if n == nil {
 		return
 	}
 	nd.hostname, nd.hasHostname = n.Labels[corev1.LabelHostname]
 	nd.zone, nd.hasZone = n.Labels[corev1.LabelTopologyZone]
+	nd.zoneHash = fnv(fnvOffset, nd.zone)
 	alloc := n.Status.Allocatable
 	if len(alloc) == 0 {
 		alloc = n.Status.Capacity
@@ -244,7 +247,7 @@ func (nd *Node) Clone() *Node {
 		noSchedule: nd.noSchedule, preferNoSchedule: nd.preferNoSchedule,
 		sets:         make(map[string]*podSet, len(nd.sets)),
 		affinityPods: slices.Clone(nd.affinityPods), nAnti: nd.nAnti,
-		hostname: nd.hostname, zone: nd.zone, hasHostname: nd.hasHostname, hasZone: nd.hasZone,
+		hostname: nd.hostname, zone: nd.zone, hasHostname: nd.hasHostname, hasZone: nd.hasZone, zoneHash: nd.zoneHash,
 	}
 	for k, s := range nd.sets {
 		cs := *s

@@ -330,19 +330,46 @@ func defaultSpreadScores(feasible, all []*Node, p *Pod, out []int64) bool {
 	if p.Group == "" {
 		return false
 	}
-	hostWeight := math.Log(float64(len(feasible) + 2))
-	minS, maxS := int64(math.MaxInt64), int64(0)
 	zoned := false
 	for i, nd := range feasible {
+		out[i] = int64(nd.groups[p.Group]) // the node's count, scored below
 		zoned = zoned || nd.hasZone
-		out[i] = 0
-		if nd.hasHostname {
-			out[i] = round(float64(nd.groups[p.Group])*hostWeight + defaultHostnameSkew - 1)
-		}
-		minS, maxS = min(minS, out[i]), max(maxS, out[i])
 	}
+	hostWeight := math.Log(float64(len(feasible) + 2))
+	var zones zoneCounts
+	var zoneOf []int // of each feasible node
+	zoneWeight := 0.0
 	if zoned {
-		minS, maxS = addZoneSpread(feasible, all, p, hostWeight, out)
+		zoneOf = make([]int, len(feasible))
+		for i, nd := range feasible {
+			zoneOf[i] = zones.index(nd, true)
+		}
+		for _, nd := range all {
+			if nd.Node == nil {
+				continue
+			}
+			z := zones.index(nd, false)
+			if z < 0 {
+				continue
+			}
+			if ok, _ := p.required.Match(nd.Node); !ok { // nodeAffinityPolicy: Honor
+				continue
+			}
+			zones.counts[z] += int64(nd.groups[p.Group])
+		}
+		zoneWeight = math.Log(float64(len(zones.names) + 2))
+	}
+	minS, maxS := int64(math.MaxInt64), int64(0)
+	for i, nd := range feasible {
+		var s float64
+		if nd.hasHostname {
+			s += float64(out[i])*hostWeight + defaultHostnameSkew - 1
+		}
+		if nd.hasZone {
+			s += float64(zones.counts[zoneOf[i]])*zoneWeight + defaultZoneSkew - 1
+		}
+		out[i] = round(s)
+		minS, maxS = min(minS, out[i]), max(maxS, out[i])
 	}
 	for i := range feasible {
 		if maxS == minS { // every node the same: maxScore, without dividing
@@ -354,52 +381,26 @@ func defaultSpreadScores(feasible, all []*Node, p *Pod, out []int64) bool {
 	return true
 }
 
-// addZoneSpread scores the feasible nodes again, by hostname and by zone, when some have
-// zones, and returns the least and greatest score.
-func addZoneSpread(feasible, all []*Node, p *Pod, hostWeight float64, out []int64) (minS, maxS int64) {
-	// The zones of the feasible nodes, as a short list (clusters have few zones).
-	var zones []string
-	zoneIndex := func(z string) int {
-		for i := range zones {
-			if zones[i] == z {
-				return i
-			}
+// zoneCounts counts pods by zone, in a short list (clusters have few zones); the nodes without
+// a zone are the empty one.
+type zoneCounts struct {
+	names  []string
+	hashes []uint64
+	counts []int64
+}
+
+// index returns the index of nd's zone, adding it if add is set, or -1.
+func (z *zoneCounts) index(nd *Node, add bool) int {
+	for i, h := range z.hashes {
+		if h == nd.zoneHash && z.names[i] == nd.zone {
+			return i
 		}
+	}
+	if !add {
 		return -1
 	}
-	for _, nd := range feasible {
-		if zoneIndex(nd.zone) < 0 {
-			zones = append(zones, nd.zone)
-		}
-	}
-	counts := make([]int64, len(zones))
-	for _, nd := range all {
-		if nd.Node == nil {
-			continue
-		}
-		i := zoneIndex(nd.zone)
-		if i < 0 {
-			continue
-		}
-		if ok, _ := p.required.Match(nd.Node); !ok { // nodeAffinityPolicy: Honor
-			continue
-		}
-		counts[i] += int64(nd.groups[p.Group])
-	}
-	zoneWeight := math.Log(float64(len(zones) + 2))
-	minS, maxS = int64(math.MaxInt64), int64(0)
-	for i, nd := range feasible {
-		var s float64
-		if nd.hasHostname {
-			s += float64(nd.groups[p.Group])*hostWeight + defaultHostnameSkew - 1
-		}
-		if nd.hasZone {
-			s += float64(counts[zoneIndex(nd.zone)])*zoneWeight + defaultZoneSkew - 1
-		}
-		out[i] = round(s)
-		minS, maxS = min(minS, out[i]), max(maxS, out[i])
-	}
-	return minS, maxS
+	z.names, z.hashes, z.counts = append(z.names, nd.zone), append(z.hashes, nd.zoneHash), append(z.counts, 0)
+	return len(z.names) - 1
 }
 
 // round is math.Round for the scores, which are never negative.
