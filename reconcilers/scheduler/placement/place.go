@@ -77,7 +77,7 @@ func Place(nodes []*Node, ns Namespaces, p *Pod) Decision {
 		feasible = append(feasible, nd)
 	}
 	if len(feasible) == 0 {
-		return Decision{Err: &FitError{NumAllNodes: len(nodes), Statuses: statuses, PostFilter: preemption(p, c, nodes, statuses)}}
+		return Decision{Err: &FitError{NumAllNodes: len(nodes), Statuses: statuses, PostFilter: preemption(p, &c, nodes, statuses)}}
 	}
 	if len(feasible) == 1 {
 		return Decision{Node: feasible[0].Name}
@@ -99,8 +99,8 @@ type cycle struct {
 	spread      *spreadState
 }
 
-func newCycle(nodes []*Node, ns Namespaces, p *Pod) *cycle {
-	c := &cycle{p: p, ns: ns, nodes: nodes}
+func newCycle(nodes []*Node, ns Namespaces, p *Pod) cycle {
+	c := cycle{p: p, ns: ns, nodes: nodes}
 	anyAnti := false
 	for _, nd := range nodes {
 		if len(nd.affinityPods) > 0 {

@@ -331,35 +331,49 @@ func defaultSpreadScores(feasible, all []*Node, p *Pod, out []int64) bool {
 		return false
 	}
 	zoned := false
-	for i, nd := range feasible {
-		out[i] = int64(nd.groups[p.Group]) // the node's count, scored below
-		zoned = zoned || nd.hasZone
+	for _, nd := range feasible {
+		if nd.hasZone {
+			zoned = true
+			break
+		}
 	}
 	hostWeight := math.Log(float64(len(feasible) + 2))
-	var zones zoneCounts
-	var zoneOf []int // of each feasible node
-	zoneWeight := 0.0
-	if zoned {
-		zoneOf = make([]int, len(feasible))
-		for i, nd := range feasible {
-			zoneOf[i] = zones.index(nd, true)
-		}
-		for _, nd := range all {
-			if nd.Node == nil {
-				continue
-			}
-			z := zones.index(nd, false)
-			if z < 0 {
-				continue
-			}
-			if ok, _ := p.required.Match(nd.Node); !ok { // nodeAffinityPolicy: Honor
-				continue
-			}
-			zones.counts[z] += int64(nd.groups[p.Group])
-		}
-		zoneWeight = math.Log(float64(len(zones.names) + 2))
-	}
 	minS, maxS := int64(math.MaxInt64), int64(0)
+	if !zoned { // the common case, in one pass
+		for i, nd := range feasible {
+			out[i] = 0
+			if nd.hasHostname {
+				out[i] = round(float64(nd.groups[p.Group])*hostWeight + defaultHostnameSkew - 1)
+			}
+			minS, maxS = min(minS, out[i]), max(maxS, out[i])
+		}
+		normalizeSpread(out, minS, maxS)
+		return true
+	}
+	for i, nd := range feasible {
+		out[i] = int64(nd.groups[p.Group]) // the node's count, scored below
+	}
+	// The zones of the feasible nodes; the pods of the group in each, on every node the pod's
+	// node affinity allows (nodeAffinityPolicy: Honor).
+	var zones zoneCounts
+	zoneOf := make([]int, len(feasible))
+	for i, nd := range feasible {
+		zoneOf[i] = zones.index(nd, true)
+	}
+	for _, nd := range all {
+		if nd.Node == nil {
+			continue
+		}
+		z := zones.index(nd, false)
+		if z < 0 {
+			continue
+		}
+		if ok, _ := p.required.Match(nd.Node); !ok {
+			continue
+		}
+		zones.counts[z] += int64(nd.groups[p.Group])
+	}
+	zoneWeight := math.Log(float64(len(zones.names) + 2))
 	for i, nd := range feasible {
 		var s float64
 		if nd.hasHostname {
@@ -371,14 +385,20 @@ func defaultSpreadScores(feasible, all []*Node, p *Pod, out []int64) bool {
 		out[i] = round(s)
 		minS, maxS = min(minS, out[i]), max(maxS, out[i])
 	}
-	for i := range feasible {
+	normalizeSpread(out, minS, maxS)
+	return true
+}
+
+// normalizeSpread turns raw spreading scores, the least minS and the greatest maxS, into
+// 0-100, fewer pods scoring higher, as kube-scheduler's PodTopologySpread normalises them.
+func normalizeSpread(out []int64, minS, maxS int64) {
+	for i := range out {
 		if maxS == minS { // every node the same: maxScore, without dividing
 			out[i] = maxScore
 		} else {
 			out[i] = maxScore * (maxS + minS - out[i]) / maxS
 		}
 	}
-	return true
 }
 
 // zoneCounts counts pods by zone, in a short list (clusters have few zones); the nodes without
