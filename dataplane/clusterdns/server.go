@@ -2,7 +2,7 @@ package clusterdns
 
 import (
 	"context"
-		"fmt"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
