@@ -100,9 +100,9 @@ func (s *Server) apexReply(qname string, qtype uint16) reply {
 	case dns.TypeSOA:
 		return reply{answer: []dns.RR{s.soa()}}
 	case dns.TypeNS:
-		r := reply{answer: []dns.RR{&dns.NS{Hdr: hdr(qname, dns.TypeNS, s.ttl), Ns: "ns.dns." + s.domain}}}
+		r := reply{answer: []dns.RR{&dns.NS{Hdr: hdr(qname, dns.TypeNS, s.ttl), Ns: s.nsName}}}
 		for _, a := range s.nsAddrs {
-			r.extra = append(r.extra, addrRR("ns.dns."+s.domain, a, s.ttl))
+			r.extra = append(r.extra, addrRR(s.nsName, a, s.ttl))
 		}
 		return r
 	}
@@ -145,18 +145,7 @@ func (s *Server) serviceReply(qname string, qtype uint16, v *view) reply {
 		if qtype == dns.TypeSRV {
 			return s.srvReply(qname, v, func(port) bool { return true })
 		}
-		r := reply{}
-		seen := map[netip.Addr]bool{}
-		for _, e := range v.eps {
-			if wantAddr(qtype, e.addr) && !seen[e.addr] {
-				seen[e.addr] = true
-				r.answer = append(r.answer, addrRR(qname, e.addr, s.ttl))
-			}
-		}
-		if len(r.answer) == 0 {
-			return nodata()
-		}
-		return r
+		return s.addrReply(qname, qtype, v.addrs)
 	}
 	if qtype == dns.TypeSRV {
 		return s.srvReply(qname, v, func(port) bool { return true })
@@ -371,7 +360,7 @@ func (s *Server) soa() dns.RR {
 	s.idx.mu.RLock()
 	serial := s.idx.serial
 	s.idx.mu.RUnlock()
-	return &dns.SOA{Hdr: hdr(s.domain, dns.TypeSOA, min(s.ttl, 300)), Ns: "ns.dns." + s.domain, Mbox: "hostmaster." + s.domain,
+	return &dns.SOA{Hdr: hdr(s.domain, dns.TypeSOA, min(s.ttl, 300)), Ns: s.nsName, Mbox: s.mbox,
 		Serial: serial, Refresh: 7200, Retry: 1800, Expire: 86400, Minttl: s.ttl}
 }
 

@@ -59,6 +59,7 @@ type view struct {
 	ns, name string // as the Service spells them
 	svc      *service
 	eps      []viewEndpoint // the endpoints DNS publishes (ready, or all with publishNotReady)
+	addrs    []netip.Addr   // their addresses, each once
 }
 
 type viewEndpoint struct {
@@ -209,6 +210,13 @@ func (x *index) rebuild(k key) {
 					v.eps = append(v.eps, viewEndpoint{hostname: e.hostname, addr: a, ports: sl.ports})
 				}
 			}
+		}
+	}
+	seen := map[netip.Addr]bool{}
+	for _, e := range v.eps {
+		if !seen[e.addr] {
+			seen[e.addr] = true
+			v.addrs = append(v.addrs, e.addr)
 		}
 	}
 	x.views[k] = v

@@ -75,6 +75,8 @@ type Config struct {
 type Server struct {
 	domain      string // lowercased, fully qualified
 	domainNoDot string
+	nsName      string // ns.dns.<domain>, the SOA's and NS record's server
+	mbox        string // hostmaster.<domain>
 	ttl         uint32
 	podMode     PodMode
 	nsAddrs     []netip.Addr
@@ -144,7 +146,7 @@ func New(cfg Config) (*Server, error) {
 		host = &rc
 	}
 	s := &Server{
-		domain: domain + ".", domainNoDot: domain, ttl: cfg.TTL, podMode: cfg.Pods, nsAddrs: cfg.NameserverAddrs,
+		domain: domain + ".", domainNoDot: domain, nsName: "ns.dns." + domain + ".", mbox: "hostmaster." + domain + ".", ttl: cfg.TTL, podMode: cfg.Pods, nsAddrs: cfg.NameserverAddrs,
 		autopath: !cfg.NoAutopath, udpSize: cfg.UDPSize, clock: cfg.Clock, idx: newIndex(),
 	}
 	for _, d := range host.Searches {
@@ -215,8 +217,18 @@ func (s *Server) handler(ctx context.Context) dns.Handler {
 			src = a.AddrPort().Addr().Unmap()
 		}
 		_, udp := w.LocalAddr().(*net.UDPAddr)
+		b, err := s.Answer(ctx, src, r, udp).Pack()
+		if err != nil {
+			// Answers are built from valid names and records; one that does not pack is a
+			// bug, answered as the failure it is.
+			m := new(dns.Msg)
+			m.SetRcode(r, dns.RcodeServerFailure)
+			if b, err = m.Pack(); err != nil {
+				return
+			}
+		}
 		// A write error means the client is gone: there is no one left to tell.
-		_ = w.WriteMsg(s.Answer(ctx, src, r, udp))
+		_, _ = w.Write(b)
 	})
 }
 
@@ -232,7 +244,6 @@ func (s *Server) Answer(ctx context.Context, src netip.Addr, r *dns.Msg, udp boo
 	m.RecursionDesired = r.RecursionDesired
 	m.RecursionAvailable = true
 	m.CheckingDisabled = r.CheckingDisabled
-	m.Compress = true
 	if len(r.Question) > 0 {
 		m.Question = []dns.Question{r.Question[0]}
 	}
@@ -254,10 +265,13 @@ func (s *Server) Answer(ctx context.Context, src netip.Addr, r *dns.Msg, udp boo
 	} else if m.Rcode > 0xF {
 		m.Rcode = dns.RcodeServerFailure
 	}
-	if udp {
+	if !udp {
+		size = dns.MaxMsgSize
+	}
+	// Most answers fit as they are: compression and truncation only for those that do not.
+	if m.Len() > size {
+		m.Compress = true
 		m.Truncate(size)
-	} else {
-		m.Truncate(dns.MaxMsgSize)
 	}
 	return m
 }
@@ -374,7 +388,6 @@ func (s *Server) autopathAnswer(ctx context.Context, src netip.Addr, q dns.Quest
 		return nil
 	}
 	base := q.Name[:cut] // with its trailing dot
-	var firstReply *dns.Msg
 	for i := 0; i <= len(p.searches); i++ {
 		name := base
 		switch {
@@ -386,10 +399,11 @@ func (s *Server) autopathAnswer(ctx context.Context, src netip.Addr, q dns.Quest
 		if _, ok := dns.IsDomainName(name); !ok || len(name) > 255 {
 			continue
 		}
-		m := s.resolve(ctx, name, q.Qtype, do)
-		if i == 0 {
-			firstReply = m
+		// A name of the cluster domain that does not exist costs no message.
+		if zb, in := s.inZone(strings.ToLower(name)); in && s.zoneReply(name, zb, q.Qtype).rcode == dns.RcodeNameError {
+			continue
 		}
+		m := s.resolve(ctx, name, q.Qtype, do)
 		if m.Rcode != dns.RcodeSuccess {
 			continue
 		}
@@ -398,7 +412,8 @@ func (s *Server) autopathAnswer(ctx context.Context, src netip.Addr, q dns.Quest
 		}
 		return m
 	}
-	return firstReply
+	// Nothing but NXDOMAIN: the answer to the name as asked, and the client searches on.
+	return s.resolve(ctx, q.Name, q.Qtype, do)
 }
 
 // cnamer puts a CNAME from the asked name to the name that answered in front of the
