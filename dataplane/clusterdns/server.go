@@ -176,7 +176,7 @@ func New(cfg Config) (*Server, error) {
 // closes pc. Its address is never used as an upstream.
 func (s *Server) ServePacket(ctx context.Context, pc net.PacketConn) error {
 	s.fwd.addSelf(pc.LocalAddr())
-	srv := &dns.Server{PacketConn: pc, Net: "udp", UDPSize: int(s.udpSize), Handler: s.handler(ctx)}
+	srv := &dns.Server{PacketConn: pc, Net: "udp", UDPSize: int(s.udpSize), Handler: s.handler(ctx, true)}
 	return serve(ctx, srv)
 }
 
@@ -184,7 +184,7 @@ func (s *Server) ServePacket(ctx context.Context, pc net.PacketConn) error {
 // closes ln. Its address is never used as an upstream.
 func (s *Server) ServeStream(ctx context.Context, ln net.Listener) error {
 	s.fwd.addSelf(ln.Addr())
-	srv := &dns.Server{Listener: ln, Net: "tcp", Handler: s.handler(ctx)}
+	srv := &dns.Server{Listener: ln, Net: "tcp", Handler: s.handler(ctx, false)}
 	return serve(ctx, srv)
 }
 
@@ -207,7 +207,9 @@ func serve(ctx context.Context, srv *dns.Server) error {
 	return nil
 }
 
-func (s *Server) handler(ctx context.Context) dns.Handler {
+// handler answers the queries of one listener; udp says whether answers must fit the
+// client's datagram buffer.
+func (s *Server) handler(ctx context.Context, udp bool) dns.Handler {
 	return dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		var src netip.Addr
 		switch a := w.RemoteAddr().(type) {
@@ -216,7 +218,6 @@ func (s *Server) handler(ctx context.Context) dns.Handler {
 		case *net.TCPAddr:
 			src = a.AddrPort().Addr().Unmap()
 		}
-		_, udp := w.LocalAddr().(*net.UDPAddr)
 		b, err := s.Answer(ctx, src, r, udp).Pack()
 		if err != nil {
 			// Answers are built from valid names and records; one that does not pack is a
