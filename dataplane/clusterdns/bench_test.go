@@ -181,6 +181,14 @@ func startCoreDNS(b *testing.B, api *apiservertest.Server, upstream string) stri
 		_ = cmd.Process.Kill() // our own child, by its handle; Wait reports how it ended
 		<-exited
 		logf.Close()
+		// What CoreDNS had to say about logplane's API (list/watch errors would be here).
+		if log, err := os.ReadFile(logf.Name()); err == nil {
+			for _, l := range strings.Split(string(log), "\n") {
+				if strings.Contains(l, "[ERROR]") || strings.Contains(l, "[WARNING]") {
+					b.Logf("CoreDNS: %s", l)
+				}
+			}
+		}
 	})
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	// Ready when it answers a Service of the API server and a headless one.
