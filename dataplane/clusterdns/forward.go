@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -148,6 +149,9 @@ func (f *forwarder) exchange(ctx context.Context, name string, qtype uint16, do 
 		if err == nil && m.Truncated {
 			c.Net = "tcp"
 			m, _, err = c.ExchangeContext(ctx, q, addr)
+		}
+		if err == nil && (len(m.Question) != 1 || !strings.EqualFold(m.Question[0].Name, name) || m.Question[0].Qtype != qtype) {
+			err = fmt.Errorf("answer for %v, not %s %s", m.Question, name, dns.TypeToString[qtype])
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("clusterdns: upstream %s: %w", addr, err))

@@ -214,3 +214,29 @@ func TestEDNSVersion(t *testing.T) {
 		t.Errorf("rcode %s, want BADVERS", dns.RcodeToString[r.Rcode])
 	}
 }
+
+// TestUpstreamWrongQuestion: an upstream answer to another question than the one asked (a
+// confused or spoofing server) is not taken, nor cached.
+func TestUpstreamWrongQuestion(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		m.Question[0].Name = "evil.example."
+		rr, _ := dns.NewRR("evil.example. 300 IN A 192.0.2.66") // a constant record
+		m.Answer = []dns.RR{rr}
+		_ = w.WriteMsg(m) // the test's client is the only one asking
+	})}
+	started := make(chan struct{})
+	srv.NotifyStartedFunc = func() { close(started) }
+	go func() { _ = srv.ActivateAndServe() }() // ends at Shutdown
+	<-started
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	e := start(t, clusterdns.Config{Host: &clusterdns.ResolvConf{Nameservers: []string{pc.LocalAddr().String()}}}, nil)
+	if r := query(t, "udp", e.UDP, "www.example.com.", dns.TypeA, 0); r.Rcode != dns.RcodeServerFailure || len(r.Answer) != 0 {
+		t.Errorf("got %s %v, want SERVFAIL", dns.RcodeToString[r.Rcode], r.Answer)
+	}
+}

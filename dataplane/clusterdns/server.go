@@ -67,6 +67,9 @@ type Config struct {
 	UDPSize uint16
 	// Clock for cache expiry and the SOA serial. Default the real clock.
 	Clock clock.PassiveClock
+	// Errors receives what a query could not be told: a panic while answering (the query
+	// gets SERVFAIL and the server goes on) or an answer that would not pack. Default: none.
+	Errors func(error)
 }
 
 // Server is a cluster DNS server. Feed it with the Upsert and Delete methods; serve it with
@@ -84,6 +87,7 @@ type Server struct {
 	autopath    bool
 	udpSize     uint16
 	clock       clock.PassiveClock
+	errs        func(error)
 	idx         *index
 	fwd         *forwarder
 }
@@ -147,7 +151,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		domain: domain + ".", domainNoDot: domain, nsName: "ns.dns." + domain + ".", mbox: "hostmaster." + domain + ".", ttl: cfg.TTL, podMode: cfg.Pods, nsAddrs: cfg.NameserverAddrs,
-		autopath: !cfg.NoAutopath, udpSize: cfg.UDPSize, clock: cfg.Clock, idx: newIndex(),
+		autopath: !cfg.NoAutopath, udpSize: cfg.UDPSize, clock: cfg.Clock, errs: cfg.Errors, idx: newIndex(),
 	}
 	for _, d := range host.Searches {
 		if d = strings.Trim(d, "."); d != "" {
@@ -218,19 +222,39 @@ func (s *Server) handler(ctx context.Context, udp bool) dns.Handler {
 		case *net.TCPAddr:
 			src = a.AddrPort().Addr().Unmap()
 		}
-		b, err := s.Answer(ctx, src, r, udp).Pack()
+		b, err := s.pack(ctx, src, r, udp)
 		if err != nil {
-			// Answers are built from valid names and records; one that does not pack is a
-			// bug, answered as the failure it is.
+			s.report(err)
 			m := new(dns.Msg)
 			m.SetRcode(r, dns.RcodeServerFailure)
 			if b, err = m.Pack(); err != nil {
+				s.report(fmt.Errorf("clusterdns: packing SERVFAIL: %w", err))
 				return
 			}
 		}
 		// A write error means the client is gone: there is no one left to tell.
 		_, _ = w.Write(b)
 	})
+}
+
+// pack answers r, turning a panic into an error.
+func (s *Server) pack(ctx context.Context, src netip.Addr, r *dns.Msg, udp bool) (b []byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("clusterdns: panic answering %v: %v", r.Question, p)
+		}
+	}()
+	b, err = s.Answer(ctx, src, r, udp).Pack()
+	if err != nil {
+		return nil, fmt.Errorf("clusterdns: answer to %v does not pack: %w", r.Question, err)
+	}
+	return b, nil
+}
+
+func (s *Server) report(err error) {
+	if s.errs != nil {
+		s.errs(err)
+	}
 }
 
 // Answer answers one query from src, as the server does for a query that arrived over UDP
