@@ -262,7 +262,12 @@ func (s *Server) report(err error) {
 // malformed queries get FORMERR, unsupported ones NOTIMP or REFUSED, and upstream failures
 // SERVFAIL.
 func (s *Server) Answer(ctx context.Context, src netip.Addr, r *dns.Msg, udp bool) *dns.Msg {
-	m := s.answer(ctx, src, r)
+	var m *dns.Msg
+	if opt := r.IsEdns0(); opt != nil && opt.Version() != 0 {
+		m = &dns.Msg{MsgHdr: dns.MsgHdr{Rcode: dns.RcodeBadVers}} // RFC 6891 6.1.3: not answered
+	} else {
+		m = s.answer(ctx, src, r)
+	}
 	m.Id = r.Id
 	m.Response = true
 	m.Opcode = r.Opcode
@@ -274,11 +279,6 @@ func (s *Server) Answer(ctx context.Context, src netip.Addr, r *dns.Msg, udp boo
 	}
 	size := 512
 	if opt := r.IsEdns0(); opt != nil {
-		if opt.Version() != 0 {
-			m = &dns.Msg{MsgHdr: m.MsgHdr, Question: m.Question}
-			m.Rcode = dns.RcodeBadVers
-			m.Answer, m.Ns, m.Extra = nil, nil, nil
-		}
 		size = max(512, min(int(opt.UDPSize()), int(s.udpSize)))
 		o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
 		o.SetUDPSize(s.udpSize)
