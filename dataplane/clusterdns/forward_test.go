@@ -93,13 +93,20 @@ func TestForwardFailover(t *testing.T) {
 // address in Config.Self) is not an upstream; with no other, external names get SERVFAIL
 // at once instead of looping.
 func TestNeverForwardsToItself(t *testing.T) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
+	var pc net.PacketConn
+	var ln net.Listener
+	for attempt := 0; ; attempt++ { // a port free for UDP may be taken for TCP
+		var err error
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
+		pc.Close()
+		if attempt == 10 {
+			t.Fatal(err)
+		}
 	}
 	s, err := clusterdns.New(clusterdns.Config{
 		Self: []netip.Addr{netip.MustParseAddr("10.96.0.10")},

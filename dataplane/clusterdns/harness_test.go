@@ -35,13 +35,21 @@ func startUpstream(t testing.TB, records ...string) *upstream {
 	for _, r := range records {
 		u.add(t, r)
 	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
+	// UDP and TCP on one port: a port free for UDP may be taken for TCP, so try a few.
+	var pc net.PacketConn
+	var ln net.Listener
+	for attempt := 0; ; attempt++ {
+		var err error
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
+		pc.Close()
+		if attempt == 10 {
+			t.Fatal(err)
+		}
 	}
 	u.Addr = pc.LocalAddr().String()
 	h := dns.HandlerFunc(u.serve)
