@@ -38,14 +38,16 @@ const (
 
 // BenchmarkDNS compares logplane's cluster DNS server with CoreDNS (v1.15.0, built from
 // ops/bench/coredns, its kubernetes plugin reading the same objects from a logplane API
-// server) in one run, each in a process of its own, with one load generator: benchWorkers goroutines, each a pod's stub
-// resolver (search default.svc.cluster.local svc.cluster.local cluster.local, ndots:5) on its
-// own UDP socket, resolving names as a pod's program would: "svc-N" (a Service), "db-N" (a
-// headless Service), and "example.com" (an external name reached through the search path,
-// answered by a fake upstream on 127.0.0.1). qps counts lookups (a lookup is every query the
-// resolver needs for one name), p99-ms their 99th-percentile latency.
+// server) in one run, each in a process of its own, with one load generator: benchWorkers
+// goroutines, each a pod's stub resolver (search default.svc.cluster.local svc.cluster.local
+// cluster.local, ndots:5) on its own UDP socket, resolving names as a pod's program would:
+// "svc-N" (a Service), "db-N" (a headless Service), and "example.com" (an external name
+// reached through the search path, answered by a fake upstream on 127.0.0.1). qps counts
+// lookups (a lookup is every query the resolver needs for one name), p99-ms their
+// 99th-percentile latency, queries/lookup what the search path cost.
 //
-//	go test ./dataplane/clusterdns -run '^$' -bench BenchmarkDNS -benchtime 100000x -count 3
+//	go test ./dataplane/clusterdns -run '^$' -bench BenchmarkDNS -benchtime 60000x
+//	ops/bench/run.sh dns    (seven rounds, one process each, with a benchstat summary)
 func BenchmarkDNS(b *testing.B) {
 	up := startUpstream(b, "example.com. 300 IN A 192.0.2.1")
 	api := apiservertest.Start(b, apiservertest.Options{})
