@@ -1,6 +1,7 @@
 package clusterdns_test
 
 import (
+	"fmt"
 	"os"
 	"slices"
 	"testing"
@@ -136,5 +137,41 @@ func TestPodsVerified(t *testing.T) {
 	}
 	if _, err := clusterdns.New(clusterdns.Config{Pods: "sometimes", Host: &clusterdns.ResolvConf{}}); err == nil {
 		t.Error("an unknown pod mode is accepted")
+	}
+}
+
+// TestConcurrentFeedAndQueries: queries keep being answered while the index changes under
+// them (run with -race).
+func TestConcurrentFeedAndQueries(t *testing.T) {
+	e := start(t, clusterdns.Config{}, nil)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 300 {
+			e.S.UpsertService(svc("default", "web", fmt.Sprintf("10.96.%d.%d", i/250, i%250+1)))
+			e.S.UpsertEndpointSlice(slice("default", "web-1", "web", []discoveryv1.EndpointPort{epPort("http", 80)},
+				ep{addr: fmt.Sprintf("10.244.%d.%d", i/250, i%250+1), hostname: "w"}))
+			e.S.UpsertPod(podAt("default", "client", "127.0.0.1"))
+			if i%3 == 0 {
+				e.S.DeleteService("default", "web")
+				e.S.DeleteEndpointSlice("default", "web-1")
+				e.S.DeletePod("default", "client")
+			}
+		}
+	}()
+	for {
+		select {
+		case <-done:
+			return
+		default:
+		}
+		for _, q := range []struct {
+			name  string
+			qtype uint16
+		}{{"web.default.svc.cluster.local.", dns.TypeA}, {"w.web.default.svc.cluster.local.", dns.TypeA}, {"1.0.96.10.in-addr.arpa.", dns.TypePTR}} {
+			if r := query(t, "udp", e.UDP, q.name, q.qtype, 0); r.Rcode != dns.RcodeSuccess && r.Rcode != dns.RcodeNameError && r.Rcode != dns.RcodeServerFailure {
+				t.Fatalf("%s: %s", q.name, dns.RcodeToString[r.Rcode])
+			}
+		}
 	}
 }
