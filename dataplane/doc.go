@@ -28,6 +28,9 @@
 //     busybox-static, cmd/hello), written as OCI archives.
 //   - ociregistry: an in-memory OCI registry on 127.0.0.1 that tests push those
 //     images to, so the real pull path is exercised.
+//   - clusterdns: the cluster DNS server (Kubernetes' DNS specification from an
+//     index of Services, EndpointSlices and pods, forwarding with a cache,
+//     autopath) and the kubelet's pod resolv.conf.
 //   - dataplanetest: the test harness: a containerd of the test's own, a CNI
 //     bridge of its own, the registry with the images, and cleanup of all of it.
 //
