@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"strings"
@@ -72,13 +73,13 @@ func (b *imageBuilder) build(ref string) (v1.Image, string, error) {
 		return nil, "the suite expects it to be unreachable", nil
 	case repo == "agnhost":
 		img, err := b.agnhostImage(nil, nil)
-		return img, "agnhost on busybox, ENTRYPOINT /agnhost, CMD pause (as upstream's, on alpine)", err
+		return img, "agnhost on busybox with a curl stand-in, ENTRYPOINT /agnhost, CMD pause (as upstream's, on alpine)", err
 	case repo == "pause":
 		img, err := b.agnhostImage([]string{"/agnhost", "pause"}, nil)
 		return img, "`agnhost pause` (exits on SIGTERM, as /pause does)", err
 	case repo == "busybox":
-		img, err := ociimage.Busybox(b.busybox)
-		return img, "Debian's busybox-static, CMD sh", err
+		img, err := b.busyboxImage()
+		return img, "Debian's busybox-static with every applet in /bin, CMD sh", err
 	case repo == "kitten" || repo == "nautilus":
 		files, err := b.htmlFiles(repo)
 		if err != nil {
@@ -90,7 +91,7 @@ func (b *imageBuilder) build(ref string) (v1.Image, string, error) {
 		img, err := b.webServer(repo)
 		return img, "busybox httpd serving an index page on port 80 (stand-in for " + repo + ")", err
 	case repo == "nonroot":
-		img, err := ociimage.Busybox(b.busybox)
+		img, err := b.busyboxImage()
 		if err != nil {
 			return nil, "", err
 		}
@@ -103,10 +104,34 @@ func (b *imageBuilder) build(ref string) (v1.Image, string, error) {
 	return nil, "no stand-in for this image", nil
 }
 
+// curlShim stands in for the curl of upstream's agnhost image, which the suite's network tests run
+// as `curl -g -q -s [--max-time N] [--connect-timeout N] URL`: busybox wget, bounded with timeout
+// (Debian's busybox 1.35 `wget -T` crashes).
+const curlShim = `#!/bin/sh
+# curl stand-in (ops/conformance): the URL through busybox wget.
+max=60 url= out=- method=
+while [ $# -gt 0 ]; do
+	case $1 in
+	-m | --max-time) max=${2%%.*}; shift ;;
+	--connect-timeout | -w | -H | -d | --data | -A | -u | --resolve) shift ;;
+	-X | --request) method=$2; shift ;;
+	-o | --output) out=$2; shift ;;
+	-*) ;;
+	*) url=$1 ;;
+	esac
+	shift
+done
+[ -n "$url" ] || { echo "curl: no URL specified" >&2; exit 2; }
+if [ "$method" = POST ]; then
+	exec timeout "$max" wget -q -O "$out" --post-data= "$url"
+fi
+exec timeout "$max" wget -q -O "$out" "$url"
+`
+
 // agnhostImage is busybox with /agnhost and what upstream's Dockerfile adds (porter's TLS pair,
 // /uploads, the user and group defined in the image), plus extra files in the working directory /.
 func (b *imageBuilder) agnhostImage(entrypoint, cmd []string, extra ...file) (v1.Image, error) {
-	img, err := ociimage.Busybox(b.busybox)
+	img, err := b.busyboxImage()
 	if err != nil {
 		return nil, err
 	}
@@ -118,6 +143,9 @@ func (b *imageBuilder) agnhostImage(entrypoint, cmd []string, extra ...file) (v1
 		{name: "agnhost", mode: 0o755, data: bin},
 		{name: "agnhost-2", mode: 0o777, link: "agnhost"},
 		{name: "uploads", mode: 0o755, dir: true},
+		{name: "usr/local", mode: 0o755, dir: true},
+		{name: "usr/local/bin", mode: 0o755, dir: true},
+		{name: "usr/local/bin/curl", mode: 0o755, data: []byte(curlShim)},
 		{name: "etc/passwd", mode: 0o644, data: []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\nuser-defined-in-image:x:1000:1000::/home/user-defined-in-image:/bin/sh\n")},
 		{name: "etc/group", mode: 0o644, data: []byte("root:x:0:\nnogroup:x:65534:\nuser-defined-in-image:x:1000:\ngroup-defined-in-image:x:50000:user-defined-in-image\n")},
 	}
@@ -144,6 +172,35 @@ func (b *imageBuilder) agnhostImage(entrypoint, cmd []string, extra ...file) (v1
 		c.Entrypoint, c.Cmd, c.WorkingDir = entrypoint, cmd, "/"
 		c.ExposedPorts = map[string]struct{}{"80/tcp": {}, "8080/tcp": {}, "8081/tcp": {}, "9376/tcp": {}, "5000/tcp": {}}
 	})
+}
+
+// busyboxImage is ociimage.Busybox with a link in /bin for every applet the binary has
+// (`busybox --list`), as the suite's busybox has: its tests run sysctl, getent, ... as
+// /bin/<applet>.
+func (b *imageBuilder) busyboxImage() (v1.Image, error) {
+	img, err := ociimage.Busybox(b.busybox)
+	if err != nil {
+		return nil, err
+	}
+	out, err := exec.Command(b.busybox, "--list").Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s --list: %w", b.busybox, err)
+	}
+	have := map[string]bool{"busybox": true}
+	for _, a := range ociimage.Applets {
+		have[a] = true
+	}
+	var links []file
+	for _, a := range strings.Fields(string(out)) {
+		if !have[a] {
+			links = append(links, file{name: "bin/" + a, mode: 0o777, link: "busybox"})
+		}
+	}
+	l, err := layerOf(links)
+	if err != nil {
+		return nil, err
+	}
+	return mutate.AppendLayers(img, l)
 }
 
 func orDefault(v, def []string) []string {
@@ -176,7 +233,7 @@ func (b *imageBuilder) htmlFiles(repo string) ([]file, error) {
 
 // webServer is busybox's httpd in the foreground on port 80, serving a page like the real server's.
 func (b *imageBuilder) webServer(repo string) (v1.Image, error) {
-	img, err := ociimage.Busybox(b.busybox)
+	img, err := b.busyboxImage()
 	if err != nil {
 		return nil, err
 	}

@@ -130,16 +130,18 @@ func status(c junitCase) string {
 	return "failed" // failed, panicked, interrupted, timedout, aborted
 }
 
+// firstLine is the failure's message on one line (gomega's spread over several), without
+// ginkgo's "[FAILED]" prefix, cut at 300 characters.
 func firstLine(parts ...string) string {
 	for _, p := range parts {
-		for _, l := range strings.Split(p, "\n") {
-			if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "[FAILED]") && l != "[FAILED]" {
-				if len(l) > 300 {
-					l = l[:300] + "…"
-				}
-				return l
-			}
+		l := strings.Join(strings.Fields(strings.TrimPrefix(strings.TrimSpace(p), "[FAILED]")), " ")
+		if l == "" {
+			continue
 		}
+		if r := []rune(l); len(r) > 300 {
+			l = string(r[:300]) + "…"
+		}
+		return l
 	}
 	return ""
 }
