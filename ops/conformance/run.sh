@@ -116,10 +116,18 @@ done
 bridge="lpc$(head -c4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 node=lpconf-node
 rule=(FORWARD -i "$bridge" ! -o "$bridge" -j DROP -m comment --comment "logplane conformance $bridge")
-up_pid="" rootca_pid="" touch_pid=""
+up_pid="" rootca_pid="" touch_pid="" ginkgo_pid=""
 
 cleanup() {
 	set +e
+	if [ -n "$ginkgo_pid" ] && kill -0 "$ginkgo_pid" 2>/dev/null; then
+		# Interrupted: ginkgo reports what ran; its test processes are killed if it lingers.
+		local children
+		children=$(ps -o pid= --ppid "$ginkgo_pid")
+		kill -INT "$ginkgo_pid"
+		for _ in $(seq 30); do kill -0 "$ginkgo_pid" 2>/dev/null || break; sleep 1; done
+		kill -KILL $children "$ginkgo_pid" 2>/dev/null
+	fi
 	log "removing the cluster"
 	for p in $rootca_pid $touch_pid; do kill "$p" 2>/dev/null; done
 	if [ -n "$up_pid" ] && kill -0 "$up_pid" 2>/dev/null; then
@@ -182,11 +190,16 @@ run_pass() { # name timeout nodes focus skip
 	mkdir -p "$results/$name"
 	log "pass $name: ginkgo --nodes=$n --timeout=$t --focus='$f' --skip='$s' (output in $results/$name/ginkgo.log)"
 	local rc=0
-	(cd "$results/$name" && "$kbin/ginkgo" --nodes="$n" --timeout="$t" --focus="$f" --skip="$s" \
+	# In the background, so that a signal to this script removes the cluster at once (cleanup
+	# stops ginkgo and its test processes).
+	(cd "$results/$name" && exec "$kbin/ginkgo" --nodes="$n" --timeout="$t" --focus="$f" --skip="$s" \
 		--no-color --silence-skips --poll-progress-after=10m \
 		--junit-report=junit.xml --json-report=report.json --output-dir="$results/$name" \
 		"$kbin/e2e.test" -- "${suite_flags[@]}" --kubeconfig="$kc" --report-dir="$results/$name" \
-		>"$results/$name/ginkgo.log" 2>&1) || rc=$?
+		>"$results/$name/ginkgo.log" 2>&1) &
+	ginkgo_pid=$!
+	wait "$ginkgo_pid" || rc=$?
+	ginkgo_pid=""
 	log "pass $name: ginkgo exited $rc; $(grep -E '^(Ran|PASS|FAIL|SUCCESS)' "$results/$name/ginkgo.log" | tr '\n' ' ')"
 }
 run_pass parallel "$timeout" "$nodes" "$focus" "$parallel_skip"
