@@ -18,7 +18,9 @@ export GOFLAGS=-mod=mod
 mkdir -p "$cache/mod" "$cache/bin"
 cache=$(cd "$cache" && pwd)
 stamp="$cache/bin/.version"
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$version" ] && [ -x "$cache/bin/e2e.test" ] &&
+# What the binaries were built from: a change of version or of this recipe rebuilds them.
+recipe="$version ldflags-2"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$recipe" ] && [ -x "$cache/bin/e2e.test" ] &&
 	[ -x "$cache/bin/ginkgo" ] && [ -x "$cache/bin/agnhost" ] && [ -x "$cache/bin/kubectl" ]; then
 	echo "conformance: e2e.test, ginkgo, agnhost and kubectl $version already built in $cache/bin"
 	exit 0
@@ -60,11 +62,20 @@ sed -n '/^import (/,/^)/p' "$(go env GOMODCACHE)/k8s.io/kubernetes@$version/test
 	grep -o '"k8s.io/kubernetes/[^"]*"' | sort -u | sed 's/^/import _ /' >>tools.go || true
 echo "conformance: resolving k8s.io/kubernetes $version's dependencies in $cache/mod"
 go mod tidy -e >tidy.log 2>&1 || { cat tidy.log >&2; exit 1; }
+# The version stamped in as Kubernetes' own build does (hack/lib/version.sh): kubectl prints it and
+# refuses a version it cannot parse.
+minor=${version#v1.}
+minor=${minor%%.*}
+ldflags=""
+for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+	ldflags+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+	ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+done
 echo "conformance: building ginkgo, kubectl and agnhost"
 go build -o "$cache/bin/ginkgo" github.com/onsi/ginkgo/v2/ginkgo
-go build -o "$cache/bin/kubectl" k8s.io/kubernetes/cmd/kubectl
+go build -ldflags "$ldflags" -o "$cache/bin/kubectl" k8s.io/kubernetes/cmd/kubectl
 CGO_ENABLED=0 go build -ldflags '-s -w' -o "$cache/bin/agnhost" k8s.io/kubernetes/test/images/agnhost
 echo "conformance: building e2e.test (several minutes on 2 cores)"
-go test -c -o "$cache/bin/e2e.test" k8s.io/kubernetes/test/e2e
-echo "$version" >"$stamp"
+go test -c -ldflags "$ldflags" -o "$cache/bin/e2e.test" k8s.io/kubernetes/test/e2e
+echo "$recipe" >"$stamp"
 echo "conformance: built $cache/bin/{e2e.test,ginkgo,agnhost,kubectl} ($version)"
