@@ -81,10 +81,11 @@ go build -o "$bin/" ./cmd/logplane ./cmd/lpctl ./ops/conformance/lpconformance
 # The suite's flags, for both passes.
 suite_flags=(--provider=skeleton --kubectl-path="$kbin/kubectl" --disable-log-dump --non-blocking-taints=node-role.kubernetes.io/control-plane)
 parallel_skip="\[Serial\]|$skip"
+# The names of the tests each pass runs, as ginkgo's --focus and --skip select them.
+list=$("$kbin/e2e.test" --list-tests "${suite_flags[@]}" | sed -E "s/^ *[^ ]+:[0-9]+: //" | grep -E -- "$focus" || true)
+par=$(grep -Ev -- "$parallel_skip" <<<"$list" || true)
+ser=$(grep -E -- '\[Serial\]' <<<"$list" | grep -Ev -- "$skip" || true)
 if [ "$dry_run" = 1 ]; then
-	list=$("$kbin/e2e.test" --list-tests "${suite_flags[@]}" | sed -E "s/^ *[^ ]+:[0-9]+: //" | grep -E -- "$focus" || true)
-	par=$(grep -Ev -- "$parallel_skip" <<<"$list" || true)
-	ser=$(grep -E -- '\[Serial\]' <<<"$list" | grep -Ev -- "$skip" || true)
 	echo "== parallel pass ($(grep -c . <<<"$par") tests, ginkgo --nodes=$nodes)"
 	echo "$par"
 	echo "== serial pass ($(grep -c . <<<"$ser") tests)"
@@ -185,9 +186,10 @@ fi
 
 # 4. The passes.
 if [ "$keep_ns" = 1 ]; then suite_flags+=(--delete-namespace-on-failure=false); fi
-run_pass() { # name timeout nodes focus skip
+run_pass() { # name timeout nodes focus skip tests
 	local name=$1 t=$2 n=$3 f=$4 s=$5
 	mkdir -p "$results/$name"
+	echo "$6" >"$results/$name/tests.txt"
 	log "pass $name: ginkgo --nodes=$n --timeout=$t --focus='$f' --skip='$s' (output in $results/$name/ginkgo.log)"
 	local rc=0
 	# In the background, so that a signal to this script removes the cluster at once (cleanup
@@ -200,17 +202,24 @@ run_pass() { # name timeout nodes focus skip
 	ginkgo_pid=$!
 	wait "$ginkgo_pid" || rc=$?
 	ginkgo_pid=""
-	log "pass $name: ginkgo exited $rc; $(grep -E '^(Ran|PASS|FAIL|SUCCESS)' "$results/$name/ginkgo.log" | tr '\n' ' ')"
+	log "pass $name: ginkgo exited $rc; $(grep -aE '^(Ran [0-9]+ of|Ginkgo ran|Test Suite|Ginkgo timed out)' "$results/$name/ginkgo.log" | tr '\n' ' ')"
 }
-run_pass parallel "$timeout" "$nodes" "$focus" "$parallel_skip"
-reports=("$results/parallel/junit.xml")
+passes=(parallel)
+run_pass parallel "$timeout" "$nodes" "$focus" "$parallel_skip" "$par"
 if [ "$serial" = 1 ]; then
-	run_pass serial "$serial_timeout" 1 "($focus).*\[Serial\]|\[Serial\].*($focus)" "$skip"
-	reports+=("$results/serial/junit.xml")
+	passes+=(serial)
+	run_pass serial "$serial_timeout" 1 "($focus).*\[Serial\]|\[Serial\].*($focus)" "$skip" "$ser"
 fi
 
-# 5. The summary.
-existing=()
-for r in "${reports[@]}"; do [ -f "$r" ] && existing+=("$r"); done
-"$bin/lpconformance" summary -match "$focus" -o "$results/summary.md" "${existing[@]}"
+# 5. The summary: from ginkgo's JUnit report, or, when a suite timeout left a test process that
+# would not stop and ginkgo wrote none, from its log.
+args=()
+for p in "${passes[@]}"; do
+	if grep -q "<testcase" "$results/$p/junit.xml" 2>/dev/null; then
+		args+=("$results/$p/junit.xml")
+	else
+		args=(-log "$results/$p/ginkgo.log" -tests "$results/$p/tests.txt" "${args[@]}")
+	fi
+done
+"$bin/lpconformance" summary -match "$focus" -o "$results/summary.md" "${args[@]}"
 cat "$results/summary.md" | sed -n '1,/^## Failed/p'
