@@ -180,6 +180,9 @@ func readReport(path string, re *regexp.Regexp, results map[string]*result) erro
 				continue
 			}
 			name := strings.TrimPrefix(c.Name, "[It] ")
+			if l := logLabels.FindString(name); strings.Contains(l, ", ") {
+				name = strings.TrimSuffix(name, l) // the labels ginkgo appends
+			}
 			r := &result{name: name, sig: sigPattern.FindString(name), status: status(c), seconds: c.Time}
 			if r.sig == "" {
 				r.sig = "[no sig]"
