@@ -20,7 +20,7 @@
 #   --results DIR    where results go (default CACHE/results/<date>)
 #   --version V      k8s.io/kubernetes version (default v1.34.4; logplane reports v1.34)
 #   --nodes N        ginkgo parallel processes for the first pass (default 2)
-#   --timeout D      bound of the parallel pass (default 3h); --serial-timeout D for the serial one (1h)
+#   --timeout D      bound of the parallel pass (default 3h); --serial-timeout D for the serial one (90m)
 #   --focus RE       tests to run (default \[Conformance\])
 #   --skip RE        tests not to run (default \[Disruptive\]|\[Flaky\]; [Serial] go to the second pass)
 #   --no-serial      skip the serial pass
@@ -37,7 +37,7 @@ results=""
 version=v1.34.4
 nodes=2
 timeout=3h
-serial_timeout=1h
+serial_timeout=90m
 focus='\[Conformance\]'
 skip='\[Disruptive\]|\[Flaky\]'
 serial=1
