@@ -124,6 +124,17 @@ func TestSecurityContext(t *testing.T) {
 		if got := shell(t, rt, id, "id"); got != "uid=1000(app) gid=1000(app) groups=1000(app),4000\n" {
 			t.Errorf("Strict: id %q", got)
 		}
+		// A numeric uid:gid: Merge still reads /etc/group, Strict reads nothing of the image.
+		cfg.Security = runtimeapi.SecurityContext{RunAsUser: ptr(int64(1000)), RunAsGroup: ptr(int64(5000)), SupplementalGroups: []int64{4000}}
+		id = run(t, rt, sandbox(t, e, "sec-uidgid-merge"), cfg)
+		if got := shell(t, rt, id, "id"); got != "uid=1000(app) gid=5000 groups=3000(extra),4000,5000\n" {
+			t.Errorf("uid:gid, Merge: id %q", got)
+		}
+		cfg.Security.SupplementalGroupsPolicy = runtimeapi.SupplementalGroupsStrict
+		id = run(t, rt, sandbox(t, e, "sec-uidgid-strict"), cfg)
+		if got := shell(t, rt, id, "id"); got != "uid=1000(app) gid=5000 groups=4000,5000\n" {
+			t.Errorf("uid:gid, Strict: id %q", got)
+		}
 		// runAsUser as the kubelet passes it for a numeric image user: the group comes from /etc/passwd.
 		cfg = sleep("c", runtimeapi.SecurityContext{RunAsUser: ptr(int64(1000))})
 		cfg.Image = appImage(t, e, "1000:1000")
