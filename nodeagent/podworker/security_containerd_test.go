@@ -162,7 +162,7 @@ func TestSecurityContextOnContainerd(t *testing.T) {
 				t.Errorf("%s: %q, want %q", c.container, got, c.want)
 			}
 		}
-		if got := sh(t, pod, "locked", "touch /f 2>&1; touch /scratch/f && echo scratch ok; touch /tmp/f; chown 1 /scratch/f 2>&1"); got !=
+		if got := sh(t, pod, "locked", "touch /f 2>&1; touch /scratch/f && echo scratch ok; touch /tmp/f 2>&1; chown 1 /scratch/f 2>&1"); got !=
 			"touch: /f: Read-only file system\nscratch ok\ntouch: /tmp/f: Read-only file system\nchown: /scratch/f: Operation not permitted\n" {
 			t.Errorf("locked: %q", got)
 		}
