@@ -535,7 +535,6 @@ func deadAddr(t *testing.T, ip string) (string, int) {
 	return ip, port
 }
 
-
 func tlsFor(secret string, hosts ...string) networkingv1.IngressTLS {
 	return networkingv1.IngressTLS{Hosts: hosts, SecretName: secret}
 }

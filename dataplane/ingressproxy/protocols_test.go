@@ -59,8 +59,10 @@ func TestHTTP2(t *testing.T) {
 	protos := new(http.Protocols)
 	protos.SetUnencryptedHTTP2(true)
 	h2c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		Protocols:   protos,
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, network, e.httpAddr) },
+		Protocols: protos,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, e.httpAddr)
+		},
 	}}
 	r = get(t, h2c, http.MethodGet, "http://web.example/")
 	if r.resp.Proto != "HTTP/2.0" || r.echo.Backend != "web" {

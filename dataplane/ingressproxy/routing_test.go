@@ -128,8 +128,8 @@ func TestPrecedenceAcrossIngresses(t *testing.T) {
 	c := e.client(false)
 	served(t, c, "http://site.example/app", "old")
 	served(t, c, "http://site.example/app/v1", "old")
-	served(t, c, "http://site.example/app/v2", "old")    // Exact beats Prefix at equal length
-	served(t, c, "http://site.example/app/v2/x", "new")  // the longer path, from the newer Ingress
+	served(t, c, "http://site.example/app/v2", "old")   // Exact beats Prefix at equal length
+	served(t, c, "http://site.example/app/v2/x", "new") // the longer path, from the newer Ingress
 	served(t, c, "http://tie.example/", "a")
 	want := []types.NamespacedName{{Namespace: ns, Name: "older"}, {Namespace: ns, Name: "newer"}, {Namespace: ns, Name: "a-same-age"}, {Namespace: ns, Name: "b-same-age"}}
 	if got := e.p.Served(); !slices.Equal(got, want) {

@@ -181,7 +181,7 @@ func newBufferPool() bufferPool {
 	return bufferPool{pool: &sync.Pool{New: func() any { return new([32 * 1024]byte) }}}
 }
 
-func (b bufferPool) Get() []byte  { return b.pool.Get().(*[32 * 1024]byte)[:] }
+func (b bufferPool) Get() []byte { return b.pool.Get().(*[32 * 1024]byte)[:] }
 func (b bufferPool) Put(s []byte) {
 	if len(s) == 32*1024 {
 		b.pool.Put((*[32 * 1024]byte)(s))
