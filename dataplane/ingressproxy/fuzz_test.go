@@ -1,7 +1,11 @@
 package ingressproxy
 
 import (
+	"bufio"
+	"bytes"
 	"cmp"
+	"io"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -267,6 +271,101 @@ func FuzzTLSSecret(f *testing.F) {
 		c := ct.lookup(host)
 		if s.err != nil && (c != nil || len(warned) == 0) {
 			t.Errorf("an unreadable Secret (%v) gave certificate %v, warnings %v", s.err, c != nil, warned)
+		}
+	})
+}
+
+// FuzzRequestHead checks the front end's request parser against
+// net/http's on arbitrary bytes: what it takes, net/http reads the same
+// way (method, target, path, Host, Connection: close, no body), and the
+// request it forwards is exactly one request without a body, as net/http
+// reads it.
+func FuzzRequestHead(f *testing.F) {
+	f.Add([]byte("GET /a/b?c=d HTTP/1.1\r\nHost: x.example\r\nConnection: close\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var h h1Head
+		if err := readHead(bufio.NewReaderSize(bytes.NewReader(data), h1ReadBuffer), &h); err != nil {
+			return
+		}
+		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(data[:h.size])))
+		if err != nil {
+			t.Fatalf("the front end took %q, net/http refuses it: %v", data[:h.size], err)
+		}
+		if req.Method != string(h.method) || req.RequestURI != string(h.target) || req.Host != string(h.host) ||
+			req.URL.Path != h.path || req.Close != h.close || req.ContentLength != 0 || len(req.TransferEncoding) != 0 {
+			t.Fatalf("%q: front end %q %q %q path %q close %v; net/http %q %q %q path %q close %v length %d te %v",
+				data[:h.size], h.method, h.target, h.host, h.path, h.close, req.Method, req.RequestURI, req.Host, req.URL.Path, req.Close, req.ContentLength, req.TransferEncoding)
+		}
+		var out bytes.Buffer
+		bw := bufio.NewWriter(&out)
+		if err := writeH1Request(bw, &h, "192.0.2.1", "80"); err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(bytes.NewReader(out.Bytes()))
+		fwd, err := http.ReadRequest(br)
+		if err != nil {
+			t.Fatalf("forwarded %q does not parse: %v", out.Bytes(), err)
+		}
+		if fwd.Method != req.Method || fwd.RequestURI != req.RequestURI || fwd.Host != req.Host || fwd.ContentLength != 0 ||
+			len(fwd.TransferEncoding) != 0 || br.Buffered() != 0 || fwd.Header.Get("X-Forwarded-For") != "192.0.2.1" {
+			t.Fatalf("forwarded %q: %s %s host %q length %d te %v, %d bytes left", out.Bytes(), fwd.Method, fwd.RequestURI, fwd.Host, fwd.ContentLength, fwd.TransferEncoding, br.Buffered())
+		}
+		for k, vv := range req.Header {
+			if skipRequestHeader([]byte(k)) || k == "Connection" || k == "Host" {
+				continue
+			}
+			if !slices.Equal(fwd.Header[k], vv) {
+				t.Fatalf("header %s: forwarded %q, client sent %q", k, fwd.Header[k], vv)
+			}
+		}
+	})
+}
+
+// FuzzResponseHead checks the endpoint response parser and the relay
+// against net/http on arbitrary bytes: what the relay passes on parses as
+// one response with net/http's status and body.
+func FuzzResponseHead(f *testing.F) {
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"), false)
+	f.Fuzz(func(t *testing.T, data []byte, head bool) {
+		method := http.MethodGet
+		if head {
+			method = http.MethodHead
+		}
+		ubr := bufio.NewReaderSize(bytes.NewReader(data), upReadBuffer)
+		var r upHead
+		if err := readUpHead(ubr, &r); err != nil {
+			return
+		}
+		wbr := bufio.NewReader(bytes.NewReader(data))
+		var want *http.Response
+		for { // net/http returns interim responses; the relay skips them
+			var err error
+			if want, err = http.ReadResponse(wbr, &http.Request{Method: method}); err != nil {
+				t.Fatalf("the relay took %q, net/http refuses it: %v", data, err)
+			}
+			if want.StatusCode >= 200 {
+				break
+			}
+		}
+		wantBody, wantErr := io.ReadAll(want.Body)
+		p := &Proxy{buffers: newBufferPool()}
+		var out bytes.Buffer
+		bw := bufio.NewWriter(&out)
+		keep, _ := p.relay(bw, &upConn{br: ubr}, &r, head, false)
+		bw.Flush()
+		if !keep {
+			return // a broken body: the client's connection is closed
+		}
+		got, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(out.Bytes())), &http.Request{Method: method})
+		if err != nil {
+			t.Fatalf("relayed %q does not parse: %v", out.Bytes(), err)
+		}
+		gotBody, err := io.ReadAll(got.Body)
+		if err != nil || got.StatusCode != want.StatusCode {
+			t.Fatalf("relayed %q: %d %v, want %d", out.Bytes(), got.StatusCode, err, want.StatusCode)
+		}
+		if wantErr == nil && !bytes.Equal(gotBody, wantBody) {
+			t.Fatalf("relayed body %q, net/http reads %q from %q", gotBody, wantBody, data)
 		}
 	})
 }

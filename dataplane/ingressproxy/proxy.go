@@ -25,6 +25,15 @@
 // list in place. Open connections and requests in flight are never
 // touched: a change takes effect for the next request and the next TLS
 // handshake.
+//
+// Three paths carry requests. On the plain HTTP listener, a front end of
+// its own (h1.go) takes the bodiless HTTP/1.1 requests that a strict
+// parser accepts and relays them without net/http's Request and Response;
+// any other request hands its connection to net/http's server. There (and
+// on the TLS listener), requests without a body go to the endpoint on the
+// handler's goroutine (direct.go); the rest, upgrades included, through
+// httputil.ReverseProxy. All three share the routing table, the endpoint
+// choice and the retry rules.
 package ingressproxy
 
 import (
@@ -155,8 +164,10 @@ type Config struct {
 type Proxy struct {
 	cfg         Config
 	defaultCert *tls.Certificate
-	transport   *http.Transport
+	transport   *http.Transport // for the requests ReverseProxy forwards
 	proxy       *httputil.ReverseProxy
+	pool        *connPool // for the direct path
+	buffers     bufferPool
 
 	routes atomic.Pointer[table]
 	certs  atomic.Pointer[certTable]
@@ -225,10 +236,12 @@ func New(cfg Config) (*Proxy, error) {
 		p.defaultCert = c
 	}
 	p.transport = newTransport(cfg)
+	p.pool = newConnPool(cfg)
+	p.buffers = newBufferPool()
 	p.proxy = &httputil.ReverseProxy{
 		Rewrite:      rewrite,
 		Transport:    &balancer{transport: p.transport, maxTries: cfg.MaxTries},
-		BufferPool:   newBufferPool(),
+		BufferPool:   p.buffers,
 		ErrorHandler: p.proxyError,
 		ErrorLog:     cfg.ErrorLog,
 	}
@@ -241,6 +254,7 @@ func New(cfg Config) (*Proxy, error) {
 // with their contexts.
 func (p *Proxy) Close() {
 	p.transport.CloseIdleConnections()
+	p.pool.closeIdle()
 }
 
 // UpdateIngressClass adds or replaces an IngressClass. Those whose
@@ -373,6 +387,19 @@ func (p *Proxy) resolveLocked(svc types.NamespacedName) {
 			b.endpoints.Store(newEndpointSet(resolveEndpoints(p.services[svc], p.slices[svc], k.port)))
 		}
 	}
+	p.dropIdleLocked()
+}
+
+// dropIdleLocked closes the idle connections to endpoints no backend has
+// any more.
+func (p *Proxy) dropIdleLocked() {
+	addrs := map[string]bool{}
+	for _, b := range p.backends {
+		for _, a := range b.endpoints.Load().addrs {
+			addrs[a] = true
+		}
+	}
+	p.pool.retain(func(a string) bool { return addrs[a] })
 }
 
 // Served lists the Ingresses the proxy serves (those of its classes), in
@@ -430,6 +457,7 @@ func (p *Proxy) rebuildLocked() []Warning {
 	p.backends = used
 	p.routes.Store(t)
 	p.certs.Store(ct)
+	p.dropIdleLocked()
 
 	var fresh []Warning
 	for _, w := range order {

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -19,11 +18,24 @@ import (
 // Config.ShutdownTimeout for requests in flight and closes everything. It
 // returns nil after a shutdown, or why serving failed.
 func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
+	hl := newHandoffListener(ln.Addr())
 	srv := p.newServer()
 	srv.Protocols = new(http.Protocols)
 	srv.Protocols.SetHTTP1(true)
 	srv.Protocols.SetUnencryptedHTTP2(!p.cfg.DisableH2C)
-	return p.run(ctx, srv, func() error { return srv.Serve(ln) })
+	fe := newFrontEnd(p, hl)
+	accepted := make(chan error, 1)
+	go func() { accepted <- fe.accept(ln) }()
+	stopFrontEnd := func(sctx context.Context) {
+		ln.Close()
+		hl.Close()
+		fe.shutdown(sctx)
+	}
+	err := p.run(ctx, srv, func() error { return srv.Serve(hl) }, accepted, stopFrontEnd)
+	if aerr := <-accepted; err == nil && aerr != nil {
+		err = fmt.Errorf("ingressproxy: accepting: %w", aerr)
+	}
+	return err
 }
 
 // ServeTLS serves HTTPS on ln (HTTP/1.1, and HTTP/2 by ALPN) as Serve
@@ -38,7 +50,7 @@ func (p *Proxy) ServeTLS(ctx context.Context, ln net.Listener) error {
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: p.getCertificate,
 	}
-	return p.run(ctx, srv, func() error { return srv.ServeTLS(ln, "", "") })
+	return p.run(ctx, srv, func() error { return srv.ServeTLS(ln, "", "") }, nil, nil)
 }
 
 func (p *Proxy) newServer() *http.Server {
@@ -50,7 +62,10 @@ func (p *Proxy) newServer() *http.Server {
 	}
 }
 
-func (p *Proxy) run(ctx context.Context, srv *http.Server, serve func() error) error {
+// run serves srv until ctx ends (or serving fails), then shuts it down,
+// and with it, when there is one, the front end (stop) whose accept loop
+// reports on accepted.
+func (p *Proxy) run(ctx context.Context, srv *http.Server, serve func() error, accepted chan error, stop func(context.Context)) error {
 	// Requests live in a context of their own: ending ctx first lets them
 	// finish (Shutdown), then ends those still there, upgraded
 	// connections among them (ReverseProxy closes an upgraded connection
@@ -60,17 +75,33 @@ func (p *Proxy) run(ctx context.Context, srv *http.Server, serve func() error) e
 	srv.BaseContext = func(net.Listener) context.Context { return base }
 	errc := make(chan error, 1)
 	go func() { errc <- serve() }()
+	var failed error
 	select {
 	case err := <-errc:
-		return fmt.Errorf("ingressproxy: serving: %w", err)
+		failed = fmt.Errorf("ingressproxy: serving: %w", err)
+	case err := <-accepted:
+		accepted <- err // for the caller
+		failed = fmt.Errorf("ingressproxy: accepting: %w", err)
 	case <-ctx.Done():
 	}
 	sctx, scancel := context.WithTimeout(base, p.cfg.ShutdownTimeout)
+	var wg sync.WaitGroup
+	if stop != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stop(sctx)
+		}()
+	}
 	err := srv.Shutdown(sctx)
+	wg.Wait()
 	scancel()
 	cancel()
 	if cerr := srv.Close(); err == nil {
 		err = cerr
+	}
+	if failed != nil {
+		return failed
 	}
 	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) && err == nil {
 		err = serr
@@ -79,6 +110,15 @@ func (p *Proxy) run(ctx context.Context, srv *http.Server, serve func() error) e
 		return fmt.Errorf("ingressproxy: shutting down: %w", err)
 	}
 	return nil
+}
+
+// logf reports an error of serving to Config.ErrorLog.
+func (p *Proxy) logf(format string, args ...any) {
+	if p.cfg.ErrorLog != nil {
+		p.cfg.ErrorLog.Printf(format, args...)
+		return
+	}
+	log.Printf(format, args...)
 }
 
 // ServeHTTP routes one request: it is the handler of Serve's and
@@ -102,6 +142,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		answer(w, http.StatusServiceUnavailable, "the Service has no ready endpoint")
 		return
 	}
+	if direct(r) {
+		p.forward(w, r, set)
+		return
+	}
 	p.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), endpointsKey{}, set)))
 }
 
@@ -123,17 +167,7 @@ func rewrite(pr *httputil.ProxyRequest) {
 	out.URL.Scheme = "http"
 	out.URL.Host = "endpoint"
 	out.Host = in.Host
-	ip := in.RemoteAddr
-	if h, _, err := net.SplitHostPort(ip); err == nil {
-		ip = h
-	}
-	proto, port := "http", "80"
-	if in.TLS != nil {
-		proto, port = "https", "443"
-	}
-	if a, ok := in.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
-		port = strconv.Itoa(a.Port)
-	}
+	ip, proto, port := forwardedFor(in)
 	h := out.Header
 	h["X-Forwarded-For"] = []string{ip}
 	h["X-Real-Ip"] = []string{ip}
@@ -149,11 +183,7 @@ func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 		w.WriteHeader(http.StatusBadGateway)
 		return
 	}
-	logf := log.Printf
-	if p.cfg.ErrorLog != nil {
-		logf = p.cfg.ErrorLog.Printf
-	}
-	logf("ingressproxy: %s %s%s: %v", r.Method, clip(r.Host), clip(r.URL.Path), err)
+	p.logf("ingressproxy: %s %s%s: %v", r.Method, clip(r.Host), clip(r.URL.Path), err)
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		answer(w, http.StatusGatewayTimeout, "the Service's endpoint did not answer in time")
