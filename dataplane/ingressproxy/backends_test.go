@@ -117,8 +117,11 @@ func TestRetryOnConnectFailure(t *testing.T) {
 	e.expose(t, "web", bs...)
 	e.p.UpdateIngress(ingress("web", 1, rule("web.example", "Prefix / web")))
 	c := e.client(false)
+	// Round-robin: half of these start on the endpoint that refuses.
 	for range 10 {
 		served(t, c, "http://web.example/", "web-1")
+	}
+	for range 10 {
 		req, err := http.NewRequestWithContext(t.Context(), http.MethodPut, "http://web.example/put", strings.NewReader("payload"))
 		if err != nil {
 			t.Fatal(err)
@@ -130,6 +133,14 @@ func TestRetryOnConnectFailure(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != 200 {
 			t.Errorf("PUT with a body: %d, want 200 after a retry", resp.StatusCode)
+		}
+	}
+	// The same through net/http's server (h2c with prior knowledge).
+	h2c := h2cClient(e)
+	for range 10 {
+		r := get(t, h2c, http.MethodGet, "http://web.example/")
+		if r.code != 200 || r.resp.Proto != "HTTP/2.0" {
+			t.Errorf("GET over h2c: %d %s, want 200 after a retry", r.code, r.resp.Proto)
 		}
 	}
 	codes := map[int]int{}

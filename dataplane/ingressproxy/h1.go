@@ -767,11 +767,40 @@ func passChunked(bw *bufio.Writer, br *bufio.Reader, pass func(int64) error) err
 		if err != nil {
 			return err
 		}
+		if !validTrailerLine(line) {
+			return fmt.Errorf("%w: trailer line %q", errBadResponse, clip(string(line)))
+		}
 		bw.Write(line)
-		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+		if len(line) == 2 {
 			return nil
 		}
 	}
+}
+
+// validTrailerLine accepts "\r\n" (the end) and "name: value\r\n".
+func validTrailerLine(line []byte) bool {
+	line, ok := bytes.CutSuffix(line, []byte("\r\n"))
+	if !ok {
+		return false
+	}
+	if len(line) == 0 {
+		return true
+	}
+	colon := bytes.IndexByte(line, ':')
+	if colon <= 0 {
+		return false
+	}
+	for _, c := range line[:colon] {
+		if !tokenByte(c) {
+			return false
+		}
+	}
+	for _, c := range line[colon+1:] {
+		if (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // chunkSize parses "HEX[;ext]\r\n".

@@ -56,15 +56,7 @@ func TestHTTP2(t *testing.T) {
 	}
 
 	// h2c with prior knowledge.
-	protos := new(http.Protocols)
-	protos.SetUnencryptedHTTP2(true)
-	h2c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		Protocols: protos,
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, e.httpAddr)
-		},
-	}}
-	r = get(t, h2c, http.MethodGet, "http://web.example/")
+	r = get(t, h2cClient(e), http.MethodGet, "http://web.example/")
 	if r.resp.Proto != "HTTP/2.0" || r.echo.Backend != "web" {
 		t.Errorf("h2c: client got %s from %q", r.resp.Proto, r.echo.Backend)
 	}
@@ -120,4 +112,17 @@ func TestForwardedHeaders(t *testing.T) {
 			t.Errorf("%s: Host %q", tc.url, r.echo.Host)
 		}
 	}
+}
+
+// h2cClient speaks HTTP/2 with prior knowledge to the proxy's HTTP
+// listener (net/http's server, behind the front end).
+func h2cClient(e *env) *http.Client {
+	protos := new(http.Protocols)
+	protos.SetUnencryptedHTTP2(true)
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		Protocols: protos,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, e.httpAddr)
+		},
+	}}
 }
