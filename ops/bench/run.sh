@@ -5,7 +5,8 @@
 # docs/BENCHMARKS.md.
 #
 #   ops/bench/run.sh            every set (about 45 minutes on 2 cores)
-#   ops/bench/run.sh log api    only the named sets: log, projections, api, pods, schedule, workloads
+#   ops/bench/run.sh log api    only the named sets: log, projections, api, pods, schedule, workloads,
+#                               ingress (ops/bench/ingress.sh: needs nginx-light)
 #
 # Needs root and containerd for the pods set (BenchmarkPodStartup), as the tests do.
 set -euo pipefail
@@ -58,5 +59,8 @@ if has schedule; then
 fi
 if has workloads; then
 	COUNT=3 run workloads ./reconcilers/workloads 'BenchmarkDeploymentScale|BenchmarkRollout|BenchmarkNodeFailure|BenchmarkWorkSharing' -benchtime 1x
+fi
+if has ingress; then
+	ROUNDS=${COUNT:-5} ops/bench/ingress.sh
 fi
 echo "results in $out"
