@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"syscall"
@@ -240,6 +241,14 @@ func newFrontEnd(p *Proxy, hl *handoffListener) *frontEnd {
 func (fe *frontEnd) serve(c net.Conn) {
 	defer fe.wg.Done()
 	p := fe.p
+	defer func() {
+		// As net/http's server does for its handlers: a fault serving one
+		// connection ends that connection, not the proxy.
+		if v := recover(); v != nil {
+			p.logf("ingressproxy: panic serving %v: %v\n%s", c.RemoteAddr(), v, debug.Stack())
+			fe.end(c)
+		}
+	}()
 	br := bufio.NewReaderSize(c, h1ReadBuffer)
 	bw := bufio.NewWriterSize(c, h1WriteBuffer)
 	var h h1Head
@@ -382,7 +391,7 @@ func (p *Proxy) serveH1(bw *bufio.Writer, h *h1Head, ip, port string) bool {
 	if len(set.addrs) == 0 {
 		return writeAnswer(bw, http.StatusServiceUnavailable, "the Service has no ready endpoint")
 	}
-	method := string(h.method)
+	method := methodName(h.method)
 	tries := 1
 	if idempotent(method) {
 		tries = min(p.cfg.MaxTries, len(set.addrs))
@@ -414,6 +423,17 @@ func (p *Proxy) serveH1(bw *bufio.Writer, h *h1Head, ip, port string) bool {
 		uc.Close()
 	}
 	return keep
+}
+
+// methodName is the method as a string, without allocating for the
+// common ones.
+func methodName(m []byte) string {
+	for _, k := range [...]string{http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodDelete, http.MethodTrace} {
+		if string(m) == k {
+			return k
+		}
+	}
+	return string(m)
 }
 
 // writeAnswer writes the proxy's own short answer.

@@ -27,8 +27,7 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	accepted := make(chan error, 1)
 	go func() { accepted <- fe.accept(ln) }()
 	stopFrontEnd := func(sctx context.Context) {
-		ln.Close()
-		hl.Close()
+		ln.Close() // the handoff listener is srv's: its Shutdown closes it
 		fe.shutdown(sctx)
 	}
 	err := p.run(ctx, srv, func() error { return srv.Serve(hl) }, accepted, stopFrontEnd)
@@ -97,13 +96,19 @@ func (p *Proxy) run(ctx context.Context, srv *http.Server, serve func() error, a
 	wg.Wait()
 	scancel()
 	cancel()
-	if cerr := srv.Close(); err == nil {
-		err = cerr
+	if err != nil {
+		// What did not finish in time is closed.
+		if cerr := srv.Close(); !errors.Is(cerr, net.ErrClosed) && cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}
+	if errors.Is(err, net.ErrClosed) {
+		err = nil // a listener closed twice: Serve's own return races with Shutdown
 	}
 	if failed != nil {
 		return failed
 	}
-	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) && !errors.Is(serr, net.ErrClosed) && err == nil {
 		err = serr
 	}
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
