@@ -523,18 +523,6 @@ func wsEcho(c *websocket.Conn, msg string) (string, error) {
 	return string(b), nil
 }
 
-// deadAddr is a loopback address and port where nothing listens.
-func deadAddr(t *testing.T, ip string) (string, int) {
-	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	return ip, port
-}
-
 func tlsFor(secret string, hosts ...string) networkingv1.IngressTLS {
 	return networkingv1.IngressTLS{Hosts: hosts, SecretName: secret}
 }
