@@ -267,7 +267,7 @@ func (s *Server) serveScale(w http.ResponseWriter, r *http.Request, info request
 			writeError(w, r, err)
 			return
 		}
-		sc, err := scaleOf(obj)
+		sc, err := scaleOf(k, obj)
 		if err != nil {
 			writeError(w, r, err)
 			return
@@ -324,7 +324,7 @@ func (s *Server) serveScale(w http.ResponseWriter, r *http.Request, info request
 			}
 		}
 		obj, err := s.reg.Modify(r.Context(), k, info.namespace, info.name, req, registry.UpdateOptions{Subresource: "scale"}, func(cur runtime.Object) (runtime.Object, error) {
-			sc, err := scaleOf(cur)
+			sc, err := scaleOf(k, cur)
 			if err != nil {
 				return nil, err
 			}
@@ -335,7 +335,7 @@ func (s *Server) serveScale(w http.ResponseWriter, r *http.Request, info request
 			if errs := validation.Scale(want.Spec.Replicas); len(errs) > 0 {
 				return nil, apierrors.NewInvalid(autoscalingv1.SchemeGroupVersion.WithKind("Scale").GroupKind(), info.name, errs)
 			}
-			if err := setReplicas(cur, want.Spec.Replicas); err != nil {
+			if err := setReplicas(k, cur, want.Spec.Replicas); err != nil {
 				return nil, err
 			}
 			m, _ := meta.Accessor(cur)
@@ -349,7 +349,7 @@ func (s *Server) serveScale(w http.ResponseWriter, r *http.Request, info request
 			writeError(w, r, err)
 			return
 		}
-		sc, err := scaleOf(obj)
+		sc, err := scaleOf(k, obj)
 		if err != nil {
 			writeError(w, r, err)
 			return
