@@ -34,6 +34,7 @@ func Kinds() []*kinds.Kind {
 		events,
 		node(),
 		serviceAccount(),
+		podTemplate(),
 		replicationController(),
 		deployment(),
 		replicaSet(),
