@@ -130,6 +130,13 @@ func (s *Server) servePatch(w http.ResponseWriter, r *http.Request, info request
 		writeError(w, r, err)
 		return
 	}
+	if pt == types.StrategicMergePatchType && k.Unstructured {
+		// As on Kubernetes: strategic merge needs the Go type's patch strategies.
+		writeError(w, r, apierrors.NewGenericServerResponse(http.StatusUnsupportedMediaType, "patch", k.GroupResource(), info.name,
+			fmt.Sprintf("the body of the request was in an unknown format - accepted media types include: %s, %s, %s",
+				types.JSONPatchType, types.MergePatchType, types.ApplyYAMLPatchType), 0, false))
+		return
+	}
 	var warnings []string
 	opts := registry.UpdateOptions{Subresource: info.subresource}
 	var mutate registry.Mutation

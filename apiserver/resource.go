@@ -34,7 +34,7 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, info requ
 		writeError(w, r, notFoundPath(r))
 		return
 	}
-	out, ok := negotiate(r)
+	out, ok := negotiateFor(r, k)
 	if !ok {
 		writeError(w, r, apierrors.NewGenericServerResponse(http.StatusNotAcceptable, info.verb, k.GroupResource(), "",
 			"only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf", 0, false))
@@ -97,6 +97,28 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, info requ
 	default:
 		writeError(w, r, apierrors.NewMethodNotSupported(k.GroupResource(), r.Method))
 	}
+}
+
+// negotiateFor negotiates the response format of a request on kind k: objects of a kind without
+// a Go type (custom resources) have no protobuf form, as on Kubernetes, so the client's next
+// choice is served, or nothing (406).
+func negotiateFor(r *http.Request, k *kinds.Kind) (output, bool) {
+	out, ok := negotiate(r)
+	if !ok || out.media != mediaProtobuf || !k.Unstructured {
+		return out, ok
+	}
+	var accept []string
+	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
+		if !strings.Contains(part, mediaProtobuf) {
+			accept = append(accept, part)
+		}
+	}
+	if len(accept) == 0 {
+		return output{}, false
+	}
+	r2 := r.Clone(r.Context())
+	r2.Header.Set("Accept", strings.Join(accept, ","))
+	return negotiate(r2)
 }
 
 // readOptions reads resourceVersion, resourceVersionMatch and the time-travel header. asOf is
@@ -413,10 +435,15 @@ func partialMetadata(obj runtime.Object) *metav1.PartialObjectMetadata {
 	p := &metav1.PartialObjectMetadata{}
 	p.Kind, p.APIVersion = "PartialObjectMetadata", "meta.k8s.io/v1"
 	// meta.Accessor returns the object itself (a *corev1.Pod is a metav1.Object), not its
-	// *ObjectMeta: ask for the embedded metadata.
+	// *ObjectMeta: ask for the embedded metadata; an unstructured object's is a map.
 	if a, ok := obj.(metav1.ObjectMetaAccessor); ok {
 		if om, ok := a.GetObjectMeta().(*metav1.ObjectMeta); ok {
 			p.ObjectMeta = *om.DeepCopy()
+		}
+	} else if u, ok := obj.(runtime.Unstructured); ok {
+		if m, ok := u.UnstructuredContent()["metadata"].(map[string]any); ok {
+			// A custom resource's metadata was validated as ObjectMeta when written.
+			_ = runtime.DefaultUnstructuredConverter.FromUnstructured(m, &p.ObjectMeta)
 		}
 	}
 	return p
