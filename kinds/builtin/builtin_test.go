@@ -102,3 +102,21 @@ func TestEventConversionRoundTrips(t *testing.T) {
 		t.Error("events.k8s.io selects on involvedObject.name")
 	}
 }
+
+// TestEveryKindHasItsStrategy: every built-in kind validates creates and updates (status
+// updates too, with a status subresource), prints its own columns and is stored as protobuf.
+// A kind added without validation would be served unchecked.
+func TestEveryKindHasItsStrategy(t *testing.T) {
+	for _, k := range builtin.Catalog().All() {
+		st := k.Strategy
+		if st.Validate == nil || st.ValidateUpdate == nil || st.Table == nil {
+			t.Errorf("%v: Validate %v, ValidateUpdate %v, Table %v", k.GroupVersionKind, st.Validate != nil, st.ValidateUpdate != nil, st.Table != nil)
+		}
+		if k.HasSubresource("status") && st.ValidateStatusUpdate == nil {
+			t.Errorf("%v has a status subresource but no ValidateStatusUpdate", k.GroupVersionKind)
+		}
+		if k.Unstructured || k.Encoding() != eventv1.Encoding_ENCODING_PROTOBUF {
+			t.Errorf("%v is not stored as Kubernetes protobuf", k.GroupVersionKind)
+		}
+	}
+}
