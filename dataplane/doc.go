@@ -16,6 +16,10 @@
 //     into a pod's namespace for port-forward.
 //   - crilog: container logs in the Kubernetes CRI file format, written and
 //     read (follow, tail, since).
+//   - serviceproxy: Services carrying traffic (the kube-proxy role):
+//     kube-proxy's nftables layout through knftables, fed with Services and
+//     EndpointSlices, incremental syncs, the Service range routed so that it
+//     never leaves the machine.
 //   - probe: one execution of a liveness/readiness/startup probe (HTTP GET,
 //     TCP socket, exec).
 //   - sim: a simulated runtime with the same shape as containerd's, whose
@@ -24,6 +28,9 @@
 //     busybox-static, cmd/hello), written as OCI archives.
 //   - ociregistry: an in-memory OCI registry on 127.0.0.1 that tests push those
 //     images to, so the real pull path is exercised.
+//   - clusterdns: the cluster DNS server (Kubernetes' DNS specification from an
+//     index of Services, EndpointSlices and pods, forwarding with a cache,
+//     autopath) and the kubelet's pod resolv.conf.
 //   - dataplanetest: the test harness: a containerd of the test's own, a CNI
 //     bridge of its own, the registry with the images, and cleanup of all of it.
 //

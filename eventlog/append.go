@@ -49,16 +49,31 @@ func (l *Log) Append(ctx context.Context, ev *eventv1.ObjectChanged, expect uint
 		return 0, fmt.Errorf("%w: %s is %d bytes, the server takes at most %d",
 			ErrTooLarge, key, len(data), l.maxPayload-envelopeHeadroom)
 	}
+	if l.space != nil && l.space.full() {
+		return 0, noSpaceError(key, errors.New("writes are refused until the disk has room again"))
+	}
 	msg := &nats.Msg{Subject: key.subject(l.cfg.Prefix), Data: data, Header: nats.Header{}}
 	if expect != AnyRevision {
 		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expect, 10))
 	}
-	ack, err := l.js.PublishMsg(ctx, msg)
+	pubCtx, release := ctx, func() {}
+	if l.space != nil {
+		pubCtx, release = l.space.whileRoom(ctx)
+	}
+	ack, err := l.js.PublishMsg(pubCtx, msg)
+	release()
 	if err != nil {
+		if errors.Is(context.Cause(pubCtx), ErrNoSpace) && ctx.Err() == nil {
+			return 0, noSpaceError(key, errors.New("the disk filled while the append waited for the server"))
+		}
 		return 0, l.publishError(key, expect, err)
 	}
 	if l.commit != nil {
 		if err := l.commit(ctx); err != nil {
+			if isNoSpace(err) {
+				l.noteNoSpace(err)
+				return 0, fmt.Errorf("%w: %s stored at %d but not known to be durable: %v", ErrNoSpace, key, ack.Sequence, err)
+			}
 			return 0, fmt.Errorf("eventlog: %s stored at %d but not known to be durable: %w", key, ack.Sequence, err)
 		}
 	}
@@ -72,6 +87,9 @@ func (l *Log) publishError(key Key, expect uint64, err error) error {
 		return fmt.Errorf("%w: %s is not at revision %d", ErrConflict, key, expect)
 	case errors.Is(err, nats.ErrMaxPayload):
 		return fmt.Errorf("%w: %s: %v", ErrTooLarge, key, err)
+	case isNoSpace(err):
+		l.noteNoSpace(err)
+		return noSpaceError(key, err)
 	case errors.Is(err, nats.ErrConnectionClosed):
 		return fmt.Errorf("%w: appending %s: %v", ErrClosed, key, err)
 	}
@@ -91,7 +109,8 @@ func (l *Log) Create(ctx context.Context, ev *eventv1.ObjectChanged) (uint64, er
 	if err != nil {
 		return 0, err
 	}
-	if last.Event == nil || last.Event.GetType() != eventv1.ChangeType_CHANGE_TYPE_DELETED {
+	// Event is nil when the key's only revisions cannot be read: nothing live to keep.
+	if last.Event != nil && !last.Tombstone() {
 		return 0, fmt.Errorf("%w: %s", ErrExists, key)
 	}
 	return l.Append(ctx, ev, last.Seq)

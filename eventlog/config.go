@@ -93,6 +93,12 @@ type Config struct {
 	// SnapshotsKept is how many snapshots of each projection the snapshot store keeps; older ones
 	// are deleted when a new one is put. Default 4.
 	SnapshotsKept int
+	// MinFreeBytes is the free space on the embedded server's filesystem at which a log that ran
+	// out of space takes writes again. Default 16 MiB.
+	MinFreeBytes int64
+	// OnSpace, if set, is called when the embedded server's disk runs out of space and when it
+	// has room again (from the log's own goroutine: it must not block).
+	OnSpace func(SpaceEvent)
 	// Logger for the log's own messages. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -104,6 +110,7 @@ const (
 	// DefaultMaxObjectBytes is the default of Config.MaxObjectBytes.
 	DefaultMaxObjectBytes = 3 << 19
 	defaultSnapshotsKept  = 4
+	defaultMinFreeBytes   = 16 << 20
 )
 
 func (c *Config) setDefaults() error {
@@ -125,6 +132,9 @@ func (c *Config) setDefaults() error {
 	if c.SnapshotsKept == 0 {
 		c.SnapshotsKept = defaultSnapshotsKept
 	}
+	if c.MinFreeBytes == 0 {
+		c.MinFreeBytes = defaultMinFreeBytes
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -133,7 +143,7 @@ func (c *Config) setDefaults() error {
 		return errors.New("eventlog: config needs DataDir for the embedded server, or a URL")
 	case c.Replicas < 1 || c.Replicas > 5:
 		return fmt.Errorf("eventlog: replicas must be 1 to 5, not %d", c.Replicas)
-	case c.MaxAge < 0 || c.MaxBytes < 0 || c.MaxObjectBytes < 0 || c.SnapshotsKept < 0:
+	case c.MaxAge < 0 || c.MaxBytes < 0 || c.MaxObjectBytes < 0 || c.SnapshotsKept < 0 || c.MinFreeBytes < 0:
 		return errors.New("eventlog: retention limits must not be negative")
 	case c.MaxAge > 0 && c.MaxAge < time.Second:
 		return fmt.Errorf("eventlog: MaxAge %v is under a second", c.MaxAge)

@@ -21,4 +21,6 @@ var (
 	// ErrUnreachable: Open could not connect to the server at the configured URL (not up yet,
 	// or restarting); trying again later may succeed.
 	ErrUnreachable = errors.New("eventlog: server unreachable")
+	// ErrLocked: another process runs a server on the data directory.
+	ErrLocked = errors.New("eventlog: data directory locked")
 )

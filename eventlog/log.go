@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -15,7 +14,8 @@ import (
 // Log is the object log. It is safe for concurrent use.
 type Log struct {
 	cfg        Config
-	srv        *server.Server // nil when the log is on an external server
+	srv        *embedded   // nil when the log is on an external server
+	space      *spaceWatch // nil when the log is on an external server
 	nc         *nats.Conn
 	js         jetstream.JetStream
 	stream     jetstream.Stream
@@ -65,6 +65,7 @@ func (l *Log) connect() error {
 		}
 		l.srv = srv
 		opts = append(opts, nats.InProcessServer(srv))
+		l.startSpaceWatch()
 	} else if l.cfg.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(l.cfg.CredsFile))
 	}
@@ -180,7 +181,7 @@ func (l *Log) ClientURL() string {
 	if l.srv == nil || l.cfg.Listen == "" {
 		return ""
 	}
-	return l.srv.ClientURL()
+	return l.srv.clientURL()
 }
 
 // Close stops the log and, if it embeds the server, the server. Appends in flight fail.
@@ -199,9 +200,10 @@ func (l *Log) Close() error {
 }
 
 func (l *Log) shutdownServer() {
+	l.stopSpaceWatch()
+	l.space = nil
 	if l.srv != nil {
-		l.srv.Shutdown()
-		l.srv.WaitForShutdown()
+		l.srv.close()
 		l.srv = nil
 	}
 }

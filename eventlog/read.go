@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,6 +24,37 @@ type Record struct {
 	Stored  time.Time
 	Event   *eventv1.ObjectChanged
 	Err     error
+	// Stale is set by Get and Create's reads when the key's latest message (at Seq) cannot be
+	// decoded: Event is then the latest revision before it that can (nil if there is none), and
+	// the key's state is taken to be that one's, at Seq. A write that expects Seq supersedes the
+	// unreadable message, so it never blocks the object (`logplane log repair` appends that
+	// revision again). Stale is the decoding error.
+	Stale error
+}
+
+// Key returns the key its subject names (also for a record that could not be decoded), and
+// whether the subject is an object's subject at all.
+func (r Record) Key() (Key, bool) {
+	toks := strings.Split(r.Subject, ".")
+	n := len(toks)
+	if n < 6 || toks[n-5] != "obj" {
+		return Key{}, false
+	}
+	var k Key
+	for i, dst := range []*string{&k.Group, &k.Resource, &k.Namespace, &k.Name} {
+		v, err := url.PathUnescape(toks[n-4+i])
+		if err != nil || v == "" {
+			return Key{}, false
+		}
+		*dst = v
+	}
+	if k.Group == "core" {
+		k.Group = ""
+	}
+	if k.Namespace == "_" {
+		k.Namespace = ""
+	}
+	return k, true
 }
 
 // Tombstone reports whether the record is a deletion.
@@ -67,9 +100,27 @@ func (l *Log) last(ctx context.Context, key Key) (Record, error) {
 	}
 	rec := l.decode(m.Sequence, m.Subject, m.Time, m.Data)
 	if rec.Err != nil {
-		return Record{}, rec.Err
+		return l.lastReadable(ctx, key, rec)
 	}
 	return rec, nil
+}
+
+// lastReadable stands in for bad, the key's latest message, which cannot be decoded: the latest
+// revision before it that can be, at bad's sequence (see Record.Stale).
+func (l *Log) lastReadable(ctx context.Context, key Key, bad Record) (Record, error) {
+	out := Record{Seq: bad.Seq, Subject: bad.Subject, Stored: bad.Stored, Stale: bad.Err}
+	l.cfg.Logger.Warn("eventlog: the latest revision of an object cannot be read; its state is taken from the one before",
+		"key", key.String(), "seq", bad.Seq, "err", bad.Err)
+	err := l.scan(ctx, key.subject(l.cfg.Prefix), 1, bad.Seq-1, func(r Record) error {
+		if r.Err == nil {
+			out.Event = r.Event
+		}
+		return nil
+	})
+	if err != nil {
+		return Record{}, fmt.Errorf("eventlog: history of %s: %w", key, err)
+	}
+	return out, nil
 }
 
 // Get returns the latest revision of key. If the key has none, or its latest is a tombstone,
@@ -78,6 +129,9 @@ func (l *Log) Get(ctx context.Context, key Key) (Record, error) {
 	rec, err := l.last(ctx, key)
 	if err != nil {
 		return Record{}, err
+	}
+	if rec.Event == nil {
+		return Record{}, fmt.Errorf("%w: %s (its only revisions cannot be read: %v)", ErrNotFound, key, rec.Stale)
 	}
 	if rec.Tombstone() {
 		return Record{}, fmt.Errorf("%w: %s (deleted at %d)", ErrNotFound, key, rec.Seq)

@@ -238,6 +238,17 @@ func (s *Store) applyLocked(r eventlog.Record, changes bool) *Change {
 	if r.Err != nil {
 		s.skipped++
 		s.log.Error("projections: skipping an event that cannot be read", "seq", r.Seq, "subject", r.Subject, "err", r.Err)
+		// The object it was about keeps its last readable state, at this sequence: a write
+		// then expects this revision and supersedes the unreadable one, which never blocks
+		// writes to its object (as eventlog's Get, see Record.Stale).
+		if key, ok := r.Key(); ok {
+			t := s.tableFor(schema.GroupResource{Group: key.Group, Resource: key.Resource})
+			if old := t.get(key.Namespace, key.Name); old != nil && old.Seq < r.Seq {
+				moved := *old
+				moved.Seq = r.Seq
+				t.put(old, &moved, s.indexed)
+			}
+		}
 		return nil
 	}
 	ev := r.Event

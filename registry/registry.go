@@ -15,10 +15,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"strings"
 	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/managedfields"
@@ -285,10 +288,23 @@ func statusError(k *kinds.Kind, name string, err error) error {
 		return apierrors.NewRequestEntityTooLargeError(err.Error())
 	case errors.Is(err, eventlog.ErrClosed):
 		return apierrors.NewServiceUnavailable(err.Error())
+	case errors.Is(err, eventlog.ErrNoSpace):
+		return insufficientStorage(err)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return apierrors.NewTimeoutError(err.Error(), 1)
 	}
 	return apierrors.NewInternalError(err)
+}
+
+// insufficientStorage is 507 Insufficient Storage, for a write refused because the log's disk
+// is full (apimachinery has no helper for it; the reason names it for kubectl's message).
+func insufficientStorage(err error) error {
+	return &apierrors.StatusError{ErrStatus: metav1.Status{
+		Status:  metav1.StatusFailure,
+		Code:    http.StatusInsufficientStorage,
+		Reason:  "InsufficientStorage",
+		Message: strings.TrimPrefix(err.Error(), "eventlog: ") + "; reads and watches go on",
+	}}
 }
 
 const optimisticLockMessage = "the object has been modified; please apply your changes to the latest version and try again"

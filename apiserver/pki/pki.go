@@ -3,7 +3,11 @@
 // name), an admin client certificate, and a kubeconfig that uses them.
 //
 // Files (PEM) in the directory: ca.crt, ca.key, server.crt, server.key, admin.crt, admin.key.
-// Existing files are kept, so restarting on the same directory keeps the same identities.
+// Existing files are kept, so restarting on the same directory keeps the same identities. Every
+// file is written durably (durablefile: temporary file, fsync, rename, fsync of the directory), so
+// a power loss leaves each one whole. A damaged file found at start is made again when that keeps
+// the cluster's identity (a leaf certificate or key; the CA certificate, from the CA key); a
+// damaged or missing CA key is an error that says what to do.
 package pki
 
 import (
@@ -25,6 +29,8 @@ import (
 
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/logplane/logplane/durablefile"
 )
 
 // AdminUser and AdminGroup are the identity of the admin client certificate.
@@ -54,16 +60,20 @@ type Material struct {
 	// TLS serves with the server certificate and verifies client certificates signed by the CA
 	// when a client presents one.
 	TLS *tls.Config
+	// Remade says which files Load found damaged (empty, not PEM, not matching their key or
+	// not signed by the CA) and made again, and why, for the caller to report.
+	Remade []string
 }
 
 // Load makes whatever is missing in dir (created 0700) and loads it. hosts are extra names or
 // addresses for the server certificate, beside 127.0.0.1, ::1, localhost and the host name; if
 // the existing server certificate lacks one of them, it is made again.
 func Load(dir string, hosts ...string) (*Material, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := durablefile.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("pki: %w", err)
 	}
-	ca, err := loadOrMakeCA(dir)
+	var remade []string
+	ca, err := loadOrMakeCA(dir, &remade)
 	if err != nil {
 		return nil, err
 	}
@@ -72,10 +82,10 @@ func Load(dir string, hosts ...string) (*Material, error) {
 		names = append(names, h)
 	}
 	names = append(names, hosts...)
-	if err := ensureLeaf(ca, dir, "server", "logplane-apiserver", nil, names, x509.ExtKeyUsageServerAuth); err != nil {
+	if err := ensureLeaf(ca, dir, "server", "logplane-apiserver", nil, names, x509.ExtKeyUsageServerAuth, &remade); err != nil {
 		return nil, err
 	}
-	if err := ensureLeaf(ca, dir, "admin", AdminUser, []string{AdminGroup}, nil, x509.ExtKeyUsageClientAuth); err != nil {
+	if err := ensureLeaf(ca, dir, "admin", AdminUser, []string{AdminGroup}, nil, x509.ExtKeyUsageClientAuth, &remade); err != nil {
 		return nil, err
 	}
 	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key"))
@@ -84,7 +94,7 @@ func Load(dir string, hosts ...string) (*Material, error) {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Cert)
-	return &Material{CA: ca, Dir: dir, TLS: &tls.Config{
+	return &Material{CA: ca, Dir: dir, Remade: remade, TLS: &tls.Config{
 		Certificates: []tls.Certificate{cert},
 		ClientCAs:    pool,
 		ClientAuth:   tls.VerifyClientCertIfGiven,
@@ -92,24 +102,56 @@ func Load(dir string, hosts ...string) (*Material, error) {
 	}}, nil
 }
 
-func loadOrMakeCA(dir string) (*CA, error) {
+// loadOrMakeCA loads the CA from dir, or makes one if dir has neither ca.crt nor ca.key. A CA
+// certificate that is damaged (empty after a power loss, not PEM, not matching the key) is made
+// again from the key with the same subject: the key is the cluster's identity, so certificates it
+// signed stay valid and clients that trust the old ca.crt trust the new one's signatures. A missing
+// or damaged key cannot be made again without a new identity: that is an error saying what to do.
+func loadOrMakeCA(dir string, remade *[]string) (*CA, error) {
 	certPath, keyPath := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
-	certPEM, err1 := os.ReadFile(certPath)
-	keyPEM, err2 := os.ReadFile(keyPath)
-	if err1 == nil && err2 == nil {
-		cert, key, err := parsePair(certPEM, keyPEM)
+	certPEM, certErr := os.ReadFile(certPath)
+	keyPEM, keyErr := os.ReadFile(keyPath)
+	switch {
+	case errors.Is(certErr, os.ErrNotExist) && errors.Is(keyErr, os.ErrNotExist):
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
-			return nil, fmt.Errorf("pki: %s: %w", certPath, err)
+			return nil, fmt.Errorf("pki: %w", err)
 		}
+		return makeCA(certPath, keyPath, key, true)
+	case certErr != nil && !errors.Is(certErr, os.ErrNotExist):
+		return nil, fmt.Errorf("pki: %w", certErr)
+	case keyErr != nil && !errors.Is(keyErr, os.ErrNotExist):
+		return nil, fmt.Errorf("pki: %w", keyErr)
+	}
+	key, err := parseKey(keyPEM)
+	if keyErr != nil || err != nil {
+		why := "is missing"
+		if keyErr == nil {
+			why = fmt.Sprintf("is damaged (%v)", err)
+		}
+		return nil, fmt.Errorf("pki: %s %s: the cluster CA's private key cannot be made again without changing "+
+			"the cluster's identity. Restore %s (and ca.crt) from a backup of %s; or, to start over with a new CA, "+
+			"move %s aside and start again: every kubeconfig and node agent must then be given the new ca.crt",
+			keyPath, why, keyPath, dir, dir)
+	}
+	cert, err := parseCert(certPEM)
+	if certErr == nil && err == nil && publicKeyMatches(cert, key) {
 		return &CA{Cert: cert, Key: key, CertPEM: certPEM}, nil
 	}
-	if !errors.Is(err1, os.ErrNotExist) && err1 != nil {
-		return nil, fmt.Errorf("pki: %w", err1)
+	why := "is missing"
+	switch {
+	case certErr != nil:
+	case err != nil:
+		why = fmt.Sprintf("is damaged (%v)", err)
+	default:
+		why = "does not match ca.key"
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("pki: %w", err)
-	}
+	*remade = append(*remade, fmt.Sprintf("%s %s: made again from ca.key (same key and subject: the cluster's identity is kept)", certPath, why))
+	return makeCA(certPath, keyPath, key, false)
+}
+
+// makeCA makes the CA's self-signed certificate for key and writes it (and the key, if new).
+func makeCA(certPath, keyPath string, key *ecdsa.PrivateKey, newKey bool) (*CA, error) {
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
 		Subject:               pkix.Name{CommonName: "logplane-ca"},
@@ -127,9 +169,20 @@ func loadOrMakeCA(dir string) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pki: %w", err)
 	}
-	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	if err := writePair(certPath, keyPath, certPEM, key); err != nil {
-		return nil, err
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	if newKey {
+		kb, err := x509.MarshalECPrivateKey(key)
+		if err != nil {
+			return nil, fmt.Errorf("pki: %w", err)
+		}
+		// The key first: a certificate without its key could not be made again, a key without
+		// its certificate can.
+		if err := durablefile.Write(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+			return nil, fmt.Errorf("pki: %w", err)
+		}
+	}
+	if err := durablefile.Write(certPath, certPEM, 0o644); err != nil {
+		return nil, fmt.Errorf("pki: %w", err)
 	}
 	return &CA{Cert: cert, Key: key, CertPEM: certPEM}, nil
 }
@@ -169,25 +222,33 @@ func (ca *CA) Issue(cn string, groups, hosts []string, usage x509.ExtKeyUsage) (
 		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), nil
 }
 
-// ensureLeaf makes dir/<name>.crt and .key unless they exist, are signed by ca, and cover hosts.
-func ensureLeaf(ca *CA, dir, name, cn string, groups, hosts []string, usage x509.ExtKeyUsage) error {
+// ensureLeaf makes dir/<name>.crt and .key unless they exist, match, are signed by ca, and
+// cover hosts. A pair that exists but is damaged is reported in remade.
+func ensureLeaf(ca *CA, dir, name, cn string, groups, hosts []string, usage x509.ExtKeyUsage, remade *[]string) error {
 	certPath, keyPath := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-	if certPEM, err := os.ReadFile(certPath); err == nil {
-		if keyPEM, err := os.ReadFile(keyPath); err == nil {
-			if cert, _, err := parsePair(certPEM, keyPEM); err == nil && cert.CheckSignatureFrom(ca.Cert) == nil &&
-				time.Until(cert.NotAfter) > 24*time.Hour && covers(cert, hosts) {
-				return nil
-			}
+	certPEM, certErr := os.ReadFile(certPath)
+	keyPEM, keyErr := os.ReadFile(keyPath)
+	if certErr == nil && keyErr == nil {
+		cert, key, err := parsePair(certPEM, keyPEM)
+		switch {
+		case err != nil:
+			*remade = append(*remade, fmt.Sprintf("%s or %s is damaged (%v): made again", certPath, keyPath, err))
+		case !publicKeyMatches(cert, key):
+			*remade = append(*remade, fmt.Sprintf("%s does not match %s: made again", certPath, keyPath))
+		case cert.CheckSignatureFrom(ca.Cert) == nil && time.Until(cert.NotAfter) > 24*time.Hour && covers(cert, hosts):
+			return nil
 		}
+	} else if certErr == nil || keyErr == nil {
+		*remade = append(*remade, fmt.Sprintf("%s and %s: one of the pair is missing: made again", certPath, keyPath))
 	}
 	certPEM, keyPEM, err := ca.Issue(cn, groups, hosts, usage)
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(keyPath, keyPEM, 0o600); err != nil {
+	if err := durablefile.Write(keyPath, keyPEM, 0o600); err != nil {
 		return fmt.Errorf("pki: %w", err)
 	}
-	if err := os.WriteFile(certPath, certPEM, 0o644); err != nil {
+	if err := durablefile.Write(certPath, certPEM, 0o644); err != nil {
 		return fmt.Errorf("pki: %w", err)
 	}
 	return nil
@@ -207,34 +268,42 @@ func covers(cert *x509.Certificate, hosts []string) bool {
 }
 
 func parsePair(certPEM, keyPEM []byte) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	cb, _ := pem.Decode(certPEM)
-	kb, _ := pem.Decode(keyPEM)
-	if cb == nil || kb == nil {
-		return nil, nil, errors.New("not PEM")
-	}
-	cert, err := x509.ParseCertificate(cb.Bytes)
+	cert, err := parseCert(certPEM)
 	if err != nil {
 		return nil, nil, err
 	}
-	key, err := x509.ParseECPrivateKey(kb.Bytes)
+	key, err := parseKey(keyPEM)
 	if err != nil {
 		return nil, nil, err
 	}
 	return cert, key, nil
 }
 
-func writePair(certPath, keyPath string, certPEM []byte, key *ecdsa.PrivateKey) error {
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return fmt.Errorf("pki: %w", err)
+func parseCert(certPEM []byte) (*x509.Certificate, error) {
+	if len(certPEM) == 0 {
+		return nil, errors.New("empty file")
 	}
-	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
-		return fmt.Errorf("pki: %w", err)
+	b, _ := pem.Decode(certPEM)
+	if b == nil {
+		return nil, errors.New("not PEM")
 	}
-	if err := os.WriteFile(certPath, certPEM, 0o644); err != nil {
-		return fmt.Errorf("pki: %w", err)
+	return x509.ParseCertificate(b.Bytes)
+}
+
+func parseKey(keyPEM []byte) (*ecdsa.PrivateKey, error) {
+	if len(keyPEM) == 0 {
+		return nil, errors.New("empty file")
 	}
-	return nil
+	b, _ := pem.Decode(keyPEM)
+	if b == nil {
+		return nil, errors.New("not PEM")
+	}
+	return x509.ParseECPrivateKey(b.Bytes)
+}
+
+func publicKeyMatches(cert *x509.Certificate, key *ecdsa.PrivateKey) bool {
+	pub, ok := cert.PublicKey.(*ecdsa.PublicKey)
+	return ok && pub.Equal(&key.PublicKey)
 }
 
 func serial() *big.Int {
@@ -253,10 +322,14 @@ func (m *Material) WriteKubeconfig(path, server string) error {
 	if err != nil {
 		return err
 	}
-	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+	b, err := clientcmd.Write(*cfg)
+	if err != nil {
+		return fmt.Errorf("pki: encoding kubeconfig: %w", err)
+	}
+	if err := durablefile.Write(path, b, 0o600); err != nil {
 		return fmt.Errorf("pki: writing kubeconfig: %w", err)
 	}
-	return os.Chmod(path, 0o600)
+	return nil
 }
 
 // Kubeconfig is the admin kubeconfig WriteKubeconfig writes.

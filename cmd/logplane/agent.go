@@ -123,6 +123,9 @@ func runAgents(p *process, af *agentFlags, lf *logFlags) error {
 	if err != nil {
 		return err
 	}
+	for _, what := range mat.Remade {
+		slog.Warn("logplane: a damaged TLS file was made again", "what", what)
+	}
 	certPEM, keyPEM, err := mat.CA.Issue("system:node:"+af.nodeName, []string{"system:nodes"}, []string{ip, "127.0.0.1", af.nodeName}, x509.ExtKeyUsageServerAuth)
 	if err != nil {
 		return err

@@ -64,6 +64,9 @@ func startAPIServer(p *process, lf *logFlags, af *apiFlags) (func() error, error
 	if err != nil {
 		return nil, err
 	}
+	for _, what := range mat.Remade {
+		slog.Warn("logplane: a damaged TLS file was made again", "what", what)
+	}
 	cfg := apiserver.Config{Log: p.log, Store: p.store, Registry: p.reg, TLS: mat.TLS, Metrics: p.metrics}
 	// The client certificate towards node agents' streaming endpoints (pods/log, exec, ...).
 	kc, kk, err := mat.CA.Issue("logplane-apiserver-kubelet-client", []string{"system:masters"}, nil, x509.ExtKeyUsageClientAuth)

@@ -42,7 +42,8 @@ func (f *logFlags) register(fs *pflag.FlagSet, embed bool, defaultListen string)
 	fs.Int64Var(&f.maxBytes, "retention-bytes", 0, "cap the log's size, dropping the oldest history (0: no cap)")
 }
 
-func (f *logFlags) open(ctx context.Context) (*eventlog.Log, error) {
+// open opens the log; onSpace is told when the embedded server's disk fills and has room again.
+func (f *logFlags) open(ctx context.Context, onSpace func(eventlog.SpaceEvent)) (*eventlog.Log, error) {
 	d, err := eventlog.ParseDurability(f.durability)
 	if err != nil {
 		return nil, err
@@ -54,6 +55,7 @@ func (f *logFlags) open(ctx context.Context) (*eventlog.Log, error) {
 		Replicas:   f.replicas,
 		MaxAge:     f.maxAge,
 		MaxBytes:   f.maxBytes,
+		OnSpace:    onSpace,
 	}
 	if cfg.URL == "" {
 		cfg.Listen = f.natsListen

@@ -21,6 +21,14 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if err := rootCommand().ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "logplane:", err)
+		os.Exit(1)
+	}
+}
+
+// rootCommand is the command tree of the logplane binary.
+func rootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "logplane",
 		Short:         "A Kubernetes-API container orchestrator whose control plane is an event log",
@@ -36,9 +44,6 @@ func main() {
 		}
 		slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
 	}
-	root.AddCommand(upCommand(), apiserverCommand(), reconcileCommand(), agentCommand(), downCommand())
-	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "logplane:", err)
-		os.Exit(1)
-	}
+	root.AddCommand(upCommand(), apiserverCommand(), reconcileCommand(), agentCommand(), downCommand(), logCommand())
+	return root
 }

@@ -47,7 +47,13 @@ func (f *processFlags) register(fs *pflag.FlagSet, writesSnapshots bool) {
 }
 
 func openProcess(ctx context.Context, lf *logFlags, pf *processFlags) (*process, error) {
-	l, err := lf.open(ctx)
+	spaceEvents := make(chan eventlog.SpaceEvent, 16)
+	l, err := lf.open(ctx, func(e eventlog.SpaceEvent) {
+		select {
+		case spaceEvents <- e:
+		default: // a burst of changes: the metric and the log still say it
+		}
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -64,6 +70,8 @@ func openProcess(ctx context.Context, lf *logFlags, pf *processFlags) (*process,
 	g, gctx := errgroup.WithContext(ctx)
 	p := &process{ctx: gctx, log: l, store: store, reg: reg, g: g, metrics: prometheus.NewRegistry()}
 	p.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerSpaceMetrics(p.metrics, l)
+	g.Go(func() error { return reportSpace(gctx, reg, spaceEvents) })
 	g.Go(func() error { return store.Run(gctx, l) })
 	if pf.snapshotEvery > 0 {
 		policy := projections.SnapshotPolicy{Every: pf.snapshotEvery, MinEvents: pf.snapshotMinEvent}

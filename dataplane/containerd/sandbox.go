@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/logplane/logplane/dataplane/runtimeapi"
+	"github.com/logplane/logplane/durablefile"
 )
 
 // SandboxID is the sandbox ID of a pod: derived from its UID, so that a
@@ -108,11 +109,8 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return fmt.Errorf("containerd: encode %s: %w", path, err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("containerd: write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	// Node state: durable, so that a power loss leaves the old state or the new, never an empty file.
+	if err := durablefile.Write(path, b, 0o600); err != nil {
 		return fmt.Errorf("containerd: write %s: %w", path, err)
 	}
 	return nil

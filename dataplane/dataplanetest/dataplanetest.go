@@ -49,7 +49,7 @@ func RequireRoot(t testing.TB) {
 	if os.Geteuid() != 0 {
 		missing = append(missing, "root")
 	}
-	for _, bin := range []string{"containerd", "runc", "iptables", "ip"} {
+	for _, bin := range []string{"containerd", "runc", "iptables", "ip", "nft"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			missing = append(missing, bin)
 		}
@@ -63,7 +63,7 @@ func RequireRoot(t testing.TB) {
 	if len(missing) == 0 {
 		return
 	}
-	msg := "needs " + strings.Join(missing, ", ") + " (apt-get install -y containerd runc containernetworking-plugins busybox-static iptables iproute2; run as root)"
+	msg := "needs " + strings.Join(missing, ", ") + " (apt-get install -y containerd runc containernetworking-plugins busybox-static iptables nftables iproute2; run as root)"
 	if os.Getenv(RequireEnvVar) == "1" {
 		t.Fatalf("%s; %s=1 forbids skipping", msg, RequireEnvVar)
 	}

@@ -5,7 +5,7 @@
 # docs/BENCHMARKS.md.
 #
 #   ops/bench/run.sh            every set (about 45 minutes on 2 cores)
-#   ops/bench/run.sh log api    only the named sets: log, projections, api, pods, schedule, workloads
+#   ops/bench/run.sh log api    only the named sets: log, projections, api, pods, schedule, workloads, dns
 #
 # Needs root and containerd for the pods set (BenchmarkPodStartup), as the tests do.
 set -euo pipefail
@@ -58,5 +58,13 @@ if has schedule; then
 fi
 if has workloads; then
 	COUNT=3 run workloads ./reconcilers/workloads 'BenchmarkDeploymentScale|BenchmarkRollout|BenchmarkNodeFailure|BenchmarkWorkSharing' -benchtime 1x
+fi
+if has dns; then
+	# One process a round: each round measures both servers (logplane's, CoreDNS built from
+	# ops/bench/coredns) and the three names within a minute, so that a change in the machine's
+	# load falls on all of them. The last summary holds all seven rounds.
+	for round in 1 2 3 4 5 6 7; do
+		COUNT=1 run dns ./dataplane/clusterdns 'BenchmarkDNS' -benchtime 60000x
+	done
 fi
 echo "results in $out"

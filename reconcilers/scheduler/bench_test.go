@@ -222,9 +222,114 @@ func BenchmarkPlace(b *testing.B) {
 	}
 	p := placement.NewPod(benchPod(benchPods))
 	for b.Loop() {
-		if d := placement.Place(nodes, p); d.Node == "" {
+		if d := placement.Place(nodes, nil, p); d.Node == "" {
 			b.Fatal(d.Err)
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "places/s")
+}
+
+// BenchmarkPlaceConstraints is BenchmarkPlace with what inter-pod affinity and topology
+// spreading cost: the 100 nodes are in 3 zones (the default spreading then counts by zone
+// too), and the pod, or a few of the pods placed, have constraints.
+func BenchmarkPlaceConstraints(b *testing.B) {
+	zoned := func(i int) func(*corev1.Node) {
+		return func(n *corev1.Node) { n.Labels[corev1.LabelTopologyZone] = fmt.Sprintf("zone-%c", 'a'+i%3) }
+	}
+	web := metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}
+	antiTerm := func(app string) corev1.PodAffinityTerm {
+		return corev1.PodAffinityTerm{LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": app}}, TopologyKey: corev1.LabelHostname}
+	}
+	withAnti := func(app string) func(*corev1.Pod) {
+		return func(p *corev1.Pod) {
+			p.Spec.Affinity = &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
+				RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{antiTerm(app)}}}
+		}
+	}
+	cases := []struct {
+		name string
+		// placed changes the j-th pod placed on node i (nil: as BenchmarkPlace's).
+		placed func(i, j int, p *corev1.Pod)
+		pod    func(p *corev1.Pod)
+	}{
+		{name: "none"},
+		{
+			name: "placed-anti-affinity", // 3 pods of another app that repel each other
+			placed: func(i, j int, p *corev1.Pod) {
+				if j == 0 && i%33 == 0 {
+					p.Labels = map[string]string{"app": "cache"}
+					withAnti("cache")(p)
+				}
+			},
+		},
+		{
+			name: "required-anti-affinity", // the pod repels the pods of app=cache, on 10 nodes
+			placed: func(i, j int, p *corev1.Pod) {
+				if j == 0 && i%10 == 0 {
+					p.Labels = map[string]string{"app": "cache"}
+				}
+			},
+			pod: withAnti("cache"),
+		},
+		{
+			name: "required-affinity", // the pod wants to be next to app=cache, on 10 nodes
+			placed: func(i, j int, p *corev1.Pod) {
+				if j == 0 && i%10 == 0 {
+					p.Labels = map[string]string{"app": "cache"}
+				}
+			},
+			pod: func(p *corev1.Pod) {
+				p.Spec.Affinity = &corev1.Affinity{PodAffinity: &corev1.PodAffinity{
+					RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{antiTerm("cache")}}}
+			},
+		},
+		{
+			name: "preferred-anti-affinity",
+			pod: func(p *corev1.Pod) {
+				p.Spec.Affinity = &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
+					PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{Weight: 100, PodAffinityTerm: antiTerm("web")}}}}
+			},
+		},
+		{
+			name: "spread-zone-DoNotSchedule",
+			pod: func(p *corev1.Pod) {
+				p.Spec.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{MaxSkew: 1, TopologyKey: corev1.LabelTopologyZone,
+					WhenUnsatisfiable: corev1.DoNotSchedule, LabelSelector: &web}}
+			},
+		},
+		{
+			name: "spread-hostname-ScheduleAnyway",
+			pod: func(p *corev1.Pod) {
+				p.Spec.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{MaxSkew: 1, TopologyKey: corev1.LabelHostname,
+					WhenUnsatisfiable: corev1.ScheduleAnyway, LabelSelector: &web}}
+			},
+		},
+	}
+	for _, tc := range cases {
+		b.Run(tc.name, func(b *testing.B) {
+			nodes := make([]*placement.Node, benchNodes)
+			for i := range nodes {
+				name := fmt.Sprintf("node-%03d", i)
+				nodes[i] = placement.NewNode(name, readyNode(name, "32", "128Gi", 110, zoned(i)))
+				for j := range 50 {
+					p := benchPod(i*50 + j)
+					if tc.placed != nil {
+						tc.placed(i, j, p)
+					}
+					nodes[i].Add(placement.NewPod(p))
+				}
+			}
+			pod := benchPod(benchPods)
+			if tc.pod != nil {
+				tc.pod(pod)
+			}
+			p := placement.NewPod(pod)
+			for b.Loop() {
+				if d := placement.Place(nodes, nil, p); d.Node == "" {
+					b.Fatal(d.Err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "places/s")
+		})
+	}
 }

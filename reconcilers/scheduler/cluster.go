@@ -18,8 +18,9 @@ import (
 )
 
 var (
-	podsResource  = schema.GroupResource{Resource: "pods"}
-	nodesResource = schema.GroupResource{Resource: "nodes"}
+	podsResource       = schema.GroupResource{Resource: "pods"}
+	nodesResource      = schema.GroupResource{Resource: "nodes"}
+	namespacesResource = schema.GroupResource{Resource: "namespaces"}
 )
 
 // changes is what the cluster cache needs of the projection.
@@ -31,8 +32,9 @@ type changes interface {
 var _ changes = (*projections.Store)(nil)
 
 // cluster is the scheduler's picture of the nodes and of what is placed on them, kept from the
-// projection's changes: every node, every pod bound to a node and not terminated, and the pods
-// the scheduler has assumed on a node while their binding is in flight. Assumed pods are what
+// projection's changes: every node, every pod bound to a node and not terminated, the pods
+// the scheduler has assumed on a node while their binding is in flight, and the namespaces'
+// labels (which the namespaceSelectors of pod affinity terms select on). Assumed pods are what
 // let the scheduler place the next pod at once, without waiting for the previous binding to come
 // back through the log. All of it is guarded by mu; placement decisions are made under it.
 type cluster struct {
@@ -47,6 +49,7 @@ type cluster struct {
 	nodes   map[string]*placement.Node // by name, known or only referred to by pods
 	list    []*placement.Node          // known nodes sorted by name; nil when it must be rebuilt
 	pods    map[string]*placed         // pods accounted on a node, by namespace/name
+	ns      placement.Namespaces       // namespace labels, by name
 }
 
 // placed is where a pod is accounted.
@@ -64,27 +67,36 @@ func newCluster(log *slog.Logger) *cluster {
 		advance: make(chan struct{}),
 		nodes:   map[string]*placement.Node{},
 		pods:    map[string]*placed{},
+		ns:      placement.Namespaces{},
 	}
 }
 
-// start subscribes to the projection's changes and loads its nodes and pods. Changes applied
+// start subscribes to the projection's changes and loads its namespaces, nodes and pods. Changes applied
 // while it lists are held back and applied after, each resource from its own listing's sequence,
 // so nothing is missed and nothing applied twice. It returns the cancel of the subscription.
 func (c *cluster) start(src changes) func() {
 	cancel := src.Subscribe(c.onChange)
+	namespaces, nsAt := src.List(projections.Query{Resource: namespacesResource})
 	nodes, nodesAt := src.List(projections.Query{Resource: nodesResource})
 	pods, podsAt := src.List(projections.Query{Resource: podsResource})
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	for _, o := range namespaces {
+		c.applyNamespace(projections.Change{Seq: o.Seq, New: o})
+	}
 	for _, o := range nodes {
 		c.applyNode(projections.Change{Seq: o.Seq, New: o})
 	}
 	for _, o := range pods {
 		c.applyPod(projections.Change{Seq: o.Seq, New: o})
 	}
-	c.applied = max(nodesAt, podsAt)
+	c.applied = max(nsAt, nodesAt, podsAt)
 	for _, ch := range c.buffer {
 		switch resourceOf(ch) {
+		case namespacesResource:
+			if ch.Seq > nsAt {
+				c.applyNamespace(ch)
+			}
 		case nodesResource:
 			if ch.Seq > nodesAt {
 				c.applyNode(ch)
@@ -119,12 +131,14 @@ func (c *cluster) onChange(ch projections.Change) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.ready {
-		if gr == nodesResource || gr == podsResource {
+		if gr == nodesResource || gr == podsResource || gr == namespacesResource {
 			c.buffer = append(c.buffer, ch)
 		}
 		return
 	}
 	switch gr {
+	case namespacesResource:
+		c.applyNamespace(ch)
 	case nodesResource:
 		c.applyNode(ch)
 	case podsResource:
@@ -192,6 +206,15 @@ func (c *cluster) applyNode(ch projections.Change) {
 		c.nodes[n.Name] = placement.NewNode(n.Name, n)
 	}
 	c.list = nil
+}
+
+// applyNamespace keeps a namespace's labels, which the projection carries without decoding.
+func (c *cluster) applyNamespace(ch projections.Change) {
+	if ch.New == nil {
+		delete(c.ns, ch.Old.Key.Name)
+		return
+	}
+	c.ns[ch.New.Key.Name] = ch.New.Labels
 }
 
 func podKey(k eventlog.Key) string { return k.Namespace + "/" + k.Name }
@@ -294,7 +317,7 @@ func (c *cluster) schedule(p *placement.Pod) placement.Decision {
 		// An earlier pod of that name, assumed while it was deleted and made again.
 		c.unaccount(p.Key)
 	}
-	d := placement.Place(c.known(), p)
+	d := placement.Place(c.known(), c.ns, p)
 	if d.Node != "" {
 		c.account(p.Key, d.Node, p, p.Pod.UID, true)
 	}

@@ -25,6 +25,9 @@ type pendingPod struct {
 	next     time.Time // not tried again before
 	message  string    // of the last FailedScheduling event
 	eventAt  time.Time // when it was last reported
+	// podConstraints: where it may go depends on the pods placed elsewhere (required pod
+	// affinity, topology spread constraints), so a pod placed or relabelled may let it in.
+	podConstraints bool
 }
 
 // Conditions the scheduler sets on pods it cannot bind, as kube-scheduler sets them.
@@ -44,7 +47,9 @@ func (s *Scheduler) Reconcile(ctx context.Context, req engine.Request) (engine.R
 		s.dropPending(key)
 		return engine.Result{}, nil
 	}
-	if err := s.cluster.waitApplied(ctx, obj.Seq); err != nil {
+	// The cache must have applied the pod's revision, and the change that asked for this
+	// reconcile (a node or pod change that woke it).
+	if err := s.cluster.waitApplied(ctx, max(obj.Seq, req.Cause)); err != nil {
 		return engine.Result{}, err
 	}
 	pod, err := decodePod(obj)
@@ -64,9 +69,10 @@ func (s *Scheduler) Reconcile(ctx context.Context, req engine.Request) (engine.R
 	}
 
 	start := time.Now()
-	d := s.cluster.schedule(placement.NewPod(pod))
+	pi := placement.NewPod(pod)
+	d := s.cluster.schedule(pi)
 	if d.Node == "" {
-		res, err := s.unschedulable(ctx, req.Key, pod, d.Err.Error(), req.Cause)
+		res, err := s.unschedulable(ctx, req.Key, pod, pi.HasPodConstraints(), d.Err.Error(), req.Cause)
 		s.observe(resultUnschedulable, start)
 		return res, err
 	}
@@ -113,15 +119,24 @@ func decodePod(o *projections.Object) (*corev1.Pod, error) {
 // unschedulable records that pod fits nowhere: PodScheduled False with the message, a
 // FailedScheduling event (reported again at most every EventRepeat while the message stays the
 // same), and a try again after the back-off.
-func (s *Scheduler) unschedulable(ctx context.Context, k eventlog.Key, pod *corev1.Pod, msg string, cause uint64) (engine.Result, error) {
+func (s *Scheduler) unschedulable(ctx context.Context, k eventlog.Key, pod *corev1.Pod, podConstraints bool, msg string, cause uint64) (engine.Result, error) {
 	s.stats.unschedulable.Add(1)
 	now := s.cfg.Now()
 	key := podKey(k)
 	s.mu.Lock()
 	pp := s.pending[key]
 	if pp == nil || pp.uid != pod.UID {
+		s.dropPendingLocked(key)
 		pp = &pendingPod{key: k, uid: pod.UID}
 		s.pending[key] = pp
+	}
+	if pp.podConstraints != podConstraints {
+		pp.podConstraints = podConstraints
+		if podConstraints {
+			s.awaitingPods++
+		} else {
+			s.awaitingPods--
+		}
 	}
 	pp.failures++
 	wait := s.backoff(pp.failures)
@@ -205,8 +220,15 @@ func (s *Scheduler) backoffLeft(key string, uid types.UID) time.Duration {
 
 func (s *Scheduler) dropPending(key string) {
 	s.mu.Lock()
-	delete(s.pending, key)
+	s.dropPendingLocked(key)
 	s.mu.Unlock()
+}
+
+func (s *Scheduler) dropPendingLocked(key string) {
+	if pp := s.pending[key]; pp != nil && pp.podConstraints {
+		s.awaitingPods--
+	}
+	delete(s.pending, key)
 }
 
 func (s *Scheduler) isPending(key string) bool {

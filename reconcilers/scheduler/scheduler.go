@@ -8,7 +8,8 @@
 // and binds through the registry with the pod's event as cause, many bindings in flight at once.
 // A pod that fits nowhere gets PodScheduled=False (reason Unschedulable) and a FailedScheduling
 // event worded as Kubernetes words it, and is tried again with back-off, sooner when a node
-// comes, becomes Ready or schedulable, or a bound pod frees its room.
+// comes, becomes Ready or schedulable, a bound pod frees its room or changes its labels, or,
+// for pods that wait for others (required pod affinity, topology spread), a pod is bound.
 //
 // See docs/scheduler.md.
 package scheduler
@@ -79,10 +80,13 @@ type Scheduler struct {
 	events  EventRecorder
 	log     *slog.Logger
 
-	mu       sync.Mutex
-	pending  map[string]*pendingPod // pods that fit nowhere, by namespace/name
-	wakeDue  bool                   // a change may let them in: wake them
-	lastWake time.Time              // when they were last woken
+	mu      sync.Mutex
+	pending map[string]*pendingPod // pods that fit nowhere, by namespace/name
+	// awaitingPods counts those of them with podConstraints: while there are any, a pod
+	// placed or relabelled wakes them all.
+	awaitingPods int
+	wakeDue      bool      // a change may let them in: wake them
+	lastWake     time.Time // when they were last woken
 
 	stats   counters
 	metrics *metrics

@@ -17,9 +17,11 @@ import (
 const wakeInterval = 200 * time.Millisecond
 
 // mapChange turns a change into the pods to look at: a pending pod of ours that changed; and
-// every pod that fit nowhere when a node appears or changes in a way that may let it in, or when
-// a bound pod goes away or ends, freeing its room. Those are tried again once their back-off is
-// over, not before.
+// every pod that fit nowhere when a node appears or changes in a way that may let it in, when
+// a bound pod goes away, ends or changes its labels (which anti-affinity and spreading select
+// on), or, while some of them wait for other pods (required pod affinity, topology spread),
+// when a pod is bound.
+// Those are tried again once their back-off is over, not before.
 func (s *Scheduler) mapChange(c projections.Change) []eventlog.Key {
 	var keys []eventlog.Key
 	wake := false
@@ -41,15 +43,26 @@ func (s *Scheduler) podChanged(c projections.Change) ([]eventlog.Key, bool) {
 	if n := c.New; n != nil && n.Fields["spec.nodeName"] == "" && s.ours(n.Fields["spec.schedulerName"]) && !terminalPhase(n.Fields["status.phase"]) {
 		return []eventlog.Key{n.Key}, false
 	}
-	freed := bound(c.Old) && (!bound(c.New) || c.New.Fields["spec.nodeName"] != c.Old.Fields["spec.nodeName"])
+	moved := c.Old == nil || c.New == nil || c.New.Fields["spec.nodeName"] != c.Old.Fields["spec.nodeName"]
+	freed := bound(c.Old) && (!bound(c.New) || moved)
+	relabelled := bound(c.Old) && bound(c.New) && !moved && !maps.Equal(c.Old.Labels, c.New.Labels)
+	placed := bound(c.New) && (!bound(c.Old) || moved) && s.awaiting()
+	wake := freed || relabelled || placed
 	o := c.New
 	if o == nil {
 		o = c.Old
 	}
 	if s.isPending(podKey(o.Key)) {
-		return []eventlog.Key{o.Key}, freed // to forget it
+		return []eventlog.Key{o.Key}, wake // to forget it
 	}
-	return nil, freed
+	return nil, wake
+}
+
+// awaiting reports whether a pod that fit nowhere waits for other pods to be placed.
+func (s *Scheduler) awaiting() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.awaitingPods > 0
 }
 
 // wakePending returns the keys of every pod that fit nowhere if a wake is due: asked for now

@@ -7,11 +7,16 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/projections"
+	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
 )
 
 type nopWriter struct{}
@@ -58,4 +63,46 @@ func TestWakesCoalesce(t *testing.T) {
 			t.Fatalf("at +%v (want=%v): woke %d pods, want %d", st.after, st.want, got, st.woken)
 		}
 	}
+}
+
+// A pod being bound wakes the pods that fit nowhere only while one of them waits for other
+// pods (required pod affinity, topology spread); a bound pod's labels changing wakes them
+// always (anti-affinity and spreading select on labels).
+func TestWakesOnPodsPlaced(t *testing.T) {
+	now := time.Unix(1000, 0)
+	s, err := New(Config{Store: projections.New(builtin.Catalog(), nil), Writer: nopWriter{}, Events: nopEvents{}, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj := func(name, node string, lbls labels.Set) *projections.Object {
+		return &projections.Object{Key: eventlog.Key{Resource: "pods", Namespace: "default", Name: name},
+			Fields: fields.Set{"spec.nodeName": node}, Labels: lbls, Event: &eventv1.ObjectChanged{}}
+	}
+	bind := projections.Change{Old: obj("other", "", labels.Set{"app": "a"}), New: obj("other", "node-1", labels.Set{"app": "a"})}
+	relabel := projections.Change{Old: obj("other", "node-1", labels.Set{"app": "a"}), New: obj("other", "node-1", labels.Set{"app": "b"})}
+	status := projections.Change{Old: obj("other", "node-1", labels.Set{"app": "a"}), New: obj("other", "node-1", labels.Set{"app": "a"})}
+	pending := func(name string, podConstraints bool) {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name, UID: types.UID(name)}}
+		if _, err := s.unschedulable(t.Context(), eventlog.Key{Resource: "pods", Namespace: "default", Name: name}, p, podConstraints, "no", 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step := func(what string, c projections.Change, want int) {
+		t.Helper()
+		now = now.Add(time.Second) // past the wake interval
+		if got := len(s.mapChange(c)); got != want {
+			t.Fatalf("%s: %d keys, want %d", what, got, want)
+		}
+	}
+	pending("plain", false)
+	step("bind, no pod waits for others", bind, 0)
+	step("relabel", relabel, 1)
+	step("status", status, 0)
+	pending("affine", true)
+	step("bind, a pod waits for others", bind, 2)
+	s.dropPending("default/affine")
+	step("bind, the waiting pod gone", bind, 0)
+	pending("affine", true)
+	pending("affine", false) // it no longer waits for others
+	step("bind, it no longer waits", bind, 0)
 }

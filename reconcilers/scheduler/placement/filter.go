@@ -51,14 +51,15 @@ var unschedulableTaint = corev1.Taint{Key: corev1.TaintNodeUnschedulable, Effect
 // toleratesLog is the logger the toleration helpers want; they log nothing we need.
 var toleratesLog = klog.Background()
 
-// Filter returns why pod p does not fit on node nd, or nil if it does. It checks what
+// filterNode returns why pod p does not fit on node nd, or nil if it does, by what the node
+// alone says (the cycle adds the filters that look at other nodes' pods). It checks what
 // kube-scheduler's default filters check, in their order, and stops at the first that fails:
 // cordon (spec.unschedulable, unless the pod tolerates node.kubernetes.io/unschedulable),
 // spec.nodeName, NoSchedule and NoExecute taints (a node that is not Ready counts as tainted
 // not-ready or unreachable), nodeSelector and required node affinity, host ports, and resource
 // requests (cpu, memory, ephemeral-storage, extended resources, pod count) against what is left
 // of the node's allocatable.
-func Filter(nd *Node, p *Pod) *Status {
+func filterNode(nd *Node, p *Pod) *Status {
 	if nd.Node == nil {
 		return &Status{UnschedulableAndUnresolvable, []string{ReasonUnknownNode}}
 	}

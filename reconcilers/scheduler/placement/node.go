@@ -1,11 +1,16 @@
 package placement
 
 import (
+	"slices"
+
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 )
 
 // Node is a node and what is placed on it: the pods bound to it (or assumed to be), what they
-// request, the host ports they hold and how many of each spreading group they are. Node is not
+// request, the host ports they hold, how many of each spreading group they are (those being
+// deleted left out), how many share each namespace and labels (what selectors tell apart), and
+// which of them have inter-pod affinity terms. Node is not
 // safe for concurrent use; the caller serialises.
 type Node struct {
 	Name string
@@ -22,6 +27,15 @@ type Node struct {
 	pods                   map[string]*Pod
 	ports                  map[protoPort]map[string]int // → address → pods holding it
 	groups                 map[string]int
+	sets                   map[string]*podSet // the pods by namespace and labels (podSetKey)
+	affinityPods           []*Pod             // the pods with inter-pod (anti-)affinity terms
+	nAnti                  int                // how many of them have required anti-affinity terms
+
+	// The values of the labels the default topology spreading counts by, and whether the node
+	// has them.
+	hostname, zone       string
+	hasHostname, hasZone bool
+	zoneHash             uint64 // of zone, to tell zones apart quickly
 
 	// noSchedule are the taints that keep pods off (NoSchedule and NoExecute), including those
 	// the node lifecycle sets on a node that is not Ready; preferNoSchedule are the soft ones.
@@ -32,7 +46,7 @@ type Node struct {
 // known only by name (pods bound to it before it registered, or after it was deleted): such a
 // node keeps their accounting and never fits anything.
 func NewNode(name string, n *corev1.Node) *Node {
-	nd := &Node{Name: name, pods: map[string]*Pod{}, ports: map[protoPort]map[string]int{}, groups: map[string]int{}}
+	nd := &Node{Name: name, pods: map[string]*Pod{}, ports: map[protoPort]map[string]int{}, groups: map[string]int{}, sets: map[string]*podSet{}}
 	nd.SetNode(n)
 	return nd
 }
@@ -42,9 +56,14 @@ func (nd *Node) SetNode(n *corev1.Node) {
 	nd.Node = n
 	nd.Allocatable, nd.AllowedPods = Resources{}, 0
 	nd.noSchedule, nd.preferNoSchedule = nil, nil
+	nd.hostname, nd.hasHostname, nd.zone, nd.hasZone = "", false, "", false
+	nd.zoneHash = fnv(fnvOffset, "")
 	if n == nil {
 		return
 	}
+	nd.hostname, nd.hasHostname = n.Labels[corev1.LabelHostname]
+	nd.zone, nd.hasZone = n.Labels[corev1.LabelTopologyZone]
+	nd.zoneHash = fnv(fnvOffset, nd.zone)
 	alloc := n.Status.Allocatable
 	if len(alloc) == 0 {
 		alloc = n.Status.Capacity
@@ -123,8 +142,24 @@ func (nd *Node) Add(p *Pod) {
 		}
 		byIP[hp.IP]++
 	}
-	if p.Group != "" {
+	if p.Group != "" && p.Pod.DeletionTimestamp == nil {
 		nd.groups[p.Group]++
+	}
+	k := podSetKey(p.Pod)
+	s := nd.sets[k]
+	if s == nil {
+		s = &podSet{namespace: p.Pod.Namespace, labels: labels.Set(p.Pod.Labels)}
+		nd.sets[k] = s
+	}
+	s.pods++
+	if p.Pod.DeletionTimestamp == nil {
+		s.live++
+	}
+	if p.affinity != nil {
+		nd.affinityPods = append(nd.affinityPods, p)
+		if len(p.affinity.requiredAnti) > 0 {
+			nd.nAnti++
+		}
 	}
 }
 
@@ -149,9 +184,30 @@ func (nd *Node) Remove(key string) bool {
 			}
 		}
 	}
-	if p.Group != "" {
+	if p.Group != "" && p.Pod.DeletionTimestamp == nil {
 		if nd.groups[p.Group]--; nd.groups[p.Group] <= 0 {
 			delete(nd.groups, p.Group)
+		}
+	}
+	k := podSetKey(p.Pod)
+	if s := nd.sets[k]; s != nil {
+		s.pods--
+		if p.Pod.DeletionTimestamp == nil {
+			s.live--
+		}
+		if s.pods <= 0 {
+			delete(nd.sets, k)
+		}
+	}
+	if p.affinity != nil {
+		if i := slices.Index(nd.affinityPods, p); i >= 0 {
+			last := len(nd.affinityPods) - 1
+			nd.affinityPods[i] = nd.affinityPods[last]
+			nd.affinityPods[last] = nil
+			nd.affinityPods = nd.affinityPods[:last]
+		}
+		if len(p.affinity.requiredAnti) > 0 {
+			nd.nAnti--
 		}
 	}
 	return true
@@ -175,7 +231,8 @@ func (nd *Node) Pods() []*Pod {
 // PodCount is how many pods are placed on the node.
 func (nd *Node) PodCount() int { return len(nd.pods) }
 
-// GroupCount is how many pods of a spreading group are placed on the node.
+// GroupCount is how many pods of a spreading group are placed on the node, leaving out those
+// being deleted.
 func (nd *Node) GroupCount(group string) int { return nd.groups[group] }
 
 // Clone returns a copy of the node that can be changed without changing nd. The node object
@@ -188,6 +245,13 @@ func (nd *Node) Clone() *Node {
 		ports:      make(map[protoPort]map[string]int, len(nd.ports)),
 		groups:     make(map[string]int, len(nd.groups)),
 		noSchedule: nd.noSchedule, preferNoSchedule: nd.preferNoSchedule,
+		sets:         make(map[string]*podSet, len(nd.sets)),
+		affinityPods: slices.Clone(nd.affinityPods), nAnti: nd.nAnti,
+		hostname: nd.hostname, zone: nd.zone, hasHostname: nd.hasHostname, hasZone: nd.hasZone, zoneHash: nd.zoneHash,
+	}
+	for k, s := range nd.sets {
+		cs := *s
+		c.sets[k] = &cs
 	}
 	for k, p := range nd.pods {
 		c.pods[k] = p
@@ -203,6 +267,24 @@ func (nd *Node) Clone() *Node {
 		c.groups[g] = n
 	}
 	return c
+}
+
+// podSet counts the pods on a node that have one namespace and the same labels: what label
+// selectors and affinity terms tell apart, so they are matched once for all of them.
+type podSet struct {
+	namespace string
+	labels    labels.Set
+	pods      int // all of them
+	live      int // those not being deleted (topology spreading leaves those out)
+}
+
+// podSetKey is the namespace and the labels of p, written unambiguously (label values hold
+// neither ',' nor '=').
+func podSetKey(p *corev1.Pod) string {
+	if len(p.Labels) == 0 {
+		return p.Namespace
+	}
+	return p.Namespace + "\x00" + labels.Set(p.Labels).String()
 }
 
 // portsConflict reports whether a host port of p is taken on the node: the same protocol and

@@ -1,15 +1,17 @@
 // Package placement decides where pods go: which nodes can take a pod (filters), which of those
 // is best (scores), and, when none can, the FailedScheduling message as Kubernetes' scheduler
 // words it. It is pure: no log, no clock, no I/O; the scheduler reconciler feeds it the nodes
-// with what is placed on them, and binds what it decides.
+// with what is placed on them and the namespaces' labels, and binds what it decides.
 //
 // The filters and their order are those of kube-scheduler's default profile (NodeUnschedulable,
-// NodeName, TaintToleration, NodeAffinity, NodePorts, NodeResourcesFit), using the same helpers
-// (k8s.io/component-helpers); the scores are TaintToleration's PreferNoSchedule count, preferred
-// node affinity, spreading of the pods of one owner across nodes, and least allocated, weighted
-// as kube-scheduler weights them. Ties break on a hash of the pod and node names, which is
-// deterministic yet spreads pods that tie over the tied nodes. Preemption is not done: the
-// message says what kube-scheduler's preemption would have found when it finds no victims.
+// NodeName, TaintToleration, NodeAffinity, NodePorts, NodeResourcesFit, PodTopologySpread,
+// InterPodAffinity), using the same helpers (k8s.io/component-helpers); the scores are
+// TaintToleration's PreferNoSchedule count, preferred node affinity, topology spreading (the
+// pod's ScheduleAnyway constraints, or kube-scheduler's default ones by hostname and zone),
+// preferred inter-pod affinity, and least allocated, weighted and normalised as kube-scheduler
+// does. Ties break on a hash of the pod and node names, which is deterministic yet spreads
+// pods that tie over the tied nodes. Preemption is not done: the message says what
+// kube-scheduler's preemption would have found when it finds no victims.
 package placement
 
 import (
@@ -32,21 +34,40 @@ type Decision struct {
 const (
 	weightTaint    = 3 // TaintToleration
 	weightAffinity = 2 // NodeAffinity
-	weightSpread   = 2 // PodTopologySpread (default constraints: spread by node)
+	weightSpread   = 2 // PodTopologySpread (the pod's ScheduleAnyway constraints, or the defaults)
+	weightInterPod = 2 // InterPodAffinity
 	weightLeast    = 1 // NodeResourcesFit, LeastAllocated
 	maxScore       = 100
 )
 
-// Place chooses the node for pod p among nodes. It changes nothing: to place the pod, the
-// caller adds it to the chosen node (Node.Add).
-func Place(nodes []*Node, p *Pod) Decision {
+// Place chooses the node for pod p among nodes, the namespaces' labels given by ns (for the
+// namespaceSelectors of pod affinity terms). It changes nothing: to place the pod, the caller
+// adds it to the chosen node (Node.Add).
+func Place(nodes []*Node, ns Namespaces, p *Pod) Decision {
 	if len(nodes) == 0 {
 		return Decision{Err: &FitError{}}
 	}
+	if p.invalid != nil {
+		statuses := make(map[string]*Status, len(nodes))
+		for _, nd := range nodes {
+			statuses[nd.Name] = &Status{UnschedulableAndUnresolvable, []string{p.invalid.Error()}}
+		}
+		return Decision{Err: &FitError{NumAllNodes: len(nodes), PreFilterMsg: p.invalid.Error(), Statuses: statuses,
+			PostFilter: preemption(p, nil, nodes, statuses)}}
+	}
+	c := newCycle(nodes, ns, p)
 	feasible := make([]*Node, 0, len(nodes))
 	var statuses map[string]*Status
 	for _, nd := range nodes {
-		if st := Filter(nd, p); st != nil {
+		// c.filter, spelled out: most pods have neither spread nor inter-pod state.
+		st := filterNode(nd, p)
+		if st == nil && c.spread != nil {
+			st = c.spread.filter(nd, p)
+		}
+		if st == nil && c.interPod != nil {
+			st = c.interPod.filter(nd, p)
+		}
+		if st != nil {
 			if statuses == nil {
 				statuses = make(map[string]*Status, len(nodes))
 			}
@@ -56,22 +77,91 @@ func Place(nodes []*Node, p *Pod) Decision {
 		feasible = append(feasible, nd)
 	}
 	if len(feasible) == 0 {
-		return Decision{Err: &FitError{NumAllNodes: len(nodes), Statuses: statuses, PostFilter: preemption(nodes, p, statuses)}}
+		return Decision{Err: &FitError{NumAllNodes: len(nodes), Statuses: statuses, PostFilter: preemption(p, &c, nodes, statuses)}}
 	}
 	if len(feasible) == 1 {
 		return Decision{Node: feasible[0].Name}
 	}
-	return Decision{Node: feasible[best(feasible, p)].Name}
+	return Decision{Node: feasible[c.best(feasible)].Name}
+}
+
+// cycle is the placement of one pod: what kube-scheduler's PreFilter plugins work out once
+// over every node before filtering each. Most pods need none of it: interPod and spread are
+// nil unless the pod has inter-pod affinity or spread constraints, or a placed pod's
+// anti-affinity selects it.
+type cycle struct {
+	p     *Pod
+	ns    Namespaces
+	nodes []*Node
+	// anyAffinity: some node holds pods with inter-pod affinity terms.
+	anyAffinity bool
+	interPod    *interPodState
+	spread      *spreadState
+}
+
+func newCycle(nodes []*Node, ns Namespaces, p *Pod) cycle {
+	c := cycle{p: p, ns: ns, nodes: nodes}
+	anyAnti := false
+	for _, nd := range nodes {
+		if len(nd.affinityPods) > 0 {
+			c.anyAffinity = true
+			anyAnti = anyAnti || nd.nAnti > 0
+		}
+	}
+	c.interPod = newInterPodState(nodes, p, ns, anyAnti)
+	c.spread = newSpreadState(nodes, p)
+	return c
+}
+
+// filter returns why the pod does not fit on nd, or nil if it does: the node's own filters
+// (filterNode), then PodTopologySpread's, then InterPodAffinity's, kube-scheduler's order.
+func (c *cycle) filter(nd *Node) *Status {
+	if st := filterNode(nd, c.p); st != nil {
+		return st
+	}
+	if c.spread != nil {
+		if st := c.spread.filter(nd, c.p); st != nil {
+			return st
+		}
+	}
+	if c.interPod != nil {
+		if st := c.interPod.filter(nd, c.p); st != nil {
+			return st
+		}
+	}
+	return nil
+}
+
+// filterWithout is filter on nd as if the pods victims (placed on nd) were gone.
+func (c *cycle) filterWithout(nd *Node, victims []*Pod) *Status {
+	without := nd.Clone()
+	for _, q := range victims {
+		without.Remove(q.Key)
+	}
+	c.account(nd, victims, -1)
+	defer c.account(nd, victims, 1)
+	return c.filter(without)
+}
+
+// account counts pods, placed on nd, d more times in the cycle's state (d = 1 or -1).
+func (c *cycle) account(nd *Node, pods []*Pod, d int) {
+	for _, q := range pods {
+		if c.spread != nil {
+			c.spread.update(nd, c.p, q, d)
+		}
+		if c.interPod != nil {
+			c.interPod.update(nd.Node, c.p, q, c.ns, int64(d))
+		}
+	}
 }
 
 // best returns the index of the feasible node with the highest score.
-func best(feasible []*Node, p *Pod) int {
+func (c *cycle) best(feasible []*Node) int {
+	p := c.p
 	n := len(feasible)
 	taints := make([]int64, n)
 	affinity := make([]int64, n)
-	spread := make([]int64, n)
 	var maxTaints, maxAffinity int64
-	minSpread, maxSpread := int64(-1), int64(0)
 	for i, nd := range feasible {
 		for j := range nd.preferNoSchedule {
 			if !tolerates(p.preferTolerations, &nd.preferNoSchedule[j]) {
@@ -83,13 +173,14 @@ func best(feasible []*Node, p *Pod) int {
 			affinity[i] = p.preferred.Score(nd.Node)
 			maxAffinity = max(maxAffinity, affinity[i])
 		}
-		if p.Group != "" {
-			c := int64(nd.groups[p.Group])
-			spread[i] = c
-			if minSpread < 0 || c < minSpread {
-				minSpread = c
-			}
-			maxSpread = max(maxSpread, c)
+	}
+	spread := make([]int64, n)
+	hasSpread := spreadScores(feasible, c.nodes, p, spread)
+	var interPod []int64
+	if c.anyAffinity || p.affinity != nil {
+		interPod = make([]int64, n)
+		if !interPodScores(feasible, c.nodes, p, c.ns, c.anyAffinity, interPod) {
+			interPod = nil
 		}
 	}
 	bestIdx, bestScore, bestHash := -1, int64(-1), uint64(0)
@@ -104,12 +195,11 @@ func best(feasible []*Node, p *Pod) int {
 		if maxAffinity > 0 {
 			score += weightAffinity * maxScore * affinity[i] / maxAffinity
 		}
-		if p.Group != "" {
-			if maxSpread == minSpread {
-				score += weightSpread * maxScore
-			} else {
-				score += weightSpread * maxScore * (maxSpread - spread[i]) / (maxSpread - minSpread)
-			}
+		if hasSpread {
+			score += weightSpread * spread[i]
+		}
+		if interPod != nil {
+			score += weightInterPod * interPod[i]
 		}
 		h := mix(fnv(fnv(podHash, "\x00"), nd.Name))
 		if score > bestScore || (score == bestScore && h < bestHash) {
@@ -166,7 +256,7 @@ func mix(h uint64) uint64 {
 
 // Plan places pods one after the other, each seeing those placed before it, on copies of
 // nodes; nodes are left as they were. It is Place for a batch.
-func Plan(nodes []*Node, pods []*Pod) []Decision {
+func Plan(nodes []*Node, ns Namespaces, pods []*Pod) []Decision {
 	cp := make([]*Node, len(nodes))
 	byName := make(map[string]*Node, len(nodes))
 	for i, nd := range nodes {
@@ -175,7 +265,7 @@ func Plan(nodes []*Node, pods []*Pod) []Decision {
 	}
 	out := make([]Decision, len(pods))
 	for i, p := range pods {
-		out[i] = Place(cp, p)
+		out[i] = Place(cp, ns, p)
 		if out[i].Node != "" {
 			byName[out[i].Node].Add(p)
 		}
@@ -187,6 +277,9 @@ func Plan(nodes []*Node, pods []*Pod) []Decision {
 type FitError struct {
 	// NumAllNodes is how many nodes were considered; 0 means there are none at all.
 	NumAllNodes int
+	// PreFilterMsg says why the pod fits nowhere before any node was looked at (its
+	// constraints cannot be read); the statuses then repeat it and are not counted.
+	PreFilterMsg string
 	// Statuses says, for each node by name, why the pod does not fit there.
 	Statuses map[string]*Status
 	// PostFilter is what preemption had to say ("preemption: ...").
@@ -212,7 +305,9 @@ func (e *FitError) Error() string {
 		}
 	}
 	msg := fmt.Sprintf("0/%d nodes are available:", e.NumAllNodes)
-	if len(counts) > 0 {
+	if e.PreFilterMsg != "" {
+		msg += " " + e.PreFilterMsg + "."
+	} else if len(counts) > 0 {
 		histogram := make([]string, 0, len(counts))
 		for r, n := range counts {
 			histogram = append(histogram, fmt.Sprintf("%d %s", n, r))
@@ -237,33 +332,30 @@ const (
 
 // preemption returns the message kube-scheduler's default preemption gives when it finds no
 // candidate: nodes whose failure removing pods cannot fix are "not helpful"; on the others it
-// removes every pod of lower priority and filters again.
-func preemption(nodes []*Node, p *Pod, statuses map[string]*Status) string {
+// removes every pod of lower priority and filters again, seeing the rest of the cluster as
+// cycle c saw it. c may be nil when every status is unresolvable.
+func preemption(p *Pod, c *cycle, nodes []*Node, statuses map[string]*Status) string {
 	if pp := p.Pod.Spec.PreemptionPolicy; pp != nil && *pp == corev1.PreemptNever {
 		return preemptionNever
 	}
 	inner := &FitError{NumAllNodes: len(nodes), Statuses: make(map[string]*Status, len(nodes))}
 	for _, nd := range nodes {
 		st := statuses[nd.Name]
-		if st == nil || st.Code != Unschedulable {
+		if c == nil || st == nil || st.Code != Unschedulable {
 			inner.Statuses[nd.Name] = &Status{UnschedulableAndUnresolvable, []string{ReasonPreemptionNotHelpful}}
 			continue
 		}
-		var victims []string
-		for key, q := range nd.pods {
+		var victims []*Pod
+		for _, q := range nd.pods {
 			if q.Priority < p.Priority {
-				victims = append(victims, key)
+				victims = append(victims, q)
 			}
 		}
 		if len(victims) == 0 {
 			inner.Statuses[nd.Name] = &Status{UnschedulableAndUnresolvable, []string{ReasonNoVictims}}
 			continue
 		}
-		without := nd.Clone()
-		for _, key := range victims {
-			without.Remove(key)
-		}
-		if st := Filter(without, p); st != nil {
+		if st := c.filterWithout(nd, victims); st != nil {
 			inner.Statuses[nd.Name] = st
 			continue
 		}

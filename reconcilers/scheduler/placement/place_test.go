@@ -300,16 +300,33 @@ func TestPlace(t *testing.T) {
 				node("node-2", "4", "4Gi", 110),
 			},
 			placed: map[string][]*corev1.Pod{
-				"node-1": {pod("other", "3", "3Gi")},
+				"node-1": {pod("other", "1", "1Gi")},
 				"node-2": {pod("web-1", "100m", "100Mi", ownedBy("rs-1"))},
 			},
 			pod:  pod("web-2", "100m", "100Mi", ownedBy("rs-1")),
 			want: "node-1",
 		},
+		{
+			// The default spreading (hostname, maxSkew 3) scores 2 for no pod of the group and
+			// round(ln 4 + 2) = 3 for one: normalised 100 and 66, times 2. Least allocated gives
+			// 22 to the node three quarters full and 95 to the other: 200+22 < 132+95, so the
+			// pod joins its sibling, as kube-scheduler would place it.
+			name: "a node three quarters full outweighs default spreading, which is mild",
+			nodes: []*corev1.Node{
+				node("node-1", "4", "4Gi", 110),
+				node("node-2", "4", "4Gi", 110),
+			},
+			placed: map[string][]*corev1.Pod{
+				"node-1": {pod("other", "3", "3Gi")},
+				"node-2": {pod("web-1", "100m", "100Mi", ownedBy("rs-1"))},
+			},
+			pod:  pod("web-2", "100m", "100Mi", ownedBy("rs-1")),
+			want: "node-2",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := placement.Place(nodesOf(tt.nodes, tt.placed), placement.NewPod(tt.pod))
+			d := placement.Place(nodesOf(tt.nodes, tt.placed), nil, placement.NewPod(tt.pod))
 			if tt.wantMsg != "" {
 				if d.Node != "" {
 					t.Fatalf("placed on %s, want no node: %s", d.Node, tt.wantMsg)
@@ -339,7 +356,7 @@ func TestFitErrorSortsReasonsAsStrings(t *testing.T) {
 			ns = append(ns, node(fmt.Sprintf("n%d", i), "100m", "4Gi", 110))
 		}
 	}
-	d := placement.Place(nodesOf(ns, nil), placement.NewPod(pod("p", "1", "")))
+	d := placement.Place(nodesOf(ns, nil), nil, placement.NewPod(pod("p", "1", "")))
 	want := "0/12 nodes are available: 10 node(s) were unschedulable, 2 Insufficient cpu. " +
 		"preemption: 0/12 nodes are available: 10 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod."
 	if d.Err == nil || d.Err.Error() != want {
@@ -366,7 +383,7 @@ func TestPlanSpreads(t *testing.T) {
 	}{{"owned", owned, 10, 10}, {"no requests, no owner", loose, 7, 13}} {
 		t.Run(tc.name, func(t *testing.T) {
 			per := map[string]int{}
-			for _, d := range placement.Plan(nodesOf(ns, nil), tc.pods) {
+			for _, d := range placement.Plan(nodesOf(ns, nil), nil, tc.pods) {
 				if d.Err != nil {
 					t.Fatal(d.Err)
 				}
@@ -385,9 +402,9 @@ func TestPlanSpreads(t *testing.T) {
 func TestPlaceDeterministic(t *testing.T) {
 	ns := []*corev1.Node{node("a", "4", "4Gi", 110), node("b", "4", "4Gi", 110), node("c", "4", "4Gi", 110)}
 	p := placement.NewPod(pod("nginx", "", ""))
-	first := placement.Place(nodesOf(ns, nil), p).Node
+	first := placement.Place(nodesOf(ns, nil), nil, p).Node
 	for range 20 {
-		if got := placement.Place(nodesOf(ns, nil), p).Node; got != first {
+		if got := placement.Place(nodesOf(ns, nil), nil, p).Node; got != first {
 			t.Fatalf("placed on %s, then on %s", first, got)
 		}
 	}

@@ -1,6 +1,8 @@
 package placement
 
 import (
+	"fmt"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -9,16 +11,17 @@ import (
 )
 
 // Pod is what placement needs to know of a pod, worked out once: its requests, host ports,
-// node affinity and spreading group. It is immutable once made.
+// node affinity, inter-pod affinity, topology spread constraints and spreading group. It is
+// immutable once made.
 type Pod struct {
 	Pod *corev1.Pod
 	// Key is namespace/name.
 	Key string
 	// Requests is what the pod takes from a node's allocatable.
 	Requests Resources
-	// Group names the pods that should be spread across nodes together: the pods of one
-	// controller (owner reference with controller=true), or else of one namespace with the same
-	// labels. Empty: the pod spreads with nothing.
+	// Group names the pods that the default topology spreading spreads together: the pods of
+	// one controller (owner reference with controller=true), or else of one namespace with the
+	// same labels. Empty: the pod spreads with nothing.
 	Group    string
 	Priority int32
 
@@ -27,6 +30,11 @@ type Pod struct {
 	required               nodeaffinity.RequiredNodeAffinity
 	preferred              *nodeaffinity.PreferredSchedulingTerms
 	preferTolerations      []corev1.Toleration
+	affinity               *podAffinity // nil: no inter-pod (anti-)affinity
+	spread                 *podSpread   // nil: no topologySpreadConstraints
+	// invalid says why the pod's inter-pod affinity or spread constraints cannot be read (an
+	// invalid label selector, which validation keeps out): it then fits nowhere.
+	invalid error
 }
 
 // NewPod works out what placement needs of p, which it keeps and must not change afterwards.
@@ -51,7 +59,21 @@ func NewPod(p *corev1.Pod) *Pod {
 			pi.preferTolerations = append(pi.preferTolerations, t)
 		}
 	}
+	var err error
+	if pi.affinity, err = newPodAffinity(p); err != nil {
+		pi.invalid = fmt.Errorf("parsing pod: %w", err)
+	}
+	if pi.spread, err = newPodSpread(p); err != nil && pi.invalid == nil {
+		pi.invalid = fmt.Errorf("parsing pod: %w", err)
+	}
 	return pi
+}
+
+// HasPodConstraints reports whether where the pod may go depends on the pods placed elsewhere
+// (required inter-pod affinity, topology spread constraints): placing or relabelling a pod
+// may then let it in.
+func (p *Pod) HasPodConstraints() bool {
+	return (p.affinity != nil && len(p.affinity.required) > 0) || (p.spread != nil && len(p.spread.hard) > 0)
 }
 
 func groupOf(p *corev1.Pod) string {

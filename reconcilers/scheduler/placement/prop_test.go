@@ -91,7 +91,7 @@ func TestPlanProperties(t *testing.T) {
 			ps[i] = genPod(i).Draw(t, "pod")
 			pis[i] = placement.NewPod(ps[i])
 		}
-		decisions := placement.Plan(nodesOf(ns, nil), pis)
+		decisions := placement.Plan(nodesOf(ns, nil), nil, pis)
 
 		byName := map[string]*corev1.Node{}
 		for _, n := range ns {
