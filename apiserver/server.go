@@ -28,6 +28,7 @@ import (
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/registry"
 )
@@ -41,7 +42,7 @@ type Config struct {
 	Store *projections.Store
 	// Registry is the write path. If nil, the server makes one over Log and Store.
 	Registry *registry.Registry
-	// Catalog of the kinds served. Default kinds.Builtin().
+	// Catalog of the kinds served. Default builtin.Catalog().
 	Catalog *kinds.Catalog
 	// TLS is the server's TLS configuration, with client CAs for certificate authentication.
 	// Nil: Serve serves plain HTTP (then only bearer tokens authenticate). See pki.Load.
@@ -101,7 +102,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("apiserver: config needs a Log")
 	}
 	if cfg.Catalog == nil {
-		cfg.Catalog = kinds.Builtin()
+		cfg.Catalog = builtin.Catalog()
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -15,7 +15,7 @@ import (
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/eventlog/eventlogtest"
-	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/projections"
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
 	"github.com/logplane/logplane/reconcilers/engine"
@@ -57,7 +57,7 @@ type replica struct {
 func startReplica(t *testing.T, l *eventlog.Log, ls *eventlog.Leases, name string) *replica {
 	ctx, cancel := context.WithCancel(t.Context())
 	r := &replica{name: name, cancel: cancel, done: make(chan struct{})}
-	store := projections.New(kinds.Builtin(), nil)
+	store := projections.New(builtin.Catalog(), nil)
 	go store.Run(ctx, l)
 	e := engine.New(store, engine.Options{Leases: ls, Holder: name, Partitions: 32})
 	e.Register(engine.Registration{Name: "count", Primary: configmaps, Reconciler: engine.ReconcilerFunc(
@@ -150,7 +150,7 @@ func TestReplicasShareAndTakeOver(t *testing.T) {
 func TestMetrics(t *testing.T) {
 	l := eventlogtest.Open(t)
 	ctx := t.Context()
-	store := projections.New(kinds.Builtin(), nil)
+	store := projections.New(builtin.Catalog(), nil)
 	go store.Run(ctx, l)
 	e := engine.New(store, engine.Options{Partitions: 16})
 	e.Register(engine.Registration{Name: "count", Primary: configmaps, Reconciler: engine.ReconcilerFunc(

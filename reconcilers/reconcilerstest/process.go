@@ -23,7 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/logplane/logplane/eventlog"
-	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/workloads"
@@ -233,7 +233,7 @@ func runProcess(ctx context.Context, role string) error {
 		return err
 	}
 	defer l.Close()
-	store := projections.New(kinds.Builtin(), logger)
+	store := projections.New(builtin.Catalog(), logger)
 	go func() { _ = store.Run(ctx, l) }() // ends with ctx
 	reg, err := registry.New(registry.Config{Log: l, Store: store, Logger: logger})
 	if err != nil {

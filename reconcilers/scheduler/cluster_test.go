@@ -14,6 +14,7 @@ import (
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/projections"
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
 	"github.com/logplane/logplane/reconcilers/scheduler/placement"
@@ -41,7 +42,7 @@ var seq uint64 = 10
 
 func object(t *testing.T, resource string, obj runtime.Object) *projections.Object {
 	t.Helper()
-	k, ok := kinds.Builtin().ByGroupResource(schema.GroupResource{Resource: resource})
+	k, ok := builtin.Catalog().ByGroupResource(schema.GroupResource{Resource: resource})
 	if !ok {
 		t.Fatalf("no kind for %s", resource)
 	}

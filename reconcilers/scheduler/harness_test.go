@@ -17,6 +17,7 @@ import (
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/eventlog/eventlogtest"
 	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/scheduler"
@@ -24,7 +25,7 @@ import (
 	"github.com/logplane/logplane/registry"
 )
 
-var catalog = kinds.Builtin()
+var catalog = builtin.Catalog()
 
 func kindOf(resource string) *kinds.Kind {
 	k, ok := catalog.ByGroupResource(schema.GroupResource{Resource: resource})

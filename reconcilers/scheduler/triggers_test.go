@@ -14,7 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/logplane/logplane/eventlog"
-	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/projections"
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
 )
@@ -34,7 +34,7 @@ func (nopEvents) Event(runtime.Object, uint64, string, string, string) {}
 // for within the interval is given with the first change after it.
 func TestWakesCoalesce(t *testing.T) {
 	now := time.Unix(1000, 0)
-	s, err := New(Config{Store: projections.New(kinds.Builtin(), nil), Writer: nopWriter{}, Events: nopEvents{}, Now: func() time.Time { return now }})
+	s, err := New(Config{Store: projections.New(builtin.Catalog(), nil), Writer: nopWriter{}, Events: nopEvents{}, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestWakesCoalesce(t *testing.T) {
 // always (anti-affinity and spreading select on labels).
 func TestWakesOnPodsPlaced(t *testing.T) {
 	now := time.Unix(1000, 0)
-	s, err := New(Config{Store: projections.New(kinds.Builtin(), nil), Writer: nopWriter{}, Events: nopEvents{}, Now: func() time.Time { return now }})
+	s, err := New(Config{Store: projections.New(builtin.Catalog(), nil), Writer: nopWriter{}, Events: nopEvents{}, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}

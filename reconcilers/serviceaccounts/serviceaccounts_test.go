@@ -10,7 +10,7 @@ import (
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/eventlog/eventlogtest"
-	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/serviceaccounts"
@@ -20,7 +20,7 @@ import (
 func TestEveryNamespaceGetsItsDefaultAccount(t *testing.T) {
 	ctx := t.Context()
 	l := eventlogtest.Open(t)
-	store := projections.New(kinds.Builtin(), nil)
+	store := projections.New(builtin.Catalog(), nil)
 	go store.Run(ctx, l)
 	reg, err := registry.New(registry.Config{Log: l, Store: store})
 	if err != nil {

@@ -1,4 +1,4 @@
-package kinds
+package builtin_test
 
 import (
 	"testing"
@@ -10,11 +10,13 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/randfill"
 
+	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
 )
 
 func TestBuiltinCatalog(t *testing.T) {
-	c, err := NewCatalog(builtinKinds()...)
+	c, err := kinds.NewCatalog(builtin.Kinds()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,13 +31,13 @@ func TestBuiltinCatalog(t *testing.T) {
 }
 
 func TestCodecRoundTrip(t *testing.T) {
-	k, _ := Builtin().ByKind(schema.GroupVersionKind{Version: "v1", Kind: "Pod"})
+	k, _ := builtin.Catalog().ByKind(schema.GroupVersionKind{Version: "v1", Kind: "Pod"})
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "nginx", Namespace: "default", Labels: map[string]string{"app": "nginx"}},
 		Spec:       corev1.PodSpec{NodeName: "n1", Containers: []corev1.Container{{Name: "nginx", Image: "nginx:1.27"}}},
 	}
 	for _, enc := range []eventv1.Encoding{eventv1.Encoding_ENCODING_PROTOBUF, eventv1.Encoding_ENCODING_JSON} {
-		data, err := Encode(pod, enc)
+		data, err := kinds.Encode(pod, enc)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -56,7 +58,7 @@ func TestCodecRoundTrip(t *testing.T) {
 // TestEventConversionRoundTrips: a core Event converted to events.k8s.io/v1 and back (and the
 // other way) is unchanged, field by field, for events filled at random: no field is lost.
 func TestEventConversionRoundTrips(t *testing.T) {
-	c := Builtin()
+	c := builtin.Catalog()
 	v1, ok := c.ByKind(schema.GroupVersionKind{Group: "events.k8s.io", Version: "v1", Kind: "Event"})
 	if !ok || v1.Stored().GroupVersionKind != (schema.GroupVersionKind{Version: "v1", Kind: "Event"}) {
 		t.Fatalf("events.k8s.io/v1 Events are not stored as core Events: %v", v1)
@@ -82,7 +84,7 @@ func TestEventConversionRoundTrips(t *testing.T) {
 		}
 	}
 	// Decoding stored bytes as the view converts them.
-	data, err := Encode(&corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: "e"}, Message: "m", InvolvedObject: corev1.ObjectReference{Name: "p"}},
+	data, err := kinds.Encode(&corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: "e"}, Message: "m", InvolvedObject: corev1.ObjectReference{Name: "p"}},
 		eventv1.Encoding_ENCODING_PROTOBUF)
 	if err != nil {
 		t.Fatal(err)
@@ -98,5 +100,23 @@ func TestEventConversionRoundTrips(t *testing.T) {
 	}
 	if _, ok := v1.SelectableField("involvedObject.name"); ok {
 		t.Error("events.k8s.io selects on involvedObject.name")
+	}
+}
+
+// TestEveryKindHasItsStrategy: every built-in kind validates creates and updates (status
+// updates too, with a status subresource), prints its own columns and is stored as protobuf.
+// A kind added without validation would be served unchecked.
+func TestEveryKindHasItsStrategy(t *testing.T) {
+	for _, k := range builtin.Catalog().All() {
+		st := k.Strategy
+		if st.Validate == nil || st.ValidateUpdate == nil || st.Table == nil {
+			t.Errorf("%v: Validate %v, ValidateUpdate %v, Table %v", k.GroupVersionKind, st.Validate != nil, st.ValidateUpdate != nil, st.Table != nil)
+		}
+		if k.HasSubresource("status") && st.ValidateStatusUpdate == nil {
+			t.Errorf("%v has a status subresource but no ValidateStatusUpdate", k.GroupVersionKind)
+		}
+		if k.Unstructured || k.Encoding() != eventv1.Encoding_ENCODING_PROTOBUF {
+			t.Errorf("%v is not stored as Kubernetes protobuf", k.GroupVersionKind)
+		}
 	}
 }
