@@ -27,11 +27,74 @@ func describeRoute(i requestInfo) string {
 func TestParseRequest(t *testing.T) {
 	s := &Server{catalog: kinds.Builtin()}
 	for _, tc := range routeTable {
+		want := tc.want
+		if w, ok := kubernetesAnswers[tc.method+" "+tc.target]; ok {
+			if w == want {
+				t.Errorf("%s %s: the old router already answered %s", tc.method, tc.target, w)
+			}
+			want = w
+		}
 		got := describeRoute(s.parse(httptest.NewRequest(tc.method, tc.target, nil)))
-		if got != tc.want {
-			t.Errorf("%s %s:\n got  %s\n want %s", tc.method, tc.target, got, tc.want)
+		if got != want {
+			t.Errorf("%s %s:\n got  %s\n want %s", tc.method, tc.target, got, want)
 		}
 	}
+}
+
+// kubernetesAnswers are the answers that changed with RequestInfoFactory, to what kube-apiserver
+// answers: a named object's GET is a get whatever its watch parameter says; the watch parameter
+// of a collection reads as Kubernetes' ListOptions read it (any value but "0" and "false", the
+// empty one included, is a watch); /api/v1/watch names nothing (404, where the old router listed
+// the group version's resources).
+var kubernetesAnswers = map[string]string{
+	"GET /api/v1/watch":                                        "public=false health=false kind=- prefix=api gv=/v1 beyond=true",
+	"HEAD /api/v1/watch":                                       "public=false health=false kind=- prefix=api gv=/v1 beyond=true",
+	"POST /api/v1/watch":                                       "public=false health=false kind=- prefix=api gv=/v1 beyond=true",
+	"PUT /api/v1/watch":                                        "public=false health=false kind=- prefix=api gv=/v1 beyond=true",
+	"PATCH /api/v1/watch":                                      "public=false health=false kind=- prefix=api gv=/v1 beyond=true",
+	"DELETE /api/v1/watch":                                     "public=false health=false kind=- prefix=api gv=/v1 beyond=true",
+	"OPTIONS /api/v1/watch":                                    "public=false health=false kind=- prefix=api gv=/v1 beyond=true",
+	"GET /api/v1/watch/":                                       "public=false health=false kind=- prefix=api gv=/v1 beyond=true",
+	"HEAD /api/v1/watch/":                                      "public=false health=false kind=- prefix=api gv=/v1 beyond=true",
+	"POST /api/v1/watch/":                                      "public=false health=false kind=- prefix=api gv=/v1 beyond=true",
+	"PUT /api/v1/watch/":                                       "public=false health=false kind=- prefix=api gv=/v1 beyond=true",
+	"PATCH /api/v1/watch/":                                     "public=false health=false kind=- prefix=api gv=/v1 beyond=true",
+	"DELETE /api/v1/watch/":                                    "public=false health=false kind=- prefix=api gv=/v1 beyond=true",
+	"OPTIONS /api/v1/watch/":                                   "public=false health=false kind=- prefix=api gv=/v1 beyond=true",
+	"GET /api/v1/namespaces/default/pods/p?watch=true":         "public=false health=false kind=/v1, Resource=pods prefix=api gv=/v1 ns=default resource=pods name=p sub= verb=get beyond=true",
+	"HEAD /api/v1/namespaces/default/pods/p?watch=true":        "public=false health=false kind=/v1, Resource=pods prefix=api gv=/v1 ns=default resource=pods name=p sub= verb=get beyond=true",
+	"GET /api/v1/namespaces/default/pods/p/status?watch=true":  "public=false health=false kind=/v1, Resource=pods prefix=api gv=/v1 ns=default resource=pods name=p sub=status verb=get beyond=true",
+	"HEAD /api/v1/namespaces/default/pods/p/status?watch=true": "public=false health=false kind=/v1, Resource=pods prefix=api gv=/v1 ns=default resource=pods name=p sub=status verb=get beyond=true",
+	"GET /api/v1/namespaces/default/pods/p?watch=1":            "public=false health=false kind=/v1, Resource=pods prefix=api gv=/v1 ns=default resource=pods name=p sub= verb=get beyond=true",
+	"HEAD /api/v1/namespaces/default/pods/p?watch=1":           "public=false health=false kind=/v1, Resource=pods prefix=api gv=/v1 ns=default resource=pods name=p sub= verb=get beyond=true",
+	"GET /api/v1/namespaces/default/pods/p/status?watch=1":     "public=false health=false kind=/v1, Resource=pods prefix=api gv=/v1 ns=default resource=pods name=p sub=status verb=get beyond=true",
+	"HEAD /api/v1/namespaces/default/pods/p/status?watch=1":    "public=false health=false kind=/v1, Resource=pods prefix=api gv=/v1 ns=default resource=pods name=p sub=status verb=get beyond=true",
+	"GET /api/v1/namespaces/default/pods?watch=yes":            "public=false health=false kind=/v1, Resource=pods prefix=api gv=/v1 ns=default resource=pods name= sub= verb=watch beyond=true",
+	"HEAD /api/v1/namespaces/default/pods?watch=yes":           "public=false health=false kind=/v1, Resource=pods prefix=api gv=/v1 ns=default resource=pods name= sub= verb=watch beyond=true",
+	"GET /api/v1/pods?watch=yes":                               "public=false health=false kind=/v1, Resource=pods prefix=api gv=/v1 ns= resource=pods name= sub= verb=watch beyond=true",
+	"HEAD /api/v1/pods?watch=yes":                              "public=false health=false kind=/v1, Resource=pods prefix=api gv=/v1 ns= resource=pods name= sub= verb=watch beyond=true",
+	"GET /api/v1/namespaces?watch=yes":                         "public=false health=false kind=/v1, Resource=namespaces prefix=api gv=/v1 ns= resource=namespaces name= sub= verb=watch beyond=true",
+	"HEAD /api/v1/namespaces?watch=yes":                        "public=false health=false kind=/v1, Resource=namespaces prefix=api gv=/v1 ns= resource=namespaces name= sub= verb=watch beyond=true",
+	"GET /api/v1/namespaces/default/pods?watch=TRUE":           "public=false health=false kind=/v1, Resource=pods prefix=api gv=/v1 ns=default resource=pods name= sub= verb=watch beyond=true",
+	"HEAD /api/v1/namespaces/default/pods?watch=TRUE":          "public=false health=false kind=/v1, Resource=pods prefix=api gv=/v1 ns=default resource=pods name= sub= verb=watch beyond=true",
+	"GET /api/v1/pods?watch=TRUE":                              "public=false health=false kind=/v1, Resource=pods prefix=api gv=/v1 ns= resource=pods name= sub= verb=watch beyond=true",
+	"HEAD /api/v1/pods?watch=TRUE":                             "public=false health=false kind=/v1, Resource=pods prefix=api gv=/v1 ns= resource=pods name= sub= verb=watch beyond=true",
+	"GET /api/v1/namespaces?watch=TRUE":                        "public=false health=false kind=/v1, Resource=namespaces prefix=api gv=/v1 ns= resource=namespaces name= sub= verb=watch beyond=true",
+	"HEAD /api/v1/namespaces?watch=TRUE":                       "public=false health=false kind=/v1, Resource=namespaces prefix=api gv=/v1 ns= resource=namespaces name= sub= verb=watch beyond=true",
+	"GET /api/v1/namespaces/default/pods?watch=":               "public=false health=false kind=/v1, Resource=pods prefix=api gv=/v1 ns=default resource=pods name= sub= verb=watch beyond=true",
+	"HEAD /api/v1/namespaces/default/pods?watch=":              "public=false health=false kind=/v1, Resource=pods prefix=api gv=/v1 ns=default resource=pods name= sub= verb=watch beyond=true",
+	"GET /api/v1/pods?watch=":                                  "public=false health=false kind=/v1, Resource=pods prefix=api gv=/v1 ns= resource=pods name= sub= verb=watch beyond=true",
+	"HEAD /api/v1/pods?watch=":                                 "public=false health=false kind=/v1, Resource=pods prefix=api gv=/v1 ns= resource=pods name= sub= verb=watch beyond=true",
+	"GET /api/v1/namespaces?watch=":                            "public=false health=false kind=/v1, Resource=namespaces prefix=api gv=/v1 ns= resource=namespaces name= sub= verb=watch beyond=true",
+	"HEAD /api/v1/namespaces?watch=":                           "public=false health=false kind=/v1, Resource=namespaces prefix=api gv=/v1 ns= resource=namespaces name= sub= verb=watch beyond=true",
+	"GET /api/v1/namespaces/default/pods/p?watch=true&fieldSelector=metadata.name%3Dx":         "public=false health=false kind=/v1, Resource=pods prefix=api gv=/v1 ns=default resource=pods name=p sub= verb=get beyond=true",
+	"HEAD /api/v1/namespaces/default/pods/p?watch=true&fieldSelector=metadata.name%3Dx":        "public=false health=false kind=/v1, Resource=pods prefix=api gv=/v1 ns=default resource=pods name=p sub= verb=get beyond=true",
+	"GET /api/v1/namespaces/default/pods/p/status?watch=true&fieldSelector=metadata.name%3Dx":  "public=false health=false kind=/v1, Resource=pods prefix=api gv=/v1 ns=default resource=pods name=p sub=status verb=get beyond=true",
+	"HEAD /api/v1/namespaces/default/pods/p/status?watch=true&fieldSelector=metadata.name%3Dx": "public=false health=false kind=/v1, Resource=pods prefix=api gv=/v1 ns=default resource=pods name=p sub=status verb=get beyond=true",
+	"GET /api/v1/namespaces/default/pods/p?labelSelector=a%3Db&watch=1":                        "public=false health=false kind=/v1, Resource=pods prefix=api gv=/v1 ns=default resource=pods name=p sub= verb=get beyond=true",
+	"HEAD /api/v1/namespaces/default/pods/p?labelSelector=a%3Db&watch=1":                       "public=false health=false kind=/v1, Resource=pods prefix=api gv=/v1 ns=default resource=pods name=p sub= verb=get beyond=true",
+	"GET /api/v1/namespaces/default/pods/p/status?labelSelector=a%3Db&watch=1":                 "public=false health=false kind=/v1, Resource=pods prefix=api gv=/v1 ns=default resource=pods name=p sub=status verb=get beyond=true",
+	"HEAD /api/v1/namespaces/default/pods/p/status?labelSelector=a%3Db&watch=1":                "public=false health=false kind=/v1, Resource=pods prefix=api gv=/v1 ns=default resource=pods name=p sub=status verb=get beyond=true",
 }
 
 var routeTable = []struct{ method, target, want string }{
