@@ -157,9 +157,5 @@ func (s *Server) serveSelfSubjectReview(w http.ResponseWriter, r *http.Request) 
 	review := &authenticationv1.SelfSubjectReview{Status: authenticationv1.SelfSubjectReviewStatus{
 		UserInfo: authenticationv1.UserInfo{Username: u.Name, UID: u.UID, Groups: append(slices.Clone(u.Groups), "system:authenticated")}}}
 	review.Kind, review.APIVersion = "SelfSubjectReview", "authentication.k8s.io/v1"
-	out, ok := negotiate(r)
-	if !ok || out.as != "" {
-		out = output{media: mediaJSON}
-	}
-	writeObject(w, r, http.StatusCreated, out, review)
+	writeObject(w, r, http.StatusCreated, negotiateOr(r), review)
 }

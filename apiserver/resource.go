@@ -35,10 +35,9 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, info requ
 		writeError(w, r, notFoundPath(r))
 		return
 	}
-	out, ok := negotiate(r)
-	if !ok {
-		writeError(w, r, apierrors.NewGenericServerResponse(http.StatusNotAcceptable, info.verb, k.GroupResource(), "",
-			"only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf", 0, false))
+	out, err := negotiate(r, resourceEndpoint{})
+	if err != nil {
+		writeError(w, r, err)
 		return
 	}
 	if out.as == "Table" && info.verb != "get" && info.verb != "list" && info.verb != "watch" {
@@ -849,11 +848,7 @@ func (s *Server) decodeObjectAs(r *http.Request, gvk schemaGVK, into runtime.Obj
 func writeSuccess(w http.ResponseWriter, r *http.Request, code int) {
 	st := &metav1.Status{Status: metav1.StatusSuccess, Code: int32(code)}
 	st.Kind, st.APIVersion = "Status", "v1"
-	out, ok := negotiate(r)
-	if !ok || out.as != "" {
-		out = output{media: mediaJSON}
-	}
-	writeObject(w, r, code, out, st)
+	writeObject(w, r, code, negotiateOr(r), st)
 }
 
 func (s *Server) catalogResourceless() schemaGR { return schemaGR{} }

@@ -223,14 +223,7 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if code == 0 {
 		code = http.StatusInternalServerError
 	}
-	out, ok := negotiate(r)
-	if !ok || out.media == mediaYAML {
-		out = output{media: mediaJSON}
-	}
-	if out.media == mediaProtobuf && r.URL.Query().Get("watch") != "" {
-		out.media = mediaJSON
-	}
-	out.as = ""
+	out := negotiateOr(r)
 	if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable || code == http.StatusGatewayTimeout {
 		if status.Details != nil && status.Details.RetryAfterSeconds > 0 {
 			w.Header().Set("Retry-After", fmt.Sprint(status.Details.RetryAfterSeconds))
