@@ -1,7 +1,6 @@
 package apiserver
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -15,6 +14,7 @@ import (
 	"k8s.io/apiserver/pkg/endpoints/request"
 
 	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/registry"
 )
 
 // requestInfo is what the path and method of a request name.
@@ -206,36 +206,24 @@ func (s *Server) servesGroupVersion(gv schema.GroupVersion) bool {
 	return false
 }
 
-// writeError sends err as a Kubernetes Status, in the format the client accepts.
+// writeError sends err as a Kubernetes Status (registry.StatusOf), in the format the client
+// accepts.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
-	var status metav1.Status
-	var se apierrors.APIStatus
-	if errors.As(err, &se) {
-		status = se.Status()
-	} else {
-		status = apierrors.NewInternalError(err).ErrStatus
-	}
-	status.Kind, status.APIVersion = "Status", "v1"
-	if status.Status == "" {
-		status.Status = metav1.StatusFailure
-	}
+	status := registry.StatusOf(err)
 	code := int(status.Code)
-	if code == 0 {
-		code = http.StatusInternalServerError
-	}
-	out := negotiateOr(r)
 	if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable || code == http.StatusGatewayTimeout {
 		if status.Details != nil && status.Details.RetryAfterSeconds > 0 {
 			w.Header().Set("Retry-After", fmt.Sprint(status.Details.RetryAfterSeconds))
 		}
 	}
+	out := negotiateOr(r)
 	w.Header().Set("Content-Type", out.contentType())
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
 	if r.Method == http.MethodHead {
 		return
 	}
-	_ = out.encode(w, &status) // the client may be gone; nothing more to do
+	_ = out.encode(w, status) // the client may be gone; nothing more to do
 }
 
 // writeObject sends obj with the given status code in format out.
