@@ -34,10 +34,9 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, info requ
 		writeError(w, r, notFoundPath(r))
 		return
 	}
-	out, ok := negotiateFor(r, k)
-	if !ok {
-		writeError(w, r, apierrors.NewGenericServerResponse(http.StatusNotAcceptable, info.verb, k.GroupResource(), "",
-			"only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf", 0, false))
+	out, err := negotiateFor(r, k)
+	if err != nil {
+		writeError(w, r, err)
 		return
 	}
 	if out.as == "Table" && info.verb != "get" && info.verb != "list" && info.verb != "watch" {
@@ -100,25 +99,13 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, info requ
 }
 
 // negotiateFor negotiates the response format of a request on kind k: objects of a kind without
-// a Go type (custom resources) have no protobuf form, as on Kubernetes, so the client's next
-// choice is served, or nothing (406).
-func negotiateFor(r *http.Request, k *kinds.Kind) (output, bool) {
-	out, ok := negotiate(r)
-	if !ok || out.media != mediaProtobuf || !k.Unstructured {
-		return out, ok
+// a Go type (custom resources) have no protobuf encoding, so for them the server offers JSON and
+// YAML only, as Kubernetes' apiextensions server does.
+func negotiateFor(r *http.Request, k *kinds.Kind) (output, error) {
+	if k.Unstructured {
+		return negotiateWith(r, unstructuredMediaTypes, resourceEndpoint{})
 	}
-	var accept []string
-	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
-		if !strings.Contains(part, mediaProtobuf) {
-			accept = append(accept, part)
-		}
-	}
-	if len(accept) == 0 {
-		return output{}, false
-	}
-	r2 := r.Clone(r.Context())
-	r2.Header.Set("Accept", strings.Join(accept, ","))
-	return negotiate(r2)
+	return negotiate(r, resourceEndpoint{})
 }
 
 // readOptions reads resourceVersion, resourceVersionMatch and the time-travel header. asOf is
@@ -812,11 +799,7 @@ func (s *Server) decodeObjectAs(r *http.Request, gvk schemaGVK, into runtime.Obj
 func writeSuccess(w http.ResponseWriter, r *http.Request, code int) {
 	st := &metav1.Status{Status: metav1.StatusSuccess, Code: int32(code)}
 	st.Kind, st.APIVersion = "Status", "v1"
-	out, ok := negotiate(r)
-	if !ok || out.as != "" {
-		out = output{media: mediaJSON}
-	}
-	writeObject(w, r, code, out, st)
+	writeObject(w, r, code, negotiateOr(r), st)
 }
 
 func (s *Server) catalogResourceless() schemaGR { return schemaGR{} }
