@@ -26,6 +26,8 @@ var (
 	// ErrInvalidImageArchive: an image archive to import is not one (not a tar, no index or
 	// manifest, truncated, or naming no image).
 	ErrInvalidImageArchive = errors.New("runtime: invalid image archive")
+	// ErrExecTimeout: an exec'd process ran longer than ExecOptions.Timeout and was killed.
+	ErrExecTimeout = errors.New("runtime: exec timed out")
 )
 
 // PullPolicy says when an image is pulled; its values are Kubernetes'
@@ -197,6 +199,10 @@ type ExecOptions struct {
 	TTY    bool
 	// Resize, when not nil, delivers terminal size changes until closed.
 	Resize <-chan TerminalSize
+	// Timeout, when > 0, bounds how long the process may run once started
+	// (its setup does not count, as containerd's CRI ExecSync): then it is
+	// killed and Exec returns an error wrapping ErrExecTimeout.
+	Timeout time.Duration
 }
 
 // AttachOptions connect a client to the main process of a running container
