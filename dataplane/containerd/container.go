@@ -93,6 +93,7 @@ func (r *Runtime) CreateContainer(ctx context.Context, sandboxID string, cfg run
 	for _, m := range cfg.Mounts {
 		mounts = append(mounts, bind(m.HostPath, m.ContainerPath, m.ReadOnly))
 	}
+	mounts = withoutShadowed(mounts)
 	specOpts := []oci.SpecOpts{
 		oci.WithImageConfig(img),
 		oci.WithProcessArgs(args...),
@@ -101,6 +102,7 @@ func (r *Runtime) CreateContainer(ctx context.Context, sandboxID string, cfg run
 		oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: sb.NetNSPath}),
 		oci.WithMounts(mounts),
 	}
+	specOpts = append(specOpts, podNamespaceOpts(sb)...)
 	if cfg.WorkingDir != "" {
 		specOpts = append(specOpts, oci.WithProcessCwd(cfg.WorkingDir))
 	}

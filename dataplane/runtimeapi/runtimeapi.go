@@ -71,9 +71,19 @@ type SandboxConfig struct {
 	Hostname string
 	// Ports are the pod's hostPort mappings.
 	Ports []PortMapping
-	// DNSServers and DNSSearches go into the pod's resolv.conf; empty means none.
+	// DNSServers, DNSSearches and DNSOptions go into the pod's resolv.conf
+	// (nameserver, search and options lines); empty means none.
 	DNSServers  []string
 	DNSSearches []string
+	DNSOptions  []string
+	// HostNetwork puts the pod in the node's network namespace (and, as
+	// containerd's CRI plugin does, its UTS namespace): no pod network, no
+	// pod IP (the caller reports the node's), the node's hostname.
+	HostNetwork bool
+	// Sysctls are namespaced kernel parameters (net.*, kernel.shm*, ...)
+	// set in the pod's namespaces, by name ("net.ipv4.ip_local_port_range"
+	// or with slashes); the caller has checked that they are allowed.
+	Sysctls map[string]string
 }
 
 // Sandbox is a pod sandbox: a network namespace with an IP.
@@ -92,6 +102,9 @@ type Sandbox struct {
 	Dir       string
 	Ports     []PortMapping
 	CreatedAt time.Time
+	// HostNetwork and Sysctls are the SandboxConfig's.
+	HostNetwork bool              `json:",omitempty"`
+	Sysctls     map[string]string `json:",omitempty"`
 }
 
 // Mount is a bind mount into a container.

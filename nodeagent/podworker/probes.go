@@ -64,10 +64,7 @@ func (w *worker) startProbes(ctx context.Context, pod *corev1.Pod, spec *corev1.
 			}
 		}
 	}
-	var ip string
-	if w.sandbox != nil {
-		ip = w.sandbox.IP
-	}
+	ip := w.podIP(pod)
 	w.mu.Unlock()
 	target := probe.Target{PodIP: ip, ContainerID: st.ID, Ports: spec.Ports, Exec: w.m.cfg.Runtime}
 	for kind, p := range map[probeKind]*corev1.Probe{startup: spec.StartupProbe, liveness: spec.LivenessProbe, readiness: spec.ReadinessProbe} {
