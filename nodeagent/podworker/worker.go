@@ -50,7 +50,7 @@ type worker struct {
 
 	// Owned by the run goroutine.
 	adopted     bool
-	admitted    bool // the node's admission checks ran (admit)
+	admitted    bool      // the node's admission checks ran (admit)
 	seen        time.Time // when the manager first got the pod
 	fresh       bool      // the pod had not started before this agent got it
 	seenRunning bool      // the pod has been seen running
@@ -459,6 +459,7 @@ func (w *worker) start(ctx context.Context, pod *corev1.Pod, spec *corev1.Contai
 		st = runtimeapi.ContainerStatus{ID: id, Name: spec.Name, Attempt: attempt, State: runtimeapi.StateRunning,
 			StartedAt: w.clock().Now(), Image: cfg.Image, ImageID: img.ID, Labels: cfg.Labels}
 	}
+	st = *withTerminationMessage(ctx, spec, &st) // it may have exited already
 	w.mu.Lock()
 	old := c.prev
 	if c.cur != nil {
