@@ -36,7 +36,7 @@ func TestSimPodSpecFields(t *testing.T) {
 		Env:                    []corev1.EnvVar{{Name: "DIR", Value: "d"}},
 		VolumeMounts:           []corev1.VolumeMount{{Name: "mem", MountPath: "/mem", SubPathExpr: "$(DIR)"}, {Name: "info", MountPath: "/info"}, {Name: "all", MountPath: "/all"}},
 		LivenessProbe:          &corev1.Probe{ProbeHandler: corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: 5000, Service: &svc}}},
-		Lifecycle:              &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 0}}, PreStop: &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{Port: intstr.FromInt(1)}}},
+		Lifecycle:              &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 0}}, PreStop: &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{Host: "127.0.0.1", Port: intstr.FromInt(1)}}},
 		TerminationMessagePath: "/dev/termination-log", TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 	}
 	pod := newPod("all", c)
