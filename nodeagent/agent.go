@@ -291,7 +291,7 @@ func New(cfg Config) (*Agent, error) {
 		// The Node reports its capacity as allocatable (node.go).
 		NodeAllocatable:      cfg.Capacity,
 		AllowedUnsafeSysctls: cfg.AllowedUnsafeSysctls,
-		NoMounts:             simulated,
+		Simulated:            simulated,
 		OnError: func(uid types.UID, err error) {
 			a.log.Debug("nodeagent: pod worker", "pod", uid, "err", err)
 		},

@@ -226,7 +226,17 @@ func (r *Runtime) PortForward(ctx context.Context, sandboxID string, port int32)
 	if err != nil {
 		return nil, err
 	}
-	return podnet.Dial(ctx, sb.NetNSPath, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port)))
+	if sb.HostNetwork {
+		// The pod listens in the node's own network namespace.
+		d := net.Dialer{Timeout: 10 * time.Second}
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("containerd: port-forward to %s: %w", addr, err)
+		}
+		return c, nil
+	}
+	return podnet.Dial(ctx, sb.NetNSPath, "tcp", addr)
 }
 
 // Stats returns the CPU and memory use of a running container.

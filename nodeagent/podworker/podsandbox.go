@@ -90,6 +90,9 @@ func hostsFileContent(nodeHosts string, podIP, hostname, domain string, pod *cor
 func (w *worker) podMounts(pod *corev1.Pod, spec *corev1.Container) ([]runtimeapi.Mount, map[string]string, error) {
 	var mounts []runtimeapi.Mount
 	labels := map[string]string{}
+	if w.m.cfg.Simulated {
+		return nil, labels, nil
+	}
 	own := false
 	for _, vm := range spec.VolumeMounts {
 		own = own || vm.MountPath == etcHostsPath
@@ -152,6 +155,9 @@ func (w *worker) podDNS(pod *corev1.Pod) clusterdns.ResolvConf {
 		w.report(err)
 	}
 	for _, msg := range warnings {
+		if w.m.cfg.Simulated {
+			break
+		}
 		reason := "DNSConfigForming"
 		if strings.Contains(msg, "does not have ClusterDNS IP configured") {
 			reason = "MissingClusterDNS"

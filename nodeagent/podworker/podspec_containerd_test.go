@@ -2,6 +2,8 @@ package podworker_test
 
 import (
 	"bytes"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -189,6 +191,31 @@ func TestPodSpecOnContainerd(t *testing.T) {
 		if got := execIn(t, e, m, pod, "c", "cat", "/etc/hosts"); got != want {
 			t.Errorf("/etc/hosts:\n got %q\nwant %q", got, want)
 		}
+		// Port-forward reaches the node's own loopback, where the pod listens.
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lis.Close()
+		go func() {
+			if c, err := lis.Accept(); err == nil {
+				c.Write([]byte("hi"))
+				c.Close()
+			}
+		}()
+		sbID, err := m.SandboxID(t.Context(), pod.UID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := e.Runtime.PortForward(t.Context(), sbID, int32(lis.Addr().(*net.TCPAddr).Port))
+		if err != nil {
+			t.Fatalf("port-forward to a hostNetwork pod: %v", err)
+		}
+		b, err := io.ReadAll(conn)
+		conn.Close()
+		if err != nil || string(b) != "hi" {
+			t.Errorf("port-forward read %q %v", b, err)
+		}
 		m.Sync(deleted(pod))
 		rec.waitTerminated(t, pod, 20*time.Second)
 	})
@@ -212,6 +239,10 @@ func TestPodSpecOnContainerd(t *testing.T) {
 			})
 			if term := container(st, "c").State.Terminated; term == nil || term.Message != want {
 				t.Errorf("%s: terminated %+v, want message %q", pod.Name, term, want)
+			}
+			// dnsPolicy ClusterFirst (the default) without cluster DNS: the kubelet's fallback and warning.
+			if !strings.Contains(rec.eventList(pod), `MissingClusterDNS : pod: "default/`+pod.Name+`". kubelet does not have ClusterDNS IP configured and cannot create Pod using "ClusterFirst" policy. Falling back to "Default" policy.`) {
+				t.Errorf("%s: no MissingClusterDNS event:\n%s", pod.Name, rec.eventList(pod))
 			}
 			m.Sync(deleted(pod))
 			rec.waitTerminated(t, pod, 20*time.Second)

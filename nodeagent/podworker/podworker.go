@@ -147,10 +147,12 @@ type Config struct {
 	// Resolver, jittered by up to half as the kubelet's pod workers are.
 	// Default: 1 minute, as in Kubernetes.
 	SyncFrequency time.Duration
-	// NoMounts makes volumes that need a mount (emptyDir medium Memory)
-	// plain directories: for simulated nodes, which make nothing on the
-	// machine. Default: off.
-	NoMounts bool
+	// Simulated is for simulated nodes (dataplane/sim), which make nothing
+	// on the machine: volumes that need a mount (emptyDir medium Memory) are
+	// plain directories, the files only a container would read (the managed
+	// /etc/hosts, termination message files) are not written, and no DNS
+	// events are recorded (kwok records none). Default: off.
+	Simulated bool
 	// NodeAllocatable is the node's allocatable (cpu, memory,
 	// ephemeral-storage): what the Downward API reports as the limit of a
 	// container that sets none, and the largest size of a memory-backed

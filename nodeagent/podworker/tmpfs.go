@@ -16,7 +16,7 @@ import (
 // emptyDir plugin does (setupTmpfs): the directory, then a tmpfs mounted on
 // it, of the size calculateEmptyDirMemorySize gives, unless one is mounted
 // there already. It is unmounted when the pod is torn down
-// (unmountVolumes). With Config.NoMounts (simulated nodes) it is a plain
+// (unmountVolumes). On simulated nodes (Config.Simulated) it is a plain
 // directory.
 func (w *worker) memoryEmptyDir(pod *corev1.Pod, v *corev1.Volume) (string, error) {
 	d := w.volumeDir(pod, emptyDirPlugin, v.Name)
@@ -26,7 +26,7 @@ func (w *worker) memoryEmptyDir(pod *corev1.Pod, v *corev1.Volume) (string, erro
 	if err := os.Chmod(d, 0o777); err != nil {
 		return "", err
 	}
-	if w.m.cfg.NoMounts {
+	if w.m.cfg.Simulated {
 		return d, nil
 	}
 	mounted, err := isTmpfsMountPoint(d)
