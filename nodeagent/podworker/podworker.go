@@ -7,8 +7,11 @@
 // Pulled, Created, Started, Killing, Unhealthy, BackOff, Failed) through an
 // EventRecorder. It implements restart policies with CrashLoopBackOff,
 // liveness/readiness/startup probes, image pull back-off, graceful deletion,
-// activeDeadlineSeconds, configMap and secret volumes that follow their
-// objects, and adoption of the containers a previous node agent left running.
+// activeDeadlineSeconds, configMap, secret, downwardAPI and projected volumes
+// that follow their objects, memory emptyDirs, lifecycle hooks, termination
+// messages, the kubelet's managed /etc/hosts and resolv.conf, host network
+// pods, sysctls (with the kubelet's admission), and adoption of the
+// containers a previous node agent left running.
 //
 // The node agent imports it and provides the StatusSink, EventRecorder and
 // Resolver; tests provide recording fakes.
