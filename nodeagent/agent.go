@@ -125,6 +125,10 @@ type Config struct {
 	// configMap and secret volumes are refreshed. Default 1 minute
 	// (podworker.DefaultSyncFrequency).
 	SyncFrequency time.Duration
+	// SeccompDefault is the kubelet's --seccomp-default: containers that ask
+	// for no seccomp profile get the runtime's default (RuntimeDefault).
+	// Default off (Unconfined), as in Kubernetes.
+	SeccompDefault bool
 	// DNSServers and ClusterDomain make the pods' resolv.conf.
 	DNSServers    []string
 	ClusterDomain string
@@ -295,6 +299,7 @@ func New(cfg Config) (*Agent, error) {
 		OnError: func(uid types.UID, err error) {
 			a.log.Debug("nodeagent: pod worker", "pod", uid, "err", err)
 		},
+		SeccompDefault: cfg.SeccompDefault,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("nodeagent: %w", err)

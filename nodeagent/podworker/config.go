@@ -77,13 +77,18 @@ func (w *worker) sandboxConfig(pod *corev1.Pod) runtimeapi.SandboxConfig {
 }
 
 // containerConfig turns a container spec into the runtime's config:
-// resolved env, volume mounts, resources.
-func (w *worker) containerConfig(ctx context.Context, pod *corev1.Pod, spec *corev1.Container, attempt int) (runtimeapi.ContainerConfig, error) {
+// resolved env, volume mounts, security context (checked against the
+// user of img, the container's image), resources.
+func (w *worker) containerConfig(ctx context.Context, pod *corev1.Pod, spec *corev1.Container, attempt int, img runtimeapi.Image) (runtimeapi.ContainerConfig, error) {
 	env, err := w.env(ctx, pod, spec)
 	if err != nil {
 		return runtimeapi.ContainerConfig{}, err
 	}
 	mounts, err := w.mounts(ctx, pod, spec)
+	if err != nil {
+		return runtimeapi.ContainerConfig{}, err
+	}
+	security, err := w.securityContext(pod, spec, img)
 	if err != nil {
 		return runtimeapi.ContainerConfig{}, err
 	}
@@ -113,6 +118,7 @@ func (w *worker) containerConfig(ctx context.Context, pod *corev1.Pod, spec *cor
 		Stdin:      spec.Stdin,
 		StdinOnce:  spec.StdinOnce,
 		Labels:     map[string]string{labelSpecHash: specHash(spec)},
+		Security:   security,
 	}
 	podMounts, labels, err := w.podMounts(pod, spec)
 	if err != nil {
@@ -421,9 +427,24 @@ func (w *worker) volumeDir(pod *corev1.Pod, plugin, name string) string {
 
 // volume makes the volume ready on the node and returns its host path and
 // whether it must be mounted read-only.
+//
+// With a pod fsGroup, the volume's files get its group and modes as the
+// kubelet's volume plugins set them (setVolumeOwnership): an emptyDir once,
+// when it is made; a configMap or secret volume each time a new version of
+// its files is written, before the version is published.
 func (w *worker) volume(ctx context.Context, pod *corev1.Pod, v *corev1.Volume) (string, bool, error) {
+	var fsGroup *int64
+	if pod.Spec.SecurityContext != nil {
+		fsGroup = pod.Spec.SecurityContext.FSGroup
+	}
+	// dir makes the volume's directory once, world-writable as the kubelet's
+	// emptyDir (which configMap and secret volumes wrap): a later setup keeps
+	// the modes and group that fsGroup gave it.
 	dir := func(plugin string) (string, error) {
 		d := w.volumeDir(pod, plugin, v.Name)
+		if _, err := os.Stat(d); err == nil {
+			return d, nil
+		}
 		if err := os.MkdirAll(d, 0o777); err != nil {
 			return "", err
 		}
@@ -431,13 +452,16 @@ func (w *worker) volume(ctx context.Context, pod *corev1.Pod, v *corev1.Volume) 
 	}
 	switch {
 	case v.EmptyDir != nil && v.EmptyDir.Medium == corev1.StorageMediumMemory:
-		d, err := w.memoryEmptyDir(pod, v)
+		d, err := w.memoryEmptyDir(pod, v, fsGroup)
+		return d, false, err
+	case v.EmptyDir != nil && fsGroup != nil:
+		d, err := w.emptyDirWithGroup(pod, v.Name, fsGroup)
 		return d, false, err
 	case v.EmptyDir != nil:
 		d, err := dir(emptyDirPlugin)
 		return d, false, err
 	case v.DownwardAPI != nil || v.Projected != nil:
-		return w.projectedVolume(ctx, pod, v)
+		return w.projectedVolume(ctx, pod, v, fsGroup)
 	case v.HostPath != nil:
 		p := v.HostPath.Path
 		t := corev1.HostPathUnset
@@ -478,7 +502,7 @@ func (w *worker) volume(ctx context.Context, pod *corev1.Pod, v *corev1.Volume) 
 		if err != nil {
 			return "", false, err
 		}
-		return d, true, w.project(d, payload)
+		return d, true, w.project(d, payload, fsGroup)
 	case v.Secret != nil:
 		d, err := dir(secretPlugin)
 		if err != nil {
@@ -496,15 +520,41 @@ func (w *worker) volume(ctx context.Context, pod *corev1.Pod, v *corev1.Volume) 
 		if err != nil {
 			return "", false, err
 		}
-		return d, true, w.project(d, payload)
+		return d, true, w.project(d, payload, fsGroup)
 	}
 	return "", false, errors.New("volume type not supported by logplane yet")
 }
 
+// emptyDirWithGroup makes an emptyDir volume owned by fsGroup: the directory
+// is prepared under a temporary name and renamed into place, so that one
+// that exists is complete (the kubelet's ready file), and is then left alone.
+func (w *worker) emptyDirWithGroup(pod *corev1.Pod, name string, fsGroup *int64) (string, error) {
+	d := w.volumeDir(pod, emptyDirPlugin, name)
+	if _, err := os.Stat(d); err == nil {
+		return d, nil
+	}
+	tmp := d + ".setup" // volume names have no dots: no volume is called that
+	if err := os.RemoveAll(tmp); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(tmp, 0o777); err != nil {
+		return "", err
+	}
+	if err := os.Chmod(tmp, 0o777); err != nil {
+		return "", err
+	}
+	if err := setVolumeOwnership(tmp, fsGroup, false, nil, w.report); err != nil {
+		w.report(fmt.Errorf("podworker: emptyDir %q: %w", name, err)) // as the kubelet, which only logs it
+	}
+	return d, os.Rename(tmp, d)
+}
+
 // project writes a configMap or secret volume's files with the kubelet's
 // AtomicWriter layout, so that an update is seen whole, and is seen at all
-// through subdirectory-free bind mounts of the volume.
-func (w *worker) project(dir string, payload map[string]atomicwriter.FileProjection) error {
+// through subdirectory-free bind mounts of the volume. With fsGroup, a new
+// version's files (and the whole volume) get its group before they are
+// published, as the kubelet's setPerms.
+func (w *worker) project(dir string, payload map[string]atomicwriter.FileProjection, fsGroup *int64) error {
 	if _, err := os.Lstat(filepath.Join(dir, atomicwriter.DataDirName)); errors.Is(err, os.ErrNotExist) {
 		// Plain files written by an agent from before the AtomicWriter layout: start anew.
 		es, err := os.ReadDir(dir)
@@ -521,7 +571,13 @@ func (w *worker) project(dir string, payload map[string]atomicwriter.FileProject
 	if err != nil {
 		return err
 	}
-	_, err = aw.Write(payload)
+	var setPerms func(string) error
+	if fsGroup != nil {
+		// The whole volume, not only the new version: on the first write the
+		// files outside it are new too.
+		setPerms = func(string) error { return setVolumeOwnership(dir, fsGroup, true, nil, w.report) }
+	}
+	_, err = aw.WriteWith(payload, setPerms)
 	return err
 }
 

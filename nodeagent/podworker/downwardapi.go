@@ -265,8 +265,9 @@ func (w *worker) projectedPayload(ctx context.Context, pod *corev1.Pod, src *cor
 // projectedVolume sets up a downwardAPI or projected volume: its files
 // written with the AtomicWriter, read-only in the containers, and written
 // again every sync period (refreshVolumes), so that a change of the pod's
-// labels or annotations shows in them as with the kubelet.
-func (w *worker) projectedVolume(ctx context.Context, pod *corev1.Pod, v *corev1.Volume) (string, bool, error) {
+// labels or annotations shows in them as with the kubelet; with a pod
+// fsGroup, each version gets its group as configMap and secret volumes do.
+func (w *worker) projectedVolume(ctx context.Context, pod *corev1.Pod, v *corev1.Volume, fsGroup *int64) (string, bool, error) {
 	plugin := projectedPlugin
 	if v.DownwardAPI != nil {
 		plugin = downwardAPIPlugin
@@ -291,5 +292,5 @@ func (w *worker) projectedVolume(ctx context.Context, pod *corev1.Pod, v *corev1
 	if err != nil {
 		return "", false, err
 	}
-	return d, true, w.project(d, payload)
+	return d, true, w.project(d, payload, fsGroup)
 }

@@ -150,6 +150,14 @@ type Config struct {
 	// Resolver, jittered by up to half as the kubelet's pod workers are.
 	// Default: 1 minute, as in Kubernetes.
 	SyncFrequency time.Duration
+	// SeccompDefault gives containers that ask for no seccomp profile the
+	// runtime's default one (RuntimeDefault), as the kubelet's
+	// --seccomp-default. Default: off (Unconfined), as in Kubernetes.
+	SeccompDefault bool
+	// SeccompProfileRoot holds the Localhost seccomp profiles that pods name
+	// (localhostProfile is a path under it), as the kubelet's
+	// <root-dir>/seccomp. Default: "seccomp" beside VolumeDir.
+	SeccompProfileRoot string
 	// Simulated is for simulated nodes (dataplane/sim), which make nothing
 	// on the machine: volumes that need a mount (emptyDir medium Memory) are
 	// plain directories, the files only a container would read (the managed
@@ -220,6 +228,9 @@ func New(cfg Config) (*Manager, error) {
 	}
 	if cfg.MaxBackOff <= 0 {
 		cfg.MaxBackOff = 5 * time.Minute
+	}
+	if cfg.SeccompProfileRoot == "" {
+		cfg.SeccompProfileRoot = filepath.Join(filepath.Dir(filepath.Clean(cfg.VolumeDir)), "seccomp")
 	}
 	if cfg.SyncFrequency <= 0 {
 		cfg.SyncFrequency = DefaultSyncFrequency

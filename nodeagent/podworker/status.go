@@ -152,6 +152,10 @@ func (w *worker) containerStatusLocked(spec *corev1.Container, init, podHasInit 
 	cs.ImageID = cur.ImageID
 	cs.ContainerID = rn + "://" + cur.ID
 	cs.RestartCount = int32(cur.Attempt)
+	if u := cur.User; u != nil {
+		// The identity the runtime resolved, as the kubelet reports it (convertContainerStatusUser).
+		cs.User = &corev1.ContainerUser{Linux: &corev1.LinuxContainerUser{UID: u.UID, GID: u.GID, SupplementalGroups: u.SupplementalGroups}}
+	}
 	switch cur.State {
 	case runtimeapi.StateRunning:
 		cs.State.Running = &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(cur.StartedAt)}

@@ -15,10 +15,10 @@ import (
 // memoryEmptyDir sets up an emptyDir of medium Memory as the kubelet's
 // emptyDir plugin does (setupTmpfs): the directory, then a tmpfs mounted on
 // it, of the size calculateEmptyDirMemorySize gives, unless one is mounted
-// there already. It is unmounted when the pod is torn down
+// there already; with a pod fsGroup, the new tmpfs gets its group. It is unmounted when the pod is torn down
 // (unmountVolumes). On simulated nodes (Config.Simulated) it is a plain
 // directory.
-func (w *worker) memoryEmptyDir(pod *corev1.Pod, v *corev1.Volume) (string, error) {
+func (w *worker) memoryEmptyDir(pod *corev1.Pod, v *corev1.Volume, fsGroup *int64) (string, error) {
 	d := w.volumeDir(pod, emptyDirPlugin, v.Name)
 	if err := os.MkdirAll(d, 0o777); err != nil {
 		return "", err
@@ -39,6 +39,12 @@ func (w *worker) memoryEmptyDir(pod *corev1.Pod, v *corev1.Volume) (string, erro
 	}
 	if err := unix.Mount("tmpfs", d, "tmpfs", 0, opts); err != nil {
 		return "", fmt.Errorf("mount tmpfs on %s: %w", d, err)
+	}
+	if fsGroup != nil {
+		// Once, on the new tmpfs, as the kubelet's emptyDir SetUp.
+		if err := setVolumeOwnership(d, fsGroup, false, nil, w.report); err != nil {
+			w.report(fmt.Errorf("podworker: emptyDir %q: %w", v.Name, err)) // as the kubelet, which only logs it
+		}
 	}
 	return d, nil
 }

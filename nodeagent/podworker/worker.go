@@ -428,8 +428,8 @@ func (w *worker) start(ctx context.Context, pod *corev1.Pod, spec *corev1.Contai
 	}
 	ibo.Reset(ibKey)
 
-	// Configuration: env, volumes, resources.
-	cfg, err := w.containerConfig(ctx, pod, spec, attempt)
+	// Configuration: env, volumes, security, resources.
+	cfg, err := w.containerConfig(ctx, pod, spec, attempt, img)
 	if err != nil {
 		w.event(pod, fp, EventWarning, "Failed", "Error: "+err.Error())
 		w.failStart(c, init, ReasonCreateContainerConfigError, err.Error())
