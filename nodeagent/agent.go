@@ -36,6 +36,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 
+	"github.com/logplane/logplane/dataplane/sim"
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds"
 	"github.com/logplane/logplane/nodeagent/podworker"
@@ -131,6 +132,11 @@ type Config struct {
 	// DNSServers and ClusterDomain make the pods' resolv.conf.
 	DNSServers    []string
 	ClusterDomain string
+	// ResolvConf is the node's resolv.conf (the kubelet's --resolv-conf,
+	// see podworker.Config); AllowedUnsafeSysctls the kubelet's
+	// --allowed-unsafe-sysctls.
+	ResolvConf           string
+	AllowedUnsafeSysctls []string
 	// Metrics, when set, takes the node's metrics (the kubelet's names, see
 	// podworker.Manager.RegisterMetrics), labelled node=NodeName so that
 	// simulated nodes sharing a process stay apart.
@@ -268,6 +274,7 @@ func New(cfg Config) (*Agent, error) {
 		a.rec, a.ownRec = rec, true
 	}
 	a.statuses = newStatusWriter(a)
+	_, simulated := cfg.Runtime.(*sim.Runtime) // simulated nodes make nothing on the machine
 	pods, err := podworker.New(podworker.Config{
 		NodeName:      cfg.NodeName,
 		NodeIP:        cfg.NodeIP,
@@ -284,6 +291,11 @@ func New(cfg Config) (*Agent, error) {
 		SyncFrequency: cfg.SyncFrequency,
 		DNSServers:    cfg.DNSServers,
 		ClusterDomain: cfg.ClusterDomain,
+		ResolvConf:    cfg.ResolvConf,
+		// The Node reports its capacity as allocatable (node.go).
+		NodeAllocatable:      cfg.Capacity,
+		AllowedUnsafeSysctls: cfg.AllowedUnsafeSysctls,
+		Simulated:            simulated,
 		OnError: func(uid types.UID, err error) {
 			a.log.Debug("nodeagent: pod worker", "pod", uid, "err", err)
 		},

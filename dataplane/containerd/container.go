@@ -96,6 +96,7 @@ func (r *Runtime) CreateContainer(ctx context.Context, sandboxID string, cfg run
 	for _, m := range cfg.Mounts {
 		mounts = append(mounts, bind(m.HostPath, m.ContainerPath, m.ReadOnly))
 	}
+	mounts = withoutShadowed(mounts)
 	security, err := securityOpts(cfg.Security, ic.User)
 	if err != nil {
 		return "", fmt.Errorf("containerd: container %s: %w", cfg.Name, err)
@@ -108,6 +109,7 @@ func (r *Runtime) CreateContainer(ctx context.Context, sandboxID string, cfg run
 		oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: sb.NetNSPath}),
 		oci.WithMounts(mounts),
 	}
+	specOpts = append(specOpts, podNamespaceOpts(sb)...)
 	if cfg.WorkingDir != "" {
 		specOpts = append(specOpts, oci.WithProcessCwd(cfg.WorkingDir))
 	}

@@ -26,6 +26,8 @@ var (
 	// ErrInvalidImageArchive: an image archive to import is not one (not a tar, no index or
 	// manifest, truncated, or naming no image).
 	ErrInvalidImageArchive = errors.New("runtime: invalid image archive")
+	// ErrExecTimeout: an exec'd process ran longer than ExecOptions.Timeout and was killed.
+	ErrExecTimeout = errors.New("runtime: exec timed out")
 )
 
 // PullPolicy says when an image is pulled; its values are Kubernetes'
@@ -75,9 +77,19 @@ type SandboxConfig struct {
 	Hostname string
 	// Ports are the pod's hostPort mappings.
 	Ports []PortMapping
-	// DNSServers and DNSSearches go into the pod's resolv.conf; empty means none.
+	// DNSServers, DNSSearches and DNSOptions go into the pod's resolv.conf
+	// (nameserver, search and options lines); empty means none.
 	DNSServers  []string
 	DNSSearches []string
+	DNSOptions  []string
+	// HostNetwork puts the pod in the node's network namespace (and, as
+	// containerd's CRI plugin does, its UTS namespace): no pod network, no
+	// pod IP (the caller reports the node's), the node's hostname.
+	HostNetwork bool
+	// Sysctls are namespaced kernel parameters (net.*, kernel.shm*, ...)
+	// set in the pod's namespaces, by name ("net.ipv4.ip_local_port_range"
+	// or with slashes); the caller has checked that they are allowed.
+	Sysctls map[string]string
 }
 
 // Sandbox is a pod sandbox: a network namespace with an IP.
@@ -96,6 +108,9 @@ type Sandbox struct {
 	Dir       string
 	Ports     []PortMapping
 	CreatedAt time.Time
+	// HostNetwork and Sysctls are the SandboxConfig's.
+	HostNetwork bool              `json:",omitempty"`
+	Sysctls     map[string]string `json:",omitempty"`
 }
 
 // Mount is a bind mount into a container.
@@ -284,6 +299,10 @@ type ExecOptions struct {
 	TTY    bool
 	// Resize, when not nil, delivers terminal size changes until closed.
 	Resize <-chan TerminalSize
+	// Timeout, when > 0, bounds how long the process may run once started
+	// (its setup does not count, as containerd's CRI ExecSync): then it is
+	// killed and Exec returns an error wrapping ErrExecTimeout.
+	Timeout time.Duration
 }
 
 // AttachOptions connect a client to the main process of a running container

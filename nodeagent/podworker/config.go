@@ -7,14 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/logplane/logplane/dataplane/atomicwriter"
 	"github.com/logplane/logplane/dataplane/runtimeapi"
@@ -56,13 +55,16 @@ func pullPolicy(spec *corev1.Container) runtimeapi.PullPolicy {
 }
 
 func (w *worker) sandboxConfig(pod *corev1.Pod) runtimeapi.SandboxConfig {
+	hostname, _ := w.podHostnameAndDomain(pod)
+	dns := w.podDNS(pod)
 	cfg := runtimeapi.SandboxConfig{
 		PodUID: string(pod.UID), PodName: pod.Name, PodNamespace: pod.Namespace,
-		Hostname:   pod.Spec.Hostname,
-		DNSServers: w.m.cfg.DNSServers,
-	}
-	if d := w.m.cfg.ClusterDomain; d != "" {
-		cfg.DNSSearches = []string{pod.Namespace + ".svc." + d, "svc." + d, d}
+		Hostname:    hostname,
+		DNSServers:  dns.Nameservers,
+		DNSSearches: dns.Searches,
+		DNSOptions:  dns.Options,
+		HostNetwork: pod.Spec.HostNetwork,
+		Sysctls:     podSysctls(pod),
 	}
 	for _, s := range allContainers(pod) {
 		for _, p := range s.spec.Ports {
@@ -118,6 +120,12 @@ func (w *worker) containerConfig(ctx context.Context, pod *corev1.Pod, spec *cor
 		Labels:     map[string]string{labelSpecHash: specHash(spec)},
 		Security:   security,
 	}
+	podMounts, labels, err := w.podMounts(pod, spec)
+	if err != nil {
+		return runtimeapi.ContainerConfig{}, err
+	}
+	cfg.Mounts = append(cfg.Mounts, podMounts...)
+	maps.Copy(cfg.Labels, labels)
 	if q, ok := spec.Resources.Limits[corev1.ResourceCPU]; ok {
 		cfg.Resources.CPULimitMilli = q.MilliValue()
 	}
@@ -252,7 +260,10 @@ func (w *worker) valueFrom(ctx context.Context, pod *corev1.Pod, spec *corev1.Co
 		v, err := w.fieldRef(pod, vf.FieldRef.FieldPath)
 		return v, false, err
 	case vf.ResourceFieldRef != nil:
-		v, err := resourceFieldRef(spec, vf.ResourceFieldRef)
+		// Limits not set read as the node's allocatable, as the kubelet's
+		// defaultPodLimitsForDownwardAPI makes them.
+		dpod, dspec := w.withDefaultLimits(pod, spec)
+		v, err := containerResourceValue(vf.ResourceFieldRef, dpod, dspec)
 		return v, false, err
 	}
 	return "", true, nil
@@ -272,10 +283,7 @@ func (w *worker) fieldRef(pod *corev1.Pod, path string) (string, error) {
 	if k, ok := subscript(path, "metadata.annotations"); ok {
 		return pod.Annotations[k], nil
 	}
-	var ip string
-	if w.sandbox != nil {
-		ip = w.sandbox.IP
-	}
+	ip := w.podIP(pod)
 	switch path {
 	case "metadata.name":
 		return pod.Name, nil
@@ -303,38 +311,21 @@ func subscript(path, prefix string) (string, bool) {
 	return strings.TrimSuffix(rest, "']"), true
 }
 
-func resourceFieldRef(spec *corev1.Container, ref *corev1.ResourceFieldSelector) (string, error) {
-	var q resource.Quantity
-	var ok bool
-	switch ref.Resource {
-	case "limits.cpu":
-		q, ok = spec.Resources.Limits[corev1.ResourceCPU]
-	case "limits.memory":
-		q, ok = spec.Resources.Limits[corev1.ResourceMemory]
-	case "requests.cpu":
-		q, ok = spec.Resources.Requests[corev1.ResourceCPU]
-	case "requests.memory":
-		q, ok = spec.Resources.Requests[corev1.ResourceMemory]
-	default:
-		return "", fmt.Errorf("unsupported resourceFieldRef %q", ref.Resource)
-	}
-	if !ok {
-		return "0", nil // Kubernetes reports node allocatable here; the node agent knows it, not us
-	}
-	divisor := ref.Divisor
-	if divisor.IsZero() {
-		divisor = resource.MustParse("1")
-	}
-	if strings.HasSuffix(ref.Resource, "cpu") {
-		m := (q.MilliValue() + divisor.MilliValue() - 1) / divisor.MilliValue()
-		return strconv.FormatInt(m, 10), nil
-	}
-	v := (q.Value() + divisor.Value() - 1) / divisor.Value()
-	return strconv.FormatInt(v, 10), nil
+// expand replaces $(VAR) with the value of VAR when known, and leaves the
+// reference as written when not; $$ escapes $ (the kubelet's expansion with
+// MappingFuncFor).
+func expand(s string, vars map[string]string) string {
+	return expandWith(s, func(name string) string {
+		if v, ok := vars[name]; ok {
+			return v
+		}
+		return "$(" + name + ")"
+	})
 }
 
-// expand replaces $(VAR) with the value of VAR when known; $$ escapes $.
-func expand(s string, vars map[string]string) string {
+// expandWith is the kubelet's third_party expansion.Expand: $(VAR) is
+// replaced by mapping(VAR), $$ by $, and anything else is kept.
+func expandWith(s string, mapping func(string) string) string {
 	if !strings.Contains(s, "$") {
 		return s
 	}
@@ -354,12 +345,7 @@ func expand(s string, vars map[string]string) string {
 				b.WriteString(s[i:])
 				return b.String()
 			}
-			name := s[i+2 : i+2+end]
-			if v, ok := vars[name]; ok {
-				b.WriteString(v)
-			} else {
-				b.WriteString(s[i : i+3+end])
-			}
+			b.WriteString(mapping(s[i+2 : i+2+end]))
 			i += 2 + end
 		default:
 			b.WriteByte('$')
@@ -385,8 +371,14 @@ func (w *worker) mounts(ctx context.Context, pod *corev1.Pod, spec *corev1.Conta
 		if err != nil {
 			return nil, fmt.Errorf("volume %q: %w", v.Name, err)
 		}
-		if vm.SubPath != "" {
-			if host, err = subPath(host, vm.SubPath); err != nil {
+		sub := vm.SubPath
+		if vm.SubPathExpr != "" {
+			if sub, err = w.subPathExpr(ctx, pod, spec, vm); err != nil {
+				return nil, err
+			}
+		}
+		if sub != "" {
+			if host, err = subPath(host, sub); err != nil {
 				return nil, fmt.Errorf("volume %q: %w", v.Name, err)
 			}
 		}
@@ -459,12 +451,17 @@ func (w *worker) volume(ctx context.Context, pod *corev1.Pod, v *corev1.Volume) 
 		return d, os.Chmod(d, 0o777)
 	}
 	switch {
+	case v.EmptyDir != nil && v.EmptyDir.Medium == corev1.StorageMediumMemory:
+		d, err := w.memoryEmptyDir(pod, v, fsGroup)
+		return d, false, err
 	case v.EmptyDir != nil && fsGroup != nil:
 		d, err := w.emptyDirWithGroup(pod, v.Name, fsGroup)
 		return d, false, err
 	case v.EmptyDir != nil:
 		d, err := dir(emptyDirPlugin)
 		return d, false, err
+	case v.DownwardAPI != nil || v.Projected != nil:
+		return w.projectedVolume(ctx, pod, v, fsGroup)
 	case v.HostPath != nil:
 		p := v.HostPath.Path
 		t := corev1.HostPathUnset

@@ -22,9 +22,10 @@ func (w *worker) status(pod *corev1.Pod) corev1.PodStatus {
 	if w.m.cfg.NodeIP != "" {
 		st.HostIPs = []corev1.HostIP{{IP: w.m.cfg.NodeIP}}
 	}
-	if w.sandbox != nil && w.sandbox.IP != "" {
-		st.PodIP = w.sandbox.IP
-		st.PodIPs = []corev1.PodIP{{IP: w.sandbox.IP}}
+	if ip := w.podIP(pod); ip != "" && w.sandbox != nil {
+		// A pod on the host network has the node's IP, as the kubelet reports it.
+		st.PodIP = ip
+		st.PodIPs = []corev1.PodIP{{IP: ip}}
 	}
 	initDone := true
 	var incomplete []string

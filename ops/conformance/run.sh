@@ -167,8 +167,10 @@ src="$(go env GOMODCACHE)/k8s.io/kubernetes@$version/test/images"
 ln "$cache/images-$version"/*.tar "$data/images/" 2>/dev/null || cp "$cache/images-$version"/*.tar "$data/images/"
 
 log "starting logplane up in $data (bridge $bridge, pods $subnet)"
+# --resolv-conf "": pods get nameserver 127.0.0.1 rather than this machine's resolvers, so that
+# no pod (hostNetwork ones included, which the bridge rule does not cover) asks anything off it.
 "$bin/logplane" up --data-dir "$data" --listen 127.0.0.1:0 --nats-listen "" \
-	--node-name "$node" --node-ip 127.0.0.1 --stream-listen 127.0.0.1:0 \
+	--node-name "$node" --node-ip 127.0.0.1 --stream-listen 127.0.0.1:0 --resolv-conf "" \
 	--bridge "$bridge" --pod-cidr "$subnet" --containerd own >"$data/logplane.log" 2>&1 &
 up_pid=$!
 kc="$data/kubeconfig"
