@@ -11,7 +11,7 @@ import (
 
 	deploymentreconciler "github.com/logplane/logplane/reconcilers/deployment"
 	"github.com/logplane/logplane/reconcilers/reconcilerstest"
-	"github.com/logplane/logplane/reconcilers/workloads"
+	"github.com/logplane/logplane/reconcilers/sets"
 )
 
 // A rolling update whose old replica set's status lags its scale-down: the status still counts
@@ -21,7 +21,7 @@ import (
 // status itself and holds it stale.
 func TestDeploymentRollingUpdateWithStaleReplicaSetStatus(t *testing.T) {
 	c := reconcilerstest.Start(t, reconcilerstest.Options{NoScheduler: true,
-		Workloads: func(cfg *workloads.Config) { cfg.Only = []string{deploymentreconciler.Name} }})
+		Reconcilers: func(o *sets.Options) { o.Only = []string{deploymentreconciler.Name} }})
 	ctx := context.Background()
 	rsClient := c.Client.AppsV1().ReplicaSets("default")
 	// replicaSet waits for the replica set of image to reach replicas, and returns it.

@@ -74,7 +74,7 @@ func TestBindsAndSpreads(t *testing.T) {
 // flight count as if bound.
 func TestConcurrentBindsNeverOvercommit(t *testing.T) {
 	metrics := prometheus.NewRegistry()
-	c := startCluster(t, func(cfg *scheduler.Config) { cfg.Workers = 64; cfg.Metrics = metrics })
+	c := startCluster(t, func(cfg *scheduler.Config, eo *engine.Options) { cfg.Workers = 64; eo.Metrics = metrics })
 	c.create(readyNode("node-1", "4", "8Gi", 10), "nodes")
 	c.create(readyNode("node-2", "1", "8Gi", 110), "nodes") // room for 4 pods of 250m
 	for i := range 40 {
@@ -193,7 +193,7 @@ func TestFreedRoomIsReused(t *testing.T) {
 
 // The count of a FailedScheduling event that repeats itself grows on the same event.
 func TestFailedSchedulingRepeats(t *testing.T) {
-	c := startCluster(t, func(cfg *scheduler.Config) {
+	c := startCluster(t, func(cfg *scheduler.Config, _ *engine.Options) {
 		cfg.EventRepeat = 50 * time.Millisecond
 		cfg.MaxBackoff = 40 * time.Millisecond
 	})

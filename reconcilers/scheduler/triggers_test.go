@@ -8,10 +8,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds"
 	"github.com/logplane/logplane/projections"
+	"github.com/logplane/logplane/reconcilers/engine"
 )
 
 type nopWriter struct{}
@@ -28,8 +30,9 @@ func (nopEvents) Event(runtime.Object, uint64, string, string, string) {}
 // Wakes of the pods that fit nowhere are coalesced: at most one per wakeInterval, and one asked
 // for within the interval is given with the first change after it.
 func TestWakesCoalesce(t *testing.T) {
-	now := time.Unix(1000, 0)
-	s, err := New(Config{Store: projections.New(kinds.Builtin(), nil), Writer: nopWriter{}, Events: nopEvents{}, Now: func() time.Time { return now }})
+	clk := testingclock.NewFakeClock(time.Unix(1000, 0))
+	e := engine.New(projections.New(kinds.Builtin(), nil), engine.Options{Clock: clk})
+	s, err := New(e, Config{Writer: nopWriter{}, Events: nopEvents{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,9 +54,9 @@ func TestWakesCoalesce(t *testing.T) {
 		{250 * time.Millisecond, false, 3}, // the deferred wake, with an unrelated change
 		{600 * time.Millisecond, false, 0}, // nothing asked for since
 	}
-	start := now
+	start := clk.Now()
 	for _, st := range steps {
-		now = start.Add(st.after)
+		clk.SetTime(start.Add(st.after))
 		if got := len(s.wakePending(st.want)); got != st.woken {
 			t.Fatalf("at +%v (want=%v): woke %d pods, want %d", st.after, st.want, got, st.woken)
 		}
