@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -584,7 +585,17 @@ func TestRealAgentKill9AdoptsContainers(t *testing.T) {
 	r.must("", nil, "delete", "pod", "forced", "--grace-period=0", "--force")
 	r.must("", nil, "delete", "pod", "graceful", "--wait=false")
 	r.run("late", r.env.Hello, "--port=8080")
-	time.Sleep(time.Second)
+	// The scheduler binds it; with the agent down, it stays Pending.
+	late, err := r.client.CoreV1().Pods("default").Get(t.Context(), "late", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created, _ := strconv.ParseUint(late.ResourceVersion, 10, 64)
+	waitCtx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := r.sched.WaitReconciled(waitCtx, created); err != nil {
+		t.Fatal(err)
+	}
 	r.must("", []string{"late", "Pending"}, "get", "pod", "late")
 
 	startChild(t, r.agentConfig(t))

@@ -64,7 +64,7 @@ func TestDeploymentRollingUpdateWithStaleReplicaSetStatus(t *testing.T) {
 	// Available: 2 old (not the 3 its status says) and 2 new, one more than the 3 needed. The
 	// old replica set goes to 1, not back up to 3 and not down to 0.
 	replicaSet("busybox:1", 1)
-	time.Sleep(300 * time.Millisecond) // anything more the reconciler would write lands now
+	c.WaitReconciled() // anything more the reconciler would write is written
 	rs, err := rsClient.Get(ctx, oldRS.Name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)

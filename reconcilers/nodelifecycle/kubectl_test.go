@@ -199,7 +199,7 @@ func TestDefaultTolerationsKeepPods(t *testing.T) {
 		}
 		return false, fmt.Sprint(cur.Status.Conditions)
 	})
-	time.Sleep(2 * time.Second)
+	c.WaitReconciled() // the node lifecycle has handled the taints and the pod's condition
 	if cur, err := c.Client.CoreV1().Pods("default").Get(context.Background(), p.Name, metav1.GetOptions{}); err != nil || cur.DeletionTimestamp != nil {
 		t.Errorf("pod evicted before its 300 s toleration: %v", err)
 	}

@@ -52,7 +52,7 @@ func TestBulkScaleDoesNotOvershoot(t *testing.T) {
 	}
 	count := func(reason string) int {
 		t.Helper()
-		time.Sleep(time.Second) // anything still in flight lands
+		c.WaitReconciled() // anything still in flight is written
 		recs, err := c.Registry.Audit(ctx, registry.AuditQuery{Actor: "replicaset", Kind: eventv1.ActorKind_ACTOR_KIND_RECONCILER,
 			Resource: schema.GroupResource{Resource: "pods"}})
 		if err != nil {
