@@ -259,7 +259,7 @@ func New(cfg Config) (*Agent, error) {
 		ready: make(chan struct{}),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.DefaultTypedControllerRateLimiter[eventlog.Key](),
-			workqueue.TypedRateLimitingQueueConfig[eventlog.Key]{}),
+			workqueue.TypedRateLimitingQueueConfig[eventlog.Key]{Clock: cfg.Clock}),
 	}
 	if a.rec == nil {
 		rec, err := recorder.New(recorder.Config{
@@ -267,6 +267,7 @@ func New(cfg Config) (*Agent, error) {
 			Actor:    registry.Node(cfg.NodeName),
 			Source:   corev1.EventSource{Component: "kubelet", Host: cfg.NodeName},
 			Logger:   cfg.Logger,
+			Now:      cfg.Clock.Now,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("nodeagent: %w", err)

@@ -58,7 +58,7 @@ if has schedule; then
 	COUNT=3 run schedule-sim ./nodeagent 'BenchmarkScheduleSim' -benchtime 1x
 fi
 if has workloads; then
-	COUNT=3 run workloads ./reconcilers/workloads 'BenchmarkDeploymentScale|BenchmarkRollout|BenchmarkNodeFailure|BenchmarkWorkSharing' -benchtime 1x
+	COUNT=3 run workloads ./reconcilers/sets 'BenchmarkDeploymentScale|BenchmarkRollout|BenchmarkNodeFailure|BenchmarkWorkSharing' -benchtime 1x
 fi
 if has dns; then
 	# One process a round: each round measures both servers (logplane's, CoreDNS built from

@@ -46,7 +46,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req engine.Request) (engine.
 	if !ok {
 		return engine.Result{}, fmt.Errorf("%w: deployments decode to %T", engine.ErrTerminal, obj)
 	}
-	s := &run{r: r, ctx: ctx, d: d0.DeepCopy(), cause: req.Cause, statusCause: req.Cause, now: r.cfg.Now()}
+	s := &run{r: r, ctx: ctx, d: d0.DeepCopy(), cause: req.Cause, statusCause: req.Cause, now: r.now()}
 	if m, ok := r.ix.Meta(req.Key); ok && m.SpecSeq > 0 {
 		s.cause = m.SpecSeq
 	}

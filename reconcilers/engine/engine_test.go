@@ -60,7 +60,7 @@ func startReplica(t *testing.T, l *eventlog.Log, ls *eventlog.Leases, name strin
 	store := projections.New(builtin.Catalog(), nil)
 	go store.Run(ctx, l)
 	e := engine.New(store, engine.Options{Leases: ls, Holder: name, Partitions: 32})
-	e.Register(engine.Registration{Name: "count", Primary: configmaps, Reconciler: engine.ReconcilerFunc(
+	e.Register(engine.Registration{Name: "count", For: configmaps, Reconciler: engine.ReconcilerFunc(
 		func(ctx context.Context, req engine.Request) (engine.Result, error) {
 			r.seen.Store(req.Key.Name, true)
 			r.count.Add(1)
@@ -152,8 +152,9 @@ func TestMetrics(t *testing.T) {
 	ctx := t.Context()
 	store := projections.New(builtin.Catalog(), nil)
 	go store.Run(ctx, l)
-	e := engine.New(store, engine.Options{Partitions: 16})
-	e.Register(engine.Registration{Name: "count", Primary: configmaps, Reconciler: engine.ReconcilerFunc(
+	reg := prometheus.NewPedanticRegistry()
+	e := engine.New(store, engine.Options{Partitions: 16, Metrics: reg})
+	e.Register(engine.Registration{Name: "count", For: configmaps, Reconciler: engine.ReconcilerFunc(
 		func(ctx context.Context, req engine.Request) (engine.Result, error) {
 			switch req.Key.Name {
 			case "bad":
@@ -163,10 +164,6 @@ func TestMetrics(t *testing.T) {
 			}
 			return engine.Result{}, nil
 		})})
-	reg := prometheus.NewPedanticRegistry()
-	if err := e.RegisterMetrics(reg); err != nil {
-		t.Fatal(err)
-	}
 	done := make(chan struct{})
 	runCtx, cancel := context.WithCancel(ctx)
 	go func() { defer close(done); e.Run(runCtx) }()

@@ -51,8 +51,9 @@ func TestIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	ix := informer.New(nil, schema.GroupResource{Resource: "pods"})
-	stop := ix.Start(store)
+	stop := store.Subscribe(func(c projections.Change) { ix.Observe(c) })
 	defer stop()
+	ix.Load(store)
 	if _, err := reg.Create(ctx, cms, ownedConfigMap("after", "u1"), registry.Request{}); err != nil {
 		t.Fatal(err)
 	}

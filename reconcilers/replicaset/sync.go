@@ -79,7 +79,7 @@ func (c *Controller) reconcile(ctx context.Context, kd *setKind, req engine.Requ
 	if needsSync && rs.DeletionTimestamp == nil {
 		manageErr = c.manageReplicas(ctx, kd, key, rs, pods, createCause, deleteCause)
 	}
-	now := c.cfg.Now()
+	now := c.now()
 	status := calculateStatus(rs, pods, manageErr, now)
 	if err := c.updateStatus(ctx, kd, rs, status, req.Cause); err != nil {
 		return engine.Result{}, errors.Join(manageErr, err)

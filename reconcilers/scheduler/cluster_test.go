@@ -94,7 +94,8 @@ func requested(c *cluster, node string) (int64, int) {
 func TestClusterAccountsEachPodOnce(t *testing.T) {
 	src := &fakeChanges{objs: []*projections.Object{object(t, "nodes", testNode("node-1"))}}
 	c := newCluster(slog.Default())
-	c.start(src)
+	src.Subscribe(c.Observe)
+	c.load(src)
 
 	p1 := placement.NewPod(testPod("uid-1", ""))
 	if d := c.schedule(p1); d.Node != "node-1" {

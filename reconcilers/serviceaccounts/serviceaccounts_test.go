@@ -26,12 +26,10 @@ func TestEveryNamespaceGetsItsDefaultAccount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := serviceaccounts.New(store, reg)
-	if err != nil {
+	e := engine.New(store, engine.Options{Registry: reg})
+	if _, err := serviceaccounts.New(e, serviceaccounts.Config{}); err != nil {
 		t.Fatal(err)
 	}
-	e := engine.New(store, engine.Options{})
-	e.Register(r.Registration())
 	go e.Run(ctx)
 
 	nsKind, _ := reg.Catalog().ByGroupResource(schema.GroupResource{Resource: "namespaces"})

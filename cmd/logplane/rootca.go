@@ -10,31 +10,7 @@ import (
 	"time"
 
 	certutil "k8s.io/client-go/util/cert"
-
-	"github.com/logplane/logplane/reconcilers/engine"
-	"github.com/logplane/logplane/reconcilers/rootcacert"
-	"github.com/logplane/logplane/reconcilers/serviceaccounts"
 )
-
-// buildServiceAccounts wires what every namespace gets for its service accounts, the controllers
-// kube-controller-manager configures together (its --root-ca-file is a service account
-// controller setting): the default ServiceAccount, and the kube-root-ca.crt ConfigMap with the
-// cluster CA.
-func buildServiceAccounts(ctx context.Context, d reconcilerDeps) ([]engine.Registration, []func(context.Context) error, error) {
-	r, err := serviceaccounts.New(d.store, d.registry)
-	if err != nil {
-		return nil, nil, err
-	}
-	ca, err := readRootCA(ctx, d.rootCAFile, d.rootCAExplicit, d.logger)
-	if err != nil {
-		return nil, nil, err
-	}
-	pub, err := rootcacert.New(d.store, d.registry, ca)
-	if err != nil {
-		return nil, nil, err
-	}
-	return []engine.Registration{r.Registration(), pub.Registration()}, nil, nil
-}
 
 // readRootCA reads a PEM certificate bundle, as kube-controller-manager reads --root-ca-file.
 // A file the user did not name is the API server's, which a reconcile process started beside

@@ -1,4 +1,4 @@
-package workloads_test
+package sets_test
 
 import (
 	"context"
