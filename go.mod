@@ -25,12 +25,14 @@ require (
 )
 
 require (
+	github.com/go-jose/go-jose/v4 v4.1.9 // indirect
 	github.com/google/nftables v0.3.0 // indirect
 	github.com/kylelemons/godebug v1.1.0 // indirect
 	github.com/mdlayher/netlink v1.11.2 // indirect
 	github.com/mdlayher/socket v0.6.1 // indirect
 	github.com/vishvananda/netns v0.0.4 // indirect
 	gotest.tools/v3 v3.5.2 // indirect
+	k8s.io/pod-security-admission v0.37.2 // indirect
 )
 
 require (

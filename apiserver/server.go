@@ -27,7 +27,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	genericrequest "k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/utils/clock"
 
+	"github.com/logplane/logplane/apiserver/serviceaccount"
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds"
 	"github.com/logplane/logplane/kinds/builtin"
@@ -70,6 +72,18 @@ type Config struct {
 	// KubeletTLS is the client TLS configuration towards node agents' streaming endpoints
 	// (pods/log, exec, portforward; see KubeletClientTLS). Nil: those answer 503.
 	KubeletTLS *tls.Config
+	// ServiceAccountKey signs service account tokens (serviceaccount.LoadKey of the pki
+	// directory): the TokenRequest API, their authentication, the OIDC discovery documents.
+	// Nil: none of them (serviceaccounts/token answers 503).
+	ServiceAccountKey *serviceaccount.Key
+	// ServiceAccountIssuer is the tokens' issuer and the API's audience (kube-apiserver's
+	// --service-account-issuer). Default serviceaccount.DefaultIssuer.
+	ServiceAccountIssuer string
+	// ExternalAddress is the host:port clients reach the server at, for the OIDC jwks_uri.
+	// Default: the address each request reached.
+	ExternalAddress string
+	// Clock times service account tokens. Default: the real clock.
+	Clock clock.PassiveClock
 }
 
 // Server is the API server. It is safe for concurrent use.
@@ -99,6 +113,7 @@ type Server struct {
 	handler   http.Handler
 	kubelet   kubeletClient
 	authn     authenticator.Request
+	sa        *serviceAccounts
 }
 
 // New returns a server; nothing runs until Start or Serve.
@@ -158,7 +173,10 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.openapi = oa
-	s.authn = newAuthenticator(cfg.TLS, cfg.Tokens, cfg.Anonymous)
+	if s.sa, err = newServiceAccounts(cfg, s.store); err != nil {
+		return nil, err
+	}
+	s.authn = newAuthenticator(cfg.TLS, cfg.Tokens, s.sa.tokenAuthenticator(), cfg.Anonymous)
 	s.handler = s.buildHandler()
 	return s, nil
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/logplane/logplane/apiserver"
 	"github.com/logplane/logplane/apiserver/pki"
+	"github.com/logplane/logplane/apiserver/serviceaccount"
 	"github.com/logplane/logplane/eventlog"
 )
 
@@ -51,6 +52,9 @@ type Options struct {
 	LogListen string
 	// Tokens is the bearer token file's content (token,user,uid[,groups] lines).
 	Tokens string
+	// ServiceAccountTokens gives the server a service account signing key (DataDir/pki/sa.key):
+	// the TokenRequest API and service account token authentication.
+	ServiceAccountTokens bool
 	// Configure changes the server's configuration before it starts.
 	Configure func(*apiserver.Config)
 	// LogConfig changes the log's configuration before it opens (retention, ...).
@@ -93,6 +97,13 @@ func Start(t testing.TB, opts Options) *Server {
 			t.Fatalf("apiservertest: tokens: %v", err)
 		}
 		cfg.Tokens = tf
+	}
+	if opts.ServiceAccountTokens {
+		if cfg.ServiceAccountKey, err = serviceaccount.LoadKey(filepath.Join(opts.DataDir, "pki")); err != nil {
+			cancel()
+			l.Close()
+			t.Fatalf("apiservertest: %v", err)
+		}
 	}
 	if opts.Configure != nil {
 		opts.Configure(&cfg)
