@@ -79,10 +79,10 @@ func TestServiceAccountTokens(t *testing.T) {
 		t.Fatalf("token user's credential id: %+v", u.Extra)
 	}
 	var claims struct {
-		Iss string   `json:"iss"`
+		Iss string       `json:"iss"`
 		Aud jwt.Audience `json:"aud"`
-		Exp int64    `json:"exp"`
-		Iat int64    `json:"iat"`
+		Exp int64        `json:"exp"`
+		Iat int64        `json:"iat"`
 		K8s struct {
 			Namespace      string            `json:"namespace"`
 			ServiceAccount map[string]string `json:"serviceaccount"`
