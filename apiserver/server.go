@@ -25,8 +25,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	genericrequest "k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/apiserver/pkg/warning"
 	"k8s.io/utils/clock"
 
 	"github.com/logplane/logplane/apiserver/serviceaccount"
@@ -44,8 +46,11 @@ type Config struct {
 	// Store is a projection of Log. If nil, the server makes one and runs it from Start.
 	// If set, whoever made it runs it (projections.Store.Run).
 	Store *projections.Store
-	// Registry is the write path. If nil, the server makes one over Log and Store.
+	// Registry is the write path. If nil, the server makes one over Log and Store, with
+	// Admission.
 	Registry *registry.Registry
+	// Admission is the admission chain of the registry the server makes (registry.Config's).
+	Admission admission.Interface
 	// Catalog of the kinds served. Default builtin.Catalog().
 	Catalog *kinds.Catalog
 	// TLS is the server's TLS configuration, with client CAs for certificate authentication.
@@ -151,7 +156,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.reg = cfg.Registry
 	if s.reg == nil {
-		reg, err := registry.New(registry.Config{Log: cfg.Log, Store: s.store, Catalog: cfg.Catalog, Logger: cfg.Logger})
+		reg, err := registry.New(registry.Config{Log: cfg.Log, Store: s.store, Catalog: cfg.Catalog, Logger: cfg.Logger, Admission: cfg.Admission})
 		if err != nil {
 			return nil, err
 		}
@@ -294,6 +299,7 @@ func (s *Server) buildHandler() http.Handler {
 				return
 			}
 		}
+		r = r.WithContext(warning.WithWarningRecorder(r.Context(), &headerWarnings{w: rec}))
 		if u, ok := s.authenticate(r); ok {
 			r = r.WithContext(genericrequest.WithUser(r.Context(), u))
 		} else if !info.public {
