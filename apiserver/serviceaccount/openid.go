@@ -37,11 +37,9 @@ func NewOpenIDMetadata(issuer, jwksURI, externalAddress string, keys []*Key) (*O
 		jwksURI = (&url.URL{Scheme: "https", Host: externalAddress, Path: JWKSPath}).String()
 	}
 	set := jose.JSONWebKeySet{}
-	algs := map[string]bool{}
 	for _, k := range keys {
 		jwk := jose.JSONWebKey{Algorithm: string(jose.RS256), Key: &k.Private.PublicKey, KeyID: k.ID, Use: "sig"}
 		set.Keys = append(set.Keys, jwk)
-		algs[jwk.Algorithm] = true
 	}
 	keysJSON, err := json.Marshal(set)
 	if err != nil {
