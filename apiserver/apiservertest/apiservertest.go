@@ -5,6 +5,7 @@ package apiservertest
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,9 +16,13 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/logplane/logplane/admission"
 	"github.com/logplane/logplane/apiserver"
 	"github.com/logplane/logplane/apiserver/pki"
+	"github.com/logplane/logplane/apiserver/serviceaccount"
 	"github.com/logplane/logplane/eventlog"
+	"github.com/logplane/logplane/kinds/builtin"
+	"github.com/logplane/logplane/projections"
 )
 
 // Server is a running API server.
@@ -51,6 +56,13 @@ type Options struct {
 	LogListen string
 	// Tokens is the bearer token file's content (token,user,uid[,groups] lines).
 	Tokens string
+	// ServiceAccountTokens gives the server a service account signing key (DataDir/pki/sa.key):
+	// the TokenRequest API and service account token authentication.
+	ServiceAccountTokens bool
+	// Admission runs logplane's admission chain (package admission: ServiceAccount, PodSecurity)
+	// with this configuration, as the daemon does; nil: none. The harness then runs the
+	// server's projection itself.
+	Admission *admission.Config
 	// Configure changes the server's configuration before it starts.
 	Configure func(*apiserver.Config)
 	// LogConfig changes the log's configuration before it opens (retention, ...).
@@ -93,6 +105,28 @@ func Start(t testing.TB, opts Options) *Server {
 			t.Fatalf("apiservertest: tokens: %v", err)
 		}
 		cfg.Tokens = tf
+	}
+	if opts.Admission != nil {
+		store := projections.New(builtin.Catalog(), slog.Default())
+		chain, err := admission.Chain(store, *opts.Admission)
+		if err != nil {
+			cancel()
+			l.Close()
+			t.Fatalf("apiservertest: %v", err)
+		}
+		cfg.Store, cfg.Admission = store, chain
+		go func() {
+			if err := store.Run(ctx, l); err != nil && ctx.Err() == nil {
+				t.Errorf("apiservertest: projection: %v", err)
+			}
+		}()
+	}
+	if opts.ServiceAccountTokens {
+		if cfg.ServiceAccountKey, err = serviceaccount.LoadKey(filepath.Join(opts.DataDir, "pki")); err != nil {
+			cancel()
+			l.Close()
+			t.Fatalf("apiservertest: %v", err)
+		}
 	}
 	if opts.Configure != nil {
 		opts.Configure(&cfg)

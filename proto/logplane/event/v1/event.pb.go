@@ -215,7 +215,10 @@ type ObjectChanged struct {
 	// The object's labels, so that indexes can be built without decoding object.
 	Labels map[string]string `protobuf:"bytes,9,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// The object's selectable fields (spec.nodeName, status.phase, ...), for the same reason.
-	Fields        map[string]string `protobuf:"bytes,10,rep,name=fields,proto3" json:"fields,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Fields map[string]string `protobuf:"bytes,10,rep,name=fields,proto3" json:"fields,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Audit annotations of the write, as Kubernetes records them in its audit events: what
+	// admission noted about it (pod-security.kubernetes.io/audit-violations, ...).
+	Annotations   map[string]string `protobuf:"bytes,11,rep,name=annotations,proto3" json:"annotations,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -316,6 +319,13 @@ func (x *ObjectChanged) GetLabels() map[string]string {
 func (x *ObjectChanged) GetFields() map[string]string {
 	if x != nil {
 		return x.Fields
+	}
+	return nil
+}
+
+func (x *ObjectChanged) GetAnnotations() map[string]string {
+	if x != nil {
+		return x.Annotations
 	}
 	return nil
 }
@@ -474,7 +484,7 @@ var File_logplane_event_v1_event_proto protoreflect.FileDescriptor
 
 const file_logplane_event_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x1dlogplane/event/v1/event.proto\x12\x11logplane.event.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd3\x04\n" +
+	"\x1dlogplane/event/v1/event.proto\x12\x11logplane.event.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8\x05\n" +
 	"\rObjectChanged\x121\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1d.logplane.event.v1.ChangeTypeR\x04type\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12.\n" +
@@ -486,11 +496,15 @@ const file_logplane_event_v1_event_proto_rawDesc = "" +
 	"\x06object\x18\b \x01(\fR\x06object\x12D\n" +
 	"\x06labels\x18\t \x03(\v2,.logplane.event.v1.ObjectChanged.LabelsEntryR\x06labels\x12D\n" +
 	"\x06fields\x18\n" +
-	" \x03(\v2,.logplane.event.v1.ObjectChanged.FieldsEntryR\x06fields\x1a9\n" +
+	" \x03(\v2,.logplane.event.v1.ObjectChanged.FieldsEntryR\x06fields\x12S\n" +
+	"\vannotations\x18\v \x03(\v21.logplane.event.v1.ObjectChanged.AnnotationsEntryR\vannotations\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
 	"\vFieldsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
+	"\x10AnnotationsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaf\x01\n" +
 	"\tObjectRef\x12\x14\n" +
@@ -534,7 +548,7 @@ func file_logplane_event_v1_event_proto_rawDescGZIP() []byte {
 }
 
 var file_logplane_event_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_logplane_event_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_logplane_event_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_logplane_event_v1_event_proto_goTypes = []any{
 	(ChangeType)(0),               // 0: logplane.event.v1.ChangeType
 	(Encoding)(0),                 // 1: logplane.event.v1.Encoding
@@ -544,22 +558,24 @@ var file_logplane_event_v1_event_proto_goTypes = []any{
 	(*Actor)(nil),                 // 5: logplane.event.v1.Actor
 	nil,                           // 6: logplane.event.v1.ObjectChanged.LabelsEntry
 	nil,                           // 7: logplane.event.v1.ObjectChanged.FieldsEntry
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	nil,                           // 8: logplane.event.v1.ObjectChanged.AnnotationsEntry
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
 }
 var file_logplane_event_v1_event_proto_depIdxs = []int32{
 	0, // 0: logplane.event.v1.ObjectChanged.type:type_name -> logplane.event.v1.ChangeType
 	5, // 1: logplane.event.v1.ObjectChanged.actor:type_name -> logplane.event.v1.Actor
-	8, // 2: logplane.event.v1.ObjectChanged.time:type_name -> google.protobuf.Timestamp
+	9, // 2: logplane.event.v1.ObjectChanged.time:type_name -> google.protobuf.Timestamp
 	4, // 3: logplane.event.v1.ObjectChanged.ref:type_name -> logplane.event.v1.ObjectRef
 	1, // 4: logplane.event.v1.ObjectChanged.encoding:type_name -> logplane.event.v1.Encoding
 	6, // 5: logplane.event.v1.ObjectChanged.labels:type_name -> logplane.event.v1.ObjectChanged.LabelsEntry
 	7, // 6: logplane.event.v1.ObjectChanged.fields:type_name -> logplane.event.v1.ObjectChanged.FieldsEntry
-	2, // 7: logplane.event.v1.Actor.kind:type_name -> logplane.event.v1.ActorKind
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	8, // 7: logplane.event.v1.ObjectChanged.annotations:type_name -> logplane.event.v1.ObjectChanged.AnnotationsEntry
+	2, // 8: logplane.event.v1.Actor.kind:type_name -> logplane.event.v1.ActorKind
+	9, // [9:9] is the sub-list for method output_type
+	9, // [9:9] is the sub-list for method input_type
+	9, // [9:9] is the sub-list for extension type_name
+	9, // [9:9] is the sub-list for extension extendee
+	0, // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_logplane_event_v1_event_proto_init() }
@@ -573,7 +589,7 @@ func file_logplane_event_v1_event_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_logplane_event_v1_event_proto_rawDesc), len(file_logplane_event_v1_event_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
