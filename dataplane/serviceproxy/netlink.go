@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // A sync that changes only elements of the table's sets and maps (an
@@ -22,10 +25,21 @@ import (
 // for the batch). Anything else (chains, rules, sets, and every full
 // sync) stays with knftables and nft, in one transaction.
 
+// elementsPerMessage bounds the elements of one netlink message: its list
+// of elements is one attribute, whose length has 16 bits (64 KiB), and an
+// element takes at most about 600 bytes (a 256-byte chain name, a comment).
+const elementsPerMessage = 100
+
 // commitElements writes changes to the kernel in one batch: every
 // deletion, then every addition, as nft would.
 func (p *Proxier) commitElements(changes []elementChanges) error {
-	var opts []nftables.ConnOption
+	n := 0
+	for _, c := range changes {
+		n += len(c.dels) + len(c.adds)
+	}
+	// The batch is one message: the socket's send buffer must hold it
+	// (the default, 208 KiB, holds about 3,000 elements). nft does the same.
+	opts := []nftables.ConnOption{nftables.WithSockOptions(sendBuffer(64<<10 + 128*n))}
 	if p.cfg.NetNS != "" {
 		ns, err := os.Open(p.cfg.NetNS)
 		if err != nil {
@@ -40,33 +54,58 @@ func (p *Proxier) commitElements(changes []elementChanges) error {
 	}
 	table := &nftables.Table{Name: p.cfg.Table, Family: nftables.TableFamilyIPv4}
 	for _, c := range changes {
-		if len(c.dels) == 0 {
-			continue
-		}
-		elems, err := c.store.netlinkElements(c.dels, false)
-		if err == nil {
-			err = conn.SetDeleteElements(&nftables.Set{Table: table, Name: c.store.name}, elems)
-		}
-		if err != nil {
-			return fmt.Errorf("delete elements of %s: %w", c.store.name, err)
+		for keys := range slices.Chunk(c.dels, elementsPerMessage) {
+			elems, err := c.store.netlinkElements(keys, false)
+			if err == nil {
+				err = conn.SetDeleteElements(&nftables.Set{Table: table, Name: c.store.name}, elems)
+			}
+			if err != nil {
+				return fmt.Errorf("delete elements of %s: %w", c.store.name, err)
+			}
 		}
 	}
 	for _, c := range changes {
-		if len(c.adds) == 0 {
-			continue
-		}
-		elems, err := c.store.netlinkElements(c.adds, true)
-		if err == nil {
-			err = conn.SetAddElements(&nftables.Set{Table: table, Name: c.store.name, IsMap: c.store.isMap()}, elems)
-		}
-		if err != nil {
-			return fmt.Errorf("add elements to %s: %w", c.store.name, err)
+		for keys := range slices.Chunk(c.adds, elementsPerMessage) {
+			elems, err := c.store.netlinkElements(keys, true)
+			if err == nil {
+				err = conn.SetAddElements(&nftables.Set{Table: table, Name: c.store.name, IsMap: c.store.isMap()}, elems)
+			}
+			if err != nil {
+				return fmt.Errorf("add elements to %s: %w", c.store.name, err)
+			}
 		}
 	}
 	if err := conn.Flush(); err != nil {
 		return fmt.Errorf("netlink: %w", err)
 	}
 	return nil
+}
+
+// sendBuffer sets the socket's send buffer to at least size bytes, beyond
+// net.core.wmem_max (SO_SNDBUFFORCE, which needs CAP_NET_ADMIN, as
+// nftables itself).
+func sendBuffer(size int) nftables.SockOption {
+	return func(c *netlink.Conn) error {
+		rc, err := c.SyscallConn()
+		if err != nil {
+			return err
+		}
+		var serr error
+		err = rc.Control(func(fd uintptr) {
+			cur, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF)
+			if err == nil && cur >= size {
+				return
+			}
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size)
+		})
+		if err != nil {
+			return err
+		}
+		if serr != nil {
+			return fmt.Errorf("send buffer of %d bytes: %w", size, serr)
+		}
+		return nil
+	}
 }
 
 // netlinkElements encodes keys (with their values and comments when

@@ -1,6 +1,7 @@
 package serviceproxy_test
 
 import (
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -401,8 +402,10 @@ func TestUpdates(t *testing.T) {
 // endpoint replaced by another, a Service without endpoints added) are
 // written by netlink, not nft: they take effect (the old endpoint gets no
 // new connection, a UDP flow that used it moves, the new Service refuses at
-// once, its NodePort too) and leave the table exactly as nft writes it for
-// the same state.
+// once, its NodePort too), as do 2,000 Services without endpoints at once
+// (a batch larger than a netlink socket's default send buffer, and lists
+// of elements longer than one netlink attribute holds), and they leave the
+// table exactly as nft writes it for the same state.
 func TestElementOnlyChanges(t *testing.T) {
 	n := newTestNet(t, 4)
 	var mu sync.Mutex
@@ -468,6 +471,20 @@ func TestElementOnlyChanges(t *testing.T) {
 	requireRefused(t, n.client, nodeUplink+":30101")
 	requireRefused(t, n.client, "203.0.113.30:80")
 
+	// 2,000 Services without endpoints at once: 6,000 elements, a batch
+	// larger than a netlink socket's default send buffer.
+	for i := range 2000 {
+		p.UpdateService(service(fmt.Sprintf("many-%d", i), fmt.Sprintf("10.96.%d.%d", 10+i/250, i%250+1)))
+	}
+	mustSync(t, p)
+	mu.Lock()
+	last = results[len(results)-1]
+	mu.Unlock()
+	if last.Full || last.Services != 2000 {
+		t.Errorf("2,000 new Services were written as %+v, want a partial sync of 2,000 Services", last)
+	}
+	requireRefused(t, client.ns, "10.96.17.250:80")
+
 	// A fresh Proxier writes the same table from the same state.
 	changed := n.nftList(t)
 	if err := serviceproxy.Cleanup(t.Context(), n.config()); err != nil {
@@ -484,6 +501,9 @@ func TestElementOnlyChanges(t *testing.T) {
 		s.Spec.Ports[1].NodePort = 30102
 		s.Spec.ExternalIPs = []string{"203.0.113.30"}
 	}))
+	for i := range 2000 {
+		fresh.UpdateService(service(fmt.Sprintf("many-%d", i), fmt.Sprintf("10.96.%d.%d", 10+i/250, i%250+1)))
+	}
 	mustSync(t, fresh)
 	if want := n.nftList(t); !sameTable(changed, want) {
 		t.Errorf("the table after element changes differs from one written afresh:\nchanged:\n%s\nafresh:\n%s", changed, want)
