@@ -119,3 +119,19 @@ func TestPackageDocs(t *testing.T) {
 		}
 	}
 }
+
+// TestDaemonCarriesNoCLI checks that the daemon links none of the CLI's libraries: kubectl (and
+// kustomize through it) are lpctl's; a release of the daemon need not carry them.
+func TestDaemonCarriesNoCLI(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "./cmd/logplane").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		for _, bad := range []string{"k8s.io/kubectl", "k8s.io/cli-runtime", "sigs.k8s.io/kustomize"} {
+			if p == bad || strings.HasPrefix(p, bad+"/") {
+				t.Errorf("cmd/logplane links %s", p)
+			}
+		}
+	}
+}

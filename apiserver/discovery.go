@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"mime"
 	"net"
 	"net/http"
 	"runtime"
@@ -16,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/version"
+	"k8s.io/apiserver/pkg/endpoints/handlers/negotiation"
 )
 
 // Version is what /version reports: the Kubernetes API version logplane serves.
@@ -31,23 +31,23 @@ var Version = version.Info{
 
 const aggregatedDiscovery = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 
-// wantsAggregated reports whether the client accepts aggregated discovery (v2), before any
-// plain format.
+// wantsAggregated reports whether the client accepts aggregated discovery (v2, in JSON), as
+// kube-apiserver's discovery handler decides: by negotiation among the clauses of its Accept
+// header that ask for it.
 func wantsAggregated(r *http.Request) bool {
-	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
-		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
-		if err != nil {
-			continue
-		}
-		if mt == mediaJSON && params["g"] == "apidiscovery.k8s.io" && params["v"] == "v2" && params["as"] == "APIGroupDiscoveryList" {
-			return true
-		}
-		if params["g"] == "" {
-			return false
-		}
-	}
-	return false
+	opts, ok := negotiation.NegotiateMediaTypeOptions(r.Header.Get("Accept"), mediaTypes.SupportedMediaTypes(), aggregatedEndpoint{})
+	return ok && opts.Convert != nil
 }
+
+// aggregatedEndpoint lets negotiation pick only aggregated discovery, which the server sends in
+// JSON.
+type aggregatedEndpoint struct{}
+
+func (aggregatedEndpoint) AllowsMediaTypeTransform(mimeType, mimeSubType string, gvk *schema.GroupVersionKind) bool {
+	return gvk != nil && *gvk == apidiscoveryv2.SchemeGroupVersion.WithKind("APIGroupDiscoveryList") && mimeSubType == "json"
+}
+func (aggregatedEndpoint) AllowsServerVersion(string) bool  { return false }
+func (aggregatedEndpoint) AllowsStreamSchema(s string) bool { return false }
 
 func writeJSON(w http.ResponseWriter, code int, contentType string, v any) {
 	b, err := json.Marshal(v)

@@ -46,6 +46,7 @@ var kubernetesCoreV1 = []string{
 	"pods/log  Pod [get] true",
 	"pods/portforward  PodPortForwardOptions [create get] true",
 	"pods/status  Pod [get patch update] true",
+	"podtemplates  PodTemplate [create delete deletecollection get list patch update watch] true",
 	"replicationcontrollers  ReplicationController [create delete deletecollection get list patch update watch] true",
 	"replicationcontrollers/scale autoscaling/v1 Scale [get patch update] true",
 	"replicationcontrollers/status  ReplicationController [get patch update] true",

@@ -61,41 +61,51 @@ func (e *encoded) frame(typ string, proto bool, kind *kinds.Kind) ([]byte, error
 	if b, ok := e.frames[k]; ok {
 		return b, nil
 	}
-	var b []byte
+	var obj []byte
+	var err error
 	if proto {
-		raw, err := e.Proto()
-		if err != nil {
-			return nil, err
+		var raw []byte
+		if raw, err = e.Proto(); err == nil {
+			obj, err = envelope(kind.GroupVersion().String(), kind.Kind, raw)
 		}
-		env, err := envelope(kind.GroupVersion().String(), kind.Kind, raw)
-		if err != nil {
-			return nil, err
-		}
-		ev := metav1.WatchEvent{Type: typ, Object: runtime.RawExtension{Raw: env}}
-		msg, err := ev.Marshal()
-		if err != nil {
-			return nil, err
-		}
-		b = make([]byte, 4, 4+len(msg))
-		binary.BigEndian.PutUint32(b, uint32(len(msg)))
-		b = append(b, msg...)
 	} else {
-		js, err := e.JSON()
-		if err != nil {
-			return nil, err
-		}
-		b = make([]byte, 0, len(js)+32)
-		b = append(b, `{"type":"`...)
-		b = append(b, typ...)
-		b = append(b, `","object":`...)
-		b = append(b, js...)
-		b = append(b, "}\n"...)
+		obj, err = e.JSON()
+	}
+	if err != nil {
+		return nil, err
+	}
+	b, err := watchEvent(typ, obj, proto)
+	if err != nil {
+		return nil, err
 	}
 	if e.frames == nil {
 		e.frames = map[frameKey][]byte{}
 	}
 	e.frames[k] = b
 	return b, nil
+}
+
+// watchEvent frames one watch event of type typ about obj (the object encoded for the stream:
+// JSON, or protobuf in its Unknown envelope) as Kubernetes' watch server frames them: a JSON
+// line {"type":...,"object":...}, or a metav1.WatchEvent prefixed by its length. Every watch
+// event the server sends is framed here.
+func watchEvent(typ string, obj []byte, proto bool) ([]byte, error) {
+	if proto {
+		ev := metav1.WatchEvent{Type: typ, Object: runtime.RawExtension{Raw: obj}}
+		b := make([]byte, 4, 4+ev.Size())
+		n, err := ev.MarshalToSizedBuffer(b[4:cap(b)])
+		if err != nil {
+			return nil, err
+		}
+		binary.BigEndian.PutUint32(b, uint32(n))
+		return b[:4+n], nil
+	}
+	b := make([]byte, 0, len(obj)+len(typ)+22)
+	b = append(b, `{"type":"`...)
+	b = append(b, typ...)
+	b = append(b, `","object":`...)
+	b = append(b, obj...)
+	return append(b, "}\n"...), nil
 }
 
 func newEncoded(o *projections.Object, rv uint64) *encoded {

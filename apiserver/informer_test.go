@@ -18,7 +18,7 @@ import (
 
 	"github.com/logplane/logplane/apiserver/apiservertest"
 	"github.com/logplane/logplane/eventlog"
-	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/registry"
 )
@@ -109,7 +109,7 @@ func TestInformerSurvivesRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := projections.New(kinds.Builtin(), nil)
+	store := projections.New(builtin.Catalog(), nil)
 	runCtx, cancelRun := context.WithCancel(ctx)
 	go func() { _ = store.Run(runCtx, l) }() // ends with cancelRun
 	reg, err := registry.New(registry.Config{Log: l, Store: store})
@@ -119,7 +119,7 @@ func TestInformerSurvivesRestart(t *testing.T) {
 	if _, err := reg.ConsistentRead(ctx); err != nil {
 		t.Fatal(err)
 	}
-	cmKind, _ := kinds.Builtin().ByKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
+	cmKind, _ := builtin.Catalog().ByKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
 	obj, err := reg.Create(ctx, cmKind, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "while-down", Namespace: "default"}}, registry.Request{Actor: registry.Reconciler("test")})
 	if err != nil {
 		t.Fatal(err)

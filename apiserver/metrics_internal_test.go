@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
-	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 )
 
 // BenchmarkRequestMetrics is what counting and timing one request costs (a create and a get of a
@@ -18,7 +18,7 @@ func BenchmarkRequestMetrics(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	k, _ := kinds.Builtin().ByResource(schema.GroupVersionResource{Version: "v1", Resource: "configmaps"})
+	k, _ := builtin.Catalog().ByResource(schema.GroupVersionResource{Version: "v1", Resource: "configmaps"})
 	create := httptest.NewRequest("POST", "/api/v1/namespaces/default/configmaps", nil)
 	get := httptest.NewRequest("GET", "/api/v1/namespaces/default/configmaps/x", nil)
 	cinfo := requestInfo{kind: k, version: "v1", namespace: "default", resource: "configmaps", verb: "create", prefix: "api"}

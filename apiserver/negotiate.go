@@ -6,14 +6,15 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/runtime/serializer/json"
 	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
+	"k8s.io/apiserver/pkg/endpoints/handlers/negotiation"
 	"sigs.k8s.io/yaml"
 
 	"github.com/logplane/logplane/kinds"
@@ -47,46 +48,84 @@ var (
 	protoRaw         = protobuf.NewRawSerializer(kinds.Scheme, kinds.Scheme)
 )
 
-// negotiate picks the response format from the Accept header. ok is false when nothing the
-// client accepts can be served (406).
-func negotiate(r *http.Request) (output, bool) {
-	accept := r.Header.Get("Accept")
-	pretty := r.URL.Query().Get("pretty") == "true"
-	if accept == "" {
-		return output{media: mediaJSON, pretty: pretty}, true
+// mediaTypes are the media types the server writes (JSON, YAML, protobuf), for content
+// negotiation; the encoding itself is the server's (output.encode and the encoding cache).
+var mediaTypes = serializer.NewCodecFactory(kinds.Scheme).WithoutConversion()
+
+// unstructuredMediaTypes are mediaTypes without protobuf: what objects of kinds without a Go type
+// can be written as.
+var unstructuredMediaTypes = withoutProtobuf{mediaTypes}
+
+type withoutProtobuf struct{ runtime.NegotiatedSerializer }
+
+func (w withoutProtobuf) SupportedMediaTypes() []runtime.SerializerInfo {
+	var out []runtime.SerializerInfo
+	for _, info := range w.NegotiatedSerializer.SupportedMediaTypes() {
+		if info.MediaType != mediaProtobuf {
+			out = append(out, info)
+		}
 	}
-	for _, part := range strings.Split(accept, ",") {
-		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
-		if err != nil {
-			continue
-		}
-		var media string
-		switch mt {
-		case mediaJSON, "*/*", "application/*":
-			media = mediaJSON
-		case mediaYAML:
-			media = mediaYAML
-		case mediaProtobuf:
-			media = mediaProtobuf
-		default:
-			continue
-		}
-		out := output{media: media, pretty: pretty || params["pretty"] == "1"}
-		if as := params["as"]; as != "" {
-			if params["g"] != "meta.k8s.io" || (params["v"] != "v1" && params["v"] != "v1beta1") {
-				continue
-			}
-			switch as {
-			case "Table", "PartialObjectMetadata", "PartialObjectMetadataList":
-				out.as = as
-			default:
-				continue
-			}
-		}
-		return out, true
-	}
-	return output{}, false
+	return out
 }
+
+// negotiate picks the response format from the Accept header as kube-apiserver does
+// (k8s.io/apiserver's negotiation: q-values, `as=Table;g=meta.k8s.io;v=v1` and `pretty`
+// parameters, the stream=watch parameter), for an endpoint that allows what endpoint allows. The
+// error, when nothing the client accepts can be served, is Kubernetes' 406.
+func negotiate(r *http.Request, endpoint negotiation.EndpointRestrictions) (output, error) {
+	return negotiateWith(r, mediaTypes, endpoint)
+}
+
+// negotiateWith is negotiate among the media types of ns.
+func negotiateWith(r *http.Request, ns runtime.NegotiatedSerializer, endpoint negotiation.EndpointRestrictions) (output, error) {
+	opts, info, err := negotiation.NegotiateOutputMediaType(r, ns, endpoint)
+	if err != nil {
+		return output{}, err
+	}
+	out := output{media: info.MediaType, pretty: info.PrettySerializer != nil && info.Serializer == info.PrettySerializer}
+	if opts.Convert != nil {
+		out.as = opts.Convert.Kind
+	}
+	return out, nil
+}
+
+// negotiateOr is the format negotiate picks for an endpoint that transforms nothing, or JSON when
+// the client accepts none: what small answers (a Status, a review) are sent in.
+func negotiateOr(r *http.Request) output {
+	out, err := negotiate(r, negotiation.DefaultEndpointRestrictions)
+	if err != nil {
+		return output{media: mediaJSON}
+	}
+	return out
+}
+
+// resourceEndpoint is what the endpoints of the catalog's resources can send, as Kubernetes'
+// RequestScope allows: objects in any media type, PartialObjectMetadata[List] in any, and
+// Tables in JSON or YAML.
+type resourceEndpoint struct{}
+
+var _ negotiation.EndpointRestrictions = resourceEndpoint{}
+
+func (resourceEndpoint) AllowsMediaTypeTransform(mimeType, mimeSubType string, gvk *schema.GroupVersionKind) bool {
+	if gvk == nil {
+		return true
+	}
+	if gvk.Group != metav1.GroupName || (gvk.Version != "v1" && gvk.Version != "v1beta1") {
+		return false
+	}
+	switch gvk.Kind {
+	case "Table":
+		return mimeType == "application" && (mimeSubType == "json" || mimeSubType == "yaml")
+	case "PartialObjectMetadata", "PartialObjectMetadataList":
+		return true
+	}
+	return false
+}
+
+func (resourceEndpoint) AllowsServerVersion(v string) bool {
+	return v == metav1.SchemeGroupVersion.Version
+}
+func (resourceEndpoint) AllowsStreamSchema(s string) bool { return s == "watch" }
 
 // contentType is the Content-Type of a response in format o.
 func (o output) contentType() string {

@@ -44,7 +44,9 @@ func newOpenAPI(catalog *kinds.Catalog, tc managedfields.TypeConverter) (*openAP
 	rootPaths := map[string]any{}
 	docs := map[string]map[string]string{}
 	for _, k := range catalog.All() {
-		collectDocs(reflect.TypeOf(k.New()), docs)
+		if !k.Unstructured {
+			collectDocs(reflect.TypeOf(k.New()), docs)
+		}
 	}
 	v2 := &docBuilder{v2: true, schemas: map[string]any{}, paths: map[string]any{}, docs: docs}
 	for _, gv := range catalog.GroupVersions() {
@@ -148,7 +150,11 @@ func (d *docBuilder) add(catalog *kinds.Catalog, tc managedfields.TypeConverter,
 		if k.GroupVersion() != gv {
 			continue
 		}
-		tv, err := tc.ObjectToTyped(k.New())
+		ktc := tc
+		if k.Strategy.TypeConverter != nil {
+			ktc = k.Strategy.TypeConverter // a kind without a Go type describes itself
+		}
+		tv, err := ktc.ObjectToTyped(k.New())
 		if err != nil {
 			return fmt.Errorf("apiserver: openapi: typing %s: %w", k.Kind, err)
 		}

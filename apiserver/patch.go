@@ -130,6 +130,13 @@ func (s *Server) servePatch(w http.ResponseWriter, r *http.Request, info request
 		writeError(w, r, err)
 		return
 	}
+	if pt == types.StrategicMergePatchType && k.Unstructured {
+		// As on Kubernetes: strategic merge needs the Go type's patch strategies.
+		writeError(w, r, apierrors.NewGenericServerResponse(http.StatusUnsupportedMediaType, "patch", k.GroupResource(), info.name,
+			fmt.Sprintf("the body of the request was in an unknown format - accepted media types include: %s, %s, %s",
+				types.JSONPatchType, types.MergePatchType, types.ApplyYAMLPatchType), 0, false))
+		return
+	}
 	var warnings []string
 	opts := registry.UpdateOptions{Subresource: info.subresource}
 	var mutate registry.Mutation
@@ -267,7 +274,7 @@ func (s *Server) serveScale(w http.ResponseWriter, r *http.Request, info request
 			writeError(w, r, err)
 			return
 		}
-		sc, err := scaleOf(obj)
+		sc, err := scaleOf(k, obj)
 		if err != nil {
 			writeError(w, r, err)
 			return
@@ -324,7 +331,7 @@ func (s *Server) serveScale(w http.ResponseWriter, r *http.Request, info request
 			}
 		}
 		obj, err := s.reg.Modify(r.Context(), k, info.namespace, info.name, req, registry.UpdateOptions{Subresource: "scale"}, func(cur runtime.Object) (runtime.Object, error) {
-			sc, err := scaleOf(cur)
+			sc, err := scaleOf(k, cur)
 			if err != nil {
 				return nil, err
 			}
@@ -335,7 +342,7 @@ func (s *Server) serveScale(w http.ResponseWriter, r *http.Request, info request
 			if errs := validation.Scale(want.Spec.Replicas); len(errs) > 0 {
 				return nil, apierrors.NewInvalid(autoscalingv1.SchemeGroupVersion.WithKind("Scale").GroupKind(), info.name, errs)
 			}
-			if err := setReplicas(cur, want.Spec.Replicas); err != nil {
+			if err := setReplicas(k, cur, want.Spec.Replicas); err != nil {
 				return nil, err
 			}
 			m, _ := meta.Accessor(cur)
@@ -349,7 +356,7 @@ func (s *Server) serveScale(w http.ResponseWriter, r *http.Request, info request
 			writeError(w, r, err)
 			return
 		}
-		sc, err := scaleOf(obj)
+		sc, err := scaleOf(k, obj)
 		if err != nil {
 			writeError(w, r, err)
 			return

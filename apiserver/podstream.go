@@ -323,7 +323,7 @@ func nodeError(resp *http.Response) error {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10)) // a partial body still says something
 	var st metav1.Status
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") && json.Unmarshal(body, &st) == nil && st.Code != 0 {
-		return &apierrors.StatusError{ErrStatus: st}
+		return apierrors.FromObject(&st)
 	}
 	return apierrors.NewGenericServerResponse(resp.StatusCode, "get", schema.GroupResource{Resource: "pods"}, "", strings.TrimSpace(string(body)), 0, false)
 }

@@ -21,7 +21,6 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/logplane/logplane/kinds"
 	"github.com/logplane/logplane/projections"
@@ -35,10 +34,9 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, info requ
 		writeError(w, r, notFoundPath(r))
 		return
 	}
-	out, ok := negotiate(r)
-	if !ok {
-		writeError(w, r, apierrors.NewGenericServerResponse(http.StatusNotAcceptable, info.verb, k.GroupResource(), "",
-			"only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf", 0, false))
+	out, err := negotiateFor(r, k)
+	if err != nil {
+		writeError(w, r, err)
 		return
 	}
 	if out.as == "Table" && info.verb != "get" && info.verb != "list" && info.verb != "watch" {
@@ -98,6 +96,16 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, info requ
 	default:
 		writeError(w, r, apierrors.NewMethodNotSupported(k.GroupResource(), r.Method))
 	}
+}
+
+// negotiateFor negotiates the response format of a request on kind k: objects of a kind without
+// a Go type (custom resources) have no protobuf encoding, so for them the server offers JSON and
+// YAML only, as Kubernetes' apiextensions server does.
+func negotiateFor(r *http.Request, k *kinds.Kind) (output, error) {
+	if k.Unstructured {
+		return negotiateWith(r, unstructuredMediaTypes, resourceEndpoint{})
+	}
+	return negotiate(r, resourceEndpoint{})
 }
 
 // readOptions reads resourceVersion, resourceVersionMatch and the time-travel header. asOf is
@@ -414,10 +422,15 @@ func partialMetadata(obj runtime.Object) *metav1.PartialObjectMetadata {
 	p := &metav1.PartialObjectMetadata{}
 	p.Kind, p.APIVersion = "PartialObjectMetadata", "meta.k8s.io/v1"
 	// meta.Accessor returns the object itself (a *corev1.Pod is a metav1.Object), not its
-	// *ObjectMeta: ask for the embedded metadata.
+	// *ObjectMeta: ask for the embedded metadata; an unstructured object's is a map.
 	if a, ok := obj.(metav1.ObjectMetaAccessor); ok {
 		if om, ok := a.GetObjectMeta().(*metav1.ObjectMeta); ok {
 			p.ObjectMeta = *om.DeepCopy()
+		}
+	} else if u, ok := obj.(runtime.Unstructured); ok {
+		if m, ok := u.UnstructuredContent()["metadata"].(map[string]any); ok {
+			// A custom resource's metadata was validated as ObjectMeta when written.
+			_ = runtime.DefaultUnstructuredConverter.FromUnstructured(m, &p.ObjectMeta)
 		}
 	}
 	return p
@@ -570,12 +583,15 @@ func (s *Server) serveUpdate(w http.ResponseWriter, r *http.Request, info reques
 	case "status":
 		updated, err = s.reg.UpdateStatus(r.Context(), k, obj, req)
 	case "finalize":
-		ns := obj.(*corev1.Namespace)
-		updated, err = s.reg.Modify(r.Context(), k, "", info.name, req, registry.UpdateOptions{Subresource: "finalize"}, func(cur runtime.Object) (runtime.Object, error) {
-			c := cur.(*corev1.Namespace)
-			c.Spec.Finalizers = ns.Spec.Finalizers
-			c.ResourceVersion = ns.ResourceVersion
-			return c, nil
+		ns, ok := obj.(*corev1.Namespace)
+		if !ok {
+			writeError(w, r, apierrors.NewMethodNotSupported(k.GroupResource(), "update finalize"))
+			return
+		}
+		updated, err = s.reg.Finalize(r.Context(), info.name, req, func(cur *corev1.Namespace) error {
+			cur.Spec.Finalizers = ns.Spec.Finalizers
+			cur.ResourceVersion = ns.ResourceVersion
+			return nil
 		})
 	default:
 		updated, err = s.reg.Update(r.Context(), k, obj, req)
@@ -668,7 +684,7 @@ func (s *Server) serveDelete(w http.ResponseWriter, r *http.Request, info reques
 	if !gone && opts.OrphanDependents != nil && !*opts.OrphanDependents {
 		code = http.StatusAccepted
 	}
-	if gone && info.kind.Resource != "pods" {
+	if gone && !info.kind.Strategy.ReturnDeletedObject {
 		m, _ := meta.Accessor(obj)
 		st := &metav1.Status{Status: metav1.StatusSuccess, Details: &metav1.StatusDetails{
 			Name: info.name, Group: info.kind.Group, Kind: info.kind.Resource, UID: m.GetUID()}}
@@ -732,72 +748,16 @@ func (s *Server) serveBinding(w http.ResponseWriter, r *http.Request, info reque
 		writeError(w, r, err)
 		return
 	}
-	b := obj.(*corev1.Binding)
-	if b.Name != "" && b.Name != info.name {
-		writeError(w, r, apierrors.NewBadRequest(fmt.Sprintf("the name of the binding (%s) does not match the pod (%s)", b.Name, info.name)))
-		return
-	}
-	// ValidatePodBinding.
-	var errs field.ErrorList
-	if b.Target.Kind != "" && b.Target.Kind != "Node" {
-		errs = append(errs, field.NotSupported(field.NewPath("target", "kind"), b.Target.Kind, []string{"Node", "<empty>"}))
-	}
-	if b.Target.Name == "" {
-		errs = append(errs, field.Required(field.NewPath("target", "name"), ""))
-	}
-	if len(errs) > 0 {
-		writeError(w, r, apierrors.NewInvalid(corev1.SchemeGroupVersion.WithKind("Binding").GroupKind(), b.Name, errs))
-		return
-	}
-	bindings := schemaGR{Resource: "pods/binding"}
 	req, err := s.writeRequest(r)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	_, err = s.reg.Modify(r.Context(), info.kind, info.namespace, info.name, req, registry.UpdateOptions{Subresource: "binding"}, func(cur runtime.Object) (runtime.Object, error) {
-		pod := cur.(*corev1.Pod)
-		if b.UID != "" && b.UID != pod.UID {
-			return nil, apierrors.NewConflict(info.kind.GroupResource(), info.name,
-				fmt.Errorf("Precondition failed: UID in precondition: %v, UID in object meta: %v", b.UID, pod.UID))
-		}
-		if pod.DeletionTimestamp != nil {
-			return nil, apierrors.NewConflict(bindings, info.name, fmt.Errorf("pod %s is being deleted, cannot be assigned to a host", pod.Name))
-		}
-		if pod.Spec.NodeName != "" {
-			return nil, apierrors.NewConflict(bindings, info.name, fmt.Errorf("pod %v is already assigned to node %q", pod.Name, pod.Spec.NodeName))
-		}
-		if len(pod.Spec.SchedulingGates) != 0 {
-			return nil, apierrors.NewConflict(bindings, info.name, fmt.Errorf("pod %v has non-empty .spec.schedulingGates", pod.Name))
-		}
-		pod.Spec.NodeName = b.Target.Name
-		setCondition(&pod.Status, corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()})
-		pod.ResourceVersion = b.ResourceVersion
-		for k, v := range b.Annotations {
-			if pod.Annotations == nil {
-				pod.Annotations = map[string]string{}
-			}
-			pod.Annotations[k] = v
-		}
-		return pod, nil
-	})
-	if err != nil {
+	if _, err := s.reg.Bind(r.Context(), info.namespace, info.name, obj.(*corev1.Binding), req); err != nil {
 		writeError(w, r, err)
 		return
 	}
 	writeSuccess(w, r, http.StatusCreated)
-}
-
-func setCondition(st *corev1.PodStatus, c corev1.PodCondition) {
-	for i := range st.Conditions {
-		if st.Conditions[i].Type == c.Type {
-			if st.Conditions[i].Status != c.Status {
-				st.Conditions[i] = c
-			}
-			return
-		}
-	}
-	st.Conditions = append(st.Conditions, c)
 }
 
 // serveEviction deletes a pod through the eviction subresource (no disruption budgets yet).
@@ -812,22 +772,12 @@ func (s *Server) serveEviction(w http.ResponseWriter, r *http.Request, info requ
 		writeError(w, r, err)
 		return
 	}
-	ev := obj.(*policyv1.Eviction)
-	if ev.Name != "" && ev.Name != info.name {
-		writeError(w, r, apierrors.NewBadRequest(fmt.Sprintf("name in URL does not match name in Eviction object")))
-		return
-	}
-	opts := metav1.DeleteOptions{}
-	if ev.DeleteOptions != nil {
-		opts = *ev.DeleteOptions
-	}
 	req, err := s.writeRequest(r)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	req.Reason = "evict"
-	if _, _, err := s.reg.Delete(r.Context(), info.kind, info.namespace, info.name, opts, req); err != nil {
+	if _, err := s.reg.Evict(r.Context(), info.namespace, info.name, obj.(*policyv1.Eviction), req); err != nil {
 		writeError(w, r, err)
 		return
 	}
@@ -849,11 +799,7 @@ func (s *Server) decodeObjectAs(r *http.Request, gvk schemaGVK, into runtime.Obj
 func writeSuccess(w http.ResponseWriter, r *http.Request, code int) {
 	st := &metav1.Status{Status: metav1.StatusSuccess, Code: int32(code)}
 	st.Kind, st.APIVersion = "Status", "v1"
-	out, ok := negotiate(r)
-	if !ok || out.as != "" {
-		out = output{media: mediaJSON}
-	}
-	writeObject(w, r, code, out, st)
+	writeObject(w, r, code, negotiateOr(r), st)
 }
 
 func (s *Server) catalogResourceless() schemaGR { return schemaGR{} }

@@ -1,7 +1,6 @@
 package apiserver
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -11,8 +10,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apiserver/pkg/endpoints/request"
 
 	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/registry"
 )
 
 // requestInfo is what the path and method of a request name.
@@ -31,16 +33,21 @@ type requestInfo struct {
 	verb string
 	// resource is the plural name for metrics ("" when not a resource request).
 	resource string
-	// path segments after /api/v1 or /apis/<group>/<version>, for the errors of unknown ones.
+	// segs are the path segments after /api/v1 or /apis/<group>/<version>: none for the group
+	// version's resource list.
 	segs []string
 	// prefix is "api" or "apis" for API paths, "" otherwise.
 	prefix string
 }
 
-// namespaceSubresources are the subresources of a Namespace, which share the
-// /namespaces/<name>/<x> form with the resources inside it.
-var namespaceSubresources = map[string]bool{"status": true, "finalize": true}
+// requestInfoFactory reads the paths of the Kubernetes API as kube-apiserver reads them.
+var requestInfoFactory = &request.RequestInfoFactory{
+	APIPrefixes:          sets.NewString("api", "apis"),
+	GrouplessAPIPrefixes: sets.NewString("api"),
+}
 
+// parse reads what a request names with k8s.io/apiserver's RequestInfoFactory, and finds the
+// kind of the catalog it is about.
 func (s *Server) parse(r *http.Request) requestInfo {
 	path := strings.Trim(r.URL.Path, "/")
 	info := requestInfo{verb: strings.ToLower(r.Method)}
@@ -53,81 +60,60 @@ func (s *Server) parse(r *http.Request) requestInfo {
 		info.public, info.health = true, true
 		return info
 	}
-	segs := strings.Split(path, "/")
-	var gv schema.GroupVersion
-	switch {
-	case segs[0] == "api" && len(segs) >= 2:
-		gv = schema.GroupVersion{Version: segs[1]}
-		segs = segs[2:]
-		info.prefix = "api"
-	case segs[0] == "apis" && len(segs) >= 3:
-		gv = schema.GroupVersion{Group: segs[1], Version: segs[2]}
-		segs = segs[3:]
-		info.prefix = "apis"
-	default:
+	ri, err := requestInfoFactory.NewRequestInfo(r)
+	if err != nil || !ri.IsResourceRequest {
+		// A group version's resource list (/api/v1, /apis/<group>/<version>), or a path that
+		// names no resource.
+		segs := strings.Split(path, "/")
+		switch {
+		case segs[0] == "api" && len(segs) >= 2:
+			info.prefix, info.version, info.segs = "api", segs[1], segs[2:]
+		case segs[0] == "apis" && len(segs) >= 3:
+			info.prefix, info.group, info.version, info.segs = "apis", segs[1], segs[2], segs[3:]
+		}
 		return info
 	}
-	info.group, info.version = gv.Group, gv.Version
-	watchPath := false
-	if len(segs) > 0 && segs[0] == "watch" {
-		watchPath = true
-		segs = segs[1:]
-	}
-	info.segs = segs
-	if len(segs) == 0 {
+	info.prefix, info.group, info.version = ri.APIPrefix, ri.APIGroup, ri.APIVersion
+	info.segs = ri.Parts
+	if ri.Verb == "proxy" || len(ri.Parts) > 3 {
+		// /proxy/... (which Kubernetes no longer serves), or a path deeper than a subresource.
 		return info
 	}
-	var resource string
-	if segs[0] == "namespaces" && len(segs) >= 3 && !namespaceSubresources[segs[2]] {
-		info.namespace, resource = segs[1], segs[2]
-		segs = segs[3:]
-	} else {
-		resource = segs[0]
-		segs = segs[1:]
+	info.namespace, info.resource = ri.Namespace, ri.Resource
+	// The name is the path's: RequestInfoFactory also takes a list's name from a metadata.name
+	// field selector (for authorization), but a list stays a list here and in the metrics.
+	if len(ri.Parts) > 1 {
+		info.name = ri.Parts[1]
 	}
-	if len(segs) > 0 {
-		info.name = segs[0]
+	if len(ri.Parts) > 2 {
+		info.subresource = ri.Parts[2]
 	}
-	if len(segs) > 1 {
-		info.subresource = segs[1]
-	}
-	if len(segs) > 2 {
-		return info // too deep: 404
-	}
-	info.resource = resource
-	k, ok := s.catalog.ByResource(gv.WithResource(resource))
+	k, ok := s.catalog.ByResource(schema.GroupVersionResource{Group: ri.APIGroup, Version: ri.APIVersion, Resource: ri.Resource})
 	if !ok {
 		return info
 	}
 	info.kind = k
-	if resource == "namespaces" {
-		info.namespace = ""
+	if ri.Resource == "namespaces" {
+		info.namespace = "" // a namespace is named by its name, not by a namespace
 	}
-	switch r.Method {
-	case http.MethodGet, http.MethodHead:
-		switch {
-		case watchPath || isTrue(r.URL.Query().Get("watch")):
-			info.verb = "watch"
-		case info.name == "":
-			info.verb = "list"
-		default:
-			info.verb = "get"
-		}
-	case http.MethodPost:
-		info.verb = "create"
-	case http.MethodPut:
-		info.verb = "update"
-	case http.MethodPatch:
-		info.verb = "patch"
-	case http.MethodDelete:
-		if info.name == "" {
+	info.verb = ri.Verb
+	switch {
+	case info.verb == "":
+		info.verb = strings.ToLower(r.Method) // a method the API has no verb for: 405
+	case info.verb == "watch" && r.Method != http.MethodGet && r.Method != http.MethodHead:
+		// A write to a /watch/ path is what it would be without the /watch/.
+		info.verb = writeVerbs[r.Method]
+		if info.verb == "delete" && info.name == "" {
 			info.verb = "deletecollection"
-		} else {
-			info.verb = "delete"
+		} else if info.verb == "" {
+			info.verb = strings.ToLower(r.Method)
 		}
 	}
 	return info
 }
+
+// writeVerbs are the verbs of the methods that change things.
+var writeVerbs = map[string]string{http.MethodPost: "create", http.MethodPut: "update", http.MethodPatch: "patch", http.MethodDelete: "delete"}
 
 func isTrue(v string) bool { return v == "true" || v == "1" }
 
@@ -220,43 +206,24 @@ func (s *Server) servesGroupVersion(gv schema.GroupVersion) bool {
 	return false
 }
 
-// writeError sends err as a Kubernetes Status, in the format the client accepts.
+// writeError sends err as a Kubernetes Status (registry.StatusOf), in the format the client
+// accepts.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
-	var status metav1.Status
-	var se apierrors.APIStatus
-	if errors.As(err, &se) {
-		status = se.Status()
-	} else {
-		status = apierrors.NewInternalError(err).ErrStatus
-	}
-	status.Kind, status.APIVersion = "Status", "v1"
-	if status.Status == "" {
-		status.Status = metav1.StatusFailure
-	}
+	status := registry.StatusOf(err)
 	code := int(status.Code)
-	if code == 0 {
-		code = http.StatusInternalServerError
-	}
-	out, ok := negotiate(r)
-	if !ok || out.media == mediaYAML {
-		out = output{media: mediaJSON}
-	}
-	if out.media == mediaProtobuf && r.URL.Query().Get("watch") != "" {
-		out.media = mediaJSON
-	}
-	out.as = ""
 	if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable || code == http.StatusGatewayTimeout {
 		if status.Details != nil && status.Details.RetryAfterSeconds > 0 {
 			w.Header().Set("Retry-After", fmt.Sprint(status.Details.RetryAfterSeconds))
 		}
 	}
+	out := negotiateOr(r)
 	w.Header().Set("Content-Type", out.contentType())
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
 	if r.Method == http.MethodHead {
 		return
 	}
-	_ = out.encode(w, &status) // the client may be gone; nothing more to do
+	_ = out.encode(w, status) // the client may be gone; nothing more to do
 }
 
 // writeObject sends obj with the given status code in format out.

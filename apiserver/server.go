@@ -25,9 +25,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apiserver/pkg/authentication/authenticator"
+	genericrequest "k8s.io/apiserver/pkg/endpoints/request"
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/registry"
 )
@@ -41,13 +44,15 @@ type Config struct {
 	Store *projections.Store
 	// Registry is the write path. If nil, the server makes one over Log and Store.
 	Registry *registry.Registry
-	// Catalog of the kinds served. Default kinds.Builtin().
+	// Catalog of the kinds served. Default builtin.Catalog().
 	Catalog *kinds.Catalog
 	// TLS is the server's TLS configuration, with client CAs for certificate authentication.
 	// Nil: Serve serves plain HTTP (then only bearer tokens authenticate). See pki.Load.
 	TLS *tls.Config
-	// Tokens authenticates bearer tokens. Nil: no token is valid.
-	Tokens *TokenFile
+	// Tokens authenticates bearer tokens, e.g. a token file read by
+	// k8s.io/apiserver/pkg/authentication/token/tokenfile.NewCSV (kube-apiserver's
+	// --token-auth-file). Nil: no token is valid.
+	Tokens authenticator.Token
 	// Anonymous, if true, lets requests without credentials in as the user "system:anonymous"
 	// instead of answering 401. For tests and local experiments only.
 	Anonymous bool
@@ -93,6 +98,7 @@ type Server struct {
 	started   chan struct{}
 	handler   http.Handler
 	kubelet   kubeletClient
+	authn     authenticator.Request
 }
 
 // New returns a server; nothing runs until Start or Serve.
@@ -101,7 +107,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("apiserver: config needs a Log")
 	}
 	if cfg.Catalog == nil {
-		cfg.Catalog = kinds.Builtin()
+		cfg.Catalog = builtin.Catalog()
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -152,6 +158,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.openapi = oa
+	s.authn = newAuthenticator(cfg.TLS, cfg.Tokens, cfg.Anonymous)
 	s.handler = s.buildHandler()
 	return s, nil
 }
@@ -269,12 +276,12 @@ func (s *Server) buildHandler() http.Handler {
 				return
 			}
 		}
-		user, ok := s.authenticate(r)
-		if !ok && !info.public {
+		if u, ok := s.authenticate(r); ok {
+			r = r.WithContext(genericrequest.WithUser(r.Context(), u))
+		} else if !info.public {
 			writeError(rec, r, apierrors.NewUnauthorized("Unauthorized"))
 			return
 		}
-		r = r.WithContext(withUser(r.Context(), user))
 		s.route(rec, r, info)
 	})
 }

@@ -3,7 +3,6 @@ package apiserver
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -428,7 +427,6 @@ type watchWriter struct {
 	flusher http.Flusher
 	out     output
 	k       *kinds.Kind
-	buf     bytes.Buffer
 }
 
 func (s *Server) newWatchWriter(w http.ResponseWriter, r *http.Request, out output, k *kinds.Kind) (*watchWriter, error) {
@@ -488,49 +486,29 @@ func (ww *watchWriter) fail(err error) error {
 	return errClientGone
 }
 
-func (ww *watchWriter) writeJSONEvent(typ watch.EventType, obj []byte) error {
-	ww.buf.Reset()
-	ww.buf.WriteString(`{"type":"`)
-	ww.buf.WriteString(string(typ))
-	ww.buf.WriteString(`","object":`)
-	ww.buf.Write(obj)
-	ww.buf.WriteString("}\n")
-	if _, err := ww.w.Write(ww.buf.Bytes()); err != nil {
-		return errClientGone
-	}
-	return nil
-}
-
-func (ww *watchWriter) writeProtoEvent(typ watch.EventType, obj []byte) error {
-	ev := metav1.WatchEvent{Type: string(typ), Object: runtime.RawExtension{Raw: obj}}
-	b, err := ev.Marshal()
-	if err != nil {
-		return errClientGone
-	}
-	var n [4]byte
-	binary.BigEndian.PutUint32(n[:], uint32(len(b)))
-	if _, err := ww.w.Write(n[:]); err != nil {
-		return errClientGone
-	}
-	if _, err := ww.w.Write(b); err != nil {
-		return errClientGone
-	}
-	return nil
-}
-
 // sendObject encodes obj (a Table, a Status, a bookmark) and writes it as an event.
 func (ww *watchWriter) sendObject(typ watch.EventType, obj runtime.Object) error {
 	var b bytes.Buffer
-	if ww.out.media == mediaProtobuf {
-		if err := protoSerializer.Encode(obj, &b); err != nil {
-			return errClientGone
-		}
-		return ww.writeProtoEvent(typ, b.Bytes())
+	proto := ww.out.media == mediaProtobuf
+	enc := runtime.Encoder(jsonSerializer)
+	if proto {
+		enc = protoSerializer
 	}
-	if err := jsonSerializer.Encode(obj, &b); err != nil {
+	if err := enc.Encode(obj, &b); err != nil {
 		return errClientGone
 	}
-	return ww.writeJSONEvent(typ, bytes.TrimRight(b.Bytes(), "\n"))
+	body := b.Bytes()
+	if !proto {
+		body = bytes.TrimRight(body, "\n")
+	}
+	ev, err := watchEvent(string(typ), body, proto)
+	if err != nil {
+		return errClientGone
+	}
+	if _, err := ww.w.Write(ev); err != nil {
+		return errClientGone
+	}
+	return nil
 }
 
 // bookmark tells the client it has seen everything up to rv.
@@ -555,14 +533,6 @@ func (ww *watchWriter) sendError(err error) {
 	if errors.Is(err, eventlog.ErrGone) {
 		err = apierrors.NewResourceExpired(err.Error())
 	}
-	var se apierrors.APIStatus
-	var st metav1.Status
-	if errors.As(err, &se) {
-		st = se.Status()
-	} else {
-		st = apierrors.NewInternalError(err).ErrStatus
-	}
-	st.Kind, st.APIVersion = "Status", "v1"
-	_ = ww.sendObject(watch.Error, &st) // the watch ends either way
+	_ = ww.sendObject(watch.Error, registry.StatusOf(err)) // the watch ends either way
 	ww.flush()
 }

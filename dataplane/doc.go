@@ -20,6 +20,10 @@
 //     kube-proxy's nftables layout through knftables, fed with Services and
 //     EndpointSlices, incremental syncs, the Service range routed so that it
 //     never leaves the machine.
+//   - ingressproxy: the Ingress proxy (HTTP and HTTPS), fed with
+//     IngressClasses, Ingresses, Services, EndpointSlices and TLS Secrets:
+//     host and path routing, TLS by SNI, round-robin over ready endpoints,
+//     HTTP/2 and upgrades, tables swapped atomically on every change.
 //   - probe: one execution of a liveness/readiness/startup probe (HTTP GET,
 //     TCP socket, exec).
 //   - sim: a simulated runtime with the same shape as containerd's, whose

@@ -9,10 +9,10 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-// service is SetDefaults_Service, plus the ipFamilies and ipFamilyPolicy Kubernetes' service
+// Service is SetDefaults_Service, plus the ipFamilies and ipFamilyPolicy Kubernetes' service
 // registry fills in for a single-stack IPv4 cluster, and clusterIP/clusterIPs kept in step as its
 // conversion does. The cluster IP itself is allocated by the API server, not here.
-func service(s *corev1.Service) {
+func Service(s *corev1.Service) {
 	sp := &s.Spec
 	if sp.SessionAffinity == "" {
 		sp.SessionAffinity = corev1.ServiceAffinityNone
@@ -97,7 +97,8 @@ func service(s *corev1.Service) {
 	}
 }
 
-func endpoints(e *corev1.Endpoints) {
+// Endpoints defaults the ports' protocol to TCP.
+func Endpoints(e *corev1.Endpoints) {
 	for i := range e.Subsets {
 		for j := range e.Subsets[i].Ports {
 			if e.Subsets[i].Ports[j].Protocol == "" {
@@ -107,7 +108,8 @@ func endpoints(e *corev1.Endpoints) {
 	}
 }
 
-func endpointSlice(e *discoveryv1.EndpointSlice) {
+// EndpointSlice defaults the ports' protocol to TCP and their name to "".
+func EndpointSlice(e *discoveryv1.EndpointSlice) {
 	for i := range e.Ports {
 		if e.Ports[i].Name == nil {
 			e.Ports[i].Name = ptr.To("")
@@ -119,9 +121,9 @@ func endpointSlice(e *discoveryv1.EndpointSlice) {
 	}
 }
 
-// secret defaults the type to Opaque and folds stringData into data, as the v1 conversion of
+// Secret defaults the type to Opaque and folds stringData into data, as the v1 conversion of
 // Kubernetes does (stringData is write-only and never stored).
-func secret(s *corev1.Secret) {
+func Secret(s *corev1.Secret) {
 	if s.Type == "" {
 		s.Type = corev1.SecretTypeOpaque
 	}
@@ -136,8 +138,8 @@ func secret(s *corev1.Secret) {
 	s.StringData = nil
 }
 
-// namespace labels the namespace with its own name and defaults its phase to Active.
-func namespace(n *corev1.Namespace) {
+// Namespace labels the namespace with its own name and defaults its phase to Active.
+func Namespace(n *corev1.Namespace) {
 	if n.Name != "" {
 		if n.Labels == nil {
 			n.Labels = map[string]string{}
@@ -149,8 +151,8 @@ func namespace(n *corev1.Namespace) {
 	}
 }
 
-// node defaults allocatable to capacity and keeps podCIDR and podCIDRs in step.
-func node(n *corev1.Node) {
+// Node defaults allocatable to capacity and keeps podCIDR and podCIDRs in step.
+func Node(n *corev1.Node) {
 	if n.Status.Allocatable == nil && n.Status.Capacity != nil {
 		n.Status.Allocatable = n.Status.Capacity.DeepCopy()
 	}
@@ -162,9 +164,9 @@ func node(n *corev1.Node) {
 	}
 }
 
-// replicationController defaults the selector and the labels to the template's labels, and the
+// ReplicationController defaults the selector and the labels to the template's labels, and the
 // replicas to 1.
-func replicationController(rc *corev1.ReplicationController) {
+func ReplicationController(rc *corev1.ReplicationController) {
 	if rc.Spec.Template != nil {
 		if labels := rc.Spec.Template.Labels; labels != nil {
 			if len(rc.Spec.Selector) == 0 {

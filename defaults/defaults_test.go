@@ -12,14 +12,13 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/yaml"
 
-	"github.com/logplane/logplane/defaults"
-	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 )
 
 // decode reads a manifest as kubectl would send it.
 func decode(t *testing.T, gvk schema.GroupVersionKind, manifest string) runtime.Object {
 	t.Helper()
-	k, ok := kinds.Builtin().ByKind(gvk)
+	k, ok := builtin.Catalog().ByKind(gvk)
 	if !ok {
 		t.Fatalf("no kind %v", gvk)
 	}
@@ -501,7 +500,7 @@ spec:
 			if tt.uid != "" {
 				obj.(interface{ SetUID(types.UID) }).SetUID(types.UID(tt.uid))
 			}
-			defaults.Apply(obj)
+			apply(obj)
 			got := asMap(t, obj)
 			want := asMap(t, decode(t, tt.gvk, tt.want))
 			if tt.onlyFields != nil {
@@ -515,7 +514,7 @@ spec:
 				t.Errorf("defaults differ from Kubernetes' (-want +got):\n%s", diff)
 			}
 			again := obj.DeepCopyObject()
-			defaults.Apply(again)
+			apply(again)
 			if diff := cmp.Diff(asMap(t, obj), asMap(t, again)); diff != "" {
 				t.Errorf("Apply is not idempotent (-once +twice):\n%s", diff)
 			}
@@ -541,12 +540,12 @@ func TestImagePullPolicy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		p := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: tt.image}}}}
-		defaults.Apply(p)
+		apply(p)
 		if got := p.Spec.Containers[0].ImagePullPolicy; got != tt.want {
 			t.Errorf("image %q: imagePullPolicy %q, want %q", tt.image, got, tt.want)
 		}
 		p.Spec.Containers[0].ImagePullPolicy = corev1.PullNever
-		defaults.Apply(p)
+		apply(p)
 		if got := p.Spec.Containers[0].ImagePullPolicy; got != corev1.PullNever {
 			t.Errorf("image %q: a given policy was overwritten with %q", tt.image, got)
 		}
@@ -555,7 +554,7 @@ func TestImagePullPolicy(t *testing.T) {
 
 func TestJobWithoutUIDHasNoSelector(t *testing.T) {
 	obj := decode(t, jobGVK, `{metadata: {name: pi}, spec: {template: {spec: {restartPolicy: Never, containers: [{name: pi, image: perl}]}}}}`)
-	defaults.Apply(obj)
+	apply(obj)
 	if j := obj.(*batchv1.Job); j.Spec.Selector != nil || j.Spec.Template.Labels != nil {
 		t.Errorf("selector %v, template labels %v: want none before the uid is set", j.Spec.Selector, j.Spec.Template.Labels)
 	}
@@ -569,7 +568,7 @@ spec:
   tolerations:
   - {key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 60}
 `)
-	defaults.Apply(obj)
+	apply(obj)
 	got := obj.(*corev1.Pod).Spec.Tolerations
 	if len(got) != 2 || *got[0].TolerationSeconds != 60 || got[1].Key != corev1.TaintNodeUnreachable {
 		t.Errorf("tolerations %+v: want the pod's own not-ready one (60s) and the default unreachable one", got)

@@ -11,10 +11,10 @@ import (
 // gives pods that do not tolerate not-ready and unreachable nodes themselves.
 const defaultTolerationSeconds int64 = 300
 
-// pod is SetDefaults_Pod plus the pod spec defaults, the v1 conversion of the deprecated fields,
+// Pod is SetDefaults_Pod plus the pod spec defaults, the v1 conversion of the deprecated fields,
 // and what Kubernetes' default admission plugins (ServiceAccount, Priority,
 // DefaultTolerationSeconds) set on every pod.
-func pod(p *corev1.Pod) {
+func Pod(p *corev1.Pod) {
 	// Requests default to limits on pods, not on templates.
 	for i := range p.Spec.Containers {
 		requestsFromLimits(&p.Spec.Containers[i].Resources)

@@ -2,22 +2,7 @@ package defaults
 
 import (
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 )
-
-// Update sets the defaults of obj, which replaces old, in place: what Apply sets, after carrying
-// over from old what Kubernetes' registries carry over on update when the client left it out (a
-// Service's allocated cluster IPs, node ports and health check node port, and its IP families),
-// and dropping what a Service's new type no longer uses. The API server calls Update instead of
-// Apply on update.
-func Update(obj, old runtime.Object) {
-	if s, ok := obj.(*corev1.Service); ok && s != nil {
-		if o, ok := old.(*corev1.Service); ok && o != nil {
-			serviceUpdate(s, o)
-		}
-	}
-	Apply(obj)
-}
 
 func needsClusterIP(s *corev1.Service) bool { return s.Spec.Type != corev1.ServiceTypeExternalName }
 
@@ -29,9 +14,11 @@ func needsHealthCheckNodePort(s *corev1.Service) bool {
 	return s.Spec.Type == corev1.ServiceTypeLoadBalancer && s.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
 }
 
-// serviceUpdate is what Kubernetes' service REST storage does before validating an update:
+// ServiceUpdate carries over, from the Service old that s replaces, what the client left out
+// (its allocated cluster IPs, node ports and health check node port, and its IP families) and
+// drops what a new type no longer uses: what
 // patchAllocatedValues, then dropTypeDependentFields.
-func serviceUpdate(s, old *corev1.Service) {
+func ServiceUpdate(s, old *corev1.Service) {
 	if s.Spec.Type == "" {
 		s.Spec.Type = corev1.ServiceTypeClusterIP
 	}

@@ -5,8 +5,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
-
-	"github.com/logplane/logplane/defaults"
 )
 
 // stored is a NodePort service as the API server stores it after allocating its IP and port.
@@ -20,7 +18,7 @@ spec:
   selector: {app: web}
   ports: [{name: http, port: 80, nodePort: 32610}, {name: metrics, port: 9090, nodePort: 31000}]
 `).(*corev1.Service)
-	defaults.Apply(s)
+	apply(s)
 	return s
 }
 
@@ -34,7 +32,7 @@ spec:
   selector: {app: web}
   ports: [{name: http, port: 80}, {name: metrics, port: 9091}]
 `).(*corev1.Service)
-	defaults.Update(s, old)
+	update(s, old)
 	if s.Spec.ClusterIP != "10.104.107.132" || !cmp.Equal(s.Spec.ClusterIPs, []string{"10.104.107.132"}) {
 		t.Errorf("cluster IPs %q %q, want the allocated 10.104.107.132", s.Spec.ClusterIP, s.Spec.ClusterIPs)
 	}
@@ -50,7 +48,7 @@ func TestUpdateToClusterIPDropsNodePorts(t *testing.T) {
 	old := stored(t)
 	s := old.DeepCopy()
 	s.Spec.Type = corev1.ServiceTypeClusterIP
-	defaults.Update(s, old)
+	update(s, old)
 	for _, p := range s.Spec.Ports {
 		if p.NodePort != 0 {
 			t.Errorf("port %s keeps node port %d as a ClusterIP service", p.Name, p.NodePort)
@@ -69,7 +67,7 @@ func TestUpdateToExternalNameDropsClusterIP(t *testing.T) {
 	s := old.DeepCopy()
 	s.Spec.Type = corev1.ServiceTypeExternalName
 	s.Spec.ExternalName = "web.example.com"
-	defaults.Update(s, old)
+	update(s, old)
 	if s.Spec.ClusterIP != "" || s.Spec.ClusterIPs != nil || s.Spec.IPFamilies != nil || s.Spec.IPFamilyPolicy != nil || s.Spec.InternalTrafficPolicy != nil {
 		t.Errorf("ExternalName service keeps %q %v %v %v %v", s.Spec.ClusterIP, s.Spec.ClusterIPs, s.Spec.IPFamilies, s.Spec.IPFamilyPolicy, s.Spec.InternalTrafficPolicy)
 	}
@@ -79,8 +77,8 @@ func TestUpdateOfOtherKindsIsApply(t *testing.T) {
 	old := decode(t, deploymentGVK, `{metadata: {name: d}, spec: {replicas: 5}}`)
 	obj := decode(t, deploymentGVK, `{metadata: {name: d}}`)
 	want := obj.DeepCopyObject()
-	defaults.Apply(want)
-	defaults.Update(obj, old)
+	apply(want)
+	update(obj, old)
 	if diff := cmp.Diff(asMap(t, want), asMap(t, obj)); diff != "" {
 		t.Errorf("Update differs from Apply (-apply +update):\n%s", diff)
 	}

@@ -11,7 +11,9 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-func deployment(d *appsv1.Deployment) {
+// Deployment is SetDefaults_Deployment: replicas 1, RollingUpdate 25 % / 25 %, history 10,
+// progress deadline 600 s, and the pod template's defaults.
+func Deployment(d *appsv1.Deployment) {
 	if d.Spec.Replicas == nil {
 		d.Spec.Replicas = ptr.To[int32](1)
 	}
@@ -39,14 +41,16 @@ func deployment(d *appsv1.Deployment) {
 	podTemplateSpec(&d.Spec.Template)
 }
 
-func replicaSet(rs *appsv1.ReplicaSet) {
+// ReplicaSet is SetDefaults_ReplicaSet: replicas 1 and the pod template's defaults.
+func ReplicaSet(rs *appsv1.ReplicaSet) {
 	if rs.Spec.Replicas == nil {
 		rs.Spec.Replicas = ptr.To[int32](1)
 	}
 	podTemplateSpec(&rs.Spec.Template)
 }
 
-func daemonSet(ds *appsv1.DaemonSet) {
+// DaemonSet is SetDefaults_DaemonSet.
+func DaemonSet(ds *appsv1.DaemonSet) {
 	us := &ds.Spec.UpdateStrategy
 	if us.Type == "" {
 		us.Type = appsv1.RollingUpdateDaemonSetStrategyType
@@ -68,7 +72,8 @@ func daemonSet(ds *appsv1.DaemonSet) {
 	podTemplateSpec(&ds.Spec.Template)
 }
 
-func statefulSet(ss *appsv1.StatefulSet) {
+// StatefulSet is SetDefaults_StatefulSet.
+func StatefulSet(ss *appsv1.StatefulSet) {
 	if ss.Spec.PodManagementPolicy == "" {
 		ss.Spec.PodManagementPolicy = appsv1.OrderedReadyPodManagement
 	}
@@ -104,10 +109,10 @@ func statefulSet(ss *appsv1.StatefulSet) {
 	podTemplateSpec(&ss.Spec.Template)
 }
 
-// job is SetDefaults_Job, and the selector generation of Kubernetes' job registry once the job
+// Job is SetDefaults_Job, and the selector generation of Kubernetes' job registry once the job
 // has a uid. The template's restartPolicy is left as given: validation insists on Never or
 // OnFailure.
-func job(j *batchv1.Job) {
+func Job(j *batchv1.Job) {
 	s := &j.Spec
 	if s.Completions == nil && s.Parallelism == nil {
 		s.Completions = ptr.To[int32](1)
@@ -188,9 +193,9 @@ func jobSelector(j *batchv1.Job) {
 	}
 }
 
-// cronJob is SetDefaults_CronJob. The job template's own spec fields are not defaulted (as in
+// CronJob is SetDefaults_CronJob. The job template's own spec fields are not defaulted (as in
 // Kubernetes); its pod template is.
-func cronJob(c *batchv1.CronJob) {
+func CronJob(c *batchv1.CronJob) {
 	if c.Spec.ConcurrencyPolicy == "" {
 		c.Spec.ConcurrencyPolicy = batchv1.AllowConcurrent
 	}

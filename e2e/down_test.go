@@ -26,9 +26,10 @@ func TestDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.k("create", "deployment", "web", "--image=logplane.local/hello:latest", "--replicas=2")
-	// A host port: the portmap plugin's rules.
+	// A host port: the portmap plugin's rules; a memory emptyDir: a tmpfs under the data directory.
 	m.k("run", "hello", "--image=logplane.local/hello:latest", "--port", "8080",
-		`--overrides={"spec":{"containers":[{"name":"hello","image":"logplane.local/hello:latest","ports":[{"containerPort":8080,"hostPort":`+port+`}]}]}}`)
+		`--overrides={"spec":{"containers":[{"name":"hello","image":"logplane.local/hello:latest","ports":[{"containerPort":8080,"hostPort":`+port+`}],`+
+			`"volumeMounts":[{"name":"mem","mountPath":"/mem"}]}],"volumes":[{"name":"mem","emptyDir":{"medium":"Memory","sizeLimit":"1Mi"}}]}}`)
 	rolledOut(t, m.k("rollout", "status", "deployment/web", "--timeout=60s"), "web")
 	m.k("wait", "--for=condition=Ready", "pod/hello", "--timeout=60s")
 	ips := strings.Fields(m.k("get", "pods", "-o", "jsonpath={.items[*].status.podIP}"))
@@ -67,6 +68,9 @@ func TestDown(t *testing.T) {
 	}
 	if len(podRules()) == 0 {
 		t.Fatal("no iptables rule for the host port before down")
+	}
+	if !slices.ContainsFunc(mountsUnder(t, m.dir), func(p string) bool { return strings.HasSuffix(p, "/kubernetes.io~empty-dir/mem") }) {
+		t.Fatalf("no tmpfs of the memory emptyDir under the data directory: %v", mountsUnder(t, m.dir))
 	}
 
 	// Refused while up runs, with what to do.

@@ -67,8 +67,8 @@ func requireMachine(t *testing.T) binaries {
 	return built
 }
 
-// build does what ops/up.sh does before it starts logplane: go build of the programs, and the demo
-// images made with lpctl image build.
+// build does what ops/up.sh does before it starts logplane: the release build of the programs
+// (ops/build.sh), and the demo images made with lpctl image build.
 func build() (binaries, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
@@ -88,8 +88,7 @@ func build() (binaries, error) {
 		env  []string
 		args []string
 	}{
-		{nil, []string{"go", "build", "-o", buildDir + "/", "./cmd/logplane", "./cmd/lpctl"}},
-		{[]string{"CGO_ENABLED=0"}, []string{"go", "build", "-o", b.hello, "./cmd/hello"}},
+		{nil, []string{"bash", "ops/build.sh", buildDir}}, // the release binaries: logplane, lpctl, hello
 		{nil, []string{b.lpctl, "image", "build", "busybox", "-o", filepath.Join(b.images, "busybox.tar")}},
 		{nil, []string{b.lpctl, "image", "build", "hello", "--hello-binary", b.hello, "-o", filepath.Join(b.images, "hello.tar")}},
 		{nil, []string{b.lpctl, "image", "build", "hello", "--hello-binary", b.hello, "--tag", "logplane.local/hello:v2", "-o", filepath.Join(b.images, "hello-v2.tar")}},

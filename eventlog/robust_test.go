@@ -17,6 +17,7 @@ import (
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/eventlog/eventlogtest"
 	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
 )
 
@@ -122,7 +123,7 @@ func TestLargeObjects(t *testing.T) {
 		if err != nil || got.Seq != seq {
 			t.Fatalf("%v: get: %v", enc, err)
 		}
-		k := kinds.Builtin().All()
+		k := builtin.Catalog().All()
 		var cmKind *kinds.Kind
 		for _, kk := range k {
 			if kk.Kind == "ConfigMap" {

@@ -32,11 +32,20 @@ func Encode(obj runtime.Object, enc eventv1.Encoding) ([]byte, error) {
 	return nil, fmt.Errorf("kinds: unknown encoding %v", enc)
 }
 
+// Encoding is how objects of the kind are written in the log: Kubernetes protobuf for kinds with
+// a Go type, JSON for the others (protobuf is for typed kinds only, as in Kubernetes).
+func (k *Kind) Encoding() eventv1.Encoding {
+	if k.Stored().Unstructured {
+		return eventv1.Encoding_ENCODING_JSON
+	}
+	return eventv1.Encoding_ENCODING_PROTOBUF
+}
+
 // Decode reads an object of kind k written by Encode, with its TypeMeta set. For a kind served
 // by conversion, data is an object of the stored kind, which Decode converts.
 func (k *Kind) Decode(enc eventv1.Encoding, data []byte) (runtime.Object, error) {
-	if k.storedAs != nil {
-		obj, err := k.storedAs.Decode(enc, data)
+	if k.View != nil {
+		obj, err := k.View.Of.Decode(enc, data)
 		if err != nil {
 			return nil, err
 		}

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/logplane/logplane/eventlog"
-	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/kinds/kindstest"
 	"github.com/logplane/logplane/logcheck"
 	"github.com/logplane/logplane/projections"
@@ -57,7 +57,7 @@ func BenchmarkCheck(b *testing.B) {
 	} else if last < uint64(events) {
 		b.Logf("writing %d events into %s", events, dir)
 		writePodRevisions(b, l, events/4, 4)
-		store := projections.New(kinds.Builtin(), slog.Default())
+		store := projections.New(builtin.Catalog(), slog.Default())
 		if err := l.Replay(ctx, eventlog.Filter{}, 0, 0, func(r eventlog.Record) error { store.Apply(r); return nil }); err != nil {
 			b.Fatal(err)
 		}
@@ -71,7 +71,7 @@ func BenchmarkCheck(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		start := time.Now()
-		rep, err := logcheck.Check(ctx, l, logcheck.Options{Catalog: kinds.Builtin()})
+		rep, err := logcheck.Check(ctx, l, logcheck.Options{Catalog: builtin.Catalog()})
 		if err != nil {
 			b.Fatal(err)
 		}

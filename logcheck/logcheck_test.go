@@ -12,7 +12,7 @@ import (
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/eventlog/eventlogtest"
-	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/kinds/kindstest"
 	"github.com/logplane/logplane/logcheck"
 	"github.com/logplane/logplane/projections"
@@ -40,7 +40,7 @@ func TestCheckFindsAndRepairAppends(t *testing.T) {
 		pods[i] = eventlog.Key{Resource: "pods", Namespace: p.Namespace, Name: p.Name}
 	}
 	// A snapshot, then pod 5's subject is purged behind the log's back.
-	store := projections.New(kinds.Builtin(), slog.Default())
+	store := projections.New(builtin.Catalog(), slog.Default())
 	if err := l.Replay(ctx, eventlog.Filter{}, 0, 0, func(r eventlog.Record) error { store.Apply(r); return nil }); err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestCheckFindsAndRepairAppends(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	opts := logcheck.Options{Catalog: kinds.Builtin()}
+	opts := logcheck.Options{Catalog: builtin.Catalog()}
 	rep, err := logcheck.Check(ctx, l, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +137,7 @@ func TestCheckFindsAndRepairAppends(t *testing.T) {
 		t.Errorf("after repair, check reports %d findings as repaired, want the unreadable messages and the purge", len(again.Repaired))
 	}
 	// A restart from the snapshot plus the tail serves what the log says.
-	restarted := projections.New(kinds.Builtin(), slog.Default())
+	restarted := projections.New(builtin.Catalog(), slog.Default())
 	if _, err := restarted.Restore(ctx, l); err != nil {
 		t.Fatal(err)
 	}

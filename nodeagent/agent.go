@@ -36,6 +36,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 
+	"github.com/logplane/logplane/dataplane/sim"
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds"
 	"github.com/logplane/logplane/nodeagent/podworker"
@@ -124,9 +125,18 @@ type Config struct {
 	// configMap and secret volumes are refreshed. Default 1 minute
 	// (podworker.DefaultSyncFrequency).
 	SyncFrequency time.Duration
+	// SeccompDefault is the kubelet's --seccomp-default: containers that ask
+	// for no seccomp profile get the runtime's default (RuntimeDefault).
+	// Default off (Unconfined), as in Kubernetes.
+	SeccompDefault bool
 	// DNSServers and ClusterDomain make the pods' resolv.conf.
 	DNSServers    []string
 	ClusterDomain string
+	// ResolvConf is the node's resolv.conf (the kubelet's --resolv-conf,
+	// see podworker.Config); AllowedUnsafeSysctls the kubelet's
+	// --allowed-unsafe-sysctls.
+	ResolvConf           string
+	AllowedUnsafeSysctls []string
 	// Metrics, when set, takes the node's metrics (the kubelet's names, see
 	// podworker.Manager.RegisterMetrics), labelled node=NodeName so that
 	// simulated nodes sharing a process stay apart.
@@ -249,7 +259,7 @@ func New(cfg Config) (*Agent, error) {
 		ready: make(chan struct{}),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.DefaultTypedControllerRateLimiter[eventlog.Key](),
-			workqueue.TypedRateLimitingQueueConfig[eventlog.Key]{}),
+			workqueue.TypedRateLimitingQueueConfig[eventlog.Key]{Clock: cfg.Clock}),
 	}
 	if a.rec == nil {
 		rec, err := recorder.New(recorder.Config{
@@ -257,6 +267,7 @@ func New(cfg Config) (*Agent, error) {
 			Actor:    registry.Node(cfg.NodeName),
 			Source:   corev1.EventSource{Component: "kubelet", Host: cfg.NodeName},
 			Logger:   cfg.Logger,
+			Now:      cfg.Clock.Now,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("nodeagent: %w", err)
@@ -264,6 +275,7 @@ func New(cfg Config) (*Agent, error) {
 		a.rec, a.ownRec = rec, true
 	}
 	a.statuses = newStatusWriter(a)
+	_, simulated := cfg.Runtime.(*sim.Runtime) // simulated nodes make nothing on the machine
 	pods, err := podworker.New(podworker.Config{
 		NodeName:      cfg.NodeName,
 		NodeIP:        cfg.NodeIP,
@@ -280,9 +292,15 @@ func New(cfg Config) (*Agent, error) {
 		SyncFrequency: cfg.SyncFrequency,
 		DNSServers:    cfg.DNSServers,
 		ClusterDomain: cfg.ClusterDomain,
+		ResolvConf:    cfg.ResolvConf,
+		// The Node reports its capacity as allocatable (node.go).
+		NodeAllocatable:      cfg.Capacity,
+		AllowedUnsafeSysctls: cfg.AllowedUnsafeSysctls,
+		Simulated:            simulated,
 		OnError: func(uid types.UID, err error) {
 			a.log.Debug("nodeagent: pod worker", "pod", uid, "err", err)
 		},
+		SeccompDefault: cfg.SeccompDefault,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("nodeagent: %w", err)

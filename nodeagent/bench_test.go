@@ -22,7 +22,6 @@ import (
 	"github.com/logplane/logplane/dataplane/dataplanetest"
 	"github.com/logplane/logplane/nodeagent"
 	"github.com/logplane/logplane/projections"
-	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/reconcilerstest"
 	"github.com/logplane/logplane/registry"
 )
@@ -269,21 +268,15 @@ func scheduleSim(b *testing.B, pending bool) {
 		b.Fatal(err)
 	}
 	startScheduler := func() {
-		regs, loops, err := reconcilerstest.Scheduler(c.Registry, c.Store, c.Logger)
+		e, err := reconcilerstest.SchedulerEngine(c.Registry, c.Store, c.Logger)
 		if err != nil {
 			b.Fatal(err)
 		}
-		e := engine.New(c.Store, engine.Options{Logger: c.Logger})
-		for _, r := range regs {
-			e.Register(r)
-		}
-		for _, run := range append(loops, e.Run) {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_ = run(ctx) // returns once ctx ends
-			}()
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = e.Run(ctx) // returns once ctx ends
+		}()
 	}
 	podKind, _ := c.Registry.Catalog().ByKind(schema.GroupVersionKind{Version: "v1", Kind: "Pod"})
 	// Count Running pods from the projection's changes rather than by listing 10,000 pods.

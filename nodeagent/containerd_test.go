@@ -14,8 +14,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -38,6 +38,7 @@ type realCluster struct {
 	env                *dataplanetest.Env
 	ca, nodeCert, node []byte
 	authority          *pki.CA
+	sched              *engine.Engine // the scheduler's
 }
 
 func newRealCluster(t testing.TB) *realCluster {
@@ -57,12 +58,12 @@ func newRealCluster(t testing.TB) *realCluster {
 		t.Fatal(err)
 	}
 	c := newCluster(t, apiservertest.Options{DataDir: dir, LogListen: "127.0.0.1:0", Configure: func(cfg *apiserver.Config) { cfg.KubeletTLS = ktls }})
-	startScheduler(t, c)
+	sched := startScheduler(t, c)
 	sc, sk, err := mat.CA.Issue("system:node:node-1", []string{"system:nodes"}, []string{"127.0.0.1"}, x509.ExtKeyUsageServerAuth)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &realCluster{cluster: c, env: env, ca: mat.CA.CertPEM, nodeCert: sc, node: sk, authority: mat.CA}
+	return &realCluster{cluster: c, env: env, ca: mat.CA.CertPEM, nodeCert: sc, node: sk, authority: mat.CA, sched: sched}
 }
 
 func (r *realCluster) agentConfig(t testing.TB) agentProcess {
@@ -103,30 +104,24 @@ func (r *realCluster) run(name, image string, args ...string) {
 }
 
 // startScheduler runs the scheduler as `logplane reconcile` does, in this process, on the API
-// server's projection and registry, until the test ends.
-func startScheduler(t testing.TB, c *cluster) {
+// server's projection and registry, until the test ends, and returns its engine.
+func startScheduler(t testing.TB, c *cluster) *engine.Engine {
 	t.Helper()
-	regs, loops, err := reconcilerstest.Scheduler(c.api.API.Registry(), c.api.API.Store(), slog.Default())
+	e, err := reconcilerstest.SchedulerEngine(c.api.API.Registry(), c.api.API.Store(), slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := engine.New(c.api.API.Store(), engine.Options{})
-	for _, reg := range regs {
-		e.Register(reg)
-	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	var wg sync.WaitGroup
-	for _, run := range append(loops, e.Run) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = run(ctx) // returns once ctx ends
-		}()
-	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = e.Run(ctx) // returns once ctx ends
+	}()
 	t.Cleanup(func() {
 		cancel()
-		wg.Wait()
+		<-done
 	})
+	return e
 }
 
 func TestRealPodWithKubectl(t *testing.T) {
@@ -590,7 +585,17 @@ func TestRealAgentKill9AdoptsContainers(t *testing.T) {
 	r.must("", nil, "delete", "pod", "forced", "--grace-period=0", "--force")
 	r.must("", nil, "delete", "pod", "graceful", "--wait=false")
 	r.run("late", r.env.Hello, "--port=8080")
-	time.Sleep(time.Second)
+	// The scheduler binds it; with the agent down, it stays Pending.
+	late, err := r.client.CoreV1().Pods("default").Get(t.Context(), "late", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created, _ := strconv.ParseUint(late.ResourceVersion, 10, 64)
+	waitCtx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := r.sched.WaitReconciled(waitCtx, created); err != nil {
+		t.Fatal(err)
+	}
 	r.must("", []string{"late", "Pending"}, "get", "pod", "late")
 
 	startChild(t, r.agentConfig(t))

@@ -43,7 +43,7 @@ func newStatusWriter(a *Agent) *statusWriter {
 		a: a,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.DefaultTypedControllerRateLimiter[types.UID](),
-			workqueue.TypedRateLimitingQueueConfig[types.UID]{}),
+			workqueue.TypedRateLimitingQueueConfig[types.UID]{Clock: a.cfg.Clock}),
 		items: map[types.UID]*statusItem{},
 	}
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/logplane/logplane/dataplane/dataplanetest"
 	"github.com/logplane/logplane/dataplane/podnet"
 	"github.com/logplane/logplane/eventlog"
-	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/nodeagent"
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/registry"
@@ -79,7 +79,7 @@ func runAgent(ctx context.Context, p agentProcess, ready chan<- struct{}) error 
 		return err
 	}
 	defer l.Close()
-	cat := kinds.Builtin()
+	cat := builtin.Catalog()
 	store := projections.New(cat, nil)
 	storeDone := make(chan error, 1)
 	go func() { storeDone <- store.Run(ctx, l) }()

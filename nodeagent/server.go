@@ -18,7 +18,6 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cri-streaming/pkg/streaming/portforward"
@@ -26,6 +25,7 @@ import (
 	utilexec "k8s.io/utils/exec"
 
 	"github.com/logplane/logplane/dataplane/runtimeapi"
+	"github.com/logplane/logplane/registry"
 )
 
 // Streaming timeouts, as the kubelet's defaults.
@@ -489,15 +489,8 @@ var (
 
 // writeStatus answers with err as a Kubernetes Status, which the API server passes on.
 func writeStatus(w http.ResponseWriter, err error) {
-	var st metav1.Status
-	var se apierrors.APIStatus
-	if errors.As(err, &se) {
-		st = se.Status()
-	} else {
-		st = apierrors.NewInternalError(err).ErrStatus
-	}
-	st.Kind, st.APIVersion = "Status", "v1"
+	st := registry.StatusOf(err)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(int(st.Code))
-	_ = json.NewEncoder(w).Encode(&st) // the client may be gone; nothing to do
+	_ = json.NewEncoder(w).Encode(st) // the client may be gone; nothing to do
 }

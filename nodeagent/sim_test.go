@@ -10,6 +10,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/logplane/logplane/apiserver/apiservertest"
 	"github.com/logplane/logplane/dataplane/runtimeapi"
@@ -263,4 +264,69 @@ func TestSimCrashLoopAndMissingConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.waitPod("default", "nocfg", 10*time.Second, "Running", running)
+}
+
+// The agent's heartbeat follows its clock: stepped by a renewal interval, the clock brings a
+// renewal of the Lease stamped with the clock's time, and the Node's status is written again
+// once the status interval has passed on that clock.
+func TestHeartbeatOnTheAgentsClock(t *testing.T) {
+	c := newCluster(t, apiservertest.Options{})
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clk := testingclock.NewFakeClock(t0)
+	startFleet(t, c, 1, func(cfg *nodeagent.FleetConfig) {
+		cfg.Template.Clock = clk
+		cfg.Template.RenewInterval = 10 * time.Second
+		cfg.Template.StatusInterval = 30 * time.Second
+	})
+	lease := func() *coordinationv1.Lease {
+		l, err := c.client.CoordinationV1().Leases("kube-node-lease").Get(t.Context(), "sim-0", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	heartbeat := func() time.Time {
+		n, err := c.client.CoreV1().Nodes().Get(t.Context(), "sim-0", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, cond := range n.Status.Conditions {
+			if cond.Type == corev1.NodeReady {
+				return cond.LastHeartbeatTime.Time
+			}
+		}
+		t.Fatalf("no Ready condition: %v", n.Status.Conditions)
+		return time.Time{}
+	}
+	if got := lease().Spec.RenewTime; got == nil || !got.Time.Equal(t0) {
+		t.Fatalf("lease renewed at %v, want the clock's %v", got, t0)
+	}
+	if got := heartbeat(); !got.Equal(t0) {
+		t.Fatalf("node heartbeat at %v, want %v", got, t0)
+	}
+	// renewedAt waits a little for the lease to be renewed at the clock's time.
+	renewedAt := func(want time.Time) bool {
+		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if got := lease().Spec.RenewTime; got != nil && got.Time.Equal(want) {
+				return true
+			}
+		}
+		return false
+	}
+	for i := 1; i <= 3; i++ {
+		clk.Step(10 * time.Second)
+		// The heartbeat's ticker starts just after the agent is ready: a first step may come
+		// before it, and then brings nothing.
+		if !renewedAt(clk.Now()) && i > 1 {
+			t.Fatalf("the clock at %v: lease renewed at %v", clk.Now(), lease().Spec.RenewTime)
+		}
+	}
+	// 30 s on the agent's clock: the status interval is over, the heartbeat written again.
+	deadline := time.Now().Add(10 * time.Second)
+	for got := heartbeat(); !got.Equal(t0.Add(30 * time.Second)); got = heartbeat() {
+		if time.Now().After(deadline) {
+			t.Fatalf("node heartbeat at %v, want %v", got, t0.Add(30*time.Second))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Brings up a single-machine logplane cluster on the embedded default: installs containerd, runc and
-# the CNI plugins from Debian's packages where missing, builds logplane and lpctl into bin/, and runs
-# `logplane up` (API server, embedded NATS JetStream log, reconcilers and a node agent for this
+# the CNI plugins from Debian's packages where missing, builds the release binaries of logplane and
+# lpctl into bin/ (ops/build.sh), and runs `logplane up` (API server, embedded NATS JetStream log, reconcilers and a node agent for this
 # machine, in one process) with its state in ${LOGPLANE_DATA:-/var/lib/logplane}.
 # Stop it with Ctrl-C; run this again to bring every object back.
 set -euo pipefail
@@ -11,9 +11,7 @@ if [ "$(id -u)" -ne 0 ]; then
 	exec sudo -E env "PATH=$PATH" "$0" "$@"
 fi
 ops/install-deps.sh
-mkdir -p bin
-go build -o bin/ ./cmd/logplane ./cmd/lpctl
-CGO_ENABLED=0 go build -o bin/hello ./cmd/hello
+ops/build.sh bin
 ln -sf lpctl bin/kubectl-lp
 data=${LOGPLANE_DATA:-/var/lib/logplane}
 # The demo images, built here from busybox-static and ./cmd/hello: the node agent loads them at

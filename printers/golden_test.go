@@ -15,6 +15,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/printers"
 )
 
@@ -27,7 +28,7 @@ func objectMeta(name string, age time.Duration) metav1.ObjectMeta {
 	return metav1.ObjectMeta{Name: name, Namespace: "default", CreationTimestamp: ago(age)}
 }
 
-var catalog = kinds.Builtin()
+var catalog = builtin.Catalog()
 
 func kindOf(t *testing.T, group, kind string) *kinds.Kind {
 	t.Helper()

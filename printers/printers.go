@@ -39,7 +39,7 @@ func Table(k *kinds.Kind, objs []runtime.Object) (*metav1.Table, error) {
 
 // Columns returns the column definitions of kind k's Table.
 func Columns(k *kinds.Kind) []metav1.TableColumnDefinition {
-	return printerFor(k).columns
+	return printerFor(k).Columns
 }
 
 // Row is the package's Row with p's clock.
@@ -48,12 +48,12 @@ func (p Printer) Row(k *kinds.Kind, obj runtime.Object) (metav1.TableRow, error)
 	if v := reflect.ValueOf(obj); !v.IsValid() || (v.Kind() == reflect.Pointer && v.IsNil()) {
 		return metav1.TableRow{}, fmt.Errorf("printers: nil %s", k.Kind)
 	}
-	cells, conds, err := pr.row(p.clock(), obj)
+	cells, conds, err := pr.Row(p.now(), obj)
 	if err != nil {
 		return metav1.TableRow{}, fmt.Errorf("printers: %s: %w", k.Kind, err)
 	}
-	if len(cells) != len(pr.columns) {
-		return metav1.TableRow{}, fmt.Errorf("printers: %s: %d cells for %d columns", k.Kind, len(cells), len(pr.columns))
+	if len(cells) != len(pr.Columns) {
+		return metav1.TableRow{}, fmt.Errorf("printers: %s: %d cells for %d columns", k.Kind, len(cells), len(pr.Columns))
 	}
 	return metav1.TableRow{Cells: cells, Conditions: conds}, nil
 }
@@ -72,11 +72,11 @@ func (p Printer) Table(k *kinds.Kind, objs []runtime.Object) (*metav1.Table, err
 	return t, nil
 }
 
-func (p Printer) clock() clock {
+func (p Printer) now() func() time.Time {
 	if p.Now == nil {
-		return clock(time.Now)
+		return time.Now
 	}
-	return clock(p.Now)
+	return p.Now
 }
 
 // clock computes the durations the cells show.
@@ -98,11 +98,6 @@ func (c clock) sinceMicro(t metav1.MicroTime) string {
 }
 
 type rowFunc func(c clock, obj runtime.Object) ([]any, []metav1.TableRowCondition, error)
-
-type kindPrinter struct {
-	columns []metav1.TableColumnDefinition
-	row     rowFunc
-}
 
 // typed adapts a row function of one type.
 func typed[T runtime.Object](f func(c clock, obj T) ([]any, []metav1.TableRowCondition, error)) rowFunc {
@@ -126,44 +121,51 @@ var (
 	ageColumn  = metav1.TableColumnDefinition{Name: "Age", Type: "string", Description: metav1.ObjectMeta{}.SwaggerDoc()["creationTimestamp"]}
 )
 
-var byGroupKind = map[string]kindPrinter{
-	"/Pod":                           {podColumns, typed(podRow)},
-	"/Service":                       {serviceColumns, cells(serviceRow)},
-	"/Endpoints":                     {endpointsColumns, cells(endpointsRow)},
-	"/ConfigMap":                     {configMapColumns, cells(configMapRow)},
-	"/Secret":                        {secretColumns, cells(secretRow)},
-	"/Event":                         {eventColumns, cells(eventRow)},
-	"events.k8s.io/Event":            {eventColumns, cells(eventsV1Row)},
-	"/Namespace":                     {namespaceColumns, cells(namespaceRow)},
-	"/Node":                          {nodeColumns, cells(nodeRow)},
-	"/ServiceAccount":                {serviceAccountColumns, cells(serviceAccountRow)},
-	"/ReplicationController":         {rcColumns, cells(rcRow)},
-	"apps/Deployment":                {deploymentColumns, typed(deploymentRow)},
-	"apps/ReplicaSet":                {replicaSetColumns, cells(replicaSetRow)},
-	"apps/DaemonSet":                 {daemonSetColumns, cells(daemonSetRow)},
-	"apps/StatefulSet":               {statefulSetColumns, cells(statefulSetRow)},
-	"apps/ControllerRevision":        {controllerRevisionColumns, cells(controllerRevisionRow)},
-	"batch/Job":                      {jobColumns, cells(jobRow)},
-	"batch/CronJob":                  {cronJobColumns, cells(cronJobRow)},
-	"coordination.k8s.io/Lease":      {leaseColumns, cells(leaseRow)},
-	"discovery.k8s.io/EndpointSlice": {endpointSliceColumns, cells(endpointSliceRow)},
+// The Tables of the built-in kinds, which their strategies (kinds/builtin) wire in.
+var (
+	PodTable                   = table(podColumns, typed(podRow))
+	ServiceTable               = table(serviceColumns, cells(serviceRow))
+	EndpointsTable             = table(endpointsColumns, cells(endpointsRow))
+	ConfigMapTable             = table(configMapColumns, cells(configMapRow))
+	SecretTable                = table(secretColumns, cells(secretRow))
+	EventTable                 = table(eventColumns, cells(eventRow))
+	EventsV1Table              = table(eventColumns, cells(eventsV1Row))
+	NamespaceTable             = table(namespaceColumns, cells(namespaceRow))
+	NodeTable                  = table(nodeColumns, cells(nodeRow))
+	ServiceAccountTable        = table(serviceAccountColumns, cells(serviceAccountRow))
+	ReplicationControllerTable = table(rcColumns, cells(rcRow))
+	DeploymentTable            = table(deploymentColumns, typed(deploymentRow))
+	ReplicaSetTable            = table(replicaSetColumns, cells(replicaSetRow))
+	DaemonSetTable             = table(daemonSetColumns, cells(daemonSetRow))
+	StatefulSetTable           = table(statefulSetColumns, cells(statefulSetRow))
+	ControllerRevisionTable    = table(controllerRevisionColumns, cells(controllerRevisionRow))
+	JobTable                   = table(jobColumns, cells(jobRow))
+	CronJobTable               = table(cronJobColumns, cells(cronJobRow))
+	LeaseTable                 = table(leaseColumns, cells(leaseRow))
+	EndpointSliceTable         = table(endpointSliceColumns, cells(endpointSliceRow))
+)
+
+// table makes a kind's Table from its columns and row function.
+func table(columns []metav1.TableColumnDefinition, row rowFunc) *kinds.Table {
+	return &kinds.Table{Columns: columns, Row: func(now func() time.Time, obj runtime.Object) ([]any, []metav1.TableRowCondition, error) {
+		return row(clock(now), obj)
+	}}
 }
 
-// defaultPrinter is Kubernetes' default table: name and age.
-var defaultPrinter = kindPrinter{
-	columns: []metav1.TableColumnDefinition{nameColumn, {Name: "Created At", Type: "date", Description: metav1.ObjectMeta{}.SwaggerDoc()["creationTimestamp"]}},
-	row: func(c clock, obj runtime.Object) ([]any, []metav1.TableRowCondition, error) {
+// defaultTable is Kubernetes' default table: name and age.
+var defaultTable = table(
+	[]metav1.TableColumnDefinition{nameColumn, {Name: "Created At", Type: "date", Description: metav1.ObjectMeta{}.SwaggerDoc()["creationTimestamp"]}},
+	func(c clock, obj runtime.Object) ([]any, []metav1.TableRowCondition, error) {
 		m, err := meta.Accessor(obj)
 		if err != nil {
 			return nil, nil, err
 		}
 		return []any{m.GetName(), m.GetCreationTimestamp().UTC().Format(time.RFC3339)}, nil, nil
-	},
-}
+	})
 
-func printerFor(k *kinds.Kind) kindPrinter {
-	if p, ok := byGroupKind[k.Group+"/"+k.Kind]; ok {
-		return p
+func printerFor(k *kinds.Kind) *kinds.Table {
+	if t := k.Strategy.Table; t != nil {
+		return t
 	}
-	return defaultPrinter
+	return defaultTable
 }

@@ -44,6 +44,7 @@ func TestColumns(t *testing.T) {
 		"/Namespace":                     "NAME STATUS AGE",
 		"/Node":                          "NAME STATUS ROLES AGE VERSION [INTERNAL-IP] [EXTERNAL-IP] [OS-IMAGE] [KERNEL-VERSION] [CONTAINER-RUNTIME]",
 		"/ServiceAccount":                "NAME SECRETS AGE",
+		"/PodTemplate":                   "NAME CONTAINERS IMAGES POD LABELS",
 		"/ReplicationController":         "NAME DESIRED CURRENT READY AGE [CONTAINERS] [IMAGES] [SELECTOR]",
 		"apps/Deployment":                "NAME READY UP-TO-DATE AVAILABLE AGE [CONTAINERS] [IMAGES] [SELECTOR]",
 		"apps/ReplicaSet":                "NAME DESIRED CURRENT READY AGE [CONTAINERS] [IMAGES] [SELECTOR]",

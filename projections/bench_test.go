@@ -23,6 +23,7 @@ import (
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/kinds/kindstest"
 	"github.com/logplane/logplane/projections"
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
@@ -104,7 +105,7 @@ func BenchmarkRebuild(b *testing.B) {
 				var s *projections.Store
 				cpu0 := cpuTime()
 				for b.Loop() {
-					s = projections.New(kinds.Builtin(), nil)
+					s = projections.New(builtin.Catalog(), nil)
 					if err := l.Replay(b.Context(), eventlog.Filter{}, 0, 0, func(r eventlog.Record) error { s.Apply(r); return nil }); err != nil {
 						b.Fatal(err)
 					}
@@ -119,7 +120,7 @@ func BenchmarkRebuild(b *testing.B) {
 			b.Run("from=follow", func(b *testing.B) {
 				cpu0 := cpuTime()
 				for b.Loop() {
-					s := projections.New(kinds.Builtin(), nil)
+					s := projections.New(builtin.Catalog(), nil)
 					ctx, cancel := context.WithCancel(b.Context())
 					done := make(chan error, 1)
 					go func() { done <- s.Run(ctx, l) }()
@@ -143,7 +144,7 @@ func BenchmarkRebuild(b *testing.B) {
 		events := float64(len(recs))
 		cpu0 := cpuTime()
 		for b.Loop() {
-			s := projections.New(kinds.Builtin(), nil)
+			s := projections.New(builtin.Catalog(), nil)
 			for _, r := range recs {
 				s.Apply(r)
 			}
@@ -195,7 +196,7 @@ func BenchmarkRestart(b *testing.B) {
 			dir := b.TempDir()
 			l := openLog(b, dir)
 			writePods(b, l, pods-tail/revisions, revisions)
-			live := projections.New(kinds.Builtin(), nil)
+			live := projections.New(builtin.Catalog(), nil)
 			if err := l.Replay(b.Context(), eventlog.Filter{}, 0, 0, func(r eventlog.Record) error { live.Apply(r); return nil }); err != nil {
 				b.Fatal(err)
 			}
@@ -226,7 +227,7 @@ func BenchmarkRestart(b *testing.B) {
 				start, cpu0 := time.Now(), cpuTime()
 				l := openLog(b, dir)
 				opened = append(opened, time.Since(start))
-				s := projections.New(kinds.Builtin(), nil)
+				s := projections.New(builtin.Catalog(), nil)
 				if _, err := s.Restore(b.Context(), l); err != nil {
 					b.Fatal(err)
 				}
@@ -385,7 +386,7 @@ func BenchmarkStoreKeeps(b *testing.B) {
 // store's own share of a restart. Metrics: ns/op, snapshot-MB, and store-heap-MB, the live heap
 // of a store holding those 100,000 pods (objects, envelopes, indexes).
 func BenchmarkSnapshotCodec(b *testing.B) {
-	s := projections.New(kinds.Builtin(), nil)
+	s := projections.New(builtin.Catalog(), nil)
 	applyPods(b, s, 100_000)
 	var buf bytes.Buffer
 	if _, err := s.WriteSnapshot(&buf); err != nil {
@@ -410,7 +411,7 @@ func BenchmarkSnapshotCodec(b *testing.B) {
 			runtime.ReadMemStats(&before)
 			b.StartTimer()
 			cpu0 := cpuTime()
-			r := projections.New(kinds.Builtin(), nil)
+			r := projections.New(builtin.Catalog(), nil)
 			if err := r.ReadSnapshot(bytes.NewReader(buf.Bytes())); err != nil {
 				b.Fatal(err)
 			}

@@ -11,7 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/logplane/logplane/eventlog"
-	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/kinds/kindstest"
 	"github.com/logplane/logplane/projections"
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
@@ -33,7 +33,7 @@ func applyPods(tb testing.TB, s *projections.Store, n int) {
 // lists exactly the objects a scan matching each one would, across updates that move objects
 // between index entries and deletions that take them out.
 func TestSelectorsMatchAScan(t *testing.T) {
-	s := projections.New(kinds.Builtin(), nil)
+	s := projections.New(builtin.Catalog(), nil)
 	applyPods(t, s, 2000)
 	rng := rand.New(rand.NewPCG(2, 2))
 	seq := uint64(2000)
@@ -110,7 +110,7 @@ func names(objs []*projections.Object) []string {
 // through the label index, the field index, and one that no index can serve (a scan), to show
 // what the indexes save.
 func BenchmarkList(b *testing.B) {
-	s := projections.New(kinds.Builtin(), nil)
+	s := projections.New(builtin.Catalog(), nil)
 	applyPods(b, s, 10_000)
 	cases := []struct{ name, labels, fields string }{
 		{"label=index", "app=app-3", ""},

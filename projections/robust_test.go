@@ -10,7 +10,7 @@ import (
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/eventlog/eventlogtest"
-	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/kinds/kindstest"
 	"github.com/logplane/logplane/projections"
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
@@ -23,7 +23,7 @@ import (
 func TestUndecodableEventIsReportedAndSkipped(t *testing.T) {
 	l := eventlogtest.Open(t, eventlogtest.Listening)
 	var logs syncBuffer
-	s := projections.New(kinds.Builtin(), slog.New(slog.NewTextHandler(&logs, nil)))
+	s := projections.New(builtin.Catalog(), slog.New(slog.NewTextHandler(&logs, nil)))
 	follow(t, l, s)
 	rng := rand.New(rand.NewPCG(3, 3))
 	ctx := t.Context()
@@ -55,7 +55,7 @@ func TestUndecodableEventIsReportedAndSkipped(t *testing.T) {
 	if _, err := s.Snapshot(ctx, l); err != nil {
 		t.Fatal(err)
 	}
-	view, err := projections.At(ctx, l, kinds.Builtin(), bad)
+	view, err := projections.At(ctx, l, builtin.Catalog(), bad)
 	if err != nil || view.Len() != 1 || view.Skipped() != 1 {
 		t.Fatalf("as of the bad message: %v, %d objects, %d skipped", err, view.Len(), view.Skipped())
 	}
@@ -66,7 +66,7 @@ func TestUndecodableEventIsReportedAndSkipped(t *testing.T) {
 // snapshot taken before the drop it restarts.
 func TestRetentionNeedsASnapshot(t *testing.T) {
 	l := eventlogtest.Open(t, func(c *eventlog.Config) { c.MaxBytes = 256 << 10 })
-	live := projections.New(kinds.Builtin(), nil)
+	live := projections.New(builtin.Catalog(), nil)
 	follow(t, l, live)
 	var last uint64
 	history(t, l, 60, 40, func(seq uint64) { last = seq })
@@ -81,13 +81,13 @@ func TestRetentionNeedsASnapshot(t *testing.T) {
 	if first, _, _ := l.Bounds(t.Context()); first <= 1 || first > snap.Seq+1 {
 		t.Fatalf("the test needs retention to have dropped events before the snapshot only: first %d, snapshot %d", first, snap.Seq)
 	}
-	if err := projections.New(kinds.Builtin(), nil).Run(t.Context(), l); !errors.Is(err, eventlog.ErrGone) {
+	if err := projections.New(builtin.Catalog(), nil).Run(t.Context(), l); !errors.Is(err, eventlog.ErrGone) {
 		t.Fatalf("run from nothing: %v, want ErrGone", err)
 	}
-	if _, err := projections.At(t.Context(), l, kinds.Builtin(), snap.Seq-1); !errors.Is(err, eventlog.ErrGone) {
+	if _, err := projections.At(t.Context(), l, builtin.Catalog(), snap.Seq-1); !errors.Is(err, eventlog.ErrGone) {
 		t.Fatalf("as of before the snapshot: %v, want ErrGone", err)
 	}
-	s := projections.New(kinds.Builtin(), nil)
+	s := projections.New(builtin.Catalog(), nil)
 	if _, err := s.Restore(t.Context(), l); err != nil {
 		t.Fatal(err)
 	}

@@ -113,6 +113,7 @@ func (s *Store) ReadSnapshot(r io.Reader) error {
 		return err
 	}
 	s.wake()
+	s.deliveredTo(s.applied) // nothing to give subscribers for what a snapshot brings
 	return nil
 }
 
@@ -440,6 +441,8 @@ func At(ctx context.Context, l *eventlog.Log, catalog *kinds.Catalog, seq uint64
 	}
 	s.mu.Lock()
 	s.applied = max(s.applied, seq)
+	applied := s.applied
 	s.mu.Unlock()
+	s.deliveredTo(applied)
 	return s, nil
 }

@@ -19,7 +19,7 @@ import (
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/eventlog/eventlogtest"
-	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/kinds/kindstest"
 	"github.com/logplane/logplane/projections"
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
@@ -114,7 +114,7 @@ func TestRestartEqualsBefore(t *testing.T) {
 	dir := t.TempDir()
 	cfg := func(c *eventlog.Config) { c.DataDir = dir }
 	l := eventlogtest.Open(t, cfg)
-	live := projections.New(kinds.Builtin(), nil)
+	live := projections.New(builtin.Catalog(), nil)
 	follow(t, l, live)
 	var last uint64
 	history(t, l, 300, 1, func(seq uint64) { last = seq })
@@ -130,7 +130,7 @@ func TestRestartEqualsBefore(t *testing.T) {
 
 	// The process restarts: a new log on the same data directory, a new store.
 	l2 := eventlogtest.Open(t, cfg)
-	restarted := projections.New(kinds.Builtin(), nil)
+	restarted := projections.New(builtin.Catalog(), nil)
 	info, err := restarted.Restore(t.Context(), l2)
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +149,7 @@ func TestRestartEqualsBefore(t *testing.T) {
 
 func TestSnapshotPlusTailEqualsFullReplay(t *testing.T) {
 	l := eventlogtest.Open(t)
-	live := projections.New(kinds.Builtin(), nil)
+	live := projections.New(builtin.Catalog(), nil)
 	follow(t, l, live)
 	var last uint64
 	for round := range 3 {
@@ -163,11 +163,11 @@ func TestSnapshotPlusTailEqualsFullReplay(t *testing.T) {
 	}
 	history(t, l, 100, 20, func(seq uint64) { last = seq })
 
-	full := projections.New(kinds.Builtin(), nil)
+	full := projections.New(builtin.Catalog(), nil)
 	if err := l.Replay(t.Context(), eventlog.Filter{}, 0, last, func(r eventlog.Record) error { full.Apply(r); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	fromSnap := projections.New(kinds.Builtin(), nil)
+	fromSnap := projections.New(builtin.Catalog(), nil)
 	info, err := fromSnap.Restore(t.Context(), l)
 	if err != nil || info.Seq == 0 {
 		t.Fatalf("restore: %v %+v", err, info)
@@ -185,7 +185,7 @@ func TestSnapshotPlusTailEqualsFullReplay(t *testing.T) {
 
 func TestAsOfEqualsStateThen(t *testing.T) {
 	l := eventlogtest.Open(t)
-	live := projections.New(kinds.Builtin(), nil)
+	live := projections.New(builtin.Catalog(), nil)
 	follow(t, l, live)
 	then := map[uint64]string{}
 	n := 0
@@ -207,7 +207,7 @@ func TestAsOfEqualsStateThen(t *testing.T) {
 		t.Fatalf("only %d points recorded", len(then))
 	}
 	for _, seq := range slices.Sorted(maps.Keys(then)) {
-		view, err := projections.At(t.Context(), l, kinds.Builtin(), seq)
+		view, err := projections.At(t.Context(), l, builtin.Catalog(), seq)
 		if err != nil {
 			t.Fatalf("as of %d: %v", seq, err)
 		}
@@ -216,14 +216,14 @@ func TestAsOfEqualsStateThen(t *testing.T) {
 		}
 	}
 	_, last, _ := l.Bounds(t.Context())
-	if _, err := projections.At(t.Context(), l, kinds.Builtin(), last+1); !errors.Is(err, projections.ErrFuture) {
+	if _, err := projections.At(t.Context(), l, builtin.Catalog(), last+1); !errors.Is(err, projections.ErrFuture) {
 		t.Fatalf("as of the future: %v", err)
 	}
 }
 
 func TestDamagedSnapshotFallsBack(t *testing.T) {
 	l := eventlogtest.Open(t)
-	live := projections.New(kinds.Builtin(), nil)
+	live := projections.New(builtin.Catalog(), nil)
 	follow(t, l, live)
 	var last uint64
 	history(t, l, 100, 4, func(seq uint64) { last = seq })
@@ -240,7 +240,7 @@ func TestDamagedSnapshotFallsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs syncBuffer
-	s := projections.New(kinds.Builtin(), slog.New(slog.NewTextHandler(&logs, nil)))
+	s := projections.New(builtin.Catalog(), slog.New(slog.NewTextHandler(&logs, nil)))
 	info, err := s.Restore(t.Context(), l)
 	if err != nil || info.Seq != good.Seq {
 		t.Fatalf("restored %+v, %v; want the good snapshot at %d", info, err, good.Seq)
@@ -263,7 +263,7 @@ func TestDamagedSnapshotFallsBack(t *testing.T) {
 func TestUnknownResourceKeptAndReportedOnce(t *testing.T) {
 	l := eventlogtest.Open(t)
 	var logs syncBuffer
-	s := projections.New(kinds.Builtin(), slog.New(slog.NewTextHandler(&logs, nil)))
+	s := projections.New(builtin.Catalog(), slog.New(slog.NewTextHandler(&logs, nil)))
 	follow(t, l, s)
 	var last uint64
 	history(t, l, 200, 6, func(seq uint64) { last = seq })
@@ -329,7 +329,7 @@ func schemaGR(group, resource string) schema.GroupResource {
 
 func TestRunSnapshotsByPolicy(t *testing.T) {
 	l := eventlogtest.Open(t)
-	s := projections.New(kinds.Builtin(), nil)
+	s := projections.New(builtin.Catalog(), nil)
 	follow(t, l, s)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)

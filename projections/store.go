@@ -112,8 +112,14 @@ type Store struct {
 	waited  atomic.Bool   // someone took advance to wait on it
 	subs    map[int]func(Change)
 	nextSub int
-	unknown map[schema.GroupResource]bool // resources reported as unknown, to say it once
-	skipped uint64                        // events that could not be read
+	// delivered is the sequence up to which every subscriber has been given every change (see
+	// WaitDelivered); delivery has its own lock and channel so that Apply's path stays as it was.
+	delivered      atomic.Uint64
+	deliverMu      sync.Mutex
+	deliverAdvance chan struct{} // closed and replaced when delivered grows and someone waits
+	deliverWaited  atomic.Bool
+	unknown        map[schema.GroupResource]bool // resources reported as unknown, to say it once
+	skipped        uint64                        // events that could not be read
 }
 
 // New returns an empty store that decodes the kinds of catalog.
@@ -129,6 +135,8 @@ func New(catalog *kinds.Catalog, log *slog.Logger, opts ...Option) *Store {
 		advance: make(chan struct{}),
 		subs:    map[int]func(Change){},
 		unknown: map[schema.GroupResource]bool{},
+
+		deliverAdvance: make(chan struct{}),
 	}
 	WithIndexedFields(DefaultIndexedFields...)(s)
 	for _, o := range opts {
@@ -136,6 +144,9 @@ func New(catalog *kinds.Catalog, log *slog.Logger, opts ...Option) *Store {
 	}
 	return s
 }
+
+// Catalog returns the catalog of the kinds the store decodes.
+func (s *Store) Catalog() *kinds.Catalog { return s.catalog }
 
 // Applied returns the sequence of the last event folded into the store.
 func (s *Store) Applied() uint64 {
@@ -222,6 +233,45 @@ func (s *Store) Apply(r eventlog.Record) {
 	s.mu.Unlock()
 	for _, fn := range subs {
 		fn(*ch)
+	}
+	s.deliveredTo(r.Seq)
+}
+
+// deliveredTo records that the subscribers have been given every change up to seq, and wakes
+// WaitDelivered callers.
+func (s *Store) deliveredTo(seq uint64) {
+	s.delivered.Store(seq)
+	if s.deliverWaited.Load() {
+		s.deliverMu.Lock()
+		if s.deliverWaited.Swap(false) {
+			close(s.deliverAdvance)
+			s.deliverAdvance = make(chan struct{})
+		}
+		s.deliverMu.Unlock()
+	}
+}
+
+// WaitDelivered returns once every subscriber has been called, and has returned, with every
+// change up to sequence seq (a reconciler engine has mapped them, say), or when ctx ends. An
+// event the store skipped counts as delivered.
+func (s *Store) WaitDelivered(ctx context.Context, seq uint64) error {
+	for {
+		s.deliverMu.Lock()
+		ch := s.deliverAdvance
+		s.deliverWaited.Store(true)
+		s.deliverMu.Unlock()
+		if s.delivered.Load() >= seq {
+			return nil
+		}
+		s.mu.RLock()
+		applied := s.applied
+		s.mu.RUnlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("projections: waiting for the changes up to %d to be delivered (delivered %d, applied %d): %w",
+				seq, s.delivered.Load(), applied, ctx.Err())
+		}
 	}
 }
 

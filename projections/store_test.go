@@ -12,13 +12,14 @@ import (
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/eventlog/eventlogtest"
 	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/projections"
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
 )
 
 func podEvent(t *testing.T, typ eventv1.ChangeType, name, node string, lbls map[string]string) *eventv1.ObjectChanged {
 	t.Helper()
-	k, _ := kinds.Builtin().ByKind(schema.GroupVersionKind{Version: "v1", Kind: "Pod"})
+	k, _ := builtin.Catalog().ByKind(schema.GroupVersionKind{Version: "v1", Kind: "Pod"})
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Labels: lbls}, Spec: corev1.PodSpec{NodeName: node}}
 	data, err := kinds.Encode(pod, eventv1.Encoding_ENCODING_PROTOBUF)
 	if err != nil {
@@ -34,7 +35,7 @@ func podEvent(t *testing.T, typ eventv1.ChangeType, name, node string, lbls map[
 func TestFollowListWait(t *testing.T) {
 	l := eventlogtest.Open(t)
 	ctx := t.Context()
-	s := projections.New(kinds.Builtin(), nil)
+	s := projections.New(builtin.Catalog(), nil)
 	go s.Run(ctx, l)
 
 	if _, err := l.Create(ctx, podEvent(t, eventv1.ChangeType_CHANGE_TYPE_ADDED, "a", "n1", map[string]string{"app": "web", "tier": "fe"})); err != nil {

@@ -10,7 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/logplane/logplane/eventlog/eventlogtest"
-	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/recorder"
 	"github.com/logplane/logplane/registry"
@@ -19,13 +19,13 @@ import (
 func TestAggregatesRepeats(t *testing.T) {
 	ctx := t.Context()
 	l := eventlogtest.Open(t)
-	store := projections.New(kinds.Builtin(), nil)
+	store := projections.New(builtin.Catalog(), nil)
 	go store.Run(ctx, l)
 	reg, err := registry.New(registry.Config{Log: l, Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat := kinds.Builtin()
+	cat := builtin.Catalog()
 	nsKind, _ := cat.ByKind(schema.GroupVersionKind{Version: "v1", Kind: "Namespace"})
 	if _, err := reg.Create(ctx, nsKind, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, registry.Request{Actor: registry.System("test")}); err != nil {
 		t.Fatal(err)

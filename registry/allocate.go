@@ -3,15 +3,15 @@ package registry
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/logplane/logplane/kinds"
 	"github.com/logplane/logplane/projections"
@@ -27,159 +27,147 @@ const (
 	NodePortMax = 32767
 )
 
-// allocate gives a Service the cluster IP and node ports its type needs: a new one (old nil),
-// or one that replaces old, as Kubernetes' service storage does on create and on update
-// (allocateCreate, allocateUpdate): a Service that stops being ExternalName gets a cluster IP
-// (the one it asks for, or any), one that becomes NodePort or LoadBalancer gets node ports for
-// the ports that have none, and a node port asked for by number must be free. What a Service
-// gives up (ExternalName again, fewer ports) is free again as soon as its change is applied:
-// addresses in use are those of the Services in the projection, plus those handed out by this
-// process a moment ago.
+// allocate lets a kind that holds cluster-wide unique values (Strategy.Allocate: a Service's
+// cluster IP and node ports) take those a new object (old nil) or an update needs. Values in
+// use are those the other objects of the kind in the projection hold, plus those handed out by
+// this process a moment ago (which the projection may not show yet).
 func (r *Registry) allocate(ctx context.Context, k *kinds.Kind, obj, old runtime.Object) error {
-	svc, ok := obj.(*corev1.Service)
-	if !ok {
-		return nil
-	}
-	oldSvc, _ := old.(*corev1.Service)
-	if oldSvc != nil && !allocates(svc, oldSvc) {
+	if k.Strategy.Allocate == nil {
 		return nil
 	}
 	r.allocMu.Lock()
 	defer r.allocMu.Unlock()
-	usedIPs := map[string]bool{}
-	usedPorts := map[int32]bool{}
-	objs, _ := r.store.List(projections.Query{Resource: k.GroupResource()})
-	for _, o := range objs {
-		if oldSvc != nil && o.Key.Namespace == oldSvc.Namespace && o.Key.Name == oldSvc.Name {
-			continue // the Service being updated: what it holds is checked against old below
-		}
-		if ip := o.Fields["spec.clusterIP"]; ip != "" {
-			usedIPs[ip] = true
-		}
-		if len(o.Event.GetObject()) > 0 && (o.Fields["spec.type"] == string(corev1.ServiceTypeNodePort) || o.Fields["spec.type"] == string(corev1.ServiceTypeLoadBalancer)) {
-			if obj, err := o.Decode(); err == nil {
-				for _, p := range obj.(*corev1.Service).Spec.Ports {
-					usedPorts[p.NodePort] = true
-				}
-			}
-		}
-	}
-	for ip := range r.recentIPs {
-		usedIPs[ip] = true
-	}
-	for p := range r.recentPorts {
-		usedPorts[p] = true
-	}
-	// What old holds stays its own.
-	heldIP := ""
-	heldPorts := map[int32]bool{}
-	if oldSvc != nil {
-		if oldSvc.Spec.Type != corev1.ServiceTypeExternalName {
-			heldIP = oldSvc.Spec.ClusterIP
-		}
-		for _, p := range oldSvc.Spec.Ports {
-			if p.NodePort != 0 {
-				heldPorts[p.NodePort] = true
-			}
-		}
-		delete(usedIPs, heldIP)
-		for p := range heldPorts {
-			delete(usedPorts, p)
-		}
-	}
-	spec := &svc.Spec
-	path := field.NewPath("spec")
-	if spec.Type != corev1.ServiceTypeExternalName {
-		switch {
-		case spec.ClusterIP == corev1.ClusterIPNone:
-		case spec.ClusterIP == "":
-			ip, err := pickIP(usedIPs)
-			if err != nil {
-				return apierrors.NewInternalError(err)
-			}
-			spec.ClusterIP = ip
-			spec.ClusterIPs = nil
-		case spec.ClusterIP == heldIP:
-		default:
-			addr, err := netip.ParseAddr(spec.ClusterIP)
-			if err != nil || !ServiceCIDR.Contains(addr) {
-				return apierrors.NewInvalid(k.GroupKind(), svc.Name, field.ErrorList{field.Invalid(path.Child("clusterIP"), spec.ClusterIP,
-					fmt.Sprintf("the provided IP is not in the valid range; the range of valid IPs is %s", ServiceCIDR))})
-			}
-			if usedIPs[spec.ClusterIP] {
-				return apierrors.NewInvalid(k.GroupKind(), svc.Name, field.ErrorList{field.Invalid(path.Child("clusterIP"), spec.ClusterIP,
-					"the provided IP is already allocated")})
-			}
-		}
-		if len(spec.ClusterIPs) == 0 {
-			spec.ClusterIPs = []string{spec.ClusterIP}
-		}
-		if len(spec.IPFamilies) == 0 && spec.ClusterIP != corev1.ClusterIPNone {
-			spec.IPFamilies = []corev1.IPFamily{corev1.IPv4Protocol}
-		}
-		if spec.IPFamilyPolicy == nil {
-			p := corev1.IPFamilyPolicySingleStack
-			spec.IPFamilyPolicy = &p
-		}
-		r.recentIPs[spec.ClusterIP] = true
-	}
-	if spec.Type == corev1.ServiceTypeNodePort || spec.Type == corev1.ServiceTypeLoadBalancer {
-		for i := range spec.Ports {
-			p := &spec.Ports[i]
-			switch {
-			case p.NodePort != 0 && heldPorts[p.NodePort] && !usedPorts[p.NodePort]:
-				// Kept from old.
-			case p.NodePort != 0:
-				if p.NodePort < NodePortMin || p.NodePort > NodePortMax {
-					return apierrors.NewInvalid(k.GroupKind(), svc.Name, field.ErrorList{field.Invalid(path.Child("ports").Index(i).Child("nodePort"), p.NodePort,
-						fmt.Sprintf("provided port is not in the valid range. The range of valid ports is %d-%d", NodePortMin, NodePortMax))})
-				}
-				if usedPorts[p.NodePort] {
-					return apierrors.NewInvalid(k.GroupKind(), svc.Name, field.ErrorList{field.Invalid(path.Child("ports").Index(i).Child("nodePort"), p.NodePort,
-						"provided port is already allocated")})
-				}
-			default:
-				for n := 0; ; n++ {
-					c := int32(NodePortMin + rand.IntN(NodePortMax-NodePortMin+1))
-					if (!usedPorts[c] && !heldPorts[c]) || n > 10000 {
-						p.NodePort = c
-						break
-					}
-				}
-			}
-			usedPorts[p.NodePort] = true
-			r.recentPorts[p.NodePort] = true
-		}
-	}
+	a := &allocation{r: r, k: k, replaced: old, keptIPs: map[string]bool{}, keptPorts: map[int32]bool{}}
+	err := k.Strategy.Allocate(ctx, a, obj, old)
 	if len(r.recentIPs) > 1024 {
 		clear(r.recentIPs)
 	}
 	if len(r.recentPorts) > 1024 {
 		clear(r.recentPorts)
 	}
-	return nil
+	var se apierrors.APIStatus
+	if err != nil && !errors.As(err, &se) {
+		return apierrors.NewInternalError(err)
+	}
+	return err
 }
 
-// allocates reports whether an update of old to svc needs a cluster IP or node port it does not
-// hold yet.
-func allocates(svc, old *corev1.Service) bool {
-	if svc.Spec.Type != corev1.ServiceTypeExternalName && svc.Spec.ClusterIP != corev1.ClusterIPNone &&
-		(old.Spec.Type == corev1.ServiceTypeExternalName || svc.Spec.ClusterIP != old.Spec.ClusterIP) {
-		return true
+// allocation is the kinds.Allocator of one write, under the registry's allocation lock.
+type allocation struct {
+	r        *Registry
+	k        *kinds.Kind
+	replaced runtime.Object // the revision an update replaces; nil on create
+
+	loaded    bool
+	usedIPs   map[string]bool
+	usedPorts map[int32]bool
+	keptIPs   map[string]bool
+	keptPorts map[int32]bool
+}
+
+var _ kinds.Allocator = (*allocation)(nil)
+
+// load gathers, once, what the other objects of the kind hold.
+func (a *allocation) load() {
+	if a.loaded {
+		return
 	}
-	if svc.Spec.Type != corev1.ServiceTypeNodePort && svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
-		return false
+	a.loaded = true
+	a.usedIPs, a.usedPorts = map[string]bool{}, map[int32]bool{}
+	var ns, name string
+	if m, err := meta.Accessor(a.replaced); a.replaced != nil && err == nil {
+		ns, name = m.GetNamespace(), m.GetName()
 	}
-	held := map[int32]bool{}
-	for _, p := range old.Spec.Ports {
-		held[p.NodePort] = true
-	}
-	for _, p := range svc.Spec.Ports {
-		if p.NodePort == 0 || !held[p.NodePort] {
-			return true
+	objs, _ := a.r.store.List(projections.Query{Resource: a.k.Stored().GroupResource()})
+	for _, o := range objs {
+		if name != "" && o.Key.Namespace == ns && o.Key.Name == name {
+			continue // the object being updated: what it holds is its own
+		}
+		obj, err := o.Decode()
+		if err != nil || a.k.Strategy.Holds == nil {
+			continue
+		}
+		ips, ports := a.k.Strategy.Holds(obj)
+		for _, ip := range ips {
+			a.usedIPs[ip] = true
+		}
+		for _, p := range ports {
+			a.usedPorts[p] = true
 		}
 	}
-	return false
+	for ip := range a.r.recentIPs {
+		a.usedIPs[ip] = true
+	}
+	for p := range a.r.recentPorts {
+		a.usedPorts[p] = true
+	}
+	for ip := range a.keptIPs {
+		delete(a.usedIPs, ip)
+	}
+	for p := range a.keptPorts {
+		delete(a.usedPorts, p)
+	}
+}
+
+func (a *allocation) Keep(ips []string, ports []int32) {
+	for _, ip := range ips {
+		a.keptIPs[ip] = true
+		delete(a.usedIPs, ip)
+	}
+	for _, p := range ports {
+		a.keptPorts[p] = true
+		delete(a.usedPorts, p)
+	}
+}
+
+func (a *allocation) IP(ip string) (string, error) {
+	a.load()
+	switch {
+	case ip == "":
+		picked, err := pickIP(a.usedIPs)
+		if err != nil {
+			return "", err
+		}
+		ip = picked
+	case a.keptIPs[ip]:
+	default:
+		addr, err := netip.ParseAddr(ip)
+		if err != nil || !ServiceCIDR.Contains(addr) {
+			return "", fmt.Errorf("the provided IP is not in the valid range; the range of valid IPs is %s", ServiceCIDR)
+		}
+		if a.usedIPs[ip] {
+			return "", errors.New("the provided IP is already allocated")
+		}
+	}
+	a.usedIPs[ip] = true
+	a.r.recentIPs[ip] = true
+	return ip, nil
+}
+
+func (a *allocation) Port(p int32) (int32, error) {
+	a.load()
+	switch {
+	case p != 0 && a.keptPorts[p] && !a.usedPorts[p]:
+		// Kept from the revision replaced.
+	case p != 0:
+		if p < NodePortMin || p > NodePortMax {
+			return 0, fmt.Errorf("provided port is not in the valid range. The range of valid ports is %d-%d", NodePortMin, NodePortMax)
+		}
+		if a.usedPorts[p] {
+			return 0, errors.New("provided port is already allocated")
+		}
+	default:
+		for n := 0; ; n++ {
+			c := int32(NodePortMin + rand.IntN(NodePortMax-NodePortMin+1))
+			if (!a.usedPorts[c] && !a.keptPorts[c]) || n > 10000 {
+				p = c
+				break
+			}
+		}
+	}
+	a.usedPorts[p] = true
+	a.r.recentPorts[p] = true
+	return p, nil
 }
 
 func pickIP(used map[string]bool) (string, error) {

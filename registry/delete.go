@@ -7,7 +7,6 @@ import (
 	"slices"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,14 +21,15 @@ import (
 // Delete deletes the object, or starts its deletion. It returns the object as it is after the
 // call and whether it is gone:
 //   - with preconditions (uid, resourceVersion) that do not hold: 409 Conflict;
-//   - a Namespace is marked Terminating (deletionTimestamp, status.phase); the namespace
-//     lifecycle then deletes its content and removes it;
+//   - an object of a kind whose deletion is a phase (Strategy.Terminate: a Namespace is marked
+//     Terminating) is marked; the namespace lifecycle then deletes its content and removes it;
 //   - an object with finalizers (including the orphan or foregroundDeletion finalizer that the
 //     propagation policy asks for, recorded for the garbage collector) gets a deletionTimestamp
 //     and stays until its finalizers are removed;
-//   - a pod bound to a node is deleted gracefully: deletionTimestamp is now plus the grace
-//     period, and the node agent removes it once its containers are stopped (by deleting it
-//     again with a grace period of 0); a pod on no node, or already finished, goes at once;
+//   - an object of a kind with a grace period (Strategy.GracePeriod: a pod bound to a node) is
+//     deleted gracefully: deletionTimestamp is now plus the grace period, and the node agent
+//     removes it once its containers are stopped (by deleting it again with a grace period of
+//     0); a pod on no node, or already finished, goes at once;
 //   - anything else is removed: a tombstone is appended, carrying the last state.
 func (r *Registry) Delete(ctx context.Context, k *kinds.Kind, ns, name string, opts metav1.DeleteOptions, req Request) (runtime.Object, bool, error) {
 	key := keyOf(k, ns, name)
@@ -101,15 +101,9 @@ func (r *Registry) deletion(k *kinds.Kind, cur runtime.Object, opts metav1.Delet
 	m, _ := meta.Accessor(obj)
 	now := r.now()
 
-	if ns, ok := obj.(*corev1.Namespace); ok {
-		if ns.DeletionTimestamp != nil {
-			return obj, false, false, nil
-		}
-		t := metav1.NewTime(now.Truncate(time.Second))
-		ns.DeletionTimestamp = &t
-		ns.DeletionGracePeriodSeconds = ptrInt64(0)
-		ns.Status.Phase = corev1.NamespaceTerminating
-		return obj, false, true, nil
+	if k.Strategy.Terminate != nil {
+		// A kind whose deletion is a phase of its own (a Namespace turns Terminating).
+		return obj, false, k.Strategy.Terminate(obj, now), nil
 	}
 
 	finalizers := m.GetFinalizers()
@@ -120,19 +114,12 @@ func (r *Registry) deletion(k *kinds.Kind, cur runtime.Object, opts metav1.Delet
 	case opts.PropagationPolicy != nil && *opts.PropagationPolicy == metav1.DeletePropagationForeground:
 		finalizers = addFinalizer(finalizers, metav1.FinalizerDeleteDependents)
 	}
-	grace := int64(0)
-	if pod, ok := obj.(*corev1.Pod); ok && pod.Spec.NodeName != "" &&
-		pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed {
-		grace = corev1.DefaultTerminationGracePeriodSeconds
-		if pod.Spec.TerminationGracePeriodSeconds != nil {
-			grace = *pod.Spec.TerminationGracePeriodSeconds
+	grace := int64(0) // only kinds with a grace period (pods) terminate gracefully
+	if k.Strategy.GracePeriod != nil {
+		grace = k.Strategy.GracePeriod(obj)
+		if opts.GracePeriodSeconds != nil {
+			grace = max(*opts.GracePeriodSeconds, 0)
 		}
-	}
-	if opts.GracePeriodSeconds != nil {
-		grace = max(*opts.GracePeriodSeconds, 0)
-	}
-	if _, ok := obj.(*corev1.Pod); !ok {
-		grace = 0 // only pods terminate gracefully
 	}
 
 	if dt := m.GetDeletionTimestamp(); dt != nil {
@@ -170,5 +157,3 @@ func addFinalizer(fs []string, f string) []string {
 	}
 	return append(slices.Clone(fs), f)
 }
-
-func ptrInt64(v int64) *int64 { return &v }

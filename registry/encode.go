@@ -32,7 +32,7 @@ func (r *Registry) newEvent(k *kinds.Kind, obj runtime.Object, typ eventv1.Chang
 	m.SetResourceVersion("")
 	stored := k.ToStored(obj)
 	k = k.Stored()
-	data, err := kinds.Encode(stored, eventv1.Encoding_ENCODING_PROTOBUF)
+	data, err := kinds.Encode(stored, k.Encoding())
 	m.SetResourceVersion(rv)
 	if err != nil {
 		return nil, fmt.Errorf("registry: encoding %s %s: %w", k.Kind, m.GetName(), err)
@@ -47,7 +47,7 @@ func (r *Registry) newEvent(k *kinds.Kind, obj runtime.Object, typ eventv1.Chang
 			Group: k.Group, Version: k.Version, Kind: k.Kind, Resource: k.Resource,
 			Namespace: m.GetNamespace(), Name: m.GetName(), Uid: string(m.GetUID()),
 		},
-		Encoding: eventv1.Encoding_ENCODING_PROTOBUF,
+		Encoding: k.Encoding(),
 		Object:   data,
 		Labels:   m.GetLabels(),
 		Fields:   k.Fields(stored),

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -29,9 +28,9 @@ import (
 	"k8s.io/client-go/applyconfigurations"
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 
-	"github.com/logplane/logplane/defaults"
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/projections"
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
 )
@@ -67,7 +66,7 @@ type Config struct {
 	Log *eventlog.Log
 	// Store is a projection of Log that someone runs (projections.Store.Run). Required.
 	Store *projections.Store
-	// Catalog of the kinds served. Default kinds.Builtin().
+	// Catalog of the kinds served. Default builtin.Catalog().
 	Catalog *kinds.Catalog
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
@@ -91,7 +90,6 @@ type Registry struct {
 
 	mu            sync.Mutex
 	fieldManagers map[fmKey]*managedfields.FieldManager
-	shapes        map[*kinds.Kind]*shape
 
 	allocMu     sync.Mutex
 	recentIPs   map[string]bool
@@ -109,7 +107,7 @@ func New(cfg Config) (*Registry, error) {
 		return nil, errors.New("registry: config needs a Log and a Store")
 	}
 	if cfg.Catalog == nil {
-		cfg.Catalog = kinds.Builtin()
+		cfg.Catalog = builtin.Catalog()
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -129,7 +127,6 @@ func New(cfg Config) (*Registry, error) {
 		readTimeout:   cfg.ReadTimeout,
 		typeConverter: applyconfigurations.NewTypeConverter(kinds.Scheme),
 		fieldManagers: map[fmKey]*managedfields.FieldManager{},
-		shapes:        map[*kinds.Kind]*shape{},
 		recentIPs:     map[string]bool{},
 		recentPorts:   map[int32]bool{},
 	}, nil
@@ -200,25 +197,6 @@ const (
 	ReasonDelete   = "delete"
 )
 
-// shape says which of the conventional top-level fields a kind's Go type has.
-type shape struct {
-	spec, status bool
-}
-
-func (r *Registry) shapeOf(k *kinds.Kind) *shape {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if s, ok := r.shapes[k]; ok {
-		return s
-	}
-	t := reflect.TypeOf(k.New()).Elem()
-	_, spec := t.FieldByName("Spec")
-	_, status := t.FieldByName("Status")
-	s := &shape{spec: spec, status: status && k.HasSubresource("status")}
-	r.shapes[k] = s
-	return s
-}
-
 // FieldManager returns the managedFields manager of k's main resource ("") or a subresource.
 func (r *Registry) FieldManager(k *kinds.Kind, subresource string) (*managedfields.FieldManager, error) {
 	key := fmKey{k.GroupVersionKind, subresource}
@@ -234,7 +212,7 @@ func (r *Registry) FieldManager(k *kinds.Kind, subresource string) (*managedfiel
 		if subresource == "status" {
 			// The status strategy's reset fields: the spec, and the kind's own.
 			set = fieldpath.NewSet(fieldpath.MakePathOrDie("spec"))
-			for _, f := range k.StatusResetsMetadata {
+			for _, f := range k.Strategy.StatusResetsMetadata {
 				set.Insert(fieldpath.MakePathOrDie("metadata", f))
 			}
 		} else if subresource == "" {
@@ -244,7 +222,14 @@ func (r *Registry) FieldManager(k *kinds.Kind, subresource string) (*managedfiel
 			reset[fieldpath.APIVersion(k.GroupVersion().String())] = fieldpath.NewExcludeSetFilter(set)
 		}
 	}
-	fm, err := managedfields.NewDefaultFieldManager(r.typeConverter, kinds.Converter{}, defaulter{}, kinds.Scheme,
+	newFieldManager, tc := managedfields.NewDefaultFieldManager, r.typeConverter
+	if k.Strategy.TypeConverter != nil {
+		tc = k.Strategy.TypeConverter
+	}
+	if k.Unstructured {
+		newFieldManager = managedfields.NewDefaultCRDFieldManager
+	}
+	fm, err := newFieldManager(tc, r.catalog.Converter(), defaulter{k}, creater{k},
 		k.GroupVersionKind, k.GroupVersion(), subresource, reset)
 	if err != nil {
 		return nil, fmt.Errorf("registry: field manager for %v: %w", k.GroupVersionKind, err)
@@ -255,10 +240,20 @@ func (r *Registry) FieldManager(k *kinds.Kind, subresource string) (*managedfiel
 	return fm, nil
 }
 
-// defaulter applies logplane's defaults for the field manager.
-type defaulter struct{}
+// defaulter applies a kind's defaults for the field manager.
+type defaulter struct{ k *kinds.Kind }
 
-func (defaulter) Default(obj runtime.Object) { defaults.Apply(obj) }
+func (d defaulter) Default(obj runtime.Object) { d.k.Default(obj) }
+
+// creater makes empty objects for the field manager: of the kind, or of the scheme.
+type creater struct{ k *kinds.Kind }
+
+func (c creater) New(gvk schema.GroupVersionKind) (runtime.Object, error) {
+	if gvk == c.k.GroupVersionKind {
+		return c.k.New(), nil
+	}
+	return kinds.Scheme.New(gvk)
+}
 
 // keyOf names an object of kind k in the log: under the resource its kind is stored as.
 func keyOf(k *kinds.Kind, namespace, name string) eventlog.Key {

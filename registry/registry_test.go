@@ -17,6 +17,7 @@ import (
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/eventlog/eventlogtest"
 	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/projections"
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
 	"github.com/logplane/logplane/registry"
@@ -32,7 +33,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{log: eventlogtest.Open(t), cat: kinds.Builtin(), now: time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)}
+	e := &env{log: eventlogtest.Open(t), cat: builtin.Catalog(), now: time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)}
 	e.store = projections.New(e.cat, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"reflect"
 
 	corev1 "k8s.io/api/core/v1"
-	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,11 +15,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/logplane/logplane/defaults"
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds"
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
-	"github.com/logplane/logplane/validation"
 )
 
 // maxAttempts bounds the retries of a write that lost a race it may retry (an update with no
@@ -67,8 +63,8 @@ func (r *Registry) create(ctx context.Context, k *kinds.Kind, obj runtime.Object
 		return nil, err
 	}
 	r.prepareForCreate(k, obj)
-	defaults.Apply(obj)
-	if errs := validation.Create(k, obj); len(errs) > 0 {
+	k.Default(obj)
+	if errs := k.Validate(obj); len(errs) > 0 {
 		return nil, apierrors.NewInvalid(k.GroupKind(), m.GetName(), errs)
 	}
 	if err := r.allocate(ctx, k, obj, nil); err != nil {
@@ -137,58 +133,17 @@ func (r *Registry) prepareForCreate(k *kinds.Kind, obj runtime.Object) {
 	m.SetDeletionTimestamp(nil)
 	m.SetDeletionGracePeriodSeconds(nil)
 	m.SetSelfLink("")
-	sh := r.shapeOf(k)
-	if sh.spec {
+	if k.HasSpec() {
 		m.SetGeneration(1)
 	} else {
 		m.SetGeneration(0)
 	}
-	switch o := obj.(type) {
-	case *corev1.Pod:
-		o.Status = corev1.PodStatus{Phase: corev1.PodPending, QOSClass: podQOS(o)}
-		return
-	case *corev1.Namespace:
-		o.Status = corev1.NamespaceStatus{Phase: corev1.NamespaceActive}
-		if len(o.Spec.Finalizers) == 0 {
-			o.Spec.Finalizers = []corev1.FinalizerName{corev1.FinalizerKubernetes}
-		}
-		return
-	case *corev1.Node:
-		return // node agents register their node with its status
+	if !k.Strategy.CreateWithStatus {
+		k.ClearStatus(obj)
 	}
-	if sh.status {
-		st := reflect.ValueOf(obj).Elem().FieldByName("Status")
-		st.Set(reflect.Zero(st.Type()))
+	if k.Strategy.PrepareForCreate != nil {
+		k.Strategy.PrepareForCreate(obj)
 	}
-}
-
-// podQOS computes a pod's quality-of-service class the way the kubelet does, for containers
-// and init containers: BestEffort with no requests or limits, Guaranteed when every container
-// limits cpu and memory with requests equal to limits, Burstable otherwise.
-func podQOS(p *corev1.Pod) corev1.PodQOSClass {
-	any, guaranteed := false, true
-	for _, c := range append(append([]corev1.Container{}, p.Spec.InitContainers...), p.Spec.Containers...) {
-		if len(c.Resources.Requests) > 0 || len(c.Resources.Limits) > 0 {
-			any = true
-		}
-		for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
-			lim, ok := c.Resources.Limits[res]
-			if !ok {
-				guaranteed = false
-				continue
-			}
-			if req, ok := c.Resources.Requests[res]; ok && req.Cmp(lim) != 0 {
-				guaranteed = false
-			}
-		}
-	}
-	switch {
-	case !any:
-		return corev1.PodQOSBestEffort
-	case guaranteed:
-		return corev1.PodQOSGuaranteed
-	}
-	return corev1.PodQOSBurstable
 }
 
 // generateName appends five random characters to prefix, as Kubernetes does.
@@ -303,7 +258,7 @@ func (r *Registry) Modify(ctx context.Context, k *kinds.Kind, ns, name string, r
 			nm.SetResourceVersion(cm.GetResourceVersion())
 		}
 		next = r.prepareForUpdate(k, opts.Subresource, next, cur.obj)
-		defaults.Update(next, cur.obj)
+		k.DefaultUpdate(next, cur.obj)
 		if opts.Subresource == "" {
 			// A Service's new type may need a cluster IP or node ports (before validation, as
 			// Kubernetes' BeginUpdate allocates).
@@ -314,12 +269,12 @@ func (r *Registry) Modify(ctx context.Context, k *kinds.Kind, ns, name string, r
 		var errs field.ErrorList
 		switch opts.Subresource {
 		case "status":
-			errs = validation.UpdateStatus(k, next, cur.obj)
+			errs = k.ValidateStatusUpdate(next, cur.obj)
 		case "binding":
 			// A binding sets spec.nodeName, which no pod update may change; Kubernetes does not
 			// validate it as an update either (the binding's mutation checks what it needs).
 		default:
-			errs = validation.Update(k, next, cur.obj)
+			errs = k.ValidateUpdate(next, cur.obj)
 		}
 		if len(errs) > 0 {
 			return nil, apierrors.NewInvalid(k.GroupKind(), name, errs)
@@ -337,7 +292,7 @@ func (r *Registry) Modify(ctx context.Context, k *kinds.Kind, ns, name string, r
 
 		typ := eventv1.ChangeType_CHANGE_TYPE_MODIFIED
 		reason := req.Reason
-		if nm.GetDeletionTimestamp() != nil && !pendingFinalizers(next) && !nm.GetDeletionTimestamp().After(r.now()) {
+		if nm.GetDeletionTimestamp() != nil && !pendingFinalizers(k, next) && !nm.GetDeletionTimestamp().After(r.now()) {
 			typ = eventv1.ChangeType_CHANGE_TYPE_DELETED
 			if reason == "" {
 				reason = ReasonFinalize
@@ -406,36 +361,29 @@ func (r *Registry) current(ctx context.Context, k *kinds.Kind, key eventlog.Key,
 
 // prepareForUpdate keeps what clients may not change: system metadata, the status on the main
 // resource of kinds with a status subresource, everything but the status on the status
-// subresource; and bumps the generation when the spec changes.
+// subresource, and what the kind's strategy keeps; and bumps the generation when the spec
+// changes.
 func (r *Registry) prepareForUpdate(k *kinds.Kind, sub string, next, cur runtime.Object) runtime.Object {
-	sh := r.shapeOf(k)
 	nm, _ := meta.Accessor(next)
 	cm, _ := meta.Accessor(cur)
 	if sub == "status" {
 		// Kubernetes' status strategies reset the spec (every field but metadata and status)
 		// and keep the new metadata, but for what a kind's strategy resets as well.
-		nv, cv := reflect.ValueOf(next).Elem(), reflect.ValueOf(cur).Elem()
-		for i := 0; i < nv.NumField(); i++ {
-			switch nv.Type().Field(i).Name {
-			case "TypeMeta", "ObjectMeta", "Status":
-			default:
-				nv.Field(i).Set(cv.Field(i))
-			}
-		}
-		for _, f := range k.StatusResetsMetadata {
+		k.KeepAllButStatus(next, cur)
+		for _, f := range k.Strategy.StatusResetsMetadata {
 			switch f {
 			case "labels":
 				nm.SetLabels(cm.GetLabels())
+			case "annotations":
+				nm.SetAnnotations(cm.GetAnnotations())
 			case "ownerReferences":
 				nm.SetOwnerReferences(cm.GetOwnerReferences())
+			case "finalizers":
+				nm.SetFinalizers(cm.GetFinalizers())
 			}
 		}
-		if p, ok := next.(*corev1.Pod); ok && p.Status.QOSClass == "" {
-			// The QoS class is set at creation; old kubelets dropped it from their reports.
-			p.Status.QOSClass = cur.(*corev1.Pod).Status.QOSClass
-		}
-	} else if sh.status && sub != "binding" {
-		reflect.ValueOf(next).Elem().FieldByName("Status").Set(reflect.ValueOf(cur).Elem().FieldByName("Status"))
+	} else if sub != "binding" {
+		k.KeepStatus(next, cur)
 	}
 	nm.SetUID(cm.GetUID())
 	nm.SetNamespace(cm.GetNamespace())
@@ -444,28 +392,21 @@ func (r *Registry) prepareForUpdate(k *kinds.Kind, sub string, next, cur runtime
 	nm.SetDeletionGracePeriodSeconds(cm.GetDeletionGracePeriodSeconds())
 	nm.SetSelfLink("")
 	nm.SetGeneration(cm.GetGeneration())
+	if k.Strategy.PrepareForUpdate != nil {
+		k.Strategy.PrepareForUpdate(next, cur, sub)
+	}
 	// A binding sets spec.nodeName without bumping the generation: Kubernetes' binding storage
 	// writes the pod directly, not through the pod strategy that counts spec changes.
-	if sh.spec && sub != "binding" && !apiequality.Semantic.DeepEqual(
-		reflect.ValueOf(next).Elem().FieldByName("Spec").Interface(),
-		reflect.ValueOf(cur).Elem().FieldByName("Spec").Interface()) {
+	if sub != "binding" && k.SpecChanged(next, cur) {
 		nm.SetGeneration(cm.GetGeneration() + 1)
-	}
-	if ns, ok := next.(*corev1.Namespace); ok {
-		// The phase is the server's: Terminating once deletion started. Spec finalizers
-		// change through the finalize subresource only.
-		ns.Status.Phase = cur.(*corev1.Namespace).Status.Phase
-		if sub != "finalize" {
-			ns.Spec.Finalizers = cur.(*corev1.Namespace).Spec.Finalizers
-		}
 	}
 	return next
 }
 
-// pendingFinalizers reports whether obj has finalizers left: metadata.finalizers, and for a
-// Namespace also spec.finalizers.
-func pendingFinalizers(obj runtime.Object) bool {
-	if ns, ok := obj.(*corev1.Namespace); ok && len(ns.Spec.Finalizers) > 0 {
+// pendingFinalizers reports whether obj has finalizers left: metadata.finalizers, and those of
+// the kind (a Namespace's spec.finalizers).
+func pendingFinalizers(k *kinds.Kind, obj runtime.Object) bool {
+	if k.Strategy.PendingFinalizers != nil && k.Strategy.PendingFinalizers(obj) {
 		return true
 	}
 	m, err := meta.Accessor(obj)
@@ -482,38 +423,19 @@ func (r *Registry) reasonFor(k *kinds.Kind, sub string, cur, next runtime.Object
 	case "binding":
 		return ReasonBind
 	}
-	sh := r.shapeOf(k)
 	cm, _ := meta.Accessor(cur)
 	nm, _ := meta.Accessor(next)
-	if sh.spec {
+	if k.HasSpec() {
 		if nm.GetGeneration() != cm.GetGeneration() {
 			return ReasonSpec
 		}
-		curStatus := reflect.ValueOf(cur).Elem().FieldByName("Status")
-		nextStatus := reflect.ValueOf(next).Elem().FieldByName("Status")
-		if curStatus.IsValid() && !apiequality.Semantic.DeepEqual(curStatus.Interface(), nextStatus.Interface()) {
+		if k.StatusChanged(next, cur) {
 			return ReasonStatus
 		}
 		return ReasonMetadata
 	}
-	if metadataOnly(cur, next) {
+	if k.MetadataOnly(next, cur) {
 		return ReasonMetadata
 	}
 	return ReasonUpdate
-}
-
-// metadataOnly reports whether next differs from cur in its metadata alone.
-func metadataOnly(cur, next runtime.Object) bool {
-	a := reflect.ValueOf(cur).Elem()
-	b := reflect.ValueOf(next).Elem()
-	for i := 0; i < a.NumField(); i++ {
-		name := a.Type().Field(i).Name
-		if name == "ObjectMeta" || name == "TypeMeta" {
-			continue
-		}
-		if !apiequality.Semantic.DeepEqual(a.Field(i).Interface(), b.Field(i).Interface()) {
-			return false
-		}
-	}
-	return true
 }

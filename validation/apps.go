@@ -15,8 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-
-	"github.com/logplane/logplane/kinds"
 )
 
 var strictSelector = metav1validation.LabelSelectorValidationOptions{}
@@ -69,8 +67,9 @@ func templateForReplicaSet(t *corev1.PodTemplateSpec, sel *metav1.LabelSelector,
 	return errs
 }
 
-func deploymentCreate(k *kinds.Kind, d *appsv1.Deployment) field.ErrorList {
-	errs := objectMeta(k, &d.ObjectMeta, apivalidation.NameIsDNSSubdomain)
+// Deployment validates a new Deployment: metadata and spec, as Kubernetes does on create.
+func Deployment(d *appsv1.Deployment) field.ErrorList {
+	errs := objectMeta(&d.ObjectMeta, apivalidation.NameIsDNSSubdomain)
 	return append(errs, deploymentSpec(&d.Spec, field.NewPath("spec"))...)
 }
 
@@ -165,7 +164,8 @@ func notMoreThan100Percent(v *intstr.IntOrString, fldPath *field.Path) field.Err
 	return nil
 }
 
-func deploymentUpdate(k *kinds.Kind, d, old *appsv1.Deployment) field.ErrorList {
+// DeploymentUpdate validates an update of a Deployment (old to new): metadata, immutable fields, spec.
+func DeploymentUpdate(d, old *appsv1.Deployment) field.ErrorList {
 	errs := metaUpdate(&d.ObjectMeta, &old.ObjectMeta)
 	errs = append(errs, deploymentSpec(&d.Spec, field.NewPath("spec"))...)
 	return append(errs, apivalidation.ValidateImmutableField(d.Spec.Selector, old.Spec.Selector, field.NewPath("spec", "selector"))...)
@@ -183,8 +183,9 @@ func deploymentStatus(s *appsv1.DeploymentStatus, fldPath *field.Path) field.Err
 	return errs
 }
 
-func replicaSetCreate(k *kinds.Kind, rs *appsv1.ReplicaSet) field.ErrorList {
-	errs := objectMeta(k, &rs.ObjectMeta, apivalidation.NameIsDNSSubdomain)
+// ReplicaSet validates a new ReplicaSet: metadata and spec, as Kubernetes does on create.
+func ReplicaSet(rs *appsv1.ReplicaSet) field.ErrorList {
+	errs := objectMeta(&rs.ObjectMeta, apivalidation.NameIsDNSSubdomain)
 	return append(errs, replicaSetSpec(&rs.Spec, field.NewPath("spec"))...)
 }
 
@@ -196,7 +197,8 @@ func replicaSetSpec(s *appsv1.ReplicaSetSpec, fldPath *field.Path) field.ErrorLi
 	return append(errs, templateForReplicaSet(&s.Template, s.Selector, "ReplicaSet", fldPath)...)
 }
 
-func replicaSetUpdate(k *kinds.Kind, rs, old *appsv1.ReplicaSet) field.ErrorList {
+// ReplicaSetUpdate validates an update of a ReplicaSet (old to new): metadata, immutable fields, spec.
+func ReplicaSetUpdate(rs, old *appsv1.ReplicaSet) field.ErrorList {
 	errs := metaUpdate(&rs.ObjectMeta, &old.ObjectMeta)
 	errs = append(errs, replicaSetSpec(&rs.Spec, field.NewPath("spec"))...)
 	return append(errs, apivalidation.ValidateImmutableField(rs.Spec.Selector, old.Spec.Selector, field.NewPath("spec", "selector"))...)
@@ -209,8 +211,9 @@ func replicaSetStatus(s *appsv1.ReplicaSetStatus, fldPath *field.Path) field.Err
 	}, [][2]string{{"fullyLabeledReplicas", "status.replicas"}, {"readyReplicas", "status.replicas"}, {"availableReplicas", "status.replicas"}, {"availableReplicas", "readyReplicas"}})
 }
 
-func daemonSetCreate(k *kinds.Kind, ds *appsv1.DaemonSet) field.ErrorList {
-	errs := objectMeta(k, &ds.ObjectMeta, apivalidation.NameIsDNSSubdomain)
+// DaemonSet validates a new DaemonSet: metadata and spec, as Kubernetes does on create.
+func DaemonSet(ds *appsv1.DaemonSet) field.ErrorList {
+	errs := objectMeta(&ds.ObjectMeta, apivalidation.NameIsDNSSubdomain)
 	return append(errs, daemonSetSpec(&ds.Spec, field.NewPath("spec"))...)
 }
 
@@ -264,7 +267,8 @@ func daemonSetSpec(s *appsv1.DaemonSetSpec, fldPath *field.Path) field.ErrorList
 	return errs
 }
 
-func daemonSetUpdate(k *kinds.Kind, ds, old *appsv1.DaemonSet) field.ErrorList {
+// DaemonSetUpdate validates an update of a DaemonSet (old to new): metadata, immutable fields, spec.
+func DaemonSetUpdate(ds, old *appsv1.DaemonSet) field.ErrorList {
 	errs := metaUpdate(&ds.ObjectMeta, &old.ObjectMeta)
 	errs = append(errs, daemonSetSpec(&ds.Spec, field.NewPath("spec"))...)
 	return append(errs, apivalidation.ValidateImmutableField(ds.Spec.Selector, old.Spec.Selector, field.NewPath("spec", "selector"))...)
@@ -279,9 +283,10 @@ func daemonSetStatus(s *appsv1.DaemonSetStatus, fldPath *field.Path) field.Error
 	}, nil)
 }
 
-func statefulSetCreate(k *kinds.Kind, ss *appsv1.StatefulSet) field.ErrorList {
+// StatefulSet validates a new StatefulSet: metadata and spec, as Kubernetes does on create.
+func StatefulSet(ss *appsv1.StatefulSet) field.ErrorList {
 	// StatefulSet names become pod hostnames: a DNS label.
-	errs := objectMeta(k, &ss.ObjectMeta, apivalidation.NameIsDNSLabel)
+	errs := objectMeta(&ss.ObjectMeta, apivalidation.NameIsDNSLabel)
 	return append(errs, statefulSetSpec(&ss.Spec, field.NewPath("spec"))...)
 }
 
@@ -372,9 +377,9 @@ func statefulSetSpec(s *appsv1.StatefulSetSpec, fldPath *field.Path) field.Error
 	return errs
 }
 
-// statefulSetUpdate is ValidateStatefulSetUpdate: only replicas, ordinals, template, update
+// StatefulSetUpdate is ValidateStatefulSetUpdate: only replicas, ordinals, template, update
 // strategy, PVC retention policy and minReadySeconds may change.
-func statefulSetUpdate(k *kinds.Kind, ss, old *appsv1.StatefulSet) field.ErrorList {
+func StatefulSetUpdate(ss, old *appsv1.StatefulSet) field.ErrorList {
 	errs := metaUpdate(&ss.ObjectMeta, &old.ObjectMeta)
 	errs = append(errs, statefulSetSpec(&ss.Spec, field.NewPath("spec"))...)
 	c := ss.Spec.DeepCopy()
@@ -398,8 +403,9 @@ func statefulSetStatus(s *appsv1.StatefulSetStatus, fldPath *field.Path) field.E
 	}, [][2]string{{"readyReplicas", "status.replicas"}, {"currentReplicas", "status.replicas"}, {"updatedReplicas", "status.replicas"}, {"availableReplicas", "status.replicas"}, {"availableReplicas", "status.readyReplicas"}})
 }
 
-func controllerRevisionCreate(k *kinds.Kind, cr *appsv1.ControllerRevision) field.ErrorList {
-	errs := objectMeta(k, &cr.ObjectMeta, apivalidation.NameIsDNSSubdomain)
+// ControllerRevision validates a new ControllerRevision: metadata and spec, as Kubernetes does on create.
+func ControllerRevision(cr *appsv1.ControllerRevision) field.ErrorList {
+	errs := objectMeta(&cr.ObjectMeta, apivalidation.NameIsDNSSubdomain)
 	return append(errs, controllerRevisionBody(cr)...)
 }
 
@@ -411,7 +417,8 @@ func controllerRevisionBody(cr *appsv1.ControllerRevision) field.ErrorList {
 	return append(errs, apivalidation.ValidateNonnegativeField(cr.Revision, field.NewPath("revision"))...)
 }
 
-func controllerRevisionUpdate(k *kinds.Kind, cr, old *appsv1.ControllerRevision) field.ErrorList {
+// ControllerRevisionUpdate validates an update of a ControllerRevision (old to new): metadata, immutable fields, spec.
+func ControllerRevisionUpdate(cr, old *appsv1.ControllerRevision) field.ErrorList {
 	errs := metaUpdate(&cr.ObjectMeta, &old.ObjectMeta)
 	errs = append(errs, controllerRevisionBody(cr)...)
 	if string(cr.Data.Raw) != string(old.Data.Raw) {

@@ -16,15 +16,14 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-
-	"github.com/logplane/logplane/kinds"
 )
 
 // maxParallelismForIndexedJob is Kubernetes' limit on the parallelism of indexed jobs.
 const maxParallelismForIndexedJob = 100000
 
-func jobCreate(k *kinds.Kind, j *batchv1.Job) field.ErrorList {
-	errs := objectMeta(k, &j.ObjectMeta, apivalidation.NameIsDNSSubdomain)
+// Job validates a new Job: metadata and spec, as Kubernetes does on create.
+func Job(j *batchv1.Job) field.ErrorList {
+	errs := objectMeta(&j.ObjectMeta, apivalidation.NameIsDNSSubdomain)
 	errs = append(errs, generatedSelector(j)...)
 	errs = append(errs, jobSpec(&j.Spec, field.NewPath("spec"))...)
 	if j.Spec.CompletionMode != nil && *j.Spec.CompletionMode == batchv1.IndexedCompletion && j.Spec.Completions != nil && *j.Spec.Completions > 0 {
@@ -133,9 +132,9 @@ func jobSpecBody(s *batchv1.JobSpec, fldPath *field.Path) field.ErrorList {
 	return errs
 }
 
-// jobUpdate is ValidateJobUpdate: selector, template, completion mode and pod failure policy are
+// JobUpdate is ValidateJobUpdate: selector, template, completion mode and pod failure policy are
 // immutable; completions too.
-func jobUpdate(k *kinds.Kind, j, old *batchv1.Job) field.ErrorList {
+func JobUpdate(j, old *batchv1.Job) field.ErrorList {
 	sp := field.NewPath("spec")
 	errs := metaUpdate(&j.ObjectMeta, &old.ObjectMeta)
 	errs = append(errs, jobSpec(&j.Spec, sp)...)
@@ -180,15 +179,17 @@ func jobStatus(s *batchv1.JobStatus, fldPath *field.Path) field.ErrorList {
 	return errs
 }
 
-func cronJobCreate(k *kinds.Kind, c *batchv1.CronJob) field.ErrorList {
-	errs := objectMeta(k, &c.ObjectMeta, apivalidation.NameIsDNSSubdomain)
+// CronJob validates a new CronJob: metadata and spec, as Kubernetes does on create.
+func CronJob(c *batchv1.CronJob) field.ErrorList {
+	errs := objectMeta(&c.ObjectMeta, apivalidation.NameIsDNSSubdomain)
 	if len(c.Name) > 52 {
 		errs = append(errs, field.Invalid(metaPath.Child("name"), c.Name, "must be no more than 52 characters"))
 	}
 	return append(errs, cronJobSpec(&c.Spec, nil, field.NewPath("spec"))...)
 }
 
-func cronJobUpdate(k *kinds.Kind, c, old *batchv1.CronJob) field.ErrorList {
+// CronJobUpdate validates an update of a CronJob (old to new): metadata, immutable fields, spec.
+func CronJobUpdate(c, old *batchv1.CronJob) field.ErrorList {
 	errs := metaUpdate(&c.ObjectMeta, &old.ObjectMeta)
 	errs = append(errs, cronJobSpec(&c.Spec, &old.Spec, field.NewPath("spec"))...)
 	// Labels of the job template may change: the jobs it makes are new objects.

@@ -6,9 +6,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
-
-	"github.com/logplane/logplane/defaults"
-	"github.com/logplane/logplane/validation"
 )
 
 const benchPod = `
@@ -52,8 +49,8 @@ func BenchmarkPodCreateSemantics(b *testing.B) {
 		}
 		for b.Loop() {
 			p := base.DeepCopy()
-			defaults.Apply(p)
-			if errs := validation.Create(k, p); len(errs) > 0 {
+			apply(p)
+			if errs := k.Validate(p); len(errs) > 0 {
 				b.Fatal(errs)
 			}
 		}

@@ -15,22 +15,22 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-
-	"github.com/logplane/logplane/kinds"
 )
 
 // MaxDataSize is the most a ConfigMap or a Secret may hold in all its values: 1 MiB.
 const MaxDataSize = 1 << 20
 
-func namespaceCreate(k *kinds.Kind, ns *corev1.Namespace) field.ErrorList {
-	errs := objectMeta(k, &ns.ObjectMeta, apivalidation.ValidateNamespaceName)
+// Namespace validates a new Namespace: its name (a DNS label) and its finalizers.
+func Namespace(ns *corev1.Namespace) field.ErrorList {
+	errs := clusterObjectMeta(&ns.ObjectMeta, apivalidation.ValidateNamespaceName)
 	for i, f := range ns.Spec.Finalizers {
 		errs = append(errs, apivalidation.ValidateFinalizerName(string(f), field.NewPath("spec", "finalizers").Index(i))...)
 	}
 	return errs
 }
 
-func namespaceUpdate(k *kinds.Kind, ns, old *corev1.Namespace) field.ErrorList {
+// NamespaceUpdate validates an update of a Namespace (old to new): metadata, immutable fields, spec.
+func NamespaceUpdate(ns, old *corev1.Namespace) field.ErrorList {
 	errs := metaUpdate(&ns.ObjectMeta, &old.ObjectMeta)
 	for i, f := range ns.Spec.Finalizers {
 		errs = append(errs, apivalidation.ValidateFinalizerName(string(f), field.NewPath("spec", "finalizers").Index(i))...)
@@ -50,8 +50,9 @@ func namespaceStatusUpdate(ns, old *corev1.Namespace) field.ErrorList {
 	return errs
 }
 
-func configMapCreate(k *kinds.Kind, cm *corev1.ConfigMap) field.ErrorList {
-	errs := objectMeta(k, &cm.ObjectMeta, apivalidation.NameIsDNSSubdomain)
+// ConfigMap validates a new ConfigMap: metadata and spec, as Kubernetes does on create.
+func ConfigMap(cm *corev1.ConfigMap) field.ErrorList {
+	errs := objectMeta(&cm.ObjectMeta, apivalidation.NameIsDNSSubdomain)
 	total := 0
 	for _, key := range sortedKeys(cm.Data) {
 		p := field.NewPath("data").Key(key)
@@ -75,7 +76,8 @@ func configMapCreate(k *kinds.Kind, cm *corev1.ConfigMap) field.ErrorList {
 	return errs
 }
 
-func configMapUpdate(k *kinds.Kind, cm, old *corev1.ConfigMap) field.ErrorList {
+// ConfigMapUpdate validates an update of a ConfigMap (old to new): metadata, immutable fields, spec.
+func ConfigMapUpdate(cm, old *corev1.ConfigMap) field.ErrorList {
 	errs := metaUpdate(&cm.ObjectMeta, &old.ObjectMeta)
 	if old.Immutable != nil && *old.Immutable {
 		if cm.Immutable == nil || !*cm.Immutable {
@@ -94,7 +96,7 @@ func configMapUpdate(k *kinds.Kind, cm, old *corev1.ConfigMap) field.ErrorList {
 // configMapData is the create validation without the metadata (which update checks its own way).
 func configMapData(cm *corev1.ConfigMap) field.ErrorList {
 	var errs field.ErrorList
-	for _, e := range configMapCreate(nil, cm) {
+	for _, e := range ConfigMap(cm) {
 		if !isMetaError(e) {
 			errs = append(errs, e)
 		}
@@ -106,8 +108,9 @@ func isMetaError(e *field.Error) bool {
 	return len(e.Field) >= len("metadata") && e.Field[:len("metadata")] == "metadata"
 }
 
-func secretCreate(k *kinds.Kind, s *corev1.Secret) field.ErrorList {
-	errs := objectMeta(k, &s.ObjectMeta, apivalidation.NameIsDNSSubdomain)
+// Secret validates a new Secret: metadata and spec, as Kubernetes does on create.
+func Secret(s *corev1.Secret) field.ErrorList {
+	errs := objectMeta(&s.ObjectMeta, apivalidation.NameIsDNSSubdomain)
 	return append(errs, secretData(s)...)
 }
 
@@ -166,7 +169,8 @@ func secretData(s *corev1.Secret) field.ErrorList {
 	return errs
 }
 
-func secretUpdate(k *kinds.Kind, s, old *corev1.Secret) field.ErrorList {
+// SecretUpdate validates an update of a Secret (old to new): metadata, immutable fields, spec.
+func SecretUpdate(s, old *corev1.Secret) field.ErrorList {
 	errs := metaUpdate(&s.ObjectMeta, &old.ObjectMeta)
 	errs = append(errs, apivalidation.ValidateImmutableField(s.Type, old.Type, field.NewPath("type"))...)
 	if old.Immutable != nil && *old.Immutable {
@@ -180,9 +184,9 @@ func secretUpdate(k *kinds.Kind, s, old *corev1.Secret) field.ErrorList {
 	return append(errs, secretData(s)...)
 }
 
-// eventCreate is the legacy (core/v1) event validation: Kubernetes checks the namespace, and the
+// Event is the legacy (core/v1) event validation: Kubernetes checks the namespace, and the
 // newer fields only when eventTime is set; the name is not checked.
-func eventCreate(k *kinds.Kind, e *corev1.Event) field.ErrorList {
+func Event(e *corev1.Event) field.ErrorList {
 	return legacyEvent(e)
 }
 
@@ -234,9 +238,9 @@ func eventLimits(instance, action, reason, note, notePath string) field.ErrorLis
 	return errs
 }
 
-// eventsV1Create is the strict validation of events created through events.k8s.io/v1.
-func eventsV1Create(k *kinds.Kind, e *eventsv1.Event) field.ErrorList {
-	errs := objectMeta(k, &e.ObjectMeta, apivalidation.NameIsDNSSubdomain)
+// EventsV1 is the strict validation of events created through events.k8s.io/v1.
+func EventsV1(e *eventsv1.Event) field.ErrorList {
+	errs := objectMeta(&e.ObjectMeta, apivalidation.NameIsDNSSubdomain)
 	if e.Regarding.Namespace == "" && e.Namespace != metav1.NamespaceDefault && e.Namespace != metav1.NamespaceSystem {
 		errs = append(errs, field.Invalid(field.NewPath("regarding", "namespace"), e.Regarding.Namespace, "does not match event.namespace"))
 	}
@@ -275,7 +279,8 @@ func eventsV1Create(k *kinds.Kind, e *eventsv1.Event) field.ErrorList {
 	return errs
 }
 
-func eventsV1Update(k *kinds.Kind, e, old *eventsv1.Event) field.ErrorList {
+// EventsV1Update validates an update of a EventsV1 (old to new): metadata, immutable fields, spec.
+func EventsV1Update(e, old *eventsv1.Event) field.ErrorList {
 	errs := metaUpdate(&e.ObjectMeta, &old.ObjectMeta)
 	immutable := []struct {
 		name     string
@@ -298,8 +303,9 @@ func eventsV1Update(k *kinds.Kind, e, old *eventsv1.Event) field.ErrorList {
 	return errs
 }
 
-func nodeCreate(k *kinds.Kind, n *corev1.Node) field.ErrorList {
-	errs := objectMeta(k, &n.ObjectMeta, apivalidation.NameIsDNSSubdomain)
+// Node validates a new Node.
+func Node(n *corev1.Node) field.ErrorList {
+	errs := clusterObjectMeta(&n.ObjectMeta, apivalidation.NameIsDNSSubdomain)
 	return append(errs, nodeSpec(&n.Spec, field.NewPath("spec"))...)
 }
 
@@ -350,7 +356,8 @@ func nodeStatus(s *corev1.NodeStatus, fldPath *field.Path) field.ErrorList {
 	return errs
 }
 
-func nodeUpdate(k *kinds.Kind, n, old *corev1.Node) field.ErrorList {
+// NodeUpdate validates an update of a Node (old to new): metadata, immutable fields, spec.
+func NodeUpdate(n, old *corev1.Node) field.ErrorList {
 	errs := metaUpdate(&n.ObjectMeta, &old.ObjectMeta)
 	errs = append(errs, nodeSpec(&n.Spec, field.NewPath("spec"))...)
 	if len(old.Spec.PodCIDRs) > 0 && !reflect.DeepEqual(old.Spec.PodCIDRs, n.Spec.PodCIDRs) {
@@ -362,8 +369,9 @@ func nodeUpdate(k *kinds.Kind, n, old *corev1.Node) field.ErrorList {
 	return errs
 }
 
-func endpointsCreate(k *kinds.Kind, e *corev1.Endpoints) field.ErrorList {
-	return append(objectMeta(k, &e.ObjectMeta, apivalidation.NameIsDNSSubdomain), endpointSubsets(e)...)
+// Endpoints validates a new Endpoints: metadata and spec, as Kubernetes does on create.
+func Endpoints(e *corev1.Endpoints) field.ErrorList {
+	return append(objectMeta(&e.ObjectMeta, apivalidation.NameIsDNSSubdomain), endpointSubsets(e)...)
 }
 
 func endpointSubsets(e *corev1.Endpoints) field.ErrorList {
@@ -419,10 +427,10 @@ func endpointPort(p *corev1.EndpointPort, requireName bool, fldPath *field.Path)
 	return errs
 }
 
-// replicationControllerCreate is ValidateReplicationController: a non-empty selector that matches
+// ReplicationController is ValidateReplicationController: a non-empty selector that matches
 // the template's labels, replicas >= 0, and a template whose pods restart Always.
-func replicationControllerCreate(k *kinds.Kind, rc *corev1.ReplicationController) field.ErrorList {
-	errs := objectMeta(k, &rc.ObjectMeta, apivalidation.NameIsDNSSubdomain)
+func ReplicationController(rc *corev1.ReplicationController) field.ErrorList {
+	errs := objectMeta(&rc.ObjectMeta, apivalidation.NameIsDNSSubdomain)
 	return append(errs, rcSpec(&rc.Spec, field.NewPath("spec"))...)
 }
 
@@ -455,7 +463,8 @@ func rcSpec(s *corev1.ReplicationControllerSpec, fldPath *field.Path) field.Erro
 	return errs
 }
 
-func replicationControllerUpdate(k *kinds.Kind, rc, old *corev1.ReplicationController) field.ErrorList {
+// ReplicationControllerUpdate validates an update of a ReplicationController (old to new): metadata, immutable fields, spec.
+func ReplicationControllerUpdate(rc, old *corev1.ReplicationController) field.ErrorList {
 	errs := metaUpdate(&rc.ObjectMeta, &old.ObjectMeta)
 	return append(errs, rcSpec(&rc.Spec, field.NewPath("spec"))...)
 }

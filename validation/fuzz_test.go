@@ -11,10 +11,8 @@ import (
 	"sigs.k8s.io/randfill"
 	"sigs.k8s.io/yaml"
 
-	"github.com/logplane/logplane/defaults"
 	"github.com/logplane/logplane/kinds"
 	"github.com/logplane/logplane/printers"
-	"github.com/logplane/logplane/validation"
 )
 
 // fuzzSeeds are manifests of the seed documents and a few odd ones, by kind.
@@ -100,24 +98,24 @@ var fillFuncs = []any{
 
 func exercise(t *testing.T, k *kinds.Kind, obj runtime.Object) {
 	old := obj.DeepCopyObject()
-	defaults.Apply(obj)
+	apply(obj)
 	again := obj.DeepCopyObject()
-	defaults.Apply(again)
+	apply(again)
 	if !equality.Semantic.DeepEqual(obj, again) {
 		t.Errorf("%s: defaults.Apply is not idempotent", k.Kind)
 	}
 	for _, errs := range [][]error{
-		toErrors(validation.Create(k, obj)),
-		toErrors(validation.Update(k, obj, old)),
-		toErrors(validation.UpdateStatus(k, obj, old)),
-		toErrors(validation.Update(k, obj, obj.DeepCopyObject())),
+		toErrors(k.Validate(obj)),
+		toErrors(k.ValidateUpdate(obj, old)),
+		toErrors(k.ValidateStatusUpdate(obj, old)),
+		toErrors(k.ValidateUpdate(obj, obj.DeepCopyObject())),
 	} {
 		for _, e := range errs {
 			_ = e.Error()
 		}
 	}
 	updated := obj.DeepCopyObject()
-	defaults.Update(updated, old)
+	update(updated, old)
 	row, err := printers.Row(k, obj)
 	if err == nil && len(row.Cells) != len(printers.Columns(k)) {
 		t.Errorf("%s: %d cells for %d columns", k.Kind, len(row.Cells), len(printers.Columns(k)))

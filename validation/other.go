@@ -10,12 +10,11 @@ import (
 	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-
-	"github.com/logplane/logplane/kinds"
 )
 
-func leaseCreate(k *kinds.Kind, l *coordinationv1.Lease) field.ErrorList {
-	errs := objectMeta(k, &l.ObjectMeta, apivalidation.NameIsDNSSubdomain)
+// Lease validates a new Lease: metadata and spec, as Kubernetes does on create.
+func Lease(l *coordinationv1.Lease) field.ErrorList {
+	errs := objectMeta(&l.ObjectMeta, apivalidation.NameIsDNSSubdomain)
 	return append(errs, leaseSpec(&l.Spec, field.NewPath("spec"))...)
 }
 
@@ -38,8 +37,9 @@ const (
 
 var supportedAddressTypes = []discoveryv1.AddressType{discoveryv1.AddressTypeIPv4, discoveryv1.AddressTypeIPv6, discoveryv1.AddressTypeFQDN}
 
-func endpointSliceCreate(k *kinds.Kind, e *discoveryv1.EndpointSlice) field.ErrorList {
-	errs := objectMeta(k, &e.ObjectMeta, apivalidation.NameIsDNSSubdomain)
+// EndpointSlice validates a new EndpointSlice: metadata and spec, as Kubernetes does on create.
+func EndpointSlice(e *discoveryv1.EndpointSlice) field.ErrorList {
+	errs := objectMeta(&e.ObjectMeta, apivalidation.NameIsDNSSubdomain)
 	return append(errs, endpointSliceBody(e)...)
 }
 
@@ -123,7 +123,8 @@ func endpointSliceBody(e *discoveryv1.EndpointSlice) field.ErrorList {
 	return errs
 }
 
-func endpointSliceUpdate(k *kinds.Kind, e, old *discoveryv1.EndpointSlice) field.ErrorList {
+// EndpointSliceUpdate validates an update of a EndpointSlice (old to new): metadata, immutable fields, spec.
+func EndpointSliceUpdate(e, old *discoveryv1.EndpointSlice) field.ErrorList {
 	errs := metaUpdate(&e.ObjectMeta, &old.ObjectMeta)
 	errs = append(errs, endpointSliceBody(e)...)
 	return append(errs, apivalidation.ValidateImmutableField(e.AddressType, old.AddressType, field.NewPath("addressType"))...)

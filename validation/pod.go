@@ -16,8 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-
-	"github.com/logplane/logplane/kinds"
 )
 
 var (
@@ -37,8 +35,9 @@ var (
 
 const isNegativeErrorMsg = apivalidation.IsNegativeErrorMsg
 
-func podCreate(k *kinds.Kind, p *corev1.Pod) field.ErrorList {
-	errs := objectMeta(k, &p.ObjectMeta, apivalidation.NameIsDNSSubdomain)
+// Pod validates a new Pod: metadata and spec, as Kubernetes does on create.
+func Pod(p *corev1.Pod) field.ErrorList {
+	errs := objectMeta(&p.ObjectMeta, apivalidation.NameIsDNSSubdomain)
 	errs = append(errs, podSpec(&p.Spec, field.NewPath("spec"), podSpecOptions{isPod: true})...)
 	if len(p.Spec.EphemeralContainers) > 0 {
 		errs = append(errs, field.Forbidden(field.NewPath("spec", "ephemeralContainers"), "cannot be set on create"))

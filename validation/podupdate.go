@@ -11,8 +11,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-
-	"github.com/logplane/logplane/kinds"
 )
 
 // updatablePodSpecFields is how Kubernetes names what a pod update may change.
@@ -24,9 +22,9 @@ var updatablePodSpecFields = []string{
 	"`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
 }
 
-// podUpdate is ValidatePodUpdate: metadata may change, and of the spec only container images,
+// PodUpdate is ValidatePodUpdate: metadata may change, and of the spec only container images,
 // activeDeadlineSeconds (downwards), added tolerations and removed scheduling gates.
-func podUpdate(k *kinds.Kind, p, old *corev1.Pod) field.ErrorList {
+func PodUpdate(p, old *corev1.Pod) field.ErrorList {
 	specPath := field.NewPath("spec")
 	errs := metaUpdate(&p.ObjectMeta, &old.ObjectMeta)
 	errs = append(errs, podSpec(&p.Spec, specPath, podSpecOptions{isPod: true, allowHostSysctls: hasHostSysctls(&old.Spec)})...)

@@ -13,7 +13,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/logplane/logplane/printers"
-	"github.com/logplane/logplane/validation"
 )
 
 // TestSeedManifests applies defaults and validation to every manifest of the seed documents of a
@@ -57,7 +56,7 @@ func TestSeedManifests(t *testing.T) {
 		n++
 		t.Run(tm.Kind+"/"+tm.Metadata.Name, func(t *testing.T) {
 			obj := load(t, k, string(doc))
-			if errs := validation.Create(k, obj); len(errs) > 0 {
+			if errs := k.Validate(obj); len(errs) > 0 {
 				t.Errorf("refused: %v", errs.ToAggregate())
 			}
 			if _, err := printers.Row(k, obj); err != nil {

@@ -11,8 +11,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-
-	"github.com/logplane/logplane/kinds"
 )
 
 var (
@@ -35,8 +33,9 @@ func headless(s *corev1.Service) bool {
 	return s.Spec.ClusterIP == corev1.ClusterIPNone
 }
 
-func serviceCreate(k *kinds.Kind, s *corev1.Service) field.ErrorList {
-	errs := objectMeta(k, &s.ObjectMeta, apivalidation.NameIsDNS1035Label)
+// Service validates a new Service: metadata and spec, as Kubernetes does on create.
+func Service(s *corev1.Service) field.ErrorList {
+	errs := objectMeta(&s.ObjectMeta, apivalidation.NameIsDNS1035Label)
 	return append(errs, serviceSpec(s)...)
 }
 
@@ -283,9 +282,9 @@ func clusterIPs(s *corev1.Service) field.ErrorList {
 	return errs
 }
 
-// serviceUpdate is ValidateServiceUpdate: the primary cluster IP and IP family may not change
+// ServiceUpdate is ValidateServiceUpdate: the primary cluster IP and IP family may not change
 // once set, except to or from ExternalName.
-func serviceUpdate(k *kinds.Kind, s, old *corev1.Service) field.ErrorList {
+func ServiceUpdate(s, old *corev1.Service) field.ErrorList {
 	errs := metaUpdate(&s.ObjectMeta, &old.ObjectMeta)
 	toOrFromExternalName := s.Spec.Type == corev1.ServiceTypeExternalName || old.Spec.Type == corev1.ServiceTypeExternalName
 	if !toOrFromExternalName {

@@ -13,13 +13,13 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/yaml"
 
-	"github.com/logplane/logplane/defaults"
 	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/printers"
 	"github.com/logplane/logplane/validation"
 )
 
-var catalog = kinds.Builtin()
+var catalog = builtin.Catalog()
 
 func kind(t *testing.T, group, k string) *kinds.Kind {
 	t.Helper()
@@ -56,7 +56,7 @@ func load(t *testing.T, k *kinds.Kind, manifest string) runtime.Object {
 	if m.GetUID() == "" {
 		m.SetUID("00000000-0000-4000-8000-000000000001")
 	}
-	defaults.Apply(obj)
+	apply(obj)
 	return obj
 }
 
@@ -356,7 +356,7 @@ note: hi`, []string{
 			k := kind(t, tt.group, tt.kind)
 			obj := load(t, k, tt.manifest)
 			// Errors come in Kubernetes' order, except that it walks maps (labels) in random order.
-			got := messages(validation.Create(k, obj))
+			got := messages(k.Validate(obj))
 			if diff := cmp.Diff(tt.want, got, cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
 				t.Errorf("errors (-want +got):\n%s", diff)
 			}
@@ -423,7 +423,7 @@ spec: {containers: [{name: nginx, image: "nginx:1.7.9", ports: [{containerPort: 
 			k := kind(t, tt.group, tt.kind)
 			old := load(t, k, tt.old)
 			obj := load(t, k, tt.new)
-			got := messages(validation.Update(k, obj, old))
+			got := messages(k.ValidateUpdate(obj, old))
 			if len(got) != len(tt.want) {
 				t.Fatalf("errors %q, want %q", got, tt.want)
 			}
@@ -448,11 +448,11 @@ func TestConfigMapSizeLimit(t *testing.T) {
 	k := kind(t, "", "ConfigMap")
 	cm := load(t, k, `{metadata: {name: big}}`).(*corev1.ConfigMap)
 	cm.Data = map[string]string{"a": strings.Repeat("x", validation.MaxDataSize/2), "b": strings.Repeat("y", validation.MaxDataSize/2)}
-	if errs := validation.Create(k, cm); len(errs) != 0 {
+	if errs := k.Validate(cm); len(errs) != 0 {
 		t.Fatalf("exactly 1 MiB refused: %v", errs)
 	}
 	cm.Data["c"] = "z"
-	errs := validation.Create(k, cm)
+	errs := k.Validate(cm)
 	if len(errs) != 1 || errs[0].Type != field.ErrorTypeTooLong {
 		t.Fatalf("1 MiB + 1 byte: errors %v, want one TooLong", errs)
 	}
@@ -462,7 +462,7 @@ func TestUpdateStatus(t *testing.T) {
 	k := kind(t, "", "Pod")
 	old := load(t, k, `{metadata: {name: p, resourceVersion: "1"}, spec: {nodeName: n1, containers: [{name: c, image: busybox}]}, status: {phase: Succeeded}}`)
 	obj := load(t, k, `{metadata: {name: p, resourceVersion: "1"}, spec: {nodeName: n1, containers: [{name: c, image: busybox}]}, status: {phase: Running, podIP: 10.0.0.300}}`)
-	got := messages(validation.UpdateStatus(k, obj, old))
+	got := messages(k.ValidateStatusUpdate(obj, old))
 	want := []string{
 		`status.phase: Forbidden: cannot transition from terminal phase "Succeeded" to "Running"`,
 		`status.podIPs[0].ip: Invalid value: "10.0.0.300": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)`,
@@ -473,7 +473,7 @@ func TestUpdateStatus(t *testing.T) {
 	dk := kind(t, "apps", "Deployment")
 	dold := load(t, dk, "metadata: {name: d, resourceVersion: \"1\"}\nspec:"+emailTemplate+"status: {collisionCount: 2}\n")
 	dnew := load(t, dk, "metadata: {name: d, resourceVersion: \"1\"}\nspec:"+emailTemplate+"status: {replicas: 1, readyReplicas: 1, availableReplicas: 2, collisionCount: 1}\n")
-	got = messages(validation.UpdateStatus(dk, dnew, dold))
+	got = messages(dk.ValidateStatusUpdate(dnew, dold))
 	want = []string{
 		"status.availableReplicas: Invalid value: 2: cannot be greater than status.replicas",
 		"status.availableReplicas: Invalid value: 2: cannot be greater than readyReplicas",
@@ -496,16 +496,16 @@ func TestScale(t *testing.T) {
 func TestNilObjects(t *testing.T) {
 	k := kind(t, "", "Pod")
 	var nilPod *corev1.Pod
-	defaults.Apply(nilPod)
-	defaults.Apply(nil)
-	defaults.Update(nilPod, nilPod)
-	if errs := validation.Create(k, nilPod); len(errs) != 1 || errs[0].Type != field.ErrorTypeInternal {
+	k.Default(nilPod)
+	k.Default(nil)
+	k.DefaultUpdate(nilPod, nilPod)
+	if errs := k.Validate(nilPod); len(errs) != 1 || errs[0].Type != field.ErrorTypeInternal {
 		t.Errorf("Create(nil pod) = %v, want an internal error", errs)
 	}
-	if errs := validation.Update(k, nilPod, &corev1.Pod{}); len(errs) != 1 || errs[0].Type != field.ErrorTypeInternal {
+	if errs := k.ValidateUpdate(nilPod, &corev1.Pod{}); len(errs) != 1 || errs[0].Type != field.ErrorTypeInternal {
 		t.Errorf("Update(nil pod) = %v, want an internal error", errs)
 	}
-	if errs := validation.UpdateStatus(k, &corev1.Pod{}, &corev1.Service{}); len(errs) != 1 || errs[0].Type != field.ErrorTypeInternal {
+	if errs := k.ValidateStatusUpdate(&corev1.Pod{}, &corev1.Service{}); len(errs) != 1 || errs[0].Type != field.ErrorTypeInternal {
 		t.Errorf("UpdateStatus(pod, service) = %v, want an internal error", errs)
 	}
 	if _, err := printers.Row(k, nilPod); err == nil {

@@ -6,11 +6,12 @@ package apiservertest
 import (
 	"context"
 	"net"
+	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
+	"k8s.io/apiserver/pkg/authentication/token/tokenfile"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -83,7 +84,11 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 	cfg := apiserver.Config{Log: l, TLS: mat.TLS}
 	if opts.Tokens != "" {
-		tf, err := apiserver.ParseTokens(strings.NewReader(opts.Tokens))
+		path := filepath.Join(t.TempDir(), "tokens.csv")
+		if err := os.WriteFile(path, []byte(opts.Tokens), 0o600); err != nil {
+			t.Fatalf("apiservertest: tokens: %v", err)
+		}
+		tf, err := tokenfile.NewCSV(path)
 		if err != nil {
 			t.Fatalf("apiservertest: tokens: %v", err)
 		}

@@ -40,6 +40,9 @@ type agentFlags struct {
 	streamListen string
 	pkiDir       string
 	syncFreq     time.Duration
+	seccompDef   bool
+	resolvConf   string
+	unsafeSysctl []string
 }
 
 func (f *agentFlags) register(fs *pflag.FlagSet) {
@@ -60,6 +63,9 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&f.cniDirs, "cni-bin-dir", []string{podnet.DefaultPluginDir}, "directories of the CNI plugins")
 	fs.StringVar(&f.streamListen, "stream-listen", "", "address of the streaming endpoint (logs, exec, port-forward) the API server proxies to (default <node-ip>:10250; with --runtime sim 127.0.0.1:10250)")
 	fs.DurationVar(&f.syncFreq, "sync-frequency", podworker.DefaultSyncFrequency, "the kubelet's --sync-frequency: how often running pods are synced again, which refreshes their configMap and secret volumes")
+	fs.BoolVar(&f.seccompDef, "seccomp-default", false, "the kubelet's --seccomp-default: containers that set no seccompProfile get the runtime's default profile (RuntimeDefault) instead of none (Unconfined)")
+	fs.StringVar(&f.resolvConf, "resolv-conf", "/etc/resolv.conf", "the kubelet's --resolv-conf: the resolver configuration pods of dnsPolicy Default get (and ClusterFirst ones while there is no cluster DNS); \"\" for none (nameserver 127.0.0.1)")
+	fs.StringSliceVar(&f.unsafeSysctl, "allowed-unsafe-sysctls", nil, "the kubelet's --allowed-unsafe-sysctls: namespaced sysctls (or prefixes ending in *) pods may set beside the safe ones, e.g. 'kernel.msg*,net.core.somaxconn'")
 	fs.StringVar(&f.pkiDir, "pki-dir", "", "directory holding the cluster CA (ca.crt, ca.key) that signs the streaming endpoint's certificate (default <data-dir>/pki, the API server's)")
 }
 
@@ -135,7 +141,8 @@ func runAgents(p *process, af *agentFlags, lf *logFlags) error {
 		return err
 	}
 
-	tmpl := nodeagent.Config{Registry: reg, Store: store, StreamPort: int32(port), Metrics: p.metrics, Logger: slog.Default(), SyncFrequency: af.syncFreq}
+	tmpl := nodeagent.Config{Registry: reg, Store: store, StreamPort: int32(port), Metrics: p.metrics, Logger: slog.Default(), SyncFrequency: af.syncFreq, SeccompDefault: af.seccompDef,
+		ResolvConf: af.resolvConf, AllowedUnsafeSysctls: af.unsafeSysctl}
 	var agents []*nodeagent.Agent
 	var run func(context.Context) error
 	switch af.runtime {

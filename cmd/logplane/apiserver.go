@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/apiserver/pkg/authentication/token/tokenfile"
 
 	"github.com/logplane/logplane/apiserver"
 	"github.com/logplane/logplane/apiserver/pki"
@@ -77,8 +78,8 @@ func startAPIServer(p *process, lf *logFlags, af *apiFlags) (func() error, error
 		return nil, err
 	}
 	if af.tokenFile != "" {
-		if cfg.Tokens, err = apiserver.ReadTokenFile(af.tokenFile); err != nil {
-			return nil, err
+		if cfg.Tokens, err = tokenfile.NewCSV(af.tokenFile); err != nil {
+			return nil, fmt.Errorf("logplane: --token-auth-file: %w", err)
 		}
 	}
 	srv, err := apiserver.New(cfg)

@@ -14,7 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/logplane/logplane/eventlog"
-	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/logcheck"
 )
 
@@ -61,7 +61,7 @@ func (f *logCheckFlags) open(ctx context.Context) (*eventlog.Log, error) {
 func (f *logCheckFlags) options() logcheck.Options {
 	o := logcheck.Options{}
 	if !f.noObject {
-		o.Catalog = kinds.Builtin()
+		o.Catalog = builtin.Catalog()
 	}
 	return o
 }

@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/logplane/logplane/eventlog"
-	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/registry"
 )
@@ -57,7 +57,7 @@ func openProcess(ctx context.Context, lf *logFlags, pf *processFlags) (*process,
 	if err != nil {
 		return nil, err
 	}
-	store := projections.New(kinds.Builtin(), slog.Default())
+	store := projections.New(builtin.Catalog(), slog.Default())
 	if _, err := store.Restore(ctx, l); err != nil { // it logs what it restored
 		l.Close()
 		return nil, err

@@ -18,50 +18,8 @@ import (
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/engine"
-	"github.com/logplane/logplane/reconcilers/scheduler"
-	"github.com/logplane/logplane/registry"
+	"github.com/logplane/logplane/reconcilers/sets"
 )
-
-// reconcilerDeps is what a reconciler set is built from.
-type reconcilerDeps struct {
-	store    *projections.Store
-	registry *registry.Registry
-	holder   string // this replica's name
-	// nodeGrace is how long a node may go without renewing its lease before it is NotReady.
-	nodeGrace time.Duration
-	// metrics is where the set's reconcilers register their Prometheus metrics.
-	metrics prometheus.Registerer
-	// rootCAFile is the cluster CA certificate (PEM) that the root CA publisher puts in every
-	// namespace; rootCAExplicit says the user named it (else it is the API server's, which may
-	// not be written yet).
-	rootCAFile     string
-	rootCAExplicit bool
-	logger         *slog.Logger
-}
-
-// reconcilerSet builds one named set of reconcilers: the registrations to run on the engine, and
-// the loops to run beside it (caches, event writers).
-type reconcilerSet struct {
-	name  string
-	build func(ctx context.Context, d reconcilerDeps) ([]engine.Registration, []func(context.Context) error, error)
-}
-
-// reconcilerSets are every reconciler `logplane reconcile` can run, in order.
-var reconcilerSets = []reconcilerSet{
-	{name: "scheduler", build: func(_ context.Context, d reconcilerDeps) ([]engine.Registration, []func(context.Context) error, error) {
-		return scheduler.Build(d.registry, d.store, d.metrics, d.logger)
-	}},
-	{name: "workloads", build: buildWorkloads},
-	{name: "serviceaccounts", build: buildServiceAccounts},
-}
-
-func reconcilerNames() []string {
-	names := make([]string, len(reconcilerSets))
-	for i, s := range reconcilerSets {
-		names[i] = s.name
-	}
-	return names
-}
 
 type reconcileFlags struct {
 	only       []string
@@ -77,7 +35,7 @@ func (f *reconcileFlags) register(fs *pflag.FlagSet) {
 	if err != nil {
 		host = "host" // only a default for the replica's name
 	}
-	fs.StringSliceVar(&f.only, "reconcilers", nil, "reconcilers to run (default all): "+strings.Join(reconcilerNames(), ", "))
+	fs.StringSliceVar(&f.only, "reconcilers", nil, "reconcilers to run (default all): "+strings.Join(sets.Names(), ", "))
 	fs.StringVar(&f.holder, "replica-name", fmt.Sprintf("%s-%d", host, os.Getpid()), "name of this replica among the reconcile processes sharing the work")
 	fs.IntVar(&f.partitions, "partitions", 64, "partitions the keys are spread over among replicas (the same in every replica)")
 	fs.DurationVar(&f.leaseTTL, "lease-ttl", 5*time.Second, "how long a dead replica's partitions stay claimed before the others take them over")
@@ -114,46 +72,38 @@ func reconcileCommand() *cobra.Command {
 func runReconcilers(p *process, rf *reconcileFlags, lf *logFlags) error {
 	ctx, l, store, reg := p.ctx, p.log, p.store, p.reg
 	for _, n := range rf.only {
-		if !slices.Contains(reconcilerNames(), n) {
-			return fmt.Errorf("unknown reconciler %q (known: %s)", n, strings.Join(reconcilerNames(), ", "))
+		if !slices.Contains(sets.Names(), n) {
+			return fmt.Errorf("unknown reconciler %q (known: %s)", n, strings.Join(sets.Names(), ", "))
 		}
 	}
 	if err := catchUp(ctx, l, store); err != nil {
 		return err
 	}
-	deps := reconcilerDeps{store: store, registry: reg, holder: rf.holder, nodeGrace: rf.nodeGrace, logger: slog.Default(),
-		rootCAFile: rf.rootCAFile, rootCAExplicit: rf.rootCAFile != ""}
-	if !deps.rootCAExplicit {
-		deps.rootCAFile = filepath.Join(lf.dataDir, "pki", "ca.crt")
+	rootCA := rf.rootCAFile
+	if rootCA == "" {
+		rootCA = filepath.Join(lf.dataDir, "pki", "ca.crt")
 	}
+	opts := sets.Options{NodeGracePeriod: rf.nodeGrace, RootCA: func(ctx context.Context) ([]byte, error) {
+		return readRootCA(ctx, rootCA, rf.rootCAFile != "", slog.Default())
+	}}
 	g, ctx := errgroup.WithContext(ctx)
 	var names []string
-	for _, set := range reconcilerSets {
-		if len(rf.only) > 0 && !slices.Contains(rf.only, set.name) {
+	for _, set := range sets.Names() {
+		if len(rf.only) > 0 && !slices.Contains(rf.only, set) {
 			continue
 		}
-		leases, err := l.Leases(ctx, "reconcilers-"+set.name, rf.leaseTTL)
+		leases, err := l.Leases(ctx, "reconcilers-"+set, rf.leaseTTL)
 		if err != nil {
 			return err
 		}
-		logger := slog.Default().With("reconcilers", set.name)
-		e := engine.New(store, engine.Options{Leases: leases, Holder: rf.holder, Partitions: rf.partitions, Logger: logger})
-		deps.metrics = prometheus.WrapRegistererWith(prometheus.Labels{"reconcilers": set.name}, p.metrics)
-		regs, loops, err := set.build(ctx, deps)
-		if err != nil {
-			return fmt.Errorf("reconciler %s: %w", set.name, err)
-		}
-		for _, r := range regs {
-			e.Register(r)
-		}
-		if err := e.RegisterMetrics(deps.metrics); err != nil {
-			return fmt.Errorf("reconciler %s: %w", set.name, err)
-		}
-		for _, loop := range loops {
-			g.Go(func() error { return loop(ctx) })
+		e := engine.New(store, engine.Options{Leases: leases, Holder: rf.holder, Partitions: rf.partitions,
+			Logger: slog.Default().With("reconcilers", set), Registry: reg, Host: rf.holder,
+			Metrics: prometheus.WrapRegistererWith(prometheus.Labels{"reconcilers": set}, p.metrics)})
+		if err := sets.Setup(ctx, e, set, opts); err != nil {
+			return err
 		}
 		g.Go(func() error { return e.Run(ctx) })
-		names = append(names, set.name)
+		names = append(names, set)
 	}
 	slog.Info("logplane: reconciling", "reconcilers", names, "replica", rf.holder)
 	return g.Wait()

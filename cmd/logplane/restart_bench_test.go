@@ -21,6 +21,7 @@ import (
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
 )
 
@@ -110,7 +111,7 @@ func fillConfigMaps(b *testing.B, dir string, n int) {
 		b.Fatal(err)
 	}
 	defer l.Close()
-	k, _ := kinds.Builtin().ByKind(schema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"})
+	k, _ := builtin.Catalog().ByKind(schema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"})
 	body := strings.Repeat("x", 900)
 	var next atomic.Int64
 	var wg sync.WaitGroup

@@ -14,7 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/logplane/logplane/apiserver/apiservertest"
-	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -81,7 +81,7 @@ func TestHistoryCausedBy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cms, _ := kinds.Builtin().ByGroupResource(schema.GroupResource{Resource: "configmaps"})
+	cms, _ := builtin.Catalog().ByGroupResource(schema.GroupResource{Resource: "configmaps"})
 	for _, name := range []string{"copy", "copy-of-copy"} {
 		obj, err := s.API.Registry().Create(t.Context(), cms,
 			&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}},

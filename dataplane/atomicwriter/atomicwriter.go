@@ -78,6 +78,15 @@ func New(targetDir string, now func() time.Time) (*Writer, error) {
 //
 // changed reports whether a new version was written.
 func (w *Writer) Write(payload map[string]FileProjection) (changed bool, err error) {
+	return w.WriteWith(payload, nil)
+}
+
+// WriteWith is Write with the kubelet's setPerms: when a new version is
+// written, setPerms (if not nil) is called with the name of its timestamped
+// directory once the files are in it and before ..data points to it, so that
+// their ownership and modes are right before anyone sees them (the kubelet
+// sets a volume's fsGroup there). An error from it abandons the version.
+func (w *Writer) WriteWith(payload map[string]FileProjection, setPerms func(subPath string) error) (changed bool, err error) {
 	// (1)
 	clean, err := validatePayload(payload)
 	if err != nil {
@@ -126,6 +135,11 @@ func (w *Writer) Write(payload map[string]FileProjection) (changed bool, err err
 		// (6)
 		if err := writePayloadToDir(clean, tsDir); err != nil {
 			return false, errors.Join(err, os.RemoveAll(tsDir))
+		}
+		if setPerms != nil {
+			if err := setPerms(tsDirName); err != nil {
+				return false, errors.Join(fmt.Errorf("atomicwriter: set permissions: %w", err), os.RemoveAll(tsDir))
+			}
 		}
 		// (7)
 		newDataDirPath := filepath.Join(w.targetDir, newDataDirName)

@@ -141,3 +141,42 @@ func TestInvalidPaths(t *testing.T) {
 		t.Error("New accepted a missing directory")
 	}
 }
+
+// TestWriteWithSetPerms: setPerms sees a new version's files before ..data
+// points to them, is not called when nothing changed, and its error
+// abandons the version.
+func TestWriteWithSetPerms(t *testing.T) {
+	dir := t.TempDir()
+	w, err := atomicwriter.New(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls []string
+	setPerms := func(sub string) error {
+		calls = append(calls, sub)
+		if _, err := os.Stat(filepath.Join(dir, sub, "color")); err != nil {
+			t.Errorf("setPerms before the files are written: %v", err)
+		}
+		if link, _ := os.Readlink(filepath.Join(dir, atomicwriter.DataDirName)); link == sub {
+			t.Errorf("setPerms after %s was published", sub)
+		}
+		return os.Chmod(filepath.Join(dir, sub, "color"), 0o640)
+	}
+	if changed, err := w.WriteWith(files("color", "blue"), setPerms); err != nil || !changed || len(calls) != 1 {
+		t.Fatalf("first write: changed %v, err %v, calls %v", changed, err, calls)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "color")); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Fatalf("mode set by setPerms: %v %v", fi, err)
+	}
+	if changed, err := w.WriteWith(files("color", "blue"), setPerms); err != nil || changed || len(calls) != 1 {
+		t.Fatalf("unchanged write: changed %v, err %v, calls %v", changed, err, calls)
+	}
+	before := entries(t, dir)
+	fail := func(string) error { return os.ErrPermission }
+	if _, err := w.WriteWith(files("color", "red"), fail); err == nil {
+		t.Fatal("a setPerms error was not returned")
+	}
+	if got := read(t, filepath.Join(dir, "color")); got != "blue" || !slices.Equal(entries(t, dir), before) {
+		t.Fatalf("after a failed setPerms: color %q, entries %v (before %v)", got, entries(t, dir), before)
+	}
+}

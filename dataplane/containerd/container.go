@@ -62,15 +62,15 @@ func (r *Runtime) CreateContainer(ctx context.Context, sandboxID string, cfg run
 	if err := r.ensureUnpacked(ctx, img); err != nil {
 		return "", err
 	}
-	ispec, err := img.Spec(ctx)
+	ic, err := r.imageConfig(ctx, img)
 	if err != nil {
-		return "", fmt.Errorf("containerd: image config of %s: %w", img.Name(), err)
+		return "", err
 	}
 	args := cfg.Command
 	if len(args) == 0 {
-		args = ispec.Config.Entrypoint
+		args = ic.Entrypoint
 		if len(cfg.Args) == 0 {
-			args = append(slicesClone(args), ispec.Config.Cmd...)
+			args = append(slicesClone(args), ic.Cmd...)
 		}
 	}
 	args = append(slicesClone(args), cfg.Args...)
@@ -85,22 +85,31 @@ func (r *Runtime) CreateContainer(ctx context.Context, sandboxID string, cfg run
 	}
 	logPath := filepath.Join(logDir, strconv.Itoa(cfg.Attempt)+".log")
 
+	// The sandbox's files are read-only with a read-only root filesystem, as
+	// the CRI plugin mounts them (containerMounts).
+	ro := cfg.Security.ReadonlyRootfs
 	mounts := []specs.Mount{
-		bind(filepath.Join(sb.Dir, "hosts"), "/etc/hosts", false),
-		bind(filepath.Join(sb.Dir, "hostname"), "/etc/hostname", false),
-		bind(filepath.Join(sb.Dir, "resolv.conf"), "/etc/resolv.conf", false),
+		bind(filepath.Join(sb.Dir, "hosts"), "/etc/hosts", ro),
+		bind(filepath.Join(sb.Dir, "hostname"), "/etc/hostname", ro),
+		bind(filepath.Join(sb.Dir, "resolv.conf"), "/etc/resolv.conf", ro),
 	}
 	for _, m := range cfg.Mounts {
 		mounts = append(mounts, bind(m.HostPath, m.ContainerPath, m.ReadOnly))
 	}
+	mounts = withoutShadowed(mounts)
+	security, err := securityOpts(cfg.Security, ic.User)
+	if err != nil {
+		return "", fmt.Errorf("containerd: container %s: %w", cfg.Name, err)
+	}
 	specOpts := []oci.SpecOpts{
-		oci.WithImageConfig(img),
+		withImageDefaults(ic),
 		oci.WithProcessArgs(args...),
 		oci.WithEnv(cfg.Env),
 		oci.WithHostname(sb.Hostname),
 		oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: sb.NetNSPath}),
 		oci.WithMounts(mounts),
 	}
+	specOpts = append(specOpts, podNamespaceOpts(sb)...)
 	if cfg.WorkingDir != "" {
 		specOpts = append(specOpts, oci.WithProcessCwd(cfg.WorkingDir))
 	}
@@ -125,6 +134,8 @@ func (r *Runtime) CreateContainer(ctx context.Context, sandboxID string, cfg run
 		}
 		specOpts = append(specOpts, oci.WithCPUShares(shares))
 	}
+	var user specs.User
+	specOpts = append(append(specOpts, security...), captureUser(&user))
 
 	labels := maps.Clone(cfg.Labels)
 	if labels == nil {
@@ -155,6 +166,7 @@ func (r *Runtime) CreateContainer(ctx context.Context, sandboxID string, cfg run
 		client.WithRuntime(r.cfg.Shim, ropts),
 		client.WithNewSpec(specOpts...),
 		client.WithContainerLabels(labels),
+		withUserLabel(&user),
 	)
 	if err != nil {
 		return "", fmt.Errorf("containerd: create container %s: %w", cfg.Name, err)
@@ -603,6 +615,7 @@ func statusOf(c containers.Container, proc *apitask.Process) runtimeapi.Containe
 		StartedAt: parseTime(c.Labels[labelStartedAt]),
 		LogPath:   c.Labels[labelLogPath],
 		Labels:    c.Labels,
+		User:      parseUserLabel(c.Labels[labelUser]),
 		State:     runtimeapi.StateCreated,
 	}
 	if f := c.Labels[labelFinishedAt]; f != "" {

@@ -267,6 +267,16 @@ func TestRuntime(t *testing.T) {
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("exec timeout: %v", err)
 		}
+		// ExecOptions.Timeout (a probe's) counts from the process's start and kills it.
+		start := time.Now()
+		_, err = rt.Exec(ctx, cid, runtimeapi.ExecOptions{Cmd: []string{"sleep", "10"}, Timeout: 500 * time.Millisecond})
+		if !errors.Is(err, runtimeapi.ErrExecTimeout) || time.Since(start) > 5*time.Second {
+			t.Fatalf("exec with Timeout: %v after %s", err, time.Since(start))
+		}
+		out.Reset()
+		if code, err := rt.Exec(ctx, cid, runtimeapi.ExecOptions{Cmd: []string{"echo", "quick"}, Stdout: &out, Timeout: time.Second}); err != nil || code != 0 || out.String() != "quick\n" {
+			t.Fatalf("exec within Timeout: code %d err %v out %q", code, err, out.String())
+		}
 
 		eventually(t, 5*time.Second, func() error {
 			var logs bytes.Buffer

@@ -116,7 +116,20 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtimeapi.ExecOptio
 		}
 		return cause
 	}
+	// The timeout counts from the start, as containerd's CRI ExecSync does:
+	// the exec's setup (RPCs, runc exec) under load is not the command's time.
+	var timedOut <-chan time.Time
+	if opts.Timeout > 0 {
+		t := time.NewTimer(opts.Timeout)
+		defer t.Stop()
+		timedOut = t.C
+	}
 	select {
+	case <-timedOut:
+		if err := proc.Kill(context.WithoutCancel(ctx), syscall.SIGKILL); err != nil && !errdefs.IsNotFound(err) {
+			return -1, errors.Join(runtimeapi.ErrExecTimeout, fmt.Errorf("containerd: kill exec: %w", err))
+		}
+		return -1, fmt.Errorf("containerd: exec %q in %s: %w after %s", strings.Join(opts.Cmd, " "), id, runtimeapi.ErrExecTimeout, opts.Timeout)
 	case st := <-statusC:
 		code, _, err := st.Result()
 		if err != nil && contextEnded(ctx) {
@@ -213,7 +226,17 @@ func (r *Runtime) PortForward(ctx context.Context, sandboxID string, port int32)
 	if err != nil {
 		return nil, err
 	}
-	return podnet.Dial(ctx, sb.NetNSPath, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port)))
+	if sb.HostNetwork {
+		// The pod listens in the node's own network namespace.
+		d := net.Dialer{Timeout: 10 * time.Second}
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("containerd: port-forward to %s: %w", addr, err)
+		}
+		return c, nil
+	}
+	return podnet.Dial(ctx, sb.NetNSPath, "tcp", addr)
 }
 
 // Stats returns the CPU and memory use of a running container.

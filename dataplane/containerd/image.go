@@ -75,7 +75,12 @@ func (r *Runtime) EnsureImage(ctx context.Context, ref string, policy runtimeapi
 	if err != nil {
 		return runtimeapi.Image{}, fmt.Errorf("containerd: image %s size: %w", name, err)
 	}
-	return runtimeapi.Image{Ref: name, ID: imageID(img), Pulled: pulled, Size: size}, nil
+	ic, err := r.imageConfig(ctx, img)
+	if err != nil {
+		return runtimeapi.Image{}, err
+	}
+	uid, username := imageUser(ic.User)
+	return runtimeapi.Image{Ref: name, ID: imageID(img), Pulled: pulled, Size: size, UID: uid, Username: username}, nil
 }
 
 // localImage reports whether the normalized reference name is of LocalRegistry.

@@ -23,6 +23,8 @@ import (
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/images"
 	"github.com/containerd/containerd/namespaces"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/logplane/logplane/dataplane/podnet"
@@ -80,6 +82,8 @@ type Runtime struct {
 	watchers  map[string]*watcher // container ID -> the goroutine waiting for its exit
 	attaching singleflight.Group  // container ID -> an attach to its task under way
 	unpacked  map[string]bool     // image refs known to be unpacked
+	// imageConfigs caches the config of each image by its digest.
+	imageConfigs map[digest.Digest]ocispec.ImageConfig
 }
 
 // New connects to containerd and prepares the data directory.
@@ -135,6 +139,8 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		cancel:   cancel,
 		watchers: map[string]*watcher{},
 		unpacked: map[string]bool{},
+
+		imageConfigs: map[digest.Digest]ocispec.ImageConfig{},
 	}, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/logplane/logplane/dataplane/podnet"
 	"github.com/logplane/logplane/dataplane/runtimeapi"
 	"github.com/logplane/logplane/durablefile"
 )
@@ -49,16 +50,23 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg runtimeapi.SandboxConfi
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return runtimeapi.Sandbox{}, fmt.Errorf("containerd: sandbox dir: %w", err)
 	}
-	att, err := r.net.Attach(ctx, id, cfg.Ports)
-	if err != nil {
-		return runtimeapi.Sandbox{}, errors.Join(err, os.RemoveAll(dir))
-	}
+	var att podnet.Attachment
+	var err error
 	host := cfg.Hostname
 	if host == "" {
 		host = cfg.PodName
 	}
 	if len(host) > 63 {
 		host = host[:63]
+	}
+	if cfg.HostNetwork {
+		// The node's network and hostname, as containerd's CRI plugin
+		// does for a sandbox without a hostname on the host network.
+		if host, err = os.Hostname(); err != nil {
+			return runtimeapi.Sandbox{}, errors.Join(fmt.Errorf("containerd: hostname: %w", err), os.RemoveAll(dir))
+		}
+	} else if att, err = r.net.Attach(ctx, id, cfg.Ports); err != nil {
+		return runtimeapi.Sandbox{}, errors.Join(err, os.RemoveAll(dir))
 	}
 	sb := runtimeapi.Sandbox{
 		ID:           id,
@@ -71,12 +79,17 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg runtimeapi.SandboxConfi
 		Dir:          dir,
 		Ports:        cfg.Ports,
 		CreatedAt:    time.Now().UTC(),
+		HostNetwork:  cfg.HostNetwork,
+		Sysctls:      cfg.Sysctls,
 	}
 	if err := writeEtcFiles(dir, sb, cfg); err == nil {
 		err = writeJSON(filepath.Join(dir, "sandbox.json"), sb)
 	}
 	if err != nil {
-		derr := r.net.Detach(context.WithoutCancel(ctx), id, att.NetNSPath, cfg.Ports)
+		var derr error
+		if !cfg.HostNetwork {
+			derr = r.net.Detach(context.WithoutCancel(ctx), id, att.NetNSPath, cfg.Ports)
+		}
 		return runtimeapi.Sandbox{}, errors.Join(err, derr, os.RemoveAll(dir))
 	}
 	return sb, nil
@@ -84,8 +97,11 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg runtimeapi.SandboxConfi
 
 func writeEtcFiles(dir string, sb runtimeapi.Sandbox, cfg runtimeapi.SandboxConfig) error {
 	hosts := "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" +
-		"fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n" +
-		sb.IP + "\t" + sb.Hostname + "\n"
+		"fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n"
+	if sb.IP != "" {
+		hosts += sb.IP + "\t" + sb.Hostname + "\n"
+	}
+	// As containerd's CRI plugin writes a sandbox's resolv.conf.
 	var resolv strings.Builder
 	if len(cfg.DNSSearches) > 0 {
 		resolv.WriteString("search " + strings.Join(cfg.DNSSearches, " ") + "\n")
@@ -93,8 +109,8 @@ func writeEtcFiles(dir string, sb runtimeapi.Sandbox, cfg runtimeapi.SandboxConf
 	for _, s := range cfg.DNSServers {
 		resolv.WriteString("nameserver " + s + "\n")
 	}
-	if len(cfg.DNSServers) > 0 {
-		resolv.WriteString("options ndots:5\n")
+	if len(cfg.DNSOptions) > 0 {
+		resolv.WriteString("options " + strings.Join(cfg.DNSOptions, " ") + "\n")
 	}
 	for name, content := range map[string]string{"hosts": hosts, "hostname": sb.Hostname + "\n", "resolv.conf": resolv.String()} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
@@ -175,8 +191,10 @@ func (r *Runtime) RemoveSandbox(ctx context.Context, id string) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	if err := r.net.Detach(ctx, id, sb.NetNSPath, sb.Ports); err != nil {
-		return err
+	if !sb.HostNetwork {
+		if err := r.net.Detach(ctx, id, sb.NetNSPath, sb.Ports); err != nil {
+			return err
+		}
 	}
 	if err := os.RemoveAll(r.podLogDir(sb)); err != nil {
 		return fmt.Errorf("containerd: remove pod logs: %w", err)

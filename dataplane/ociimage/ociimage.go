@@ -182,6 +182,32 @@ func Hello(helloBinary, busybox string) (v1.Image, error) {
 	})
 }
 
+// WithUser returns img with its own /etc/passwd and /etc/group (a layer over
+// img's, holding the given contents) and with user (e.g. "1000", "app",
+// "1000:1000") as the user its config runs as. Tests use it for images that
+// run as someone other than root.
+func WithUser(img v1.Image, user, passwd, group string) (v1.Image, error) {
+	l, err := layer([]entry{
+		{name: "etc", mode: 0o755, dir: true},
+		{name: "etc/passwd", mode: 0o644, data: []byte(passwd)},
+		{name: "etc/group", mode: 0o644, data: []byte(group)},
+	})
+	if err != nil {
+		return nil, err
+	}
+	out, err := mutate.AppendLayers(img, l)
+	if err != nil {
+		return nil, fmt.Errorf("ociimage: user layer: %w", err)
+	}
+	cf, err := out.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("ociimage: config: %w", err)
+	}
+	cfg := cf.Config
+	cfg.User = user
+	return withConfig(out, cfg)
+}
+
 // WriteArchive writes img as an OCI archive (a tar of an OCI image layout)
 // to path, naming it ref (e.g. "docker.io/logplane/hello:latest") with the
 // annotations containerd and other tools read the name from.

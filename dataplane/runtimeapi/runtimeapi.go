@@ -26,6 +26,8 @@ var (
 	// ErrInvalidImageArchive: an image archive to import is not one (not a tar, no index or
 	// manifest, truncated, or naming no image).
 	ErrInvalidImageArchive = errors.New("runtime: invalid image archive")
+	// ErrExecTimeout: an exec'd process ran longer than ExecOptions.Timeout and was killed.
+	ErrExecTimeout = errors.New("runtime: exec timed out")
 )
 
 // PullPolicy says when an image is pulled; its values are Kubernetes'
@@ -50,6 +52,12 @@ type Image struct {
 	Pulled bool
 	// Size is the image's size in bytes, as far as the runtime knows it.
 	Size int64
+	// UID and Username are the user the image's config runs as (its USER):
+	// UID when it is numeric ("1000" or "1000:1000"), else Username ("app").
+	// Both unset means the image names no user (root), as the CRI's ImageStatus
+	// reports it; the kubelet's runAsNonRoot check reads them.
+	UID      *int64
+	Username string
 }
 
 // PortMapping maps a host port to a port of the pod (hostPort).
@@ -69,9 +77,19 @@ type SandboxConfig struct {
 	Hostname string
 	// Ports are the pod's hostPort mappings.
 	Ports []PortMapping
-	// DNSServers and DNSSearches go into the pod's resolv.conf; empty means none.
+	// DNSServers, DNSSearches and DNSOptions go into the pod's resolv.conf
+	// (nameserver, search and options lines); empty means none.
 	DNSServers  []string
 	DNSSearches []string
+	DNSOptions  []string
+	// HostNetwork puts the pod in the node's network namespace (and, as
+	// containerd's CRI plugin does, its UTS namespace): no pod network, no
+	// pod IP (the caller reports the node's), the node's hostname.
+	HostNetwork bool
+	// Sysctls are namespaced kernel parameters (net.*, kernel.shm*, ...)
+	// set in the pod's namespaces, by name ("net.ipv4.ip_local_port_range"
+	// or with slashes); the caller has checked that they are allowed.
+	Sysctls map[string]string
 }
 
 // Sandbox is a pod sandbox: a network namespace with an IP.
@@ -90,6 +108,9 @@ type Sandbox struct {
 	Dir       string
 	Ports     []PortMapping
 	CreatedAt time.Time
+	// HostNetwork and Sysctls are the SandboxConfig's.
+	HostNetwork bool              `json:",omitempty"`
+	Sysctls     map[string]string `json:",omitempty"`
 }
 
 // Mount is a bind mount into a container.
@@ -135,6 +156,84 @@ type ContainerConfig struct {
 	StdinOnce bool
 	// Labels are the caller's, kept with the container and returned in its status.
 	Labels map[string]string
+	// Security is the container's Linux security; the zero value is the
+	// runtime's default (the image's user, the default capabilities,
+	// privilege escalation allowed, no seccomp profile).
+	Security SecurityContext
+}
+
+// SecurityContext is the Linux security of one container: the counterpart of
+// the CRI's LinuxContainerSecurityContext, which the kubelet's side
+// (nodeagent/podworker) synthesizes from the pod's and the container's
+// securityContext.
+type SecurityContext struct {
+	// RunAsUser is the UID of the container's processes. When nil,
+	// RunAsUsername is looked up in the image's /etc/passwd; when both are
+	// unset, the image's USER is used (root if it names none).
+	RunAsUser     *int64
+	RunAsUsername string
+	// RunAsGroup is the primary GID; when nil, the user's group in the image's
+	// /etc/passwd (0 if the user is not there). Setting it requires a user.
+	RunAsGroup *int64
+	// SupplementalGroups are added to the process's groups, beside its
+	// primary group and, unless SupplementalGroupsPolicy is Strict, the
+	// groups the image's /etc/group lists the user in.
+	SupplementalGroups       []int64
+	SupplementalGroupsPolicy SupplementalGroupsPolicy
+	// Privileged gives every capability and device, a writable /sys and
+	// /proc, and no seccomp profile.
+	Privileged bool
+	// ReadonlyRootfs mounts the container's root filesystem (and the
+	// sandbox's /etc/hosts, /etc/hostname and /etc/resolv.conf) read-only.
+	ReadonlyRootfs bool
+	// NoNewPrivs sets no_new_privs (allowPrivilegeEscalation: false).
+	NoNewPrivs bool
+	// Capabilities are added to or dropped from the runtime's default set;
+	// names as Kubernetes writes them ("NET_ADMIN", "ALL"), without "CAP_".
+	Capabilities *Capabilities
+	// Seccomp is the seccomp profile; the zero value is Unconfined.
+	Seccomp SecurityProfile
+}
+
+// SupplementalGroupsPolicy is Kubernetes' pod supplementalGroupsPolicy.
+type SupplementalGroupsPolicy string
+
+// Supplemental groups policies; "" is Merge.
+const (
+	SupplementalGroupsMerge  SupplementalGroupsPolicy = "Merge"
+	SupplementalGroupsStrict SupplementalGroupsPolicy = "Strict"
+)
+
+// Capabilities to add to and drop from a container's default set. "ALL"
+// adds (or drops) every capability, before the others are applied.
+type Capabilities struct {
+	Add, Drop []string
+}
+
+// SecurityProfileType is the kind of a seccomp profile.
+type SecurityProfileType string
+
+// Seccomp profile types; "" is Unconfined.
+const (
+	ProfileUnconfined     SecurityProfileType = "Unconfined"
+	ProfileRuntimeDefault SecurityProfileType = "RuntimeDefault"
+	ProfileLocalhost      SecurityProfileType = "Localhost"
+)
+
+// SecurityProfile is a seccomp profile: none (Unconfined), the runtime's
+// default, or a JSON profile in a file on the node (Localhost, LocalhostRef
+// its path).
+type SecurityProfile struct {
+	Type         SecurityProfileType
+	LocalhostRef string
+}
+
+// ContainerUser is the user a container's process runs as, once the
+// runtime has resolved it against the image: what Kubernetes reports in
+// containerStatuses[].user.linux.
+type ContainerUser struct {
+	UID, GID           int64
+	SupplementalGroups []int64
 }
 
 // ContainerState is the state of a container instance.
@@ -179,6 +278,9 @@ type ContainerStatus struct {
 	// LogPath is the container's log file in the CRI format ("" if none).
 	LogPath string
 	Labels  map[string]string
+	// User is the identity the container's process runs as; nil when the
+	// runtime does not know it.
+	User *ContainerUser
 }
 
 // TerminalSize is the size of a TTY.
@@ -197,6 +299,10 @@ type ExecOptions struct {
 	TTY    bool
 	// Resize, when not nil, delivers terminal size changes until closed.
 	Resize <-chan TerminalSize
+	// Timeout, when > 0, bounds how long the process may run once started
+	// (its setup does not count, as containerd's CRI ExecSync): then it is
+	// killed and Exec returns an error wrapping ErrExecTimeout.
+	Timeout time.Duration
 }
 
 // AttachOptions connect a client to the main process of a running container

@@ -126,9 +126,12 @@ func (r *Runtime) CreateSandbox(_ context.Context, cfg runtimeapi.SandboxConfig)
 		return sb, nil
 	}
 	var ip netip.Addr
-	if n := len(r.freeIPs); n > 0 {
+	switch n := len(r.freeIPs); {
+	case cfg.HostNetwork:
+		// The node's network: no pod IP (the pod worker reports the node's).
+	case n > 0:
 		ip, r.freeIPs = r.freeIPs[n-1], r.freeIPs[:n-1]
-	} else {
+	default:
 		ip = r.nextIP
 		if !r.prefix.Contains(ip) {
 			return runtimeapi.Sandbox{}, fmt.Errorf("sim: no free IP in %s", r.prefix)
@@ -141,7 +144,11 @@ func (r *Runtime) CreateSandbox(_ context.Context, cfg runtimeapi.SandboxConfig)
 	}
 	sb := runtimeapi.Sandbox{
 		ID: id, PodUID: cfg.PodUID, PodName: cfg.PodName, PodNamespace: cfg.PodNamespace,
-		Hostname: host, IP: ip.String(), Ports: cfg.Ports, CreatedAt: r.cfg.Clock.Now(),
+		Hostname: host, Ports: cfg.Ports, CreatedAt: r.cfg.Clock.Now(),
+		HostNetwork: cfg.HostNetwork, Sysctls: cfg.Sysctls,
+	}
+	if ip.IsValid() {
+		sb.IP = ip.String()
 	}
 	r.sandboxes[id] = sb
 	return sb, nil

@@ -16,12 +16,13 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
 )
 
 // PodKind is the catalog's Pod.
 var PodKind = func() *kinds.Kind {
-	k, ok := kinds.Builtin().ByKind(schema.GroupVersionKind{Version: "v1", Kind: "Pod"})
+	k, ok := builtin.Catalog().ByKind(schema.GroupVersionKind{Version: "v1", Kind: "Pod"})
 	if !ok {
 		panic("no Pod in the catalog")
 	}

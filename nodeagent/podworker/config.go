@@ -7,14 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/logplane/logplane/dataplane/atomicwriter"
 	"github.com/logplane/logplane/dataplane/runtimeapi"
@@ -56,13 +55,16 @@ func pullPolicy(spec *corev1.Container) runtimeapi.PullPolicy {
 }
 
 func (w *worker) sandboxConfig(pod *corev1.Pod) runtimeapi.SandboxConfig {
+	hostname, _ := w.podHostnameAndDomain(pod)
+	dns := w.podDNS(pod)
 	cfg := runtimeapi.SandboxConfig{
 		PodUID: string(pod.UID), PodName: pod.Name, PodNamespace: pod.Namespace,
-		Hostname:   pod.Spec.Hostname,
-		DNSServers: w.m.cfg.DNSServers,
-	}
-	if d := w.m.cfg.ClusterDomain; d != "" {
-		cfg.DNSSearches = []string{pod.Namespace + ".svc." + d, "svc." + d, d}
+		Hostname:    hostname,
+		DNSServers:  dns.Nameservers,
+		DNSSearches: dns.Searches,
+		DNSOptions:  dns.Options,
+		HostNetwork: pod.Spec.HostNetwork,
+		Sysctls:     podSysctls(pod),
 	}
 	for _, s := range allContainers(pod) {
 		for _, p := range s.spec.Ports {
@@ -75,13 +77,18 @@ func (w *worker) sandboxConfig(pod *corev1.Pod) runtimeapi.SandboxConfig {
 }
 
 // containerConfig turns a container spec into the runtime's config:
-// resolved env, volume mounts, resources.
-func (w *worker) containerConfig(ctx context.Context, pod *corev1.Pod, spec *corev1.Container, attempt int) (runtimeapi.ContainerConfig, error) {
+// resolved env, volume mounts, security context (checked against the
+// user of img, the container's image), resources.
+func (w *worker) containerConfig(ctx context.Context, pod *corev1.Pod, spec *corev1.Container, attempt int, img runtimeapi.Image) (runtimeapi.ContainerConfig, error) {
 	env, err := w.env(ctx, pod, spec)
 	if err != nil {
 		return runtimeapi.ContainerConfig{}, err
 	}
 	mounts, err := w.mounts(ctx, pod, spec)
+	if err != nil {
+		return runtimeapi.ContainerConfig{}, err
+	}
+	security, err := w.securityContext(pod, spec, img)
 	if err != nil {
 		return runtimeapi.ContainerConfig{}, err
 	}
@@ -111,7 +118,14 @@ func (w *worker) containerConfig(ctx context.Context, pod *corev1.Pod, spec *cor
 		Stdin:      spec.Stdin,
 		StdinOnce:  spec.StdinOnce,
 		Labels:     map[string]string{labelSpecHash: specHash(spec)},
+		Security:   security,
 	}
+	podMounts, labels, err := w.podMounts(pod, spec)
+	if err != nil {
+		return runtimeapi.ContainerConfig{}, err
+	}
+	cfg.Mounts = append(cfg.Mounts, podMounts...)
+	maps.Copy(cfg.Labels, labels)
 	if q, ok := spec.Resources.Limits[corev1.ResourceCPU]; ok {
 		cfg.Resources.CPULimitMilli = q.MilliValue()
 	}
@@ -246,7 +260,10 @@ func (w *worker) valueFrom(ctx context.Context, pod *corev1.Pod, spec *corev1.Co
 		v, err := w.fieldRef(pod, vf.FieldRef.FieldPath)
 		return v, false, err
 	case vf.ResourceFieldRef != nil:
-		v, err := resourceFieldRef(spec, vf.ResourceFieldRef)
+		// Limits not set read as the node's allocatable, as the kubelet's
+		// defaultPodLimitsForDownwardAPI makes them.
+		dpod, dspec := w.withDefaultLimits(pod, spec)
+		v, err := containerResourceValue(vf.ResourceFieldRef, dpod, dspec)
 		return v, false, err
 	}
 	return "", true, nil
@@ -266,10 +283,7 @@ func (w *worker) fieldRef(pod *corev1.Pod, path string) (string, error) {
 	if k, ok := subscript(path, "metadata.annotations"); ok {
 		return pod.Annotations[k], nil
 	}
-	var ip string
-	if w.sandbox != nil {
-		ip = w.sandbox.IP
-	}
+	ip := w.podIP(pod)
 	switch path {
 	case "metadata.name":
 		return pod.Name, nil
@@ -297,38 +311,21 @@ func subscript(path, prefix string) (string, bool) {
 	return strings.TrimSuffix(rest, "']"), true
 }
 
-func resourceFieldRef(spec *corev1.Container, ref *corev1.ResourceFieldSelector) (string, error) {
-	var q resource.Quantity
-	var ok bool
-	switch ref.Resource {
-	case "limits.cpu":
-		q, ok = spec.Resources.Limits[corev1.ResourceCPU]
-	case "limits.memory":
-		q, ok = spec.Resources.Limits[corev1.ResourceMemory]
-	case "requests.cpu":
-		q, ok = spec.Resources.Requests[corev1.ResourceCPU]
-	case "requests.memory":
-		q, ok = spec.Resources.Requests[corev1.ResourceMemory]
-	default:
-		return "", fmt.Errorf("unsupported resourceFieldRef %q", ref.Resource)
-	}
-	if !ok {
-		return "0", nil // Kubernetes reports node allocatable here; the node agent knows it, not us
-	}
-	divisor := ref.Divisor
-	if divisor.IsZero() {
-		divisor = resource.MustParse("1")
-	}
-	if strings.HasSuffix(ref.Resource, "cpu") {
-		m := (q.MilliValue() + divisor.MilliValue() - 1) / divisor.MilliValue()
-		return strconv.FormatInt(m, 10), nil
-	}
-	v := (q.Value() + divisor.Value() - 1) / divisor.Value()
-	return strconv.FormatInt(v, 10), nil
+// expand replaces $(VAR) with the value of VAR when known, and leaves the
+// reference as written when not; $$ escapes $ (the kubelet's expansion with
+// MappingFuncFor).
+func expand(s string, vars map[string]string) string {
+	return expandWith(s, func(name string) string {
+		if v, ok := vars[name]; ok {
+			return v
+		}
+		return "$(" + name + ")"
+	})
 }
 
-// expand replaces $(VAR) with the value of VAR when known; $$ escapes $.
-func expand(s string, vars map[string]string) string {
+// expandWith is the kubelet's third_party expansion.Expand: $(VAR) is
+// replaced by mapping(VAR), $$ by $, and anything else is kept.
+func expandWith(s string, mapping func(string) string) string {
 	if !strings.Contains(s, "$") {
 		return s
 	}
@@ -348,12 +345,7 @@ func expand(s string, vars map[string]string) string {
 				b.WriteString(s[i:])
 				return b.String()
 			}
-			name := s[i+2 : i+2+end]
-			if v, ok := vars[name]; ok {
-				b.WriteString(v)
-			} else {
-				b.WriteString(s[i : i+3+end])
-			}
+			b.WriteString(mapping(s[i+2 : i+2+end]))
 			i += 2 + end
 		default:
 			b.WriteByte('$')
@@ -379,8 +371,14 @@ func (w *worker) mounts(ctx context.Context, pod *corev1.Pod, spec *corev1.Conta
 		if err != nil {
 			return nil, fmt.Errorf("volume %q: %w", v.Name, err)
 		}
-		if vm.SubPath != "" {
-			if host, err = subPath(host, vm.SubPath); err != nil {
+		sub := vm.SubPath
+		if vm.SubPathExpr != "" {
+			if sub, err = w.subPathExpr(ctx, pod, spec, vm); err != nil {
+				return nil, err
+			}
+		}
+		if sub != "" {
+			if host, err = subPath(host, sub); err != nil {
 				return nil, fmt.Errorf("volume %q: %w", v.Name, err)
 			}
 		}
@@ -429,18 +427,41 @@ func (w *worker) volumeDir(pod *corev1.Pod, plugin, name string) string {
 
 // volume makes the volume ready on the node and returns its host path and
 // whether it must be mounted read-only.
+//
+// With a pod fsGroup, the volume's files get its group and modes as the
+// kubelet's volume plugins set them (setVolumeOwnership): an emptyDir once,
+// when it is made; a configMap or secret volume each time a new version of
+// its files is written, before the version is published.
 func (w *worker) volume(ctx context.Context, pod *corev1.Pod, v *corev1.Volume) (string, bool, error) {
+	var fsGroup *int64
+	if pod.Spec.SecurityContext != nil {
+		fsGroup = pod.Spec.SecurityContext.FSGroup
+	}
+	// dir makes the volume's directory once, world-writable as the kubelet's
+	// emptyDir (which configMap and secret volumes wrap): a later setup keeps
+	// the modes and group that fsGroup gave it.
 	dir := func(plugin string) (string, error) {
 		d := w.volumeDir(pod, plugin, v.Name)
+		if _, err := os.Stat(d); err == nil {
+			return d, nil
+		}
 		if err := os.MkdirAll(d, 0o777); err != nil {
 			return "", err
 		}
 		return d, os.Chmod(d, 0o777)
 	}
 	switch {
+	case v.EmptyDir != nil && v.EmptyDir.Medium == corev1.StorageMediumMemory:
+		d, err := w.memoryEmptyDir(pod, v, fsGroup)
+		return d, false, err
+	case v.EmptyDir != nil && fsGroup != nil:
+		d, err := w.emptyDirWithGroup(pod, v.Name, fsGroup)
+		return d, false, err
 	case v.EmptyDir != nil:
 		d, err := dir(emptyDirPlugin)
 		return d, false, err
+	case v.DownwardAPI != nil || v.Projected != nil:
+		return w.projectedVolume(ctx, pod, v, fsGroup)
 	case v.HostPath != nil:
 		p := v.HostPath.Path
 		t := corev1.HostPathUnset
@@ -481,7 +502,7 @@ func (w *worker) volume(ctx context.Context, pod *corev1.Pod, v *corev1.Volume) 
 		if err != nil {
 			return "", false, err
 		}
-		return d, true, w.project(d, payload)
+		return d, true, w.project(d, payload, fsGroup)
 	case v.Secret != nil:
 		d, err := dir(secretPlugin)
 		if err != nil {
@@ -499,15 +520,41 @@ func (w *worker) volume(ctx context.Context, pod *corev1.Pod, v *corev1.Volume) 
 		if err != nil {
 			return "", false, err
 		}
-		return d, true, w.project(d, payload)
+		return d, true, w.project(d, payload, fsGroup)
 	}
 	return "", false, errors.New("volume type not supported by logplane yet")
 }
 
+// emptyDirWithGroup makes an emptyDir volume owned by fsGroup: the directory
+// is prepared under a temporary name and renamed into place, so that one
+// that exists is complete (the kubelet's ready file), and is then left alone.
+func (w *worker) emptyDirWithGroup(pod *corev1.Pod, name string, fsGroup *int64) (string, error) {
+	d := w.volumeDir(pod, emptyDirPlugin, name)
+	if _, err := os.Stat(d); err == nil {
+		return d, nil
+	}
+	tmp := d + ".setup" // volume names have no dots: no volume is called that
+	if err := os.RemoveAll(tmp); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(tmp, 0o777); err != nil {
+		return "", err
+	}
+	if err := os.Chmod(tmp, 0o777); err != nil {
+		return "", err
+	}
+	if err := setVolumeOwnership(tmp, fsGroup, false, nil, w.report); err != nil {
+		w.report(fmt.Errorf("podworker: emptyDir %q: %w", name, err)) // as the kubelet, which only logs it
+	}
+	return d, os.Rename(tmp, d)
+}
+
 // project writes a configMap or secret volume's files with the kubelet's
 // AtomicWriter layout, so that an update is seen whole, and is seen at all
-// through subdirectory-free bind mounts of the volume.
-func (w *worker) project(dir string, payload map[string]atomicwriter.FileProjection) error {
+// through subdirectory-free bind mounts of the volume. With fsGroup, a new
+// version's files (and the whole volume) get its group before they are
+// published, as the kubelet's setPerms.
+func (w *worker) project(dir string, payload map[string]atomicwriter.FileProjection, fsGroup *int64) error {
 	if _, err := os.Lstat(filepath.Join(dir, atomicwriter.DataDirName)); errors.Is(err, os.ErrNotExist) {
 		// Plain files written by an agent from before the AtomicWriter layout: start anew.
 		es, err := os.ReadDir(dir)
@@ -524,7 +571,13 @@ func (w *worker) project(dir string, payload map[string]atomicwriter.FileProject
 	if err != nil {
 		return err
 	}
-	_, err = aw.Write(payload)
+	var setPerms func(string) error
+	if fsGroup != nil {
+		// The whole volume, not only the new version: on the first write the
+		// files outside it are new too.
+		setPerms = func(string) error { return setVolumeOwnership(dir, fsGroup, true, nil, w.report) }
+	}
+	_, err = aw.WriteWith(payload, setPerms)
 	return err
 }
 

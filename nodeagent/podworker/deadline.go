@@ -65,10 +65,10 @@ func (w *worker) killRunning(ctx context.Context, pod *corev1.Pod) {
 			continue
 		}
 		w.event(pod, fieldPath(s.spec.Name, s.init), EventNormal, "Killing", "Stopping container "+s.spec.Name)
-		go func(id, name string) {
-			if err := w.m.cfg.Runtime.StopContainer(ctx, id, grace); err != nil && ctx.Err() == nil {
-				w.report(fmt.Errorf("podworker: stop %s: %w", name, err))
+		go func(id string, s containerSpec) {
+			if err := w.stopContainer(ctx, pod, s.spec, s.init, id, grace); err != nil && ctx.Err() == nil {
+				w.report(fmt.Errorf("podworker: stop %s: %w", s.spec.Name, err))
 			}
-		}(cur.ID, s.spec.Name)
+		}(cur.ID, s)
 	}
 }

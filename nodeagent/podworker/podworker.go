@@ -7,8 +7,11 @@
 // Pulled, Created, Started, Killing, Unhealthy, BackOff, Failed) through an
 // EventRecorder. It implements restart policies with CrashLoopBackOff,
 // liveness/readiness/startup probes, image pull back-off, graceful deletion,
-// activeDeadlineSeconds, configMap and secret volumes that follow their
-// objects, and adoption of the containers a previous node agent left running.
+// activeDeadlineSeconds, configMap, secret, downwardAPI and projected volumes
+// that follow their objects, memory emptyDirs, lifecycle hooks, termination
+// messages, the kubelet's managed /etc/hosts and resolv.conf, host network
+// pods, sysctls (with the kubelet's admission), and adoption of the
+// containers a previous node agent left running.
 //
 // The node agent imports it and provides the StatusSink, EventRecorder and
 // Resolver; tests provide recording fakes.
@@ -20,6 +23,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -145,9 +150,42 @@ type Config struct {
 	// Resolver, jittered by up to half as the kubelet's pod workers are.
 	// Default: 1 minute, as in Kubernetes.
 	SyncFrequency time.Duration
-	// DNSServers and ClusterDomain make the pods' resolv.conf; empty means none.
+	// SeccompDefault gives containers that ask for no seccomp profile the
+	// runtime's default one (RuntimeDefault), as the kubelet's
+	// --seccomp-default. Default: off (Unconfined), as in Kubernetes.
+	SeccompDefault bool
+	// SeccompProfileRoot holds the Localhost seccomp profiles that pods name
+	// (localhostProfile is a path under it), as the kubelet's
+	// <root-dir>/seccomp. Default: "seccomp" beside VolumeDir.
+	SeccompProfileRoot string
+	// Simulated is for simulated nodes (dataplane/sim), which make nothing
+	// on the machine: volumes that need a mount (emptyDir medium Memory) are
+	// plain directories, the files only a container would read (the managed
+	// /etc/hosts, termination message files) are not written, and no DNS
+	// events are recorded (kwok records none). Default: off.
+	Simulated bool
+	// NodeAllocatable is the node's allocatable (cpu, memory,
+	// ephemeral-storage): what the Downward API reports as the limit of a
+	// container that sets none, and the largest size of a memory-backed
+	// emptyDir, as with the kubelet. Default: none (such limits read 0).
+	NodeAllocatable corev1.ResourceList
+	// DNSServers are the cluster DNS servers (the kubelet's --cluster-dns)
+	// and ClusterDomain its domain: with none, ClusterFirst pods get the
+	// node's resolv.conf, as the kubelet gives them, with a MissingClusterDNS
+	// event.
 	DNSServers    []string
 	ClusterDomain string
+	// ResolvConf is the node's resolv.conf (the kubelet's --resolv-conf),
+	// which pods of dnsPolicy Default are given. Default: none, as the
+	// kubelet's --resolv-conf="" (nameserver 127.0.0.1, search .).
+	ResolvConf string
+	// NodeHostsFile is the node's hosts file, which pods on the host network
+	// see (under the kubelet's header). Default: /etc/hosts.
+	NodeHostsFile string
+	// AllowedUnsafeSysctls are the kubelet's --allowed-unsafe-sysctls: names
+	// or prefixes ending in '*' of namespaced sysctls that pods may set
+	// beside the safe ones. A pod with another is rejected (SysctlForbidden).
+	AllowedUnsafeSysctls []string
 	// OnError receives errors that have no caller to return to (a failed
 	// runtime call in a pod worker that will be retried). Default: dropped
 	// after being turned into a pod event where Kubernetes has one.
@@ -157,6 +195,7 @@ type Config struct {
 // Manager runs one worker per pod.
 type Manager struct {
 	cfg          Config
+	sysctls      *sysctlAllowlist
 	metrics      *metrics
 	backoff      *flowcontrol.Backoff // crash-loop back-off, by pod UID/container
 	imageBackoff *flowcontrol.Backoff // image pull back-off, by pod UID/image
@@ -190,8 +229,18 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.MaxBackOff <= 0 {
 		cfg.MaxBackOff = 5 * time.Minute
 	}
+	if cfg.SeccompProfileRoot == "" {
+		cfg.SeccompProfileRoot = filepath.Join(filepath.Dir(filepath.Clean(cfg.VolumeDir)), "seccomp")
+	}
 	if cfg.SyncFrequency <= 0 {
 		cfg.SyncFrequency = DefaultSyncFrequency
+	}
+	if cfg.NodeHostsFile == "" {
+		cfg.NodeHostsFile = etcHostsPath
+	}
+	sysctls, err := newSysctlAllowlist(cfg.AllowedUnsafeSysctls)
+	if err != nil {
+		return nil, fmt.Errorf("podworker: %w", err)
 	}
 	if cfg.MaxBackOff < cfg.BackOff {
 		return nil, fmt.Errorf("podworker: MaxBackOff %s < BackOff %s", cfg.MaxBackOff, cfg.BackOff)
@@ -204,6 +253,7 @@ func New(cfg Config) (*Manager, error) {
 		backoff:      flowcontrol.NewFakeBackOff(cfg.BackOff, cfg.MaxBackOff, cfg.Clock),
 		imageBackoff: flowcontrol.NewFakeBackOff(cfg.BackOff, cfg.MaxBackOff, cfg.Clock),
 		workers:      map[types.UID]*worker{},
+		sysctls:      sysctls,
 	}, nil
 }
 
@@ -297,6 +347,12 @@ func (m *Manager) RemoveOrphans(ctx context.Context) error {
 		}
 		if err := m.cfg.Runtime.RemoveSandbox(ctx, sb.ID); err != nil {
 			errs = append(errs, fmt.Errorf("podworker: remove orphan sandbox of %s/%s: %w", sb.PodNamespace, sb.PodName, err))
+			continue
+		}
+		// Its memory emptyDirs are unmounted and its volumes removed, as at a teardown.
+		dir := filepath.Join(m.cfg.VolumeDir, sb.PodUID)
+		if err := errors.Join(unmountVolumes(dir), os.RemoveAll(dir)); err != nil {
+			errs = append(errs, fmt.Errorf("podworker: remove orphan volumes of %s/%s: %w", sb.PodNamespace, sb.PodName, err))
 		}
 	}
 	return errors.Join(errs...)

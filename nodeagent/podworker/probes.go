@@ -13,6 +13,31 @@ import (
 
 type probeKind string
 
+// maxProbeRetries is the kubelet's: how many times a probe that could not
+// run is tried before it counts as failed.
+const maxProbeRetries = 3
+
+// staticExpanded is p with its exec command's $(VAR) references to the
+// container's plain env values expanded, as the kubelet's
+// ExpandContainerCommandOnlyStatic (values from configMaps, secrets or
+// fields are not).
+func staticExpanded(p *corev1.Probe, spec *corev1.Container) *corev1.Probe {
+	if p.Exec == nil {
+		return p
+	}
+	vars := map[string]string{}
+	for _, e := range spec.Env {
+		if e.ValueFrom == nil {
+			vars[e.Name] = expand(e.Value, vars)
+		}
+	}
+	p = p.DeepCopy()
+	for i, a := range p.Exec.Command {
+		p.Exec.Command[i] = expand(a, vars)
+	}
+	return p
+}
+
 const (
 	startup   probeKind = "Startup"
 	liveness  probeKind = "Liveness"
@@ -39,14 +64,12 @@ func (w *worker) startProbes(ctx context.Context, pod *corev1.Pod, spec *corev1.
 			}
 		}
 	}
-	var ip string
-	if w.sandbox != nil {
-		ip = w.sandbox.IP
-	}
+	ip := w.podIP(pod)
 	w.mu.Unlock()
 	target := probe.Target{PodIP: ip, ContainerID: st.ID, Ports: spec.Ports, Exec: w.m.cfg.Runtime}
 	for kind, p := range map[probeKind]*corev1.Probe{startup: spec.StartupProbe, liveness: spec.LivenessProbe, readiness: spec.ReadinessProbe} {
 		if p != nil {
+			p = staticExpanded(p, spec)
 			go w.probeLoop(pctx, pod, spec, c, kind, p, target, st.StartedAt)
 		}
 	}
@@ -97,18 +120,32 @@ func (w *worker) probeLoop(ctx context.Context, pod *corev1.Pod, spec *corev1.Co
 			}
 			continue
 		}
-		res, err := w.m.cfg.Prober.Probe(ctx, p, t)
+		// The kubelet's prober.probe: a probe that could not run (Unknown) is
+		// tried maxProbeRetries times before it counts as a failure.
+		var res probe.Result
+		var err error
+		for range maxProbeRetries {
+			if res, err = w.m.cfg.Prober.Probe(ctx, p, t); err == nil || ctx.Err() != nil {
+				break
+			}
+		}
 		if ctx.Err() != nil {
 			return
 		}
-		if err != nil {
-			res = probe.Result{Message: err.Error()}
+		fp := fieldPath(spec.Name, c.init)
+		switch {
+		case err != nil:
+			res = probe.Result{}
+			w.event(pod, fp, EventWarning, "Unhealthy", fmt.Sprintf("%s probe errored and resulted in unknown state: %s", kind, err))
+		case res.Success && res.Warning:
+			w.event(pod, fp, EventWarning, "ProbeWarning", fmt.Sprintf("%s probe warning: %s", kind, res.Message))
+		case !res.Success:
+			w.event(pod, fp, EventWarning, "Unhealthy", fmt.Sprintf("%s probe failed: %s", kind, res.Message))
 		}
 		if res.Success {
 			successes, failures = successes+1, 0
 		} else {
 			successes, failures = 0, failures+1
-			w.event(pod, fieldPath(spec.Name, c.init), EventWarning, "Unhealthy", fmt.Sprintf("%s probe failed: %s", kind, res.Message))
 		}
 		changed, stop := false, false
 		w.mu.Lock()

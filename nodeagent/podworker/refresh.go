@@ -15,14 +15,19 @@ import (
 const workerResyncJitter = 0.5
 
 // refreshedVolume tells whether a volume's files follow its object while
-// the pod runs: configMap and secret volumes, which the kubelet's volume
-// manager sets up again at every pod sync (RequiresRemount).
+// the pod runs: configMap, secret, downwardAPI and projected volumes, which
+// the kubelet's volume manager sets up again at every pod sync
+// (RequiresRemount).
 func refreshedVolume(v *corev1.Volume) (plugin string, ok bool) {
 	switch {
 	case v.ConfigMap != nil:
 		return configMapPlugin, true
 	case v.Secret != nil:
 		return secretPlugin, true
+	case v.DownwardAPI != nil:
+		return downwardAPIPlugin, true
+	case v.Projected != nil:
+		return projectedPlugin, true
 	}
 	return "", false
 }

@@ -22,9 +22,10 @@ func (w *worker) status(pod *corev1.Pod) corev1.PodStatus {
 	if w.m.cfg.NodeIP != "" {
 		st.HostIPs = []corev1.HostIP{{IP: w.m.cfg.NodeIP}}
 	}
-	if w.sandbox != nil && w.sandbox.IP != "" {
-		st.PodIP = w.sandbox.IP
-		st.PodIPs = []corev1.PodIP{{IP: w.sandbox.IP}}
+	if ip := w.podIP(pod); ip != "" && w.sandbox != nil {
+		// A pod on the host network has the node's IP, as the kubelet reports it.
+		st.PodIP = ip
+		st.PodIPs = []corev1.PodIP{{IP: ip}}
 	}
 	initDone := true
 	var incomplete []string
@@ -151,6 +152,10 @@ func (w *worker) containerStatusLocked(spec *corev1.Container, init, podHasInit 
 	cs.ImageID = cur.ImageID
 	cs.ContainerID = rn + "://" + cur.ID
 	cs.RestartCount = int32(cur.Attempt)
+	if u := cur.User; u != nil {
+		// The identity the runtime resolved, as the kubelet reports it (convertContainerStatusUser).
+		cs.User = &corev1.ContainerUser{Linux: &corev1.LinuxContainerUser{UID: u.UID, GID: u.GID, SupplementalGroups: u.SupplementalGroups}}
+	}
 	switch cur.State {
 	case runtimeapi.StateRunning:
 		cs.State.Running = &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(cur.StartedAt)}

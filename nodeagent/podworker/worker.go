@@ -50,6 +50,7 @@ type worker struct {
 
 	// Owned by the run goroutine.
 	adopted     bool
+	admitted    bool      // the node's admission checks ran (admit)
 	seen        time.Time // when the manager first got the pod
 	fresh       bool      // the pod had not started before this agent got it
 	seenRunning bool      // the pod has been seen running
@@ -169,6 +170,9 @@ func (w *worker) sync(ctx context.Context) (time.Duration, bool) {
 			return time.Second, false
 		}
 		w.adopted = true
+	}
+	if !w.admitted {
+		w.admit(pod)
 	}
 	if forgotten || pod.DeletionTimestamp != nil {
 		w.mu.Lock()
@@ -309,7 +313,7 @@ func (w *worker) syncContainer(ctx context.Context, pod *corev1.Pod, spec *corev
 				grace = probeGrace(pod, spec, killReason)
 			}
 			go func(id string) {
-				if err := rt.StopContainer(ctx, id, grace); err != nil && ctx.Err() == nil {
+				if err := w.stopContainer(ctx, pod, spec, init, id, grace); err != nil && ctx.Err() == nil {
 					w.report(fmt.Errorf("podworker: stop %s: %w", spec.Name, err))
 				}
 			}(cur.ID)
@@ -424,8 +428,8 @@ func (w *worker) start(ctx context.Context, pod *corev1.Pod, spec *corev1.Contai
 	}
 	ibo.Reset(ibKey)
 
-	// Configuration: env, volumes, resources.
-	cfg, err := w.containerConfig(ctx, pod, spec, attempt)
+	// Configuration: env, volumes, security, resources.
+	cfg, err := w.containerConfig(ctx, pod, spec, attempt, img)
 	if err != nil {
 		w.event(pod, fp, EventWarning, "Failed", "Error: "+err.Error())
 		w.failStart(c, init, ReasonCreateContainerConfigError, err.Error())
@@ -455,6 +459,7 @@ func (w *worker) start(ctx context.Context, pod *corev1.Pod, spec *corev1.Contai
 		st = runtimeapi.ContainerStatus{ID: id, Name: spec.Name, Attempt: attempt, State: runtimeapi.StateRunning,
 			StartedAt: w.clock().Now(), Image: cfg.Image, ImageID: img.ID, Labels: cfg.Labels}
 	}
+	st = *withTerminationMessage(ctx, spec, &st) // it may have exited already
 	w.mu.Lock()
 	old := c.prev
 	if c.cur != nil {
@@ -464,6 +469,19 @@ func (w *worker) start(ctx context.Context, pod *corev1.Pod, spec *corev1.Contai
 	c.waitReason, c.waitMessage = "", ""
 	c.killReason, c.killing = "", false
 	w.mu.Unlock()
+	if msg, err := w.postStart(ctx, pod, spec, init, id); err != nil {
+		w.m.metrics.startErrors.WithLabelValues(containerType(init), ReasonPostStartHookError).Inc()
+		if st, serr := rt.ContainerStatus(ctx, id); serr == nil {
+			st := withTerminationMessage(ctx, spec, &st)
+			w.mu.Lock()
+			c.cur = st
+			if shouldRestart(pod.Spec.RestartPolicy, st.ExitCode, init) {
+				// As the kubelet's reason cache: shown while it waits to restart.
+				c.waitReason, c.waitMessage = ReasonPostStartHookError, msg
+			}
+			w.mu.Unlock()
+		}
+	}
 	if old != nil && old.ID != id {
 		// Only the previous instance is kept, for lastState and logs --previous.
 		if err := rt.RemoveContainer(ctx, old.ID); err != nil {
@@ -523,6 +541,7 @@ func (w *worker) watch(ctx context.Context, pod *corev1.Pod, spec *corev1.Contai
 					return
 				}
 			}
+			res = *withTerminationMessage(ctx, spec, &res)
 			w.mu.Lock()
 			if c.cur != nil && c.cur.ID == st.ID {
 				c.cur = &res
@@ -546,7 +565,7 @@ func (w *worker) watch(ctx context.Context, pod *corev1.Pod, spec *corev1.Contai
 func (w *worker) adopt(ctx context.Context, pod *corev1.Pod) error {
 	rt := w.m.cfg.Runtime
 	w.fresh = pod.Status.StartTime == nil
-	if pod.Status.Phase == corev1.PodFailed && pod.Status.Reason == ReasonDeadlineExceeded {
+	if pod.Status.Phase == corev1.PodFailed && (pod.Status.Reason == ReasonDeadlineExceeded || pod.Status.Reason == ReasonSysctlForbidden) {
 		w.evictReason, w.evictMessage = pod.Status.Reason, pod.Status.Message
 	}
 	if pod.Status.StartTime != nil {
@@ -575,6 +594,7 @@ func (w *worker) adopt(ctx context.Context, pod *corev1.Pod) error {
 	specs := allContainers(pod)
 	for _, s := range specs {
 		cur, prev := latest(cs, s.spec.Name)
+		cur, prev = withTerminationMessage(ctx, s.spec, cur), withTerminationMessage(ctx, s.spec, prev)
 		w.mu.Lock()
 		c := w.ctr(s.spec.Name, s.init)
 		c.cur, c.prev = cur, prev
@@ -638,7 +658,7 @@ func (w *worker) terminate(ctx context.Context, pod *corev1.Pod) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := rt.StopContainer(ctx, cur.ID, grace); err != nil {
+			if err := w.stopContainer(ctx, pod, s.spec, s.init, cur.ID, grace); err != nil {
 				errs[i] = fmt.Errorf("podworker: stop %s: %w", s.spec.Name, err)
 				return
 			}
@@ -649,7 +669,7 @@ func (w *worker) terminate(ctx context.Context, pod *corev1.Pod) error {
 			}
 			w.mu.Lock()
 			if c.cur != nil && c.cur.ID == st.ID {
-				c.cur = &st
+				c.cur = withTerminationMessage(ctx, s.spec, &st)
 				c.ready = false
 			}
 			w.mu.Unlock()
@@ -674,6 +694,9 @@ func (w *worker) terminate(ctx context.Context, pod *corev1.Pod) error {
 				return err
 			}
 		}
+	}
+	if err := unmountVolumes(filepath.Join(w.m.cfg.VolumeDir, string(pod.UID))); err != nil {
+		return err
 	}
 	if err := os.RemoveAll(filepath.Join(w.m.cfg.VolumeDir, string(pod.UID))); err != nil {
 		return fmt.Errorf("podworker: remove volumes: %w", err)

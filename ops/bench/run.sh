@@ -5,7 +5,8 @@
 # docs/BENCHMARKS.md.
 #
 #   ops/bench/run.sh            every set (about 45 minutes on 2 cores)
-#   ops/bench/run.sh log api    only the named sets: log, projections, api, pods, schedule, workloads, dns
+#   ops/bench/run.sh log api    only the named sets: log, projections, api, pods, schedule, workloads, dns,
+#                               ingress (ops/bench/ingress.sh: needs nginx-light)
 #
 # Needs root and containerd for the pods set (BenchmarkPodStartup), as the tests do.
 set -euo pipefail
@@ -57,7 +58,7 @@ if has schedule; then
 	COUNT=3 run schedule-sim ./nodeagent 'BenchmarkScheduleSim' -benchtime 1x
 fi
 if has workloads; then
-	COUNT=3 run workloads ./reconcilers/workloads 'BenchmarkDeploymentScale|BenchmarkRollout|BenchmarkNodeFailure|BenchmarkWorkSharing' -benchtime 1x
+	COUNT=3 run workloads ./reconcilers/sets 'BenchmarkDeploymentScale|BenchmarkRollout|BenchmarkNodeFailure|BenchmarkWorkSharing' -benchtime 1x
 fi
 if has dns; then
 	# One process a round: each round measures both servers (logplane's, CoreDNS built from
@@ -66,5 +67,8 @@ if has dns; then
 	for round in 1 2 3 4 5 6 7; do
 		COUNT=1 run dns ./dataplane/clusterdns 'BenchmarkDNS' -benchtime 60000x
 	done
+fi
+if has ingress; then
+	ROUNDS=${COUNT:-5} ops/bench/ingress.sh
 fi
 echo "results in $out"

@@ -18,7 +18,6 @@ package deployment
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -34,6 +33,7 @@ import (
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/informer"
+	"github.com/logplane/logplane/recorder"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -44,8 +44,6 @@ var (
 	deploymentsResource = schema.GroupResource{Group: "apps", Resource: "deployments"}
 	replicaSetsResource = schema.GroupResource{Group: "apps", Resource: "replicasets"}
 	podsResource        = schema.GroupResource{Resource: "pods"}
-	// KeptResources are the resources the informer index must keep decoded.
-	KeptResources = []schema.GroupResource{deploymentsResource, replicaSetsResource, podsResource}
 )
 
 // EventRecorder records Kubernetes Events; *recorder.Recorder is one.
@@ -68,20 +66,8 @@ type lister interface {
 
 // Config configures the reconciler.
 type Config struct {
-	// Store is the projection read. Required.
-	Store *projections.Store
-	// Registry writes. Required.
-	Registry *registry.Registry
-	// Index is the informer index over Store; it must keep KeptResources. Required.
-	Index *informer.Index
-	// Events records the deployment controller's Events (component "deployment-controller").
-	// Nil: none.
-	Events EventRecorder
 	// Workers reconciling concurrently. Default 4 (the engine's).
 	Workers int
-	// Now is the clock. Default time.Now.
-	Now    func() time.Time
-	Logger *slog.Logger
 }
 
 // Reconciler reconciles Deployments.
@@ -90,92 +76,100 @@ type Reconciler struct {
 	store  lister
 	w      writer
 	ix     *informer.Index
+	now    func() time.Time
 	kDep   *kinds.Kind
 	kRS    *kinds.Kind
 	events EventRecorder
 	log    *slog.Logger
 }
 
-// New returns the Deployment reconciler.
-func New(cfg Config) (*Reconciler, error) {
-	if cfg.Store == nil || cfg.Registry == nil || cfg.Index == nil {
-		return nil, errors.New("deployment: config needs a Store, a Registry and an Index")
+// Setup is the reconciler's line in the list of reconcilers (package sets).
+func Setup(cfg Config) engine.Setup {
+	return func(_ context.Context, e *engine.Engine) error {
+		_, err := New(e, cfg)
+		return err
 	}
-	if err := cfg.Index.KeepsAll(KeptResources); err != nil {
-		return nil, fmt.Errorf("deployment: %w", err)
+}
+
+// New registers the Deployment reconciler on e, with the recorder of its Events (component
+// "deployment-controller"). It reconciles deployments, owns replica sets (an orphan one whose
+// labels a deployment selects may be adopted) and looks at pods (a Recreate rollout waits for
+// the old ones to be gone).
+func New(e *engine.Engine, cfg Config) (*Reconciler, error) {
+	if e.Registry() == nil {
+		return nil, errors.New("deployment: the engine has no registry")
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	cat := cfg.Registry.Catalog()
+	cat := e.Registry().Catalog()
 	kDep, ok1 := cat.ByGroupResource(deploymentsResource)
 	kRS, ok2 := cat.ByGroupResource(replicaSetsResource)
 	if !ok1 || !ok2 {
 		return nil, errors.New("deployment: the catalog has no deployments or replicasets")
 	}
-	return &Reconciler{cfg: cfg, store: cfg.Store, w: cfg.Registry, ix: cfg.Index, kDep: kDep, kRS: kRS,
-		events: cfg.Events, log: cfg.Logger}, nil
-}
-
-// Registration is how the engine runs the reconciler.
-func (r *Reconciler) Registration() engine.Registration {
-	return engine.Registration{Name: Name, Primary: deploymentsResource, Map: r.mapChange, Workers: r.cfg.Workers, Reconciler: r}
+	events, err := e.Recorder(recorder.Config{Actor: registry.Reconciler(Name),
+		Source: corev1.EventSource{Component: "deployment-controller", Host: e.Host()}, SpamFilter: true})
+	if err != nil {
+		return nil, err
+	}
+	r := &Reconciler{cfg: cfg, store: e.Store(), w: e.Registry(), ix: e.Index(), now: e.Clock().Now, kDep: kDep, kRS: kRS,
+		events: events, log: e.Logger()}
+	e.Register(engine.Registration{
+		Name: Name,
+		For:  deploymentsResource,
+		Owns: []schema.GroupResource{replicaSetsResource},
+		Watches: []engine.Watch{
+			engine.Watches(replicaSetsResource, r.orphanChanged),
+			engine.Watches(podsResource, r.podChanged),
+		},
+		Reads:      []schema.GroupResource{podsResource},
+		Workers:    cfg.Workers,
+		Reconciler: r,
+	})
+	return r, nil
 }
 
 var _ engine.Reconciler = (*Reconciler)(nil)
 
-func (r *Reconciler) mapChange(ch projections.Change) []eventlog.Key {
-	old, cur := r.ix.Observe(ch)
-	o := ch.New
-	if o == nil {
-		o = ch.Old
+// orphanChanged returns the deployments that may adopt a replica set that has no controller
+// and appeared, changed its labels or lost its controller. (The engine queues the deployments
+// controlling it, as Owns.)
+func (r *Reconciler) orphanChanged(ev engine.Event) []eventlog.Key {
+	old, cur, ch := ev.OldMeta, ev.NewMeta, ev.Change
+	if cur != nil && cur.Controller() == nil && (ch.Old == nil || !labels.Equals(ch.Old.Labels, ch.New.Labels) || (old != nil && old.Controller() != nil)) {
+		return r.matchingDeployments(ev.Object().Key.Namespace, ch.New.Labels)
 	}
-	if o == nil {
+	return nil
+}
+
+// podChanged returns the deployment of a pod that went or is going, if it is rolling out with
+// the Recreate strategy, which waits for the old pods to be gone.
+func (r *Reconciler) podChanged(ev engine.Event) []eventlog.Key {
+	old, cur, ch := ev.OldMeta, ev.NewMeta, ev.Change
+	o := ev.Object()
+	if cur != nil && !cur.Deleting && !isTerminalPhase(ch.New.Fields["status.phase"]) {
 		return nil
 	}
-	gr := schema.GroupResource{Group: o.Key.Group, Resource: o.Key.Resource}
-	switch gr {
-	case deploymentsResource:
-		return []eventlog.Key{o.Key}
-	case replicaSetsResource:
-		var keys []eventlog.Key
-		for _, m := range []*informer.Meta{cur, old} {
-			if k := deploymentOf(o.Key.Namespace, m); k != nil && (len(keys) == 0 || keys[0] != *k) {
-				keys = append(keys, *k)
-			}
-		}
-		if cur != nil && cur.Controller() == nil && (ch.Old == nil || !labels.Equals(ch.Old.Labels, ch.New.Labels) || (old != nil && old.Controller() != nil)) {
-			keys = append(keys, r.matchingDeployments(o.Key.Namespace, ch.New.Labels)...)
-		}
-		return keys
-	case podsResource:
-		// A Recreate rollout waits for the old pods to be gone.
-		if cur != nil && !cur.Deleting && !isTerminalPhase(ch.New.Fields["status.phase"]) {
-			return nil
-		}
-		m := cur
-		if m == nil {
-			m = old
-		}
-		ref := m.Controller()
-		if ref == nil || ref.Kind != "ReplicaSet" {
-			return nil
-		}
-		rsm, ok := r.ix.Meta(eventlog.Key{Group: "apps", Resource: "replicasets", Namespace: o.Key.Namespace, Name: ref.Name})
-		if !ok {
-			return nil
-		}
-		k := deploymentOf(o.Key.Namespace, &rsm)
-		if k == nil {
-			return nil
-		}
-		if obj, ok := r.ix.Object(*k); ok {
-			if d, ok := obj.(*appsv1.Deployment); ok && d.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType {
-				return []eventlog.Key{*k}
-			}
+	m := cur
+	if m == nil {
+		m = old
+	}
+	if m == nil {
+		return nil
+	}
+	ref := m.Controller()
+	if ref == nil || ref.Kind != "ReplicaSet" {
+		return nil
+	}
+	rsm, ok := r.ix.Meta(eventlog.Key{Group: "apps", Resource: "replicasets", Namespace: o.Key.Namespace, Name: ref.Name})
+	if !ok {
+		return nil
+	}
+	k := deploymentOf(o.Key.Namespace, &rsm)
+	if k == nil {
+		return nil
+	}
+	if obj, ok := r.ix.Object(*k); ok {
+		if d, ok := obj.(*appsv1.Deployment); ok && d.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType {
+			return []eventlog.Key{*k}
 		}
 	}
 	return nil

@@ -11,7 +11,7 @@ import (
 
 	deploymentreconciler "github.com/logplane/logplane/reconcilers/deployment"
 	"github.com/logplane/logplane/reconcilers/reconcilerstest"
-	"github.com/logplane/logplane/reconcilers/workloads"
+	"github.com/logplane/logplane/reconcilers/sets"
 )
 
 // A rolling update whose old replica set's status lags its scale-down: the status still counts
@@ -21,7 +21,7 @@ import (
 // status itself and holds it stale.
 func TestDeploymentRollingUpdateWithStaleReplicaSetStatus(t *testing.T) {
 	c := reconcilerstest.Start(t, reconcilerstest.Options{NoScheduler: true,
-		Workloads: func(cfg *workloads.Config) { cfg.Only = []string{deploymentreconciler.Name} }})
+		Reconcilers: func(o *sets.Options) { o.Only = []string{deploymentreconciler.Name} }})
 	ctx := context.Background()
 	rsClient := c.Client.AppsV1().ReplicaSets("default")
 	// replicaSet waits for the replica set of image to reach replicas, and returns it.
@@ -64,7 +64,7 @@ func TestDeploymentRollingUpdateWithStaleReplicaSetStatus(t *testing.T) {
 	// Available: 2 old (not the 3 its status says) and 2 new, one more than the 3 needed. The
 	// old replica set goes to 1, not back up to 3 and not down to 0.
 	replicaSet("busybox:1", 1)
-	time.Sleep(300 * time.Millisecond) // anything more the reconciler would write lands now
+	c.WaitReconciled() // anything more the reconciler would write is written
 	rs, err := rsClient.Get(ctx, oldRS.Name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -131,7 +131,7 @@ func TestDeploymentPauseResumeRestartScale(t *testing.T) {
 		p := condition(deployment(t, c, "emailservice-deployment-demo"), appsv1.DeploymentProgressing)
 		return p != nil && p.Reason == "DeploymentPaused" && p.Status == "Unknown", fmt.Sprintf("%+v", p)
 	})
-	time.Sleep(500 * time.Millisecond)
+	c.WaitReconciled()
 	if rss := replicaSets(t, c, "app=emailservice-deployment-demo"); len(rss) != 1 {
 		t.Fatalf("a paused deployment rolled out: %s", rsSummary(rss))
 	}

@@ -113,7 +113,7 @@ func TestDeploymentProportionalScaling(t *testing.T) {
 		})
 	}
 	sizes(8, 5)
-	time.Sleep(300 * time.Millisecond)
+	c.WaitReconciled()
 	sizes(8, 5) // and it stays so: the new pods never become available
 	c.MustKubectl("scale", "deployment/web", "--replicas=15")
 	sizes(11, 7)

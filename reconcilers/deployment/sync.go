@@ -16,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	deploymentutil "k8s.io/kubectl/pkg/util/deployment"
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/projections"
@@ -47,7 +46,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req engine.Request) (engine.
 	if !ok {
 		return engine.Result{}, fmt.Errorf("%w: deployments decode to %T", engine.ErrTerminal, obj)
 	}
-	s := &run{r: r, ctx: ctx, d: d0.DeepCopy(), cause: req.Cause, statusCause: req.Cause, now: r.cfg.Now()}
+	s := &run{r: r, ctx: ctx, d: d0.DeepCopy(), cause: req.Cause, statusCause: req.Cause, now: r.now()}
 	if m, ok := r.ix.Meta(req.Key); ok && m.SpecSeq > 0 {
 		s.cause = m.SpecSeq
 	}
@@ -233,13 +232,13 @@ func (s *run) updateStatus(st appsv1.DeploymentStatus) error {
 
 // setRevision puts the revision annotation on the deployment (written by updateRevision).
 func setRevision(d *appsv1.Deployment, rev string) bool {
-	if d.Annotations[deploymentutil.RevisionAnnotation] == rev {
+	if d.Annotations[revisionAnnotation] == rev {
 		return false
 	}
 	if d.Annotations == nil {
 		d.Annotations = map[string]string{}
 	}
-	d.Annotations[deploymentutil.RevisionAnnotation] = rev
+	d.Annotations[revisionAnnotation] = rev
 	return true
 }
 
@@ -248,7 +247,7 @@ func setRevision(d *appsv1.Deployment, rev string) bool {
 func (s *run) updateRevisionAndStatus(rev string) error {
 	st := s.d.Status
 	d := s.d
-	if d.Annotations[deploymentutil.RevisionAnnotation] != rev {
+	if d.Annotations[revisionAnnotation] != rev {
 		out, err := s.r.w.Modify(s.ctx, s.r.kDep, d.Namespace, d.Name, s.request(s.statusCause), registry.UpdateOptions{}, func(obj runtime.Object) (runtime.Object, error) {
 			cur := obj.(*appsv1.Deployment)
 			if cur.UID != d.UID || cur.Generation != d.Generation {
@@ -328,14 +327,14 @@ func (s *run) newReplicaSet(existing *appsv1.ReplicaSet, old []*appsv1.ReplicaSe
 				return nil, err
 			}
 		}
-		needsUpdate := d.Annotations[deploymentutil.RevisionAnnotation] != rs.Annotations[deploymentutil.RevisionAnnotation]
+		needsUpdate := d.Annotations[revisionAnnotation] != rs.Annotations[revisionAnnotation]
 		if hasProgressDeadline(d) && getCondition(d.Status, appsv1.DeploymentProgressing) == nil {
 			setCondition(&d.Status, newCondition(appsv1.DeploymentProgressing, corev1.ConditionTrue, reasonFoundNewRS,
 				fmt.Sprintf("Found new replica set %q", rs.Name), s.now))
 			needsUpdate = true
 		}
 		if needsUpdate {
-			if err := s.updateRevisionAndStatus(rs.Annotations[deploymentutil.RevisionAnnotation]); err != nil {
+			if err := s.updateRevisionAndStatus(rs.Annotations[revisionAnnotation]); err != nil {
 				return nil, err
 			}
 		}
@@ -471,7 +470,7 @@ func (s *run) isScalingEvent(rsList []*appsv1.ReplicaSet) (bool, error) {
 		return false, err
 	}
 	for _, rs := range activeReplicaSets(append(old, newRS)) {
-		if desired, ok := intAnnotation(rs, deploymentutil.DesiredReplicasAnnotation); ok && desired != replicas(s.d) {
+		if desired, ok := intAnnotation(rs, desiredReplicasAnnotation); ok && desired != replicas(s.d) {
 			return true, nil
 		}
 	}
@@ -602,7 +601,7 @@ func saturated(d *appsv1.Deployment, rs *appsv1.ReplicaSet) bool {
 	if rs == nil {
 		return false
 	}
-	desired, ok := intAnnotation(rs, deploymentutil.DesiredReplicasAnnotation)
+	desired, ok := intAnnotation(rs, desiredReplicasAnnotation)
 	return ok && desired == replicas(d) && rsReplicas(rs) == replicas(d) && rs.Status.AvailableReplicas == replicas(d)
 }
 
@@ -625,7 +624,7 @@ func replicaSetFraction(rs *appsv1.ReplicaSet, d *appsv1.Deployment) int32 {
 		return -rsReplicas(rs)
 	}
 	deploymentReplicas := replicas(d) + maxSurge(d)
-	annotated, ok := intAnnotation(rs, deploymentutil.MaxReplicasAnnotation)
+	annotated, ok := intAnnotation(rs, maxReplicasAnnotation)
 	if !ok || annotated == 0 {
 		annotated = d.Status.Replicas
 	}

@@ -17,7 +17,6 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
-	deploymentutil "k8s.io/kubectl/pkg/util/deployment"
 )
 
 // Condition reasons, as Kubernetes words them.
@@ -27,7 +26,7 @@ const (
 	reasonNewReplicaSet      = "NewReplicaSetCreated"
 	reasonFoundNewRS         = "FoundNewReplicaSet"
 	reasonNewRSAvailable     = "NewReplicaSetAvailable"
-	reasonTimedOut           = deploymentutil.TimedOutReason
+	reasonTimedOut           = timedOutReason
 	reasonPaused             = "DeploymentPaused"
 	reasonResumed            = "DeploymentResumed"
 	reasonMinimumAvailable   = "MinimumReplicasAvailable"
@@ -37,12 +36,12 @@ const (
 // annotationsToSkip are the deployment annotations not copied to its replica sets (and kept when
 // a replica set's are copied back on a rollback).
 var annotationsToSkip = map[string]bool{
-	corev1.LastAppliedConfigAnnotation:       true,
-	deploymentutil.RevisionAnnotation:        true,
-	deploymentutil.RevisionHistoryAnnotation: true,
-	deploymentutil.DesiredReplicasAnnotation: true,
-	deploymentutil.MaxReplicasAnnotation:     true,
-	appsv1.DeprecatedRollbackTo:              true,
+	corev1.LastAppliedConfigAnnotation: true,
+	revisionAnnotation:                 true,
+	revisionHistoryAnnotation:          true,
+	desiredReplicasAnnotation:          true,
+	maxReplicasAnnotation:              true,
+	appsv1.DeprecatedRollbackTo:        true,
 }
 
 // maxRevisionHistoryChars bounds the revision-history annotation, as kube-controller-manager's
@@ -92,7 +91,7 @@ func equalIgnoreHash(a, b *corev1.PodTemplateSpec) bool {
 
 // revision returns the revision annotation of a replica set, 0 if it has none or a bad one.
 func revision(rs *appsv1.ReplicaSet) int64 {
-	v, err := strconv.ParseInt(rs.Annotations[deploymentutil.RevisionAnnotation], 10, 64)
+	v, err := strconv.ParseInt(rs.Annotations[revisionAnnotation], 10, 64)
 	if err != nil {
 		return 0
 	}
@@ -116,15 +115,15 @@ func setNewReplicaSetAnnotations(d *appsv1.Deployment, rs *appsv1.ReplicaSet, ne
 	if rs.Annotations == nil {
 		rs.Annotations = map[string]string{}
 	}
-	oldRevision, had := rs.Annotations[deploymentutil.RevisionAnnotation]
+	oldRevision, had := rs.Annotations[revisionAnnotation]
 	oldN, err1 := strconv.ParseInt(oldRevision, 10, 64)
 	newN, err2 := strconv.ParseInt(newRevision, 10, 64)
 	if !had || err1 != nil || (err2 == nil && oldN < newN) {
-		rs.Annotations[deploymentutil.RevisionAnnotation] = newRevision
+		rs.Annotations[revisionAnnotation] = newRevision
 		changed = true
 	}
-	if had && changed && rs.Annotations[deploymentutil.RevisionAnnotation] != oldRevision {
-		history := rs.Annotations[deploymentutil.RevisionHistoryAnnotation]
+	if had && changed && rs.Annotations[revisionAnnotation] != oldRevision {
+		history := rs.Annotations[revisionHistoryAnnotation]
 		var revs []string
 		if history != "" {
 			revs = strings.Split(history, ",")
@@ -133,7 +132,7 @@ func setNewReplicaSetAnnotations(d *appsv1.Deployment, rs *appsv1.ReplicaSet, ne
 		for len(strings.Join(revs, ",")) > maxRevisionHistoryChars && len(revs) > 1 {
 			revs = revs[1:]
 		}
-		rs.Annotations[deploymentutil.RevisionHistoryAnnotation] = strings.Join(revs, ",")
+		rs.Annotations[revisionHistoryAnnotation] = strings.Join(revs, ",")
 	}
 	if !exists && setReplicasAnnotations(rs, replicas(d), replicas(d)+maxSurge(d)) {
 		changed = true
@@ -163,11 +162,11 @@ func setReplicasAnnotations(rs *appsv1.ReplicaSet, desired, maxReplicas int32) b
 		rs.Annotations = map[string]string{}
 	}
 	d, m := strconv.Itoa(int(desired)), strconv.Itoa(int(maxReplicas))
-	if rs.Annotations[deploymentutil.DesiredReplicasAnnotation] == d && rs.Annotations[deploymentutil.MaxReplicasAnnotation] == m {
+	if rs.Annotations[desiredReplicasAnnotation] == d && rs.Annotations[maxReplicasAnnotation] == m {
 		return false
 	}
-	rs.Annotations[deploymentutil.DesiredReplicasAnnotation] = d
-	rs.Annotations[deploymentutil.MaxReplicasAnnotation] = m
+	rs.Annotations[desiredReplicasAnnotation] = d
+	rs.Annotations[maxReplicasAnnotation] = m
 	return true
 }
 
@@ -192,7 +191,7 @@ func fenceposts(d *appsv1.Deployment) (surge, unavailable int32) {
 	if ru == nil {
 		ru = &appsv1.RollingUpdateDeployment{}
 	}
-	surge, unavailable, err := deploymentutil.ResolveFenceposts(ru.MaxSurge, ru.MaxUnavailable, replicas(d))
+	surge, unavailable, err := resolveFenceposts(ru.MaxSurge, ru.MaxUnavailable, replicas(d))
 	if err != nil {
 		return 0, 1 // validation rejects what cannot be resolved
 	}

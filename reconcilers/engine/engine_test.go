@@ -15,7 +15,7 @@ import (
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/eventlog/eventlogtest"
-	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/projections"
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
 	"github.com/logplane/logplane/reconcilers/engine"
@@ -57,10 +57,10 @@ type replica struct {
 func startReplica(t *testing.T, l *eventlog.Log, ls *eventlog.Leases, name string) *replica {
 	ctx, cancel := context.WithCancel(t.Context())
 	r := &replica{name: name, cancel: cancel, done: make(chan struct{})}
-	store := projections.New(kinds.Builtin(), nil)
+	store := projections.New(builtin.Catalog(), nil)
 	go store.Run(ctx, l)
 	e := engine.New(store, engine.Options{Leases: ls, Holder: name, Partitions: 32})
-	e.Register(engine.Registration{Name: "count", Primary: configmaps, Reconciler: engine.ReconcilerFunc(
+	e.Register(engine.Registration{Name: "count", For: configmaps, Reconciler: engine.ReconcilerFunc(
 		func(ctx context.Context, req engine.Request) (engine.Result, error) {
 			r.seen.Store(req.Key.Name, true)
 			r.count.Add(1)
@@ -150,10 +150,11 @@ func TestReplicasShareAndTakeOver(t *testing.T) {
 func TestMetrics(t *testing.T) {
 	l := eventlogtest.Open(t)
 	ctx := t.Context()
-	store := projections.New(kinds.Builtin(), nil)
+	store := projections.New(builtin.Catalog(), nil)
 	go store.Run(ctx, l)
-	e := engine.New(store, engine.Options{Partitions: 16})
-	e.Register(engine.Registration{Name: "count", Primary: configmaps, Reconciler: engine.ReconcilerFunc(
+	reg := prometheus.NewPedanticRegistry()
+	e := engine.New(store, engine.Options{Partitions: 16, Metrics: reg})
+	e.Register(engine.Registration{Name: "count", For: configmaps, Reconciler: engine.ReconcilerFunc(
 		func(ctx context.Context, req engine.Request) (engine.Result, error) {
 			switch req.Key.Name {
 			case "bad":
@@ -163,10 +164,6 @@ func TestMetrics(t *testing.T) {
 			}
 			return engine.Result{}, nil
 		})})
-	reg := prometheus.NewPedanticRegistry()
-	if err := e.RegisterMetrics(reg); err != nil {
-		t.Fatal(err)
-	}
 	done := make(chan struct{})
 	runCtx, cancel := context.WithCancel(ctx)
 	go func() { defer close(done); e.Run(runCtx) }()

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/utils/clock"
+
 	"github.com/logplane/logplane/eventlog"
 )
 
@@ -37,6 +39,7 @@ type Partitions struct {
 	holder string
 	count  int
 	log    *slog.Logger
+	clock  clock.WithTicker // times the renewals
 
 	mu    sync.RWMutex
 	owned map[int]eventlog.Lease
@@ -50,7 +53,7 @@ func NewPartitions(ls leases, holder string, count int, log *slog.Logger, change
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Partitions{leases: ls, holder: holder, count: count, log: log, owned: map[int]eventlog.Lease{}, changed: changed}
+	return &Partitions{leases: ls, holder: holder, count: count, log: log, clock: clock.RealClock{}, owned: map[int]eventlog.Lease{}, changed: changed}
 }
 
 // Of returns the partition of a key.
@@ -90,7 +93,7 @@ func partitionName(n int) string { return "partition/" + strconv.Itoa(n) }
 // Run keeps the leases until ctx ends, then releases them so others take over at once.
 func (p *Partitions) Run(ctx context.Context) error {
 	every := p.leases.TTL() / 3
-	t := time.NewTicker(every)
+	t := p.clock.NewTicker(every)
 	defer t.Stop()
 	var member eventlog.Lease
 	for {
@@ -103,7 +106,7 @@ func (p *Partitions) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			p.releaseAll(member)
 			return nil
-		case <-t.C:
+		case <-t.C():
 		}
 	}
 }

@@ -30,7 +30,6 @@ import (
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds"
-	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/informer"
 	"github.com/logplane/logplane/reconcilers/ownerref"
@@ -50,13 +49,8 @@ var _ writer = (*registry.Registry)(nil)
 
 // Config configures the collector.
 type Config struct {
-	// Registry writes. Required.
-	Registry *registry.Registry
-	// Index is the informer index over the projection. Required.
-	Index *informer.Index
 	// Workers per kind. Default 2.
 	Workers int
-	Logger  *slog.Logger
 }
 
 // Collector is the garbage collector.
@@ -68,18 +62,42 @@ type Collector struct {
 	log     *slog.Logger
 }
 
-// New returns the garbage collector.
-func New(cfg Config) (*Collector, error) {
-	if cfg.Registry == nil || cfg.Index == nil {
-		return nil, errors.New("garbagecollector: config needs a Registry and an Index")
+// Setup is the collector's line in the list of reconcilers (package sets).
+func Setup(cfg Config) engine.Setup {
+	return func(_ context.Context, e *engine.Engine) error {
+		_, err := New(e, cfg)
+		return err
+	}
+}
+
+// New registers the garbage collector on e: one reconciler per kind of the catalog, so that when
+// partitions move every kind is resynced, each watching the changes of every resource (any
+// object may own or depend on one of its kind).
+func New(e *engine.Engine, cfg Config) (*Collector, error) {
+	if e.Registry() == nil {
+		return nil, errors.New("garbagecollector: the engine has no registry")
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 2
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+	c := &Collector{cfg: cfg, w: e.Registry(), ix: e.Index(), catalog: e.Registry().Catalog(), log: e.Logger()}
+	for _, k := range c.catalog.All() {
+		gr := k.GroupResource()
+		if skipped[gr] {
+			continue
+		}
+		e.Register(engine.Registration{
+			Name:      Name + "/" + gr.String(),
+			For:       gr,
+			ForFilter: c.selfChanged,
+			Watches:   []engine.Watch{engine.WatchesAll(func(ev engine.Event) []eventlog.Key { return c.related(k, ev) })},
+			Workers:   cfg.Workers,
+			Reconciler: engine.ReconcilerFunc(func(ctx context.Context, req engine.Request) (engine.Result, error) {
+				return engine.Result{}, c.reconcile(ctx, k, req)
+			}),
+		})
 	}
-	return &Collector{cfg: cfg, w: cfg.Registry, ix: cfg.Index, catalog: cfg.Registry.Catalog(), log: cfg.Logger}, nil
+	return c, nil
 }
 
 // skipped are kinds nothing owns in practice and that come in great numbers.
@@ -88,74 +106,52 @@ var skipped = map[schema.GroupResource]bool{
 	{Group: "events.k8s.io", Resource: "events"}: true,
 }
 
-// Registrations returns one reconciler per kind of the catalog.
-func (c *Collector) Registrations() []engine.Registration {
-	var out []engine.Registration
-	for _, k := range c.catalog.All() {
-		gr := k.GroupResource()
-		if skipped[gr] {
-			continue
-		}
-		out = append(out, engine.Registration{
-			Name:    Name + "/" + gr.String(),
-			Primary: gr,
-			Map:     func(ch projections.Change) []eventlog.Key { return c.mapChange(k, ch) },
-			Workers: c.cfg.Workers,
-			Reconciler: engine.ReconcilerFunc(func(ctx context.Context, req engine.Request) (engine.Result, error) {
-				return engine.Result{}, c.reconcile(ctx, k, req)
-			}),
-		})
-	}
-	return out
-}
-
 // collected are the finalizers the collector acts on.
 func collected(m *informer.Meta) bool {
 	return m != nil && m.Deleting && (slices.Contains(m.Finalizers, metav1.FinalizerOrphanDependents) ||
 		slices.Contains(m.Finalizers, metav1.FinalizerDeleteDependents))
 }
 
-func (c *Collector) mapChange(k *kinds.Kind, ch projections.Change) []eventlog.Key {
-	old, cur := c.ix.Observe(ch)
-	o := ch.New
-	if o == nil {
-		o = ch.Old
+// selfChanged says whether an object's change is the collector's business: its owners changed,
+// or its deletion waits for the collector.
+func (c *Collector) selfChanged(ev engine.Event) bool {
+	old, cur := ev.OldMeta, ev.NewMeta
+	if cur == nil {
+		return false
 	}
-	if o == nil {
+	ownersChanged := len(cur.Owners) > 0 && (old == nil || !apiequality.Semantic.DeepEqual(old.Owners, cur.Owners))
+	finalizing := collected(cur) && (old == nil || !old.Deleting || !slices.Equal(old.Finalizers, cur.Finalizers))
+	return ownersChanged || finalizing
+}
+
+// related returns the objects of kind k that a change of any object concerns: its dependents,
+// once it is gone; its owners that wait for it to go (foreground) or for its reference to go
+// (orphan), or for it to stop blocking them (Kubernetes' addUnblockedOwnersToDeleteQueue).
+func (c *Collector) related(k *kinds.Kind, ev engine.Event) []eventlog.Key {
+	old, cur := ev.OldMeta, ev.NewMeta
+	if old == nil {
 		return nil
 	}
 	gr := k.GroupResource()
 	var keys []eventlog.Key
-	// The object itself, when its owners change or its deletion waits for the collector.
-	if o.Key.Group == gr.Group && o.Key.Resource == gr.Resource && cur != nil {
-		ownersChanged := len(cur.Owners) > 0 && (old == nil || !apiequality.Semantic.DeepEqual(old.Owners, cur.Owners))
-		finalizing := collected(cur) && (old == nil || !old.Deleting || !slices.Equal(old.Finalizers, cur.Finalizers))
-		if ownersChanged || finalizing {
-			keys = append(keys, o.Key)
-		}
-	}
-	// Its dependents, once it is gone.
-	if old != nil && cur == nil {
+	if cur == nil {
 		for _, d := range c.ix.Dependents(old.UID) {
 			if d.Group == gr.Group && d.Resource == gr.Resource {
 				keys = append(keys, d)
 			}
 		}
 	}
-	// Its owners that wait for it to go (foreground) or for its reference to go (orphan), or
-	// for it to stop blocking them (Kubernetes' addUnblockedOwnersToDeleteQueue).
-	if old != nil {
-		for _, r := range old.Owners {
-			if !released(r, cur) {
-				continue
-			}
-			key, ok := c.ownerKey(o.Key.Namespace, r)
-			if !ok || key.Group != gr.Group || key.Resource != gr.Resource {
-				continue
-			}
-			if om, ok := c.ix.Meta(key); ok && collected(&om) {
-				keys = append(keys, key)
-			}
+	ns := ev.Object().Key.Namespace
+	for _, r := range old.Owners {
+		if !released(r, cur) {
+			continue
+		}
+		key, ok := c.ownerKey(ns, r)
+		if !ok || key.Group != gr.Group || key.Resource != gr.Resource {
+			continue
+		}
+		if om, ok := c.ix.Meta(key); ok && collected(&om) {
+			keys = append(keys, key)
 		}
 	}
 	return keys

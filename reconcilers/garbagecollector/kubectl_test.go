@@ -98,7 +98,7 @@ func TestDeleteReplicationController(t *testing.T) {
 	if _, err := c.Client.CoreV1().ReplicationControllers("default").Get(context.Background(), "nginx-www", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("the controller is still there: %v", err)
 	}
-	time.Sleep(300 * time.Millisecond)
+	c.WaitReconciled() // the collector has handled the deletion
 	ps := c.Pods("default", "app=nginx")
 	if len(ps) != 3 {
 		t.Fatalf("%d pods left after an orphaning delete, want 3", len(ps))

@@ -7,10 +7,10 @@
 // and a replica that owns none of their keys decodes none. Metadata is read from the encoded
 // object's metadata field alone.
 //
-// An Index follows a projections.Store through Subscribe. Reconcilers must see the index up to
-// date with the change that queued their key, so their engine Map functions call Observe first:
-// Observe is idempotent (each object keeps the sequence of the revision it reflects), so the
-// index's own subscription and any number of Map functions may all pass it the same change.
+// An Index follows a projections.Store: the reconcilers' engine loads it (Load) and passes it
+// every change (Observe) before it maps the change, so reconcilers see the index up to date with
+// the change that queued their key. Observe is idempotent (each object keeps the sequence of the
+// revision it reflects), so the same change may be passed more than once.
 package informer
 
 import (
@@ -83,14 +83,13 @@ func (e *entry) object(log *slog.Logger) runtime.Object {
 	return e.obj
 }
 
-// source is what the index needs of the projection.
-type source interface {
-	Subscribe(fn func(projections.Change)) (cancel func())
+// lister is what loading the index needs of the projection.
+type lister interface {
 	List(q projections.Query) ([]*projections.Object, uint64)
 	Resources() []schema.GroupResource
 }
 
-var _ source = (*projections.Store)(nil)
+var _ lister = (*projections.Store)(nil)
 
 // Index is the reconcilers' cache of object metadata and decoded objects. It is safe for
 // concurrent use.
@@ -135,21 +134,29 @@ func New(log *slog.Logger, keep ...schema.GroupResource) *Index {
 	return ix
 }
 
-// Start fills the index from the store and keeps it up to date until stop is called.
-func (ix *Index) Start(s source) (stop func()) {
+// Keep adds resources to those the index keeps decoded. Call it before the index is loaded.
+func (ix *Index) Keep(grs ...schema.GroupResource) {
+	for _, gr := range grs {
+		ix.keep[gr] = true
+	}
+}
+
+// Load fills the index from what the store holds. Whoever passes the store's changes to Observe
+// subscribes before calling Load: a change applied meanwhile waits for the index's lock in
+// Observe, and is then either newer than what Load listed or the same revision, which Observe
+// skips; revisions observed before Load are left as they are.
+func (ix *Index) Load(s lister) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	// Subscribe first, then list, holding the lock: a change applied meanwhile waits for the
-	// lock in its callback, and is then either newer than what the list saw or the same revision
-	// (the store applies one event at a time), which put makes harmless.
-	cancel := s.Subscribe(func(c projections.Change) { ix.Observe(c) })
 	for _, gr := range s.Resources() {
 		objs, _ := s.List(projections.Query{Resource: gr})
 		for _, o := range objs {
+			if e := ix.objects[o.Key]; e != nil && e.meta.Seq >= o.Seq {
+				continue
+			}
 			ix.putLocked(o, o.Event.GetReason())
 		}
 	}
-	return cancel
 }
 
 // Observe folds one change of the projection into the index, and returns what the index held
@@ -368,17 +375,6 @@ func eachField(b []byte, fn func(num protowire.Number, typ protowire.Type, v []b
 		b = b[n:]
 		if err := fn(num, typ, v); err != nil {
 			return err
-		}
-	}
-	return nil
-}
-
-// KeepsAll returns an error naming the first of grs that the index does not keep decoded: the
-// check of a reconciler that reads them.
-func (ix *Index) KeepsAll(grs []schema.GroupResource) error {
-	for _, gr := range grs {
-		if !ix.keep[gr] {
-			return fmt.Errorf("the informer index does not keep %s", gr)
 		}
 	}
 	return nil

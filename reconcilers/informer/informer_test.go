@@ -12,7 +12,7 @@ import (
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/eventlog/eventlogtest"
-	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/informer"
 	"github.com/logplane/logplane/registry"
@@ -21,7 +21,7 @@ import (
 func setup(t *testing.T) (*projections.Store, *registry.Registry) {
 	t.Helper()
 	l := eventlogtest.Open(t)
-	store := projections.New(kinds.Builtin(), nil)
+	store := projections.New(builtin.Catalog(), nil)
 	go store.Run(t.Context(), l)
 	reg, err := registry.New(registry.Config{Log: l, Store: store})
 	if err != nil {
@@ -51,8 +51,9 @@ func TestIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	ix := informer.New(nil, schema.GroupResource{Resource: "pods"})
-	stop := ix.Start(store)
+	stop := store.Subscribe(func(c projections.Change) { ix.Observe(c) })
 	defer stop()
+	ix.Load(store)
 	if _, err := reg.Create(ctx, cms, ownedConfigMap("after", "u1"), registry.Request{}); err != nil {
 		t.Fatal(err)
 	}

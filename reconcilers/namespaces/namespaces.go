@@ -62,15 +62,8 @@ var (
 
 // Config configures the reconciler.
 type Config struct {
-	// Store is the projection Registry writes through. Required.
-	Store *projections.Store
-	// Registry writes. Required.
-	Registry *registry.Registry
 	// Workers reconciling namespaces concurrently. Default 2.
 	Workers int
-	// Now is the clock. Default time.Now.
-	Now    func() time.Time
-	Logger *slog.Logger
 }
 
 // Reconciler finishes the deletion of namespaces.
@@ -78,64 +71,58 @@ type Reconciler struct {
 	cfg     Config
 	store   store
 	w       writer
+	now     func() time.Time
+	log     *slog.Logger
 	nsKind  *kinds.Kind
 	podKind *kinds.Kind // nil if the catalog has no pods
 }
 
-// New returns the reconciler.
-func New(cfg Config) (*Reconciler, error) {
-	if cfg.Store == nil || cfg.Registry == nil {
-		return nil, errors.New("namespaces: config needs a Store and a Registry")
+// Setup is the reconciler's line in the list of reconcilers (package sets).
+func Setup(cfg Config) engine.Setup {
+	return func(_ context.Context, e *engine.Engine) error {
+		_, err := New(e, cfg)
+		return err
+	}
+}
+
+// New registers the reconciler on e: it reconciles namespaces (not their deletion), and watches
+// the deletion of anything in a terminating namespace, which may be the last thing it waited
+// for. It reads the store its registry writes through, so that what it deleted is gone from its
+// lists.
+func New(e *engine.Engine, cfg Config) (*Reconciler, error) {
+	if e.Registry() == nil {
+		return nil, errors.New("namespaces: the engine has no registry")
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 2
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	r := &Reconciler{cfg: cfg, store: cfg.Store, w: cfg.Registry}
+	r := &Reconciler{cfg: cfg, store: e.Store(), w: e.Registry(), now: e.Clock().Now, log: e.Logger()}
 	var ok bool
 	if r.nsKind, ok = r.w.Catalog().ByGroupResource(namespacesGR); !ok {
 		return nil, errors.New("namespaces: the catalog has no namespaces")
 	}
 	r.podKind, _ = r.w.Catalog().ByGroupResource(podsGR) // nil: nothing to delete first
+	e.Register(engine.Registration{
+		Name:       Name,
+		For:        namespacesGR,
+		ForFilter:  func(ev engine.Event) bool { return ev.New != nil },
+		Watches:    []engine.Watch{engine.WatchesAll(r.contentDeleted)},
+		Workers:    cfg.Workers,
+		Reconciler: r,
+	})
 	return r, nil
 }
 
-// Registration runs the reconciler over namespaces, and over the deletion of anything in a
-// terminating namespace, which may be the last thing it waited for.
-func (r *Reconciler) Registration() engine.Registration {
-	return engine.Registration{
-		Name:       Name,
-		Primary:    namespacesGR,
-		Workers:    r.cfg.Workers,
-		Map:        r.mapChange,
-		Reconciler: r,
-	}
-}
-
-func (r *Reconciler) mapChange(c projections.Change) []eventlog.Key {
-	if c.New != nil {
-		if isNamespace(c.New.Key) {
-			return []eventlog.Key{c.New.Key}
-		}
+// contentDeleted returns the namespace of a deleted object if the namespace is terminating.
+func (r *Reconciler) contentDeleted(ev engine.Event) []eventlog.Key {
+	if ev.New != nil || ev.Old == nil || ev.Old.Key.Namespace == "" {
 		return nil
 	}
-	if c.Old == nil || c.Old.Key.Namespace == "" {
-		return nil
-	}
-	key := eventlog.Key{Resource: namespacesGR.Resource, Name: c.Old.Key.Namespace}
+	key := eventlog.Key{Resource: namespacesGR.Resource, Name: ev.Old.Key.Namespace}
 	if ns, ok := r.store.Get(key); ok && ns.Fields["status.phase"] == string(corev1.NamespaceTerminating) {
 		return []eventlog.Key{key}
 	}
 	return nil
-}
-
-func isNamespace(k eventlog.Key) bool {
-	return k.Group == namespacesGR.Group && k.Resource == namespacesGR.Resource
 }
 
 // Reconcile deletes the content of a namespace being deleted and then finalizes it (Kubernetes'
@@ -185,7 +172,7 @@ type kindDeletion struct {
 // deleteAllContent, with OrderedNamespaceDeletion, which is GA in 1.34).
 func (r *Reconciler) deleteAllContent(ctx context.Context, ns *corev1.Namespace, wreq registry.Request) (int64, error) {
 	var errs []error
-	u := conditionUpdater{now: metav1.NewTime(r.cfg.Now().Truncate(time.Second))}
+	u := conditionUpdater{now: metav1.NewTime(r.now().Truncate(time.Second))}
 	totals := contentTotals{remaining: map[schema.GroupVersionResource]int{}, finalizers: map[string]int{}}
 	estimate := int64(0)
 	deletedAt := ns.DeletionTimestamp.Time
@@ -235,7 +222,7 @@ func (r *Reconciler) deleteKind(ctx context.Context, k *kinds.Kind, ns string, d
 		if estimate, err = r.podsEstimate(ns); err != nil {
 			return kindDeletion{}, err
 		}
-		if r.cfg.Now().Sub(deletedAt) >= time.Duration(estimate)*time.Second {
+		if r.now().Sub(deletedAt) >= time.Duration(estimate)*time.Second {
 			estimate = 0
 		}
 	}
@@ -314,7 +301,7 @@ func (r *Reconciler) updateConditions(ctx context.Context, ns *corev1.Namespace,
 		return n, nil
 	})
 	if err != nil && !errors.Is(err, errSkip) && !apierrors.IsNotFound(err) && ctx.Err() == nil {
-		r.cfg.Logger.Warn("namespaces: updating the conditions of a terminating namespace", "namespace", ns.Name, "err", err)
+		r.log.Warn("namespaces: updating the conditions of a terminating namespace", "namespace", ns.Name, "err", err)
 	}
 }
 

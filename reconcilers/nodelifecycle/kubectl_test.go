@@ -12,7 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/logplane/logplane/reconcilers/reconcilerstest"
-	"github.com/logplane/logplane/reconcilers/workloads"
+	"github.com/logplane/logplane/reconcilers/sets"
 )
 
 // myrecovery is the wiki's failure-and-recovery deployment, tolerating an unreachable node for
@@ -46,7 +46,7 @@ spec:
 func start(t *testing.T, nodes int, grace time.Duration) *reconcilerstest.Cluster {
 	return reconcilerstest.Start(t, reconcilerstest.Options{Nodes: nodes,
 		NodeOptions: reconcilerstest.NodeOptions{RenewInterval: 200 * time.Millisecond},
-		Workloads:   func(w *workloads.Config) { w.NodeGracePeriod = grace }})
+		Reconcilers: func(o *sets.Options) { o.NodeGracePeriod = grace }})
 }
 
 type podView struct{ name, node, phase string }
@@ -199,7 +199,7 @@ func TestDefaultTolerationsKeepPods(t *testing.T) {
 		}
 		return false, fmt.Sprint(cur.Status.Conditions)
 	})
-	time.Sleep(2 * time.Second)
+	c.WaitReconciled() // the node lifecycle has handled the taints and the pod's condition
 	if cur, err := c.Client.CoreV1().Pods("default").Get(context.Background(), p.Name, metav1.GetOptions{}); err != nil || cur.DeletionTimestamp != nil {
 		t.Errorf("pod evicted before its 300 s toleration: %v", err)
 	}

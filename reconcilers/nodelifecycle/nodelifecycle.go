@@ -38,6 +38,7 @@ import (
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/informer"
+	"github.com/logplane/logplane/recorder"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -48,8 +49,6 @@ var (
 	nodesResource  = schema.GroupResource{Resource: "nodes"}
 	podsResource   = schema.GroupResource{Resource: "pods"}
 	leasesResource = schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}
-	// KeptResources are the resources the informer index must keep decoded.
-	KeptResources = []schema.GroupResource{nodesResource, podsResource}
 )
 
 // Defaults, as kube-controller-manager's.
@@ -75,21 +74,10 @@ type lister interface {
 
 // Config configures the reconciler.
 type Config struct {
-	// Store is the projection read. Required.
-	Store *projections.Store
-	// Registry writes. Required.
-	Registry *registry.Registry
-	// Index is the informer index over Store; it must keep KeptResources. Required.
-	Index *informer.Index
 	// GracePeriod a node may go without renewing its lease before it is NotReady. Default 40s.
 	GracePeriod time.Duration
-	// NodeEvents records the node controller's Events ("node-controller"), EvictionEvents the
-	// taint eviction controller's ("taint-eviction-controller"). Nil: none.
-	NodeEvents, EvictionEvents EventRecorder
 	// Workers. Default 4 (the engine's).
 	Workers int
-	Now     func() time.Time
-	Logger  *slog.Logger
 }
 
 // Reconciler watches nodes.
@@ -98,45 +86,68 @@ type Reconciler struct {
 	store lister
 	w     writer
 	ix    *informer.Index
+	now   func() time.Time
 	kNode *kinds.Kind
 	kPod  *kinds.Kind
 	log   *slog.Logger
+	// nodeEvents records the node controller's Events ("node-controller"), evictionEvents the
+	// taint eviction controller's ("taint-eviction-controller").
+	nodeEvents, evictionEvents EventRecorder
 
 	mu     sync.Mutex
 	probes map[string]time.Time // node → when it was last seen alive (lease renewed, heartbeat)
 }
 
-// New returns the node lifecycle reconciler.
-func New(cfg Config) (*Reconciler, error) {
-	if cfg.Store == nil || cfg.Registry == nil || cfg.Index == nil {
-		return nil, errors.New("nodelifecycle: config needs a Store, a Registry and an Index")
+// Setup is the reconciler's line in the list of reconcilers (package sets).
+func Setup(cfg Config) engine.Setup {
+	return func(_ context.Context, e *engine.Engine) error {
+		_, err := New(e, cfg)
+		return err
 	}
-	if err := cfg.Index.KeepsAll(KeptResources); err != nil {
-		return nil, fmt.Errorf("nodelifecycle: %w", err)
+}
+
+// New registers the node lifecycle reconciler on e: it reconciles nodes, watches node leases
+// and heartbeats (the time they are seen, on e's clock, is a node's last sign of life) and pods
+// that land on a node with NoExecute taints.
+func New(e *engine.Engine, cfg Config) (*Reconciler, error) {
+	if e.Registry() == nil {
+		return nil, errors.New("nodelifecycle: the engine has no registry")
 	}
 	if cfg.GracePeriod <= 0 {
 		cfg.GracePeriod = DefaultGracePeriod
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	cat := cfg.Registry.Catalog()
+	cat := e.Registry().Catalog()
 	kNode, ok1 := cat.ByGroupResource(nodesResource)
 	kPod, ok2 := cat.ByGroupResource(podsResource)
 	if !ok1 || !ok2 {
 		return nil, errors.New("nodelifecycle: the catalog has no nodes or pods")
 	}
-	return &Reconciler{cfg: cfg, store: cfg.Store, w: cfg.Registry, ix: cfg.Index, kNode: kNode, kPod: kPod,
-		log: cfg.Logger, probes: map[string]time.Time{}}, nil
-}
-
-// Registration is how the engine runs the reconciler.
-func (r *Reconciler) Registration() engine.Registration {
-	return engine.Registration{Name: Name, Primary: nodesResource, Map: r.mapChange, Workers: r.cfg.Workers,
-		Reconciler: engine.ReconcilerFunc(r.reconcile)}
+	r := &Reconciler{cfg: cfg, store: e.Store(), w: e.Registry(), ix: e.Index(), now: e.Clock().Now, kNode: kNode, kPod: kPod,
+		log: e.Logger(), probes: map[string]time.Time{}}
+	var err error
+	for _, rec := range []struct {
+		to        *EventRecorder
+		component string
+	}{{&r.nodeEvents, "node-controller"}, {&r.evictionEvents, "taint-eviction-controller"}} {
+		*rec.to, err = e.Recorder(recorder.Config{Actor: registry.Reconciler(Name),
+			Source: corev1.EventSource{Component: rec.component, Host: e.Host()}, SpamFilter: true})
+		if err != nil {
+			return nil, err
+		}
+	}
+	e.Register(engine.Registration{
+		Name: Name,
+		For:  nodesResource,
+		Watches: []engine.Watch{
+			engine.Watches(nodesResource, r.nodeChanged),
+			engine.Watches(leasesResource, r.leaseChanged),
+			engine.Watches(podsResource, r.podChanged),
+		},
+		Reads:      []schema.GroupResource{podsResource},
+		Workers:    cfg.Workers,
+		Reconciler: engine.ReconcilerFunc(r.reconcile),
+	})
+	return r, nil
 }
 
 func (r *Reconciler) probe(node string, at time.Time) {
@@ -153,50 +164,49 @@ func (r *Reconciler) lastProbe(node string) time.Time {
 	defer r.mu.Unlock()
 	t, ok := r.probes[node]
 	if !ok {
-		t = r.cfg.Now()
+		t = r.now()
 		r.probes[node] = t
 	}
 	return t
 }
 
-func (r *Reconciler) mapChange(ch projections.Change) []eventlog.Key {
-	r.ix.Observe(ch)
-	o := ch.New
-	if o == nil {
-		o = ch.Old
-	}
-	if o == nil {
+// leaseChanged notes a node lease's renewal, and returns its node.
+func (r *Reconciler) leaseChanged(ev engine.Event) []eventlog.Key {
+	o := ev.Object()
+	if o.Key.Namespace != corev1.NamespaceNodeLease || ev.New == nil {
 		return nil
 	}
-	switch {
-	case o.Key.Group == leasesResource.Group && o.Key.Resource == leasesResource.Resource:
-		if o.Key.Namespace != corev1.NamespaceNodeLease || ch.New == nil {
-			return nil
-		}
-		r.probe(o.Key.Name, r.cfg.Now())
-		return []eventlog.Key{{Resource: "nodes", Name: o.Key.Name}}
-	case o.Key.Group == "" && o.Key.Resource == "nodes":
-		if ch.New == nil {
-			r.mu.Lock()
-			delete(r.probes, o.Key.Name)
-			r.mu.Unlock()
-		} else if heartbeat(ch.Old) != heartbeat(ch.New) {
-			r.probe(o.Key.Name, r.cfg.Now())
-		}
-		return []eventlog.Key{o.Key}
-	case o.Key.Group == "" && o.Key.Resource == "pods":
-		// A pod that lands on a node with NoExecute taints is the taint manager's business.
-		node := o.Fields["spec.nodeName"]
-		if node == "" || ch.New == nil {
-			return nil
-		}
-		if ch.Old != nil && ch.Old.Fields["spec.nodeName"] == node {
-			return nil
-		}
-		key := eventlog.Key{Resource: "nodes", Name: node}
-		if obj, ok := r.ix.Object(key); ok && len(noExecuteTaints(obj.(*corev1.Node))) > 0 {
-			return []eventlog.Key{key}
-		}
+	r.probe(o.Key.Name, r.now())
+	return []eventlog.Key{{Resource: "nodes", Name: o.Key.Name}}
+}
+
+// nodeChanged notes a change of a node's Ready heartbeat (the node itself is queued as For).
+func (r *Reconciler) nodeChanged(ev engine.Event) []eventlog.Key {
+	o := ev.Object()
+	if ev.New == nil {
+		r.mu.Lock()
+		delete(r.probes, o.Key.Name)
+		r.mu.Unlock()
+	} else if heartbeat(ev.Old) != heartbeat(ev.New) {
+		r.probe(o.Key.Name, r.now())
+	}
+	return nil
+}
+
+// podChanged returns the node a pod lands on if it has NoExecute taints: that pod is the taint
+// manager's business.
+func (r *Reconciler) podChanged(ev engine.Event) []eventlog.Key {
+	o := ev.Object()
+	node := o.Fields["spec.nodeName"]
+	if node == "" || ev.New == nil {
+		return nil
+	}
+	if ev.Old != nil && ev.Old.Fields["spec.nodeName"] == node {
+		return nil
+	}
+	key := eventlog.Key{Resource: "nodes", Name: node}
+	if obj, ok := r.ix.Object(key); ok && len(noExecuteTaints(obj.(*corev1.Node))) > 0 {
+		return []eventlog.Key{key}
 	}
 	return nil
 }
@@ -249,7 +259,7 @@ func (r *Reconciler) reconcile(ctx context.Context, req engine.Request) (engine.
 		return engine.Result{}, nil
 	}
 	node := obj.(*corev1.Node)
-	now := r.cfg.Now()
+	now := r.now()
 	probe := r.lastProbe(node.Name)
 	next := probe.Add(r.cfg.GracePeriod).Sub(now) + 10*time.Millisecond
 	var err error
@@ -292,7 +302,7 @@ func (r *Reconciler) markUnknown(ctx context.Context, node *corev1.Node, probe t
 	if c := readyCondition(node); c != nil && c.Status == corev1.ConditionUnknown {
 		return node, nil
 	}
-	now := metav1.NewTime(r.cfg.Now())
+	now := metav1.NewTime(r.now())
 	out, err := r.w.Modify(ctx, r.kNode, "", node.Name, r.request(cause), registry.UpdateOptions{Subresource: "status"}, func(obj runtime.Object) (runtime.Object, error) {
 		n := obj.(*corev1.Node)
 		if n.UID != node.UID {
@@ -323,8 +333,8 @@ func (r *Reconciler) markUnknown(ctx context.Context, node *corev1.Node, probe t
 	}
 	n := out.(*corev1.Node)
 	r.log.Info("nodelifecycle: node stopped renewing its lease", "node", node.Name, "lastSeen", probe)
-	if r.cfg.NodeEvents != nil {
-		r.cfg.NodeEvents.Eventf(n, cause, corev1.EventTypeNormal, "NodeNotReady", "Node %s status is now: NodeNotReady", n.Name)
+	if r.nodeEvents != nil {
+		r.nodeEvents.Eventf(n, cause, corev1.EventTypeNormal, "NodeNotReady", "Node %s status is now: NodeNotReady", n.Name)
 	}
 	return n, nil
 }
@@ -363,7 +373,7 @@ func managed(t corev1.Taint) bool {
 
 // syncTaints puts the taints the node calls for and removes the managed ones it no longer does.
 func (r *Reconciler) syncTaints(ctx context.Context, node *corev1.Node, cause uint64) (*corev1.Node, error) {
-	next := taintsFor(node, r.cfg.Now())
+	next := taintsFor(node, r.now())
 	if apiequality.Semantic.DeepEqual(next, node.Spec.Taints) {
 		return node, nil
 	}
@@ -372,7 +382,7 @@ func (r *Reconciler) syncTaints(ctx context.Context, node *corev1.Node, cause ui
 		if n.UID != node.UID {
 			return nil, errSkip
 		}
-		taints := taintsFor(n, r.cfg.Now())
+		taints := taintsFor(n, r.now())
 		if apiequality.Semantic.DeepEqual(taints, n.Spec.Taints) {
 			return nil, errSkip
 		}
@@ -388,8 +398,8 @@ func (r *Reconciler) syncTaints(ctx context.Context, node *corev1.Node, cause ui
 	n := out.(*corev1.Node)
 	if c := readyCondition(n); c != nil && c.Status == corev1.ConditionTrue && slices.ContainsFunc(node.Spec.Taints, func(t corev1.Taint) bool {
 		return t.Key == corev1.TaintNodeUnreachable || t.Key == corev1.TaintNodeNotReady
-	}) && r.cfg.NodeEvents != nil {
-		r.cfg.NodeEvents.Eventf(n, cause, corev1.EventTypeNormal, "NodeReady", "Node %s status is now: NodeReady", n.Name)
+	}) && r.nodeEvents != nil {
+		r.nodeEvents.Eventf(n, cause, corev1.EventTypeNormal, "NodeReady", "Node %s status is now: NodeReady", n.Name)
 	}
 	return n, nil
 }
@@ -464,7 +474,7 @@ func (r *Reconciler) markPodsNotReady(ctx context.Context, node *corev1.Node, ca
 			if cur.UID != uid || cur.Spec.NodeName != node.Name {
 				return nil, errSkip
 			}
-			now := metav1.NewTime(r.cfg.Now())
+			now := metav1.NewTime(r.now())
 			changed := false
 			for i := range cur.Status.Conditions {
 				c := &cur.Status.Conditions[i]
@@ -484,8 +494,8 @@ func (r *Reconciler) markPodsNotReady(ctx context.Context, node *corev1.Node, ca
 			errs = append(errs, fmt.Errorf("nodelifecycle: marking pod %s/%s not ready: %w", p.Namespace, p.Name, err))
 			continue
 		}
-		if r.cfg.NodeEvents != nil {
-			r.cfg.NodeEvents.Eventf(p, cause, corev1.EventTypeWarning, "NodeNotReady", "Node is not ready")
+		if r.nodeEvents != nil {
+			r.nodeEvents.Eventf(p, cause, corev1.EventTypeWarning, "NodeNotReady", "Node is not ready")
 		}
 	}
 	return errors.Join(errs...)
@@ -508,7 +518,7 @@ func (r *Reconciler) evictPods(ctx context.Context, node *corev1.Node, cause uin
 	if len(taints) == 0 {
 		return 0, nil
 	}
-	now := r.cfg.Now()
+	now := r.now()
 	var next time.Duration
 	var errs []error
 	for _, p := range r.podsOn(node.Name) {
@@ -582,7 +592,7 @@ func (r *Reconciler) evict(ctx context.Context, p *corev1.Pod, cause uint64) err
 			}
 		}
 		cur.Status.Conditions = append(cur.Status.Conditions, corev1.PodCondition{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue,
-			LastTransitionTime: metav1.NewTime(r.cfg.Now()), Reason: "DeletionByTaintManager", Message: "Taint manager: deleting due to NoExecute taint"})
+			LastTransitionTime: metav1.NewTime(r.now()), Reason: "DeletionByTaintManager", Message: "Taint manager: deleting due to NoExecute taint"})
 		return cur, nil
 	})
 	if err != nil && !errors.Is(err, errSkip) {
@@ -598,8 +608,8 @@ func (r *Reconciler) evict(ctx context.Context, p *corev1.Pod, cause uint64) err
 	if err != nil {
 		return fmt.Errorf("nodelifecycle: evicting pod %s/%s: %w", p.Namespace, p.Name, err)
 	}
-	if r.cfg.EvictionEvents != nil {
-		r.cfg.EvictionEvents.Eventf(p, cause, corev1.EventTypeNormal, "TaintManagerEviction", "Marking for deletion Pod %s/%s", p.Namespace, p.Name)
+	if r.evictionEvents != nil {
+		r.evictionEvents.Eventf(p, cause, corev1.EventTypeNormal, "TaintManagerEviction", "Marking for deletion Pod %s/%s", p.Namespace, p.Name)
 	}
 	return nil
 }

@@ -29,8 +29,7 @@ import (
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/engine"
-	"github.com/logplane/logplane/reconcilers/scheduler"
-	"github.com/logplane/logplane/reconcilers/workloads"
+	"github.com/logplane/logplane/reconcilers/sets"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -46,8 +45,8 @@ type Options struct {
 	Listen bool
 	// Durability of the log. Default eventlog.GroupCommit, logplane's default.
 	Durability eventlog.Durability
-	// Workloads changes the reconcilers' configuration before they start.
-	Workloads func(*workloads.Config)
+	// Reconcilers changes the reconcilers' settings before they start.
+	Reconcilers func(*sets.Options)
 	// NodeOptions shape the simulated nodes.
 	NodeOptions NodeOptions
 	// Logger for the components. Default: warnings and errors to the test log.
@@ -68,12 +67,12 @@ type Cluster struct {
 	API      *apiserver.Server
 	Store    *projections.Store
 	Registry *registry.Registry
-	// Engine runs the in-process reconcilers (nil with NoReconcilers).
-	Engine    *engine.Engine
-	Workloads *workloads.Set
-	Nodes     *Nodes
-	Logger    *slog.Logger
-	dir       string
+	// Engine runs the in-process reconcilers, the workloads set and the scheduler (nil with
+	// NoReconcilers and NoScheduler).
+	Engine *engine.Engine
+	Nodes  *Nodes
+	Logger *slog.Logger
+	dir    string
 }
 
 // Start runs a cluster until the test ends.
@@ -134,44 +133,27 @@ func Start(t testing.TB, opts Options) *Cluster {
 	c.Client = kubernetes.NewForConfigOrDie(rc)
 
 	if !opts.NoReconcilers || !opts.NoScheduler {
-		e := engine.New(c.Store, engine.Options{Logger: logger})
-		var runs []func(context.Context) error
+		var so sets.Options
+		if opts.Reconcilers != nil {
+			opts.Reconcilers(&so)
+		}
+		e := engine.New(c.Store, engine.Options{Logger: logger, Registry: c.Registry, Host: "test"})
+		var run []string
 		if !opts.NoReconcilers {
-			wcfg := workloads.Config{Store: c.Store, Registry: c.Registry, Logger: logger, Host: "test"}
-			if opts.Workloads != nil {
-				opts.Workloads(&wcfg)
-			}
-			set, err := workloads.New(wcfg)
-			if err != nil {
-				t.Fatalf("reconcilerstest: %v", err)
-			}
-			for _, r := range set.Registrations() {
-				e.Register(r)
-			}
-			c.Workloads = set
-			runs = append(runs, set.Run)
+			run = append(run, sets.Workloads)
 		}
 		if !opts.NoScheduler {
-			regs, loops, err := Scheduler(c.Registry, c.Store, logger)
-			if err != nil {
+			run = append(run, sets.Scheduler)
+		}
+		for _, set := range run {
+			if err := sets.Setup(ctx, e, set, so); err != nil {
 				t.Fatalf("reconcilerstest: %v", err)
 			}
-			for _, r := range regs {
-				e.Register(r)
-			}
-			runs = append(runs, loops...)
 		}
 		c.Engine = e
-		runs = append(runs, e.Run)
-		done := make(chan struct{}, len(runs))
-		for _, run := range runs {
-			go func() { _ = run(ctx); done <- struct{}{} }() // they return nil once ctx ends
-		}
-		stops = append(stops, func() {
-			for range runs {
-				<-done
-			}
-		})
+		done := make(chan struct{})
+		go func() { _ = e.Run(ctx); close(done) }() // it returns nil once ctx ends
+		stops = append(stops, func() { <-done })
 	}
 	c.Nodes = newNodes(ctx, c.Store, c.Registry, logger, filepath.Join(dir, "nodes"), opts.NodeOptions)
 	stops = append(stops, c.Nodes.wait)
@@ -183,10 +165,29 @@ func Start(t testing.TB, opts Options) *Cluster {
 	return c
 }
 
-// Scheduler builds the scheduler as `logplane reconcile` does: its registration and the loops to
-// run beside the engine.
-func Scheduler(reg *registry.Registry, store *projections.Store, logger *slog.Logger) ([]engine.Registration, []func(context.Context) error, error) {
-	return scheduler.Build(reg, store, nil, logger)
+// SchedulerEngine returns an engine running the scheduler as `logplane reconcile` does, on
+// store and reg; the caller runs it.
+func SchedulerEngine(reg *registry.Registry, store *projections.Store, logger *slog.Logger) (*engine.Engine, error) {
+	e := engine.New(store, engine.Options{Logger: logger, Registry: reg})
+	if err := sets.Setup(context.Background(), e, sets.Scheduler, sets.Options{}); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// WaitReconciled waits until the in-process reconcilers have reconciled everything that the
+// changes up to the store's applied sequence asked for, failing the test if they have not within
+// a minute, and returns that sequence. A test calls it before it asserts that the reconcilers
+// did nothing more.
+func (c *Cluster) WaitReconciled() uint64 {
+	c.t.Helper()
+	seq := c.Store.Applied()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.Engine.WaitReconciled(ctx, seq); err != nil {
+		c.t.Fatalf("reconcilerstest: %v", err)
+	}
+	return seq
 }
 
 // LogURL is the URL at which other processes reach the log (Options.Listen).

@@ -23,10 +23,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/logplane/logplane/eventlog"
-	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/engine"
-	"github.com/logplane/logplane/reconcilers/workloads"
+	"github.com/logplane/logplane/reconcilers/sets"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -205,10 +205,8 @@ type keyCounter struct {
 	reconciles map[string]int
 }
 
-func (k *keyCounter) wrap(r engine.Registration) engine.Registration {
-	inner := r.Reconciler
-	name := r.Name
-	r.Reconciler = engine.ReconcilerFunc(func(ctx context.Context, req engine.Request) (engine.Result, error) {
+func (k *keyCounter) wrap(name string, inner engine.Reconciler) engine.Reconciler {
+	return engine.ReconcilerFunc(func(ctx context.Context, req engine.Request) (engine.Result, error) {
 		k.mu.Lock()
 		if k.keys[name] == nil {
 			k.keys[name] = map[eventlog.Key]bool{}
@@ -218,7 +216,6 @@ func (k *keyCounter) wrap(r engine.Registration) engine.Registration {
 		k.mu.Unlock()
 		return inner.Reconcile(ctx, req)
 	})
-	return r
 }
 
 func runProcess(ctx context.Context, role string) error {
@@ -233,7 +230,7 @@ func runProcess(ctx context.Context, role string) error {
 		return err
 	}
 	defer l.Close()
-	store := projections.New(kinds.Builtin(), logger)
+	store := projections.New(builtin.Catalog(), logger)
 	go func() { _ = store.Run(ctx, l) }() // ends with ctx
 	reg, err := registry.New(registry.Config{Log: l, Store: store, Logger: logger})
 	if err != nil {
@@ -242,13 +239,17 @@ func runProcess(ctx context.Context, role string) error {
 	if _, err := reg.ConsistentRead(ctx); err != nil {
 		return err
 	}
-	leases, err := l.Leases(ctx, "reconcilers", ttl)
-	if err != nil {
-		return err
-	}
-	e := engine.New(store, engine.Options{Leases: leases, Holder: holder, Partitions: 64, Logger: logger})
 	counter := &keyCounter{keys: map[string]map[eventlog.Key]bool{}, reconciles: map[string]int{}}
-	var runs []func(context.Context) error
+	// engineFor returns an engine sharing the partitions of set with the other processes.
+	engineFor := func(set string) (*engine.Engine, error) {
+		leases, err := l.Leases(ctx, "reconcilers-"+set, ttl)
+		if err != nil {
+			return nil, err
+		}
+		return engine.New(store, engine.Options{Leases: leases, Holder: holder, Partitions: 64, Logger: logger,
+			Registry: reg, Host: holder, Wrap: counter.wrap}), nil
+	}
+	var engines []*engine.Engine // the first one's partitions are reported
 	switch role {
 	case "workloads":
 		burst, _ := strconv.Atoi(os.Getenv("LOGPLANE_TEST_BURST")) // 0: the default
@@ -256,33 +257,37 @@ func runProcess(ctx context.Context, role string) error {
 		if err != nil {
 			return err
 		}
-		set, err := workloads.New(workloads.Config{Store: store, Registry: reg, Host: holder, Logger: logger, BurstReplicas: burst,
-			NodeGracePeriod: grace})
-		if err != nil {
-			return err
+		opts := sets.Options{BurstReplicas: burst, NodeGracePeriod: grace}
+		for _, set := range []string{sets.Workloads, sets.Scheduler} {
+			e, err := engineFor(set)
+			if err != nil {
+				return err
+			}
+			if err := sets.Setup(ctx, e, set, opts); err != nil {
+				return err
+			}
+			engines = append(engines, e)
 		}
-		for _, r := range set.Registrations() {
-			e.Register(counter.wrap(r))
-		}
-		regs, loops, err := Scheduler(reg, store, logger)
-		if err != nil {
-			return err
-		}
-		for _, r := range regs {
-			e.Register(counter.wrap(r))
-		}
-		runs = append(append(runs, set.Run), loops...)
 	case "delay":
 		delay, err := time.ParseDuration(os.Getenv(envDelay))
 		if err != nil {
 			return err
 		}
 		workers, _ := strconv.Atoi(os.Getenv(envWorkers)) // 0: the engine's default
-		e.Register(counter.wrap(DelayReconciler(reg, delay, workers)))
+		e, err := engineFor("delay")
+		if err != nil {
+			return err
+		}
+		e.Register(DelayReconciler(reg, delay, workers))
+		engines = append(engines, e)
 	default:
 		return fmt.Errorf("unknown role %q", role)
 	}
-	runs = append(runs, e.Run)
+	var runs []func(context.Context) error
+	for _, e := range engines {
+		runs = append(runs, e.Run)
+	}
+	e := engines[0]
 	errs := make(chan error, len(runs))
 	for _, run := range runs {
 		go func() { errs <- run(ctx) }()
@@ -325,7 +330,7 @@ func runProcess(ctx context.Context, role string) error {
 func DelayReconciler(reg *registry.Registry, delay time.Duration, workers int) engine.Registration {
 	cms, _ := reg.Catalog().ByGroupResource(schema.GroupResource{Resource: "configmaps"}) // always served
 	return engine.Registration{
-		Name: "delay", Primary: schema.GroupResource{Resource: "configmaps"}, Workers: workers,
+		Name: "delay", For: schema.GroupResource{Resource: "configmaps"}, Workers: workers,
 		Reconciler: engine.ReconcilerFunc(func(ctx context.Context, req engine.Request) (engine.Result, error) {
 			if req.Key.Namespace != "default" {
 				return engine.Result{}, nil

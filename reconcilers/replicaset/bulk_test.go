@@ -13,14 +13,14 @@ import (
 
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
 	"github.com/logplane/logplane/reconcilers/reconcilerstest"
-	"github.com/logplane/logplane/reconcilers/workloads"
+	"github.com/logplane/logplane/reconcilers/sets"
 	"github.com/logplane/logplane/registry"
 )
 
 // Scaling 0 → 300 → 120 in bursts of 40 creates exactly 300 pods and deletes exactly 180: the
 // reconciles that run while a burst's pods are still coming back do not create or delete again.
 func TestBulkScaleDoesNotOvershoot(t *testing.T) {
-	c := reconcilerstest.Start(t, reconcilerstest.Options{Nodes: 10, Workloads: func(w *workloads.Config) { w.BurstReplicas = 40 }})
+	c := reconcilerstest.Start(t, reconcilerstest.Options{Nodes: 10, Reconcilers: func(o *sets.Options) { o.BurstReplicas = 40 }})
 	ctx := context.Background()
 	zero := int32(0)
 	rs := &appsv1.ReplicaSet{
@@ -52,7 +52,7 @@ func TestBulkScaleDoesNotOvershoot(t *testing.T) {
 	}
 	count := func(reason string) int {
 		t.Helper()
-		time.Sleep(time.Second) // anything still in flight lands
+		c.WaitReconciled() // anything still in flight is written
 		recs, err := c.Registry.Audit(ctx, registry.AuditQuery{Actor: "replicaset", Kind: eventv1.ActorKind_ACTOR_KIND_RECONCILER,
 			Resource: schema.GroupResource{Resource: "pods"}})
 		if err != nil {

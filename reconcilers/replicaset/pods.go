@@ -6,7 +6,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/kubectl/pkg/util/podutils"
 )
 
 // relatedPods are the active pods of the other replica sets that share this one's controller
@@ -73,14 +72,12 @@ func (r rankedPods) Swap(i, j int) {
 	r.rank[i], r.rank[j] = r.rank[j], r.rank[i]
 }
 
-var phaseOrder = map[corev1.PodPhase]int{corev1.PodPending: 0, corev1.PodUnknown: 1, corev1.PodRunning: 2}
-
 func (r rankedPods) Less(i, j int) bool {
 	a, b := r.pods[i], r.pods[j]
-	pair := podutils.ActivePods{a, b}
+	pair := activePods{a, b}
 	if (a.Spec.NodeName == "") != (b.Spec.NodeName == "") ||
 		phaseOrder[a.Status.Phase] != phaseOrder[b.Status.Phase] ||
-		podutils.IsPodReady(a) != podutils.IsPodReady(b) {
+		isPodReady(a) != isPodReady(b) {
 		return pair.Less(0, 1)
 	}
 	if r.rank[i] != r.rank[j] {

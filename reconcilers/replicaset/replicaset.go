@@ -18,11 +18,11 @@ package replicaset
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -30,9 +30,9 @@ import (
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds"
-	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/informer"
+	"github.com/logplane/logplane/recorder"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -42,12 +42,10 @@ const (
 	ReplicationControllerName = "replicationcontroller"
 )
 
-// Resources the reconcilers read; the informer index must keep them decoded.
 var (
 	podsResource         = schema.GroupResource{Resource: "pods"}
 	replicaSetsResource  = schema.GroupResource{Group: "apps", Resource: "replicasets"}
 	controllersResource  = schema.GroupResource{Resource: "replicationcontrollers"}
-	KeptResources        = []schema.GroupResource{podsResource, replicaSetsResource, controllersResource}
 	defaultBurstReplicas = 500
 )
 
@@ -67,22 +65,11 @@ var _ writer = (*registry.Registry)(nil)
 
 // Config configures the reconcilers.
 type Config struct {
-	// Registry writes pods and statuses. Required.
-	Registry *registry.Registry
-	// Index is the informer index over the projection the reconcilers read; it must keep
-	// KeptResources. Required.
-	Index *informer.Index
-	// Events records the Events of ReplicaSets (component "replicaset-controller") and
-	// ControllerEvents those of ReplicationControllers ("replication-controller"). Nil: none.
-	Events, ControllerEvents EventRecorder
 	// BurstReplicas bounds the pods created or deleted by one reconcile. Default 500, as
 	// kube-controller-manager.
 	BurstReplicas int
 	// Workers per reconciler. Default 4 (the engine's).
 	Workers int
-	// Now is the clock. Default time.Now.
-	Now    func() time.Time
-	Logger *slog.Logger
 }
 
 // Controller holds both reconcilers; they share the expectations and the cause bookkeeping.
@@ -90,6 +77,7 @@ type Controller struct {
 	cfg   Config
 	w     writer
 	ix    *informer.Index
+	now   func() time.Time
 	pods  *kinds.Kind
 	exp   *expectations
 	log   *slog.Logger
@@ -100,76 +88,70 @@ type Controller struct {
 	batches   map[eventlog.Key]int    // set → size of the last batch of its last creations
 }
 
-// New returns the controller of ReplicaSets and ReplicationControllers.
-func New(cfg Config) (*Controller, error) {
-	if cfg.Registry == nil || cfg.Index == nil {
-		return nil, errors.New("replicaset: config needs a Registry and an Index")
+// Setup is the reconcilers' line in the list of reconcilers (package sets).
+func Setup(cfg Config) engine.Setup {
+	return func(_ context.Context, e *engine.Engine) error {
+		_, err := New(e, cfg)
+		return err
 	}
-	if err := cfg.Index.KeepsAll(KeptResources); err != nil {
-		return nil, fmt.Errorf("replicaset: %w", err)
+}
+
+// New registers the reconcilers of ReplicaSets and ReplicationControllers on e, with the
+// recorders of their Events (components "replicaset-controller" and "replication-controller").
+func New(e *engine.Engine, cfg Config) (*Controller, error) {
+	if e.Registry() == nil {
+		return nil, errors.New("replicaset: the engine has no registry")
 	}
 	if cfg.BurstReplicas <= 0 {
 		cfg.BurstReplicas = defaultBurstReplicas
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	cat := cfg.Registry.Catalog()
+	cat := e.Registry().Catalog()
 	pods, ok := cat.ByGroupResource(podsResource)
 	if !ok {
 		return nil, errors.New("replicaset: the catalog has no pods")
 	}
-	c := &Controller{cfg: cfg, w: cfg.Registry, ix: cfg.Index, pods: pods,
-		exp: newExpectations(cfg.Now), log: cfg.Logger, podLosses: map[eventlog.Key]uint64{}, batches: map[eventlog.Key]int{}}
+	c := &Controller{cfg: cfg, w: e.Registry(), ix: e.Index(), now: e.Clock().Now, pods: pods,
+		exp: newExpectations(e.Clock().Now), log: e.Logger(), podLosses: map[eventlog.Key]uint64{}, batches: map[eventlog.Key]int{}}
 	rs, ok1 := cat.ByGroupResource(replicaSetsResource)
 	rc, ok2 := cat.ByGroupResource(controllersResource)
 	if !ok1 || !ok2 {
 		return nil, errors.New("replicaset: the catalog has no replicasets or replicationcontrollers")
 	}
-	c.kinds = []*setKind{replicaSetKind(rs, cfg.Events), controllerKind(rc, cfg.ControllerEvents)}
-	return c, nil
-}
-
-// Registrations returns the two reconcilers for an engine: replicaset and
-// replicationcontroller.
-func (c *Controller) Registrations() []engine.Registration {
-	out := make([]engine.Registration, 0, len(c.kinds))
+	rsEvents, err := events(e, ReplicaSetName, "replicaset-controller")
+	if err != nil {
+		return nil, err
+	}
+	rcEvents, err := events(e, ReplicationControllerName, "replication-controller")
+	if err != nil {
+		return nil, err
+	}
+	c.kinds = []*setKind{replicaSetKind(rs, rsEvents), controllerKind(rc, rcEvents)}
 	for _, kd := range c.kinds {
-		out = append(out, engine.Registration{
+		e.Register(engine.Registration{
 			Name:    kd.name,
-			Primary: kd.k.GroupResource(),
-			Map:     func(ch projections.Change) []eventlog.Key { return c.mapChange(kd, ch) },
-			Workers: c.cfg.Workers,
+			For:     kd.k.GroupResource(),
+			Owns:    []schema.GroupResource{podsResource},
+			Watches: []engine.Watch{engine.Watches(podsResource, func(ev engine.Event) []eventlog.Key { return c.podChanged(kd, ev) })},
+			Workers: cfg.Workers,
 			Reconciler: engine.ReconcilerFunc(func(ctx context.Context, req engine.Request) (engine.Result, error) {
 				return c.reconcile(ctx, kd, req)
 			}),
 		})
 	}
-	return out
+	return c, nil
 }
 
-// mapChange turns a change into the keys of kd's sets it concerns, and notes what it tells the
-// expectations and causes.
-func (c *Controller) mapChange(kd *setKind, ch projections.Change) []eventlog.Key {
-	old, cur := c.ix.Observe(ch)
-	o := ch.New
-	if o == nil {
-		o = ch.Old
-	}
-	if o == nil {
-		return nil
-	}
-	gr := schema.GroupResource{Group: o.Key.Group, Resource: o.Key.Resource}
-	switch gr {
-	case kd.k.GroupResource():
-		return []eventlog.Key{o.Key}
-	case podsResource:
-	default:
-		return nil
-	}
+// events returns the recorder of a reconciler's Events, with client-go's spam filter.
+func events(e *engine.Engine, actor, component string) (*recorder.Recorder, error) {
+	return e.Recorder(recorder.Config{Actor: registry.Reconciler(actor),
+		Source: corev1.EventSource{Component: component, Host: e.Host()}, SpamFilter: true})
+}
+
+// podChanged notes what a pod's change tells the expectations and causes of kd's sets, and
+// returns the sets that may adopt it. (The engine queues the sets controlling it, as Owns.)
+func (c *Controller) podChanged(kd *setKind, ev engine.Event) []eventlog.Key {
+	ch, old, cur := ev.Change, ev.OldMeta, ev.NewMeta
+	o := ev.Object()
 	var keys []eventlog.Key
 	var oldSet, curSet *eventlog.Key
 	if old != nil {
@@ -192,12 +174,6 @@ func (c *Controller) mapChange(kd *setKind, ch projections.Change) []eventlog.Ke
 	}
 	if cur != nil && curSet != nil && phaseOf(ch.New) != phaseOf(ch.Old) && isTerminalPhase(phaseOf(ch.New)) {
 		c.notePodLoss(*curSet, ch.Seq)
-	}
-	if curSet != nil {
-		keys = append(keys, *curSet)
-	}
-	if oldSet != nil && (curSet == nil || *oldSet != *curSet) {
-		keys = append(keys, *oldSet)
 	}
 	// An orphan pod that appeared or whose labels changed may be adopted by any set of kd whose
 	// selector matches it.

@@ -16,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/kubectl/pkg/util/podutils"
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/projections"
@@ -80,7 +79,7 @@ func (c *Controller) reconcile(ctx context.Context, kd *setKind, req engine.Requ
 	if needsSync && rs.DeletionTimestamp == nil {
 		manageErr = c.manageReplicas(ctx, kd, key, rs, pods, createCause, deleteCause)
 	}
-	now := c.cfg.Now()
+	now := c.now()
 	status := calculateStatus(rs, pods, manageErr, now)
 	if err := c.updateStatus(ctx, kd, rs, status, req.Cause); err != nil {
 		return engine.Result{}, errors.Join(manageErr, err)
@@ -377,9 +376,9 @@ func calculateStatus(rs *appsv1.ReplicaSet, pods []*corev1.Pod, manageErr error,
 		if templateLabels.Matches(labels.Set(p.Labels)) {
 			fully++
 		}
-		if podutils.IsPodReady(p) {
+		if isPodReady(p) {
 			ready++
-			if podutils.IsPodAvailable(p, rs.Spec.MinReadySeconds, metav1.NewTime(now)) {
+			if isPodAvailable(p, rs.Spec.MinReadySeconds, metav1.NewTime(now)) {
 				available++
 			}
 		}

@@ -3,7 +3,6 @@ package rootcacert_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,54 +13,25 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/reconcilerstest"
 	"github.com/logplane/logplane/reconcilers/rootcacert"
 )
 
-// recorder wraps the reconciler and remembers, per key, the latest cause it has finished
-// reconciling: a test waits for the reconciler to have handled a known event before it asserts
-// that the reconciler did nothing.
-type recorder struct {
-	inner engine.Reconciler
-	mu    sync.Mutex
-	done  map[eventlog.Key]uint64
-}
-
-func (r *recorder) Reconcile(ctx context.Context, req engine.Request) (engine.Result, error) {
-	res, err := r.inner.Reconcile(ctx, req)
-	r.mu.Lock()
-	r.done[req.Key] = max(r.done[req.Key], req.Cause)
-	r.mu.Unlock()
-	return res, err
-}
-
-func (r *recorder) handled(key eventlog.Key, seq uint64) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.done[key] >= seq
-}
-
 // start runs the publisher on a test cluster, the way `logplane reconcile` runs it, with the
 // CA the cluster's API server serves with.
-func start(t *testing.T) (*reconcilerstest.Cluster, *recorder, *engine.Engine) {
+func start(t *testing.T) (*reconcilerstest.Cluster, *engine.Engine) {
 	t.Helper()
 	c := reconcilerstest.Start(t, reconcilerstest.Options{NoReconcilers: true, NoScheduler: true})
-	pub, err := rootcacert.New(c.Store, c.Registry, c.CA)
-	if err != nil {
+	e := engine.New(c.Store, engine.Options{Logger: c.Logger, Registry: c.Registry})
+	if _, err := rootcacert.New(e, rootcacert.Config{CA: c.CA}); err != nil {
 		t.Fatal(err)
 	}
-	reg := pub.Registration()
-	rec := &recorder{inner: reg.Reconciler, done: map[eventlog.Key]uint64{}}
-	reg.Reconciler = rec
-	e := engine.New(c.Store, engine.Options{Logger: c.Logger})
-	e.Register(reg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = e.Run(ctx); close(done) }() // it returns nil once ctx ends
 	t.Cleanup(func() { cancel(); <-done })
-	return c, rec, e
+	return c, e
 }
 
 func rootCA(t *testing.T, c *reconcilerstest.Cluster, ns string) (*corev1.ConfigMap, error) {
@@ -92,7 +62,7 @@ func published(t *testing.T, c *reconcilerstest.Cluster, ns string, not *corev1.
 // Every namespace, those there from the start and new ones, gets kube-root-ca.crt with the CA
 // that verifies the API server; deleted, it comes back; changed, it is put back.
 func TestEveryNamespaceGetsTheRootCA(t *testing.T) {
-	c, _, e := start(t)
+	c, e := start(t)
 	for _, ns := range []string{"default", "kube-system", "kube-public", "kube-node-lease"} {
 		published(t, c, ns, nil)
 	}
@@ -127,7 +97,7 @@ func TestEveryNamespaceGetsTheRootCA(t *testing.T) {
 
 // A terminating namespace does not get the ConfigMap again.
 func TestNotInTerminatingNamespaces(t *testing.T) {
-	c, rec, e := start(t)
+	c, e := start(t)
 	ctx := t.Context()
 	c.MustKubectl("create", "namespace", "doomed")
 	published(t, c, "doomed", nil)
@@ -162,10 +132,11 @@ func TestNotInTerminatingNamespaces(t *testing.T) {
 	}
 	tombstone := h[len(h)-1].Seq
 	// ... and once the publisher has reconciled the namespace for that deletion, it is still gone.
-	nsKey := eventlog.Key{Resource: "namespaces", Name: "doomed"}
-	c.Eventually(10*time.Second, func() (bool, string) {
-		return rec.handled(nsKey, tombstone), fmt.Sprintf("the deletion at %d not handled yet", tombstone)
-	})
+	waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := e.WaitReconciled(waitCtx, tombstone); err != nil {
+		t.Fatal(err)
+	}
 	if cm, err := rootCA(t, c, "doomed"); !apierrors.IsNotFound(err) {
 		t.Errorf("in a terminating namespace: %v, %v", cm, err)
 	}

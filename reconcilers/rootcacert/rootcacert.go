@@ -60,6 +60,16 @@ type writer interface {
 
 var _ writer = (*registry.Registry)(nil)
 
+// Config configures the reconciler.
+type Config struct {
+	// CA is the PEM certificate (or bundle) that verifies the API server. If it is empty, LoadCA
+	// reads it when the reconciler is set up (it may wait for it); one of them is required.
+	CA     []byte
+	LoadCA func(ctx context.Context) ([]byte, error)
+	// Workers reconciling namespaces concurrently. Default 2.
+	Workers int
+}
+
 // Reconciler publishes the root CA certificate in every namespace.
 type Reconciler struct {
 	store  store
@@ -68,39 +78,56 @@ type Reconciler struct {
 	data   map[string]string
 }
 
-// New returns the reconciler publishing rootCA, the PEM certificate (or bundle) that verifies
-// the API server. It is an error if rootCA is empty.
-func New(s store, w writer, rootCA []byte) (*Reconciler, error) {
-	if len(rootCA) == 0 {
+// Setup is the reconciler's line in the list of reconcilers (package sets): it reads the CA
+// with cfg.LoadCA if cfg.CA is empty.
+func Setup(cfg Config) engine.Setup {
+	return func(ctx context.Context, e *engine.Engine) error {
+		if len(cfg.CA) == 0 && cfg.LoadCA != nil {
+			ca, err := cfg.LoadCA(ctx)
+			if err != nil {
+				return err
+			}
+			cfg.CA = ca
+		}
+		_, err := New(e, cfg)
+		return err
+	}
+}
+
+// New registers the reconciler publishing cfg.CA on e: it reconciles namespaces, and watches
+// every change of a namespace's kube-root-ca.crt ConfigMap (deleted: made again; changed: put
+// back). It is an error if cfg.CA is empty.
+func New(e *engine.Engine, cfg Config) (*Reconciler, error) {
+	if len(cfg.CA) == 0 {
 		return nil, errors.New("rootcacert: no root CA certificate to publish")
 	}
-	k, ok := w.Catalog().ByGroupResource(configmaps)
+	if e.Registry() == nil {
+		return nil, errors.New("rootcacert: the engine has no registry")
+	}
+	k, ok := e.Registry().Catalog().ByGroupResource(configmaps)
 	if !ok {
 		return nil, errors.New("rootcacert: the catalog has no configmaps")
 	}
-	return &Reconciler{store: s, w: w, cmKind: k, data: map[string]string{Key: string(rootCA)}}, nil
+	if cfg.Workers <= 0 {
+		cfg.Workers = 2
+	}
+	r := &Reconciler{store: e.Store(), w: e.Registry(), cmKind: k, data: map[string]string{Key: string(cfg.CA)}}
+	e.Register(engine.Registration{
+		Name:       Name,
+		For:        namespaces,
+		Watches:    []engine.Watch{engine.Watches(configmaps, configMapChanged)},
+		Workers:    cfg.Workers,
+		Reconciler: r,
+	})
+	return r, nil
 }
 
-// Registration runs the reconciler over namespaces, and over every change of a namespace's
-// kube-root-ca.crt ConfigMap (deleted: made again; changed: put back).
-func (r *Reconciler) Registration() engine.Registration {
-	primary := engine.PrimaryMap(namespaces)
-	return engine.Registration{
-		Name:    Name,
-		Primary: namespaces,
-		Workers: 2,
-		Map: func(c projections.Change) []eventlog.Key {
-			o := c.New
-			if o == nil {
-				o = c.Old
-			}
-			if o != nil && o.Key.Group == "" && o.Key.Resource == configmaps.Resource && o.Key.Name == ConfigMapName {
-				return []eventlog.Key{{Resource: namespaces.Resource, Name: o.Key.Namespace}}
-			}
-			return primary(c)
-		},
-		Reconciler: r,
+// configMapChanged returns the namespace of a kube-root-ca.crt ConfigMap that changed.
+func configMapChanged(ev engine.Event) []eventlog.Key {
+	if o := ev.Object(); o.Key.Name == ConfigMapName {
+		return []eventlog.Key{{Resource: namespaces.Resource, Name: o.Key.Namespace}}
 	}
+	return nil
 }
 
 // errSkip says a Modify has nothing to change.

@@ -18,6 +18,7 @@ import (
 	"github.com/logplane/logplane/kinds"
 	"github.com/logplane/logplane/projections"
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
+	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/scheduler"
 	"github.com/logplane/logplane/reconcilers/scheduler/placement"
 	"github.com/logplane/logplane/registry"
@@ -113,7 +114,7 @@ func BenchmarkSchedule(b *testing.B) {
 			seed(b, l)
 			b.StartTimer()
 			start := time.Now()
-			c := newCluster(b, l, func(cfg *scheduler.Config) { cfg.Workers = benchConc })
+			c := newCluster(b, l, func(cfg *scheduler.Config, _ *engine.Options) { cfg.Workers = benchConc })
 			var first time.Duration
 			for deadline := start.Add(5 * time.Minute); ; time.Sleep(2 * time.Millisecond) {
 				s := c.sched.Stats()

@@ -23,13 +23,12 @@ var (
 	namespacesResource = schema.GroupResource{Resource: "namespaces"}
 )
 
-// changes is what the cluster cache needs of the projection.
-type changes interface {
-	Subscribe(fn func(projections.Change)) (cancel func())
+// lister is what loading the cluster cache needs of the projection.
+type lister interface {
 	List(q projections.Query) ([]*projections.Object, uint64)
 }
 
-var _ changes = (*projections.Store)(nil)
+var _ lister = (*projections.Store)(nil)
 
 // cluster is the scheduler's picture of the nodes and of what is placed on them, kept from the
 // projection's changes: every node, every pod bound to a node and not terminated, the pods
@@ -71,11 +70,14 @@ func newCluster(log *slog.Logger) *cluster {
 	}
 }
 
-// start subscribes to the projection's changes and loads its namespaces, nodes and pods. Changes applied
-// while it lists are held back and applied after, each resource from its own listing's sequence,
-// so nothing is missed and nothing applied twice. It returns the cancel of the subscription.
-func (c *cluster) start(src changes) func() {
-	cancel := src.Subscribe(c.onChange)
+// Load loads the projection's namespaces, nodes and pods: the cache is an engine.Cache, whose
+// engine passes it the projection's changes (Observe) from before it calls Load.
+func (c *cluster) Load(s *projections.Store) { c.load(s) }
+
+// load lists the namespaces, nodes and pods. Changes observed while it lists are held back and
+// applied after, each resource from its own listing's sequence, so nothing is missed and nothing
+// applied twice.
+func (c *cluster) load(src lister) {
 	namespaces, nsAt := src.List(projections.Query{Resource: namespacesResource})
 	nodes, nodesAt := src.List(projections.Query{Resource: nodesResource})
 	pods, podsAt := src.List(projections.Query{Resource: podsResource})
@@ -112,7 +114,6 @@ func (c *cluster) start(src changes) func() {
 	c.ready = true
 	close(c.readyCh)
 	c.bump()
-	return cancel
 }
 
 func resourceOf(ch projections.Change) schema.GroupResource {
@@ -126,7 +127,8 @@ func resourceOf(ch projections.Change) schema.GroupResource {
 	return schema.GroupResource{Group: o.Key.Group, Resource: o.Key.Resource}
 }
 
-func (c *cluster) onChange(ch projections.Change) {
+// Observe applies a change of the projection (engine.Cache).
+func (c *cluster) Observe(ch projections.Change) {
 	gr := resourceOf(ch)
 	c.mu.Lock()
 	defer c.mu.Unlock()

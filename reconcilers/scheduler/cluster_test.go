@@ -14,6 +14,7 @@ import (
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/projections"
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
 	"github.com/logplane/logplane/reconcilers/scheduler/placement"
@@ -41,7 +42,7 @@ var seq uint64 = 10
 
 func object(t *testing.T, resource string, obj runtime.Object) *projections.Object {
 	t.Helper()
-	k, ok := kinds.Builtin().ByGroupResource(schema.GroupResource{Resource: resource})
+	k, ok := builtin.Catalog().ByGroupResource(schema.GroupResource{Resource: resource})
 	if !ok {
 		t.Fatalf("no kind for %s", resource)
 	}
@@ -93,7 +94,8 @@ func requested(c *cluster, node string) (int64, int) {
 func TestClusterAccountsEachPodOnce(t *testing.T) {
 	src := &fakeChanges{objs: []*projections.Object{object(t, "nodes", testNode("node-1"))}}
 	c := newCluster(slog.Default())
-	c.start(src)
+	src.Subscribe(c.Observe)
+	c.load(src)
 
 	p1 := placement.NewPod(testPod("uid-1", ""))
 	if d := c.schedule(p1); d.Node != "node-1" {

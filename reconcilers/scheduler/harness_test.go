@@ -17,14 +17,14 @@ import (
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/eventlog/eventlogtest"
 	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/scheduler"
-	"github.com/logplane/logplane/recorder"
 	"github.com/logplane/logplane/registry"
 )
 
-var catalog = kinds.Builtin()
+var catalog = builtin.Catalog()
 
 func kindOf(resource string) *kinds.Kind {
 	k, ok := catalog.ByGroupResource(schema.GroupResource{Resource: resource})
@@ -46,7 +46,8 @@ type cluster struct {
 	stop   func()
 }
 
-type option func(*scheduler.Config)
+// option changes the scheduler's configuration or its engine's options.
+type option func(*scheduler.Config, *engine.Options)
 
 func newCluster(t testing.TB, l *eventlog.Log, opts ...option) *cluster {
 	t.Helper()
@@ -64,28 +65,17 @@ func newReplica(t testing.TB, l *eventlog.Log, eopts engine.Options, opts ...opt
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := scheduler.NewRegistryWriter(reg, "scheduler")
-	if err != nil {
-		t.Fatal(err)
-	}
-	events, err := recorder.New(recorder.Config{Registry: reg, Actor: registry.Reconciler("scheduler"),
-		Source: corev1.EventSource{Component: scheduler.DefaultName}, Queue: 1 << 15, Workers: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := scheduler.Config{Store: store, Writer: w, Events: events, InitialBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}
+	eopts.Registry = reg
+	cfg := scheduler.Config{InitialBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}
 	for _, o := range opts {
-		o(&cfg)
-	}
-	s, err := scheduler.New(cfg)
-	if err != nil {
-		t.Fatal(err)
+		o(&cfg, &eopts)
 	}
 	e := engine.New(store, eopts)
-	e.Register(s.Registration())
-	done := make(chan struct{}, 3)
-	go func() { s.Run(ctx); done <- struct{}{} }()
-	go func() { events.Run(ctx); done <- struct{}{} }()
+	s, err := scheduler.New(e, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{}, 1)
 	go func() { e.Run(ctx); done <- struct{}{} }()
 	c := &cluster{t: t, log: l, store: store, reg: reg, sched: s, engine: e}
 	stopped := false
@@ -96,12 +86,21 @@ func newReplica(t testing.TB, l *eventlog.Log, eopts engine.Options, opts ...opt
 		stopped = true
 		cancel()
 		<-done
-		<-done
-		<-done
 		<-storeDone
 	}
 	t.Cleanup(c.stop)
 	return c
+}
+
+// waitReconciled waits until the scheduler has handled every change the projection has applied
+// so far (and written what it decided), before a test asserts that it did nothing more.
+func (c *cluster) waitReconciled() {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(c.t.Context(), 30*time.Second)
+	defer cancel()
+	if err := c.engine.WaitReconciled(ctx, c.store.Applied()); err != nil {
+		c.t.Fatal(err)
+	}
 }
 
 // startCluster starts a cluster on a fresh log holding the default namespace.

@@ -121,7 +121,7 @@ func decodePod(o *projections.Object) (*corev1.Pod, error) {
 // same), and a try again after the back-off.
 func (s *Scheduler) unschedulable(ctx context.Context, k eventlog.Key, pod *corev1.Pod, podConstraints bool, msg string, cause uint64) (engine.Result, error) {
 	s.stats.unschedulable.Add(1)
-	now := s.cfg.Now()
+	now := s.now()
 	key := podKey(k)
 	s.mu.Lock()
 	pp := s.pending[key]
@@ -164,7 +164,7 @@ func (s *Scheduler) setCondition(ctx context.Context, pod *corev1.Pod, cond core
 			return nil
 		}
 	}
-	cond.LastTransitionTime = metav1.NewTime(s.cfg.Now())
+	cond.LastTransitionTime = metav1.NewTime(s.now())
 	err := s.w.SetPodCondition(ctx, pod, cond, cause)
 	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
 		return nil // gone or recreated: its next revision says what to do
@@ -215,7 +215,7 @@ func (s *Scheduler) backoffLeft(key string, uid types.UID) time.Duration {
 	if pp == nil || pp.uid != uid {
 		return 0
 	}
-	return pp.next.Sub(s.cfg.Now())
+	return pp.next.Sub(s.now())
 }
 
 func (s *Scheduler) dropPending(key string) {

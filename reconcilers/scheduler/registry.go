@@ -39,28 +39,14 @@ func (w *RegistryWriter) request(cause uint64) registry.Request {
 	return registry.Request{Actor: w.actor, Cause: cause}
 }
 
-// Bind assigns pod to node with the semantics of POST pods/<name>/binding.
+// Bind assigns pod to node through the registry's binding (POST pods/<name>/binding's rules),
+// on the condition that the pod is still the one decided on (its uid).
 func (w *RegistryWriter) Bind(ctx context.Context, pod *corev1.Pod, node string, cause uint64) error {
-	gr := w.pods.GroupResource()
-	_, err := w.reg.Modify(ctx, w.pods, pod.Namespace, pod.Name, w.request(cause), registry.UpdateOptions{Subresource: "binding"},
-		func(cur runtime.Object) (runtime.Object, error) {
-			p, ok := cur.(*corev1.Pod)
-			if !ok {
-				return nil, apierrors.NewInternalError(fmt.Errorf("pods decode to %T", cur))
-			}
-			if p.UID != pod.UID {
-				return nil, apierrors.NewConflict(gr, pod.Name, fmt.Errorf("the UID in the binding (%s) does not match the pod's (%s)", pod.UID, p.UID))
-			}
-			if p.DeletionTimestamp != nil {
-				return nil, apierrors.NewConflict(gr, pod.Name, errors.New("pod is being deleted, cannot be assigned to a host"))
-			}
-			if p.Spec.NodeName != "" {
-				return nil, apierrors.NewConflict(gr, pod.Name, fmt.Errorf("pod %s is already assigned to node %q", p.Name, p.Spec.NodeName))
-			}
-			p.Spec.NodeName = node
-			SetCondition(&p.Status, corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()})
-			return p, nil
-		})
+	b := &corev1.Binding{
+		ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID},
+		Target:     corev1.ObjectReference{Kind: "Node", Name: node},
+	}
+	_, err := w.reg.Bind(ctx, pod.Namespace, pod.Name, b, w.request(cause))
 	return err
 }
 

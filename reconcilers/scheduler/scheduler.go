@@ -23,11 +23,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/engine"
+	"github.com/logplane/logplane/recorder"
+	"github.com/logplane/logplane/registry"
 )
 
 // DefaultName is the schedulerName of the pods this scheduler takes, and the component named in
@@ -36,19 +38,21 @@ const DefaultName = "default-scheduler"
 
 // store is what the scheduler reads of the projection.
 type store interface {
-	changes
 	Get(key eventlog.Key) (*projections.Object, bool)
 }
 
 var _ store = (*projections.Store)(nil)
 
+// Name of the reconciler, as the actor of its writes.
+const Name = "scheduler"
+
 // Config configures a Scheduler.
 type Config struct {
-	// Store is the projection the scheduler reads; someone runs it. Required.
-	Store *projections.Store
-	// Writer writes bindings and pod conditions. Required.
+	// Writer writes bindings and pod conditions. Default: through the engine's registry
+	// (RegistryWriter).
 	Writer Writer
-	// Events records the Scheduled and FailedScheduling events. Required.
+	// Events records the Scheduled and FailedScheduling events. Default: a recorder of the
+	// engine's, whose source is the scheduler's Name.
 	Events EventRecorder
 	// Name is the schedulerName the scheduler answers to, and the component of its events.
 	// Default DefaultName.
@@ -62,22 +66,17 @@ type Config struct {
 	// recorder then raises the count of its FailedScheduling event); a new message is reported
 	// at once. Default 1m.
 	EventRepeat time.Duration
-	// Now is the clock. Default time.Now.
-	Now func() time.Time
-	// Logger. Default slog.Default().
-	Logger *slog.Logger
-	// Metrics, if set, is where the scheduler's Prometheus metrics are registered.
-	Metrics prometheus.Registerer
 }
 
-// Scheduler binds pending pods to nodes. Register it on an engine (Registration) and run it
-// (Run) beside the engine.
+// Scheduler binds pending pods to nodes, as a singleton reconciler of pods on an engine, which
+// keeps its picture of the cluster (an engine.Cache).
 type Scheduler struct {
 	cfg     Config
 	store   store
 	w       Writer
 	cluster *cluster
 	events  EventRecorder
+	now     func() time.Time
 	log     *slog.Logger
 
 	mu      sync.Mutex
@@ -92,11 +91,18 @@ type Scheduler struct {
 	metrics *metrics
 }
 
-// New returns a scheduler configured by cfg.
-func New(cfg Config) (*Scheduler, error) {
-	if cfg.Store == nil || cfg.Writer == nil || cfg.Events == nil {
-		return nil, errors.New("scheduler: config needs a Store, a Writer and Events")
+// Setup is the scheduler's line in the list of reconcilers (package sets).
+func Setup(cfg Config) engine.Setup {
+	return func(_ context.Context, e *engine.Engine) error {
+		_, err := New(e, cfg)
+		return err
 	}
+}
+
+// New registers a scheduler configured by cfg on e: a singleton over pods (a pending pod of
+// its own queues itself), which watches every change for those that may let in pods that fit
+// nowhere. Its metrics go to the engine's.
+func New(e *engine.Engine, cfg Config) (*Scheduler, error) {
 	if cfg.Name == "" {
 		cfg.Name = DefaultName
 	}
@@ -112,48 +118,54 @@ func New(cfg Config) (*Scheduler, error) {
 	if cfg.EventRepeat <= 0 {
 		cfg.EventRepeat = time.Minute
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if cfg.Writer == nil {
+		if e.Registry() == nil {
+			return nil, errors.New("scheduler: no Writer, and the engine has no registry")
+		}
+		w, err := NewRegistryWriter(e.Registry(), Name)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Writer = w
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+	if cfg.Events == nil {
+		events, err := e.Recorder(recorder.Config{
+			Actor:   registry.Reconciler(Name),
+			Source:  corev1.EventSource{Component: cfg.Name},
+			Queue:   1 << 15, // a Scheduled event for each of a burst of bindings
+			Workers: 8,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("scheduler: events: %w", err)
+		}
+		cfg.Events = events
 	}
 	s := &Scheduler{
 		cfg:     cfg,
-		store:   cfg.Store,
+		store:   e.Store(),
 		w:       cfg.Writer,
-		cluster: newCluster(cfg.Logger),
+		cluster: newCluster(e.Logger()),
 		events:  cfg.Events,
-		log:     cfg.Logger,
+		now:     e.Clock().Now,
+		log:     e.Logger(),
 		pending: map[string]*pendingPod{},
 	}
-	m, err := newMetrics(s, cfg.Metrics)
+	m, err := newMetrics(s, e.Metrics())
 	if err != nil {
 		return nil, err
 	}
 	s.metrics = m
-	return s, nil
-}
-
-// Registration is how the engine runs the scheduler: a singleton over pods.
-func (s *Scheduler) Registration() engine.Registration {
-	return engine.Registration{
-		Name:       "scheduler",
-		Primary:    podsResource,
-		Map:        s.mapChange,
-		Workers:    s.cfg.Workers,
+	e.AddCache(s.cluster)
+	e.Register(engine.Registration{
+		Name:       Name,
+		For:        podsResource,
+		ForFilter:  s.podQueued,
+		Watches:    []engine.Watch{engine.WatchesAll(s.wakes)},
+		Workers:    cfg.Workers,
 		Singleton:  true,
 		Reconciler: s,
-	}
-}
-
-// Run keeps the scheduler's picture of the cluster until ctx ends. The store must be running.
-// Reconciles wait until Run has loaded the picture.
-func (s *Scheduler) Run(ctx context.Context) error {
-	cancel := s.cluster.start(s.store)
-	defer cancel()
-	<-ctx.Done()
-	return nil
+	})
+	return s, nil
 }
 
 // Stats counts what a scheduler did since it started.

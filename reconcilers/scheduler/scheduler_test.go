@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/eventlog/eventlogtest"
@@ -74,7 +75,7 @@ func TestBindsAndSpreads(t *testing.T) {
 // flight count as if bound.
 func TestConcurrentBindsNeverOvercommit(t *testing.T) {
 	metrics := prometheus.NewRegistry()
-	c := startCluster(t, func(cfg *scheduler.Config) { cfg.Workers = 64; cfg.Metrics = metrics })
+	c := startCluster(t, func(cfg *scheduler.Config, eo *engine.Options) { cfg.Workers = 64; eo.Metrics = metrics })
 	c.create(readyNode("node-1", "4", "8Gi", 10), "nodes")
 	c.create(readyNode("node-2", "1", "8Gi", 110), "nodes") // room for 4 pods of 250m
 	for i := range 40 {
@@ -84,8 +85,8 @@ func TestConcurrentBindsNeverOvercommit(t *testing.T) {
 		s := c.sched.Stats()
 		return s.Bound == 14, fmt.Sprintf("%+v", s)
 	})
-	// Give stray bindings a chance to show up before counting.
-	time.Sleep(200 * time.Millisecond)
+	// Any stray binding is written before counting.
+	c.waitReconciled()
 	per := map[string]int{}
 	pending := 0
 	for i := range 40 {
@@ -193,7 +194,7 @@ func TestFreedRoomIsReused(t *testing.T) {
 
 // The count of a FailedScheduling event that repeats itself grows on the same event.
 func TestFailedSchedulingRepeats(t *testing.T) {
-	c := startCluster(t, func(cfg *scheduler.Config) {
+	c := startCluster(t, func(cfg *scheduler.Config, _ *engine.Options) {
 		cfg.EventRepeat = 50 * time.Millisecond
 		cfg.MaxBackoff = 40 * time.Millisecond
 	})
@@ -210,7 +211,8 @@ func TestFailedSchedulingRepeats(t *testing.T) {
 
 // Pods of another scheduler, pods already on a node, and pods being deleted are left alone.
 func TestLeavesOthersAlone(t *testing.T) {
-	c := startCluster(t)
+	clk := testingclock.NewFakeClock(time.Now())
+	c := startCluster(t, func(_ *scheduler.Config, eo *engine.Options) { eo.Clock = clk })
 	// With no node yet, nothing can be bound while the pods are set up.
 	c.create(pendingPod("other", "", func(p *corev1.Pod) { p.Spec.SchedulerName = "my-scheduler" }), "pods")
 	c.create(pendingPod("pinned", "", func(p *corev1.Pod) { p.Spec.NodeName = "node-9" }), "pods")
@@ -230,7 +232,9 @@ func TestLeavesOthersAlone(t *testing.T) {
 		return cond != nil && cond.Reason == "SchedulingGated" && cond.Message == "Scheduling is blocked due to non-empty scheduling gates",
 			fmt.Sprintf("gated: PodScheduled %+v", cond)
 	})
-	time.Sleep(100 * time.Millisecond)
+	c.waitReconciled()
+	clk.Step(time.Minute) // any back-off is over
+	c.waitReconciled()
 	if n := c.pod("other").Spec.NodeName; n != "" {
 		t.Errorf("pod of another scheduler bound to %s", n)
 	}

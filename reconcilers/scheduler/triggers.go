@@ -10,52 +10,53 @@ import (
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/projections"
+	"github.com/logplane/logplane/reconcilers/engine"
 )
 
 // wakeInterval is the least time between two wakes of every pod that fit nowhere: a storm of
 // deletions (a Deployment scaled down by thousands) wakes them a few times, not once per pod.
 const wakeInterval = 200 * time.Millisecond
 
-// mapChange turns a change into the pods to look at: a pending pod of ours that changed; and
-// every pod that fit nowhere when a node appears or changes in a way that may let it in, when
-// a bound pod goes away, ends or changes its labels (which anti-affinity and spreading select
-// on), or, while some of them wait for other pods (required pod affinity, topology spread),
-// when a pod is bound.
-// Those are tried again once their back-off is over, not before.
-func (s *Scheduler) mapChange(c projections.Change) []eventlog.Key {
-	var keys []eventlog.Key
-	wake := false
-	switch resourceOf(c) {
-	case podsResource:
-		keys, wake = s.podChanged(c)
-	case nodesResource:
-		wake = nodeMayFitMore(c)
-	}
-	return append(keys, s.wakePending(wake)...)
+// podQueued says whether a pod's change queues the pod: a pending pod of ours changed, or a
+// pod that fit nowhere changed (to forget it if it is no longer ours to schedule).
+func (s *Scheduler) podQueued(ev engine.Event) bool {
+	return s.pendingOurs(ev.New) || s.isPending(podKey(ev.Object().Key))
 }
 
-// podChanged returns the pod to look at, if any, and whether the change may let in pods that
-// fit nowhere.
-func (s *Scheduler) podChanged(c projections.Change) ([]eventlog.Key, bool) {
+// pendingOurs says whether a pod revision waits for this scheduler.
+func (s *Scheduler) pendingOurs(o *projections.Object) bool {
+	return o != nil && o.Fields["spec.nodeName"] == "" && s.ours(o.Fields["spec.schedulerName"]) && !terminalPhase(o.Fields["status.phase"])
+}
+
+// wakes returns every pod that fit nowhere when a node appears or changes in a way that may let
+// it in, or when a pod's change may (podMayLetIn). Those are tried again once
+// their back-off is over, not before. A wake asked for within wakeInterval of the last one is
+// given with the first change of any resource after it.
+func (s *Scheduler) wakes(ev engine.Event) []eventlog.Key {
+	wake := false
+	switch ev.Resource() {
+	case podsResource:
+		wake = !s.pendingOurs(ev.New) && s.podMayLetIn(ev.Change)
+	case nodesResource:
+		wake = nodeMayFitMore(ev.Change)
+	}
+	return s.wakePending(wake)
+}
+
+// podMayLetIn reports whether a pod's change may let in a pod that fit nowhere: a bound pod
+// that went away, ended or moved (freeing its room), changed its labels (which anti-affinity
+// and spreading select on), or, while some pods wait for other pods (required pod affinity,
+// topology spread), a pod that was bound.
+func (s *Scheduler) podMayLetIn(c projections.Change) bool {
 	bound := func(o *projections.Object) bool {
 		return o != nil && o.Fields["spec.nodeName"] != "" && !terminalPhase(o.Fields["status.phase"])
 	}
-	if n := c.New; n != nil && n.Fields["spec.nodeName"] == "" && s.ours(n.Fields["spec.schedulerName"]) && !terminalPhase(n.Fields["status.phase"]) {
-		return []eventlog.Key{n.Key}, false
-	}
+	oldBound, newBound := bound(c.Old), bound(c.New)
 	moved := c.Old == nil || c.New == nil || c.New.Fields["spec.nodeName"] != c.Old.Fields["spec.nodeName"]
-	freed := bound(c.Old) && (!bound(c.New) || moved)
-	relabelled := bound(c.Old) && bound(c.New) && !moved && !maps.Equal(c.Old.Labels, c.New.Labels)
-	placed := bound(c.New) && (!bound(c.Old) || moved) && s.awaiting()
-	wake := freed || relabelled || placed
-	o := c.New
-	if o == nil {
-		o = c.Old
-	}
-	if s.isPending(podKey(o.Key)) {
-		return []eventlog.Key{o.Key}, wake // to forget it
-	}
-	return nil, wake
+	freed := oldBound && (!newBound || moved)
+	relabelled := oldBound && newBound && !moved && !maps.Equal(c.Old.Labels, c.New.Labels)
+	placed := newBound && (!oldBound || moved) && s.awaiting()
+	return freed || relabelled || placed
 }
 
 // awaiting reports whether a pod that fit nowhere waits for other pods to be placed.
@@ -81,7 +82,7 @@ func (s *Scheduler) wakePending(want bool) []eventlog.Key {
 		s.wakeDue = false
 		return nil
 	}
-	now := s.cfg.Now()
+	now := s.now()
 	if now.Sub(s.lastWake) < wakeInterval {
 		return nil
 	}

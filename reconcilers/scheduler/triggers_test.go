@@ -12,11 +12,13 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/logplane/logplane/eventlog"
-	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/projections"
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
+	"github.com/logplane/logplane/reconcilers/engine"
 )
 
 type nopWriter struct{}
@@ -33,8 +35,9 @@ func (nopEvents) Event(runtime.Object, uint64, string, string, string) {}
 // Wakes of the pods that fit nowhere are coalesced: at most one per wakeInterval, and one asked
 // for within the interval is given with the first change after it.
 func TestWakesCoalesce(t *testing.T) {
-	now := time.Unix(1000, 0)
-	s, err := New(Config{Store: projections.New(kinds.Builtin(), nil), Writer: nopWriter{}, Events: nopEvents{}, Now: func() time.Time { return now }})
+	clk := testingclock.NewFakeClock(time.Unix(1000, 0))
+	e := engine.New(projections.New(builtin.Catalog(), nil), engine.Options{Clock: clk})
+	s, err := New(e, Config{Writer: nopWriter{}, Events: nopEvents{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,9 +59,9 @@ func TestWakesCoalesce(t *testing.T) {
 		{250 * time.Millisecond, false, 3}, // the deferred wake, with an unrelated change
 		{600 * time.Millisecond, false, 0}, // nothing asked for since
 	}
-	start := now
+	start := clk.Now()
 	for _, st := range steps {
-		now = start.Add(st.after)
+		clk.SetTime(start.Add(st.after))
 		if got := len(s.wakePending(st.want)); got != st.woken {
 			t.Fatalf("at +%v (want=%v): woke %d pods, want %d", st.after, st.want, got, st.woken)
 		}
@@ -69,8 +72,9 @@ func TestWakesCoalesce(t *testing.T) {
 // pods (required pod affinity, topology spread); a bound pod's labels changing wakes them
 // always (anti-affinity and spreading select on labels).
 func TestWakesOnPodsPlaced(t *testing.T) {
-	now := time.Unix(1000, 0)
-	s, err := New(Config{Store: projections.New(kinds.Builtin(), nil), Writer: nopWriter{}, Events: nopEvents{}, Now: func() time.Time { return now }})
+	clk := testingclock.NewFakeClock(time.Unix(1000, 0))
+	e := engine.New(projections.New(builtin.Catalog(), nil), engine.Options{Clock: clk})
+	s, err := New(e, Config{Writer: nopWriter{}, Events: nopEvents{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,8 +93,8 @@ func TestWakesOnPodsPlaced(t *testing.T) {
 	}
 	step := func(what string, c projections.Change, want int) {
 		t.Helper()
-		now = now.Add(time.Second) // past the wake interval
-		if got := len(s.mapChange(c)); got != want {
+		clk.Step(time.Second) // past the wake interval
+		if got := len(s.wakes(engine.Event{Change: c})); got != want {
 			t.Fatalf("%s: %d keys, want %d", what, got, want)
 		}
 	}

@@ -5,7 +5,7 @@ package serviceaccounts
 
 import (
 	"context"
-	"fmt"
+	"errors"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -42,6 +42,12 @@ type writer interface {
 	Create(ctx context.Context, k *kinds.Kind, obj runtime.Object, req registry.Request) (runtime.Object, error)
 }
 
+// Config configures the reconciler.
+type Config struct {
+	// Workers reconciling namespaces concurrently. Default 2.
+	Workers int
+}
+
 // Reconciler ensures the default ServiceAccount of each namespace.
 type Reconciler struct {
 	store  store
@@ -49,31 +55,44 @@ type Reconciler struct {
 	saKind *kinds.Kind
 }
 
-// New returns the reconciler.
-func New(s store, w writer) (*Reconciler, error) {
-	k, ok := w.Catalog().ByGroupResource(serviceaccounts)
-	if !ok {
-		return nil, fmt.Errorf("serviceaccounts: the catalog has no serviceaccounts")
+// Setup is the reconciler's line in the list of reconcilers (package sets).
+func Setup(cfg Config) engine.Setup {
+	return func(_ context.Context, e *engine.Engine) error {
+		_, err := New(e, cfg)
+		return err
 	}
-	return &Reconciler{store: s, w: w, saKind: k}, nil
 }
 
-// Registration runs the reconciler over namespaces, and over deleted default accounts, which it
-// makes again.
-func (r *Reconciler) Registration() engine.Registration {
-	primary := engine.PrimaryMap(namespaces)
-	return engine.Registration{
-		Name:    Name,
-		Primary: namespaces,
-		Workers: 2,
-		Map: func(c projections.Change) []eventlog.Key {
-			if c.New == nil && c.Old != nil && c.Old.Key.Resource == serviceaccounts.Resource && c.Old.Key.Name == DefaultName {
-				return []eventlog.Key{{Resource: namespaces.Resource, Name: c.Old.Key.Namespace}}
-			}
-			return primary(c)
-		},
-		Reconciler: r,
+// New registers the reconciler on e: it reconciles namespaces, and watches deleted default
+// accounts, which it makes again.
+func New(e *engine.Engine, cfg Config) (*Reconciler, error) {
+	if e.Registry() == nil {
+		return nil, errors.New("serviceaccounts: the engine has no registry")
 	}
+	k, ok := e.Registry().Catalog().ByGroupResource(serviceaccounts)
+	if !ok {
+		return nil, errors.New("serviceaccounts: the catalog has no serviceaccounts")
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 2
+	}
+	r := &Reconciler{store: e.Store(), w: e.Registry(), saKind: k}
+	e.Register(engine.Registration{
+		Name:       Name,
+		For:        namespaces,
+		Watches:    []engine.Watch{engine.Watches(serviceaccounts, defaultDeleted)},
+		Workers:    cfg.Workers,
+		Reconciler: r,
+	})
+	return r, nil
+}
+
+// defaultDeleted returns the namespace of a deleted default account.
+func defaultDeleted(ev engine.Event) []eventlog.Key {
+	if ev.New == nil && ev.Old != nil && ev.Old.Key.Name == DefaultName {
+		return []eventlog.Key{{Resource: namespaces.Resource, Name: ev.Old.Key.Namespace}}
+	}
+	return nil
 }
 
 // Reconcile creates the namespace's default ServiceAccount if it is missing.

@@ -10,7 +10,7 @@ import (
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/eventlog/eventlogtest"
-	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/serviceaccounts"
@@ -20,18 +20,16 @@ import (
 func TestEveryNamespaceGetsItsDefaultAccount(t *testing.T) {
 	ctx := t.Context()
 	l := eventlogtest.Open(t)
-	store := projections.New(kinds.Builtin(), nil)
+	store := projections.New(builtin.Catalog(), nil)
 	go store.Run(ctx, l)
 	reg, err := registry.New(registry.Config{Log: l, Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := serviceaccounts.New(store, reg)
-	if err != nil {
+	e := engine.New(store, engine.Options{Registry: reg})
+	if _, err := serviceaccounts.New(e, serviceaccounts.Config{}); err != nil {
 		t.Fatal(err)
 	}
-	e := engine.New(store, engine.Options{})
-	e.Register(r.Registration())
 	go e.Run(ctx)
 
 	nsKind, _ := reg.Catalog().ByGroupResource(schema.GroupResource{Resource: "namespaces"})
