@@ -1,10 +1,11 @@
 package serviceproxy
 
 import (
-	"strconv"
 	"strings"
 
 	"sigs.k8s.io/knftables"
+
+	"github.com/logplane/logplane/dataplane/nftwriter"
 )
 
 // elementStore mirrors the elements of one set or map of the table, as
@@ -173,28 +174,20 @@ func (s *elementStore) pending() elementChanges {
 	return c
 }
 
-// writeAdds writes the additions as one nft command: nft parses one
-// command of many elements much faster than many commands of one
-// (BenchmarkServiceProgramming: 0.7 s less CPU for 10,000 Services).
-func (c elementChanges) writeAdds(w *strings.Builder, table string) {
+// writeAdds writes the additions as one nft command (nftwriter.ElementsText).
+func (c elementChanges) writeAdds(w *nftwriter.Writer, b *strings.Builder) {
 	if len(c.adds) == 0 {
 		return
 	}
 	s := c.store
-	w.WriteString("add element ip " + table + " " + s.name + " { ")
+	elems := make([]nftwriter.Element, len(c.adds))
 	for i, k := range c.adds {
-		if i > 0 {
-			w.WriteString(", ")
-		}
-		w.WriteString(k)
-		if comment, ok := s.comments[k]; ok {
-			w.WriteString(" comment " + strconv.Quote(comment))
-		}
+		elems[i] = nftwriter.Element{Key: k, Comment: s.comments[k]}
 		if s.isMap() {
-			w.WriteString(" : " + s.inKernel[k])
+			elems[i].Value = s.inKernel[k]
 		}
 	}
-	w.WriteString(" }\n")
+	w.ElementsText(b, s.name, elems)
 }
 
 func (s *elementStore) len() int { return len(s.inKernel) }

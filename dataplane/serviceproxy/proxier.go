@@ -39,12 +39,13 @@ import (
 	"sync"
 	"time"
 
-	cnins "github.com/containernetworking/plugins/pkg/ns"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/knftables"
+
+	"github.com/logplane/logplane/dataplane/nftwriter"
 )
 
 // Defaults of Config.
@@ -126,8 +127,7 @@ type SyncResult struct {
 type Proxier struct {
 	cfg          Config
 	clock        clock.WithTicker
-	nft          knftables.Interface
-	nftPath      string
+	w            *nftwriter.Writer
 	masqMark     string
 	serviceCIDRs string
 
@@ -227,16 +227,9 @@ func New(cfg Config) (*Proxier, error) {
 			p.endpointMaps[proto] = append(p.endpointMaps[proto], newElementStore(endpointMap, endpointMapName(proto, i)))
 		}
 	}
-	err := p.inNS(func() error {
-		var err error
-		p.nft, err = knftables.New(knftables.IPv4Family, cfg.Table)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("serviceproxy: nftables: %w", err)
-	}
-	if p.nftPath, err = exec.LookPath("nft"); err != nil {
-		return nil, fmt.Errorf("serviceproxy: nftables: %w", err)
+	var err error
+	if p.w, err = nftwriter.New(cfg.Table, cfg.NetNS); err != nil {
+		return nil, fmt.Errorf("serviceproxy: %w", err)
 	}
 	return p, nil
 }
@@ -248,10 +241,7 @@ func (p *Proxier) inNS(fn func() error) error {
 }
 
 func inNetNS(path string, fn func() error) error {
-	if path == "" {
-		return fn()
-	}
-	return cnins.WithNetNSPath(path, func(cnins.NetNS) error { return fn() })
+	return nftwriter.InNetNS(path, fn)
 }
 
 func (p *Proxier) report(err error) {
@@ -529,12 +519,7 @@ func (p *Proxier) stores() []*elementStore {
 // buildFull rebuilds everything: setup, every Service port, and the removal
 // of whatever else the table holds. Called with p.mu held.
 func (p *Proxier) buildFull(ctx context.Context) (*transaction, error) {
-	var existing map[string][]string
-	err := p.inNS(func() error {
-		var err error
-		existing, err = p.nft.ListAll(ctx)
-		return err
-	})
+	existing, err := p.w.ListAll(ctx)
 	if err != nil && !knftables.IsNotFound(err) {
 		return nil, fmt.Errorf("list table %s: %w", p.cfg.Table, err)
 	}
@@ -546,7 +531,7 @@ func (p *Proxier) buildFull(ctx context.Context) (*transaction, error) {
 	p.freeIDs = nil
 	p.nextID = 0
 
-	tx := p.nft.NewTransaction()
+	tx := p.w.NewTransaction()
 	p.writeSetup(tx)
 	b := &builder{}
 	// In name order, so that a table built from the same state is the same.
@@ -609,7 +594,7 @@ func (p *Proxier) buildFull(ctx context.Context) (*transaction, error) {
 // buildPartial rewrites the Service ports of the dirty Services. Called
 // with p.mu held.
 func (p *Proxier) buildPartial(dirty map[types.NamespacedName]struct{}) (*transaction, []staleFlow) {
-	tx := p.nft.NewTransaction()
+	tx := p.w.NewTransaction()
 	b := &builder{}
 	oldChains := map[string]bool{}
 	oldSets := map[string]bool{}
@@ -770,28 +755,12 @@ func (p *Proxier) commit(ctx context.Context, t *transaction) error {
 		return p.commitElements(t.elements)
 	}
 	// knftables writes one command per element; the additions are
-	// written here instead, one command per set or map. knftables
-	// reports an invalid object only from its own Run, and in String as
-	// a last line without a newline.
-	text := t.nft.String()
-	if i := strings.LastIndexByte(text, '\n'); text[i+1:] != "" {
-		return fmt.Errorf("knftables: %s", text[i+1:])
-	}
+	// written one command per set or map instead.
 	var w strings.Builder
-	w.WriteString(text)
 	for _, c := range t.elements {
-		c.writeAdds(&w, p.cfg.Table)
+		c.writeAdds(p.w, &w)
 	}
-	return p.inNS(func() error {
-		cmd := exec.CommandContext(ctx, p.nftPath, "-f", "-")
-		cmd.Stdin = strings.NewReader(w.String())
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("nft: %w: %s", err, strings.TrimSpace(stderr.String()))
-		}
-		return nil
-	})
+	return p.w.Run(ctx, t.nft, w.String())
 }
 
 // Cleanup removes everything a Proxier with cfg made: its table, its
@@ -806,20 +775,8 @@ func Cleanup(ctx context.Context, cfg Config) error {
 		cfg.ServiceDevice = DefaultServiceDevice
 	}
 	var errs []error
-	err := inNetNS(cfg.NetNS, func() error {
-		nft, err := knftables.New(knftables.IPv4Family, cfg.Table)
-		if err != nil {
-			return err
-		}
-		tx := nft.NewTransaction()
-		tx.Delete(&knftables.Table{})
-		if err := nft.Run(ctx, tx); err != nil && !knftables.IsNotFound(err) {
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		errs = append(errs, fmt.Errorf("serviceproxy: delete table %s: %w", cfg.Table, err))
+	if err := nftwriter.DeleteTable(ctx, cfg.Table, cfg.NetNS); err != nil {
+		errs = append(errs, fmt.Errorf("serviceproxy: %w", err))
 	}
 	if err := inNetNS(cfg.NetNS, func() error { return removeServiceDevice(cfg.ServiceDevice) }); err != nil {
 		errs = append(errs, fmt.Errorf("serviceproxy: remove device %s: %w", cfg.ServiceDevice, err))
