@@ -92,7 +92,7 @@ func TestIngress(t *testing.T) {
 	n.check(t,
 		flow{"web", "client", 8080, false}, // excepted
 		flow{"plain", "client", 9090, true},
-		flow{"other", "client", 8081, true},  // in the block
+		flow{"other", "client", 8081, true}, // in the block
 		flow{"plain", "other", 8080, true},
 		flow{"client", "web", 8080, true},
 	)
