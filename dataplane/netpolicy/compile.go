@@ -2,6 +2,7 @@ package netpolicy
 
 import (
 	"fmt"
+	"hash/fnv"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -87,8 +88,11 @@ type compiled struct {
 	// chains maps each of its chains to its rules (nft text after
 	// "add rule ip TABLE CHAIN").
 	chains map[string][]string
-	// sets maps each of its sets to its type.
-	sets map[string]string
+	// sets maps each of its sets to its type. Sets are named after what
+	// they hold (setName), so policies that select the same pods share
+	// them.
+	sets   map[string]string
+	selSet string
 }
 
 // rule is one ingress or egress rule.
@@ -97,10 +101,16 @@ type rule struct {
 	peers    []peer
 	podSet   string      // the pods that are peers ("" when no peer selects pods)
 	ranges   []ipRange   // the ipBlocks, excepts taken out
-	ports    []string    // "tcp . 80", "tcp . 80-90", "udp . 0-65535"
+	ports    []portRange
 	named    []namedPort // named ports (port 0)
 	namedSet string      // the (address, protocol, port) of the pods with them
 	ingress  bool
+}
+
+// portRange is a protocol's ports lo to hi.
+type portRange struct {
+	protocol string
+	lo, hi   uint32
 }
 
 // peer is a NetworkPolicyPeer that selects pods: in the policy's
@@ -110,7 +120,24 @@ type peer struct {
 	namespaces labels.Selector
 }
 
-func (c *compiled) sel() string { return fmt.Sprintf("p%d-sel", c.id) }
+func (c *compiled) sel() string { return c.selSet }
+
+// setName names a set after what it holds (key): policies whose
+// selectors are the same share it.
+func setName(key string) string {
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	return fmt.Sprintf("s-%016x", h.Sum64())
+}
+
+// String is a peer's canonical form, for set names.
+func (p peer) String() string {
+	ns := "="
+	if p.namespaces != nil {
+		ns = "~" + p.namespaces.String()
+	}
+	return "pods:" + p.pods.String() + ";ns" + ns
+}
 
 // compile makes np into nftables objects named after id.
 func compile(np *networkingv1.NetworkPolicy, id uint64) (*compiled, error) {
@@ -131,12 +158,13 @@ func compile(np *networkingv1.NetworkPolicy, id uint64) (*compiled, error) {
 			c.egress = true
 		}
 	}
-	c.sets[c.sel()] = addressType
+	c.selSet = setName("sel|" + np.Namespace + "|" + c.selector.String())
+	c.sets[c.selSet] = addressType
 	if c.ingress {
 		chain := fmt.Sprintf("p%d-in", id)
 		c.chains[chain] = nil
 		for i, r := range np.Spec.Ingress {
-			cr, err := c.compileRule(fmt.Sprintf("p%d-i%d", id, i), r.From, r.Ports, true)
+			cr, err := c.compileRule(r.From, r.Ports, true)
 			if err != nil {
 				return nil, fmt.Errorf("ingress[%d]: %w", i, err)
 			}
@@ -148,7 +176,7 @@ func compile(np *networkingv1.NetworkPolicy, id uint64) (*compiled, error) {
 		chain := fmt.Sprintf("p%d-out", id)
 		c.chains[chain] = nil
 		for i, r := range np.Spec.Egress {
-			cr, err := c.compileRule(fmt.Sprintf("p%d-e%d", id, i), r.To, r.Ports, false)
+			cr, err := c.compileRule(r.To, r.Ports, false)
 			if err != nil {
 				return nil, fmt.Errorf("egress[%d]: %w", i, err)
 			}
@@ -159,7 +187,7 @@ func compile(np *networkingv1.NetworkPolicy, id uint64) (*compiled, error) {
 	return c, nil
 }
 
-func (c *compiled) compileRule(prefix string, peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort, ingress bool) (*rule, error) {
+func (c *compiled) compileRule(peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort, ingress bool) (*rule, error) {
 	r := &rule{all: len(peers) == 0, ingress: ingress}
 	var blocks []ipRange
 	for i, p := range peers {
@@ -190,8 +218,14 @@ func (c *compiled) compileRule(prefix string, peers []networkingv1.NetworkPolicy
 		r.peers = append(r.peers, pe)
 	}
 	r.ranges = mergeRanges(blocks)
+	var peerKeys []string
+	for _, p := range r.peers {
+		peerKeys = append(peerKeys, p.String())
+	}
+	slices.Sort(peerKeys)
+	peersKey := c.namespace + "|" + strings.Join(peerKeys, "|")
 	if len(r.peers) > 0 {
-		r.podSet = prefix + "-pods"
+		r.podSet = setName("peers|" + peersKey)
 		c.sets[r.podSet] = addressType
 	}
 	byProto := map[string][]ipRange{}
@@ -216,15 +250,22 @@ func (c *compiled) compileRule(prefix string, peers []networkingv1.NetworkPolicy
 	}
 	for _, proto := range slices.Sorted(mapKeys(byProto)) {
 		for _, pr := range mergeRanges(byProto[proto]) {
-			if pr.lo == pr.hi {
-				r.ports = append(r.ports, proto+" . "+strconv.Itoa(int(pr.lo)))
-			} else {
-				r.ports = append(r.ports, fmt.Sprintf("%s . %d-%d", proto, pr.lo, pr.hi))
-			}
+			r.ports = append(r.ports, portRange{proto, pr.lo, pr.hi})
 		}
 	}
 	if len(r.named) > 0 {
-		r.namedSet = prefix + "-named"
+		var names []string
+		for _, n := range r.named {
+			names = append(names, n.protocol+"/"+n.name)
+		}
+		slices.Sort(names)
+		// The ingress set holds the selected pods' ports, the egress one
+		// the peers'.
+		key := "in|" + c.selSet + "|" + strings.Join(names, ",")
+		if !ingress {
+			key = fmt.Sprintf("out|%t|%s|%s|%s", r.all, peersKey, rangesText(r.ranges), strings.Join(names, ","))
+		}
+		r.namedSet = setName(key)
 		c.sets[r.namedSet] = namedPortSetType
 	}
 	return r, nil
@@ -256,15 +297,42 @@ func (r *rule) rules() []string {
 		if r.podSet != "" {
 			peerMatches = append(peerMatches, addr+" @"+r.podSet+" ")
 		}
-		if len(r.ranges) > 0 {
+		// A few ranges or ports are rules of their own rather than an
+		// anonymous set: nft fetches every set of the table (anonymous
+		// ones too) before it writes a rule, so fewer sets make every
+		// policy change cheaper.
+		if len(r.ranges) > maxExpanded {
 			peerMatches = append(peerMatches, addr+" "+rangesText(r.ranges)+" ")
+		} else {
+			for _, rg := range r.ranges {
+				peerMatches = append(peerMatches, addr+" "+rangeText(rg)+" ")
+			}
 		}
 	}
 	var portMatches []string
 	if len(r.ports) == 0 && len(r.named) == 0 {
 		portMatches = []string{""}
-	} else if len(r.ports) > 0 {
-		portMatches = append(portMatches, "meta l4proto . th dport { "+strings.Join(r.ports, ", ")+" } ")
+	} else if len(r.ports) > maxExpanded {
+		var elems []string
+		for _, p := range r.ports {
+			if p.lo == p.hi {
+				elems = append(elems, fmt.Sprintf("%s . %d", p.protocol, p.lo))
+			} else {
+				elems = append(elems, fmt.Sprintf("%s . %d-%d", p.protocol, p.lo, p.hi))
+			}
+		}
+		portMatches = append(portMatches, "meta l4proto . th dport { "+strings.Join(elems, ", ")+" } ")
+	} else {
+		for _, p := range r.ports {
+			switch {
+			case p.lo == 0 && p.hi == 65535:
+				portMatches = append(portMatches, "meta l4proto "+p.protocol+" ")
+			case p.lo == p.hi:
+				portMatches = append(portMatches, fmt.Sprintf("%s dport %d ", p.protocol, p.lo))
+			default:
+				portMatches = append(portMatches, fmt.Sprintf("%s dport %d-%d ", p.protocol, p.lo, p.hi))
+			}
+		}
 	}
 	var out []string
 	for _, pm := range peerMatches {
@@ -435,14 +503,21 @@ func mergeRanges(rs []ipRange) []ipRange {
 	return out
 }
 
+// maxExpanded: up to this many ranges (or ports) in a rule are written
+// as that many rules, more as an anonymous set.
+const maxExpanded = 4
+
+func rangeText(r ipRange) string {
+	if r.lo == r.hi {
+		return bitsAddr(r.lo).String()
+	}
+	return bitsAddr(r.lo).String() + "-" + bitsAddr(r.hi).String()
+}
+
 func rangesText(rs []ipRange) string {
 	parts := make([]string, len(rs))
 	for i, r := range rs {
-		if r.lo == r.hi {
-			parts[i] = bitsAddr(r.lo).String()
-		} else {
-			parts[i] = bitsAddr(r.lo).String() + "-" + bitsAddr(r.hi).String()
-		}
+		parts[i] = rangeText(r)
 	}
 	return "{ " + strings.Join(parts, ", ") + " }"
 }

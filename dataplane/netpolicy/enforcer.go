@@ -120,6 +120,8 @@ type Enforcer struct {
 	// What the kernel holds (as of the last commit).
 	inKernel  map[string]map[string]struct{}
 	kernelPol map[types.NamespacedName]*compiled
+	// kernelSets counts the policies in the kernel that use each set.
+	kernelSets map[string]int
 
 	gen, applied uint64
 	appliedCh    chan struct{}
@@ -160,6 +162,7 @@ func New(cfg Config) (*Enforcer, error) {
 		dirty:      map[types.NamespacedName]struct{}{},
 		inKernel:   map[string]map[string]struct{}{},
 		kernelPol:  map[types.NamespacedName]*compiled{},
+		kernelSets: map[string]int{},
 		needFull:   true,
 		appliedCh:  make(chan struct{}),
 		kick:       make(chan struct{}, 1),
@@ -574,7 +577,7 @@ func (e *Enforcer) writeDispatch(tx *knftables.Transaction) {
 	tx.Add(&knftables.Rule{Chain: egressPolicies, Rule: "drop"})
 }
 
-func (e *Enforcer) writePolicy(tx *knftables.Transaction, c *compiled, old *compiled) {
+func (e *Enforcer) writePolicy(tx *knftables.Transaction, c *compiled, old *compiled, newSets map[string]bool) {
 	comment := c.namespace + "/" + c.name
 	for _, name := range slices.Sorted(maps.Keys(c.chains)) {
 		tx.Add(&knftables.Chain{Name: name, Comment: ptr(comment)})
@@ -585,12 +588,10 @@ func (e *Enforcer) writePolicy(tx *knftables.Transaction, c *compiled, old *comp
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.sets)) {
-		if old != nil {
-			if _, had := old.sets[name]; had {
-				continue
-			}
+		if newSets[name] {
+			tx.Add(&knftables.Set{Name: name, Type: c.sets[name]})
+			delete(newSets, name) // written once
 		}
-		tx.Add(&knftables.Set{Name: name, Type: c.sets[name]})
 	}
 }
 
@@ -611,8 +612,16 @@ func (e *Enforcer) buildFull() *plan {
 	tx.Delete(&knftables.Table{})
 	e.writeBase(tx)
 	pols := e.sortedPolicies()
+	clear(e.kernelSets)
+	newSets := map[string]bool{}
 	for _, c := range pols {
-		e.writePolicy(tx, c, nil)
+		for s := range c.sets {
+			e.kernelSets[s]++
+			newSets[s] = true
+		}
+	}
+	for _, c := range pols {
+		e.writePolicy(tx, c, nil, newSets)
 	}
 	e.writeDispatch(tx)
 	for _, c := range pols {
@@ -646,25 +655,37 @@ func (e *Enforcer) buildPartial() *plan {
 	if len(e.dirty) > 0 || e.dispatchDirty {
 		tx = e.w.NewTransaction()
 		keys := slices.SortedFunc(maps.Keys(e.dirty), func(a, b types.NamespacedName) int { return strings.Compare(a.String(), b.String()) })
+		// Sets shared with other policies stay while one uses them.
+		for _, k := range keys {
+			if c := e.policies[k]; c != nil {
+				for s := range c.sets {
+					if e.kernelSets[s] == 0 {
+						newSets[s] = true
+					}
+					e.kernelSets[s]++
+				}
+			}
+		}
+		for _, k := range keys {
+			if old := e.kernelPol[k]; old != nil {
+				for s := range old.sets {
+					if e.kernelSets[s]--; e.kernelSets[s] <= 0 {
+						delete(e.kernelSets, s)
+						staleSets[s] = true
+					}
+				}
+			}
+		}
+		created := maps.Clone(newSets)
 		for _, k := range keys {
 			old, c := e.kernelPol[k], e.policies[k]
 			if c != nil {
-				e.writePolicy(tx, c, old)
-				for s := range c.sets {
-					if old == nil || old.sets[s] == "" {
-						newSets[s] = true
-					}
-				}
+				e.writePolicy(tx, c, old, newSets)
 			}
 			if old != nil {
 				for name := range old.chains {
 					if c == nil || !hasKey(c.chains, name) {
 						staleChains = append(staleChains, name)
-					}
-				}
-				for s := range old.sets {
-					if c == nil || c.sets[s] == "" {
-						staleSets[s] = true
 					}
 				}
 			}
@@ -674,7 +695,7 @@ func (e *Enforcer) buildPartial() *plan {
 		}
 		pl.policies = len(keys)
 		// Element deletions of sets that stay, before the rules.
-		e.elementChanges(pl, staleSets, newSets)
+		e.elementChanges(pl, staleSets, created)
 		for set, keys := range pl.dels {
 			for _, k := range keys {
 				tx.Delete(&knftables.Element{Set: set, Key: strings.Split(k, " . ")})

@@ -111,7 +111,7 @@ func TestIngress(t *testing.T) {
 	e.DeletePolicy("default", "web")
 	mustSync(t, e)
 	n.check(t, flow{"plain", "web", 9090, true})
-	if list := n.nftList(t); regexp.MustCompile(`p[0-9]+-`).MatchString(list) {
+	if list := n.nftList(t); regexp.MustCompile(`p[0-9]+-|s-[0-9a-f]{16}`).MatchString(list) {
 		t.Fatalf("chains or sets of deleted policies left:\n%s", list)
 	}
 }

@@ -156,13 +156,17 @@ const elementsPerMessage = 100
 // CommitElements applies changes in one netlink batch, in order (put
 // deletions before additions, as nft does).
 func (w *Writer) CommitElements(changes []SetChange) error {
-	n := 0
+	n, msgs := 0, 0
 	for _, c := range changes {
 		n += len(c.Elems)
+		msgs += (len(c.Elems) + elementsPerMessage - 1) / elementsPerMessage
 	}
 	// The batch is one message: the socket's send buffer must hold it
-	// (the default, 208 KiB, holds about 3,000 elements). nft does the same.
-	opts := []nftables.ConnOption{nftables.WithSockOptions(sendBuffer(64<<10 + 128*n))}
+	// (the default, 208 KiB, holds about 3,000 elements). The kernel
+	// acknowledges each message of it, with a copy of the message: the
+	// receive buffer must hold those. nft does the same.
+	size := 64<<10 + 128*n + 512*msgs
+	opts := []nftables.ConnOption{nftables.WithSockOptions(socketBuffers(size, size+128*n))}
 	if w.netns != "" {
 		ns, err := os.Open(w.netns)
 		if err != nil {
@@ -195,10 +199,11 @@ func (w *Writer) CommitElements(changes []SetChange) error {
 	return nil
 }
 
-// sendBuffer sets the socket's send buffer to at least size bytes, beyond
-// net.core.wmem_max (SO_SNDBUFFORCE, which needs CAP_NET_ADMIN, as
+// socketBuffers sets the socket's send and receive buffers to at least
+// send and recv bytes, beyond net.core.wmem_max and rmem_max
+// (SO_SNDBUFFORCE and SO_RCVBUFFORCE, which need CAP_NET_ADMIN, as
 // nftables itself).
-func sendBuffer(size int) nftables.SockOption {
+func socketBuffers(send, recv int) nftables.SockOption {
 	return func(c *netlink.Conn) error {
 		rc, err := c.SyscallConn()
 		if err != nil {
@@ -206,19 +211,24 @@ func sendBuffer(size int) nftables.SockOption {
 		}
 		var serr error
 		err = rc.Control(func(fd uintptr) {
-			cur, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF)
-			if err == nil && cur >= size {
-				return
+			for _, b := range []struct {
+				get, set, size int
+				name           string
+			}{{unix.SO_SNDBUF, unix.SO_SNDBUFFORCE, send, "send"}, {unix.SO_RCVBUF, unix.SO_RCVBUFFORCE, recv, "receive"}} {
+				cur, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, b.get)
+				if err == nil && cur >= b.size {
+					continue
+				}
+				if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, b.set, b.size); err != nil {
+					serr = fmt.Errorf("%s buffer of %d bytes: %w", b.name, b.size, err)
+					return
+				}
 			}
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size)
 		})
 		if err != nil {
 			return err
 		}
-		if serr != nil {
-			return fmt.Errorf("send buffer of %d bytes: %w", size, serr)
-		}
-		return nil
+		return serr
 	}
 }
 
