@@ -153,7 +153,7 @@ func benchPod(k, v int) *corev1.Pod {
 			"app":  fmt.Sprintf("a%d", k%20),
 			"tier": fmt.Sprintf("t%d", (k+v)%5),
 		}},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}}}},
+		Spec:   corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}}}},
 		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}},
 	}
 }

@@ -99,8 +99,8 @@ type compiled struct {
 type rule struct {
 	all      bool // no peers: every address
 	peers    []peer
-	podSet   string      // the pods that are peers ("" when no peer selects pods)
-	ranges   []ipRange   // the ipBlocks, excepts taken out
+	podSet   string    // the pods that are peers ("" when no peer selects pods)
+	ranges   []ipRange // the ipBlocks, excepts taken out
 	ports    []portRange
 	named    []namedPort // named ports (port 0)
 	namedSet string      // the (address, protocol, port) of the pods with them
