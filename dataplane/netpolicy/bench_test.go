@@ -27,29 +27,39 @@ import (
 //     it (the policy enforced).
 //   - pod-p99-ms: the same for a pod relabelled (every 10 ms), which
 //     moves set elements only.
+//   - change-cpu-ms, pod-change-cpu-ms: the CPU (this process and nft)
+//     per change in each phase, what a change costs whatever the load.
 //
 // Run: go test -run '^$' -bench BenchmarkNetworkPolicy -benchtime 1x -count 3 ./dataplane/netpolicy/
 func BenchmarkNetworkPolicy(b *testing.B) {
 	dataplanetest.RequireNetworking(b)
-	var syncMs, syncCPU, p50, p99, podP99 []float64
+	var syncMs, syncCPU, p50, p99, podP99, changeCPU, podCPU []float64
 	for range b.N {
-		s, cpu, l50, l99, pl99 := benchPolicies(b, 1000, 1000)
-		syncMs = append(syncMs, s)
-		syncCPU = append(syncCPU, cpu)
-		p50 = append(p50, l50)
-		p99 = append(p99, l99)
-		podP99 = append(podP99, pl99)
+		r := benchPolicies(b, 1000, 1000)
+		syncMs = append(syncMs, r.syncMs)
+		syncCPU = append(syncCPU, r.syncCPU)
+		p50 = append(p50, r.p50)
+		p99 = append(p99, r.p99)
+		podP99 = append(podP99, r.podP99)
+		changeCPU = append(changeCPU, r.changeCPU)
+		podCPU = append(podCPU, r.podCPU)
 	}
 	b.ReportMetric(median(syncMs), "sync-ms")
 	b.ReportMetric(median(syncCPU), "sync-cpu-ms")
 	b.ReportMetric(median(p50), "p50-ms")
 	b.ReportMetric(median(p99), "p99-ms")
 	b.ReportMetric(median(podP99), "pod-p99-ms")
+	b.ReportMetric(median(changeCPU), "change-cpu-ms")
+	b.ReportMetric(median(podCPU), "pod-change-cpu-ms")
+}
+
+type benchResult struct {
+	syncMs, syncCPU, p50, p99, podP99, changeCPU, podCPU float64
 }
 
 const benchChanges = 200
 
-func benchPolicies(b *testing.B, nPolicies, nPods int) (syncMs, syncCPU, p50, p99, podP99 float64) {
+func benchPolicies(b *testing.B, nPolicies, nPods int) benchResult {
 	node := dataplanetest.NewNetNS(b, "bench")
 	var mu sync.Mutex
 	type pending struct {
@@ -97,13 +107,14 @@ func benchPolicies(b *testing.B, nPolicies, nPods int) (syncMs, syncCPU, p50, p9
 	if err := e.Sync(b.Context()); err != nil {
 		b.Fatal(err)
 	}
-	syncMs = float64(time.Since(start).Microseconds()) / 1000
-	syncCPU = float64((cpuTime() - cpuBefore).Microseconds()) / 1000
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	r := benchResult{syncMs: ms(time.Since(start)), syncCPU: ms(cpuTime() - cpuBefore)}
 
 	ctx, cancel := context.WithCancel(b.Context())
 	runDone := make(chan error, 1)
 	go func() { runDone <- e.Run(ctx) }()
-	measure := func(change func(c int)) []time.Duration {
+	measure := func(change func(c int)) ([]time.Duration, float64) {
+		cpu := cpuTime()
 		mu.Lock()
 		latencies = nil
 		mu.Unlock()
@@ -121,18 +132,19 @@ func benchPolicies(b *testing.B, nPolicies, nPods int) (syncMs, syncCPU, p50, p9
 		if err := e.WaitSynced(ctx); err != nil {
 			b.Fatal(err)
 		}
+		perChange := ms(cpuTime()-cpu) / benchChanges
 		mu.Lock()
 		defer mu.Unlock()
 		out := slices.Clone(latencies)
 		slices.Sort(out)
-		return out
+		return out, perChange
 	}
-	pol := measure(func(c int) {
+	pol, polCPU := measure(func(c int) {
 		if err := e.UpdatePolicy(benchPolicy((c*7919)%nPolicies, c+1)); err != nil {
 			b.Fatal(err)
 		}
 	})
-	pods := measure(func(c int) { e.UpdatePod(benchPod((c*7919)%nPods, c+1)) })
+	pods, podCPU := measure(func(c int) { e.UpdatePod(benchPod((c*7919)%nPods, c+1)) })
 	cancel()
 	if err := <-runDone; err != nil {
 		b.Fatal(err)
@@ -140,8 +152,9 @@ func benchPolicies(b *testing.B, nPolicies, nPods int) (syncMs, syncCPU, p50, p9
 	if len(pol) != benchChanges || len(pods) != benchChanges {
 		b.Fatalf("%d and %d changes measured, want %d", len(pol), len(pods), benchChanges)
 	}
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-	return syncMs, syncCPU, ms(pol[len(pol)/2]), ms(pol[len(pol)*99/100]), ms(pods[len(pods)*99/100])
+	r.p50, r.p99, r.podP99 = ms(pol[len(pol)/2]), ms(pol[len(pol)*99/100]), ms(pods[len(pods)*99/100])
+	r.changeCPU, r.podCPU = polCPU, podCPU
+	return r
 }
 
 // benchPod is pod k of 1,000 (100 in each of 10 namespaces); version v

@@ -17,7 +17,8 @@
 // replies and related packets of an allowed connection pass (ct state
 // established,related). Both directions are checked on the node's forward
 // hook, where pod-to-pod traffic over the bridge passes (with
-// br_netfilter), after Service DNAT: traffic between a pod and its own
+// br_netfilter: the Enforcer sets net.bridge.bridge-nf-call-iptables),
+// after Service DNAT: traffic between a pod and its own
 // node is not filtered, so probes keep working.
 //
 // Updates are incremental: a change of a policy rewrites only its chains
@@ -30,6 +31,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -497,6 +499,9 @@ func (e *Enforcer) sync(ctx context.Context) (SyncResult, error) {
 	e.mu.Unlock()
 
 	err := e.commit(ctx, pl)
+	if err == nil && full {
+		err = e.w.Do(bridgeNetfilter)
+	}
 	if err != nil {
 		e.mu.Lock()
 		e.needFull = true // what the kernel holds is unknown: rewrite it
@@ -809,6 +814,24 @@ func (e *Enforcer) commit(ctx context.Context, pl *plan) error {
 		e.w.ElementsText(&b, set, elems)
 	}
 	return e.w.Run(ctx, pl.tx, b.String())
+}
+
+// bridgeNetfilter makes bridged IPv4 traffic (pod to pod on the node's
+// bridge) pass the ip family's hooks, where the policies are: without it,
+// pods on one bridge would reach each other whatever the policies say.
+func bridgeNetfilter() error {
+	const path = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+	cur, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("br_netfilter not loaded, traffic between pods on a bridge would bypass NetworkPolicy (modprobe br_netfilter): %w", err)
+	}
+	if strings.TrimSpace(string(cur)) == "1" {
+		return nil
+	}
+	if err := os.WriteFile(path, []byte("1"), 0o644); err != nil {
+		return fmt.Errorf("sysctl net.bridge.bridge-nf-call-iptables=1: %w", err)
+	}
+	return nil
 }
 
 // Cleanup removes the table an Enforcer with cfg made. It is safe to call

@@ -23,7 +23,7 @@ import (
 
 // The test machine, all inside namespaces the test makes:
 //
-//	node ns (bridge br0 10.244.7.1/24, br_netfilter on)
+//	node ns (bridge br0 10.244.7.1/24; the Enforcer turns bridge-nf-call-iptables on)
 //	  └── br0 ── pod ns i (10.244.7.(10+i), default via 10.244.7.1)
 //
 // Every pod answers its name on TCP ports 8080, 8081 and 9090.
@@ -48,7 +48,6 @@ func newTestNet(t *testing.T) *testNet {
 	n := &testNet{pods: map[string]*pod{}}
 	n.node = dataplanetest.NewNetNS(t, "node")
 	n.node.Sysctl("net/ipv4/ip_forward", "1")
-	n.node.Sysctl("net/bridge/bridge-nf-call-iptables", "1")
 	n.node.IP("link", "add", "br0", "type", "bridge")
 	n.node.IP("addr", "add", bridgeIP+"/24", "dev", "br0")
 	n.node.IP("link", "set", "br0", "up")
