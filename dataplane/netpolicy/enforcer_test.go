@@ -37,9 +37,9 @@ func TestIngress(t *testing.T) {
 	mustSync(t, e)
 	// No policy: everything open.
 	n.check(t,
-		flow{"client", "web", 8080, true},
-		flow{"plain", "web", 9090, true},
-		flow{"other", "client", 8081, true},
+		flow{"client", "web", 8080, true, false},
+		flow{"plain", "web", 9090, true, false},
+		flow{"other", "client", 8081, true, false},
 	)
 
 	// web accepts role=client of its own namespace on 8080, nothing else;
@@ -54,29 +54,33 @@ func TestIngress(t *testing.T) {
 	}
 	mustSync(t, e)
 	n.check(t,
-		flow{"client", "web", 8080, true},
-		flow{"client", "web", 9090, false},
-		flow{"other", "web", 8080, false}, // role=client, but of another namespace
-		flow{"plain", "web", 8080, false},
-		flow{"web", "client", 8080, true},
-		flow{"plain", "client", 9090, true},
+		flow{"client", "web", 8080, true, false},
+		flow{"client", "web", 8080, false, true}, // UDP: the port is TCP's
+		flow{"client", "web", 9090, false, false},
+		flow{"other", "web", 8080, false, false}, // role=client, but of another namespace
+		flow{"plain", "web", 8080, false, false},
+		flow{"web", "client", 8080, true, false},
+		flow{"plain", "client", 9090, true, false},
 	)
 
 	// namespaceSelector with podSelector, a named port and a port range.
 	e.UpdateNamespace(namespace("other", map[string]string{"team": "blue"}))
 	np = np.DeepCopy()
 	np.Spec.Ingress[0].From = append(np.Spec.Ingress[0].From, nsPeer(map[string]string{"team": "blue"}, map[string]string{"role": "client"}))
-	np.Spec.Ingress[0].Ports = []networkingv1.NetworkPolicyPort{namedPort("metrics"), portRange(8080, 8081)}
+	np.Spec.Ingress[0].Ports = []networkingv1.NetworkPolicyPort{namedPort("metrics"), portRange(8080, 8081), udpPort(8081)}
 	if err := e.UpdatePolicy(np); err != nil {
 		t.Fatal(err)
 	}
 	mustSync(t, e)
 	n.check(t,
-		flow{"other", "web", 8080, true},
-		flow{"other", "web", 8081, true},
-		flow{"other", "web", 9090, true}, // metrics, web's named port
-		flow{"client", "web", 9090, true},
-		flow{"plain", "web", 8081, false},
+		flow{"other", "web", 8080, true, false},
+		flow{"other", "web", 8081, true, false},
+		flow{"other", "web", 9090, true, false}, // metrics, web's named port
+		flow{"client", "web", 9090, true, false},
+		flow{"client", "web", 8081, true, true},
+		flow{"client", "web", 8080, false, true},
+		flow{"plain", "web", 8081, false, true},
+		flow{"plain", "web", 8081, false, false},
 	)
 
 	// A second policy selecting client: ipBlock with except; policies add
@@ -90,11 +94,11 @@ func TestIngress(t *testing.T) {
 	}
 	mustSync(t, e)
 	n.check(t,
-		flow{"web", "client", 8080, false}, // excepted
-		flow{"plain", "client", 9090, true},
-		flow{"other", "client", 8081, true}, // in the block
-		flow{"plain", "other", 8080, true},
-		flow{"client", "web", 8080, true},
+		flow{"web", "client", 8080, false, false}, // excepted
+		flow{"plain", "client", 9090, true, false},
+		flow{"other", "client", 8081, true, false}, // in the block
+		flow{"plain", "other", 8080, true, false},
+		flow{"client", "web", 8080, true, false},
 	)
 
 	// An empty rule allows everything; deleting policies opens pods again.
@@ -105,12 +109,12 @@ func TestIngress(t *testing.T) {
 	e.DeletePolicy("default", "client")
 	mustSync(t, e)
 	n.check(t,
-		flow{"plain", "web", 8081, true},
-		flow{"web", "client", 8080, true},
+		flow{"plain", "web", 8081, true, false},
+		flow{"web", "client", 8080, true, false},
 	)
 	e.DeletePolicy("default", "web")
 	mustSync(t, e)
-	n.check(t, flow{"plain", "web", 9090, true})
+	n.check(t, flow{"plain", "web", 9090, true, false})
 	if list := n.nftList(t); regexp.MustCompile(`p[0-9]+-|s-[0-9a-f]{16}`).MatchString(list) {
 		t.Fatalf("chains or sets of deleted policies left:\n%s", list)
 	}
@@ -129,13 +133,13 @@ func TestEgress(t *testing.T) {
 	}
 	mustSync(t, e)
 	n.check(t,
-		flow{"client", "web", 8080, true},
-		flow{"client", "web", 8081, false},
-		flow{"client", "plain", 9090, true},  // in the block
-		flow{"client", "other", 9090, false}, // excepted
-		flow{"client", "plain", 8080, false},
-		flow{"web", "client", 8080, true}, // client's replies pass: the connection is established
-		flow{"other", "plain", 8081, true},
+		flow{"client", "web", 8080, true, false},
+		flow{"client", "web", 8081, false, false},
+		flow{"client", "plain", 9090, true, false},  // in the block
+		flow{"client", "other", 9090, false, false}, // excepted
+		flow{"client", "plain", 8080, false, false},
+		flow{"web", "client", 8080, true, false}, // client's replies pass: the connection is established
+		flow{"other", "plain", 8081, true, false},
 	)
 
 	// A named port with no peer: to any pod where the port has that name.
@@ -146,9 +150,9 @@ func TestEgress(t *testing.T) {
 	}
 	mustSync(t, e)
 	n.check(t,
-		flow{"client", "plain", 8080, true},
-		flow{"client", "other", 8080, true},
-		flow{"client", "other", 8081, false},
+		flow{"client", "plain", 8080, true, false},
+		flow{"client", "other", 8080, true, false},
+		flow{"client", "other", 8081, false, false},
 	)
 }
 
@@ -170,8 +174,8 @@ func TestEstablished(t *testing.T) {
 	}
 	mustSync(t, e)
 	n.check(t,
-		flow{"client", "web", 8080, false},
-		flow{"web", "client", 8080, false},
+		flow{"client", "web", 8080, false, false},
+		flow{"web", "client", 8080, false, false},
 	)
 	conn.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := conn.Write([]byte("still there\n")); err != nil {
@@ -189,9 +193,9 @@ func TestEstablished(t *testing.T) {
 	}
 	mustSync(t, e)
 	n.check(t,
-		flow{"client", "web", 9090, true},
-		flow{"web", "client", 8080, false},
-		flow{"plain", "web", 9090, false},
+		flow{"client", "web", 9090, true, false},
+		flow{"web", "client", 8080, false, false},
+		flow{"plain", "web", 9090, false, false},
 	)
 }
 
@@ -234,7 +238,7 @@ func TestIncremental(t *testing.T) {
 	if r := last(); r.Full || r.Netlink || r.Policies != 1 {
 		t.Fatalf("policy deleted: %+v, want a partial nft sync of one policy", r)
 	}
-	n.check(t, flow{"plain", "web", 8080, false}, flow{"client", "web", 8080, true}, flow{"other", "web", 8080, false})
+	n.check(t, flow{"plain", "web", 8080, false, false}, flow{"client", "web", 8080, true, false}, flow{"other", "web", 8080, false, false})
 
 	// plain becomes a client: an element added, by netlink.
 	n.pods["plain"].labels = map[string]string{"role": "client"}
@@ -247,7 +251,7 @@ func TestIncremental(t *testing.T) {
 	if r := last(); !r.Netlink || r.Elements != 1 {
 		t.Fatalf("namespace relabelled: %+v, want one element by netlink", r)
 	}
-	n.check(t, flow{"plain", "web", 8080, true}, flow{"other", "web", 8080, true})
+	n.check(t, flow{"plain", "web", 8080, true, false}, flow{"other", "web", 8080, true, false})
 
 	// web leaves the policy's selection: open again.
 	n.pods["web"].labels = map[string]string{"app": "web2"}
@@ -256,14 +260,14 @@ func TestIncremental(t *testing.T) {
 	if r := last(); !r.Netlink {
 		t.Fatalf("pod relabelled: %+v, want netlink", r)
 	}
-	n.check(t, flow{"other", "web", 8080, true})
+	n.check(t, flow{"other", "web", 8080, true, false})
 	n.pods["web"].labels = map[string]string{"app": "web"}
 	e.UpdatePod(n.pods["web"].object())
 	e.DeletePod("default", "client")
 	if r := last(); !r.Netlink {
 		t.Fatalf("pods changed: %+v, want netlink", r)
 	}
-	n.check(t, flow{"client", "web", 8080, false}, flow{"other", "web", 8080, false}, flow{"plain", "web", 8080, true})
+	n.check(t, flow{"client", "web", 8080, false, false}, flow{"other", "web", 8080, false, false}, flow{"plain", "web", 8080, true, false})
 	before := n.nftList(t)
 
 	// A new Enforcer with the same state takes the table over whole.
@@ -283,7 +287,7 @@ func TestIncremental(t *testing.T) {
 	if after := n.nftList(t); normalize(after) != normalize(before) {
 		t.Fatalf("table written anew differs:\n%s\nbefore:\n%s", after, before)
 	}
-	n.check(t, flow{"client", "web", 8080, false}, flow{"plain", "web", 8080, true})
+	n.check(t, flow{"client", "web", 8080, false, false}, flow{"plain", "web", 8080, true, false})
 
 	if err := netpolicy.Cleanup(t.Context(), cfg); err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -26,7 +27,7 @@ import (
 //	node ns (bridge br0 10.244.7.1/24; the Enforcer turns bridge-nf-call-iptables on)
 //	  └── br0 ── pod ns i (10.244.7.(10+i), default via 10.244.7.1)
 //
-// Every pod answers its name on TCP ports 8080, 8081 and 9090.
+// Every pod answers its name on TCP and UDP ports 8080, 8081 and 9090.
 const bridgeIP = "10.244.7.1"
 
 var podPorts = []int{8080, 8081, 9090}
@@ -68,6 +69,7 @@ func (n *testNet) addPod(t *testing.T, namespace, name string, labels map[string
 	p.ns.IP("route", "add", "default", "via", bridgeIP)
 	for _, port := range podPorts {
 		serve(t, p, port)
+		serveUDP(t, p, port)
 	}
 	n.pods[name] = p
 	return p
@@ -123,13 +125,71 @@ func serve(t *testing.T, p *pod, port int) {
 	}()
 }
 
+// serveUDP answers "<pod name>\n" to every datagram on port.
+func serveUDP(t *testing.T, p *pod, port int) {
+	t.Helper()
+	var pc net.PacketConn
+	err := p.ns.Do(func() error {
+		var err error
+		pc, err = net.ListenPacket("udp4", fmt.Sprintf(":%d", port))
+		return err
+	})
+	if err != nil {
+		t.Fatalf("listen in %s: %v", p.ns.Name, err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		pc.Close()
+		<-done
+	})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 1500)
+		for {
+			_, addr, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo([]byte(p.name+"\n"), addr)
+		}
+	}()
+}
+
+// askUDP sends a datagram from one pod to another's port and waits for
+// the answer; the timeout tells a dropped datagram.
+func askUDP(from *pod, to *pod, port int, timeout time.Duration) error {
+	var conn net.Conn
+	err := from.ns.Do(func() error {
+		var err error
+		conn, err = net.Dial("udp4", net.JoinHostPort(to.ip, strconv.Itoa(port)))
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(timeout))
+	if _, err := conn.Write([]byte("who\n")); err != nil {
+		return err
+	}
+	buf := make([]byte, 64)
+	k, err := conn.Read(buf)
+	if err != nil {
+		return err
+	}
+	if got := strings.TrimSpace(string(buf[:k])); got != to.name {
+		return fmt.Errorf("answered by %q", got)
+	}
+	return nil
+}
+
 // dial connects from one pod to another's port and reads its name; the
 // timeout tells a dropped connection.
 func dial(from *pod, to *pod, port int, timeout time.Duration) (net.Conn, error) {
 	var conn net.Conn
 	err := from.ns.Do(func() error {
 		var err error
-		conn, err = net.DialTimeout("tcp4", fmt.Sprintf("%s:%d", to.ip, port), timeout)
+		conn, err = net.DialTimeout("tcp4", net.JoinHostPort(to.ip, strconv.Itoa(port)), timeout)
 		return err
 	})
 	if err != nil {
@@ -149,11 +209,13 @@ func dial(from *pod, to *pod, port int, timeout time.Duration) (net.Conn, error)
 	return conn, nil
 }
 
-// flow is one connection attempt and whether policy allows it.
+// flow is one connection attempt (TCP, or one UDP datagram and its
+// answer when udp) and whether policy allows it.
 type flow struct {
 	from, to string
 	port     int
 	allowed  bool
+	udp      bool
 }
 
 // check tries every flow at once: an allowed one must connect, a denied
@@ -170,7 +232,16 @@ func (n *testNet) check(t *testing.T, flows ...flow) {
 			if !f.allowed {
 				timeout = time.Second
 			}
-			conn, err := dial(n.pods[f.from], n.pods[f.to], f.port, timeout)
+			var conn net.Conn
+			var err error
+			if f.udp {
+				err = askUDP(n.pods[f.from], n.pods[f.to], f.port, timeout)
+			} else {
+				conn, err = dial(n.pods[f.from], n.pods[f.to], f.port, timeout)
+			}
+			if err == nil && conn == nil {
+				conn = nopConn{}
+			}
 			switch {
 			case f.allowed && err != nil:
 				errs[i] = fmt.Errorf("%s -> %s:%d: %v, want allowed", f.from, f.to, f.port, err)
@@ -194,6 +265,11 @@ func (n *testNet) check(t *testing.T, flows ...flow) {
 		t.FailNow()
 	}
 }
+
+// nopConn stands for the answered UDP exchange, which has nothing to close.
+type nopConn struct{ net.Conn }
+
+func (nopConn) Close() error { return nil }
 
 func isTimeout(err error) bool {
 	var ne net.Error
@@ -275,6 +351,13 @@ func tcpPort(port int) networkingv1.NetworkPolicyPort {
 	tcp := corev1.ProtocolTCP
 	p := intstr.FromInt32(int32(port))
 	return networkingv1.NetworkPolicyPort{Protocol: &tcp, Port: &p}
+}
+
+func udpPort(port int) networkingv1.NetworkPolicyPort {
+	p := tcpPort(port)
+	udp := corev1.ProtocolUDP
+	p.Protocol = &udp
+	return p
 }
 
 func portRange(port, end int) networkingv1.NetworkPolicyPort {
