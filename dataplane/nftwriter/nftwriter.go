@@ -163,10 +163,12 @@ func (w *Writer) CommitElements(changes []SetChange) error {
 	}
 	// The batch is one message: the socket's send buffer must hold it
 	// (the default, 208 KiB, holds about 3,000 elements). The kernel
-	// acknowledges each message of it, with a copy of the message: the
-	// receive buffer must hold those. nft does the same.
-	size := 64<<10 + 128*n + 512*msgs
-	opts := []nftables.ConnOption{nftables.WithSockOptions(socketBuffers(size, size+128*n))}
+	// acknowledges each message of it (an acknowledgement takes up to
+	// about 1 KiB of the receive buffer, whose default holds about 300):
+	// the receive buffer must hold them all. nft does the same.
+	send := 64<<10 + 128*n + 512*msgs
+	recv := 64<<10 + 128*n + 1024*msgs
+	opts := []nftables.ConnOption{nftables.WithSockOptions(socketBuffers(send, recv))}
 	if w.netns != "" {
 		ns, err := os.Open(w.netns)
 		if err != nil {
