@@ -192,7 +192,9 @@ func (e *Enforcer) UpdatePolicy(np *networkingv1.NetworkPolicy) error {
 		e.nextID++
 	}
 	old := e.policies[key]
-	if old == nil || old.ingress != c.ingress || old.egress != c.egress {
+	// The dispatch chains jump to the policy's chains for the addresses
+	// in its selection's set.
+	if old == nil || old.ingress != c.ingress || old.egress != c.egress || old.selSet != c.selSet {
 		e.dispatchDirty = true
 	}
 	e.dropPolicyLocked(key)

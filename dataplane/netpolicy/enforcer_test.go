@@ -261,6 +261,22 @@ func TestIncremental(t *testing.T) {
 		t.Fatalf("pod relabelled: %+v, want netlink", r)
 	}
 	n.check(t, flow{"other", "web", 8080, true, false})
+
+	// The policy follows web's new label: another selection set, so the
+	// dispatch chains are rewritten and the old set goes.
+	np3 := np.DeepCopy()
+	np3.Spec.PodSelector.MatchLabels = map[string]string{"app": "web2"}
+	if err := e.UpdatePolicy(np3); err != nil {
+		t.Fatal(err)
+	}
+	if r := last(); r.Netlink || r.Policies != 1 {
+		t.Fatalf("selector changed: %+v, want a partial nft sync of one policy", r)
+	}
+	n.check(t, flow{"other", "web", 8080, false, false}, flow{"plain", "web", 8080, true, false})
+	if err := e.UpdatePolicy(np); err != nil {
+		t.Fatal(err)
+	}
+	last()
 	n.pods["web"].labels = map[string]string{"app": "web"}
 	e.UpdatePod(n.pods["web"].object())
 	e.DeletePod("default", "client")
