@@ -23,8 +23,9 @@
 //
 // Updates are incremental: a change of a policy rewrites only its chains
 // and sets (and the dispatch chains when policies come or go, or change
-// type); a change of a pod or namespace moves set elements only. It
-// knows nothing of the event log: the node agent feeds it.
+// type or selection); a change of a pod or namespace moves set elements
+// only. It knows nothing of the event log: the node agent feeds it
+// (nodeagent.FollowNetworkPolicies).
 package netpolicy
 
 import (
