@@ -46,6 +46,7 @@ func Kinds() []*kinds.Kind {
 		lease(),
 		endpointSlice(),
 		eventsV1(events),
+		networkPolicy(),
 	}
 }
 
