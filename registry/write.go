@@ -64,6 +64,11 @@ func (r *Registry) create(ctx context.Context, k *kinds.Kind, obj runtime.Object
 	}
 	r.prepareForCreate(k, obj)
 	k.Default(obj)
+	if req.Admit != nil {
+		if err := req.Admit(ctx, obj, nil); err != nil {
+			return nil, err
+		}
+	}
 	if errs := k.Validate(obj); len(errs) > 0 {
 		return nil, apierrors.NewInvalid(k.GroupKind(), m.GetName(), errs)
 	}
@@ -263,6 +268,11 @@ func (r *Registry) Modify(ctx context.Context, k *kinds.Kind, ns, name string, r
 			// A Service's new type may need a cluster IP or node ports (before validation, as
 			// Kubernetes' BeginUpdate allocates).
 			if err := r.allocate(ctx, k, next, cur.obj); err != nil {
+				return nil, err
+			}
+		}
+		if req.Admit != nil {
+			if err := req.Admit(ctx, next, cur.obj); err != nil {
 				return nil, err
 			}
 		}

@@ -112,6 +112,13 @@ type AuditEntry struct {
 	Namespace       string    `json:"namespace,omitempty"`
 	Name            string    `json:"name"`
 	UID             string    `json:"uid,omitempty"`
+	// Denied marks a request that authorization refused (Type "DENIED"): it changed nothing,
+	// and ResourceVersion is empty. Verb, Subresource and Message say what was asked and the
+	// 403's message; Actor is the user.
+	Denied      bool   `json:"denied,omitempty"`
+	Verb        string `json:"verb,omitempty"`
+	Subresource string `json:"subresource,omitempty"`
+	Message     string `json:"message,omitempty"`
 }
 
 // Audit is the answer of the audit endpoint, oldest first.

@@ -1,0 +1,199 @@
+package apiserver_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/logplane/logplane/apiserver/apiservertest"
+	"github.com/logplane/logplane/apiserver/logplaneapi"
+)
+
+const rbacTokens = "alice-token,alice,1001,\"devs\"\n" +
+	"robot-token,system:serviceaccount:team:robot,1002,\"system:serviceaccounts,system:serviceaccounts:team\"\n"
+
+// tokenKubeconfig writes a kubeconfig for s that authenticates with a bearer token only.
+func tokenKubeconfig(t *testing.T, s *apiservertest.Server, token string) string {
+	t.Helper()
+	cfg, err := clientcmd.LoadFromFile(s.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ai := range cfg.AuthInfos {
+		ai.ClientCertificate, ai.ClientCertificateData, ai.ClientKey, ai.ClientKeyData = "", nil, "", nil
+		ai.Token = token
+	}
+	p := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func tokenConfig(s *apiservertest.Server, token string) *rest.Config {
+	c := rest.AnonymousClientConfig(s.Config)
+	c.BearerToken = token
+	return c
+}
+
+const teamPolicy = `apiVersion: v1
+kind: Namespace
+metadata:
+  name: team
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: pod-reader
+  namespace: team
+rules:
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["roles"]
+  verbs: ["create"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: read-pods
+  namespace: team
+subjects:
+- kind: User
+  name: alice
+- kind: ServiceAccount
+  name: robot
+roleRef:
+  kind: Role
+  name: pod-reader
+  apiGroup: rbac.authorization.k8s.io
+`
+
+// TestRBAC: a token user and a service account with one Role get what it grants and 403 with
+// Kubernetes' message everywhere else (kubectl and client-go); kubectl auth can-i (with --list
+// and --as) and whoami answer; impersonation needs the right to impersonate; escalation is
+// refused; history needs the right to read the object; denials are in the audit trail.
+func TestRBAC(t *testing.T) {
+	needKubectl(t)
+	s := apiservertest.Start(t, apiservertest.Options{Tokens: rbacTokens})
+	must(t, s, teamPolicy, nil, "apply", "-f", "-")
+	must(t, s, nginxPod, nil, "apply", "-n", "team", "-f", "-")
+	alice := tokenKubeconfig(t, s, "alice-token")
+	as := func(args ...string) []string { return append([]string{"--kubeconfig", alice}, args...) }
+
+	must(t, s, "", []string{"nginx"}, as("get", "pods", "-n", "team")...)
+	fails(t, s, "", []string{`Error from server (Forbidden): pods is forbidden: User "alice" cannot list resource "pods" in API group "" in the namespace "default"`},
+		as("get", "pods", "-n", "default")...)
+	fails(t, s, "", []string{`secrets is forbidden: User "alice" cannot list resource "secrets" in API group "" in the namespace "kube-system"`},
+		as("get", "secrets", "-n", "kube-system")...)
+	fails(t, s, "", []string{`namespaces "team" is forbidden: User "alice" cannot delete resource "namespaces" in API group "" in the namespace "team"`},
+		as("delete", "namespace", "team")...)
+	fails(t, s, "", []string{`pods "nginx" is forbidden: User "alice" cannot delete resource "pods" in API group "" in the namespace "team"`},
+		as("delete", "pod", "nginx", "-n", "team")...)
+
+	// kubectl auth can-i and whoami.
+	must(t, s, "", []string{"yes"}, as("auth", "can-i", "list", "pods", "-n", "team")...)
+	if out, err := kubectl(t, s, "", as("auth", "can-i", "create", "pods", "-n", "team")...); err == nil || strings.TrimSpace(out) != "no" {
+		t.Fatalf("can-i create pods: %v %q", err, out)
+	}
+	must(t, s, "", []string{"pods", "[get list watch]", "selfsubjectaccessreviews.authorization.k8s.io", "[create]"},
+		as("auth", "can-i", "--list", "-n", "team")...)
+	must(t, s, "", []string{"yes"}, "auth", "can-i", "list", "pods", "-n", "team", "--as", "alice")
+	if out, err := kubectl(t, s, "", "auth", "can-i", "list", "pods", "-n", "default", "--as", "alice"); err == nil || strings.TrimSpace(out) != "no" {
+		t.Fatalf("can-i --as alice list pods in default: %v %q", err, out)
+	}
+	must(t, s, "", []string{"yes"}, "auth", "can-i", "list", "pods", "-n", "team", "--as", "system:serviceaccount:team:robot")
+	must(t, s, "", []string{"alice", "devs", "system:authenticated"}, as("auth", "whoami")...)
+	must(t, s, "", []string{"bob"}, "auth", "whoami", "--as", "bob")
+	fails(t, s, "", []string{"you do not have permission"}, as("auth", "whoami", "--as", "bob")...)
+	if code, body := raw(t, tokenConfig(s, "alice-token"), "GET", "/api/v1/namespaces/team/pods", map[string]string{"Impersonate-User": "bob"}, ""); code != http.StatusForbidden ||
+		!strings.Contains(string(body), `users \"bob\" is forbidden: User \"alice\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope`) {
+		t.Fatalf("alice impersonates bob: %d %s", code, body)
+	}
+
+	// Escalation: alice may create roles in team, but only with rights she holds.
+	fails(t, s, `apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: secret-reader, namespace: team}
+rules:
+- {apiGroups: [""], resources: ["secrets"], verbs: ["get"]}
+`, []string{`roles.rbac.authorization.k8s.io "secret-reader" is forbidden: user "alice" (groups=["devs" "system:authenticated"]) is attempting to grant RBAC permissions not currently held:`,
+		`{APIGroups:[""], Resources:["secrets"], Verbs:["get"]}`}, as("create", "-f", "-")...)
+	must(t, s, `apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: pod-getter, namespace: team}
+rules:
+- {apiGroups: [""], resources: ["pods"], verbs: ["get"]}
+`, []string{"pod-getter created"}, as("create", "-f", "-")...)
+	// Unknown verbs and malformed rules are 422.
+	fails(t, s, `apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: typo, namespace: team}
+rules:
+- {apiGroups: [""], resources: ["pods"], verbs: ["lsit"]}
+- {resources: ["pods"], verbs: ["get"]}
+`, []string{`The Role "typo" is invalid`, `rules[0].verbs[0]: Unsupported value: "lsit"`, "rules[1].apiGroups: Required value"}, "create", "-f", "-")
+
+	// A service account's token: its Role's rights and no more (client-go).
+	robot := kubernetes.NewForConfigOrDie(tokenConfig(s, "robot-token"))
+	if _, err := robot.CoreV1().Pods("team").List(t.Context(), metav1.ListOptions{}); err != nil {
+		t.Fatalf("robot lists pods in team: %v", err)
+	}
+	_, err := robot.CoreV1().Pods("team").Create(t.Context(), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}, metav1.CreateOptions{})
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), `User "system:serviceaccount:team:robot" cannot create resource "pods"`) {
+		t.Fatalf("robot creates a pod: %v", err)
+	}
+	if _, err := robot.CoreV1().Secrets("kube-system").List(t.Context(), metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Fatalf("robot lists kube-system secrets: %v", err)
+	}
+	if _, err := robot.CoreV1().Namespaces().List(t.Context(), metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Fatalf("robot lists namespaces: %v", err)
+	}
+
+	// logplane's endpoints: the history of a Secret needs the right to get it.
+	must(t, s, "", nil, "create", "secret", "generic", "s1", "-n", "team", "--from-literal=k=v")
+	code, body := raw(t, tokenConfig(s, "alice-token"), "GET", logplaneapi.HistoryPath("/api/v1/namespaces/team/secrets/s1"), nil, "")
+	if code != http.StatusForbidden || !strings.Contains(string(body), `User \"alice\" cannot get resource \"secrets\" in API group \"\" in the namespace \"team\"`) {
+		t.Fatalf("alice reads a secret's history: %d %s", code, body)
+	}
+	if code, body := raw(t, tokenConfig(s, "alice-token"), "GET", logplaneapi.HistoryPath("/api/v1/namespaces/team/pods/nginx"), nil, ""); code != http.StatusOK {
+		t.Fatalf("alice reads a pod's history: %d %s", code, body)
+	}
+	// The audit trail shows the denials to the admin, and alice only what she may read.
+	code, body = raw(t, s.Config, "GET", logplaneapi.Prefix+"/audit?actor=alice", nil, "")
+	var audit logplaneapi.Audit
+	if err := json.Unmarshal(body, &audit); code != http.StatusOK || err != nil {
+		t.Fatalf("audit: %d %v %s", code, err, body)
+	}
+	denied := map[string]bool{}
+	for _, e := range audit.Items {
+		if e.Denied {
+			denied[e.Verb+" "+e.Resource+" "+e.Namespace] = true
+		}
+	}
+	for _, want := range []string{"list pods default", "list secrets kube-system", "delete namespaces team", "get secrets team", "impersonate users "} {
+		if !denied[want] {
+			t.Errorf("the audit lacks the denial %q: %v", want, denied)
+		}
+	}
+	code, body = raw(t, tokenConfig(s, "alice-token"), "GET", logplaneapi.Prefix+"/audit", nil, "")
+	if err := json.Unmarshal(body, &audit); code != http.StatusOK || err != nil {
+		t.Fatalf("alice's audit: %d %v %s", code, err, body)
+	}
+	for _, e := range audit.Items {
+		if e.Resource != "pods" && !(e.Resource == "roles" && e.Denied) {
+			t.Errorf("alice sees an audit entry of %s %s/%s", e.Resource, e.Namespace, e.Name)
+		}
+	}
+}
