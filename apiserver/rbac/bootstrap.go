@@ -20,22 +20,21 @@ var (
 )
 
 const (
-	legacyGroup   = ""
-	appsGroup     = "apps"
-	authnGroup    = "authentication.k8s.io"
-	authzGroup    = "authorization.k8s.io"
-	autoscaling   = "autoscaling"
-	batchGroup    = "batch"
-	certsGroup    = "certificates.k8s.io"
-	coordGroup    = "coordination.k8s.io"
-	discGroup     = "discovery.k8s.io"
-	extensions    = "extensions"
-	policyGroup   = "policy"
-	rbacGroup     = rbacv1.GroupName
-	storageGroup  = "storage.k8s.io"
-	netGroup      = "networking.k8s.io"
-	eventsGroup   = "events.k8s.io"
-	logplaneGroup = "logplane.io"
+	legacyGroup  = ""
+	appsGroup    = "apps"
+	authnGroup   = "authentication.k8s.io"
+	authzGroup   = "authorization.k8s.io"
+	autoscaling  = "autoscaling"
+	batchGroup   = "batch"
+	certsGroup   = "certificates.k8s.io"
+	coordGroup   = "coordination.k8s.io"
+	discGroup    = "discovery.k8s.io"
+	extensions   = "extensions"
+	policyGroup  = "policy"
+	rbacGroup    = rbacv1.GroupName
+	storageGroup = "storage.k8s.io"
+	netGroup     = "networking.k8s.io"
+	eventsGroup  = "events.k8s.io"
 )
 
 // ruleBuilder is Kubernetes' rbacv1helpers.NewRule.
@@ -250,8 +249,12 @@ func ClusterRoles() []*rbacv1.ClusterRole {
 // ClusterRoleBindings returns Kubernetes' default cluster role bindings, and system:node bound
 // to the group system:nodes.
 func ClusterRoleBindings() []*rbacv1.ClusterRoleBinding {
-	group := func(n string) rbacv1.Subject { return rbacv1.Subject{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: n} }
-	usr := func(n string) rbacv1.Subject { return rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: n} }
+	group := func(n string) rbacv1.Subject {
+		return rbacv1.Subject{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: n}
+	}
+	usr := func(n string) rbacv1.Subject {
+		return rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: n}
+	}
 	bind := func(role string, subjects ...rbacv1.Subject) *rbacv1.ClusterRoleBinding {
 		b := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: role},
 			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role}, Subjects: subjects}
