@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -195,5 +196,20 @@ rules:
 		if e.Resource != "pods" && !(e.Resource == "roles" && e.Denied) {
 			t.Errorf("alice sees an audit entry of %s %s/%s", e.Resource, e.Namespace, e.Name)
 		}
+	}
+}
+
+// bindClusterAdmin makes user a cluster admin, for tests of other things than authorization.
+func bindClusterAdmin(t *testing.T, s *apiservertest.Server, user string) {
+	t.Helper()
+	_, err := kubernetes.NewForConfigOrDie(s.Config).RbacV1().ClusterRoleBindings().Create(t.Context(), &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: user + "-admin"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.API.Store().WaitDelivered(t.Context(), s.API.Store().Applied()); err != nil {
+		t.Fatal(err)
 	}
 }
