@@ -213,3 +213,43 @@ func bindClusterAdmin(t *testing.T, s *apiservertest.Server, user string) {
 		t.Fatal(err)
 	}
 }
+
+// TestSeedBearerTokenWalkthrough: the seed's "access the API with a bearer token" steps
+// (GET the server's root, /version, /apis/apps) with the default service account's token,
+// which RBAC limits to reading in default: discovery and /version answer, reads in default
+// work, and the rest is Kubernetes' 403 (the root path is not in system:discovery, on
+// Kubernetes either).
+func TestSeedBearerTokenWalkthrough(t *testing.T) {
+	s := apiservertest.Start(t, apiservertest.Options{Tokens: "sa-token,system:serviceaccount:default:default,1003,\"system:serviceaccounts,system:serviceaccounts:default\"\n"})
+	admin := kubernetes.NewForConfigOrDie(s.Config)
+	if _, err := admin.RbacV1().RoleBindings("default").Create(t.Context(), &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "default-view"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:aggregate-to-view"},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "default"}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.API.Store().WaitDelivered(t.Context(), s.API.Store().Applied()); err != nil {
+		t.Fatal(err)
+	}
+	sa := rest.AnonymousClientConfig(s.Config)
+	bearer := map[string]string{"Authorization": "Bearer sa-token"}
+	for _, tc := range []struct {
+		method, path string
+		code         int
+		want         string
+	}{
+		{"GET", "/version", http.StatusOK, `"gitVersion"`},
+		{"GET", "/apis/apps", http.StatusOK, `"preferredVersion":{"groupVersion":"apps/v1","version":"v1"}`},
+		{"GET", "/api", http.StatusOK, `"versions":["v1"]`},
+		{"GET", "/api/v1/namespaces/default/pods", http.StatusOK, `"kind":"PodList"`},
+		{"GET", "/apis/apps/v1/namespaces/default/deployments", http.StatusOK, `"kind":"DeploymentList"`},
+		{"GET", "/", http.StatusForbidden, `forbidden: User \"system:serviceaccount:default:default\" cannot get path \"/\"`},
+		{"GET", "/api/v1/namespaces/default/secrets", http.StatusForbidden, `secrets is forbidden: User \"system:serviceaccount:default:default\" cannot list resource \"secrets\" in API group \"\" in the namespace \"default\"`},
+		{"GET", "/api/v1/namespaces/kube-system/pods", http.StatusForbidden, `cannot list resource \"pods\" in API group \"\" in the namespace \"kube-system\"`},
+		{"POST", "/apis/apps/v1/namespaces/default/deployments", http.StatusForbidden, `cannot create resource \"deployments\" in API group \"apps\" in the namespace \"default\"`},
+	} {
+		code, body := raw(t, sa, tc.method, tc.path, bearer, `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"x"}}`)
+		if code != tc.code || !strings.Contains(string(body), tc.want) {
+			t.Errorf("%s %s with the token: %d %s, want %d with %s", tc.method, tc.path, code, body, tc.code, tc.want)
+		}
+	}
+}
