@@ -110,6 +110,8 @@ func TestRBAC(t *testing.T) {
 	must(t, s, "", []string{"pods", "[get list watch]", "selfsubjectaccessreviews.authorization.k8s.io", "[create]"},
 		as("auth", "can-i", "--list", "-n", "team")...)
 	must(t, s, "", []string{"yes"}, "auth", "can-i", "list", "pods", "-n", "team", "--as", "alice")
+	must(t, s, "", []string{"yes"}, as("auth", "can-i", "create", "selfsubjectaccessreviews.authorization.k8s.io")...)
+	must(t, s, "", []string{"localsubjectaccessreviews", "selfsubjectrulesreviews", "subjectaccessreviews"}, "api-resources", "--api-group=authorization.k8s.io")
 	if out, err := kubectl(t, s, "", "auth", "can-i", "list", "pods", "-n", "default", "--as", "alice"); err == nil || strings.TrimSpace(out) != "no" {
 		t.Fatalf("can-i --as alice list pods in default: %v %q", err, out)
 	}

@@ -207,7 +207,7 @@ func notFoundPath(r *http.Request) error {
 }
 
 func (s *Server) servesGroupVersion(gv schema.GroupVersion) bool {
-	for _, g := range s.catalog.GroupVersions() {
+	for _, g := range s.groupVersions() {
 		if g == gv {
 			return true
 		}
