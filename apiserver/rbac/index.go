@@ -2,6 +2,7 @@ package rbac
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -43,12 +44,17 @@ type Authorizer struct {
 	subjects *subjectIndex
 }
 
-// subjectIndex finds the bindings that name a user ("u:" + name; service accounts by their
-// user name) or a group ("g:" + name): cluster role bindings by key, role bindings by namespace
-// and key.
+// subjectIndex finds the bindings that name a user (service accounts by their user name) or a
+// group: cluster role bindings by subject, role bindings by namespace and subject.
 type subjectIndex struct {
-	crbs map[string][]*crbSubject
-	rbs  map[string]map[string][]*rbSubject
+	crbs map[skey][]*crbSubject
+	rbs  map[string]map[skey][]*rbSubject
+}
+
+// skey is a subject: a group's name, or a user's.
+type skey struct {
+	group bool
+	name  string
 }
 
 type crbSubject struct {
@@ -179,10 +185,10 @@ func (a *Authorizer) index() *subjectIndex {
 	a.mu.RUnlock()
 	a.mu.Lock()
 	if a.subjects == nil {
-		idx := &subjectIndex{crbs: map[string][]*crbSubject{}, rbs: map[string]map[string][]*rbSubject{}}
+		idx := &subjectIndex{crbs: map[skey][]*crbSubject{}, rbs: map[string]map[skey][]*rbSubject{}}
 		for _, e := range a.crbs {
 			for i, s := range e.obj.Subjects {
-				if k := subjectKey(s, ""); k != "" {
+				if k, ok := subjectKey(s, ""); ok {
 					idx.crbs[k] = append(idx.crbs[k], &crbSubject{e.obj, i})
 				}
 			}
@@ -190,11 +196,11 @@ func (a *Authorizer) index() *subjectIndex {
 		for key, e := range a.rbs {
 			m := idx.rbs[key.ns]
 			if m == nil {
-				m = map[string][]*rbSubject{}
+				m = map[skey][]*rbSubject{}
 				idx.rbs[key.ns] = m
 			}
 			for i, s := range e.obj.Subjects {
-				if k := subjectKey(s, key.ns); k != "" {
+				if k, ok := subjectKey(s, key.ns); ok {
 					m[k] = append(m[k], &rbSubject{e.obj, i})
 				}
 			}
@@ -208,24 +214,24 @@ func (a *Authorizer) index() *subjectIndex {
 }
 
 // subjectKey is the key a binding's subject is indexed under, as Kubernetes' appliesToUser
-// matches it; "" for a subject that matches nobody.
-func subjectKey(s rbacv1.Subject, bindingNamespace string) string {
+// matches it; false for a subject that matches nobody.
+func subjectKey(s rbacv1.Subject, bindingNamespace string) (skey, bool) {
 	switch s.Kind {
 	case rbacv1.UserKind:
-		return "u:" + s.Name
+		return skey{name: s.Name}, true
 	case rbacv1.GroupKind:
-		return "g:" + s.Name
+		return skey{group: true, name: s.Name}, true
 	case rbacv1.ServiceAccountKind:
 		ns := bindingNamespace
 		if s.Namespace != "" {
 			ns = s.Namespace
 		}
 		if ns == "" {
-			return ""
+			return skey{}, false
 		}
-		return "u:" + serviceaccount.MakeUsername(ns, s.Name)
+		return skey{name: serviceaccount.MakeUsername(ns, s.Name)}, true
 	}
-	return ""
+	return skey{}, false
 }
 
 // VisitRulesFor calls visitor with each rule that applies to u in namespace (the cluster role
@@ -239,18 +245,19 @@ func (a *Authorizer) VisitRulesFor(u user.Info, namespace string, visitor func(s
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	idx := a.index()
-	keys := make([]string, 0, 1+len(u.GetGroups()))
-	keys = append(keys, "u:"+u.GetName())
+	var keyBuf [8]skey // the user's subjects: its name, then its groups
+	keys := append(keyBuf[:0], skey{name: u.GetName()})
 	for _, g := range u.GetGroups() {
-		keys = append(keys, "g:"+g)
+		keys = append(keys, skey{group: true, name: g})
 	}
-	seen := map[any]bool{}
+	var seenBuf [8]any // the bindings visited: a few per user
+	seen := seenBuf[:0]
 	for _, k := range keys {
 		for _, bs := range idx.crbs[k] {
-			if seen[bs.b] {
+			if slices.Contains(seen, any(bs.b)) {
 				continue
 			}
-			seen[bs.b] = true
+			seen = append(seen, bs.b)
 			rules, err := a.roleRules(bs.b.RoleRef, "")
 			if err != nil {
 				if !visitor(nil, nil, err) {
@@ -272,10 +279,10 @@ func (a *Authorizer) VisitRulesFor(u user.Info, namespace string, visitor func(s
 	byKey := idx.rbs[namespace]
 	for _, k := range keys {
 		for _, bs := range byKey[k] {
-			if seen[bs.b] {
+			if slices.Contains(seen, any(bs.b)) {
 				continue
 			}
-			seen[bs.b] = true
+			seen = append(seen, bs.b)
 			rules, err := a.roleRules(bs.b.RoleRef, namespace)
 			if err != nil {
 				if !visitor(nil, nil, err) {

@@ -99,6 +99,9 @@ func printAudit(w io.Writer, a logplaneapi.Audit) error {
 			if e.Subresource != "" {
 				obj = strings.Replace(obj, "/"+e.Name, "/"+e.Name+"/"+e.Subresource, 1)
 			}
+			if e.Name == "" {
+				obj = strings.TrimSuffix(obj, "/") // a list or create: no object named
+			}
 			if e.Resource == "" {
 				obj = "-"
 			}
