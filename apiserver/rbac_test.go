@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/component-helpers/auth/rbac/validation"
 
 	"github.com/logplane/logplane/apiserver/apiservertest"
 	"github.com/logplane/logplane/apiserver/logplaneapi"
@@ -253,5 +254,56 @@ func TestSeedBearerTokenWalkthrough(t *testing.T) {
 		if code != tc.code || !strings.Contains(string(body), tc.want) {
 			t.Errorf("%s %s with the token: %d %s, want %d with %s", tc.method, tc.path, code, body, tc.code, tc.want)
 		}
+	}
+}
+
+// TestDefaultPolicyReconciled: at start, a default role annotated for auto-update gets back
+// the rules it lost and keeps the ones an administrator added; one annotated autoupdate=false
+// is left as the administrator made it; a deleted default binding is made again.
+func TestDefaultPolicyReconciled(t *testing.T) {
+	dir := t.TempDir()
+	s := apiservertest.Start(t, apiservertest.Options{DataDir: dir})
+	cs := kubernetes.NewForConfigOrDie(s.Config)
+	ctx := t.Context()
+	extra := rbacv1.PolicyRule{Verbs: []string{"get"}, APIGroups: []string{""}, Resources: []string{"configmaps"}}
+	basic, err := cs.RbacV1().ClusterRoles().Get(ctx, "system:basic-user", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defaults := basic.Rules
+	basic.Rules = append(basic.Rules[1:], extra)
+	if _, err := cs.RbacV1().ClusterRoles().Update(ctx, basic, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pinned, err := cs.RbacV1().ClusterRoles().Get(ctx, "system:public-info-viewer", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned.Annotations[rbacv1.AutoUpdateAnnotationKey] = "false"
+	pinned.Rules = []rbacv1.PolicyRule{{Verbs: []string{"get"}, NonResourceURLs: []string{"/healthz"}}}
+	if _, err := cs.RbacV1().ClusterRoles().Update(ctx, pinned, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.RbacV1().ClusterRoleBindings().Delete(ctx, "system:discovery", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s.Stop()
+
+	s2 := apiservertest.Start(t, apiservertest.Options{DataDir: dir, Addr: s.Addr})
+	cs2 := kubernetes.NewForConfigOrDie(s2.Config)
+	basic, err = cs2.RbacV1().ClusterRoles().Get(ctx, "system:basic-user", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As Kubernetes' reconciliation: the missing rules appended (one per resource), the extra kept.
+	if covers, missing := validation.Covers(basic.Rules, append(defaults, extra)); !covers {
+		t.Errorf("system:basic-user's rules after a restart lack %v: %v", missing, basic.Rules)
+	}
+	pinned, err = cs2.RbacV1().ClusterRoles().Get(ctx, "system:public-info-viewer", metav1.GetOptions{})
+	if err != nil || len(pinned.Rules) != 1 || len(pinned.Rules[0].NonResourceURLs) != 1 {
+		t.Errorf("system:public-info-viewer (autoupdate=false) after a restart: %v %v", err, pinned.Rules)
+	}
+	if _, err := cs2.RbacV1().ClusterRoleBindings().Get(ctx, "system:discovery", metav1.GetOptions{}); err != nil {
+		t.Errorf("the deleted default binding system:discovery: %v", err)
 	}
 }
