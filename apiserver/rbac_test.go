@@ -94,6 +94,10 @@ func TestRBAC(t *testing.T) {
 	as := func(args ...string) []string { return append([]string{"--kubeconfig", alice}, args...) }
 
 	must(t, s, "", []string{"nginx"}, as("get", "pods", "-n", "team")...)
+	must(t, s, "", []string{"NAME", "ROLE", "USERS", "GROUPS", "SERVICEACCOUNTS", "read-pods", "Role/pod-reader", "alice", "/robot"}, // as Kubernetes prints a subject without a namespace
+		"get", "rolebindings", "-n", "team", "-o", "wide")
+	must(t, s, "", []string{"cluster-admin", "ClusterRole/cluster-admin", "system:masters"}, "get", "clusterrolebinding", "cluster-admin", "-o", "wide")
+	must(t, s, "", []string{"PolicyRule:", "pods", "[get list watch]"}, "describe", "role", "pod-reader", "-n", "team")
 	fails(t, s, "", []string{`Error from server (Forbidden): pods is forbidden: User "alice" cannot list resource "pods" in API group "" in the namespace "default"`},
 		as("get", "pods", "-n", "default")...)
 	fails(t, s, "", []string{`secrets is forbidden: User "alice" cannot list resource "secrets" in API group "" in the namespace "kube-system"`},
