@@ -1,6 +1,8 @@
 package clusterroleaggregation_test
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/clusterroleaggregation"
 	"github.com/logplane/logplane/reconcilers/engine"
+	"github.com/logplane/logplane/reconcilers/reconcilerstest"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -85,4 +88,32 @@ func TestAggregation(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitRules(nodes)
+}
+
+// TestDefaultRolesAggregated: in a control plane with every reconciler, Kubernetes' admin,
+// edit and view roles gather their system:aggregate-to-* parts, so that view lets one read
+// pods, edit also write them, and admin also write roles; kubectl auth can-i answers so for a
+// user bound to each.
+func TestDefaultRolesAggregated(t *testing.T) {
+	c := reconcilerstest.Start(t, reconcilerstest.Options{NoScheduler: true})
+	for _, who := range []string{"viewer:view", "editor:edit", "boss:admin"} {
+		user, role, _ := strings.Cut(who, ":")
+		c.MustKubectl("create", "rolebinding", user, "--clusterrole="+role, "--user="+user, "-n", "default")
+	}
+	for _, tc := range []struct {
+		user, verb, resource string
+		want                 string
+	}{
+		{"viewer", "list", "pods", "yes"},
+		{"viewer", "create", "pods", "no"},
+		{"editor", "create", "pods", "yes"},
+		{"editor", "create", "roles", "no"},
+		{"boss", "create", "roles", "yes"},
+		{"boss", "create", "pods", "yes"},
+	} {
+		c.Eventually(20*time.Second, func() (bool, string) {
+			out, _ := c.Kubectl("auth", "can-i", tc.verb, tc.resource, "-n", "default", "--as", tc.user)
+			return strings.TrimSpace(out) == tc.want, fmt.Sprintf("can-i %s %s --as %s: %q, want %s", tc.verb, tc.resource, tc.user, out, tc.want)
+		})
+	}
 }
