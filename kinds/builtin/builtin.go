@@ -45,6 +45,10 @@ func Kinds() []*kinds.Kind {
 		cronJob(),
 		lease(),
 		endpointSlice(),
+		clusterRole(),
+		clusterRoleBinding(),
+		role(),
+		roleBinding(),
 		eventsV1(events),
 		networkPolicy(),
 	}
