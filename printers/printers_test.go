@@ -55,6 +55,8 @@ func TestColumns(t *testing.T) {
 		"batch/CronJob":                  "NAME SCHEDULE TIMEZONE SUSPEND ACTIVE LAST SCHEDULE AGE [CONTAINERS] [IMAGES] [SELECTOR]",
 		"coordination.k8s.io/Lease":      "NAME HOLDER AGE",
 		"discovery.k8s.io/EndpointSlice": "NAME ADDRESSTYPE PORTS ENDPOINTS AGE",
+		"networking.k8s.io/IPAddress":    "NAME PARENTREF",
+		"networking.k8s.io/ServiceCIDR":  "NAME CIDRS AGE",
 	}
 	for _, k := range catalog.All() {
 		var names []string

@@ -90,10 +90,6 @@ type Registry struct {
 
 	mu            sync.Mutex
 	fieldManagers map[fmKey]*managedfields.FieldManager
-
-	allocMu     sync.Mutex
-	recentIPs   map[string]bool
-	recentPorts map[int32]bool
 }
 
 type fmKey struct {
@@ -127,8 +123,6 @@ func New(cfg Config) (*Registry, error) {
 		readTimeout:   cfg.ReadTimeout,
 		typeConverter: applyconfigurations.NewTypeConverter(kinds.Scheme),
 		fieldManagers: map[fmKey]*managedfields.FieldManager{},
-		recentIPs:     map[string]bool{},
-		recentPorts:   map[int32]bool{},
 	}, nil
 }
 

@@ -46,6 +46,8 @@ func Kinds() []*kinds.Kind {
 		lease(),
 		endpointSlice(),
 		eventsV1(events),
+		ipAddress(),
+		serviceCIDR(),
 	}
 }
 
