@@ -298,25 +298,8 @@ func (a *allocation) takePort(p int32) error {
 		}
 		return nil
 	}
-	np := &ServiceNodePort{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "logplane.io/v1alpha1", Kind: "ServiceNodePort"},
-		ObjectMeta: metav1.ObjectMeta{Name: key.Name, UID: uuid.NewUUID(), CreationTimestamp: metav1.NewTime(a.r.now().Truncate(1e9))},
-	}
-	np.Spec.ParentRef = a.parent
-	data, err := json.Marshal(np)
-	if err != nil {
-		return fmt.Errorf("registry: encoding node port %d: %w", p, err)
-	}
-	ev := &eventv1.ObjectChanged{
-		Type: eventv1.ChangeType_CHANGE_TYPE_ADDED, Reason: ReasonCreate,
-		Actor: System(PortAllocatorName).proto(), Time: timestamppb.New(a.r.now()),
-		Ref: &eventv1.ObjectRef{Group: key.Group, Version: "v1alpha1", Kind: "ServiceNodePort", Resource: key.Resource,
-			Name: key.Name, Uid: string(np.UID)},
-		Encoding: eventv1.Encoding_ENCODING_JSON, Object: data,
-		Labels: map[string]string{LabelParentNamespace: a.parent.Namespace, LabelParentName: a.parent.Name},
-	}
-	_, err = a.r.log.Create(a.ctx, ev)
-	if errors.Is(err, eventlog.ErrExists) {
+	err := a.r.CreateNodePort(a.ctx, p, a.parent, Request{Actor: System(PortAllocatorName)})
+	if apierrors.IsAlreadyExists(err) {
 		if rec, gerr := a.r.log.Get(a.ctx, key); gerr == nil && rec.Event.GetLabels()[LabelParentNamespace] == a.parent.Namespace &&
 			rec.Event.GetLabels()[LabelParentName] == a.parent.Name {
 			return nil
@@ -324,7 +307,7 @@ func (a *allocation) takePort(p int32) error {
 		return fmt.Errorf("provided port is %w", errAllocated)
 	}
 	if err != nil {
-		return statusError(nil, key.Name, err)
+		return err
 	}
 	a.tookPorts[p] = true
 	return nil
@@ -398,6 +381,38 @@ func (r *Registry) releasePort(ctx context.Context, p int32, parent networkingv1
 	if err := r.DeleteNodePort(ctx, rec, allocatorActor); err != nil {
 		r.logger.Warn("registry: releasing a node port; the repair loop will", "port", p, "err", err)
 	}
+}
+
+// CreateNodePort creates node port p's object naming parent as its holder, with
+// compare-and-set: 409 AlreadyExists if the port has one. It returns once the projection has
+// applied it.
+func (r *Registry) CreateNodePort(ctx context.Context, p int32, parent networkingv1.ParentReference, req Request) error {
+	key := NodePortKey(p)
+	np := &ServiceNodePort{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "logplane.io/v1alpha1", Kind: "ServiceNodePort"},
+		ObjectMeta: metav1.ObjectMeta{Name: key.Name, UID: uuid.NewUUID(), CreationTimestamp: metav1.NewTime(r.now().Truncate(1e9))},
+	}
+	np.Spec.ParentRef = parent
+	data, err := json.Marshal(np)
+	if err != nil {
+		return apierrors.NewInternalError(fmt.Errorf("registry: encoding node port %d: %w", p, err))
+	}
+	ev := &eventv1.ObjectChanged{
+		Type: eventv1.ChangeType_CHANGE_TYPE_ADDED, Reason: ReasonCreate,
+		Actor: req.Actor.proto(), Cause: req.Cause, Time: timestamppb.New(r.now()),
+		Ref: &eventv1.ObjectRef{Group: key.Group, Version: "v1alpha1", Kind: "ServiceNodePort", Resource: key.Resource,
+			Name: key.Name, Uid: string(np.UID)},
+		Encoding: eventv1.Encoding_ENCODING_JSON, Object: data,
+		Labels: map[string]string{LabelParentNamespace: parent.Namespace, LabelParentName: parent.Name},
+	}
+	seq, err := r.log.Create(ctx, ev)
+	if errors.Is(err, eventlog.ErrExists) {
+		return apierrors.NewAlreadyExists(ServiceNodePorts, key.Name)
+	}
+	if err != nil {
+		return statusError(nil, key.Name, err)
+	}
+	return statusError(nil, key.Name, r.store.WaitFor(ctx, seq))
 }
 
 // DeleteNodePort deletes the node port object rec is the latest revision of, with
