@@ -36,7 +36,7 @@ func newEnv(t *testing.T) *env {
 	return newEnvWith(t, eventlogtest.Open(t))
 }
 
-func newEnvWith(t *testing.T, l *eventlog.Log) *env {
+func newEnvWith(t testing.TB, l *eventlog.Log) *env {
 	t.Helper()
 	e := &env{log: l, cat: builtin.Catalog(), now: time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)}
 	e.store = projections.New(e.cat, nil)
