@@ -79,7 +79,11 @@ func NodePortParent(o *projections.Object) (namespace, name string) {
 	return o.Labels[LabelParentNamespace], o.Labels[LabelParentName]
 }
 
-var allocatorActor = Request{Actor: System(IPAllocatorName), FieldManager: IPAllocatorName}
+// allocatorRequest is how the allocator writes: as itself, caused by what caused the write of
+// the Service.
+func allocatorRequest(name string, cause uint64) Request {
+	return Request{Actor: System(name), FieldManager: name, Cause: cause}
+}
 
 // allocate lets a kind that holds cluster-wide unique values (Strategy.Allocate: a Service's
 // cluster IP and node ports) take those a new object (old nil) or an update needs. Each value
@@ -87,7 +91,7 @@ var allocatorActor = Request{Actor: System(IPAllocatorName), FieldManager: IPAll
 // ServiceNodePort), as Kubernetes' allocators do against etcd: of several API servers taking
 // the same value, one wins. The caller releases what was taken if its write fails (revert),
 // and what the replaced revision held and the new one does not once it succeeds (release).
-func (r *Registry) allocate(ctx context.Context, k *kinds.Kind, obj, old runtime.Object, dryRun bool) (*allocation, error) {
+func (r *Registry) allocate(ctx context.Context, k *kinds.Kind, obj, old runtime.Object, req Request) (*allocation, error) {
 	if k.Strategy.Allocate == nil {
 		return nil, nil
 	}
@@ -95,7 +99,7 @@ func (r *Registry) allocate(ctx context.Context, k *kinds.Kind, obj, old runtime
 	if err != nil {
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("%T has no metadata", obj))
 	}
-	a := &allocation{r: r, ctx: ctx, dryRun: dryRun,
+	a := &allocation{r: r, ctx: ctx, dryRun: req.DryRun, cause: req.Cause,
 		parent:  networkingv1.ParentReference{Resource: k.Resource, Namespace: m.GetNamespace(), Name: m.GetName()},
 		keptIPs: map[string]bool{}, keptPorts: map[int32]bool{}, tookIPs: map[string]bool{}, tookPorts: map[int32]bool{}}
 	err = k.Strategy.Allocate(ctx, a, obj, old)
@@ -115,6 +119,7 @@ type allocation struct {
 	r      *Registry
 	ctx    context.Context // the write's: an allocation lives as long as one call
 	dryRun bool
+	cause  uint64
 	parent networkingv1.ParentReference
 
 	keptIPs   map[string]bool
@@ -140,10 +145,10 @@ func (a *allocation) revert(ctx context.Context) {
 		return
 	}
 	for ip := range a.tookIPs {
-		a.r.releaseIP(ctx, ip, a.parent)
+		a.r.releaseIP(ctx, ip, a.parent, a.cause)
 	}
 	for p := range a.tookPorts {
-		a.r.releasePort(ctx, p, a.parent)
+		a.r.releasePort(ctx, p, a.parent, a.cause)
 	}
 	clear(a.tookIPs)
 	clear(a.tookPorts)
@@ -168,33 +173,35 @@ func (a *allocation) IP(ip string) (string, error) {
 		}
 		return ip, nil
 	}
-	for _, p := range ranges {
-		first, last := rangeBounds(p)
-		size := int(addrIndex(last) - addrIndex(first) + 1)
-		if size <= 0 {
-			continue
-		}
-		offset := ipRangeOffset(p)
-		upper, lower := size-offset, offset
-		for _, sub := range [][2]int{{offset, upper}, {0, lower}} {
-			if sub[1] <= 0 {
+	for pass, seen := 0, a.r.store.Applied(); pass == 0 || (pass == 1 && a.catchUp(seen)); pass++ {
+		for _, p := range ranges {
+			first, last := rangeBounds(p)
+			size := int(addrIndex(last) - addrIndex(first) + 1)
+			if size <= 0 {
 				continue
 			}
-			start := rand.IntN(sub[1])
-			for i := range sub[1] {
-				addr := addrAt(first, sub[0]+(start+i)%sub[1])
-				if a.keptIPs[addr.String()] {
+			offset := ipRangeOffset(p)
+			upper, lower := size-offset, offset
+			for _, sub := range [][2]int{{offset, upper}, {0, lower}} {
+				if sub[1] <= 0 {
 					continue
 				}
-				if _, taken := a.r.store.Get(ipKey(addr.String())); taken {
-					continue
-				}
-				err := a.takeIP(addr)
-				if err == nil {
-					return addr.String(), nil
-				}
-				if !errors.Is(err, errAllocated) {
-					return "", err
+				start := rand.IntN(sub[1])
+				for i := range sub[1] {
+					addr := addrAt(first, sub[0]+(start+i)%sub[1])
+					if a.keptIPs[addr.String()] {
+						continue
+					}
+					if _, taken := a.r.store.Get(ipKey(addr.String())); taken {
+						continue
+					}
+					err := a.takeIP(addr)
+					if err == nil {
+						return addr.String(), nil
+					}
+					if !errors.Is(err, errAllocated) {
+						return "", err
+					}
 				}
 			}
 		}
@@ -203,6 +210,18 @@ func (a *allocation) IP(ip string) (string, error) {
 }
 
 var errAllocated = errors.New("already allocated")
+
+// catchUp waits for the projection to apply all the log holds, when a search that started with
+// the projection at seen found nothing: what it showed taken may have been given back
+// meanwhile (by another API server). It reports whether the log had more than seen, for one
+// more search.
+func (a *allocation) catchUp(seen uint64) bool {
+	_, last, err := a.r.log.Bounds(a.ctx)
+	if err != nil || seen >= last {
+		return false
+	}
+	return a.r.store.WaitFor(a.ctx, last) == nil
+}
 
 // takeIP creates addr's IPAddress, naming this write's Service. An IPAddress that names the
 // same Service already (left by an earlier attempt of the same write) is taken over.
@@ -226,7 +245,7 @@ func (a *allocation) takeIP(addr netip.Addr) error {
 	if addr.Is6() {
 		obj.Labels[networkingv1.LabelIPAddressFamily] = "IPv6"
 	}
-	_, err := a.r.Create(a.ctx, ipk, obj, allocatorActor)
+	_, err := a.r.Create(a.ctx, ipk, obj, allocatorRequest(IPAllocatorName, a.cause))
 	if apierrors.IsAlreadyExists(err) {
 		if o, ok := a.r.store.Get(ipKey(name)); ok && a.ipHeldBy(o) {
 			return nil
@@ -264,25 +283,27 @@ func (a *allocation) Port(p int32) (int32, error) {
 	}
 	size := NodePortMax - NodePortMin + 1
 	offset := portRangeOffset(size)
-	for _, sub := range [][2]int{{offset, size - offset}, {0, offset}} {
-		if sub[1] <= 0 {
-			continue
-		}
-		start := rand.IntN(sub[1])
-		for i := range sub[1] {
-			c := int32(NodePortMin + sub[0] + (start+i)%sub[1])
-			if a.keptPorts[c] {
+	for pass, seen := 0, a.r.store.Applied(); pass == 0 || (pass == 1 && a.catchUp(seen)); pass++ {
+		for _, sub := range [][2]int{{offset, size - offset}, {0, offset}} {
+			if sub[1] <= 0 {
 				continue
 			}
-			if _, taken := a.r.store.Get(NodePortKey(c)); taken {
-				continue
-			}
-			err := a.takePort(c)
-			if err == nil {
-				return c, nil
-			}
-			if !errors.Is(err, errAllocated) {
-				return 0, err
+			start := rand.IntN(sub[1])
+			for i := range sub[1] {
+				c := int32(NodePortMin + sub[0] + (start+i)%sub[1])
+				if a.keptPorts[c] {
+					continue
+				}
+				if _, taken := a.r.store.Get(NodePortKey(c)); taken {
+					continue
+				}
+				err := a.takePort(c)
+				if err == nil {
+					return c, nil
+				}
+				if !errors.Is(err, errAllocated) {
+					return 0, err
+				}
 			}
 		}
 	}
@@ -298,7 +319,7 @@ func (a *allocation) takePort(p int32) error {
 		}
 		return nil
 	}
-	err := a.r.CreateNodePort(a.ctx, p, a.parent, Request{Actor: System(PortAllocatorName)})
+	err := a.r.CreateNodePort(a.ctx, p, a.parent, allocatorRequest(PortAllocatorName, a.cause))
 	if apierrors.IsAlreadyExists(err) {
 		if rec, gerr := a.r.log.Get(a.ctx, key); gerr == nil && rec.Event.GetLabels()[LabelParentNamespace] == a.parent.Namespace &&
 			rec.Event.GetLabels()[LabelParentName] == a.parent.Name {
@@ -322,7 +343,7 @@ func (a *allocation) portHeldBy(o *projections.Object) bool {
 // as Kubernetes' service storage releases on update and delete. An object that names another
 // holder (the value was taken again meanwhile) is left alone; what fails to be released is left
 // for the repair loop (reconcilers/allocations), which deletes objects no Service holds.
-func (r *Registry) release(ctx context.Context, k *kinds.Kind, obj, old runtime.Object) {
+func (r *Registry) release(ctx context.Context, k *kinds.Kind, obj, old runtime.Object, cause uint64) {
 	if k.Strategy.Holds == nil || old == nil {
 		return
 	}
@@ -339,17 +360,17 @@ func (r *Registry) release(ctx context.Context, k *kinds.Kind, obj, old runtime.
 	}
 	for _, ip := range oldIPs {
 		if !slices.Contains(ips, ip) {
-			r.releaseIP(ctx, ip, parent)
+			r.releaseIP(ctx, ip, parent, cause)
 		}
 	}
 	for _, p := range oldPorts {
 		if !slices.Contains(ports, p) {
-			r.releasePort(ctx, p, parent)
+			r.releasePort(ctx, p, parent, cause)
 		}
 	}
 }
 
-func (r *Registry) releaseIP(ctx context.Context, ip string, parent networkingv1.ParentReference) {
+func (r *Registry) releaseIP(ctx context.Context, ip string, parent networkingv1.ParentReference, cause uint64) {
 	ipk, ok := r.catalog.ByGroupResource(IPAddresses)
 	if !ok || ip == "" {
 		return
@@ -363,13 +384,13 @@ func (r *Registry) releaseIP(ctx context.Context, ip string, parent networkingv1
 		return
 	}
 	uid, rv := o.Event.GetRef().GetUid(), strconv.FormatUint(o.Seq, 10)
-	_, _, err = r.Delete(ctx, ipk, "", ip, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: new(types.UID(uid)), ResourceVersion: &rv}}, allocatorActor)
+	_, _, err = r.Delete(ctx, ipk, "", ip, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: new(types.UID(uid)), ResourceVersion: &rv}}, allocatorRequest(IPAllocatorName, cause))
 	if err != nil && !apierrors.IsNotFound(err) {
 		r.logger.Warn("registry: releasing a cluster IP; the repair loop will", "ip", ip, "err", err)
 	}
 }
 
-func (r *Registry) releasePort(ctx context.Context, p int32, parent networkingv1.ParentReference) {
+func (r *Registry) releasePort(ctx context.Context, p int32, parent networkingv1.ParentReference, cause uint64) {
 	key := NodePortKey(p)
 	rec, err := r.log.Get(ctx, key)
 	if err != nil || rec.Event.GetType() == eventv1.ChangeType_CHANGE_TYPE_DELETED {
@@ -378,7 +399,7 @@ func (r *Registry) releasePort(ctx context.Context, p int32, parent networkingv1
 	if l := rec.Event.GetLabels(); l[LabelParentNamespace] != parent.Namespace || l[LabelParentName] != parent.Name {
 		return
 	}
-	if err := r.DeleteNodePort(ctx, rec, allocatorActor); err != nil {
+	if err := r.DeleteNodePort(ctx, rec, allocatorRequest(PortAllocatorName, cause)); err != nil {
 		r.logger.Warn("registry: releasing a node port; the repair loop will", "port", p, "err", err)
 	}
 }
@@ -443,7 +464,8 @@ func (r *Registry) serviceRanges() []netip.Prefix {
 			continue
 		}
 		for _, s := range c.Spec.CIDRs {
-			if p, err := netip.ParsePrefix(s); err == nil && p.Addr().Is4() && !slices.Contains(out, p.Masked()) {
+			// A /31 or /32 has no address to hand out (no network and broadcast address left).
+			if p, err := netip.ParsePrefix(s); err == nil && p.Addr().Is4() && p.Bits() <= 30 && !slices.Contains(out, p.Masked()) {
 				out = append(out, p.Masked())
 			}
 		}

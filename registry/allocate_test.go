@@ -235,7 +235,13 @@ func TestAllocationFromServiceCIDRs(t *testing.T) {
 	}
 	out, err := servers[1].reg.Create(t.Context(), svcKind, service("again", "", corev1.ServiceTypeClusterIP, 0), alice)
 	if err != nil {
-		t.Fatalf("after a delete: %v", err)
+		for i, srv := range servers {
+			objs, _ := srv.store.List(projections.Query{Resource: schema.GroupResource{Group: "networking.k8s.io", Resource: "ipaddresses"}})
+			for _, o := range objs {
+				t.Logf("server %d: %s %d", i, o.Key.Name, o.Seq)
+			}
+		}
+		t.Fatalf("after a delete: %v (ips %v)", err, ips)
 	}
 	for ip, name := range ips {
 		if name == "s3" && out.(*corev1.Service).Spec.ClusterIP != ip {

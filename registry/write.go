@@ -67,7 +67,7 @@ func (r *Registry) create(ctx context.Context, k *kinds.Kind, obj runtime.Object
 	if errs := k.Validate(obj); len(errs) > 0 {
 		return nil, apierrors.NewInvalid(k.GroupKind(), m.GetName(), errs)
 	}
-	alloc, err := r.allocate(ctx, k, obj, nil, req.DryRun)
+	alloc, err := r.allocate(ctx, k, obj, nil, req)
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +102,7 @@ func (r *Registry) create(ctx context.Context, k *kinds.Kind, obj runtime.Object
 			m.SetName(generateName(m.GetGenerateName()))
 			// What was allocated names the Service by its name: take it again under the new one.
 			alloc.revert(context.WithoutCancel(ctx))
-			if alloc, err = r.allocate(ctx, k, obj, nil, req.DryRun); err != nil {
+			if alloc, err = r.allocate(ctx, k, obj, nil, req); err != nil {
 				return nil, err
 			}
 			continue
@@ -276,7 +276,7 @@ func (r *Registry) Modify(ctx context.Context, k *kinds.Kind, ns, name string, r
 		if opts.Subresource == "" {
 			// A Service's new type may need a cluster IP or node ports (before validation, as
 			// Kubernetes' BeginUpdate allocates).
-			if alloc, err = r.allocate(ctx, k, next, cur.obj, req.DryRun); err != nil {
+			if alloc, err = r.allocate(ctx, k, next, cur.obj, req); err != nil {
 				return nil, err
 			}
 		}
@@ -296,9 +296,9 @@ func (r *Registry) Modify(ctx context.Context, k *kinds.Kind, ns, name string, r
 			return next, nil
 		}
 		if typ == eventv1.ChangeType_CHANGE_TYPE_DELETED {
-			r.release(context.WithoutCancel(ctx), k, nil, cur.obj)
+			r.release(context.WithoutCancel(ctx), k, nil, cur.obj, req.Cause)
 		} else if opts.Subresource == "" {
-			r.release(context.WithoutCancel(ctx), k, next, cur.obj)
+			r.release(context.WithoutCancel(ctx), k, next, cur.obj, req.Cause)
 		}
 		return next, nil
 	}
