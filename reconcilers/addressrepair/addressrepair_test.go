@@ -74,7 +74,7 @@ func (en *env) kind(group, resource string) *kinds.Kind {
 // settle waits until the reconcilers have handled everything the log holds so far.
 func (en *env) settle(t *testing.T) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	if err := en.e.WaitReconciled(ctx, en.store.Applied()); err != nil {
 		t.Fatal(err)
@@ -122,7 +122,7 @@ func (en *env) events(t *testing.T, reason string) int {
 // waitEvent waits for an Event of that reason, which the recorder writes on its own time.
 func (en *env) waitEvent(t *testing.T, reason string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	for en.events(t, reason) == 0 {
 		if err := en.store.WaitFor(ctx, en.store.Applied()+1); err != nil {
