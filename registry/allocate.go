@@ -104,7 +104,7 @@ func (r *Registry) allocate(ctx context.Context, k *kinds.Kind, obj, old runtime
 		keptIPs: map[string]bool{}, keptPorts: map[int32]bool{}, tookIPs: map[string]bool{}, tookPorts: map[int32]bool{}}
 	err = k.Strategy.Allocate(ctx, a, obj, old)
 	if err != nil {
-		a.revert(ctx)
+		a.revert(context.WithoutCancel(ctx))
 		var se apierrors.APIStatus
 		if !errors.As(err, &se) {
 			return nil, apierrors.NewInternalError(err)
