@@ -225,10 +225,10 @@ func (r *Repair) repairIP(ctx context.Context, svc *corev1.Service, ip string, p
 		return r.createIP(ctx, ip, parent, cause)
 	}
 	obj, err := o.Decode()
-	if err != nil {
-		return nil
+	held, ok := obj.(*networkingv1.IPAddress)
+	if err != nil || !ok {
+		return nil // unreadable: its own reconcile leaves it too
 	}
-	held := obj.(*networkingv1.IPAddress)
 	switch ref := held.Spec.ParentRef; {
 	case ref == nil || ref.Group != "" || ref.Resource != services.Resource || !managedByAllocator(held):
 		r.events.Eventf(svc, cause, corev1.EventTypeWarning, "ClusterIPNotAllocated", "the ClusterIP [IPv4]: %s for Service %s/%s has a wrong reference; repairing", ip, svc.Namespace, svc.Name)
@@ -355,10 +355,10 @@ func (r *Repair) reconcileIPAddress(ctx context.Context, req engine.Request) (en
 		return engine.Result{}, nil
 	}
 	obj, err := o.Decode()
-	if err != nil {
-		return engine.Result{}, nil
+	ip, isIP := obj.(*networkingv1.IPAddress)
+	if err != nil || !isIP {
+		return engine.Result{}, nil // unreadable: nothing to judge it by
 	}
-	ip := obj.(*networkingv1.IPAddress)
 	if ip.Labels[networkingv1.LabelManagedBy] != registry.IPAllocatorName {
 		return engine.Result{}, nil // not the allocator's
 	}
