@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -39,6 +40,17 @@ func (s *Server) bootstrap(ctx context.Context) error {
 			return fmt.Errorf("apiserver: creating namespace %s: %w", name, err)
 		}
 	}
+	// The default ServiceCIDR, from the configured range, before the first Service takes an
+	// address from it (Kubernetes' defaultservicecidr controller).
+	if cidrKind, ok := s.catalog.ByGroupResource(registry.ServiceCIDRs); ok {
+		if _, err := s.reg.GetObject(ctx, cidrKind, "", defaultServiceCIDRName, registry.ReadOptions{ResourceVersion: "0"}); err != nil {
+			cidr := &networkingv1.ServiceCIDR{ObjectMeta: metav1.ObjectMeta{Name: defaultServiceCIDRName},
+				Spec: networkingv1.ServiceCIDRSpec{CIDRs: []string{registry.ServiceCIDR.String()}}}
+			if _, err := s.reg.Create(ctx, cidrKind, cidr, systemActor); err != nil && !apierrors.IsAlreadyExists(err) {
+				return fmt.Errorf("apiserver: creating the default ServiceCIDR: %w", err)
+			}
+		}
+	}
 	svcKind, ok := s.kinds("services")
 	if !ok {
 		return nil
@@ -62,3 +74,6 @@ func (s *Server) bootstrap(ctx context.Context) error {
 	}
 	return nil
 }
+
+// defaultServiceCIDRName names the ServiceCIDR of the configured range, as Kubernetes names it.
+const defaultServiceCIDRName = "kubernetes"

@@ -12,49 +12,11 @@ import (
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
 )
 
+// randomEvent returns an event whose fields are set at random, every field of the message
+// (descriptor.go: randomMessage) so that a field added to event.proto is covered too.
 func randomEvent(rng *rand.Rand) *eventv1.ObjectChanged {
-	s := func() string {
-		if rng.IntN(4) == 0 {
-			return ""
-		}
-		return strings.Repeat(string(rune('a'+rng.IntN(26))), rng.IntN(12)) + "é"
-	}
-	ev := &eventv1.ObjectChanged{
-		Type:     eventv1.ChangeType(rng.IntN(5) - 1),
-		Reason:   s(),
-		Cause:    rng.Uint64(),
-		Encoding: eventv1.Encoding(rng.IntN(3)),
-	}
-	if rng.IntN(3) > 0 {
-		ev.Actor = &eventv1.Actor{Kind: eventv1.ActorKind(rng.IntN(5)), Name: s()}
-	}
-	if rng.IntN(3) > 0 {
-		ev.Time = &timestamppb.Timestamp{Seconds: rng.Int64() - rng.Int64(), Nanos: rng.Int32N(1e9) - 5e8}
-	}
-	if rng.IntN(5) > 0 {
-		ev.Ref = &eventv1.ObjectRef{Group: s(), Version: s(), Kind: s(), Resource: s(), Namespace: s(), Name: s(), Uid: s()}
-	}
-	if rng.IntN(4) > 0 {
-		ev.Object = []byte(strings.Repeat("\x00\xffk8s", rng.IntN(50)))
-	}
-	for range rng.IntN(6) {
-		if ev.Labels == nil {
-			ev.Labels = map[string]string{}
-		}
-		ev.Labels[s()] = s()
-	}
-	for range rng.IntN(12) {
-		if ev.Fields == nil {
-			ev.Fields = map[string]string{}
-		}
-		ev.Fields[s()] = s()
-	}
-	for range rng.IntN(3) {
-		if ev.Annotations == nil {
-			ev.Annotations = map[string]string{}
-		}
-		ev.Annotations[s()] = s()
-	}
+	ev := &eventv1.ObjectChanged{}
+	randomMessage(rng, ev.ProtoReflect(), nil)
 	return ev
 }
 

@@ -80,7 +80,8 @@ type Strategy struct {
 
 	// Holds returns the cluster-wide unique values obj holds (a Service's cluster IP and node
 	// ports), and Allocate takes those a new object (old nil) or an update needs, from a, before
-	// validation (Kubernetes' BeginCreate and BeginUpdate of the service storage).
+	// validation (Kubernetes' BeginCreate and BeginUpdate of the service storage). The registry
+	// gives back, after a write, what the replaced revision held and the new one does not.
 	Holds    func(obj runtime.Object) (ips []string, ports []int32)
 	Allocate func(ctx context.Context, a Allocator, obj, old runtime.Object) error
 

@@ -60,6 +60,8 @@ func TestColumns(t *testing.T) {
 		"rbac.authorization.k8s.io/RoleBinding": "NAME ROLE AGE [USERS] [GROUPS] [SERVICEACCOUNTS]",
 		"rbac.authorization.k8s.io/ClusterRoleBinding": "NAME ROLE AGE [USERS] [GROUPS] [SERVICEACCOUNTS]",
 		"networking.k8s.io/NetworkPolicy":              "NAME POD-SELECTOR AGE",
+		"networking.k8s.io/IPAddress":                  "NAME PARENTREF",
+		"networking.k8s.io/ServiceCIDR":                "NAME CIDRS AGE",
 	}
 	for _, k := range catalog.All() {
 		var names []string

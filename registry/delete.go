@@ -86,6 +86,10 @@ func (r *Registry) Delete(ctx context.Context, k *kinds.Kind, ns, name string, o
 		if err != nil {
 			return nil, false, statusError(k, name, err)
 		}
+		if gone {
+			// What the object held (a Service's cluster IP and node ports) is free again.
+			r.release(context.WithoutCancel(ctx), k, nil, cur.obj, req.Cause)
+		}
 		if err := r.store.WaitFor(ctx, seq); err != nil {
 			return nil, false, statusError(k, name, err)
 		}

@@ -102,10 +102,6 @@ type Registry struct {
 
 	mu            sync.Mutex
 	fieldManagers map[fmKey]*managedfields.FieldManager
-
-	allocMu     sync.Mutex
-	recentIPs   map[string]bool
-	recentPorts map[int32]bool
 }
 
 type fmKey struct {
@@ -141,8 +137,6 @@ func New(cfg Config) (*Registry, error) {
 		objectInterfaces: admission.NewObjectInterfacesFromScheme(kinds.Scheme),
 		typeConverter:    applyconfigurations.NewTypeConverter(kinds.Scheme),
 		fieldManagers:    map[fmKey]*managedfields.FieldManager{},
-		recentIPs:        map[string]bool{},
-		recentPorts:      map[int32]bool{},
 	}, nil
 }
 

@@ -33,7 +33,12 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{log: eventlogtest.Open(t), cat: builtin.Catalog(), now: time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)}
+	return newEnvWith(t, eventlogtest.Open(t))
+}
+
+func newEnvWith(t testing.TB, l *eventlog.Log) *env {
+	t.Helper()
+	e := &env{log: l, cat: builtin.Catalog(), now: time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)}
 	e.store = projections.New(e.cat, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -83,9 +83,16 @@ func (r *Registry) create(ctx context.Context, k *kinds.Kind, obj runtime.Object
 	if err := r.admitValidating(ctx, attrs); err != nil {
 		return nil, err
 	}
-	if err := r.allocate(ctx, k, obj, nil); err != nil {
+	alloc, err := r.allocate(ctx, k, obj, nil, req)
+	if err != nil {
 		return nil, err
 	}
+	committed := false
+	defer func() {
+		if !committed {
+			alloc.revert(context.WithoutCancel(ctx))
+		}
+	}()
 	if !applied {
 		fm, err := r.FieldManager(k, "")
 		if err != nil {
@@ -110,11 +117,17 @@ func (r *Registry) create(ctx context.Context, k *kinds.Kind, obj runtime.Object
 		seq, err := r.log.Create(ctx, ev)
 		if errors.Is(err, eventlog.ErrExists) && generated && attempt < maxAttempts {
 			m.SetName(generateName(m.GetGenerateName()))
+			// What was allocated names the Service by its name: take it again under the new one.
+			alloc.revert(context.WithoutCancel(ctx))
+			if alloc, err = r.allocate(ctx, k, obj, nil, req); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		if err != nil {
 			return nil, statusError(k, m.GetName(), err)
 		}
+		committed = true
 		if err := r.store.WaitFor(ctx, seq); err != nil {
 			return nil, statusError(k, m.GetName(), err)
 		}
@@ -282,81 +295,112 @@ func (r *Registry) Modify(ctx context.Context, k *kinds.Kind, ns, name string, r
 				return nil, err
 			}
 		}
-		if opts.Subresource == "" {
-			// A Service's new type may need a cluster IP or node ports (before validation, as
-			// Kubernetes' BeginUpdate allocates).
-			if err := r.allocate(ctx, k, next, cur.obj); err != nil {
-				return nil, err
-			}
-		}
 		if req.Admit != nil {
 			if err := req.Admit(ctx, next, cur.obj); err != nil {
 				return nil, err
 			}
 		}
-		var errs field.ErrorList
-		switch opts.Subresource {
-		case "status":
-			errs = k.ValidateStatusUpdate(next, cur.obj)
-		case "binding":
-			// A binding sets spec.nodeName, which no pod update may change; Kubernetes does not
-			// validate it as an update either (the binding's mutation checks what it needs).
-		default:
-			errs = k.ValidateUpdate(next, cur.obj)
-		}
-		if len(errs) > 0 {
-			return nil, apierrors.NewInvalid(k.GroupKind(), name, errs)
-		}
-		if err := r.admitValidating(ctx, attrs); err != nil {
-			return nil, err
-		}
-		// A binding records no managed fields, as on Kubernetes (its binding storage writes the pod
-		// without the field manager): kube-scheduler never shows up as a manager of a pod.
-		if !opts.Applied && opts.Subresource != "binding" {
-			fm, err := r.FieldManager(k, fieldManagerSubresource(opts.Subresource))
-			if err != nil {
-				return nil, apierrors.NewInternalError(err)
-			}
-			next = fm.UpdateNoErrors(cur.obj, next, req.manager())
-		}
-		nm, _ = meta.Accessor(next)
-
-		typ := eventv1.ChangeType_CHANGE_TYPE_MODIFIED
-		reason := req.Reason
-		if nm.GetDeletionTimestamp() != nil && !pendingFinalizers(k, next) && !nm.GetDeletionTimestamp().After(r.now()) {
-			typ = eventv1.ChangeType_CHANGE_TYPE_DELETED
-			if reason == "" {
-				reason = ReasonFinalize
+		var alloc *allocation
+		if opts.Subresource == "" {
+			// A Service's new type may need a cluster IP or node ports (before validation, as
+			// Kubernetes' BeginUpdate allocates).
+			if alloc, err = r.allocate(ctx, k, next, cur.obj, req); err != nil {
+				return nil, err
 			}
 		}
-		if reason == "" {
-			reason = r.reasonFor(k, opts.Subresource, cur.obj, next)
-		}
-		ev, err := r.newEvent(k, next, typ, reason, req)
-		if err != nil {
-			return nil, apierrors.NewInternalError(err)
-		}
-		attrs.record(ev)
-		if typ == eventv1.ChangeType_CHANGE_TYPE_MODIFIED && bytes.Equal(ev.GetObject(), cur.raw) {
-			return cur.obj, nil // nothing changed: nothing to write
-		}
-		if req.DryRun {
-			return next, nil
-		}
-		seq, err := r.log.Append(ctx, ev, cur.seq)
-		if errors.Is(err, eventlog.ErrConflict) && !precondition && attempt < maxAttempts {
+		next, typ, err := r.modifyAllocated(ctx, k, key, cur, next, precondition, attempt, req, opts, attrs)
+		if errors.Is(err, errRetry) {
+			alloc.revert(context.WithoutCancel(ctx))
 			fromLog = true
 			continue
 		}
 		if err != nil {
-			return nil, statusError(k, name, err)
+			if next == nil { // not written: give back what was taken for it
+				alloc.revert(context.WithoutCancel(ctx))
+			}
+			return nil, err
 		}
-		if err := r.store.WaitFor(ctx, seq); err != nil {
-			return nil, statusError(k, name, err)
+		if req.DryRun {
+			return next, nil
 		}
-		setRV(next, seq)
+		if typ == eventv1.ChangeType_CHANGE_TYPE_DELETED {
+			r.release(context.WithoutCancel(ctx), k, nil, cur.obj, req.Cause)
+		} else if opts.Subresource == "" {
+			r.release(context.WithoutCancel(ctx), k, next, cur.obj, req.Cause)
+		}
 		return next, nil
 	}
+}
+
+// errRetry says that a write lost a race it may retry on a fresher revision.
+var errRetry = errors.New("registry: retry")
+
+// modifyAllocated is the rest of Modify once the values the result holds are allocated: it
+// validates, records managed fields and appends next over cur. It returns the object written
+// and its change type, or errRetry.
+func (r *Registry) modifyAllocated(ctx context.Context, k *kinds.Kind, key eventlog.Key, cur current, next runtime.Object, precondition bool, attempt int, req Request, opts UpdateOptions, attrs *attributes) (runtime.Object, eventv1.ChangeType, error) {
+	name := key.Name
+	var errs field.ErrorList
+	switch opts.Subresource {
+	case "status":
+		errs = k.ValidateStatusUpdate(next, cur.obj)
+	case "binding":
+		// A binding sets spec.nodeName, which no pod update may change; Kubernetes does not
+		// validate it as an update either (the binding's mutation checks what it needs).
+	default:
+		errs = k.ValidateUpdate(next, cur.obj)
+	}
+	if len(errs) > 0 {
+		return nil, 0, apierrors.NewInvalid(k.GroupKind(), name, errs)
+	}
+	if err := r.admitValidating(ctx, attrs); err != nil {
+		return nil, 0, err
+	}
+	// A binding records no managed fields, as on Kubernetes (its binding storage writes the pod
+	// without the field manager): kube-scheduler never shows up as a manager of a pod.
+	if !opts.Applied && opts.Subresource != "binding" {
+		fm, err := r.FieldManager(k, fieldManagerSubresource(opts.Subresource))
+		if err != nil {
+			return nil, 0, apierrors.NewInternalError(err)
+		}
+		next = fm.UpdateNoErrors(cur.obj, next, req.manager())
+	}
+	nm, _ := meta.Accessor(next)
+
+	typ := eventv1.ChangeType_CHANGE_TYPE_MODIFIED
+	reason := req.Reason
+	if nm.GetDeletionTimestamp() != nil && !pendingFinalizers(k, next) && !nm.GetDeletionTimestamp().After(r.now()) {
+		typ = eventv1.ChangeType_CHANGE_TYPE_DELETED
+		if reason == "" {
+			reason = ReasonFinalize
+		}
+	}
+	if reason == "" {
+		reason = r.reasonFor(k, opts.Subresource, cur.obj, next)
+	}
+	ev, err := r.newEvent(k, next, typ, reason, req)
+	if err != nil {
+		return nil, 0, apierrors.NewInternalError(err)
+	}
+	attrs.record(ev)
+	if typ == eventv1.ChangeType_CHANGE_TYPE_MODIFIED && bytes.Equal(ev.GetObject(), cur.raw) {
+		return cur.obj, typ, nil // nothing changed: nothing to write
+	}
+	if req.DryRun {
+		return next, typ, nil
+	}
+	seq, err := r.log.Append(ctx, ev, cur.seq)
+	if errors.Is(err, eventlog.ErrConflict) && !precondition && attempt < maxAttempts {
+		return nil, 0, errRetry
+	}
+	if err != nil {
+		return nil, 0, statusError(k, name, err)
+	}
+	if err := r.store.WaitFor(ctx, seq); err != nil {
+		return next, typ, statusError(k, name, err) // written: next is returned with the error
+	}
+	setRV(next, seq)
+	return next, typ, nil
 }
 
 func fieldManagerSubresource(sub string) string {

@@ -51,6 +51,8 @@ func Kinds() []*kinds.Kind {
 		roleBinding(),
 		eventsV1(events),
 		networkPolicy(),
+		ipAddress(),
+		serviceCIDR(),
 	}
 }
 

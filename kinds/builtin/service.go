@@ -84,8 +84,11 @@ func allocateService(_ context.Context, a kinds.Allocator, svc, old *corev1.Serv
 		case spec.ClusterIP == corev1.ClusterIPNone:
 		case spec.ClusterIP == "":
 			ip, err := a.IP("")
-			if err != nil {
+			if _, ok := err.(apierrors.APIStatus); err != nil && !ok {
 				return apierrors.NewInternalError(err)
+			}
+			if err != nil {
+				return err
 			}
 			spec.ClusterIP = ip
 			spec.ClusterIPs = nil

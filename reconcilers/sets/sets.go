@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/logplane/logplane/reconcilers/addressrepair"
 	"github.com/logplane/logplane/reconcilers/clusterroleaggregation"
 	"github.com/logplane/logplane/reconcilers/deployment"
 	"github.com/logplane/logplane/reconcilers/engine"
@@ -29,7 +30,8 @@ const (
 	// Scheduler binds pods to nodes, in the replica holding partition 0.
 	Scheduler = "scheduler"
 	// Workloads are kube-controller-manager's workload controllers: replica sets, deployments,
-	// garbage collection, node and namespace lifecycle.
+	// garbage collection, node and namespace lifecycle; and the repair loop of Services' cluster
+	// IPs and node ports (kube-apiserver runs it in Kubernetes).
 	Workloads = "workloads"
 	// ServiceAccounts are what every namespace gets for its service accounts (kube-controller-
 	// manager configures them together): the default ServiceAccount and kube-root-ca.crt.
@@ -69,6 +71,7 @@ func All(o Options) []Reconciler {
 		{Workloads, nodelifecycle.Name, nodelifecycle.Setup(nodelifecycle.Config{GracePeriod: o.NodeGracePeriod, Workers: o.Workers})},
 		{Workloads, namespaces.Name, namespaces.Setup(namespaces.Config{})},
 		{Workloads, clusterroleaggregation.Name, clusterroleaggregation.Setup(clusterroleaggregation.Config{})},
+		{Workloads, addressrepair.ServicesName, addressrepair.Setup(addressrepair.Config{})},
 		{ServiceAccounts, serviceaccounts.Name, serviceaccounts.Setup(serviceaccounts.Config{})},
 		{ServiceAccounts, rootcacert.Name, rootcacert.Setup(rootcacert.Config{LoadCA: o.RootCA})},
 	}
