@@ -160,3 +160,48 @@ func TestDiscoveryAsKubernetes(t *testing.T) {
 	}
 	fails(t, s, "", []string{"NotFound"}, "get", "--raw", "/apis/example.com")
 }
+
+// TestTrailingSlashes: kube-apiserver answers a discovery or resource path with a trailing slash
+// as it answers it without (the aggregator registers /apis/, /apis/<group>/ and
+// /apis/<group>/<version>/ beside the paths without, and go-restful trims a trailing slash
+// before it matches a route), and a path that names nothing with 404 NotFound either way.
+// Through the real kubectl, which sends the slash as given.
+func TestTrailingSlashes(t *testing.T) {
+	needKubectl(t)
+	s := apiservertest.Start(t, apiservertest.Options{})
+	for _, c := range []struct{ path, kind, name string }{
+		{"/api/", "APIVersions", ""},
+		{"/apis/", "APIGroupList", ""},
+		{"/apis/apps/", "APIGroup", "apps"},
+		{"/apis/apps/v1/", "APIResourceList", ""},
+		{"/api/v1/", "APIResourceList", ""},
+		{"/apis/apps/v1/deployments/", "DeploymentList", ""},
+		{"/api/v1/namespaces/", "NamespaceList", ""},
+		{"/api/v1/namespaces/default/", "Namespace", "default"},
+		{"/apis/apps/v1/namespaces/default/deployments/", "DeploymentList", ""},
+		{"/api/v1/namespaces/default/configmaps/", "ConfigMapList", ""},
+	} {
+		for _, p := range []string{c.path, strings.TrimSuffix(c.path, "/")} {
+			out := must(t, s, "", nil, "get", "--raw", p)
+			var got struct {
+				Kind         string
+				Name         string
+				GroupVersion string
+				Metadata     struct{ Name string }
+			}
+			if err := json.Unmarshal([]byte(out), &got); err != nil {
+				t.Fatalf("GET %s: %v\n%s", p, err, out)
+			}
+			name := got.Name + got.Metadata.Name
+			if got.Kind != c.kind || name != c.name {
+				t.Errorf("GET %s: kind %q name %q, want %q %q", p, got.Kind, name, c.kind, c.name)
+			}
+			if c.kind == "APIResourceList" && got.GroupVersion != strings.TrimPrefix(strings.TrimPrefix(strings.Trim(c.path, "/"), "api/"), "apis/") {
+				t.Errorf("GET %s: groupVersion %q", p, got.GroupVersion)
+			}
+		}
+	}
+	for _, p := range []string{"/apis/example.com/", "/apis/apps/v2/", "/api/v2/", "/apis/apps/v1/widgets/"} {
+		fails(t, s, "", []string{"NotFound"}, "get", "--raw", p)
+	}
+}

@@ -21,6 +21,11 @@ var (
 	// ErrUnreachable: Open could not connect to the server at the configured URL (not up yet,
 	// or restarting); trying again later may succeed.
 	ErrUnreachable = errors.New("eventlog: server unreachable")
+	// ErrUnavailable: the connection to the server was lost while a write waited for its answer
+	// and did not come back in time (or what became of the write could not be found out). The
+	// write may or may not have been made: a retried append that expects a revision conflicts
+	// rather than writes twice. Trying again later may succeed.
+	ErrUnavailable = errors.New("eventlog: server unavailable")
 	// ErrLocked: another process runs a server on the data directory.
 	ErrLocked = errors.New("eventlog: data directory locked")
 )

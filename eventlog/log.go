@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -17,14 +18,21 @@ type Log struct {
 	srv        *embedded   // nil when the log is on an external server
 	space      *spaceWatch // nil when the log is on an external server
 	nc         *nats.Conn
+	conn       *connWatch
 	js         jetstream.JetStream
 	stream     jetstream.Stream
 	maxPayload int
+	// acked is the highest sequence the server acknowledged to this log (or the stream had
+	// when the log opened): a message sent after it was read is stored after it.
+	acked atomic.Uint64
+	// settles counts the appends whose connection was lost before their answer came.
+	settles atomic.Int64
 
 	// commit, when set, runs after a message is acknowledged and returns once it is durable.
 	commit    func(context.Context) error
 	committer *committer
 	commitSub *nats.Subscription
+	barriers  atomic.Int64 // commit barriers another process answered to this one
 
 	snapMu    sync.Mutex
 	snapStore jetstream.ObjectStore // created on first use
@@ -56,6 +64,15 @@ func (l *Log) connect() error {
 		nats.Name("logplane"),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
+		// nats.go prints these on stderr by default. A write on a connection whose server just
+		// went away is one of them; what it lost, the appends find out (see connWatch).
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if sub != nil {
+				l.cfg.Logger.Warn("eventlog: nats connection", "subject", sub.Subject, "err", err)
+				return
+			}
+			l.cfg.Logger.Warn("eventlog: nats connection", "err", err)
+		}),
 	}
 	url := l.cfg.URL
 	if url == "" {
@@ -75,6 +92,7 @@ func (l *Log) connect() error {
 		return fmt.Errorf("%w: connect %q: %v", ErrUnreachable, url, err)
 	}
 	l.nc = nc
+	l.conn = watchConn(nc)
 	l.maxPayload = int(nc.MaxPayload())
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -122,6 +140,7 @@ func (l *Log) ensureStream(ctx context.Context) error {
 		return fmt.Errorf("eventlog: stream %s: %w", l.cfg.Stream, err)
 	}
 	l.stream = s
+	l.noteAcked(s.CachedInfo().State.LastSeq)
 	return nil
 }
 
@@ -132,25 +151,7 @@ func (l *Log) setupCommit() error {
 	if l.srv == nil {
 		// Another process embeds the server and does the fsyncs; ask it for the barrier.
 		subj := l.cfg.commitSubject()
-		l.commit = func(ctx context.Context) error {
-			if _, hasDeadline := ctx.Deadline(); !hasDeadline {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
-				defer cancel()
-			}
-			reply, err := l.nc.RequestWithContext(ctx, subj, nil)
-			if errors.Is(err, nats.ErrNoResponders) {
-				return fmt.Errorf("eventlog: no logplane process answers commit barriers on %s "+
-					"(an external NATS cluster needs durability server-sync): %w", subj, err)
-			}
-			if err != nil {
-				return fmt.Errorf("eventlog: commit barrier: %w", err)
-			}
-			if len(reply.Data) > 0 {
-				return fmt.Errorf("eventlog: commit barrier: %s", reply.Data)
-			}
-			return nil
-		}
+		l.commit = func(ctx context.Context) error { return l.remoteCommit(ctx, subj) }
 		return nil
 	}
 	l.committer = newCommitter(streamMsgsDir(&l.cfg))
@@ -175,6 +176,50 @@ func (l *Log) setupCommit() error {
 	return nil
 }
 
+// remoteCommit asks the process that embeds the server for a commit barrier on subj. The barrier
+// is idempotent: a request whose connection was lost is made again once it is back, and so is
+// one that found no responder after a barrier was answered before (the embedding process's
+// subscription comes back with its own reconnection, maybe after this one's).
+func (l *Log) remoteCommit(ctx context.Context, subj string) error {
+	if _, hasDeadline := ctx.Deadline(); !hasDeadline {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
+	for round := 1; ; round++ {
+		rctx, release := l.conn.whileConnected(ctx)
+		reply, err := l.nc.RequestWithContext(rctx, subj, nil)
+		lost := wasLost(ctx, rctx)
+		release()
+		again := round < maxSettle
+		switch {
+		case lost && again:
+			if err := l.conn.waitUp(ctx); err != nil {
+				return fmt.Errorf("eventlog: commit barrier: %w", err)
+			}
+			continue
+		case errors.Is(err, nats.ErrNoResponders) && l.barriers.Load() > 0 && again:
+			t := time.NewTimer(250 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return fmt.Errorf("eventlog: commit barrier: no responder since the connection came back: %w", ctx.Err())
+			case <-t.C:
+			}
+			continue
+		case errors.Is(err, nats.ErrNoResponders):
+			return fmt.Errorf("eventlog: no logplane process answers commit barriers on %s "+
+				"(an external NATS cluster needs durability server-sync): %w", subj, err)
+		case err != nil:
+			return fmt.Errorf("eventlog: commit barrier: %w", err)
+		case len(reply.Data) > 0:
+			return fmt.Errorf("eventlog: commit barrier: %s", reply.Data)
+		}
+		l.barriers.Add(1)
+		return nil
+	}
+}
+
 // ClientURL is the URL other processes use to reach the embedded server, or "" if it does not
 // listen (or the log is on an external server: use that server's URL).
 func (l *Log) ClientURL() string {
@@ -191,6 +236,7 @@ func (l *Log) Close() error {
 	}
 	if l.nc != nil {
 		l.nc.Close()
+		l.conn.stop(l.nc)
 	}
 	if l.committer != nil {
 		l.committer.close()

@@ -15,7 +15,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sort"
 	"strings"
@@ -117,6 +116,7 @@ type keyState struct {
 	goodSeq  uint64 // the latest readable revision's (0: none)
 	badTail  bool   // the latest message is unreadable
 	badError error
+	snap     uint64 // the sequence of the last snapshot found to hold the key
 }
 
 // stateOf returns the state of key, made with copies of its strings if new.
@@ -150,20 +150,21 @@ func Check(ctx context.Context, l *eventlog.Log, opts Options) (*Report, error) 
 	rep.Snapshots = len(snaps)
 
 	keys := map[eventlog.Key]*keyState{}
-	causes := map[uint64]bool{}  // sequences that repair events name as their cause
-	missing := map[uint64]bool{} // sequences the log lacks, for purged snapshots' objects
-	var newest *projections.Store
+	causes := map[uint64]bool{}      // sequences that repair events name as their cause
+	missing := map[uint64]bool{}     // sequences the log lacks, for purged snapshots' objects
+	var newest []*projections.Object // the newest snapshot's objects that a replay had not live there
 	var newestSeq uint64
 	prev := first - 1
 	next := 0 // the next snapshot to compare
 	compare := func(upTo uint64) error {
 		for next < len(snaps) && snaps[next].Seq <= upTo {
-			st, err := loadSnapshot(ctx, l, opts, snaps[next])
+			info := snaps[next]
+			found, gone, err := scanSnapshot(ctx, l, opts, info, keys, missing)
 			if err != nil {
-				rep.add(Finding{Problem: Snapshot, Seq: snaps[next].Seq, Detail: fmt.Sprintf("snapshot %s/%d cannot be read (a restart skips it): %v", opts.Projection, snaps[next].Seq, err)})
+				rep.add(Finding{Problem: Snapshot, Seq: info.Seq, Detail: fmt.Sprintf("snapshot %s/%d cannot be read (a restart skips it): %v", opts.Projection, info.Seq, err)})
 			} else {
-				compareSnapshot(rep, st, snaps[next].Seq, keys, missing)
-				newest, newestSeq = st, snaps[next].Seq
+				rep.Findings = append(rep.Findings, found...)
+				newest, newestSeq = gone, info.Seq
 			}
 			next++
 		}
@@ -385,71 +386,92 @@ func tombstoneFor(opts Options, key eventlog.Key) *eventv1.ObjectChanged {
 	return &eventv1.ObjectChanged{Type: eventv1.ChangeType_CHANGE_TYPE_DELETED, Ref: ref}
 }
 
-func loadSnapshot(ctx context.Context, l *eventlog.Log, opts Options, info eventlog.SnapshotInfo) (*projections.Store, error) {
+// scanSnapshot compares the snapshot info names with the replay's state at its sequence (keys
+// and missing as they are there), reading it object by object rather than into a store (a store
+// of a million objects is a gigabyte and more). It returns what it found, and the objects the
+// snapshot holds that the replay has no live revision of (what purged looks at), or an error if
+// the snapshot cannot be read, as a restart would find it.
+func scanSnapshot(ctx context.Context, l *eventlog.Log, opts Options, info eventlog.SnapshotInfo, keys map[eventlog.Key]*keyState, missing map[uint64]bool) ([]Finding, []*projections.Object, error) {
 	rc, err := l.OpenSnapshot(ctx, info)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer rc.Close()
-	st := projections.New(opts.Catalog, slog.New(slog.NewTextHandler(io.Discard, nil)), projections.WithName(opts.Projection))
-	if err := st.ReadSnapshot(rc); err != nil {
-		return nil, err
+	seq := info.Seq
+	var found []Finding
+	var gone []*projections.Object
+	foreign := map[eventlog.Key]bool{} // keys the replay does not have, to find them twice
+	held := 0                          // live keys the snapshot holds
+	_, err = projections.ScanSnapshot(rc, opts.Projection, func(o *projections.Object) error {
+		ks := keys[o.Key]
+		switch {
+		case ks != nil && ks.snap == seq, ks == nil && foreign[o.Key]:
+			return fmt.Errorf("projections: snapshot holds %s twice", o.Key)
+		case ks != nil:
+			ks.snap = seq
+			if ks.live {
+				held++
+			}
+		default:
+			foreign[o.Key] = true
+		}
+		switch {
+		case missing[o.Seq] && (ks == nil || !ks.live):
+			found = append(found, Finding{Problem: Snapshot, Seq: seq, Key: o.Key, until: o.Seq, Detail: fmt.Sprintf("snapshot %d holds revision %d, which is no longer in the log (purged)", seq, o.Seq)})
+		case ks == nil || (!ks.live && !ks.badTail):
+			found = append(found, Finding{Problem: Snapshot, Seq: seq, Key: o.Key, Detail: fmt.Sprintf("snapshot %d holds revision %d of an object that a replay does not have", seq, o.Seq)})
+		case ks.seq != o.Seq:
+			found = append(found, Finding{Problem: Snapshot, Seq: seq, Key: o.Key, Detail: fmt.Sprintf("snapshot %d holds revision %d, a replay has %d", seq, o.Seq, ks.seq)})
+		}
+		if ks == nil || (!ks.live && !ks.badTail) {
+			gone = append(gone, o)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
 	}
-	return st, nil
+	live := 0
+	for _, ks := range keys {
+		if ks.live {
+			live++
+		}
+	}
+	if held < live {
+		for key, ks := range keys {
+			if ks.live && ks.snap != seq {
+				found = append(found, Finding{Problem: Snapshot, Seq: seq, Key: key, Detail: fmt.Sprintf("snapshot %d lacks the object, live at %d in a replay", seq, ks.seq)})
+			}
+		}
+	}
+	return found, gone, nil
 }
 
-// compareSnapshot compares a snapshot taken at seq with the replay's state at seq.
-func compareSnapshot(rep *Report, st *projections.Store, seq uint64, keys map[eventlog.Key]*keyState, missing map[uint64]bool) {
-	in := map[eventlog.Key]bool{}
-	for _, gr := range st.Resources() {
-		objs, _ := st.List(projections.Query{Resource: gr})
-		for _, o := range objs {
-			in[o.Key] = true
-			ks := keys[o.Key]
-			switch {
-			case missing[o.Seq] && (ks == nil || !ks.live):
-				rep.add(Finding{Problem: Snapshot, Seq: seq, Key: o.Key, until: o.Seq, Detail: fmt.Sprintf("snapshot %d holds revision %d, which is no longer in the log (purged)", seq, o.Seq)})
-			case ks == nil || (!ks.live && !ks.badTail):
-				rep.add(Finding{Problem: Snapshot, Seq: seq, Key: o.Key, Detail: fmt.Sprintf("snapshot %d holds revision %d of an object that a replay does not have", seq, o.Seq)})
-			case ks.seq != o.Seq:
-				rep.add(Finding{Problem: Snapshot, Seq: seq, Key: o.Key, Detail: fmt.Sprintf("snapshot %d holds revision %d, a replay has %d", seq, o.Seq, ks.seq)})
-			}
+// purged finds, among objs (the newest snapshot's objects that the replay had not live there),
+// those the log has no live revision of and no event after the snapshot: a restart serves them,
+// stale.
+func purged(rep *Report, opts Options, objs []*projections.Object, seq uint64, keys map[eventlog.Key]*keyState) {
+	for _, o := range objs {
+		ks := keys[o.Key]
+		if ks != nil && (ks.live || ks.badTail || ks.seq > seq) {
+			continue
 		}
-	}
-	for key, ks := range keys {
-		if ks.live && !in[key] {
-			rep.add(Finding{Problem: Snapshot, Seq: seq, Key: key, Detail: fmt.Sprintf("snapshot %d lacks the object, live at %d in a replay", seq, ks.seq)})
+		var expect uint64
+		if ks != nil {
+			expect = ks.seq
 		}
-	}
-}
-
-// purged finds the objects the newest snapshot holds that the log has no live revision of and
-// no event after the snapshot: a restart serves them, stale.
-func purged(rep *Report, opts Options, st *projections.Store, seq uint64, keys map[eventlog.Key]*keyState) {
-	for _, gr := range st.Resources() {
-		objs, _ := st.List(projections.Query{Resource: gr})
-		for _, o := range objs {
-			ks := keys[o.Key]
-			if ks != nil && (ks.live || ks.badTail || ks.seq > seq) {
-				continue
-			}
-			var expect uint64
-			if ks != nil {
-				expect = ks.seq
-			}
-			restore := repairEvent(opts, o.Event, o.Seq)
-			restore.Type = eventv1.ChangeType_CHANGE_TYPE_ADDED
-			tomb := repairEvent(opts, o.Event, o.Seq)
-			tomb.Type = eventv1.ChangeType_CHANGE_TYPE_DELETED
-			f := Finding{Problem: Purged, Seq: o.Seq, Key: o.Key,
-				Detail: fmt.Sprintf("the newest snapshot (%d) holds revision %d, which the log no longer has: a restart serves it with no tombstone", seq, o.Seq),
-				Repair: fmt.Sprintf("append revision %d again (or a tombstone with --purged=delete)", o.Seq),
-				fix:    &fix{ev: restore, alt: tomb, expect: expect}}
-			if opts.PurgedAsDeleted {
-				f.Repair = fmt.Sprintf("append a tombstone carrying revision %d", o.Seq)
-			}
-			rep.add(f)
+		restore := repairEvent(opts, o.Event, o.Seq)
+		restore.Type = eventv1.ChangeType_CHANGE_TYPE_ADDED
+		tomb := repairEvent(opts, o.Event, o.Seq)
+		tomb.Type = eventv1.ChangeType_CHANGE_TYPE_DELETED
+		f := Finding{Problem: Purged, Seq: o.Seq, Key: o.Key,
+			Detail: fmt.Sprintf("the newest snapshot (%d) holds revision %d, which the log no longer has: a restart serves it with no tombstone", seq, o.Seq),
+			Repair: fmt.Sprintf("append revision %d again (or a tombstone with --purged=delete)", o.Seq),
+			fix:    &fix{ev: restore, alt: tomb, expect: expect}}
+		if opts.PurgedAsDeleted {
+			f.Repair = fmt.Sprintf("append a tombstone carrying revision %d", o.Seq)
 		}
+		rep.add(f)
 	}
 }
 

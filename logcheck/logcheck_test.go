@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/eventlog/eventlogtest"
@@ -182,5 +183,75 @@ func purge(t *testing.T, l *eventlog.Log, subject string) {
 	}
 	if err := s.Purge(ctx, jetstream.WithPurgeSubject(subject)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCheckComparesSnapshots: a snapshot written by a projection that missed events (one pod's
+// creation, another pod's update) differs from a replay up to its sequence: Check reports the
+// object it lacks and the revision it holds instead of the replay's, each with the snapshot's
+// sequence and the key, and nothing else.
+func TestCheckComparesSnapshots(t *testing.T) {
+	l := eventlogtest.Open(t)
+	ctx := t.Context()
+	rng := rand.New(rand.NewPCG(3, 4))
+	var keys []eventlog.Key
+	var seqs []uint64
+	var first *corev1.Pod
+	for i := range 4 {
+		p := kindstest.RealisticPod(i, rng)
+		if i == 0 {
+			first = p.DeepCopy()
+		}
+		seq, err := l.Create(ctx, kindstest.PodEvent(t, eventv1.ChangeType_CHANGE_TYPE_ADDED, p, eventv1.Encoding_ENCODING_PROTOBUF))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys, seqs = append(keys, eventlog.Key{Resource: "pods", Namespace: p.Namespace, Name: p.Name}), append(seqs, seq)
+	}
+	first.Labels["revision"] = "2"
+	updated, err := l.Append(ctx, kindstest.PodEvent(t, eventv1.ChangeType_CHANGE_TYPE_MODIFIED, first, eventv1.Encoding_ENCODING_PROTOBUF), seqs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another pod after it, which the projection applies: the snapshot is stamped with its sequence.
+	if _, err := l.Create(ctx, kindstest.PodEvent(t, eventv1.ChangeType_CHANGE_TYPE_ADDED, kindstest.RealisticPod(4, rng), eventv1.Encoding_ENCODING_PROTOBUF)); err != nil {
+		t.Fatal(err)
+	}
+	store := projections.New(builtin.Catalog(), slog.Default())
+	if err := l.Replay(ctx, eventlog.Filter{}, 0, 0, func(r eventlog.Record) error {
+		if r.Seq != seqs[2] && r.Seq != updated { // misses pod 2's creation and pod 0's update
+			store.Apply(r)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := store.Snapshot(ctx, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := logcheck.Check(ctx, l, logcheck.Options{Catalog: builtin.Catalog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range rep.Findings {
+		got = append(got, string(f.Problem)+" "+f.Key.String()+" "+f.Detail)
+		if f.Seq != snap.Seq {
+			t.Errorf("finding at %d, want the snapshot's sequence %d: %+v", f.Seq, snap.Seq, f)
+		}
+	}
+	want := []string{"lacks the object", "holds revision"}
+	if len(got) != 2 || rep.Snapshots != 1 {
+		t.Fatalf("findings:\n%s\nwant 2 (snapshot lacks %s, holds an older revision of %s)", strings.Join(got, "\n"), keys[2], keys[0])
+	}
+	for _, w := range want {
+		found := false
+		for _, g := range got {
+			found = found || strings.Contains(g, w)
+		}
+		if !found {
+			t.Errorf("no finding saying %q:\n%s", w, strings.Join(got, "\n"))
+		}
 	}
 }

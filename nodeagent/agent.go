@@ -272,7 +272,7 @@ func New(cfg Config) (*Agent, error) {
 			Actor:    registry.Node(cfg.NodeName),
 			Source:   corev1.EventSource{Component: "kubelet", Host: cfg.NodeName},
 			Logger:   cfg.Logger,
-			Now:      cfg.Clock.Now,
+			Clock:    cfg.Clock,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("nodeagent: %w", err)

@@ -446,3 +446,53 @@ func At(ctx context.Context, l *eventlog.Log, catalog *kinds.Catalog, seq uint64
 	s.deliveredTo(applied)
 	return s, nil
 }
+
+// ScanSnapshot reads a snapshot of the projection name from r with ReadSnapshot's checks (its
+// header, frame sizes, well-formed objects, their count, nothing after the last), but keeps no
+// store: it calls fn with each object in the snapshot's order, and returns the sequence the
+// snapshot is stamped with. It does not check that a key appears once (ReadSnapshot does):
+// that is fn's to do. For a reader that compares a snapshot with something else (logcheck),
+// without a store's memory and indexes.
+func ScanSnapshot(r io.Reader, name string, fn func(*Object) error) (uint64, error) {
+	br := s2.NewReader(r, s2.ReaderMaxBlockSize(4<<20))
+	var head snapshotv1.SnapshotTaken
+	if err := protodelim.UnmarshalFrom(br, &head); err != nil {
+		return 0, fmt.Errorf("projections: reading snapshot header: %w", err)
+	}
+	if head.GetProjection() != name {
+		return 0, fmt.Errorf("projections: the snapshot is of %q, not %q", head.GetProjection(), name)
+	}
+	for i := uint64(0); i < head.GetObjects(); i++ {
+		n, err := binary.ReadUvarint(br)
+		if err == nil && n > maxSnapshotFrame {
+			err = fmt.Errorf("a frame of %d bytes", n)
+		}
+		var frame []byte
+		if err == nil {
+			frame = make([]byte, n)
+			_, err = io.ReadFull(br, frame)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("projections: reading snapshot object %d of %d: %w", i+1, head.GetObjects(), err)
+		}
+		seq, ev, err := decodeSnapshotObject(frame)
+		if err != nil {
+			return 0, err
+		}
+		key := eventlog.KeyOf(ev)
+		if key.Resource == "" || key.Name == "" || seq == 0 {
+			return 0, fmt.Errorf("projections: snapshot object %s at %d is malformed", key, seq)
+		}
+		if err := fn(&Object{Key: key, Seq: seq, Event: ev, Labels: ev.GetLabels(), Fields: ev.GetFields()}); err != nil {
+			return 0, err
+		}
+	}
+	// Read to the end: the snapshot store checks the digest there, and nothing may follow.
+	switch n, err := io.Copy(io.Discard, br); {
+	case err != nil:
+		return 0, fmt.Errorf("projections: snapshot end: %w", err)
+	case n != 0:
+		return 0, fmt.Errorf("projections: %d bytes after the last object of the snapshot", n)
+	}
+	return head.GetSequence(), nil
+}

@@ -362,3 +362,61 @@ func TestRunSnapshotsByPolicy(t *testing.T) {
 		t.Fatalf("RunSnapshots ended with %v", err)
 	}
 }
+
+// TestScanSnapshot: ScanSnapshot hands over, in order, the objects that ReadSnapshot puts in a
+// store (keys, sequences, events), and refuses what ReadSnapshot refuses: another projection's
+// snapshot, a truncated one, one with bytes after its last object.
+func TestScanSnapshot(t *testing.T) {
+	l := eventlogtest.Open(t)
+	history(t, l, 400, 3, nil)
+	s := projections.New(builtin.Catalog(), slog.New(slog.DiscardHandler))
+	if err := l.Replay(t.Context(), eventlog.Filter{}, 0, 0, func(r eventlog.Record) error { s.Apply(r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	seq, err := s.WriteSnapshot(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := projections.New(builtin.Catalog(), slog.New(slog.DiscardHandler))
+	if err := want.ReadSnapshot(bytes.NewReader(buf.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	wantObjs := map[eventlog.Key]string{}
+	for _, gr := range want.Resources() {
+		objs, _ := want.List(projections.Query{Resource: gr})
+		for _, o := range objs {
+			wantObjs[o.Key] = fmt.Sprintf("%d %v %x", o.Seq, o.Event.GetType(), o.Event.GetObject())
+		}
+	}
+	got := map[eventlog.Key]string{}
+	gotSeq, err := projections.ScanSnapshot(bytes.NewReader(buf.Bytes()), "objects", func(o *projections.Object) error {
+		if _, dup := got[o.Key]; dup {
+			t.Errorf("%s twice", o.Key)
+		}
+		got[o.Key] = fmt.Sprintf("%d %v %x", o.Seq, o.Event.GetType(), o.Event.GetObject())
+		return nil
+	})
+	if err != nil || gotSeq != seq {
+		t.Fatalf("ScanSnapshot = %d, %v; want %d", gotSeq, err, seq)
+	}
+	if len(wantObjs) == 0 || !maps.Equal(got, wantObjs) {
+		t.Errorf("ScanSnapshot found %d objects, ReadSnapshot %d, or they differ", len(got), len(wantObjs))
+	}
+
+	b := buf.Bytes()
+	for name, c := range map[string]struct {
+		data []byte
+		proj string
+	}{
+		"another projection": {b, "other"},
+		"truncated":          {b[:len(b)/2], "objects"},
+		"bytes after":        {append(slices.Clone(b), 0, 1, 2), "objects"},
+	} {
+		_, scanErr := projections.ScanSnapshot(bytes.NewReader(c.data), c.proj, func(*projections.Object) error { return nil })
+		readErr := projections.New(builtin.Catalog(), slog.New(slog.DiscardHandler), projections.WithName(c.proj)).ReadSnapshot(bytes.NewReader(c.data))
+		if scanErr == nil || readErr == nil {
+			t.Errorf("%s: ScanSnapshot: %v, ReadSnapshot: %v; want both to fail", name, scanErr, readErr)
+		}
+	}
+}

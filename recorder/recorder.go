@@ -4,13 +4,18 @@
 // repeats: the same type, reason and message about the same object within the aggregation window
 // bumps count and lastTimestamp of one Event instead of adding another. Recording is
 // asynchronous and never blocks the caller: Events are informative, and a full queue drops the
-// newest ones (counted, logged).
+// newest ones (counted, logged). As client-go's event broadcaster does, a write that fails for
+// want of the log is tried again, up to 12 times in all, some seconds apart; one the registry
+// rejects is not.
 package recorder
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +29,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
 
 	"github.com/logplane/logplane/kinds"
 	"github.com/logplane/logplane/registry"
@@ -56,8 +62,13 @@ type Config struct {
 	// object (a burst of 25, then one every 5 minutes), as Kubernetes controllers do: a replica
 	// set creating ten thousand pods records 25 SuccessfulCreate Events, not ten thousand.
 	SpamFilter bool
+	// RetrySleep is the time between two tries to write an Event that failed for want of the
+	// log (the first wait is a random part of it, so that writers do not come back together).
+	// Default 10 s, as client-go's broadcaster.
+	RetrySleep time.Duration
 	Logger     *slog.Logger
-	Now        func() time.Time
+	// Clock gives the Events' times and the waits between tries. Default the real clock.
+	Clock clock.Clock
 }
 
 // Recorder records Events. Start it with Run.
@@ -116,12 +127,15 @@ func New(cfg Config) (*Recorder, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if cfg.RetrySleep == 0 {
+		cfg.RetrySleep = defaultRetrySleep
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
 	}
 	r := &Recorder{cfg: cfg, reg: cfg.Registry, kind: k, queue: make(chan pending, cfg.Queue), seen: map[aggKey]*aggregate{}}
 	if cfg.SpamFilter {
-		r.spam = record.NewEventSourceObjectSpamFilter(spamCacheSize, spamBurst, spamQPS, passiveClock{cfg.Now}, spamKey)
+		r.spam = record.NewEventSourceObjectSpamFilter(spamCacheSize, spamBurst, spamQPS, cfg.Clock, spamKey)
 	}
 	return r, nil
 }
@@ -137,12 +151,6 @@ func spamKey(ev *corev1.Event) string {
 	o := ev.InvolvedObject
 	return strings.Join([]string{ev.Source.Component, ev.Source.Host, o.Kind, o.Namespace, o.Name, string(o.UID), o.APIVersion}, "")
 }
-
-// passiveClock adapts Config.Now for the spam filter's rate limiters.
-type passiveClock struct{ now func() time.Time }
-
-func (c passiveClock) Now() time.Time                  { return c.now() }
-func (c passiveClock) Since(t time.Time) time.Duration { return c.now().Sub(t) }
 
 // Event records an Event about obj, caused by the log event at sequence cause (0 if none).
 // eventtype is corev1.EventTypeNormal or corev1.EventTypeWarning.
@@ -162,7 +170,7 @@ func (r *Recorder) Eventf(obj runtime.Object, cause uint64, eventtype, reason, f
 
 // RefEvent records an Event about the object ref points to.
 func (r *Recorder) RefEvent(ref corev1.ObjectReference, cause uint64, eventtype, reason, message string) {
-	now := metav1.NewTime(r.cfg.Now())
+	now := metav1.NewTime(r.cfg.Clock.Now())
 	ns := ref.Namespace
 	if ns == "" {
 		ns = metav1.NamespaceDefault
@@ -216,15 +224,72 @@ func (r *Recorder) Run(ctx context.Context) error {
 				case <-ctx.Done():
 					return
 				case p := <-r.queue:
-					if err := r.write(ctx, p); err != nil && ctx.Err() == nil {
-						r.cfg.Logger.Warn("recorder: writing event", "reason", p.ev.Reason, "object", p.key.name, "err", err)
-					}
+					r.record(ctx, p)
 				}
 			}
 		}()
 	}
 	wg.Wait()
 	return nil
+}
+
+// client-go's broadcaster (tools/record, recordToSink): tries per Event, and the wait between two.
+const (
+	maxTriesPerEvent  = 12
+	defaultRetrySleep = 10 * time.Second
+)
+
+// record writes p, trying again as client-go's broadcaster does (recordToSink and recordEvent):
+// up to maxTriesPerEvent tries, RetrySleep apart, the first wait randomized; a write the
+// registry rejected is not tried again.
+func (r *Recorder) record(ctx context.Context, p pending) {
+	for tries := 1; ; tries++ {
+		err := r.write(ctx, pending{ev: p.ev.DeepCopy(), key: p.key, cause: p.cause})
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		log := r.cfg.Logger.With("reason", p.ev.Reason, "object", p.key.name, "err", err)
+		if !retryable(err) {
+			if apierrors.IsAlreadyExists(err) || apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
+				log.Debug("recorder: the registry rejected the event (will not retry)")
+			} else {
+				log.Warn("recorder: the registry rejected the event (will not retry)")
+			}
+			return
+		}
+		if tries >= maxTriesPerEvent {
+			log.Error("recorder: unable to write the event (retry limit exceeded)", "tries", tries)
+			return
+		}
+		delay := r.cfg.RetrySleep
+		if tries == 1 {
+			delay = time.Duration(float64(delay) * rand.Float64())
+		}
+		log.Warn("recorder: unable to write the event (will retry)", "in", delay.Round(time.Millisecond))
+		t := r.cfg.Clock.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C():
+		}
+	}
+}
+
+// retryable reports whether writing an Event again may succeed. client-go's recorder tries
+// again when the API server could not be reached (a transport error) and gives up on any
+// Status the server answered. This recorder writes through the registry in the same process,
+// where nothing is lost on the way: the part of an unreachable server is played by the log
+// being out of reach, which the registry answers with a 5xx Status (503 unavailable, 504
+// timeout, 507 out of space, 500). Those are tried again, as a 429 would be by client-go's REST
+// client; a 4xx Status is the registry's rejection of the Event, final as in client-go.
+func retryable(err error) bool {
+	var st apierrors.APIStatus
+	if !errors.As(err, &st) {
+		return true
+	}
+	code := st.Status().Code
+	return code >= http.StatusInternalServerError || code == http.StatusTooManyRequests
 }
 
 func (r *Recorder) write(ctx context.Context, p pending) error {

@@ -24,7 +24,6 @@
 #   --focus RE       tests to run (default \[Conformance\])
 #   --skip RE        tests not to run (default \[Disruptive\]|\[Flaky\]; [Serial] go to the second pass)
 #   --no-serial      skip the serial pass
-#   --no-rootca      do not stand in for the kube-root-ca.crt publisher (see docs/conformance.md)
 #   --keep-namespaces  keep failed tests' namespaces (--delete-namespace-on-failure=false)
 #   --dry-run        build, then list the tests each pass would run (no cluster)
 set -euo pipefail
@@ -41,7 +40,6 @@ serial_timeout=90m
 focus='\[Conformance\]'
 skip='\[Disruptive\]|\[Flaky\]'
 serial=1
-rootca=1
 dry_run=0
 keep_ns=0
 while [ $# -gt 0 ]; do
@@ -55,7 +53,6 @@ while [ $# -gt 0 ]; do
 	--focus) focus=$2; shift ;;
 	--skip) skip=$2; shift ;;
 	--no-serial) serial=0 ;;
-	--no-rootca) rootca=0 ;;
 	--keep-namespaces) keep_ns=1 ;;
 	--dry-run) dry_run=1 ;;
 	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -117,7 +114,7 @@ done
 bridge="lpc$(head -c4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 node=lpconf-node
 rule=(FORWARD -i "$bridge" ! -o "$bridge" -j DROP -m comment --comment "logplane conformance $bridge")
-up_pid="" rootca_pid="" touch_pid="" ginkgo_pid=""
+up_pid="" touch_pid="" ginkgo_pid=""
 
 cleanup() {
 	set +e
@@ -127,10 +124,11 @@ cleanup() {
 		children=$(ps -o pid= --ppid "$ginkgo_pid")
 		kill -INT "$ginkgo_pid"
 		for _ in $(seq 30); do kill -0 "$ginkgo_pid" 2>/dev/null || break; sleep 1; done
+		# shellcheck disable=SC2086 # children is a list of PIDs
 		kill -KILL $children "$ginkgo_pid" 2>/dev/null
 	fi
 	log "removing the cluster"
-	for p in $rootca_pid $touch_pid; do kill "$p" 2>/dev/null; done
+	[ -n "$touch_pid" ] && kill "$touch_pid" 2>/dev/null
 	if [ -n "$up_pid" ] && kill -0 "$up_pid" 2>/dev/null; then
 		kill -TERM "$up_pid"
 		for _ in $(seq 60); do kill -0 "$up_pid" 2>/dev/null || break; sleep 0.5; done
@@ -142,7 +140,7 @@ cleanup() {
 	# The pods logplane leaves running for adoption, the containerd namespace, then whatever
 	# still runs from the data directory (shims, a daemon), mounts, bridge, rule, lock.
 	"$bin/lpconformance" teardown -data-dir "$data" -bridge "$bridge" -pod-cidr "$subnet"
-	for pid in $(grep -lsF -- "$data/" /proc/[0-9]*/cmdline | cut -d/ -f3); do
+	grep -lsF -- "$data/" /proc/[0-9]*/cmdline | cut -d/ -f3 | while read -r pid; do
 		[ "$pid" != $$ ] && kill -KILL "$pid" 2>/dev/null
 	done
 	grep -F " $data/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l
@@ -181,10 +179,14 @@ for _ in $(seq 240); do
 	sleep 0.5
 done
 "${kubectl[@]}" get nodes -o wide | tee "$results/nodes.txt"
-if [ "$rootca" = 1 ]; then
-	"$bin/lpconformance" rootca -kubeconfig "$kc" >"$results/rootca.log" 2>&1 &
-	rootca_pid=$!
-fi
+# Every test waits for the kube-root-ca.crt ConfigMap that the root CA publisher
+# (reconcilers/rootcacert) puts in each namespace: say so at once if it does not.
+for _ in $(seq 60); do
+	"${kubectl[@]}" -n default get configmap kube-root-ca.crt >/dev/null 2>&1 && break
+	sleep 0.5
+done
+"${kubectl[@]}" -n default get configmap kube-root-ca.crt >/dev/null 2>&1 ||
+	log "warning: no kube-root-ca.crt in namespace default after 30 s: every test will fail in its setup"
 
 # 4. The passes.
 if [ "$keep_ns" = 1 ]; then suite_flags+=(--delete-namespace-on-failure=false); fi
@@ -224,4 +226,4 @@ for p in "${passes[@]}"; do
 	fi
 done
 "$bin/lpconformance" summary -match "$focus" -o "$results/summary.md" "${args[@]}"
-cat "$results/summary.md" | sed -n '1,/^## Failed/p'
+sed -n '1,/^## Failed/p' "$results/summary.md"

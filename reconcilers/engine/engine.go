@@ -357,7 +357,7 @@ func (e *Engine) Add(loop func(ctx context.Context) error) { e.loops = append(e.
 
 // Recorder returns a recorder of Kubernetes Events through the engine's registry, on the
 // engine's clock and logger, and runs it beside the reconcilers. cfg says who records (Actor,
-// Source) and how; its Registry, Logger and Now are the engine's unless set.
+// Source) and how; its Registry, Logger and Clock are the engine's unless set.
 func (e *Engine) Recorder(cfg recorder.Config) (*recorder.Recorder, error) {
 	if cfg.Registry == nil {
 		cfg.Registry = e.opts.Registry
@@ -365,8 +365,8 @@ func (e *Engine) Recorder(cfg recorder.Config) (*recorder.Recorder, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = e.log
 	}
-	if cfg.Now == nil {
-		cfg.Now = e.clock.Now
+	if cfg.Clock == nil {
+		cfg.Clock = e.clock
 	}
 	r, err := recorder.New(cfg)
 	if err != nil {

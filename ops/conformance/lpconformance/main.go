@@ -1,7 +1,7 @@
 // Command lpconformance is the Go side of ops/conformance/run.sh, which runs Kubernetes'
 // conformance suite against a logplane cluster: it builds the suite's images as OCI archives
-// (images), stands in for the root CA publisher logplane lacks (rootca), and summarizes the
-// suite's JUnit reports by SIG (summary), and removes the pods the cluster leaves running (teardown). It is a tool for operators, not a library.
+// (images), summarizes the suite's JUnit reports by SIG (summary), and removes the pods the
+// cluster leaves running (teardown). It is a tool for operators, not a library.
 package main
 
 import (
@@ -11,7 +11,6 @@ import (
 
 const usage = `usage: lpconformance COMMAND [flags] [args]
   images -agnhost BIN [-agnhost-src DIR] [-busybox BIN] -o DIR REF...   build stand-ins of the suite's images
-  rootca -kubeconfig FILE                                              create kube-root-ca.crt in every new namespace
   summary [-match RE] [-o FILE] JUNIT.xml...                           passed/failed/skipped by SIG
   teardown -data-dir DIR -bridge NAME -pod-cidr CIDR                   remove the pods logplane up left running`
 
@@ -24,8 +23,6 @@ func main() {
 	switch os.Args[1] {
 	case "images":
 		err = imagesCommand(os.Args[2:])
-	case "rootca":
-		err = rootCACommand(os.Args[2:])
 	case "summary":
 		err = summaryCommand(os.Args[2:])
 	case "teardown":
