@@ -26,6 +26,10 @@ type Log struct {
 	committer *committer
 	commitSub *nats.Subscription
 
+	keysMu  sync.Mutex
+	keys    *DataKeys          // the data-key store, opened on first use
+	keysSub *nats.Subscription // the data-key commit barriers this process answers
+
 	snapMu    sync.Mutex
 	snapStore jetstream.ObjectStore // created on first use
 }
@@ -188,6 +192,9 @@ func (l *Log) ClientURL() string {
 func (l *Log) Close() error {
 	if l.commitSub != nil {
 		_ = l.commitSub.Unsubscribe() // the connection is closed next anyway
+	}
+	if l.keysSub != nil {
+		_ = l.keysSub.Unsubscribe() // likewise
 	}
 	if l.nc != nil {
 		l.nc.Close()

@@ -90,6 +90,9 @@ func (r *Registry) create(ctx context.Context, k *kinds.Kind, obj runtime.Object
 		if req.DryRun {
 			return obj, nil
 		}
+		if ev, err = r.seal(ctx, k, ev); err != nil {
+			return nil, err
+		}
 		seq, err := r.log.Create(ctx, ev)
 		if errors.Is(err, eventlog.ErrExists) && generated && attempt < maxAttempts {
 			m.SetName(generateName(m.GetGenerateName()))
@@ -310,6 +313,9 @@ func (r *Registry) Modify(ctx context.Context, k *kinds.Kind, ns, name string, r
 		}
 		if req.DryRun {
 			return next, nil
+		}
+		if ev, err = r.seal(ctx, k, ev); err != nil {
+			return nil, err
 		}
 		seq, err := r.log.Append(ctx, ev, cur.seq)
 		if errors.Is(err, eventlog.ErrConflict) && !precondition && attempt < maxAttempts {
