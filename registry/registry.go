@@ -75,7 +75,7 @@ type Config struct {
 	// Sealer encrypts the objects of sealed kinds (Secrets: kinds.Kind.Sealed) before they are
 	// appended and opens them when the registry reads the log (package encryption). Nil: they
 	// are written in clear, which only tests and benchmarks do; cmd/logplane always sets one.
-	Sealer sealer
+	Sealer Sealer
 	// ReadTimeout bounds how long a read waits for the projection to reach a requested
 	// resourceVersion before it answers 504 (too large resource version). Default 3s.
 	ReadTimeout time.Duration
@@ -84,7 +84,7 @@ type Config struct {
 // Registry reads and writes objects. It is safe for concurrent use.
 type Registry struct {
 	log         objectLog
-	sealer      sealer // nil: nothing is sealed
+	sealer      Sealer // nil: nothing is sealed
 	store       readModel
 	catalog     *kinds.Catalog
 	now         func() time.Time

@@ -12,9 +12,9 @@ import (
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
 )
 
-// sealer encrypts the objects of sealed kinds (Secrets) on the write path and opens them on the
+// Sealer encrypts the objects of sealed kinds (Secrets) on the write path and opens them on the
 // registry's reads of the log (package encryption).
-type sealer interface {
+type Sealer interface {
 	Seal(ctx context.Context, ev *eventv1.ObjectChanged) error
 	Open(ctx context.Context, ev *eventv1.ObjectChanged) (*eventv1.ObjectChanged, error)
 }
@@ -42,7 +42,7 @@ func forgottenStatus(k *kinds.Kind, name string, seq uint64) error {
 // recognises for forgotten values).
 type openingLog struct {
 	objectLog
-	s sealer
+	s Sealer
 }
 
 func (l openingLog) open(ctx context.Context, rec eventlog.Record) eventlog.Record {

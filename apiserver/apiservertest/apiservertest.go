@@ -5,6 +5,7 @@ package apiservertest
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/logplane/logplane/apiserver"
 	"github.com/logplane/logplane/apiserver/pki"
+	"github.com/logplane/logplane/encryption"
 	"github.com/logplane/logplane/eventlog"
 )
 
@@ -33,6 +35,8 @@ type Server struct {
 	Log     *eventlog.Log
 	API     *apiserver.Server
 	Addr    string
+	// Sealer encrypts Secrets when Options.Encryption is set.
+	Sealer *encryption.Sealer
 
 	cancel context.CancelFunc
 	done   chan error
@@ -51,6 +55,9 @@ type Options struct {
 	LogListen string
 	// Tokens is the bearer token file's content (token,user,uid[,groups] lines).
 	Tokens string
+	// Encryption seals Secrets in the log, as logplane does, with a key ring in DataDir/keys
+	// (made on first use).
+	Encryption bool
 	// Configure changes the server's configuration before it starts.
 	Configure func(*apiserver.Config)
 	// LogConfig changes the log's configuration before it opens (retention, ...).
@@ -83,6 +90,16 @@ func Start(t testing.TB, opts Options) *Server {
 		t.Fatalf("apiservertest: %v", err)
 	}
 	cfg := apiserver.Config{Log: l, TLS: mat.TLS}
+	var sealer *encryption.Sealer
+	if opts.Encryption {
+		sealer, err = openSealer(ctx, l, filepath.Join(opts.DataDir, "keys"))
+		if err != nil {
+			cancel()
+			l.Close()
+			t.Fatalf("apiservertest: %v", err)
+		}
+		cfg.Sealer = sealer
+	}
 	if opts.Tokens != "" {
 		path := filepath.Join(t.TempDir(), "tokens.csv")
 		if err := os.WriteFile(path, []byte(opts.Tokens), 0o600); err != nil {
@@ -117,7 +134,7 @@ func Start(t testing.TB, opts Options) *Server {
 		t.Fatalf("apiservertest: listen: %v", err)
 	}
 	s := &Server{URL: "https://" + ln.Addr().String(), DataDir: opts.DataDir, Log: l, API: api, Addr: ln.Addr().String(),
-		cancel: cancel, done: make(chan error, 1)}
+		Sealer: sealer, cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- api.Serve(ctx, ln) }()
 	if err := api.Start(ctx); err != nil {
 		s.Stop()
@@ -148,4 +165,24 @@ func (s *Server) Stop() {
 	<-s.done
 	s.Log.Close()
 	s.cancel = nil
+}
+
+// openSealer loads (or makes) the key ring in dir and returns a sealer over the log's data keys.
+func openSealer(ctx context.Context, l *eventlog.Log, dir string) (*encryption.Sealer, error) {
+	ring, err := encryption.LoadKeyRing(dir)
+	if errors.Is(err, encryption.ErrNoKeyRing) {
+		ring, err = encryption.CreateKeyRing(dir, time.Now())
+	}
+	if err != nil {
+		return nil, err
+	}
+	dks, err := l.DataKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s, err := encryption.NewSealer(encryption.Config{KMS: ring, Keys: dks})
+	if err != nil {
+		return nil, err
+	}
+	return s, s.Check(ctx)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/logplane/logplane/encryption"
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/projections"
@@ -27,6 +28,7 @@ type process struct {
 	log     *eventlog.Log
 	store   *projections.Store
 	reg     *registry.Registry
+	sealer  *encryption.Sealer
 	metrics *prometheus.Registry
 	g       *errgroup.Group
 }
@@ -36,6 +38,8 @@ type processFlags struct {
 	metricsListen    string
 	snapshotEvery    time.Duration
 	snapshotMinEvent uint64
+	keys             keyFlags
+	sweepKeys        bool // this role destroys deleted Secrets' data keys
 }
 
 func (f *processFlags) register(fs *pflag.FlagSet, writesSnapshots bool) {
@@ -44,6 +48,9 @@ func (f *processFlags) register(fs *pflag.FlagSet, writesSnapshots bool) {
 		fs.DurationVar(&f.snapshotEvery, "snapshot-interval", 5*time.Minute, "how often to consider saving a snapshot of the projection, so that restarts replay only the tail of the log")
 		fs.Uint64Var(&f.snapshotMinEvent, "snapshot-min-events", 10_000, "events that must have been applied since the last snapshot for a new one")
 	}
+	// The roles that write snapshots are the ones that embed the log: they also keep its keys.
+	f.sweepKeys = writesSnapshots
+	f.keys.register(fs, writesSnapshots)
 }
 
 func openProcess(ctx context.Context, lf *logFlags, pf *processFlags) (*process, error) {
@@ -57,22 +64,30 @@ func openProcess(ctx context.Context, lf *logFlags, pf *processFlags) (*process,
 	if err != nil {
 		return nil, err
 	}
-	store := projections.New(builtin.Catalog(), slog.Default())
+	sealer, err := openSealer(ctx, l, pf.keys.dir(lf), lf.embed && lf.natsURL == "")
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	store := projections.New(builtin.Catalog(), slog.Default(), projections.WithOpener(sealer))
 	if _, err := store.Restore(ctx, l); err != nil { // it logs what it restored
 		l.Close()
 		return nil, err
 	}
-	reg, err := registry.New(registry.Config{Log: l, Store: store})
+	reg, err := registry.New(registry.Config{Log: l, Store: store, Sealer: sealer})
 	if err != nil {
 		l.Close()
 		return nil, err
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	p := &process{ctx: gctx, log: l, store: store, reg: reg, g: g, metrics: prometheus.NewRegistry()}
+	p := &process{ctx: gctx, log: l, store: store, reg: reg, sealer: sealer, g: g, metrics: prometheus.NewRegistry()}
 	p.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerSpaceMetrics(p.metrics, l)
 	g.Go(func() error { return reportSpace(gctx, reg, spaceEvents) })
 	g.Go(func() error { return store.Run(gctx, l) })
+	if pf.sweepKeys && pf.keys.grace >= 0 {
+		g.Go(func() error { return runSweeper(gctx, p, pf.keys.grace) })
+	}
 	if pf.snapshotEvery > 0 {
 		policy := projections.SnapshotPolicy{Every: pf.snapshotEvery, MinEvents: pf.snapshotMinEvent}
 		g.Go(func() error { return store.RunSnapshots(gctx, l, policy) })
