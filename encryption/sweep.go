@@ -9,6 +9,7 @@ import (
 	kmsservice "k8s.io/kms/pkg/service"
 
 	"github.com/logplane/logplane/eventlog"
+	"github.com/logplane/logplane/projections"
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
 )
 
@@ -187,4 +188,24 @@ func (s *Sealer) WrappedBy(ctx context.Context) (map[string]int, error) {
 		out[dk.GetKekId()]++
 	}
 	return out, nil
+}
+
+// LiveKeys returns a function that lists the data keys the live objects of sealed kinds in store
+// use: what a Sweeper must keep.
+func LiveKeys(store *projections.Store) func() map[string]bool {
+	return func() map[string]bool {
+		live := map[string]bool{}
+		for _, k := range store.Catalog().All() {
+			if !k.Sealed() || k.View != nil {
+				continue
+			}
+			objs, _ := store.List(projections.Query{Resource: k.GroupResource()})
+			for _, o := range objs {
+				if o.Stored != nil {
+					live[KeyIDOf(o.Stored)] = true
+				}
+			}
+		}
+		return live
+	}
 }

@@ -13,8 +13,6 @@ import (
 
 	"github.com/logplane/logplane/encryption"
 	"github.com/logplane/logplane/eventlog"
-	"github.com/logplane/logplane/kinds"
-	"github.com/logplane/logplane/projections"
 )
 
 // keyFlags say where the key-encryption key is and how long a deleted Secret's data key stays.
@@ -79,25 +77,6 @@ func openSealer(ctx context.Context, l *eventlog.Log, dir string, mayCreate bool
 	return sealer, nil
 }
 
-// liveKeys returns the data keys that the live objects of sealed kinds in store use.
-func liveKeys(store *projections.Store, catalog *kinds.Catalog) func() map[string]bool {
-	return func() map[string]bool {
-		live := map[string]bool{}
-		for _, k := range catalog.All() {
-			if !k.Sealed() || k.View != nil {
-				continue
-			}
-			objs, _ := store.List(projections.Query{Resource: k.GroupResource()})
-			for _, o := range objs {
-				if o.Stored != nil {
-					live[encryption.KeyIDOf(o.Stored)] = true
-				}
-			}
-		}
-		return live
-	}
-}
-
 // runSweeper destroys deleted Secrets' data keys after the grace, once the projection has
 // caught up with the log as it was at start (so that every live Secret is known).
 func runSweeper(ctx context.Context, p *process, grace time.Duration) error {
@@ -109,7 +88,7 @@ func runSweeper(ctx context.Context, p *process, grace time.Duration) error {
 		return err
 	}
 	interval := min(max(grace/2, time.Second), time.Minute)
-	return encryption.NewSweeper(p.sealer, liveKeys(p.store, p.store.Catalog()), grace).Run(ctx, interval)
+	return encryption.NewSweeper(p.sealer, encryption.LiveKeys(p.store), grace).Run(ctx, interval)
 }
 
 func keysCommand() *cobra.Command {
