@@ -286,4 +286,3 @@ func equalKeys(a, b []logplaneapi.SecretKey) bool {
 	}
 	return true
 }
-

@@ -64,7 +64,7 @@ func openProcess(ctx context.Context, lf *logFlags, pf *processFlags) (*process,
 	if err != nil {
 		return nil, err
 	}
-	sealer, err := openSealer(ctx, l, pf.keys.dir(lf), lf.embed && lf.natsURL == "")
+	sealer, err := openSealer(ctx, l, pf.keys.dir(lf), lf.natsURL == "")
 	if err != nil {
 		l.Close()
 		return nil, err
