@@ -104,7 +104,7 @@ func TestRefusesToStartWithoutItsKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	ring.Keys[0]["key"] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=" // 32 zero bytes: a flipped key
-	flipped, _ := json.Marshal(ring)                                      // maps of JSON values marshal
+	flipped, _ := json.Marshal(ring)                                     // maps of JSON values marshal
 	foreignDir := t.TempDir()
 	if _, err := encryption.CreateKeyRing(foreignDir, time.Now()); err != nil {
 		t.Fatal(err)
