@@ -57,6 +57,7 @@ type keyStore interface {
 	Put(ctx context.Context, keys ...*eventv1.DataKey) error
 	Get(ctx context.Context, id string) (*eventv1.DataKey, uint64, error)
 	List(ctx context.Context) ([]string, error)
+	Each(ctx context.Context, fn func(*eventv1.DataKey) error) error
 	Erase(ctx context.Context, id string) error
 	Rewrap(ctx context.Context, keys []*eventv1.DataKey, was []uint64) (int, error)
 }
@@ -129,7 +130,7 @@ func NewSealer(cfg Config) (*Sealer, error) {
 	}, nil
 }
 
-// Check makes sure the key service can unwrap the data keys already stored (some of them): a
+// Check makes sure the key service can unwrap every data key already stored: a
 // key ring that is not the one that wrapped them, or a key service that has lost its key, is
 // found here, before anything is served, rather than as unreadable Secrets.
 func (s *Sealer) Check(ctx context.Context) error {
@@ -140,19 +141,29 @@ func (s *Sealer) Check(ctx context.Context) error {
 	if st.Healthz != "ok" {
 		return fmt.Errorf("encryption: key service is not healthy: %s", st.Healthz)
 	}
-	ids, err := s.keys.List(ctx)
+	// Every data key is unwrapped now, read from the store as one stream: a key service that
+	// cannot unwrap one is found before anything is served, and opening the Secrets of a
+	// snapshot then finds every key at hand.
+	n := 0
+	err = s.keys.Each(ctx, func(dk *eventv1.DataKey) error {
+		key, err := s.kms.Decrypt(ctx, dk.GetId(), &kmsservice.DecryptRequest{Ciphertext: dk.GetWrapped(), KeyID: dk.GetKekId(), Annotations: dk.GetAnnotations()})
+		if err != nil {
+			return fmt.Errorf("encryption: the key service cannot unwrap data key %s (wrapped by %s): %w", dk.GetId(), dk.GetKekId(), err)
+		}
+		a, err := newAEAD(key)
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.aeads[dk.GetId()] = a
+		s.mu.Unlock()
+		n++
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	const sample = 16
-	for i, id := range ids {
-		if i == sample {
-			break
-		}
-		if _, err := s.aead(ctx, id); err != nil && !errors.Is(err, ErrForgotten) {
-			return fmt.Errorf("encryption: the key service cannot unwrap the data keys in the log (%d of them): %w", len(ids), err)
-		}
-	}
+	s.log.Debug("encryption: unwrapped the data keys", "keys", n)
 	return nil
 }
 
