@@ -58,6 +58,9 @@ type Options struct {
 	// Encryption seals Secrets in the log, as logplane does, with a key ring in DataDir/keys
 	// (made on first use).
 	Encryption bool
+	// KeysAhead is how many data keys the sealer makes at a time (encryption.Config.PoolSize);
+	// 0: its default.
+	KeysAhead int
 	// Configure changes the server's configuration before it starts.
 	Configure func(*apiserver.Config)
 	// LogConfig changes the log's configuration before it opens (retention, ...).
@@ -92,7 +95,7 @@ func Start(t testing.TB, opts Options) *Server {
 	cfg := apiserver.Config{Log: l, TLS: mat.TLS}
 	var sealer *encryption.Sealer
 	if opts.Encryption {
-		sealer, err = openSealer(ctx, l, filepath.Join(opts.DataDir, "keys"))
+		sealer, err = openSealer(ctx, l, filepath.Join(opts.DataDir, "keys"), opts.KeysAhead)
 		if err != nil {
 			cancel()
 			l.Close()
@@ -168,7 +171,7 @@ func (s *Server) Stop() {
 }
 
 // openSealer loads (or makes) the key ring in dir and returns a sealer over the log's data keys.
-func openSealer(ctx context.Context, l *eventlog.Log, dir string) (*encryption.Sealer, error) {
+func openSealer(ctx context.Context, l *eventlog.Log, dir string, ahead int) (*encryption.Sealer, error) {
 	ring, err := encryption.LoadKeyRing(dir)
 	if errors.Is(err, encryption.ErrNoKeyRing) {
 		ring, err = encryption.CreateKeyRing(dir, time.Now())
@@ -180,7 +183,7 @@ func openSealer(ctx context.Context, l *eventlog.Log, dir string) (*encryption.S
 	if err != nil {
 		return nil, err
 	}
-	s, err := encryption.NewSealer(encryption.Config{KMS: ring, Keys: dks})
+	s, err := encryption.NewSealer(encryption.Config{KMS: ring, Keys: dks, PoolSize: ahead})
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,11 @@ import (
 	"github.com/logplane/logplane/eventlog"
 )
 
+// minSecretKeyGrace bounds --secret-key-grace from below: a Secret's data key is taken from the
+// pool before its first revision is appended and applied, and a sweep must not find it unused
+// in between.
+const minSecretKeyGrace = time.Minute
+
 // keyFlags say where the key-encryption key is and how long a deleted Secret's data key stays.
 type keyFlags struct {
 	keysDir string

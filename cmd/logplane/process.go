@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -63,6 +64,10 @@ func openProcess(ctx context.Context, lf *logFlags, pf *processFlags) (*process,
 	})
 	if err != nil {
 		return nil, err
+	}
+	if pf.sweepKeys && pf.keys.grace < minSecretKeyGrace {
+		l.Close()
+		return nil, fmt.Errorf("--secret-key-grace %v: it must be at least %v, so that a Secret being written is live before its key could be taken for a deleted one's", pf.keys.grace, minSecretKeyGrace)
 	}
 	sealer, err := openSealer(ctx, l, pf.keys.dir(lf), lf.natsURL == "")
 	if err != nil {
