@@ -59,7 +59,7 @@ func TestLayers(t *testing.T) {
 		bad    []string // import paths (prefixes) they must not import
 		reason string
 	}{
-		{[]string{"proto", "kinds", "defaults", "validation", "printers", "dataplane", "projections", "apiserver", "registry", "reconcilers", "nodeagent", "encryption", "cmd"},
+		{[]string{"proto", "kinds", "defaults", "validation", "printers", "dataplane", "projections", "apiserver", "admission", "registry", "reconcilers", "nodeagent", "encryption", "cmd"},
 			[]string{"github.com/nats-io/"}, "only eventlog talks to NATS"},
 		{[]string{"proto"}, []string{module + "/eventlog", module + "/kinds", module + "/projections", module + "/apiserver", module + "/registry", module + "/reconcilers", module + "/nodeagent", module + "/dataplane"},
 			"proto imports nothing of ours but other protos"},
@@ -67,7 +67,7 @@ func TestLayers(t *testing.T) {
 			"object semantics are pure: no log, no machine"},
 		{[]string{"dataplane"}, []string{module + "/eventlog", module + "/projections", module + "/registry", module + "/apiserver", module + "/reconcilers"},
 			"the dataplane knows the machine, not the log"},
-		{[]string{"apiserver", "registry", "projections", "eventlog", "reconcilers"}, []string{"github.com/containerd/", "sigs.k8s.io/knftables", "github.com/vishvananda/netlink", module + "/dataplane", module + "/nodeagent"},
+		{[]string{"apiserver", "admission", "registry", "projections", "eventlog", "reconcilers"}, []string{"github.com/containerd/", "sigs.k8s.io/knftables", "github.com/vishvananda/netlink", module + "/dataplane", module + "/nodeagent"},
 			"the control plane never touches the machine"},
 		{[]string{"reconcilers"}, []string{module + "/apiserver"}, "reconcilers read projections and write through the registry, not HTTP"},
 	}

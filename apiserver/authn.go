@@ -16,6 +16,7 @@ import (
 	"k8s.io/apiserver/pkg/authentication/request/bearertoken"
 	"k8s.io/apiserver/pkg/authentication/request/union"
 	x509request "k8s.io/apiserver/pkg/authentication/request/x509"
+	tokenunion "k8s.io/apiserver/pkg/authentication/token/union"
 	"k8s.io/apiserver/pkg/authentication/user"
 	genericrequest "k8s.io/apiserver/pkg/endpoints/request"
 
@@ -25,18 +26,25 @@ import (
 // newAuthenticator chains k8s.io/apiserver's authenticators as kube-apiserver chains them: a
 // client certificate verified against the TLS configuration's client CAs (the user is its CN,
 // the groups its O), then a bearer token of tokens (kube-apiserver's --token-auth-file:
-// k8s.io/apiserver/pkg/authentication/token/tokenfile); an authenticated user is also in
+// k8s.io/apiserver/pkg/authentication/token/tokenfile) or a service account token (saTokens);
+// an authenticated user is also in
 // system:authenticated; with anonymous set, a request with no credentials is system:anonymous
 // (and one with wrong credentials still fails).
-func newAuthenticator(tlsConfig *tls.Config, tokens authenticator.Token, anon bool) authenticator.Request {
+func newAuthenticator(tlsConfig *tls.Config, tokens, saTokens authenticator.Token, anon bool) authenticator.Request {
 	var chain []authenticator.Request
 	if tlsConfig != nil && tlsConfig.ClientCAs != nil {
 		opts := x509request.DefaultVerifyOptions()
 		opts.Roots = tlsConfig.ClientCAs
 		chain = append(chain, handshakeCertificate{full: x509request.New(opts, x509request.CommonNameUserConversion)})
 	}
-	if tokens != nil {
-		chain = append(chain, bearertoken.New(tokens))
+	var bearer []authenticator.Token
+	for _, t := range []authenticator.Token{tokens, saTokens} {
+		if t != nil {
+			bearer = append(bearer, t)
+		}
+	}
+	if len(bearer) > 0 {
+		chain = append(chain, bearertoken.New(tokenunion.New(bearer...)))
 	}
 	a := group.NewAuthenticatedGroupAdder(union.New(chain...))
 	if anon {

@@ -19,7 +19,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	a := newAuthenticator(mat.TLS, nil, false)
+	a := newAuthenticator(mat.TLS, nil, nil, false)
 	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "admin.crt"), filepath.Join(dir, "admin.key"))
 	if err != nil {
 		b.Fatal(err)

@@ -175,6 +175,7 @@ func auditEntryOf(rec eventlog.Record) logplaneapi.AuditEntry {
 		ResourceVersion: rev.ResourceVersion, Time: rev.Time, Type: rev.Type, Reason: rev.Reason,
 		Actor: rev.Actor, Cause: rev.Cause, Group: ref.GetGroup(), Version: ref.GetVersion(), Kind: ref.GetKind(),
 		Resource: ref.GetResource(), Namespace: ref.GetNamespace(), Name: ref.GetName(), UID: ref.GetUid(),
+		Annotations: rec.Event.GetAnnotations(),
 	}
 }
 

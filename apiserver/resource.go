@@ -53,6 +53,9 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, info requ
 	case "eviction":
 		s.serveEviction(w, r, info)
 		return
+	case "token":
+		s.serveTokenRequest(w, r, info) // tokens.go
+		return
 	case "finalize":
 		if info.verb == "update" {
 			s.serveUpdate(w, r, info, out)

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apiserver/pkg/endpoints/request"
 
+	"github.com/logplane/logplane/apiserver/serviceaccount"
 	"github.com/logplane/logplane/kinds"
 	"github.com/logplane/logplane/registry"
 )
@@ -152,6 +153,9 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, info requestInfo)
 		return
 	case path == "apis/authentication.k8s.io/v1/selfsubjectreviews" && r.Method == http.MethodPost:
 		s.serveSelfSubjectReview(w, r)
+		return
+	case "/"+path == serviceaccount.OpenIDConfigPath || "/"+path == serviceaccount.JWKSPath:
+		s.serveOpenID(w, r, path) // tokens.go
 		return
 	case strings.HasPrefix(path, logplanePrefix):
 		s.serveLogplane(w, r, strings.TrimPrefix(strings.TrimPrefix(path, logplanePrefix), "/"))

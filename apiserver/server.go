@@ -25,9 +25,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	genericrequest "k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/apiserver/pkg/warning"
+	"k8s.io/utils/clock"
 
+	"github.com/logplane/logplane/apiserver/serviceaccount"
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds"
 	"github.com/logplane/logplane/kinds/builtin"
@@ -42,8 +46,11 @@ type Config struct {
 	// Store is a projection of Log. If nil, the server makes one and runs it from Start.
 	// If set, whoever made it runs it (projections.Store.Run).
 	Store *projections.Store
-	// Registry is the write path. If nil, the server makes one over Log and Store.
+	// Registry is the write path. If nil, the server makes one over Log and Store, with
+	// Admission.
 	Registry *registry.Registry
+	// Admission is the admission chain of the registry the server makes (registry.Config's).
+	Admission admission.Interface
 	// Catalog of the kinds served. Default builtin.Catalog().
 	Catalog *kinds.Catalog
 	// Sealer, when the server makes its own Store and Registry, encrypts Secrets in the log and
@@ -73,6 +80,18 @@ type Config struct {
 	// KubeletTLS is the client TLS configuration towards node agents' streaming endpoints
 	// (pods/log, exec, portforward; see KubeletClientTLS). Nil: those answer 503.
 	KubeletTLS *tls.Config
+	// ServiceAccountKey signs service account tokens (serviceaccount.LoadKey of the pki
+	// directory): the TokenRequest API, their authentication, the OIDC discovery documents.
+	// Nil: none of them (serviceaccounts/token answers 503).
+	ServiceAccountKey *serviceaccount.Key
+	// ServiceAccountIssuer is the tokens' issuer and the API's audience (kube-apiserver's
+	// --service-account-issuer). Default serviceaccount.DefaultIssuer.
+	ServiceAccountIssuer string
+	// ExternalAddress is the host:port clients reach the server at, for the OIDC jwks_uri.
+	// Default: the address each request reached.
+	ExternalAddress string
+	// Clock times service account tokens. Default: the real clock.
+	Clock clock.PassiveClock
 }
 
 // Server is the API server. It is safe for concurrent use.
@@ -102,6 +121,7 @@ type Server struct {
 	handler   http.Handler
 	kubelet   kubeletClient
 	authn     authenticator.Request
+	sa        *serviceAccounts
 }
 
 // New returns a server; nothing runs until Start or Serve.
@@ -143,7 +163,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.reg = cfg.Registry
 	if s.reg == nil {
-		reg, err := registry.New(registry.Config{Log: cfg.Log, Store: s.store, Catalog: cfg.Catalog, Logger: cfg.Logger, Sealer: cfg.Sealer})
+		reg, err := registry.New(registry.Config{Log: cfg.Log, Store: s.store, Catalog: cfg.Catalog, Logger: cfg.Logger, Admission: cfg.Admission, Sealer: cfg.Sealer})
 		if err != nil {
 			return nil, err
 		}
@@ -165,7 +185,10 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.openapi = oa
-	s.authn = newAuthenticator(cfg.TLS, cfg.Tokens, cfg.Anonymous)
+	if s.sa, err = newServiceAccounts(cfg, s.store); err != nil {
+		return nil, err
+	}
+	s.authn = newAuthenticator(cfg.TLS, cfg.Tokens, s.sa.tokenAuthenticator(), cfg.Anonymous)
 	s.handler = s.buildHandler()
 	return s, nil
 }
@@ -283,6 +306,7 @@ func (s *Server) buildHandler() http.Handler {
 				return
 			}
 		}
+		r = r.WithContext(warning.WithWarningRecorder(r.Context(), &headerWarnings{w: rec}))
 		if u, ok := s.authenticate(r); ok {
 			r = r.WithContext(genericrequest.WithUser(r.Context(), u))
 		} else if !info.public {

@@ -230,7 +230,7 @@ func (s *Sealer) Open(ctx context.Context, ev *eventv1.ObjectChanged) (*eventv1.
 	s.mu.Unlock()
 	return &eventv1.ObjectChanged{
 		Type: ev.Type, Reason: ev.Reason, Actor: ev.Actor, Cause: ev.Cause, Time: ev.Time, Ref: ev.Ref,
-		Encoding: so.GetEncoding(), Object: plain, Labels: ev.Labels, Fields: ev.Fields,
+		Encoding: so.GetEncoding(), Object: plain, Labels: ev.Labels, Fields: ev.Fields, Annotations: ev.Annotations,
 	}, nil
 }
 

@@ -98,6 +98,7 @@ func AppendEvent(b []byte, ev *eventv1.ObjectChanged) []byte {
 	}
 	b = appendMap(b, 9, ev.Labels)
 	b = appendMap(b, 10, ev.Fields)
+	b = appendMap(b, 11, ev.Annotations)
 	return b
 }
 
@@ -111,10 +112,10 @@ func validStrings(ev *eventv1.ObjectChanged) error {
 			return fmt.Errorf("a string that is not UTF-8: %q", s)
 		}
 	}
-	for _, m := range [...]map[string]string{ev.GetLabels(), ev.GetFields()} {
+	for _, m := range [...]map[string]string{ev.GetLabels(), ev.GetFields(), ev.GetAnnotations()} {
 		for k, v := range m {
 			if !utf8.ValidString(k) || !utf8.ValidString(v) {
-				return fmt.Errorf("a label or field that is not UTF-8: %q=%q", k, v)
+				return fmt.Errorf("a label, field or annotation that is not UTF-8: %q=%q", k, v)
 			}
 		}
 	}
@@ -367,6 +368,14 @@ func fastUnmarshalEvent(data []byte, ev *eventv1.ObjectChanged, d *decodedEvent)
 			kvs = append(kvs, e)
 			if num == 9 {
 				nLabels++
+			}
+		case 11: // audit annotations: rare, made as they come
+			var e mapField
+			if e, err = mapEntry(typ, bs); err == nil {
+				if ev.Annotations == nil {
+					ev.Annotations = map[string]string{}
+				}
+				ev.Annotations[e.k] = e.v
 			}
 		default:
 			return errSlowPath

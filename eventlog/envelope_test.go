@@ -49,6 +49,12 @@ func randomEvent(rng *rand.Rand) *eventv1.ObjectChanged {
 		}
 		ev.Fields[s()] = s()
 	}
+	for range rng.IntN(3) {
+		if ev.Annotations == nil {
+			ev.Annotations = map[string]string{}
+		}
+		ev.Annotations[s()] = s()
+	}
 	return ev
 }
 

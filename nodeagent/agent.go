@@ -137,6 +137,11 @@ type Config struct {
 	// --allowed-unsafe-sysctls.
 	ResolvConf           string
 	AllowedUnsafeSysctls []string
+	// Tokens, when set, gives the TokenRequest client of a node, by name
+	// (credentials of that node): the pods' projected service account tokens
+	// are requested through it, bound to the pod, as the kubelet requests
+	// them. Nil: pods with such volumes fail to mount them.
+	Tokens func(nodeName string) podworker.Tokens
 	// Metrics, when set, takes the node's metrics (the kubelet's names, see
 	// podworker.Manager.RegisterMetrics), labelled node=NodeName so that
 	// simulated nodes sharing a process stay apart.
@@ -301,6 +306,7 @@ func New(cfg Config) (*Agent, error) {
 			a.log.Debug("nodeagent: pod worker", "pod", uid, "err", err)
 		},
 		SeccompDefault: cfg.SeccompDefault,
+		Tokens:         tokensOf(cfg),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("nodeagent: %w", err)
@@ -527,4 +533,12 @@ func (e eventSink) Event(ref corev1.ObjectReference, eventType, reason, message 
 		return
 	}
 	e.rec.RefEvent(ref, causeOf(ref.ResourceVersion), eventType, reason, message)
+}
+
+// tokensOf is the node's TokenRequest client, or nil.
+func tokensOf(cfg Config) podworker.Tokens {
+	if cfg.Tokens == nil {
+		return nil
+	}
+	return cfg.Tokens(cfg.NodeName)
 }

@@ -222,7 +222,9 @@ func TestSimCrashLoopAndMissingConfig(t *testing.T) {
 		return len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].RestartCount >= 2 &&
 			p.Status.ContainerStatuses[0].State.Waiting != nil && p.Status.ContainerStatuses[0].State.Waiting.Reason == "CrashLoopBackOff"
 	})
-	c.must("", []string{"crash", "CrashLoopBackOff"}, "get", "pods")
+	// The pod leaves CrashLoopBackOff at each restart (the test's back-off is at most 1 s), so
+	// kubectl may catch it Running: look until it shows the state.
+	c.eventually(20*time.Second, []string{"crash", "CrashLoopBackOff"}, "get", "pods")
 	c.waitEvent("default", "crash", "BackOff", 5*time.Second)
 	// Simulated nodes are quiet by default, as kwok's: Warnings only.
 	for _, normal := range []string{"Pulling", "Pulled", "Created", "Started"} {

@@ -64,7 +64,7 @@ func (r *Registry) seal(ctx context.Context, k *kinds.Kind, ev *eventv1.ObjectCh
 		return ev, nil
 	}
 	sealed := &eventv1.ObjectChanged{Type: ev.Type, Reason: ev.Reason, Actor: ev.Actor, Cause: ev.Cause, Time: ev.Time,
-		Ref: ev.Ref, Encoding: ev.Encoding, Object: ev.Object, Labels: ev.Labels, Fields: ev.Fields}
+		Ref: ev.Ref, Encoding: ev.Encoding, Object: ev.Object, Labels: ev.Labels, Fields: ev.Fields, Annotations: ev.Annotations}
 	if err := r.sealer.Seal(ctx, sealed); err != nil {
 		return nil, apierrors.NewInternalError(fmt.Errorf("registry: sealing %s %s: %w", k.Kind, ev.GetRef().GetName(), err))
 	}

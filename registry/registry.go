@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/managedfields"
+	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/client-go/applyconfigurations"
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 
@@ -79,6 +80,14 @@ type Config struct {
 	// ReadTimeout bounds how long a read waits for the projection to reach a requested
 	// resourceVersion before it answers 504 (too large resource version). Default 3s.
 	ReadTimeout time.Duration
+	// Admission is run on every create and update, as kube-apiserver's admission chain
+	// (k8s.io/apiserver/pkg/admission, e.g. admission.NewChainHandler of the plug-ins of package
+	// admission): after defaulting, its mutating plug-ins may change the object; after the
+	// kind's validation, its validating plug-ins may refuse it (their errors are returned as
+	// they are: 403 Forbidden). They see the user of the context (genericrequest.WithUser), or
+	// else one made from the actor. Warnings go to k8s.io/apiserver/pkg/warning's recorder of
+	// the context; audit annotations into the event. Nil: none.
+	Admission admission.Interface
 }
 
 // Registry reads and writes objects. It is safe for concurrent use.
@@ -90,6 +99,9 @@ type Registry struct {
 	now         func() time.Time
 	logger      *slog.Logger
 	readTimeout time.Duration
+
+	admission        admission.Interface
+	objectInterfaces admission.ObjectInterfaces
 
 	typeConverter managedfields.TypeConverter
 
@@ -128,17 +140,19 @@ func New(cfg Config) (*Registry, error) {
 		log = openingLog{objectLog: cfg.Log, s: cfg.Sealer}
 	}
 	return &Registry{
-		log:           log,
-		sealer:        cfg.Sealer,
-		store:         cfg.Store,
-		catalog:       cfg.Catalog,
-		now:           cfg.Now,
-		logger:        cfg.Logger,
-		readTimeout:   cfg.ReadTimeout,
-		typeConverter: applyconfigurations.NewTypeConverter(kinds.Scheme),
-		fieldManagers: map[fmKey]*managedfields.FieldManager{},
-		recentIPs:     map[string]bool{},
-		recentPorts:   map[int32]bool{},
+		log:              log,
+		sealer:           cfg.Sealer,
+		store:            cfg.Store,
+		catalog:          cfg.Catalog,
+		now:              cfg.Now,
+		logger:           cfg.Logger,
+		readTimeout:      cfg.ReadTimeout,
+		admission:        cfg.Admission,
+		objectInterfaces: admission.NewObjectInterfacesFromScheme(kinds.Scheme),
+		typeConverter:    applyconfigurations.NewTypeConverter(kinds.Scheme),
+		fieldManagers:    map[fmKey]*managedfields.FieldManager{},
+		recentIPs:        map[string]bool{},
+		recentPorts:      map[int32]bool{},
 	}, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/apiserver/pkg/admission"
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds"
@@ -64,8 +65,18 @@ func (r *Registry) create(ctx context.Context, k *kinds.Kind, obj runtime.Object
 	}
 	r.prepareForCreate(k, obj)
 	k.Default(obj)
+	attrs, err := r.admitMutating(ctx, k, obj, nil, admission.Create, "", req)
+	if err != nil {
+		return nil, err
+	}
+	if attrs != nil {
+		k.Default(obj) // what admission added (a pod's token volume) is defaulted too
+	}
 	if errs := k.Validate(obj); len(errs) > 0 {
 		return nil, apierrors.NewInvalid(k.GroupKind(), m.GetName(), errs)
+	}
+	if err := r.admitValidating(ctx, attrs); err != nil {
+		return nil, err
 	}
 	if err := r.allocate(ctx, k, obj, nil); err != nil {
 		return nil, err
@@ -87,6 +98,7 @@ func (r *Registry) create(ctx context.Context, k *kinds.Kind, obj runtime.Object
 		if err != nil {
 			return nil, apierrors.NewInternalError(err)
 		}
+		attrs.record(ev)
 		if req.DryRun {
 			return obj, nil
 		}
@@ -262,6 +274,12 @@ func (r *Registry) Modify(ctx context.Context, k *kinds.Kind, ns, name string, r
 		}
 		next = r.prepareForUpdate(k, opts.Subresource, next, cur.obj)
 		k.DefaultUpdate(next, cur.obj)
+		var attrs *attributes
+		if opts.Subresource != "binding" {
+			if attrs, err = r.admitMutating(ctx, k, next, cur.obj, admission.Update, opts.Subresource, req); err != nil {
+				return nil, err
+			}
+		}
 		if opts.Subresource == "" {
 			// A Service's new type may need a cluster IP or node ports (before validation, as
 			// Kubernetes' BeginUpdate allocates).
@@ -281,6 +299,9 @@ func (r *Registry) Modify(ctx context.Context, k *kinds.Kind, ns, name string, r
 		}
 		if len(errs) > 0 {
 			return nil, apierrors.NewInvalid(k.GroupKind(), name, errs)
+		}
+		if err := r.admitValidating(ctx, attrs); err != nil {
+			return nil, err
 		}
 		// A binding records no managed fields, as on Kubernetes (its binding storage writes the pod
 		// without the field manager): kube-scheduler never shows up as a manager of a pod.
@@ -308,6 +329,7 @@ func (r *Registry) Modify(ctx context.Context, k *kinds.Kind, ns, name string, r
 		if err != nil {
 			return nil, apierrors.NewInternalError(err)
 		}
+		attrs.record(ev)
 		if typ == eventv1.ChangeType_CHANGE_TYPE_MODIFIED && bytes.Equal(ev.GetObject(), cur.raw) {
 			return cur.obj, nil // nothing changed: nothing to write
 		}

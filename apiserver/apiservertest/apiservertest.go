@@ -6,6 +6,7 @@ package apiservertest
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -16,10 +17,14 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/logplane/logplane/admission"
 	"github.com/logplane/logplane/apiserver"
 	"github.com/logplane/logplane/apiserver/pki"
+	"github.com/logplane/logplane/apiserver/serviceaccount"
 	"github.com/logplane/logplane/encryption"
 	"github.com/logplane/logplane/eventlog"
+	"github.com/logplane/logplane/kinds/builtin"
+	"github.com/logplane/logplane/projections"
 )
 
 // Server is a running API server.
@@ -61,6 +66,13 @@ type Options struct {
 	// KeysAhead is how many data keys the sealer makes at a time (encryption.Config.PoolSize);
 	// 0: its default.
 	KeysAhead int
+	// ServiceAccountTokens gives the server a service account signing key (DataDir/pki/sa.key):
+	// the TokenRequest API and service account token authentication.
+	ServiceAccountTokens bool
+	// Admission runs logplane's admission chain (package admission: ServiceAccount, PodSecurity)
+	// with this configuration, as the daemon does; nil: none. The harness then runs the
+	// server's projection itself.
+	Admission *admission.Config
 	// Configure changes the server's configuration before it starts.
 	Configure func(*apiserver.Config)
 	// LogConfig changes the log's configuration before it opens (retention, ...).
@@ -113,6 +125,32 @@ func Start(t testing.TB, opts Options) *Server {
 			t.Fatalf("apiservertest: tokens: %v", err)
 		}
 		cfg.Tokens = tf
+	}
+	if opts.Admission != nil {
+		var popts []projections.Option
+		if sealer != nil {
+			popts = append(popts, projections.WithOpener(sealer))
+		}
+		store := projections.New(builtin.Catalog(), slog.Default(), popts...)
+		chain, err := admission.Chain(store, *opts.Admission)
+		if err != nil {
+			cancel()
+			l.Close()
+			t.Fatalf("apiservertest: %v", err)
+		}
+		cfg.Store, cfg.Admission = store, chain
+		go func() {
+			if err := store.Run(ctx, l); err != nil && ctx.Err() == nil {
+				t.Errorf("apiservertest: projection: %v", err)
+			}
+		}()
+	}
+	if opts.ServiceAccountTokens {
+		if cfg.ServiceAccountKey, err = serviceaccount.LoadKey(filepath.Join(opts.DataDir, "pki")); err != nil {
+			cancel()
+			l.Close()
+			t.Fatalf("apiservertest: %v", err)
+		}
 	}
 	if opts.Configure != nil {
 		opts.Configure(&cfg)

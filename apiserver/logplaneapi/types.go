@@ -136,6 +136,9 @@ type AuditEntry struct {
 	Namespace       string    `json:"namespace,omitempty"`
 	Name            string    `json:"name"`
 	UID             string    `json:"uid,omitempty"`
+	// Annotations are the write's audit annotations (admission's: Pod Security's audit
+	// violations, ...), as in Kubernetes' audit events.
+	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
 // Audit is the answer of the audit endpoint, oldest first.

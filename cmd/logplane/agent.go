@@ -39,6 +39,7 @@ type agentFlags struct {
 	cniDirs      []string
 	streamListen string
 	pkiDir       string
+	apiServer    string
 	syncFreq     time.Duration
 	seccompDef   bool
 	resolvConf   string
@@ -66,6 +67,7 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.seccompDef, "seccomp-default", false, "the kubelet's --seccomp-default: containers that set no seccompProfile get the runtime's default profile (RuntimeDefault) instead of none (Unconfined)")
 	fs.StringVar(&f.resolvConf, "resolv-conf", "/etc/resolv.conf", "the kubelet's --resolv-conf: the resolver configuration pods of dnsPolicy Default get (and ClusterFirst ones while there is no cluster DNS); \"\" for none (nameserver 127.0.0.1)")
 	fs.StringSliceVar(&f.unsafeSysctl, "allowed-unsafe-sysctls", nil, "the kubelet's --allowed-unsafe-sysctls: namespaced sysctls (or prefixes ending in *) pods may set beside the safe ones, e.g. 'kernel.msg*,net.core.somaxconn'")
+	fs.StringVar(&f.apiServer, "api-server", "", "URL of the API server the agent asks for its pods' service account tokens (TokenRequest), as the node (default: the server of <data-dir>/kubeconfig, else "+defaultAPIServer+")")
 	fs.StringVar(&f.pkiDir, "pki-dir", "", "directory holding the cluster CA (ca.crt, ca.key) that signs the streaming endpoint's certificate (default <data-dir>/pki, the API server's)")
 }
 
@@ -142,7 +144,7 @@ func runAgents(p *process, af *agentFlags, lf *logFlags) error {
 	}
 
 	tmpl := nodeagent.Config{Registry: reg, Store: store, StreamPort: int32(port), Metrics: p.metrics, Logger: slog.Default(), SyncFrequency: af.syncFreq, SeccompDefault: af.seccompDef,
-		ResolvConf: af.resolvConf, AllowedUnsafeSysctls: af.unsafeSysctl}
+		ResolvConf: af.resolvConf, AllowedUnsafeSysctls: af.unsafeSysctl, Tokens: nodeTokens(apiServerURL(af.apiServer, lf.dataDir), mat.CA)}
 	var agents []*nodeagent.Agent
 	var run func(context.Context) error
 	switch af.runtime {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/logplane/logplane/apiserver"
 	"github.com/logplane/logplane/apiserver/pki"
+	"github.com/logplane/logplane/apiserver/serviceaccount"
 )
 
 type apiFlags struct {
@@ -69,6 +70,13 @@ func startAPIServer(p *process, lf *logFlags, af *apiFlags) (func() error, error
 		slog.Warn("logplane: a damaged TLS file was made again", "what", what)
 	}
 	cfg := apiserver.Config{Log: p.log, Store: p.store, Registry: p.reg, TLS: mat.TLS, Metrics: p.metrics}
+	// The service account token signing key, beside the CA (kubeadm's sa.key).
+	if cfg.ServiceAccountKey, err = serviceaccount.LoadKey(filepath.Join(lf.dataDir, "pki")); err != nil {
+		return nil, err
+	}
+	if cfg.ServiceAccountKey.Remade {
+		slog.Warn("logplane: the service account signing key was damaged and was made again: tokens issued before no longer authenticate")
+	}
 	// The client certificate towards node agents' streaming endpoints (pods/log, exec, ...).
 	kc, kk, err := mat.CA.Issue("logplane-apiserver-kubelet-client", []string{"system:masters"}, nil, x509.ExtKeyUsageClientAuth)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,6 +16,8 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/logplane/logplane/admission"
+	"github.com/logplane/logplane/admission/podsecurity"
 	"github.com/logplane/logplane/encryption"
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds/builtin"
@@ -41,10 +44,12 @@ type processFlags struct {
 	snapshotMinEvent uint64
 	keys             keyFlags
 	sweepKeys        bool // this role destroys deleted Secrets' data keys
+	podSecurity      string
 }
 
 func (f *processFlags) register(fs *pflag.FlagSet, writesSnapshots bool) {
 	fs.StringVar(&f.metricsListen, "metrics-listen", "", "address to serve this process's Prometheus metrics on /metrics (empty: none; the API server also serves its own on its /metrics)")
+	fs.StringVar(&f.podSecurity, "pod-security-config", "", "a PodSecurityConfiguration file (pod-security.admission.config.k8s.io/v1), as kube-apiserver's admission configuration gives the PodSecurity plug-in: the levels of namespaces that set none, and the exempt users, namespaces and runtime classes (default: privileged, no exemptions)")
 	if writesSnapshots {
 		fs.DurationVar(&f.snapshotEvery, "snapshot-interval", 5*time.Minute, "how often to consider saving a snapshot of the projection, so that restarts replay only the tail of the log")
 		fs.Uint64Var(&f.snapshotMinEvent, "snapshot-min-events", 10_000, "events that must have been applied since the last snapshot for a new one")
@@ -79,7 +84,26 @@ func openProcess(ctx context.Context, lf *logFlags, pf *processFlags) (*process,
 		l.Close()
 		return nil, err
 	}
-	reg, err := registry.New(registry.Config{Log: l, Store: store, Sealer: sealer})
+	// Every writer of this process (API clients, reconcilers, node agents) goes through the
+	// admission chain, as every client of kube-apiserver does.
+	acfg := admission.Config{}
+	if pf.podSecurity != "" {
+		data, err := os.ReadFile(pf.podSecurity)
+		if err != nil {
+			l.Close()
+			return nil, fmt.Errorf("--pod-security-config: %w", err)
+		}
+		if acfg.PodSecurity, err = podsecurity.LoadConfiguration(data); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("--pod-security-config: %w", err)
+		}
+	}
+	chain, err := admission.Chain(store, acfg)
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	reg, err := registry.New(registry.Config{Log: l, Store: store, Admission: chain, Sealer: sealer})
 	if err != nil {
 		l.Close()
 		return nil, err

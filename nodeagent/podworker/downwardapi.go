@@ -202,12 +202,9 @@ func (w *worker) downwardAPIPayload(items []corev1.DownwardAPIVolumeFile, pod *c
 	return data, errors.Join(errs...)
 }
 
-// errServiceAccountToken refuses the projected serviceAccountToken source:
-// logplane's API server issues no service account tokens yet.
-var errServiceAccountToken = errors.New("serviceAccountToken projections are not supported by logplane yet: the API server issues no service account tokens")
-
 // projectedPayload is the kubelet's projected volume collectData: the files
-// of each source (configMap, secret, downwardAPI) with the volume's default
+// of each source (configMap, secret, downwardAPI, serviceAccountToken: a
+// token bound to the pod, from the token manager) with the volume's default
 // mode; a source that fails is skipped and its error returned with the others.
 func (w *worker) projectedPayload(ctx context.Context, pod *corev1.Pod, src *corev1.ProjectedVolumeSource) (map[string]atomicwriter.FileProjection, error) {
 	mode := corev1.ProjectedVolumeSourceDefaultMode
@@ -252,7 +249,13 @@ func (w *worker) projectedPayload(ctx context.Context, pod *corev1.Pod, src *cor
 		case s.DownwardAPI != nil:
 			add(w.downwardAPIPayload(s.DownwardAPI.Items, pod, &mode))
 		case s.ServiceAccountToken != nil:
-			errs = append(errs, errServiceAccountToken)
+			tp := s.ServiceAccountToken
+			tr, err := w.m.tokens.token(ctx, pod.Namespace, pod.Spec.ServiceAccountName, tokenRequest(pod, tp))
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			payload[tp.Path] = atomicwriter.FileProjection{Data: []byte(tr.Status.Token), Mode: mode}
 		case s.ClusterTrustBundle != nil:
 			errs = append(errs, errors.New("clusterTrustBundle projections are not supported by logplane"))
 		case s.PodCertificate != nil:

@@ -186,6 +186,11 @@ type Config struct {
 	// or prefixes ending in '*' of namespaced sysctls that pods may set
 	// beside the safe ones. A pod with another is rejected (SysctlForbidden).
 	AllowedUnsafeSysctls []string
+	// Tokens requests the tokens of serviceAccountToken projections (the
+	// TokenRequest API); they are refreshed at 80% of their life, when the
+	// pod's volumes are (SyncFrequency). Default: none (such volumes fail
+	// with FailedMount).
+	Tokens Tokens
 	// OnError receives errors that have no caller to return to (a failed
 	// runtime call in a pod worker that will be retried). Default: dropped
 	// after being turned into a pod event where Kubernetes has one.
@@ -204,6 +209,7 @@ type Manager struct {
 	ctx     context.Context // set by Start
 	workers map[types.UID]*worker
 	wg      sync.WaitGroup
+	tokens  *tokenManager
 }
 
 // New checks cfg and returns a Manager; call Start to run it.
@@ -254,6 +260,7 @@ func New(cfg Config) (*Manager, error) {
 		imageBackoff: flowcontrol.NewFakeBackOff(cfg.BackOff, cfg.MaxBackOff, cfg.Clock),
 		workers:      map[types.UID]*worker{},
 		sysctls:      sysctls,
+		tokens:       newTokenManager(cfg.Tokens, cfg.Clock),
 	}, nil
 }
 
@@ -284,6 +291,7 @@ func (m *Manager) launch(w *worker) {
 		m.mu.Lock()
 		if m.workers[w.uid] == w {
 			delete(m.workers, w.uid)
+			m.tokens.forget(string(w.uid))
 		}
 		m.mu.Unlock()
 	}()

@@ -220,7 +220,10 @@ type ObjectChanged struct {
 	// The object's labels, so that indexes can be built without decoding object.
 	Labels map[string]string `protobuf:"bytes,9,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// The object's selectable fields (spec.nodeName, status.phase, ...), for the same reason.
-	Fields        map[string]string `protobuf:"bytes,10,rep,name=fields,proto3" json:"fields,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Fields map[string]string `protobuf:"bytes,10,rep,name=fields,proto3" json:"fields,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Audit annotations of the write, as Kubernetes records them in its audit events: what
+	// admission noted about it (pod-security.kubernetes.io/audit-violations, ...).
+	Annotations   map[string]string `protobuf:"bytes,11,rep,name=annotations,proto3" json:"annotations,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -321,6 +324,13 @@ func (x *ObjectChanged) GetLabels() map[string]string {
 func (x *ObjectChanged) GetFields() map[string]string {
 	if x != nil {
 		return x.Fields
+	}
+	return nil
+}
+
+func (x *ObjectChanged) GetAnnotations() map[string]string {
+	if x != nil {
+		return x.Annotations
 	}
 	return nil
 }
@@ -639,7 +649,7 @@ var File_logplane_event_v1_event_proto protoreflect.FileDescriptor
 
 const file_logplane_event_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x1dlogplane/event/v1/event.proto\x12\x11logplane.event.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd3\x04\n" +
+	"\x1dlogplane/event/v1/event.proto\x12\x11logplane.event.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8\x05\n" +
 	"\rObjectChanged\x121\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1d.logplane.event.v1.ChangeTypeR\x04type\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12.\n" +
@@ -651,11 +661,15 @@ const file_logplane_event_v1_event_proto_rawDesc = "" +
 	"\x06object\x18\b \x01(\fR\x06object\x12D\n" +
 	"\x06labels\x18\t \x03(\v2,.logplane.event.v1.ObjectChanged.LabelsEntryR\x06labels\x12D\n" +
 	"\x06fields\x18\n" +
-	" \x03(\v2,.logplane.event.v1.ObjectChanged.FieldsEntryR\x06fields\x1a9\n" +
+	" \x03(\v2,.logplane.event.v1.ObjectChanged.FieldsEntryR\x06fields\x12S\n" +
+	"\vannotations\x18\v \x03(\v21.logplane.event.v1.ObjectChanged.AnnotationsEntryR\vannotations\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
 	"\vFieldsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
+	"\x10AnnotationsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x94\x01\n" +
 	"\fSealedObject\x127\n" +
@@ -716,7 +730,7 @@ func file_logplane_event_v1_event_proto_rawDescGZIP() []byte {
 }
 
 var file_logplane_event_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_logplane_event_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_logplane_event_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_logplane_event_v1_event_proto_goTypes = []any{
 	(ChangeType)(0),               // 0: logplane.event.v1.ChangeType
 	(Encoding)(0),                 // 1: logplane.event.v1.Encoding
@@ -728,26 +742,28 @@ var file_logplane_event_v1_event_proto_goTypes = []any{
 	(*Actor)(nil),                 // 7: logplane.event.v1.Actor
 	nil,                           // 8: logplane.event.v1.ObjectChanged.LabelsEntry
 	nil,                           // 9: logplane.event.v1.ObjectChanged.FieldsEntry
-	nil,                           // 10: logplane.event.v1.DataKey.AnnotationsEntry
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	nil,                           // 10: logplane.event.v1.ObjectChanged.AnnotationsEntry
+	nil,                           // 11: logplane.event.v1.DataKey.AnnotationsEntry
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
 }
 var file_logplane_event_v1_event_proto_depIdxs = []int32{
 	0,  // 0: logplane.event.v1.ObjectChanged.type:type_name -> logplane.event.v1.ChangeType
 	7,  // 1: logplane.event.v1.ObjectChanged.actor:type_name -> logplane.event.v1.Actor
-	11, // 2: logplane.event.v1.ObjectChanged.time:type_name -> google.protobuf.Timestamp
+	12, // 2: logplane.event.v1.ObjectChanged.time:type_name -> google.protobuf.Timestamp
 	6,  // 3: logplane.event.v1.ObjectChanged.ref:type_name -> logplane.event.v1.ObjectRef
 	1,  // 4: logplane.event.v1.ObjectChanged.encoding:type_name -> logplane.event.v1.Encoding
 	8,  // 5: logplane.event.v1.ObjectChanged.labels:type_name -> logplane.event.v1.ObjectChanged.LabelsEntry
 	9,  // 6: logplane.event.v1.ObjectChanged.fields:type_name -> logplane.event.v1.ObjectChanged.FieldsEntry
-	1,  // 7: logplane.event.v1.SealedObject.encoding:type_name -> logplane.event.v1.Encoding
-	10, // 8: logplane.event.v1.DataKey.annotations:type_name -> logplane.event.v1.DataKey.AnnotationsEntry
-	11, // 9: logplane.event.v1.DataKey.created:type_name -> google.protobuf.Timestamp
-	2,  // 10: logplane.event.v1.Actor.kind:type_name -> logplane.event.v1.ActorKind
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	10, // 7: logplane.event.v1.ObjectChanged.annotations:type_name -> logplane.event.v1.ObjectChanged.AnnotationsEntry
+	1,  // 8: logplane.event.v1.SealedObject.encoding:type_name -> logplane.event.v1.Encoding
+	11, // 9: logplane.event.v1.DataKey.annotations:type_name -> logplane.event.v1.DataKey.AnnotationsEntry
+	12, // 10: logplane.event.v1.DataKey.created:type_name -> google.protobuf.Timestamp
+	2,  // 11: logplane.event.v1.Actor.kind:type_name -> logplane.event.v1.ActorKind
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_logplane_event_v1_event_proto_init() }
@@ -761,7 +777,7 @@ func file_logplane_event_v1_event_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_logplane_event_v1_event_proto_rawDesc), len(file_logplane_event_v1_event_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
