@@ -40,8 +40,8 @@ func (f *keyFlags) dir(lf *logFlags) string {
 	return filepath.Join(lf.dataDir, "keys")
 }
 
-// openSealer loads the key ring and checks it against the data keys in the log. A role that
-// embeds the log makes the key ring on a first start; every role refuses to start when the key
+// openSealer loads the key ring and checks it against the data keys in the log. The API server
+// makes the key ring on a first start (mayCreate); every role refuses to start when the key
 // ring is missing while data keys exist, or is damaged, or does not unwrap them: serving
 // Secrets it cannot read, or writing new ones in clear, are both worse than not starting.
 func openSealer(ctx context.Context, l *eventlog.Log, dir string, mayCreate bool) (*encryption.Sealer, error) {

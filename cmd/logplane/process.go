@@ -74,7 +74,9 @@ func openProcess(ctx context.Context, lf *logFlags, pf *processFlags) (*process,
 		l.Close()
 		return nil, fmt.Errorf("--secret-key-grace %v: it must be at least %v, so that a Secret being written is live before its key could be taken for a deleted one's", pf.keys.grace, minSecretKeyGrace)
 	}
-	sealer, err := openSealer(ctx, l, pf.keys.dir(lf), lf.natsURL == "")
+	// The API server (up, apiserver) makes the key ring on a first start, also on an external
+	// NATS cluster; so does any process that embeds the log (tests).
+	sealer, err := openSealer(ctx, l, pf.keys.dir(lf), lf.natsURL == "" || pf.sweepKeys)
 	if err != nil {
 		l.Close()
 		return nil, err
