@@ -67,7 +67,7 @@ func TestLayers(t *testing.T) {
 			"object semantics are pure: no log, no machine"},
 		{[]string{"dataplane"}, []string{module + "/eventlog", module + "/projections", module + "/registry", module + "/apiserver", module + "/reconcilers"},
 			"the dataplane knows the machine, not the log"},
-		{[]string{"apiserver", "admission", "registry", "projections", "eventlog", "reconcilers"}, []string{"github.com/containerd/", "sigs.k8s.io/knftables", "github.com/vishvananda/netlink", module + "/dataplane", module + "/nodeagent"},
+		{[]string{"apiserver", "admission", "registry", "projections", "eventlog", "reconcilers"}, []string{"github.com/containerd/", "sigs.k8s.io/knftables", "github.com/google/nftables", "github.com/vishvananda/netlink", module + "/dataplane", module + "/nodeagent"},
 			"the control plane never touches the machine"},
 		{[]string{"reconcilers"}, []string{module + "/apiserver"}, "reconcilers read projections and write through the registry, not HTTP"},
 	}

@@ -64,6 +64,7 @@ func anonymous(cfg *rest.Config) *rest.Config {
 
 func TestAuthentication(t *testing.T) {
 	s := apiservertest.Start(t, apiservertest.Options{Tokens: "s3cret,alice,1001,\"devs,ops\"\n"})
+	bindClusterAdmin(t, s, "alice")
 	anon := anonymous(s.Config)
 	for _, p := range []string{"/healthz", "/readyz", "/livez", "/version"} {
 		if code, body := raw(t, anon, "GET", p, nil, ""); code != http.StatusOK {

@@ -19,6 +19,7 @@ import (
 // credential id.
 func TestAuthenticators(t *testing.T) {
 	s := apiservertest.Start(t, apiservertest.Options{Tokens: "s3cret,alice,1001,\"devs,ops\"\n"})
+	bindClusterAdmin(t, s, "alice")
 	whoami := func(cfg *rest.Config) authenticationv1.UserInfo {
 		t.Helper()
 		review, err := kubernetes.NewForConfigOrDie(cfg).AuthenticationV1().SelfSubjectReviews().Create(t.Context(), &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})

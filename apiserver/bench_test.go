@@ -12,12 +12,14 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/logplane/logplane/apiserver"
 	"github.com/logplane/logplane/apiserver/apiservertest"
 	"github.com/logplane/logplane/eventlog"
 )
@@ -49,40 +51,75 @@ func BenchmarkAPICreate(b *testing.B) {
 		clients := bc.clients
 		b.Run(fmt.Sprintf("clients=%d/durability=%s", clients, bc.d), func(b *testing.B) {
 			s := apiservertest.Start(b, apiservertest.Options{Durability: bc.d})
-			cs := benchClient(b, s.Config)
-			ctx := b.Context()
-			var next atomic.Int64
-			lat := make([][]time.Duration, clients)
-			b.ResetTimer()
-			start := time.Now()
-			var wg sync.WaitGroup
-			for c := 0; c < clients; c++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for {
-						i := next.Add(1)
-						if i > int64(b.N) {
-							return
-						}
-						cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%d", i), Labels: map[string]string{"app": "bench"}},
-							Data: map[string]string{"key": "value", "other": "some more data for the object"}}
-						t0 := time.Now()
-						if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
-							b.Error(err)
-							return
-						}
-						lat[c] = append(lat[c], time.Since(t0))
-					}
-				}()
-			}
-			wg.Wait()
-			el := time.Since(start)
-			b.StopTimer()
-			b.ReportMetric(float64(b.N)/el.Seconds(), "creates/s")
-			b.ReportMetric(p99(slices.Concat(lat...)), "p99-ms")
+			benchCreates(b, benchClient(b, s.Config), clients)
 		})
 	}
+	// Authorization's cost, in one run: 32 clients of a token user whom a RoleBinding lets
+	// create ConfigMaps (RBAC decides every request), and the same with authorization off.
+	for _, on := range []bool{true, false} {
+		b.Run(fmt.Sprintf("authz=%s", map[bool]string{true: "on", false: "off"}[on]), func(b *testing.B) {
+			s := apiservertest.Start(b, apiservertest.Options{Tokens: "bench-token,bench,2001\n",
+				Configure: func(c *apiserver.Config) { c.AuthorizeAll = !on }})
+			benchRBAC(b, s)
+			cfg := rest.AnonymousClientConfig(s.Config)
+			cfg.BearerToken = "bench-token"
+			benchCreates(b, benchClient(b, cfg), 32)
+		})
+	}
+}
+
+// benchRBAC lets the user bench create ConfigMaps in default.
+func benchRBAC(b *testing.B, s *apiservertest.Server) {
+	b.Helper()
+	cs := kubernetes.NewForConfigOrDie(s.Config)
+	ctx := b.Context()
+	if _, err := cs.RbacV1().Roles("default").Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "cm-writer"},
+		Rules: []rbacv1.PolicyRule{{Verbs: []string{"create", "get", "list"}, APIGroups: []string{""}, Resources: []string{"configmaps"}}}}, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := cs.RbacV1().RoleBindings("default").Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "cm-writer"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "cm-writer"},
+		Subjects: []rbacv1.Subject{{Kind: "User", APIGroup: rbacv1.GroupName, Name: "bench"}}}, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.API.Store().WaitDelivered(ctx, s.API.Store().Applied()); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// benchCreates creates b.N ConfigMaps from clients goroutines and reports creates/s and p99-ms.
+func benchCreates(b *testing.B, cs kubernetes.Interface, clients int) {
+	ctx := b.Context()
+	var next atomic.Int64
+	lat := make([][]time.Duration, clients)
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%d", i), Labels: map[string]string{"app": "bench"}},
+					Data: map[string]string{"key": "value", "other": "some more data for the object"}}
+				t0 := time.Now()
+				if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+					b.Error(err)
+					return
+				}
+				lat[c] = append(lat[c], time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/el.Seconds(), "creates/s")
+	b.ReportMetric(p99(slices.Concat(lat...)), "p99-ms")
 }
 
 func benchPod(i int) *corev1.Pod {

@@ -87,7 +87,7 @@ func (s *Server) serveGroups(w http.ResponseWriter, r *http.Request) {
 	}
 	list := metav1.APIGroupList{}
 	list.Kind, list.APIVersion = "APIGroupList", "v1"
-	for _, gv := range s.catalog.GroupVersions() {
+	for _, gv := range s.groupVersions() {
 		if gv.Group == "" {
 			continue
 		}
@@ -166,7 +166,36 @@ func (s *Server) apiResources(gv schema.GroupVersion) []metav1.APIResource {
 			})
 		}
 	}
+	for _, v := range reviewResources {
+		if v.gv == gv {
+			out = append(out, v.res)
+		}
+	}
 	slices.SortFunc(out, func(a, b metav1.APIResource) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// reviewResources are the resources served without being stored (reviews.go, authn.go), as
+// Kubernetes lists them: create only.
+var reviewResources = []struct {
+	gv  schema.GroupVersion
+	res metav1.APIResource
+}{
+	{schema.GroupVersion{Group: "authentication.k8s.io", Version: "v1"}, metav1.APIResource{Name: "selfsubjectreviews", Kind: "SelfSubjectReview", Verbs: []string{"create"}}},
+	{schema.GroupVersion{Group: "authorization.k8s.io", Version: "v1"}, metav1.APIResource{Name: "localsubjectaccessreviews", Namespaced: true, Kind: "LocalSubjectAccessReview", Verbs: []string{"create"}}},
+	{schema.GroupVersion{Group: "authorization.k8s.io", Version: "v1"}, metav1.APIResource{Name: "selfsubjectaccessreviews", Kind: "SelfSubjectAccessReview", Verbs: []string{"create"}}},
+	{schema.GroupVersion{Group: "authorization.k8s.io", Version: "v1"}, metav1.APIResource{Name: "selfsubjectrulesreviews", Kind: "SelfSubjectRulesReview", Verbs: []string{"create"}}},
+	{schema.GroupVersion{Group: "authorization.k8s.io", Version: "v1"}, metav1.APIResource{Name: "subjectaccessreviews", Kind: "SubjectAccessReview", Verbs: []string{"create"}}},
+}
+
+// groupVersions are the catalog's group versions and those of reviewResources.
+func (s *Server) groupVersions() []schema.GroupVersion {
+	out := s.catalog.GroupVersions()
+	for _, v := range reviewResources {
+		if !slices.Contains(out, v.gv) {
+			out = append(out, v.gv)
+		}
+	}
 	return out
 }
 
@@ -184,7 +213,7 @@ func (s *Server) aggregated(core bool) apidiscoveryv2.APIGroupDiscoveryList {
 	list := apidiscoveryv2.APIGroupDiscoveryList{}
 	list.Kind, list.APIVersion = "APIGroupDiscoveryList", "apidiscovery.k8s.io/v2"
 	index := map[string]int{}
-	for _, gv := range s.catalog.GroupVersions() {
+	for _, gv := range s.groupVersions() {
 		if (gv.Group == "") != core {
 			continue
 		}
@@ -245,7 +274,7 @@ func scopeOf(r metav1.APIResource) apidiscoveryv2.ResourceScope {
 func (s *Server) serveGroup(w http.ResponseWriter, r *http.Request, group string) {
 	g := metav1.APIGroup{Name: group}
 	g.Kind, g.APIVersion = "APIGroup", "v1"
-	for _, gv := range s.catalog.GroupVersions() {
+	for _, gv := range s.groupVersions() {
 		if gv.Group == group {
 			g.Versions = append(g.Versions, metav1.GroupVersionForDiscovery{GroupVersion: gv.String(), Version: gv.Version})
 		}
@@ -263,7 +292,7 @@ func (s *Server) serveGroup(w http.ResponseWriter, r *http.Request, group string
 func (s *Server) serveIndex(w http.ResponseWriter, r *http.Request) {
 	paths := []string{"/api", "/api/v1", "/apis", "/apis/", "/healthz", "/healthz/ping", "/livez", "/livez/ping",
 		"/metrics", "/openapi/v2", "/openapi/v3", "/openapi/v3/", "/readyz", "/readyz/ping", "/version"}
-	for _, gv := range s.catalog.GroupVersions() {
+	for _, gv := range s.groupVersions() {
 		if gv.Group == "" {
 			continue
 		}

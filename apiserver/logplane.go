@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +15,8 @@ import (
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
 
 	"github.com/logplane/logplane/apiserver/logplaneapi"
 	"github.com/logplane/logplane/eventlog"
@@ -29,7 +32,13 @@ var logplanePrefix = strings.TrimPrefix(logplaneapi.Prefix, "/")
 
 // serveLogplane serves logplane's own endpoints.
 func (s *Server) serveLogplane(w http.ResponseWriter, r *http.Request, rest string) {
+	u := userFrom(r.Context())
 	if node, ok := nodeImagesRequest(rest); ok {
+		// Authorized as create on nodes/images in logplane.io, named for the node.
+		if !s.authorize(w, r, authorizer.AttributesRecord{User: u, Verb: "create", APIGroup: "logplane.io", Resource: "nodes",
+			Subresource: "images", Name: node, ResourceRequest: true}) {
+			return
+		}
 		s.serveNodeImages(w, r, node) // nodeimages.go
 		return
 	}
@@ -39,6 +48,10 @@ func (s *Server) serveLogplane(w http.ResponseWriter, r *http.Request, rest stri
 	}
 	switch {
 	case rest == "status":
+		// A non-resource path: cluster-admin and logplane:log-status-viewer may read it.
+		if !s.authorize(w, r, authorizer.AttributesRecord{User: u, Verb: "get", Path: r.URL.Path}) {
+			return
+		}
 		s.serveLogStatus(w, r)
 	case rest == "audit":
 		s.serveAudit(w, r)
@@ -71,6 +84,10 @@ func (s *Server) serveHistory(w http.ResponseWriter, r *http.Request, objectPath
 		(info.kind.Namespaced && info.namespace == "") {
 		writeError(w, r, apierrors.NewBadRequest(fmt.Sprintf("%s does not name an object: use the object's Kubernetes path, as in %s",
 			objectPath, logplaneapi.HistoryPath("/api/v1/namespaces/default/pods/nginx"))))
+		return
+	}
+	// The history of an object is every value it had: it needs the right to get the object.
+	if !s.authorize(w, r, objectAttributes(userFrom(r.Context()), "get", info.kind.Group, info.kind.Version, info.kind.Resource, info.namespace, info.name)) {
 		return
 	}
 	recs, err := s.reg.History(r.Context(), info.kind, info.namespace, info.name)
@@ -161,6 +178,10 @@ func (s *Server) causes(ctx context.Context, seq uint64) ([]logplaneapi.AuditEnt
 		}
 		if rec.Seq != seq || rec.Err != nil {
 			break // not an object event, or one this server cannot read: the chain ends here
+		}
+		ref := rec.Event.GetRef()
+		if !s.allowed(ctx, objectAttributes(userFrom(ctx), "get", ref.GetGroup(), ref.GetVersion(), ref.GetResource(), ref.GetNamespace(), ref.GetName())) {
+			break // a cause the user may not read ends the chain for them
 		}
 		chain = append(chain, auditEntryOf(rec))
 		seq = rec.Event.GetCause()
@@ -306,10 +327,17 @@ func (s *Server) serveAudit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	// Each entry is shown to those who may get its object (a denial: get what was asked).
+	u := userFrom(r.Context())
 	out := logplaneapi.Audit{Kind: "Audit", APIVersion: "logplane.io/v1alpha1", Items: []logplaneapi.AuditEntry{}}
 	for _, rec := range recs {
+		ref := rec.Event.GetRef()
+		if !s.allowed(r.Context(), objectAttributes(u, "get", ref.GetGroup(), ref.GetVersion(), ref.GetResource(), ref.GetNamespace(), ref.GetName())) {
+			continue
+		}
 		out.Items = append(out.Items, auditEntryOf(rec))
 	}
+	out.Items = s.withDenials(r.Context(), u, q, out.Items)
 	writeJSON(w, http.StatusOK, mediaJSON, out)
 }
 
@@ -329,4 +357,47 @@ func (s *Server) findResource(gr schema.GroupResource) (*kinds.Kind, bool) {
 		}
 	}
 	return nil, false
+}
+
+// objectAttributes are the attributes of a verb on one object (or, with no name, on all of its
+// resource in namespace).
+func objectAttributes(u user.Info, verb, group, version, resource, namespace, name string) authorizer.AttributesRecord {
+	return authorizer.AttributesRecord{User: u, Verb: verb, APIGroup: group, APIVersion: version, Resource: resource,
+		Namespace: namespace, Name: name, ResourceRequest: true}
+}
+
+// withDenials merges the denied requests that match q into items (by time, oldest first, the
+// newest Limit kept): denials of non-resource paths only for those who may read "*" of every
+// group (cluster-admin); the others for those who may get what was asked.
+func (s *Server) withDenials(ctx context.Context, u user.Info, q registry.AuditQuery, items []logplaneapi.AuditEntry) []logplaneapi.AuditEntry {
+	added := false
+	for _, d := range s.denials.list() {
+		a := d.attrs
+		if d.time.Before(q.Since) || (q.Actor != "" && a.GetUser().GetName() != q.Actor) ||
+			(q.Kind != 0 && q.Kind != eventv1.ActorKind_ACTOR_KIND_USER) ||
+			(q.Resource.Resource != "" && (a.GetResource() != q.Resource.Resource || a.GetAPIGroup() != q.Resource.Group)) ||
+			(q.Namespace != "" && a.GetNamespace() != q.Namespace) || (q.Name != "" && a.GetName() != q.Name) {
+			continue
+		}
+		check := objectAttributes(u, "get", a.GetAPIGroup(), a.GetAPIVersion(), a.GetResource(), a.GetNamespace(), a.GetName())
+		if !a.IsResourceRequest() {
+			check = objectAttributes(u, "get", "*", "*", "*", "", "")
+		}
+		if !s.allowed(ctx, check) {
+			continue
+		}
+		items = append(items, logplaneapi.AuditEntry{Time: d.time, Type: "DENIED", Denied: true, Reason: "forbidden",
+			Actor: logplaneapi.Actor{Kind: "user", Name: a.GetUser().GetName()}, Group: a.GetAPIGroup(), Version: a.GetAPIVersion(),
+			Resource: a.GetResource(), Subresource: a.GetSubresource(), Namespace: a.GetNamespace(), Name: a.GetName(),
+			Verb: a.GetVerb(), Message: d.message})
+		added = true
+	}
+	if !added {
+		return items
+	}
+	sort.SliceStable(items, func(i, j int) bool { return items[i].Time.Before(items[j].Time) })
+	if q.Limit > 0 && len(items) > q.Limit {
+		items = items[len(items)-q.Limit:]
+	}
+	return items
 }

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -454,7 +455,11 @@ func (s *Server) readBody(r *http.Request) ([]byte, error) {
 // writeRequest builds the registry request of a write: who, which field manager, dry run.
 func (s *Server) writeRequest(r *http.Request) (registry.Request, error) {
 	q := r.URL.Query()
-	req := registry.Request{Actor: actorOf(userFrom(r.Context()))}
+	u := userFrom(r.Context())
+	req := registry.Request{Actor: actorOf(u)}
+	req.Admit = func(ctx context.Context, obj, old runtime.Object) error {
+		return s.rbac.CheckWrite(ctx, s.authz, u, obj, old)
+	}
 	for _, d := range q["dryRun"] {
 		if d != metav1.DryRunAll {
 			return req, apierrors.NewBadRequest(fmt.Sprintf("unsupported dryRun value %q (only All)", d))

@@ -39,6 +39,11 @@ type requestInfo struct {
 	segs []string
 	// prefix is "api" or "apis" for API paths, "" otherwise.
 	prefix string
+	// ri is what k8s.io/apiserver's RequestInfoFactory read, for authorization; nil for the
+	// health paths.
+	ri *request.RequestInfo
+	// logplane is set for logplane's own endpoints, which authorize what they serve.
+	logplane bool
 }
 
 // requestInfoFactory reads the paths of the Kubernetes API as kube-apiserver reads them.
@@ -62,6 +67,8 @@ func (s *Server) parse(r *http.Request) requestInfo {
 		return info
 	}
 	ri, err := requestInfoFactory.NewRequestInfo(r)
+	info.ri = ri
+	info.logplane = strings.HasPrefix(path, logplanePrefix+"/") || path == logplanePrefix
 	if err != nil || !ri.IsResourceRequest {
 		// A group version's resource list (/api/v1, /apis/<group>/<version>), or a path that
 		// names no resource.
@@ -157,6 +164,8 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, info requestInfo)
 	case "/"+path == serviceaccount.OpenIDConfigPath || "/"+path == serviceaccount.JWKSPath:
 		s.serveOpenID(w, r, path) // tokens.go
 		return
+	case info.group == "authorization.k8s.io" && s.reviewRoute(w, r, info):
+		return
 	case strings.HasPrefix(path, logplanePrefix):
 		s.serveLogplane(w, r, strings.TrimPrefix(strings.TrimPrefix(path, logplanePrefix), "/"))
 		return
@@ -202,7 +211,7 @@ func notFoundPath(r *http.Request) error {
 }
 
 func (s *Server) servesGroupVersion(gv schema.GroupVersion) bool {
-	for _, g := range s.catalog.GroupVersions() {
+	for _, g := range s.groupVersions() {
 		if g == gv {
 			return true
 		}

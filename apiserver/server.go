@@ -27,10 +27,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
 	genericrequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/warning"
 	"k8s.io/utils/clock"
 
+	"github.com/logplane/logplane/apiserver/rbac"
 	"github.com/logplane/logplane/apiserver/serviceaccount"
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds"
@@ -66,6 +68,10 @@ type Config struct {
 	// Anonymous, if true, lets requests without credentials in as the user "system:anonymous"
 	// instead of answering 401. For tests and local experiments only.
 	Anonymous bool
+	// AuthorizeAll, if true, turns authorization off: every authenticated user may do
+	// everything, as before RBAC. For benchmarks and experiments only. Default false: every
+	// request is authorized by RBAC (system:masters may do anything).
+	AuthorizeAll bool
 	// Metrics receives the server's metrics. Nil: a registry of its own, served on /metrics.
 	Metrics *prometheus.Registry
 	// Logger. Default slog.Default().
@@ -122,6 +128,9 @@ type Server struct {
 	kubelet   kubeletClient
 	authn     authenticator.Request
 	sa        *serviceAccounts
+	rbac      *rbac.Authorizer
+	authz     authorizer.Authorizer
+	denials   *denials
 }
 
 // New returns a server; nothing runs until Start or Serve.
@@ -189,6 +198,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.authn = newAuthenticator(cfg.TLS, cfg.Tokens, s.sa.tokenAuthenticator(), cfg.Anonymous)
+	s.rbac = rbac.New(s.store)
+	s.authz = newAuthorizer(s.rbac, cfg.AuthorizeAll)
+	s.denials = newDenials(4096)
 	s.handler = s.buildHandler()
 	return s, nil
 }
@@ -224,7 +236,15 @@ func (s *Server) start(ctx context.Context) error {
 	if _, err := s.reg.ConsistentRead(ctx); err != nil {
 		return fmt.Errorf("apiserver: catching up with the log: %w", err)
 	}
+	stopRBAC, err := s.rbac.Sync()
+	if err != nil {
+		return err
+	}
+	context.AfterFunc(ctx, stopRBAC)
 	if err := s.bootstrap(ctx); err != nil {
+		return err
+	}
+	if err := s.bootstrapRBAC(ctx); err != nil {
 		return err
 	}
 	go s.encCache.sweep(ctx, s.store)
@@ -312,6 +332,17 @@ func (s *Server) buildHandler() http.Handler {
 		} else if !info.public {
 			writeError(rec, r, apierrors.NewUnauthorized("Unauthorized"))
 			return
+		}
+		if !info.public {
+			ir, ok := s.impersonate(rec, r)
+			if !ok {
+				return
+			}
+			r = ir
+			// logplane's endpoints authorize what they read themselves (logplane.go).
+			if !info.logplane && !s.authorize(rec, r, attributesOf(userFrom(r.Context()), r, info.ri)) {
+				return
+			}
 		}
 		s.route(rec, r, info)
 	})

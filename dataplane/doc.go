@@ -24,6 +24,12 @@
 //     IngressClasses, Ingresses, Services, EndpointSlices and TLS Secrets:
 //     host and path routing, TLS by SNI, round-robin over ready endpoints,
 //     HTTP/2 and upgrades, tables swapped atomically on every change.
+//   - netpolicy: NetworkPolicy enforced on the node (ingress and egress,
+//     pod, namespace and ipBlock peers, port ranges and named ports) in an
+//     nftables table of its own, incremental.
+//   - nftwriter: the nftables table writer serviceproxy and netpolicy share
+//     (structure as one nft transaction through knftables, element-only
+//     changes as one netlink batch).
 //   - probe: one execution of a liveness/readiness/startup probe (HTTP GET,
 //     TCP socket, exec).
 //   - sim: a simulated runtime with the same shape as containerd's, whose

@@ -196,6 +196,10 @@ type Request struct {
 	FieldManager string
 	// DryRun runs every step but the append.
 	DryRun bool
+	// Admit, if set, checks the object about to be written after defaulting and before
+	// validation (old is nil on a create): an error refuses the write as it is. The API server
+	// prevents RBAC escalation with it.
+	Admit func(ctx context.Context, obj, old runtime.Object) error
 }
 
 func (q Request) manager() string {

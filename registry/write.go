@@ -72,6 +72,11 @@ func (r *Registry) create(ctx context.Context, k *kinds.Kind, obj runtime.Object
 	if attrs != nil {
 		k.Default(obj) // what admission added (a pod's token volume) is defaulted too
 	}
+	if req.Admit != nil {
+		if err := req.Admit(ctx, obj, nil); err != nil {
+			return nil, err
+		}
+	}
 	if errs := k.Validate(obj); len(errs) > 0 {
 		return nil, apierrors.NewInvalid(k.GroupKind(), m.GetName(), errs)
 	}
@@ -284,6 +289,11 @@ func (r *Registry) Modify(ctx context.Context, k *kinds.Kind, ns, name string, r
 			// A Service's new type may need a cluster IP or node ports (before validation, as
 			// Kubernetes' BeginUpdate allocates).
 			if err := r.allocate(ctx, k, next, cur.obj); err != nil {
+				return nil, err
+			}
+		}
+		if req.Admit != nil {
+			if err := req.Admit(ctx, next, cur.obj); err != nil {
 				return nil, err
 			}
 		}

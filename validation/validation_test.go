@@ -350,6 +350,37 @@ note: hi`, []string{
 		}},
 		{"controller revision", "apps", "ControllerRevision", `{metadata: {name: web-7d8f}, revision: 1}`,
 			[]string{"data: Required value: data is mandatory"}},
+		{"network policy", "networking.k8s.io", "NetworkPolicy", `
+metadata: {name: web}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Ingress, Both]
+  ingress:
+  - from: [{}, {ipBlock: {cidr: 10.0.0.0/16, except: [10.0.0.0/8, 10.1.0.0/24]}, podSelector: {}}]
+    ports: [{protocol: ICMP}, {port: http, endPort: 90}]
+  egress:
+  - to: [{ipBlock: {cidr: 300.0.0.0/8}}]
+    ports: [{port: 8080, endPort: 80}, {endPort: 90}, {port: 70000}]`, []string{
+			`spec.ingress[0].ports[0].protocol: Unsupported value: "ICMP": supported values: "TCP", "UDP", "SCTP"`,
+			"spec.ingress[0].ports[1].endPort: Invalid value: 90: may not be specified when `port` is non-numeric",
+			`spec.ingress[0].from[0]: Required value: must specify a peer`,
+			"spec.ingress[0].from[1].ipBlock.except[0]: Invalid value: \"10.0.0.0/8\": must be a strict subset of `cidr`",
+			"spec.ingress[0].from[1].ipBlock.except[1]: Invalid value: \"10.1.0.0/24\": must be a strict subset of `cidr`",
+			`spec.ingress[0].from[1]: Forbidden: may not specify both ipBlock and another peer`,
+			"spec.egress[0].ports[0].endPort: Invalid value: 80: must be greater than or equal to `port`",
+			"spec.egress[0].ports[1].endPort: Invalid value: 90: may not be specified when `port` is not specified",
+			`spec.egress[0].ports[2].port: Invalid value: 70000: must be between 1 and 65535, inclusive`,
+			`spec.egress[0].to[0].ipBlock.cidr: Invalid value: "300.0.0.0/8": must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)`,
+			`spec.policyTypes[1]: Unsupported value: "Both": supported values: "Ingress", "Egress"`,
+		}},
+		{"network policy, valid", "networking.k8s.io", "NetworkPolicy", `
+metadata: {name: web}
+spec:
+  podSelector: {}
+  ingress:
+  - from: [{namespaceSelector: {matchLabels: {team: a}}, podSelector: {matchLabels: {role: c}}}, {ipBlock: {cidr: 10.0.0.0/8, except: [10.1.0.0/16]}}]
+    ports: [{port: http}, {port: 8000, endPort: 8080, protocol: UDP}]
+  egress: [{}]`, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

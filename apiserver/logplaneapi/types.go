@@ -139,6 +139,13 @@ type AuditEntry struct {
 	// Annotations are the write's audit annotations (admission's: Pod Security's audit
 	// violations, ...), as in Kubernetes' audit events.
 	Annotations map[string]string `json:"annotations,omitempty"`
+	// Denied marks a request that authorization refused (Type "DENIED"): it changed nothing,
+	// and ResourceVersion is empty. Verb, Subresource and Message say what was asked and the
+	// 403's message; Actor is the user.
+	Denied      bool   `json:"denied,omitempty"`
+	Verb        string `json:"verb,omitempty"`
+	Subresource string `json:"subresource,omitempty"`
+	Message     string `json:"message,omitempty"`
 }
 
 // Audit is the answer of the audit endpoint, oldest first.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/logplane/logplane/apiserver/pki"
 	"github.com/logplane/logplane/dataplane/containerd"
+	"github.com/logplane/logplane/dataplane/netpolicy"
 	"github.com/logplane/logplane/dataplane/podnet"
 	"github.com/logplane/logplane/nodeagent"
 	"github.com/logplane/logplane/nodeagent/podworker"
@@ -44,6 +45,7 @@ type agentFlags struct {
 	seccompDef   bool
 	resolvConf   string
 	unsafeSysctl []string
+	netPolicy    bool
 }
 
 func (f *agentFlags) register(fs *pflag.FlagSet) {
@@ -68,6 +70,7 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.resolvConf, "resolv-conf", "/etc/resolv.conf", "the kubelet's --resolv-conf: the resolver configuration pods of dnsPolicy Default get (and ClusterFirst ones while there is no cluster DNS); \"\" for none (nameserver 127.0.0.1)")
 	fs.StringSliceVar(&f.unsafeSysctl, "allowed-unsafe-sysctls", nil, "the kubelet's --allowed-unsafe-sysctls: namespaced sysctls (or prefixes ending in *) pods may set beside the safe ones, e.g. 'kernel.msg*,net.core.somaxconn'")
 	fs.StringVar(&f.apiServer, "api-server", "", "URL of the API server the agent asks for its pods' service account tokens (TokenRequest), as the node (default: the server of <data-dir>/kubeconfig, else "+defaultAPIServer+")")
+	fs.BoolVar(&f.netPolicy, "network-policy", false, "enforce NetworkPolicy on this machine's pods with nftables (table ip "+netpolicy.DefaultTable+"; containerd runtime only; needs nft and br_netfilter)")
 	fs.StringVar(&f.pkiDir, "pki-dir", "", "directory holding the cluster CA (ca.crt, ca.key) that signs the streaming endpoint's certificate (default <data-dir>/pki, the API server's)")
 }
 
@@ -169,6 +172,18 @@ func runAgents(p *process, af *agentFlags, lf *logFlags) error {
 		}
 		defer cleanup()
 		agents, run = []*nodeagent.Agent{a}, a.Run
+		if af.netPolicy {
+			enf, err := netpolicy.New(netpolicy.Config{OnError: func(err error) { slog.Warn("logplane: network policy", "err", err) }})
+			if err != nil {
+				return err
+			}
+			run = func(ctx context.Context) error {
+				g, ctx := errgroup.WithContext(ctx)
+				g.Go(func() error { return a.Run(ctx) })
+				g.Go(func() error { return nodeagent.FollowNetworkPolicies(ctx, store, enf, slog.Default()) })
+				return g.Wait()
+			}
+		}
 		slog.Info("logplane: running the node agent", "node", af.nodeName, "ip", ip, "stream", ln.Addr().String())
 	default:
 		return fmt.Errorf("--runtime %q: want containerd or sim", af.runtime)
@@ -210,7 +225,7 @@ func containerdAgent(ctx context.Context, tmpl nodeagent.Config, af *agentFlags,
 	}
 	// What `logplane down` will have to remove, recorded before any of it exists.
 	rec := nodeRecord{Containerd: addr, Namespace: containerd.DefaultNamespace, Bridges: []string{af.bridge}, PodCIDR: af.podCIDR,
-		CNIBinDirs: af.cniDirs, NetNSDir: ncfg.NetNSDir, RuncRoot: rcfg.RuncRoot, FIFODir: rcfg.FIFODir}
+		CNIBinDirs: af.cniDirs, NetNSDir: ncfg.NetNSDir, RuncRoot: rcfg.RuncRoot, FIFODir: rcfg.FIFODir, NetworkPolicy: af.netPolicy}
 	if rec.NetNSDir == "" {
 		rec.NetNSDir = filepath.Join(ncfg.StateDir, "netns") // podnet's default
 	}

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/logplane/logplane/dataplane/containerd"
+	"github.com/logplane/logplane/dataplane/netpolicy"
 	"github.com/logplane/logplane/dataplane/podnet"
 	"github.com/logplane/logplane/dataplane/runtimeapi"
 )
@@ -118,6 +119,13 @@ func down(ctx context.Context, dataDir string, grace time.Duration, out io.Write
 				continue
 			}
 			say("removed the pod network on bridge %s", bridge)
+		}
+		if rec.NetworkPolicy {
+			if err := netpolicy.Cleanup(ctx, netpolicy.Config{}); err != nil {
+				errs = append(errs, err)
+			} else {
+				say("removed the NetworkPolicy rules (nftables table %s)", netpolicy.DefaultTable)
+			}
 		}
 	}
 	mounts, err := unmountUnder(dataDir)

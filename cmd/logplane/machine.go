@@ -95,6 +95,8 @@ type nodeRecord struct {
 	NetNSDir string `json:"netnsDir"`
 	RuncRoot string `json:"runcRoot,omitempty"`
 	FIFODir  string `json:"fifoDir,omitempty"`
+	// NetworkPolicy: the agent enforced NetworkPolicy (--network-policy), in nftables.
+	NetworkPolicy bool `json:"networkPolicy,omitempty"`
 }
 
 func nodeRecordPath(dataDir string) string { return filepath.Join(dataDir, "agent", "node.json") }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/url"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -92,6 +93,21 @@ func printAudit(w io.Writer, a logplaneapi.Audit) error {
 		cause := e.Cause
 		if cause == "" {
 			cause = "-"
+		}
+		if e.Denied {
+			// A refused request: what was asked, and no revision.
+			if e.Subresource != "" {
+				obj = strings.Replace(obj, "/"+e.Name, "/"+e.Name+"/"+e.Subresource, 1)
+			}
+			if e.Name == "" {
+				obj = strings.TrimSuffix(obj, "/") // a list or create: no object named
+			}
+			if e.Resource == "" {
+				obj = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s/%s\tDENIED %s\t%s\t-\t-\n", e.Time.UTC().Format("2006-01-02T15:04:05Z"),
+				e.Actor.Kind, e.Actor.Name, e.Verb, obj)
+			continue
 		}
 		fmt.Fprintf(tw, "%s\t%s/%s\t%s\t%s\t%s\t%s\n", e.Time.UTC().Format("2006-01-02T15:04:05Z"),
 			e.Actor.Kind, e.Actor.Name, e.Reason, obj, e.ResourceVersion, cause)

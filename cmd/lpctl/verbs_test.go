@@ -6,6 +6,11 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
 	"github.com/logplane/logplane/apiserver/apiservertest"
 )
 
@@ -24,6 +29,23 @@ func TestAuditLimitNewest(t *testing.T) {
 		`\S+ +user/admin +delete +configmaps/default/settings +\d+ +-\n$`)
 	if !want.MatchString(out) {
 		t.Errorf("audit --limit 2, want the update and the deletion:\n%s", out)
+	}
+}
+
+// TestAuditShowsDenials: a request that authorization refused is in the audit, as DENIED with
+// its verb and what it asked for.
+func TestAuditShowsDenials(t *testing.T) {
+	s := apiservertest.Start(t, apiservertest.Options{Tokens: "eve-token,eve,1001\n"})
+	eve := rest.AnonymousClientConfig(s.Config)
+	eve.BearerToken = "eve-token"
+	_, err := kubernetes.NewForConfigOrDie(eve).CoreV1().Secrets("kube-system").List(t.Context(), metav1.ListOptions{})
+	if !apierrors.IsForbidden(err) {
+		t.Fatalf("eve lists kube-system's secrets: %v", err)
+	}
+	out := lpctlOK(t, "--kubeconfig", s.Kubeconfig, "audit", "--actor", "eve")
+	want := regexp.MustCompile(`(?m)^\S+ +user/eve +DENIED list +secrets/kube-system +- +-$`)
+	if !want.MatchString(out) {
+		t.Errorf("audit --actor eve, want eve's denied list of secrets:\n%s", out)
 	}
 }
 

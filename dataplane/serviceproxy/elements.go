@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	"sigs.k8s.io/knftables"
+
+	"github.com/logplane/logplane/dataplane/nftwriter"
 )
 
 // elementStore mirrors the elements of one set or map of the table, as
@@ -14,8 +16,8 @@ import (
 // rewrites without looking at any other port. Where owners disagree on a
 // map element's value, the first owner in name order wins.
 type elementStore struct {
-	isMap bool
-	name  string
+	kind storeKind
+	name string
 	// owners[key] records which owners want key, with which value.
 	owners map[string]*owned
 	// inKernel[key] is the value committed (or about to be, in the
@@ -25,22 +27,38 @@ type elementStore struct {
 	touched  map[string]struct{}
 }
 
-// owned is the owners of one element: most have one, so it is kept
-// inline; more holds the others.
-type owned struct {
-	owner, value string
-	more         map[string]string
-}
+// storeKind is what a store's elements are made of: nft's text and the
+// netlink encoding (netlink.go) both follow from it.
+type storeKind int
 
-func newElementStore(isMap bool, name string) *elementStore {
+const (
+	// addressSet: addresses, or concatenations of addresses, protocols
+	// and ports.
+	addressSet storeKind = iota
+	// verdictMap: such keys to a verdict ("goto CHAIN", "drop").
+	verdictMap
+	// endpointMap: a balancing index (numgen's output) to address . port.
+	endpointMap
+)
+
+func newElementStore(kind storeKind, name string) *elementStore {
 	return &elementStore{
-		isMap:    isMap,
+		kind:     kind,
 		name:     name,
 		owners:   map[string]*owned{},
 		inKernel: map[string]string{},
 		comments: map[string]string{},
 		touched:  map[string]struct{}{},
 	}
+}
+
+func (s *elementStore) isMap() bool { return s.kind != addressSet }
+
+// owned is the owners of one element: most have one, so it is kept
+// inline; more holds the others.
+type owned struct {
+	owner, value string
+	more         map[string]string
 }
 
 func joinKey(parts []string) string   { return strings.Join(parts, " . ") }
@@ -114,42 +132,38 @@ func (s *elementStore) want(key string) (string, bool) {
 	return value, true
 }
 
-func (s *elementStore) element(key, value string) *knftables.Element {
+func (s *elementStore) element(key string) *knftables.Element {
 	e := &knftables.Element{Key: splitKey(key)}
-	if s.isMap {
+	if s.isMap() {
 		e.Map = s.name
-		if value != "" {
-			e.Value = splitKey(value)
-		}
 	} else {
 		e.Set = s.name
-	}
-	if c, ok := s.comments[key]; ok && value != "" {
-		e.Comment = &c
 	}
 	return e
 }
 
-// writeDeletes adds to tx the deletions (and the first half of value
-// changes) of the elements touched since the last commit.
-func (s *elementStore) writeDeletes(tx *knftables.Transaction) {
+// elementChanges are one store's changes in one transaction: deletions
+// (and the first half of value changes) come before additions.
+type elementChanges struct {
+	store      *elementStore
+	dels, adds []string
+}
+
+// pending returns the changes of the elements touched since the last
+// commit and records them as committed (a failed commit makes the next sync
+// a full one, which starts the store afresh).
+func (s *elementStore) pending() elementChanges {
+	c := elementChanges{store: s}
 	for k := range s.touched {
 		have, in := s.inKernel[k]
 		want, ok := s.want(k)
-		if in && (!ok || (s.isMap && want != have)) {
-			tx.Delete(s.element(k, ""))
+		if in && (!ok || (s.isMap() && want != have)) {
+			c.dels = append(c.dels, k)
 			delete(s.inKernel, k)
+			in = false
 		}
-	}
-}
-
-// writeAdds adds to tx the elements touched since the last commit that are
-// wanted and not in the kernel, and forgets what was touched.
-func (s *elementStore) writeAdds(tx *knftables.Transaction) {
-	for k := range s.touched {
-		want, ok := s.want(k)
-		if _, in := s.inKernel[k]; ok && !in {
-			tx.Add(s.element(k, want))
+		if ok && !in {
+			c.adds = append(c.adds, k)
 			s.inKernel[k] = want
 		}
 		if !ok {
@@ -157,6 +171,23 @@ func (s *elementStore) writeAdds(tx *knftables.Transaction) {
 		}
 	}
 	clear(s.touched)
+	return c
+}
+
+// writeAdds writes the additions as one nft command (nftwriter.ElementsText).
+func (c elementChanges) writeAdds(w *nftwriter.Writer, b *strings.Builder) {
+	if len(c.adds) == 0 {
+		return
+	}
+	s := c.store
+	elems := make([]nftwriter.Element, len(c.adds))
+	for i, k := range c.adds {
+		elems[i] = nftwriter.Element{Key: k, Comment: s.comments[k]}
+		if s.isMap() {
+			elems[i].Value = s.inKernel[k]
+		}
+	}
+	w.ElementsText(b, s.name, elems)
 }
 
 func (s *elementStore) len() int { return len(s.inKernel) }

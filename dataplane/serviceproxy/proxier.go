@@ -14,7 +14,10 @@
 //
 // Updates are incremental, as kube-proxy's: changes are accumulated per
 // Service and, at most once per MinSyncPeriod, one transaction rewrites the
-// chains and map elements of the Services that changed. A full sync (the
+// chains and map elements of the Services that changed; one that changes
+// only set and map elements (an endpoint replaced) goes to the kernel as a
+// netlink batch (github.com/google/nftables) instead of through nft, whose
+// cost grows with the table. A full sync (the
 // first, after a failure, and every FullSyncPeriod) rebuilds the table in
 // one transaction, taking over whatever an earlier run left in it. Cleanup
 // removes everything the package made.
@@ -36,12 +39,13 @@ import (
 	"sync"
 	"time"
 
-	cnins "github.com/containernetworking/plugins/pkg/ns"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/knftables"
+
+	"github.com/logplane/logplane/dataplane/nftwriter"
 )
 
 // Defaults of Config.
@@ -112,7 +116,8 @@ type SyncResult struct {
 	Services int
 	// Generation is the last change (see Generation) the sync contains.
 	Generation uint64
-	// Operations is the number of nftables operations in the transaction.
+	// Operations is the number of nftables operations in the transaction
+	// (each element added or deleted counts as one).
 	Operations int
 	// Duration is the time from the start of the sync to the commit.
 	Duration time.Duration
@@ -122,7 +127,7 @@ type SyncResult struct {
 type Proxier struct {
 	cfg          Config
 	clock        clock.WithTicker
-	nft          knftables.Interface
+	w            *nftwriter.Writer
 	masqMark     string
 	serviceCIDRs string
 
@@ -208,27 +213,23 @@ func New(cfg Config) (*Proxier, error) {
 		programmed:   map[portName]*programmed{},
 		ids:          map[string]uint32{},
 
-		clusterIPs:          newElementStore(false, clusterIPsSet),
-		serviceIPs:          newElementStore(true, serviceIPsMap),
-		firewallIPs:         newElementStore(true, firewallIPsMap),
-		noEndpointServices:  newElementStore(true, noEndpointServicesMap),
-		noEndpointNodePorts: newElementStore(true, noEndpointNodePortsMap),
-		serviceNodePorts:    newElementStore(true, serviceNodePortsMap),
-		hairpin:             newElementStore(false, hairpinSet),
+		clusterIPs:          newElementStore(addressSet, clusterIPsSet),
+		serviceIPs:          newElementStore(verdictMap, serviceIPsMap),
+		firewallIPs:         newElementStore(verdictMap, firewallIPsMap),
+		noEndpointServices:  newElementStore(verdictMap, noEndpointServicesMap),
+		noEndpointNodePorts: newElementStore(verdictMap, noEndpointNodePortsMap),
+		serviceNodePorts:    newElementStore(verdictMap, serviceNodePortsMap),
+		hairpin:             newElementStore(addressSet, hairpinSet),
 	}
 	p.endpointMaps = map[string][]*elementStore{}
 	for _, proto := range endpointProtocols {
 		for i := range endpointShards {
-			p.endpointMaps[proto] = append(p.endpointMaps[proto], newElementStore(true, endpointMapName(proto, i)))
+			p.endpointMaps[proto] = append(p.endpointMaps[proto], newElementStore(endpointMap, endpointMapName(proto, i)))
 		}
 	}
-	err := p.inNS(func() error {
-		var err error
-		p.nft, err = knftables.New(knftables.IPv4Family, cfg.Table)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("serviceproxy: nftables: %w", err)
+	var err error
+	if p.w, err = nftwriter.New(cfg.Table, cfg.NetNS); err != nil {
+		return nil, fmt.Errorf("serviceproxy: %w", err)
 	}
 	return p, nil
 }
@@ -240,10 +241,7 @@ func (p *Proxier) inNS(fn func() error) error {
 }
 
 func inNetNS(path string, fn func() error) error {
-	if path == "" {
-		return fn()
-	}
-	return cnins.WithNetNSPath(path, func(cnins.NetNS) error { return fn() })
+	return nftwriter.InNetNS(path, fn)
 }
 
 func (p *Proxier) report(err error) {
@@ -455,7 +453,7 @@ func (p *Proxier) sync(ctx context.Context) (SyncResult, error) {
 		return SyncResult{Generation: gen}, nil
 	}
 	p.needFull = false // set again below on failure
-	var tx *knftables.Transaction
+	var tx *transaction
 	var nServices int
 	var err error
 	var stale []staleFlow
@@ -469,7 +467,7 @@ func (p *Proxier) sync(ctx context.Context) (SyncResult, error) {
 	p.mu.Unlock()
 
 	if err == nil {
-		err = p.inNS(func() error { return p.nft.Run(ctx, tx) })
+		err = p.commit(ctx, tx)
 	}
 	if err == nil && full {
 		err = p.inNS(p.ensureServiceRoutes)
@@ -492,7 +490,7 @@ func (p *Proxier) sync(ctx context.Context) (SyncResult, error) {
 		p.recreatedBase = true
 		p.lastFull = p.clock.Now()
 	}
-	res := SyncResult{Full: full, Services: nServices, Generation: gen, Operations: tx.NumOperations(), Duration: p.clock.Since(start)}
+	res := SyncResult{Full: full, Services: nServices, Generation: gen, Operations: tx.operations(), Duration: p.clock.Since(start)}
 	p.mu.Lock()
 	p.advanceLocked(gen)
 	p.mu.Unlock()
@@ -520,13 +518,8 @@ func (p *Proxier) stores() []*elementStore {
 
 // buildFull rebuilds everything: setup, every Service port, and the removal
 // of whatever else the table holds. Called with p.mu held.
-func (p *Proxier) buildFull(ctx context.Context) (*knftables.Transaction, error) {
-	var existing map[string][]string
-	err := p.inNS(func() error {
-		var err error
-		existing, err = p.nft.ListAll(ctx)
-		return err
-	})
+func (p *Proxier) buildFull(ctx context.Context) (*transaction, error) {
+	existing, err := p.w.ListAll(ctx)
 	if err != nil && !knftables.IsNotFound(err) {
 		return nil, fmt.Errorf("list table %s: %w", p.cfg.Table, err)
 	}
@@ -538,7 +531,7 @@ func (p *Proxier) buildFull(ctx context.Context) (*knftables.Transaction, error)
 	p.freeIDs = nil
 	p.nextID = 0
 
-	tx := p.nft.NewTransaction()
+	tx := p.w.NewTransaction()
 	p.writeSetup(tx)
 	b := &builder{}
 	// In name order, so that a table built from the same state is the same.
@@ -595,14 +588,13 @@ func (p *Proxier) buildFull(ctx context.Context) (*knftables.Transaction, error)
 	for _, c := range existing["chain"] {
 		had[c] = true
 	}
-	p.write(tx, b, had, staleChains, staleSets, staleMaps)
-	return tx, nil
+	return p.write(tx, b, had, staleChains, staleSets, staleMaps), nil
 }
 
 // buildPartial rewrites the Service ports of the dirty Services. Called
 // with p.mu held.
-func (p *Proxier) buildPartial(dirty map[types.NamespacedName]struct{}) (*knftables.Transaction, []staleFlow) {
-	tx := p.nft.NewTransaction()
+func (p *Proxier) buildPartial(dirty map[types.NamespacedName]struct{}) (*transaction, []staleFlow) {
+	tx := p.w.NewTransaction()
 	b := &builder{}
 	oldChains := map[string]bool{}
 	oldSets := map[string]bool{}
@@ -681,15 +673,46 @@ func (p *Proxier) buildPartial(dirty map[types.NamespacedName]struct{}) (*knftab
 	for s := range oldSets {
 		staleSets = append(staleSets, s)
 	}
-	p.write(tx, b, had, staleChains, staleSets, nil)
-	return tx, staleFlows(old, current)
+	return p.write(tx, b, had, staleChains, staleSets, nil), staleFlows(old, current)
 }
 
-// write lays b and the element changes into tx in the order the kernel
-// needs.
-// existing are the chains that may be in the kernel already (the others
-// need no flush).
-func (p *Proxier) write(tx *knftables.Transaction, b *builder, existing map[string]bool, staleChains, staleSets, staleMaps []string) {
+// transaction is one sync's change to the kernel, applied at once.
+type transaction struct {
+	// nft holds the chains, rules, sets and element deletions, in the
+	// order the kernel needs; nil when only elements change (they go by
+	// netlink then: see netlink.go).
+	nft *knftables.Transaction
+	// elements are the changes of every set and map.
+	elements []elementChanges
+}
+
+// operations counts the nftables operations, an element being one.
+func (t *transaction) operations() int {
+	n := 0
+	if t.nft != nil {
+		n = t.nft.NumOperations()
+	}
+	for _, c := range t.elements {
+		n += len(c.adds)
+		if t.nft == nil {
+			n += len(c.dels)
+		}
+	}
+	return n
+}
+
+// write lays b and the element changes into a transaction in the order
+// the kernel needs. existing are the chains that may be in the kernel
+// already (the others need no flush).
+func (p *Proxier) write(tx *knftables.Transaction, b *builder, existing map[string]bool, staleChains, staleSets, staleMaps []string) *transaction {
+	t := &transaction{}
+	for _, s := range p.stores() {
+		t.elements = append(t.elements, s.pending())
+	}
+	if tx.NumOperations()+len(b.chains)+len(b.sets)+len(b.rules)+len(staleChains)+len(staleSets)+len(staleMaps) == 0 {
+		return t
+	}
+	t.nft = tx
 	for _, c := range b.chains {
 		tx.Add(&knftables.Chain{Name: c})
 		if existing[c] {
@@ -699,14 +722,13 @@ func (p *Proxier) write(tx *knftables.Transaction, b *builder, existing map[stri
 	for _, s := range b.sets {
 		tx.Add(s)
 	}
-	for _, s := range p.stores() {
-		s.writeDeletes(tx)
+	for _, c := range t.elements {
+		for _, k := range c.dels {
+			tx.Delete(c.store.element(k))
+		}
 	}
 	for _, r := range b.rules {
 		tx.Add(r)
-	}
-	for _, s := range p.stores() {
-		s.writeAdds(tx)
 	}
 	// Stale chains may jump to each other: empty them all, then delete.
 	for _, c := range staleChains {
@@ -721,6 +743,24 @@ func (p *Proxier) write(tx *knftables.Transaction, b *builder, existing map[stri
 	for _, m := range staleMaps {
 		tx.Delete(&knftables.Map{Name: m})
 	}
+	// The element additions come last (commit writes them): they refer
+	// only to chains that stay.
+	return t
+}
+
+// commit applies t: by netlink when only elements change, else through
+// nft in one transaction.
+func (p *Proxier) commit(ctx context.Context, t *transaction) error {
+	if t.nft == nil {
+		return p.commitElements(t.elements)
+	}
+	// knftables writes one command per element; the additions are
+	// written one command per set or map instead.
+	var w strings.Builder
+	for _, c := range t.elements {
+		c.writeAdds(p.w, &w)
+	}
+	return p.w.Run(ctx, t.nft, w.String())
 }
 
 // Cleanup removes everything a Proxier with cfg made: its table, its
@@ -735,20 +775,8 @@ func Cleanup(ctx context.Context, cfg Config) error {
 		cfg.ServiceDevice = DefaultServiceDevice
 	}
 	var errs []error
-	err := inNetNS(cfg.NetNS, func() error {
-		nft, err := knftables.New(knftables.IPv4Family, cfg.Table)
-		if err != nil {
-			return err
-		}
-		tx := nft.NewTransaction()
-		tx.Delete(&knftables.Table{})
-		if err := nft.Run(ctx, tx); err != nil && !knftables.IsNotFound(err) {
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		errs = append(errs, fmt.Errorf("serviceproxy: delete table %s: %w", cfg.Table, err))
+	if err := nftwriter.DeleteTable(ctx, cfg.Table, cfg.NetNS); err != nil {
+		errs = append(errs, fmt.Errorf("serviceproxy: %w", err))
 	}
 	if err := inNetNS(cfg.NetNS, func() error { return removeServiceDevice(cfg.ServiceDevice) }); err != nil {
 		errs = append(errs, fmt.Errorf("serviceproxy: remove device %s: %w", cfg.ServiceDevice, err))

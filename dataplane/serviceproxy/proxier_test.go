@@ -1,6 +1,7 @@
 package serviceproxy_test
 
 import (
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -395,6 +396,118 @@ func TestUpdates(t *testing.T) {
 		t.Errorf("a deleted Service left rules behind:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 	requireRefused(t, n.pods[3].ns, "10.96.0.81:80")
+}
+
+// Changes that touch only elements of the table's sets and maps (an
+// endpoint replaced by another, a Service without endpoints added) are
+// written by netlink, not nft: they take effect (the old endpoint gets no
+// new connection, a UDP flow that used it moves, the new Service refuses at
+// once, its NodePort too), as do 2,000 Services without endpoints at once
+// (a batch larger than a netlink socket's default send buffer, and lists
+// of elements longer than one netlink attribute holds), and they leave the
+// table exactly as nft writes it for the same state.
+func TestElementOnlyChanges(t *testing.T) {
+	n := newTestNet(t, 4)
+	var mu sync.Mutex
+	var results []serviceproxy.SyncResult
+	cfg := n.config()
+	cfg.OnSync = func(r serviceproxy.SyncResult) {
+		mu.Lock()
+		results = append(results, r)
+		mu.Unlock()
+	}
+	p, err := serviceproxy.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.UpdateService(service("web", "10.96.0.100"))
+	if err := p.UpdateEndpointSlice(slice("web", "web-1", eps(n.pods[0], n.pods[1])...)); err != nil {
+		t.Fatal(err)
+	}
+	mustSync(t, p)
+	client := n.pods[3]
+	udp := newUDPClient(t, client.ns, "10.96.0.100:53")
+	first, err := udp.ask()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, stay := n.pods[0], n.pods[1]
+	if first.pod == n.pods[1].name {
+		gone, stay = n.pods[1], n.pods[0]
+	}
+
+	// The endpoint the UDP flow uses is replaced by another; a Service
+	// without endpoints, with a NodePort and an external IP, comes.
+	if err := p.UpdateEndpointSlice(slice("web", "web-1", eps(stay, n.pods[2])...)); err != nil {
+		t.Fatal(err)
+	}
+	p.UpdateService(service("empty", "10.96.0.101", func(s *corev1.Service) {
+		s.Spec.Type = corev1.ServiceTypeNodePort
+		s.Spec.Ports[0].NodePort = 30101
+		s.Spec.Ports[1].NodePort = 30102
+		s.Spec.ExternalIPs = []string{"203.0.113.30"}
+	}))
+	mustSync(t, p)
+	mu.Lock()
+	last := results[len(results)-1]
+	mu.Unlock()
+	if last.Full || last.Services != 2 || last.Operations == 0 {
+		t.Errorf("the changes were written as %+v, want a partial sync of 2 Services", last)
+	}
+	got := count(t, client.ns, "10.96.0.100:80", 60)
+	if got[gone.name] != 0 || got[stay.name] == 0 || got[n.pods[2].name] == 0 {
+		t.Errorf("after replacing %s by %s: %v", gone.name, n.pods[2].name, got)
+	}
+	for i := range 5 {
+		a, err := udp.ask()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.pod == gone.name {
+			t.Fatalf("UDP datagram %d of a flow still went to the replaced endpoint %s", i, a.pod)
+		}
+	}
+	requireRefused(t, client.ns, "10.96.0.101:80")
+	requireRefused(t, n.client, nodeUplink+":30101")
+	requireRefused(t, n.client, "203.0.113.30:80")
+
+	// 2,000 Services without endpoints at once: 6,000 elements, a batch
+	// larger than a netlink socket's default send buffer.
+	for i := range 2000 {
+		p.UpdateService(service(fmt.Sprintf("many-%d", i), fmt.Sprintf("10.96.%d.%d", 10+i/250, i%250+1)))
+	}
+	mustSync(t, p)
+	mu.Lock()
+	last = results[len(results)-1]
+	mu.Unlock()
+	if last.Full || last.Services != 2000 {
+		t.Errorf("2,000 new Services were written as %+v, want a partial sync of 2,000 Services", last)
+	}
+	requireRefused(t, client.ns, "10.96.17.250:80")
+
+	// A fresh Proxier writes the same table from the same state.
+	changed := n.nftList(t)
+	if err := serviceproxy.Cleanup(t.Context(), n.config()); err != nil {
+		t.Fatal(err)
+	}
+	fresh := n.newProxier(t)
+	fresh.UpdateService(service("web", "10.96.0.100"))
+	if err := fresh.UpdateEndpointSlice(slice("web", "web-1", eps(stay, n.pods[2])...)); err != nil {
+		t.Fatal(err)
+	}
+	fresh.UpdateService(service("empty", "10.96.0.101", func(s *corev1.Service) {
+		s.Spec.Type = corev1.ServiceTypeNodePort
+		s.Spec.Ports[0].NodePort = 30101
+		s.Spec.Ports[1].NodePort = 30102
+		s.Spec.ExternalIPs = []string{"203.0.113.30"}
+	}))
+	for i := range 2000 {
+		fresh.UpdateService(service(fmt.Sprintf("many-%d", i), fmt.Sprintf("10.96.%d.%d", 10+i/250, i%250+1)))
+	}
+	mustSync(t, fresh)
+	if want := n.nftList(t); !sameTable(changed, want) {
+		t.Errorf("the table after element changes differs from one written afresh:\nchanged:\n%s\nafresh:\n%s", changed, want)
+	}
 }
 
 // Cleanup removes the table, the device and its routes; a new Proxier

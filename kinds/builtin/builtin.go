@@ -45,7 +45,12 @@ func Kinds() []*kinds.Kind {
 		cronJob(),
 		lease(),
 		endpointSlice(),
+		clusterRole(),
+		clusterRoleBinding(),
+		role(),
+		roleBinding(),
 		eventsV1(events),
+		networkPolicy(),
 	}
 }
 

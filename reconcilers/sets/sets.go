@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/logplane/logplane/reconcilers/clusterroleaggregation"
 	"github.com/logplane/logplane/reconcilers/deployment"
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/garbagecollector"
@@ -67,6 +68,7 @@ func All(o Options) []Reconciler {
 		{Workloads, garbagecollector.Name, garbagecollector.Setup(garbagecollector.Config{})},
 		{Workloads, nodelifecycle.Name, nodelifecycle.Setup(nodelifecycle.Config{GracePeriod: o.NodeGracePeriod, Workers: o.Workers})},
 		{Workloads, namespaces.Name, namespaces.Setup(namespaces.Config{})},
+		{Workloads, clusterroleaggregation.Name, clusterroleaggregation.Setup(clusterroleaggregation.Config{})},
 		{ServiceAccounts, serviceaccounts.Name, serviceaccounts.Setup(serviceaccounts.Config{})},
 		{ServiceAccounts, rootcacert.Name, rootcacert.Setup(rootcacert.Config{LoadCA: o.RootCA})},
 	}
