@@ -59,7 +59,7 @@ func TestLayers(t *testing.T) {
 		bad    []string // import paths (prefixes) they must not import
 		reason string
 	}{
-		{[]string{"proto", "kinds", "defaults", "validation", "printers", "dataplane", "projections", "apiserver", "admission", "registry", "reconcilers", "nodeagent", "cmd"},
+		{[]string{"proto", "kinds", "defaults", "validation", "printers", "dataplane", "projections", "apiserver", "admission", "registry", "reconcilers", "nodeagent", "encryption", "cmd"},
 			[]string{"github.com/nats-io/"}, "only eventlog talks to NATS"},
 		{[]string{"proto"}, []string{module + "/eventlog", module + "/kinds", module + "/projections", module + "/apiserver", module + "/registry", module + "/reconcilers", module + "/nodeagent", module + "/dataplane"},
 			"proto imports nothing of ours but other protos"},

@@ -102,8 +102,17 @@ func (s *Server) serveHistory(w http.ResponseWriter, r *http.Request, objectPath
 	h := logplaneapi.History{Kind: "History", APIVersion: "logplane.io/v1alpha1",
 		Group: info.kind.Group, Resource: info.kind.Resource, Namespace: info.namespace, Name: info.name}
 	var prev []byte
+	sealed := info.kind.Sealed()
+	var prevValues secretValues // of the previous revision of a sealed kind
 	for _, rec := range recs {
 		if rec.Err != nil {
+			if sealed && registry.IsForgotten(rec.Err) {
+				rev := revisionOf(rec)
+				rev.Object = forgottenObject(info.kind, rec)
+				rev.Secret = &logplaneapi.SecretValues{Forgotten: true}
+				h.Items = append(h.Items, rev)
+				prev, prevValues = nil, nil
+			}
 			continue
 		}
 		rev := revisionOf(rec)
@@ -111,6 +120,19 @@ func (s *Server) serveHistory(w http.ResponseWriter, r *http.Request, objectPath
 		if err != nil {
 			writeError(w, r, apierrors.NewInternalError(err))
 			return
+		}
+		if sealed {
+			// Never a value: only which keys changed, and their sizes.
+			var vals secretValues
+			if obj, vals, err = redactSecret(info.kind, obj); err != nil {
+				writeError(w, r, apierrors.NewInternalError(err))
+				return
+			}
+			rev.Secret = &logplaneapi.SecretValues{Keys: secretKeys(prevValues, vals)}
+			prevValues = vals
+			if rec.Tombstone() {
+				prevValues = nil
+			}
 		}
 		rev.Object = obj
 		if prev != nil && !rec.Tombstone() {

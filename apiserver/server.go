@@ -55,6 +55,9 @@ type Config struct {
 	Admission admission.Interface
 	// Catalog of the kinds served. Default builtin.Catalog().
 	Catalog *kinds.Catalog
+	// Sealer, when the server makes its own Store and Registry, encrypts Secrets in the log and
+	// opens them (package encryption). Nil: they are written in clear (tests).
+	Sealer registry.Sealer
 	// TLS is the server's TLS configuration, with client CAs for certificate authentication.
 	// Nil: Serve serves plain HTTP (then only bearer tokens authenticate). See pki.Load.
 	TLS *tls.Config
@@ -160,12 +163,16 @@ func New(cfg Config) (*Server, error) {
 		stopping: make(chan struct{}),
 	}
 	if s.store == nil {
-		s.store = projections.New(cfg.Catalog, cfg.Logger)
+		var opts []projections.Option
+		if cfg.Sealer != nil {
+			opts = append(opts, projections.WithOpener(cfg.Sealer))
+		}
+		s.store = projections.New(cfg.Catalog, cfg.Logger, opts...)
 		s.ownStore = true
 	}
 	s.reg = cfg.Registry
 	if s.reg == nil {
-		reg, err := registry.New(registry.Config{Log: cfg.Log, Store: s.store, Catalog: cfg.Catalog, Logger: cfg.Logger, Admission: cfg.Admission})
+		reg, err := registry.New(registry.Config{Log: cfg.Log, Store: s.store, Catalog: cfg.Catalog, Logger: cfg.Logger, Admission: cfg.Admission, Sealer: cfg.Sealer})
 		if err != nil {
 			return nil, err
 		}

@@ -334,7 +334,7 @@ func (r *replay) entry(ctx context.Context, key eventlog.Key, rec eventlog.Recor
 		old, seen := r.prev[key]
 		if !seen && r.selective() {
 			// The revision current when the watch started.
-			if at, err := r.s.log.At(ctx, key, r.from); err == nil {
+			if at, err := r.s.reg.At(ctx, key, r.from); err == nil {
 				old = registry.ObjectOf(r.k, at)
 			} else if !errors.Is(err, eventlog.ErrNotFound) {
 				return nil, err

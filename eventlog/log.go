@@ -34,6 +34,10 @@ type Log struct {
 	commitSub *nats.Subscription
 	barriers  atomic.Int64 // commit barriers another process answered to this one
 
+	keysMu  sync.Mutex
+	keys    *DataKeys          // the data-key store, opened on first use
+	keysSub *nats.Subscription // the data-key commit barriers this process answers
+
 	snapMu    sync.Mutex
 	snapStore jetstream.ObjectStore // created on first use
 }
@@ -233,6 +237,9 @@ func (l *Log) ClientURL() string {
 func (l *Log) Close() error {
 	if l.commitSub != nil {
 		_ = l.commitSub.Unsubscribe() // the connection is closed next anyway
+	}
+	if l.keysSub != nil {
+		_ = l.keysSub.Unsubscribe() // likewise
 	}
 	if l.nc != nil {
 		l.nc.Close()

@@ -45,6 +45,12 @@ type Kind struct {
 	// unstructured.Unstructured, stored in the log as JSON (custom resources).
 	Unstructured bool
 
+	// SecretFields names the top-level fields of the kind's objects whose map values are secret
+	// (a Secret's data and stringData). Objects of such a kind are sealed in the log (envelope
+	// encryption: docs/security.md), and history shows only which keys of these fields changed
+	// and their sizes, never their values. Empty for other kinds.
+	SecretFields []string
+
 	shape *shape // the conventional top-level fields of the kind's objects, set by NewCatalog
 }
 
@@ -58,6 +64,9 @@ func (k *Kind) ResourceVerbs() []string {
 	}
 	return AllVerbs
 }
+
+// Sealed says whether objects of the kind are encrypted in the log (see SecretFields).
+func (k *Kind) Sealed() bool { return len(k.Stored().SecretFields) > 0 }
 
 // Stored returns the kind whose objects hold this kind's: the kind itself, or for a kind served
 // by conversion from another (events.k8s.io/v1 Events, stored as core v1 Events), that one.

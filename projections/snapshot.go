@@ -70,7 +70,11 @@ func (s *Store) writeSnapshot(w io.Writer, seq uint64, objs []*Object) error {
 		msg = protowire.AppendVarint(msg, o.Seq)
 		msg = protowire.AppendTag(msg, 2, protowire.BytesType)
 		lenAt := len(msg)
-		msg = eventlog.AppendEvent(msg, o.Event)
+		ev := o.Event
+		if o.Stored != nil {
+			ev = o.Stored // sealed, as the log holds it
+		}
+		msg = eventlog.AppendEvent(msg, ev)
 		evLen := len(msg) - lenAt
 		frame = binary.AppendUvarint(frame[:0], uint64(lenAt+protowire.SizeVarint(uint64(evLen))+evLen))
 		frame = append(frame, msg[:lenAt]...)
@@ -101,12 +105,17 @@ func (s *Store) lenLocked() int {
 // It reads r to its end, so that a reader that checks a digest there (as the log's snapshot
 // store does) can report damage. On error the store is left empty.
 func (s *Store) ReadSnapshot(r io.Reader) error {
+	return s.readSnapshot(context.Background(), r)
+}
+
+// readSnapshot is ReadSnapshot; ctx bounds the opening of sealed objects.
+func (s *Store) readSnapshot(ctx context.Context, r io.Reader) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.applied != 0 || s.lenLocked() != 0 {
 		return errors.New("projections: a snapshot can only be read into an empty store")
 	}
-	if err := s.readSnapshotLocked(r); err != nil {
+	if err := s.readSnapshotLocked(ctx, r); err != nil {
 		s.tables = map[schema.GroupResource]*table{}
 		s.last = nil
 		s.applied = 0
@@ -119,11 +128,12 @@ func (s *Store) ReadSnapshot(r io.Reader) error {
 
 // decoded is a batch of snapshot objects, decoded by a worker.
 type decoded struct {
-	objs []*Object
-	err  error
+	objs      []*Object
+	forgotten uint64 // objects whose values were forgotten, left out
+	err       error
 }
 
-func (s *Store) readSnapshotLocked(r io.Reader) error {
+func (s *Store) readSnapshotLocked(ctx context.Context, r io.Reader) error {
 	// The s2 reader buffers a block and reads bytes itself: no bufio copy in between.
 	br := s2.NewReader(r, s2.ReaderMaxBlockSize(4<<20))
 	var head snapshotv1.SnapshotTaken
@@ -145,7 +155,7 @@ func (s *Store) readSnapshotLocked(r io.Reader) error {
 		go func() {
 			defer wg.Done()
 			for batch := range frames {
-				results <- s.decodeSnapshotObjects(batch)
+				results <- s.decodeSnapshotObjects(ctx, batch)
 			}
 		}()
 	}
@@ -203,6 +213,7 @@ func (s *Store) readSnapshotLocked(r io.Reader) error {
 			err = res.err
 			continue
 		}
+		n += res.forgotten
 		for _, o := range res.objs {
 			gr := schema.GroupResource{Group: o.Key.Group, Resource: o.Key.Resource}
 			t := s.tableFor(gr)
@@ -229,7 +240,7 @@ func (s *Store) readSnapshotLocked(r io.Reader) error {
 }
 
 // decodeSnapshotObjects decodes a batch of frames into Objects, without the store's lock.
-func (s *Store) decodeSnapshotObjects(frames [][]byte) decoded {
+func (s *Store) decodeSnapshotObjects(ctx context.Context, frames [][]byte) decoded {
 	out := decoded{objs: make([]*Object, 0, len(frames))}
 	var lastGR schema.GroupResource // consecutive objects are mostly of one resource
 	var lastKind *kinds.Kind
@@ -244,7 +255,17 @@ func (s *Store) decodeSnapshotObjects(frames [][]byte) decoded {
 			out.err = fmt.Errorf("projections: snapshot object %s at %d is malformed", key, seq)
 			return out
 		}
-		o := &Object{Key: key, Seq: seq, Event: ev, Labels: ev.GetLabels(), Fields: ev.GetFields()}
+		rec, op := s.open(ctx, eventlog.Record{Seq: seq, Event: ev})
+		if rec.Err != nil {
+			out.err = fmt.Errorf("projections: snapshot object %s at %d: %w", key, seq, rec.Err)
+			return out
+		}
+		if op.forgotten {
+			out.forgotten++ // cannot be live; counted so that the header's count still holds
+			continue
+		}
+		ev = rec.Event
+		o := &Object{Key: key, Seq: seq, Event: ev, Labels: ev.GetLabels(), Fields: ev.GetFields(), Stored: op.sealed}
 		if gr := (schema.GroupResource{Group: key.Group, Resource: key.Resource}); gr != lastGR || lastKind == nil {
 			lastGR = gr
 			lastKind, _ = s.catalog.ByGroupResource(gr) // nil: unknown, kept opaque
@@ -353,7 +374,7 @@ func (s *Store) restore(ctx context.Context, l *eventlog.Log, atMost uint64) (ev
 		start := time.Now()
 		r, err := l.OpenSnapshot(ctx, info)
 		if err == nil {
-			err = s.ReadSnapshot(r)
+			err = s.readSnapshot(ctx, r)
 			r.Close()
 		}
 		if err != nil {
@@ -419,6 +440,16 @@ func (s *Store) RunSnapshots(ctx context.Context, l *eventlog.Log, p SnapshotPol
 // If seq is after the end of the log, At returns ErrFuture; if what it needs of the log is no
 // longer kept, eventlog.ErrGone.
 func At(ctx context.Context, l *eventlog.Log, catalog *kinds.Catalog, seq uint64, opts ...Option) (*Store, error) {
+	return at(ctx, l, catalog, seq, opts...)
+}
+
+// At builds a store of every object as it was at seq (see At), with this store's catalog and
+// opener.
+func (s *Store) At(ctx context.Context, l *eventlog.Log, seq uint64, opts ...Option) (*Store, error) {
+	return at(ctx, l, s.catalog, seq, append([]Option{WithOpener(s.opener)}, opts...)...)
+}
+
+func at(ctx context.Context, l *eventlog.Log, catalog *kinds.Catalog, seq uint64, opts ...Option) (*Store, error) {
 	_, last, err := l.Bounds(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("projections: as of %d: %w", seq, err)
@@ -434,7 +465,7 @@ func At(ctx context.Context, l *eventlog.Log, catalog *kinds.Catalog, seq uint64
 		return nil, err
 	}
 	if err := l.Replay(ctx, eventlog.Filter{}, s.Applied(), seq, func(r eventlog.Record) error {
-		s.Apply(r)
+		s.ApplyRecord(ctx, r)
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("projections: as of %d: %w", seq, err)

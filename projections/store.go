@@ -12,6 +12,7 @@ package projections
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -40,7 +41,26 @@ type Object struct {
 	Event  *eventv1.ObjectChanged
 	Labels labels.Set
 	Fields fields.Set
+	// Stored is the event as the log holds it when that is not Event: for a sealed object
+	// (a Secret), Event carries it opened and Stored sealed. Snapshots write Stored.
+	Stored *eventv1.ObjectChanged
 }
+
+// Opener opens sealed objects (envelope encryption, package encryption): it returns ev with its
+// object in clear (ev itself if it is not sealed), or an error wrapping ErrForgotten if the
+// object's data key was destroyed.
+type Opener interface {
+	Open(ctx context.Context, ev *eventv1.ObjectChanged) (*eventv1.ObjectChanged, error)
+}
+
+// Forgotten is the error an Opener wraps for an object whose values were forgotten (its data key
+// destroyed after it was deleted): not damage, so the store drops it quietly.
+type Forgotten interface{ Forgotten() bool }
+
+// WithOpener makes the store open sealed objects with o as it applies them, so that its readers
+// see them in clear; snapshots keep them sealed. Without it, sealed objects stay sealed and do
+// not decode.
+func WithOpener(o Opener) Option { return func(s *Store) { s.opener = o } }
 
 // Decode returns a fresh copy of the object with its resourceVersion set, which the caller owns.
 func (o *Object) Decode() (runtime.Object, error) {
@@ -102,6 +122,7 @@ type Store struct {
 	log     *slog.Logger
 	name    string
 	indexed map[string]bool // field names with an index
+	opener  Opener          // nil: objects are kept as the log holds them
 
 	mu      sync.RWMutex
 	applied uint64
@@ -190,7 +211,7 @@ func (s *Store) Run(ctx context.Context, l *eventlog.Log) error {
 		return err
 	}
 	return l.Follow(ctx, eventlog.Filter{}, s.Applied(), func(r eventlog.Record) error {
-		s.Apply(r)
+		s.ApplyRecord(ctx, r)
 		return nil
 	})
 }
@@ -211,16 +232,52 @@ func (s *Store) checkStart(ctx context.Context, l *eventlog.Log) error {
 	return nil
 }
 
+// opened says what the store's opener made of a record: the sealed event the record carried
+// (nil if it was not sealed), and whether its values were forgotten.
+type opened struct {
+	sealed    *eventv1.ObjectChanged
+	forgotten bool
+}
+
+// open opens r's object with the store's opener. A record that cannot be opened comes back with
+// Err set, except one whose values were forgotten, which applyOpened then folds in as gone.
+func (s *Store) open(ctx context.Context, r eventlog.Record) (eventlog.Record, opened) {
+	if s.opener == nil || r.Err != nil || r.Event.GetEncoding() != eventv1.Encoding_ENCODING_SEALED {
+		return r, opened{}
+	}
+	ev, err := s.opener.Open(ctx, r.Event)
+	if err != nil {
+		var f Forgotten
+		if errors.As(err, &f) && f.Forgotten() {
+			return r, opened{sealed: r.Event, forgotten: true}
+		}
+		r.Err = fmt.Errorf("projections: %w", err)
+		return r, opened{}
+	}
+	sealed := r.Event
+	r.Event = ev
+	return r, opened{sealed: sealed}
+}
+
+// ApplyRecord opens r's object if it is sealed (WithOpener) and folds r into the store: Apply
+// for records read from the log.
+func (s *Store) ApplyRecord(ctx context.Context, r eventlog.Record) {
+	r, o := s.open(ctx, r)
+	s.apply(r, o)
+}
+
 // Apply folds one record into the store. Records at or below the applied sequence are ignored,
 // so replaying twice is harmless. A record that could not be decoded is reported with its
 // sequence and skipped.
-func (s *Store) Apply(r eventlog.Record) {
+func (s *Store) Apply(r eventlog.Record) { s.apply(r, opened{}) }
+
+func (s *Store) apply(r eventlog.Record, op opened) {
 	s.mu.Lock()
 	if r.Seq <= s.applied {
 		s.mu.Unlock()
 		return
 	}
-	ch := s.applyLocked(r, len(s.subs) > 0)
+	ch := s.applyLocked(r, op, len(s.subs) > 0)
 	s.applied = r.Seq
 	s.wake()
 	var subs []func(Change)
@@ -284,7 +341,7 @@ func (s *Store) wake() {
 }
 
 // applyLocked folds r in and, if changes is set, returns the Change it made.
-func (s *Store) applyLocked(r eventlog.Record, changes bool) *Change {
+func (s *Store) applyLocked(r eventlog.Record, op opened, changes bool) *Change {
 	if r.Err != nil {
 		s.skipped++
 		s.log.Error("projections: skipping an event that cannot be read", "seq", r.Seq, "subject", r.Subject, "err", r.Err)
@@ -307,19 +364,28 @@ func (s *Store) applyLocked(r eventlog.Record, changes bool) *Change {
 	t := s.tableFor(gr)
 	old := t.get(key.Namespace, key.Name)
 	var obj *Object
-	if ev.GetType() == eventv1.ChangeType_CHANGE_TYPE_DELETED {
+	typ := ev.GetType()
+	if op.forgotten && typ != eventv1.ChangeType_CHANGE_TYPE_DELETED {
+		// A revision of an object deleted since, whose values were forgotten: there is nothing
+		// to serve of it (a replay passes it on the way to its tombstone).
+		typ = eventv1.ChangeType_CHANGE_TYPE_DELETED
+		if old == nil {
+			return nil
+		}
+	}
+	if typ == eventv1.ChangeType_CHANGE_TYPE_DELETED {
 		if old != nil {
 			t.remove(old, s.indexed)
 		}
 	} else {
-		obj = &Object{Key: key, Kind: t.kind, Seq: r.Seq, Event: ev, Labels: ev.GetLabels(), Fields: ev.GetFields()}
+		obj = &Object{Key: key, Kind: t.kind, Seq: r.Seq, Event: ev, Labels: ev.GetLabels(), Fields: ev.GetFields(), Stored: op.sealed}
 		s.noteKind(obj, gr)
 		t.put(old, obj, s.indexed)
 	}
 	if !changes {
 		return nil
 	}
-	return &Change{Seq: r.Seq, Type: ev.GetType(), Old: old, New: obj}
+	return &Change{Seq: r.Seq, Type: typ, Old: old, New: obj}
 }
 
 // tableFor returns the table of resource gr, made if needed. Consecutive events are mostly of

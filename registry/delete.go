@@ -75,6 +75,9 @@ func (r *Registry) Delete(ctx context.Context, k *kinds.Kind, ns, name string, o
 		if req.DryRun || len(opts.DryRun) > 0 {
 			return obj, gone, nil
 		}
+		if ev, err = r.seal(ctx, k, ev); err != nil {
+			return nil, false, err
+		}
 		seq, err := r.log.Append(ctx, ev, cur.seq)
 		// Another writer got there first: read again and check the preconditions on what it
 		// wrote, as Kubernetes' GuaranteedUpdate does (a uid precondition still holds, a

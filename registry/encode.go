@@ -1,10 +1,12 @@
 package registry
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 
@@ -37,7 +39,7 @@ func (r *Registry) newEvent(k *kinds.Kind, obj runtime.Object, typ eventv1.Chang
 	if err != nil {
 		return nil, fmt.Errorf("registry: encoding %s %s: %w", k.Kind, m.GetName(), err)
 	}
-	return &eventv1.ObjectChanged{
+	ev := &eventv1.ObjectChanged{
 		Type:   typ,
 		Reason: reason,
 		Actor:  req.Actor.proto(),
@@ -51,12 +53,30 @@ func (r *Registry) newEvent(k *kinds.Kind, obj runtime.Object, typ eventv1.Chang
 		Object:   data,
 		Labels:   m.GetLabels(),
 		Fields:   k.Fields(stored),
-	}, nil
+	}
+	return ev, nil
+}
+
+// seal encrypts ev's object if its kind is sealed and the registry has a sealer. The registry
+// compares and keeps events in clear; it seals only what it appends.
+func (r *Registry) seal(ctx context.Context, k *kinds.Kind, ev *eventv1.ObjectChanged) (*eventv1.ObjectChanged, error) {
+	if r.sealer == nil || !k.Sealed() {
+		return ev, nil
+	}
+	sealed := &eventv1.ObjectChanged{Type: ev.Type, Reason: ev.Reason, Actor: ev.Actor, Cause: ev.Cause, Time: ev.Time,
+		Ref: ev.Ref, Encoding: ev.Encoding, Object: ev.Object, Labels: ev.Labels, Fields: ev.Fields, Annotations: ev.Annotations}
+	if err := r.sealer.Seal(ctx, sealed); err != nil {
+		return nil, apierrors.NewInternalError(fmt.Errorf("registry: sealing %s %s: %w", k.Kind, ev.GetRef().GetName(), err))
+	}
+	return sealed, nil
 }
 
 // decodeRecord turns a log record of kind k into the current revision of its object.
 func decodeRecord(k *kinds.Kind, rec eventlog.Record) (current, error) {
 	if rec.Err != nil {
+		if IsForgotten(rec.Err) {
+			return current{}, forgottenStatus(k, eventlog.KeyOf(rec.Event).Name, rec.Seq)
+		}
 		return current{}, rec.Err
 	}
 	obj, err := k.Decode(rec.Event.GetEncoding(), rec.Event.GetObject())

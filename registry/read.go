@@ -182,6 +182,9 @@ func (r *Registry) GetObject(ctx context.Context, k *kinds.Kind, ns, name string
 		if err != nil {
 			return nil, statusError(k, name, err)
 		}
+		if IsForgotten(rec.Err) {
+			return nil, forgottenStatus(k, name, rec.Seq)
+		}
 		if rec.Err != nil {
 			return nil, apierrors.NewInternalError(rec.Err)
 		}

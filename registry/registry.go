@@ -73,6 +73,10 @@ type Config struct {
 	Now func() time.Time
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
+	// Sealer encrypts the objects of sealed kinds (Secrets: kinds.Kind.Sealed) before they are
+	// appended and opens them when the registry reads the log (package encryption). Nil: they
+	// are written in clear, which only tests and benchmarks do; cmd/logplane always sets one.
+	Sealer Sealer
 	// ReadTimeout bounds how long a read waits for the projection to reach a requested
 	// resourceVersion before it answers 504 (too large resource version). Default 3s.
 	ReadTimeout time.Duration
@@ -89,6 +93,7 @@ type Config struct {
 // Registry reads and writes objects. It is safe for concurrent use.
 type Registry struct {
 	log         objectLog
+	sealer      Sealer // nil: nothing is sealed
 	store       readModel
 	catalog     *kinds.Catalog
 	now         func() time.Time
@@ -126,8 +131,13 @@ func New(cfg Config) (*Registry, error) {
 	if cfg.ReadTimeout == 0 {
 		cfg.ReadTimeout = 3 * time.Second
 	}
+	var log objectLog = cfg.Log
+	if cfg.Sealer != nil {
+		log = openingLog{objectLog: cfg.Log, s: cfg.Sealer}
+	}
 	return &Registry{
-		log:              cfg.Log,
+		log:              log,
+		sealer:           cfg.Sealer,
 		store:            cfg.Store,
 		catalog:          cfg.Catalog,
 		now:              cfg.Now,

@@ -114,6 +114,9 @@ func (r *Registry) create(ctx context.Context, k *kinds.Kind, obj runtime.Object
 		if req.DryRun {
 			return obj, nil
 		}
+		if ev, err = r.seal(ctx, k, ev); err != nil {
+			return nil, err
+		}
 		seq, err := r.log.Create(ctx, ev)
 		if errors.Is(err, eventlog.ErrExists) && generated && attempt < maxAttempts {
 			m.SetName(generateName(m.GetGenerateName()))
@@ -388,6 +391,9 @@ func (r *Registry) modifyAllocated(ctx context.Context, k *kinds.Kind, key event
 	}
 	if req.DryRun {
 		return next, typ, nil
+	}
+	if ev, err = r.seal(ctx, k, ev); err != nil {
+		return nil, 0, err
 	}
 	seq, err := r.log.Append(ctx, ev, cur.seq)
 	if errors.Is(err, eventlog.ErrConflict) && !precondition && attempt < maxAttempts {

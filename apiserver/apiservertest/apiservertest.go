@@ -5,6 +5,7 @@ package apiservertest
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"github.com/logplane/logplane/apiserver"
 	"github.com/logplane/logplane/apiserver/pki"
 	"github.com/logplane/logplane/apiserver/serviceaccount"
+	"github.com/logplane/logplane/encryption"
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/projections"
@@ -38,6 +40,8 @@ type Server struct {
 	Log     *eventlog.Log
 	API     *apiserver.Server
 	Addr    string
+	// Sealer encrypts Secrets when Options.Encryption is set.
+	Sealer *encryption.Sealer
 
 	cancel context.CancelFunc
 	done   chan error
@@ -56,6 +60,12 @@ type Options struct {
 	LogListen string
 	// Tokens is the bearer token file's content (token,user,uid[,groups] lines).
 	Tokens string
+	// Encryption seals Secrets in the log, as logplane does, with a key ring in DataDir/keys
+	// (made on first use).
+	Encryption bool
+	// KeysAhead is how many data keys the sealer makes at a time (encryption.Config.PoolSize);
+	// 0: its default.
+	KeysAhead int
 	// ServiceAccountTokens gives the server a service account signing key (DataDir/pki/sa.key):
 	// the TokenRequest API and service account token authentication.
 	ServiceAccountTokens bool
@@ -95,6 +105,16 @@ func Start(t testing.TB, opts Options) *Server {
 		t.Fatalf("apiservertest: %v", err)
 	}
 	cfg := apiserver.Config{Log: l, TLS: mat.TLS}
+	var sealer *encryption.Sealer
+	if opts.Encryption {
+		sealer, err = openSealer(ctx, l, filepath.Join(opts.DataDir, "keys"), opts.KeysAhead)
+		if err != nil {
+			cancel()
+			l.Close()
+			t.Fatalf("apiservertest: %v", err)
+		}
+		cfg.Sealer = sealer
+	}
 	if opts.Tokens != "" {
 		path := filepath.Join(t.TempDir(), "tokens.csv")
 		if err := os.WriteFile(path, []byte(opts.Tokens), 0o600); err != nil {
@@ -107,7 +127,11 @@ func Start(t testing.TB, opts Options) *Server {
 		cfg.Tokens = tf
 	}
 	if opts.Admission != nil {
-		store := projections.New(builtin.Catalog(), slog.Default())
+		var popts []projections.Option
+		if sealer != nil {
+			popts = append(popts, projections.WithOpener(sealer))
+		}
+		store := projections.New(builtin.Catalog(), slog.Default(), popts...)
 		chain, err := admission.Chain(store, *opts.Admission)
 		if err != nil {
 			cancel()
@@ -151,7 +175,7 @@ func Start(t testing.TB, opts Options) *Server {
 		t.Fatalf("apiservertest: listen: %v", err)
 	}
 	s := &Server{URL: "https://" + ln.Addr().String(), DataDir: opts.DataDir, Log: l, API: api, Addr: ln.Addr().String(),
-		cancel: cancel, done: make(chan error, 1)}
+		Sealer: sealer, cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- api.Serve(ctx, ln) }()
 	if err := api.Start(ctx); err != nil {
 		s.Stop()
@@ -182,4 +206,24 @@ func (s *Server) Stop() {
 	<-s.done
 	s.Log.Close()
 	s.cancel = nil
+}
+
+// openSealer loads (or makes) the key ring in dir and returns a sealer over the log's data keys.
+func openSealer(ctx context.Context, l *eventlog.Log, dir string, ahead int) (*encryption.Sealer, error) {
+	ring, err := encryption.LoadKeyRing(dir)
+	if errors.Is(err, encryption.ErrNoKeyRing) {
+		ring, err = encryption.CreateKeyRing(dir, time.Now())
+	}
+	if err != nil {
+		return nil, err
+	}
+	dks, err := l.DataKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s, err := encryption.NewSealer(encryption.Config{KMS: ring, Keys: dks, PoolSize: ahead})
+	if err != nil {
+		return nil, err
+	}
+	return s, s.Check(ctx)
 }

@@ -79,6 +79,30 @@ type Revision struct {
 	// Changes is the JSON merge patch from the previous revision to this one (absent for the
 	// first revision and for deletions).
 	Changes json.RawMessage `json:"changes,omitempty"`
+	// Secret, for an object whose values are secret (a Secret), replaces them: Object and
+	// Changes leave out its data (and the last-applied annotation that would repeat it), and
+	// this says which keys changed and their sizes. Never a value.
+	Secret *SecretValues `json:"secret,omitempty"`
+}
+
+// SecretValues is what history says of a Secret's values.
+type SecretValues struct {
+	// Forgotten: the object was deleted and its data key destroyed, so this revision's values
+	// can no longer be read by anyone (Object then holds only what the log keeps in clear).
+	Forgotten bool `json:"forgotten,omitempty"`
+	// Keys are the keys of the secret fields (data) with their sizes and what happened to them
+	// since the previous revision, sorted by field and key.
+	Keys []SecretKey `json:"keys,omitempty"`
+}
+
+// SecretKey is one key of a secret field in one revision.
+type SecretKey struct {
+	Field string `json:"field"` // data
+	Key   string `json:"key"`
+	// Bytes is the size of the value (decoded), 0 for a removed key.
+	Bytes int `json:"bytes"`
+	// Change is added, changed, removed or unchanged.
+	Change string `json:"change"`
 }
 
 // History is the answer of the history endpoint.

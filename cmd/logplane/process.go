@@ -18,6 +18,7 @@ import (
 
 	"github.com/logplane/logplane/admission"
 	"github.com/logplane/logplane/admission/podsecurity"
+	"github.com/logplane/logplane/encryption"
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/projections"
@@ -31,6 +32,7 @@ type process struct {
 	log     *eventlog.Log
 	store   *projections.Store
 	reg     *registry.Registry
+	sealer  *encryption.Sealer
 	metrics *prometheus.Registry
 	g       *errgroup.Group
 }
@@ -40,6 +42,8 @@ type processFlags struct {
 	metricsListen    string
 	snapshotEvery    time.Duration
 	snapshotMinEvent uint64
+	keys             keyFlags
+	sweepKeys        bool // this role destroys deleted Secrets' data keys
 	podSecurity      string
 }
 
@@ -50,6 +54,9 @@ func (f *processFlags) register(fs *pflag.FlagSet, writesSnapshots bool) {
 		fs.DurationVar(&f.snapshotEvery, "snapshot-interval", 5*time.Minute, "how often to consider saving a snapshot of the projection, so that restarts replay only the tail of the log")
 		fs.Uint64Var(&f.snapshotMinEvent, "snapshot-min-events", 10_000, "events that must have been applied since the last snapshot for a new one")
 	}
+	// The roles that write snapshots are the ones that embed the log: they also keep its keys.
+	f.sweepKeys = writesSnapshots
+	f.keys.register(fs, writesSnapshots)
 }
 
 func openProcess(ctx context.Context, lf *logFlags, pf *processFlags) (*process, error) {
@@ -63,7 +70,18 @@ func openProcess(ctx context.Context, lf *logFlags, pf *processFlags) (*process,
 	if err != nil {
 		return nil, err
 	}
-	store := projections.New(builtin.Catalog(), slog.Default())
+	if pf.sweepKeys && pf.keys.grace < minSecretKeyGrace {
+		l.Close()
+		return nil, fmt.Errorf("--secret-key-grace %v: it must be at least %v, so that a Secret being written is live before its key could be taken for a deleted one's", pf.keys.grace, minSecretKeyGrace)
+	}
+	// The API server (up, apiserver) makes the key ring on a first start, also on an external
+	// NATS cluster; so does any process that embeds the log (tests).
+	sealer, err := openSealer(ctx, l, pf.keys.dir(lf), lf.natsURL == "" || pf.sweepKeys)
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	store := projections.New(builtin.Catalog(), slog.Default(), projections.WithOpener(sealer))
 	if _, err := store.Restore(ctx, l); err != nil { // it logs what it restored
 		l.Close()
 		return nil, err
@@ -87,17 +105,20 @@ func openProcess(ctx context.Context, lf *logFlags, pf *processFlags) (*process,
 		l.Close()
 		return nil, err
 	}
-	reg, err := registry.New(registry.Config{Log: l, Store: store, Admission: chain})
+	reg, err := registry.New(registry.Config{Log: l, Store: store, Admission: chain, Sealer: sealer})
 	if err != nil {
 		l.Close()
 		return nil, err
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	p := &process{ctx: gctx, log: l, store: store, reg: reg, g: g, metrics: prometheus.NewRegistry()}
+	p := &process{ctx: gctx, log: l, store: store, reg: reg, sealer: sealer, g: g, metrics: prometheus.NewRegistry()}
 	p.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerSpaceMetrics(p.metrics, l)
 	g.Go(func() error { return reportSpace(gctx, reg, spaceEvents) })
 	g.Go(func() error { return store.Run(gctx, l) })
+	if pf.sweepKeys && pf.keys.grace >= 0 {
+		g.Go(func() error { return runSweeper(gctx, p, pf.keys.grace) })
+	}
 	if pf.snapshotEvery > 0 {
 		policy := projections.SnapshotPolicy{Every: pf.snapshotEvery, MinEvents: pf.snapshotMinEvent}
 		g.Go(func() error { return store.RunSnapshots(gctx, l, policy) })

@@ -226,10 +226,11 @@ func printHistory(w io.Writer, h logplaneapi.History) error {
 			changes = []string{"deleted"}
 		default:
 			changes = diffObjects(prev, rev.Object)
-			if len(changes) == 0 {
+			if len(changes) == 0 && len(secretChanges(rev.Secret)) == 0 {
 				changes = []string{"no change to the object"}
 			}
 		}
+		changes = append(changes, secretChanges(rev.Secret)...)
 		for _, c := range changes {
 			out.WriteString("    " + c + "\n")
 		}
@@ -240,4 +241,26 @@ func printHistory(w io.Writer, h logplaneapi.History) error {
 	}
 	_, err := io.WriteString(w, out.String())
 	return err
+}
+
+// secretChanges says what happened to a Secret's values in one revision: which keys changed and
+// their sizes, or that the values were forgotten. History never carries the values themselves.
+func secretChanges(s *logplaneapi.SecretValues) []string {
+	if s == nil {
+		return nil
+	}
+	if s.Forgotten {
+		return []string{"values forgotten (the Secret was deleted and its data key destroyed)"}
+	}
+	var out []string
+	for _, k := range s.Keys {
+		switch k.Change {
+		case "unchanged":
+		case "removed":
+			out = append(out, fmt.Sprintf("%s.%s: removed", k.Field, k.Key))
+		default:
+			out = append(out, fmt.Sprintf("%s.%s: %s (%d bytes)", k.Field, k.Key, k.Change, k.Bytes))
+		}
+	}
+	return out
 }

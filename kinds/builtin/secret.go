@@ -14,6 +14,7 @@ import (
 func secret() *kinds.Kind {
 	return &kinds.Kind{
 		GroupVersionKind: gvk("", "v1", "Secret"), Resource: "secrets", Singular: "secret", Namespaced: true,
+		SecretFields: []string{"data", "stringData"},
 		Strategy: kinds.Typed[*corev1.Secret]{
 			Default:        defaults.Secret,
 			Validate:       validation.Secret,

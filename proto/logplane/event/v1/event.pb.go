@@ -87,6 +87,9 @@ const (
 	Encoding_ENCODING_PROTOBUF Encoding = 1
 	// Kubernetes JSON.
 	Encoding_ENCODING_JSON Encoding = 2
+	// A SealedObject: the object, in the encoding it names, encrypted with a data key (envelope
+	// encryption, for kinds whose data is secret). The rest of the envelope stays readable.
+	Encoding_ENCODING_SEALED Encoding = 3
 )
 
 // Enum value maps for Encoding.
@@ -95,11 +98,13 @@ var (
 		0: "ENCODING_UNSPECIFIED",
 		1: "ENCODING_PROTOBUF",
 		2: "ENCODING_JSON",
+		3: "ENCODING_SEALED",
 	}
 	Encoding_value = map[string]int32{
 		"ENCODING_UNSPECIFIED": 0,
 		"ENCODING_PROTOBUF":    1,
 		"ENCODING_JSON":        2,
+		"ENCODING_SEALED":      3,
 	}
 )
 
@@ -330,6 +335,166 @@ func (x *ObjectChanged) GetAnnotations() map[string]string {
 	return nil
 }
 
+// SealedObject is an object encrypted with AES-256-GCM under a data key of its own. The data key
+// is not here: it is kept, wrapped by a key-encryption key, in the log's data-key store under
+// key_id, so that destroying it there makes every revision sealed with it unreadable for good
+// (crypto-shredding).
+type SealedObject struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The encoding of the object once opened (protobuf or JSON).
+	Encoding Encoding `protobuf:"varint,1,opt,name=encoding,proto3,enum=logplane.event.v1.Encoding" json:"encoding,omitempty"`
+	// The id of the data key in the data-key store.
+	KeyId string `protobuf:"bytes,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// The GCM nonce (12 bytes).
+	Nonce []byte `protobuf:"bytes,3,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// The encrypted object and its GCM tag. The additional data is the object's reference
+	// (resource, namespace, name, uid), so that a sealed object cannot be moved to another object.
+	Ciphertext    []byte `protobuf:"bytes,4,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SealedObject) Reset() {
+	*x = SealedObject{}
+	mi := &file_logplane_event_v1_event_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SealedObject) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SealedObject) ProtoMessage() {}
+
+func (x *SealedObject) ProtoReflect() protoreflect.Message {
+	mi := &file_logplane_event_v1_event_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SealedObject.ProtoReflect.Descriptor instead.
+func (*SealedObject) Descriptor() ([]byte, []int) {
+	return file_logplane_event_v1_event_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SealedObject) GetEncoding() Encoding {
+	if x != nil {
+		return x.Encoding
+	}
+	return Encoding_ENCODING_UNSPECIFIED
+}
+
+func (x *SealedObject) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *SealedObject) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *SealedObject) GetCiphertext() []byte {
+	if x != nil {
+		return x.Ciphertext
+	}
+	return nil
+}
+
+// DataKey is one data key in the data-key store, wrapped by a key-encryption key (a key of the
+// local key ring, or of an external key service through a KMS v2-style plug-in).
+type DataKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The data key's id, which SealedObject.key_id names.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The key-encryption key that wrapped it (the key service's key id).
+	KekId string `protobuf:"bytes,2,opt,name=kek_id,json=kekId,proto3" json:"kek_id,omitempty"`
+	// The wrapped data key, as the key service returned it.
+	Wrapped []byte `protobuf:"bytes,3,opt,name=wrapped,proto3" json:"wrapped,omitempty"`
+	// What the key service returned beside it, given back to it to unwrap.
+	Annotations map[string][]byte `protobuf:"bytes,4,rep,name=annotations,proto3" json:"annotations,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// When the data key was made.
+	Created       *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created,proto3" json:"created,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DataKey) Reset() {
+	*x = DataKey{}
+	mi := &file_logplane_event_v1_event_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DataKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DataKey) ProtoMessage() {}
+
+func (x *DataKey) ProtoReflect() protoreflect.Message {
+	mi := &file_logplane_event_v1_event_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DataKey.ProtoReflect.Descriptor instead.
+func (*DataKey) Descriptor() ([]byte, []int) {
+	return file_logplane_event_v1_event_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DataKey) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DataKey) GetKekId() string {
+	if x != nil {
+		return x.KekId
+	}
+	return ""
+}
+
+func (x *DataKey) GetWrapped() []byte {
+	if x != nil {
+		return x.Wrapped
+	}
+	return nil
+}
+
+func (x *DataKey) GetAnnotations() map[string][]byte {
+	if x != nil {
+		return x.Annotations
+	}
+	return nil
+}
+
+func (x *DataKey) GetCreated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Created
+	}
+	return nil
+}
+
 // ObjectRef names an object and its type.
 type ObjectRef struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -349,7 +514,7 @@ type ObjectRef struct {
 
 func (x *ObjectRef) Reset() {
 	*x = ObjectRef{}
-	mi := &file_logplane_event_v1_event_proto_msgTypes[1]
+	mi := &file_logplane_event_v1_event_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -361,7 +526,7 @@ func (x *ObjectRef) String() string {
 func (*ObjectRef) ProtoMessage() {}
 
 func (x *ObjectRef) ProtoReflect() protoreflect.Message {
-	mi := &file_logplane_event_v1_event_proto_msgTypes[1]
+	mi := &file_logplane_event_v1_event_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -374,7 +539,7 @@ func (x *ObjectRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectRef.ProtoReflect.Descriptor instead.
 func (*ObjectRef) Descriptor() ([]byte, []int) {
-	return file_logplane_event_v1_event_proto_rawDescGZIP(), []int{1}
+	return file_logplane_event_v1_event_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ObjectRef) GetGroup() string {
@@ -438,7 +603,7 @@ type Actor struct {
 
 func (x *Actor) Reset() {
 	*x = Actor{}
-	mi := &file_logplane_event_v1_event_proto_msgTypes[2]
+	mi := &file_logplane_event_v1_event_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -450,7 +615,7 @@ func (x *Actor) String() string {
 func (*Actor) ProtoMessage() {}
 
 func (x *Actor) ProtoReflect() protoreflect.Message {
-	mi := &file_logplane_event_v1_event_proto_msgTypes[2]
+	mi := &file_logplane_event_v1_event_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -463,7 +628,7 @@ func (x *Actor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Actor.ProtoReflect.Descriptor instead.
 func (*Actor) Descriptor() ([]byte, []int) {
-	return file_logplane_event_v1_event_proto_rawDescGZIP(), []int{2}
+	return file_logplane_event_v1_event_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Actor) GetKind() ActorKind {
@@ -506,7 +671,23 @@ const file_logplane_event_v1_event_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
 	"\x10AnnotationsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaf\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x94\x01\n" +
+	"\fSealedObject\x127\n" +
+	"\bencoding\x18\x01 \x01(\x0e2\x1b.logplane.event.v1.EncodingR\bencoding\x12\x15\n" +
+	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x14\n" +
+	"\x05nonce\x18\x03 \x01(\fR\x05nonce\x12\x1e\n" +
+	"\n" +
+	"ciphertext\x18\x04 \x01(\fR\n" +
+	"ciphertext\"\x8f\x02\n" +
+	"\aDataKey\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
+	"\x06kek_id\x18\x02 \x01(\tR\x05kekId\x12\x18\n" +
+	"\awrapped\x18\x03 \x01(\fR\awrapped\x12M\n" +
+	"\vannotations\x18\x04 \x03(\v2+.logplane.event.v1.DataKey.AnnotationsEntryR\vannotations\x124\n" +
+	"\acreated\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x1a>\n" +
+	"\x10AnnotationsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\xaf\x01\n" +
 	"\tObjectRef\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x12\n" +
@@ -523,11 +704,12 @@ const file_logplane_event_v1_event_proto_rawDesc = "" +
 	"\x17CHANGE_TYPE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11CHANGE_TYPE_ADDED\x10\x01\x12\x18\n" +
 	"\x14CHANGE_TYPE_MODIFIED\x10\x02\x12\x17\n" +
-	"\x13CHANGE_TYPE_DELETED\x10\x03*N\n" +
+	"\x13CHANGE_TYPE_DELETED\x10\x03*c\n" +
 	"\bEncoding\x12\x18\n" +
 	"\x14ENCODING_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11ENCODING_PROTOBUF\x10\x01\x12\x11\n" +
-	"\rENCODING_JSON\x10\x02*\x83\x01\n" +
+	"\rENCODING_JSON\x10\x02\x12\x13\n" +
+	"\x0fENCODING_SEALED\x10\x03*\x83\x01\n" +
 	"\tActorKind\x12\x1a\n" +
 	"\x16ACTOR_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fACTOR_KIND_USER\x10\x01\x12\x19\n" +
@@ -548,34 +730,40 @@ func file_logplane_event_v1_event_proto_rawDescGZIP() []byte {
 }
 
 var file_logplane_event_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_logplane_event_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_logplane_event_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_logplane_event_v1_event_proto_goTypes = []any{
 	(ChangeType)(0),               // 0: logplane.event.v1.ChangeType
 	(Encoding)(0),                 // 1: logplane.event.v1.Encoding
 	(ActorKind)(0),                // 2: logplane.event.v1.ActorKind
 	(*ObjectChanged)(nil),         // 3: logplane.event.v1.ObjectChanged
-	(*ObjectRef)(nil),             // 4: logplane.event.v1.ObjectRef
-	(*Actor)(nil),                 // 5: logplane.event.v1.Actor
-	nil,                           // 6: logplane.event.v1.ObjectChanged.LabelsEntry
-	nil,                           // 7: logplane.event.v1.ObjectChanged.FieldsEntry
-	nil,                           // 8: logplane.event.v1.ObjectChanged.AnnotationsEntry
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(*SealedObject)(nil),          // 4: logplane.event.v1.SealedObject
+	(*DataKey)(nil),               // 5: logplane.event.v1.DataKey
+	(*ObjectRef)(nil),             // 6: logplane.event.v1.ObjectRef
+	(*Actor)(nil),                 // 7: logplane.event.v1.Actor
+	nil,                           // 8: logplane.event.v1.ObjectChanged.LabelsEntry
+	nil,                           // 9: logplane.event.v1.ObjectChanged.FieldsEntry
+	nil,                           // 10: logplane.event.v1.ObjectChanged.AnnotationsEntry
+	nil,                           // 11: logplane.event.v1.DataKey.AnnotationsEntry
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
 }
 var file_logplane_event_v1_event_proto_depIdxs = []int32{
-	0, // 0: logplane.event.v1.ObjectChanged.type:type_name -> logplane.event.v1.ChangeType
-	5, // 1: logplane.event.v1.ObjectChanged.actor:type_name -> logplane.event.v1.Actor
-	9, // 2: logplane.event.v1.ObjectChanged.time:type_name -> google.protobuf.Timestamp
-	4, // 3: logplane.event.v1.ObjectChanged.ref:type_name -> logplane.event.v1.ObjectRef
-	1, // 4: logplane.event.v1.ObjectChanged.encoding:type_name -> logplane.event.v1.Encoding
-	6, // 5: logplane.event.v1.ObjectChanged.labels:type_name -> logplane.event.v1.ObjectChanged.LabelsEntry
-	7, // 6: logplane.event.v1.ObjectChanged.fields:type_name -> logplane.event.v1.ObjectChanged.FieldsEntry
-	8, // 7: logplane.event.v1.ObjectChanged.annotations:type_name -> logplane.event.v1.ObjectChanged.AnnotationsEntry
-	2, // 8: logplane.event.v1.Actor.kind:type_name -> logplane.event.v1.ActorKind
-	9, // [9:9] is the sub-list for method output_type
-	9, // [9:9] is the sub-list for method input_type
-	9, // [9:9] is the sub-list for extension type_name
-	9, // [9:9] is the sub-list for extension extendee
-	0, // [0:9] is the sub-list for field type_name
+	0,  // 0: logplane.event.v1.ObjectChanged.type:type_name -> logplane.event.v1.ChangeType
+	7,  // 1: logplane.event.v1.ObjectChanged.actor:type_name -> logplane.event.v1.Actor
+	12, // 2: logplane.event.v1.ObjectChanged.time:type_name -> google.protobuf.Timestamp
+	6,  // 3: logplane.event.v1.ObjectChanged.ref:type_name -> logplane.event.v1.ObjectRef
+	1,  // 4: logplane.event.v1.ObjectChanged.encoding:type_name -> logplane.event.v1.Encoding
+	8,  // 5: logplane.event.v1.ObjectChanged.labels:type_name -> logplane.event.v1.ObjectChanged.LabelsEntry
+	9,  // 6: logplane.event.v1.ObjectChanged.fields:type_name -> logplane.event.v1.ObjectChanged.FieldsEntry
+	10, // 7: logplane.event.v1.ObjectChanged.annotations:type_name -> logplane.event.v1.ObjectChanged.AnnotationsEntry
+	1,  // 8: logplane.event.v1.SealedObject.encoding:type_name -> logplane.event.v1.Encoding
+	11, // 9: logplane.event.v1.DataKey.annotations:type_name -> logplane.event.v1.DataKey.AnnotationsEntry
+	12, // 10: logplane.event.v1.DataKey.created:type_name -> google.protobuf.Timestamp
+	2,  // 11: logplane.event.v1.Actor.kind:type_name -> logplane.event.v1.ActorKind
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_logplane_event_v1_event_proto_init() }
@@ -589,7 +777,7 @@ func file_logplane_event_v1_event_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_logplane_event_v1_event_proto_rawDesc), len(file_logplane_event_v1_event_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   6,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
