@@ -21,6 +21,9 @@ var (
 	// ErrUnreachable: Open could not connect to the server at the configured URL (not up yet,
 	// or restarting); trying again later may succeed.
 	ErrUnreachable = errors.New("eventlog: server unreachable")
+	// ErrUnauthorized: the server refused the credentials (none, unknown, expired or revoked),
+	// or refused an operation they do not allow.
+	ErrUnauthorized = errors.New("eventlog: not authorized")
 	// ErrLocked: another process runs a server on the data directory.
 	ErrLocked = errors.New("eventlog: data directory locked")
 )

@@ -4,6 +4,8 @@ package eventlogtest
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -40,14 +42,7 @@ func Listening(c *eventlog.Config) { c.Listen = "127.0.0.1:0" }
 // must have been opened Listening. Tests use it to put what no Log would write into the stream.
 func PublishRaw(t testing.TB, l *eventlog.Log, subject string, data []byte) uint64 {
 	t.Helper()
-	url := l.ClientURL()
-	if url == "" {
-		t.Fatal("eventlogtest: PublishRaw needs a log opened with Listening")
-	}
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatalf("eventlogtest: connect %s: %v", url, err)
-	}
+	nc := Connect(t, l, eventlog.Identity{Role: eventlog.RoleAdmin})
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -60,4 +55,34 @@ func PublishRaw(t testing.TB, l *eventlog.Log, subject string, data []byte) uint
 		t.Fatalf("eventlogtest: publish to %s: %v", subject, err)
 	}
 	return ack.Sequence
+}
+
+// Credentials returns a new credential of the log for id, as a NATS credentials file.
+func Credentials(t testing.TB, l *eventlog.Log, id eventlog.Identity) []byte {
+	t.Helper()
+	creds, err := l.Credentials(id)
+	if err != nil {
+		t.Fatalf("eventlogtest: credentials for %v: %v", id, err)
+	}
+	return creds
+}
+
+// Connect returns a plain NATS connection to the log, which must have been opened Listening,
+// holding a credential of id; it is closed when the test ends.
+func Connect(t testing.TB, l *eventlog.Log, id eventlog.Identity, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	url := l.ClientURL()
+	if url == "" {
+		t.Fatal("eventlogtest: Connect needs a log opened with Listening")
+	}
+	path := filepath.Join(t.TempDir(), "user.creds")
+	if err := os.WriteFile(path, Credentials(t, l, id), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(url, append([]nats.Option{nats.UserCredentials(path)}, opts...)...)
+	if err != nil {
+		t.Fatalf("eventlogtest: connect %s as %v: %v", url, id, err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
 }
