@@ -301,8 +301,11 @@ func NewUserKey() (seed []byte, pub string, err error) {
 	return seed, pub, err
 }
 
-// credsOption reads a credentials file's content, and the inbox prefix of its holder, for a
-// connection.
+// CredentialOptions are the options of a plain NATS connection holding creds (a credentials
+// file's content): the user JWT and key, and the holder's own inbox prefix, where it may
+// receive replies.
+func CredentialOptions(creds []byte) ([]nats.Option, error) { return credsOptions(creds) }
+
 func credsOptions(creds []byte) ([]nats.Option, error) {
 	token, err := jwt.ParseDecoratedJWT(creds)
 	if err != nil {

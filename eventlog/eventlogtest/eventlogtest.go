@@ -4,9 +4,16 @@ package eventlogtest
 
 import (
 	"context"
-	"os"
-	"path/filepath"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -75,14 +82,49 @@ func Connect(t testing.TB, l *eventlog.Log, id eventlog.Identity, opts ...nats.O
 	if url == "" {
 		t.Fatal("eventlogtest: Connect needs a log opened with Listening")
 	}
-	path := filepath.Join(t.TempDir(), "user.creds")
-	if err := os.WriteFile(path, Credentials(t, l, id), 0o600); err != nil {
+	copts, err := eventlog.CredentialOptions(Credentials(t, l, id))
+	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(url, append([]nats.Option{nats.UserCredentials(path)}, opts...)...)
+	nc, err := nats.Connect(url, append(copts, opts...)...)
 	if err != nil {
 		t.Fatalf("eventlogtest: connect %s as %v: %v", url, id, err)
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// TestCA makes a CA and a server certificate it signs for host, in PEM.
+func TestCA(t testing.TB, host string) (caPEM, certPEM, keyPEM []byte) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "eventlogtest CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: host},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IPAddresses: []net.IP{net.ParseIP(host)},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caTmpl, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
 }
