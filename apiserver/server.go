@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -70,7 +71,13 @@ type Config struct {
 	// KubeletTLS is the client TLS configuration towards node agents' streaming endpoints
 	// (pods/log, exec, portforward; see KubeletClientTLS). Nil: those answer 503.
 	KubeletTLS *tls.Config
+	// Join, if set, serves the node join requests under JoinPath (a bootstrap token
+	// authenticates them, not the API's authentication). See package nodejoin.
+	Join http.Handler
 }
+
+// JoinPath is where Config.Join is served: the requests of nodes joining with a bootstrap token.
+const JoinPath = "/logplane/join"
 
 // Server is the API server. It is safe for concurrent use.
 type Server struct {
@@ -160,6 +167,16 @@ func New(cfg Config) (*Server, error) {
 	s.openapi = oa
 	s.authn = newAuthenticator(cfg.TLS, cfg.Tokens, cfg.Anonymous)
 	s.handler = s.buildHandler()
+	if cfg.Join != nil {
+		api := s.handler
+		s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == JoinPath || strings.HasPrefix(r.URL.Path, JoinPath+"/") {
+				cfg.Join.ServeHTTP(w, r)
+				return
+			}
+			api.ServeHTTP(w, r)
+		})
+	}
 	return s, nil
 }
 

@@ -39,6 +39,9 @@ const (
 	RoleScheduler Role = "scheduler"
 	// RoleNode is one node: it appends only to pods, Events, its own Node and its own Lease.
 	RoleNode Role = "node"
+	// RoleSimulatedNodes is a process of simulated nodes (a scale-test tool run beside the
+	// control plane): what a node may, for any node.
+	RoleSimulatedNodes Role = "simnodes"
 )
 
 // Identity is who holds a credential of the log.
@@ -258,6 +261,9 @@ func permissions(cfg *Config, id Identity) (pub, deny, sub []string, err error) 
 		n := escapeToken(id.Name)
 		pub = append(pub, obj("core", "pods", "*", "*"), obj("core", "events", "*", "*"), obj(escapeToken("events.k8s.io"), "events", "*", "*"),
 			obj("core", "nodes", "_", n), obj(escapeToken("coordination.k8s.io"), "leases", "kube-node-lease", n))
+	case RoleSimulatedNodes:
+		pub = append(pub, obj("core", "pods", "*", "*"), obj("core", "events", "*", "*"), obj(escapeToken("events.k8s.io"), "events", "*", "*"),
+			obj("core", "nodes", "_", "*"), obj(escapeToken("coordination.k8s.io"), "leases", "kube-node-lease", "*"))
 	default:
 		return nil, nil, nil, fmt.Errorf("%w: unknown role %q", ErrInvalid, id.Role)
 	}

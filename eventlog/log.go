@@ -2,6 +2,8 @@ package eventlog
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -97,7 +99,20 @@ func (l *Log) connect() error {
 			opts = append(opts, copts...)
 		}
 		if l.cfg.CAFile != "" {
-			opts = append(opts, nats.RootCAs(l.cfg.CAFile))
+			pem, err := os.ReadFile(l.cfg.CAFile)
+			if err != nil {
+				return fmt.Errorf("eventlog: CA: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("eventlog: CA %s holds no PEM certificate", l.cfg.CAFile)
+			}
+			// Used if the server requires TLS (it does beyond loopback); a loopback server
+			// without TLS is still reached as it is.
+			opts = append(opts, func(o *nats.Options) error {
+				o.TLSConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+				return nil
+			})
 		}
 	}
 	nc, err := nats.Connect(url, opts...)
