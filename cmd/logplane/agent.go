@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"github.com/logplane/logplane/apiserver/pki"
 	"github.com/logplane/logplane/dataplane/containerd"
 	"github.com/logplane/logplane/dataplane/podnet"
+	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/nodeagent"
 	"github.com/logplane/logplane/nodeagent/podworker"
 )
@@ -43,6 +45,12 @@ type agentFlags struct {
 	seccompDef   bool
 	resolvConf   string
 	unsafeSysctl []string
+	join         string
+	token        string
+	caCertHash   string
+	// serving is the streaming endpoint's TLS when the node has its own identity (it joined);
+	// nil: issued here by the cluster CA (`logplane up`, simulated nodes beside the control plane).
+	serving *tls.Config
 }
 
 func (f *agentFlags) register(fs *pflag.FlagSet) {
@@ -66,7 +74,22 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.seccompDef, "seccomp-default", false, "the kubelet's --seccomp-default: containers that set no seccompProfile get the runtime's default profile (RuntimeDefault) instead of none (Unconfined)")
 	fs.StringVar(&f.resolvConf, "resolv-conf", "/etc/resolv.conf", "the kubelet's --resolv-conf: the resolver configuration pods of dnsPolicy Default get (and ClusterFirst ones while there is no cluster DNS); \"\" for none (nameserver 127.0.0.1)")
 	fs.StringSliceVar(&f.unsafeSysctl, "allowed-unsafe-sysctls", nil, "the kubelet's --allowed-unsafe-sysctls: namespaced sysctls (or prefixes ending in *) pods may set beside the safe ones, e.g. 'kernel.msg*,net.core.somaxconn'")
-	fs.StringVar(&f.pkiDir, "pki-dir", "", "directory holding the cluster CA (ca.crt, ca.key) that signs the streaming endpoint's certificate (default <data-dir>/pki, the API server's)")
+	fs.StringVar(&f.pkiDir, "pki-dir", "", "on a control-plane machine: the API server's pki directory (default <data-dir>/pki), beside which the agent finds what it needs to join by itself")
+	fs.StringVar(&f.join, "join", "", "join the cluster through the API server at this URL (https://host:6443), with --token and --ca-cert-hash; the node gets a credential and a certificate of its own")
+	fs.StringVar(&f.token, "token", "", "with --join: the bootstrap token (`logplane token create` on a control-plane machine)")
+	fs.StringVar(&f.caCertHash, "ca-cert-hash", "", "with --join: the hash of the cluster CA that the API server must present (sha256:<hex>, as `logplane token create --print-join-command` prints)")
+}
+
+// agentIP is the node's address: --node-ip, or 127.0.0.1 for simulated nodes, or this
+// machine's first IPv4 address.
+func (f *agentFlags) ip() string {
+	if f.nodeIP != "" {
+		return f.nodeIP
+	}
+	if f.runtime == "sim" {
+		return "127.0.0.1"
+	}
+	return firstIPv4()
 }
 
 func agentCommand() *cobra.Command {
@@ -78,6 +101,17 @@ func agentCommand() *cobra.Command {
 		Short: "Run the node agent of this machine (or simulated nodes)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			af.podCIDRSet = cmd.Flags().Changed("pod-cidr")
+			if af.runtime == "sim" {
+				// Simulated nodes are a scale-test tool beside the control plane: one
+				// credential for all of them, which the API server writes.
+				lf.role = eventlog.RoleSimulatedNodes
+			} else {
+				serving, err := nodeIdentity(cmd.Context(), &af, &lf, cmd.Flags().Changed("nats"), af.ip())
+				if err != nil {
+					return err
+				}
+				af.serving = serving
+			}
 			p, err := openProcess(cmd.Context(), &lf, &pf)
 			if err != nil {
 				return err
@@ -96,13 +130,7 @@ func agentCommand() *cobra.Command {
 // streaming endpoint, until ctx ends. store and reg may be shared with other roles in the process.
 func runAgents(p *process, af *agentFlags, lf *logFlags) error {
 	ctx, store, reg := p.ctx, p.store, p.reg
-	ip := af.nodeIP
-	if ip == "" {
-		ip = "127.0.0.1"
-		if af.runtime != "sim" {
-			ip = firstIPv4()
-		}
-	}
+	ip := af.ip()
 	listen := af.streamListen
 	if listen == "" {
 		listen = net.JoinHostPort(ip, "10250")
@@ -115,30 +143,11 @@ func runAgents(p *process, af *agentFlags, lf *logFlags) error {
 	_, portStr, _ := net.SplitHostPort(ln.Addr().String()) // a listener's address always splits
 	port, _ := strconv.Atoi(portStr)                       // and its port is a number
 
-	pkiDir := af.pkiDir
-	if pkiDir == "" {
-		pkiDir = filepath.Join(lf.dataDir, "pki")
-	}
-	// The CA must be the API server's: never make a new one here, which the API server would not trust.
-	for _, f := range []string{"ca.crt", "ca.key"} {
-		if _, err := os.Stat(filepath.Join(pkiDir, f)); err != nil {
-			return fmt.Errorf("no cluster CA in %s (%v): run the agent with the API server's --data-dir, or copy its pki/ca.crt and pki/ca.key and pass --pki-dir", pkiDir, err)
+	tlsConfig := af.serving
+	if tlsConfig == nil {
+		if tlsConfig, err = caServingTLS(af, lf, ip); err != nil {
+			return err
 		}
-	}
-	mat, err := pki.Load(pkiDir)
-	if err != nil {
-		return err
-	}
-	for _, what := range mat.Remade {
-		slog.Warn("logplane: a damaged TLS file was made again", "what", what)
-	}
-	certPEM, keyPEM, err := mat.CA.Issue("system:node:"+af.nodeName, []string{"system:nodes"}, []string{ip, "127.0.0.1", af.nodeName}, x509.ExtKeyUsageServerAuth)
-	if err != nil {
-		return err
-	}
-	tlsConfig, err := nodeagent.ServerTLS(mat.CA.CertPEM, certPEM, keyPEM)
-	if err != nil {
-		return err
 	}
 
 	tmpl := nodeagent.Config{Registry: reg, Store: store, StreamPort: int32(port), Metrics: p.metrics, Logger: slog.Default(), SyncFrequency: af.syncFreq, SeccompDefault: af.seccompDef,
@@ -176,6 +185,33 @@ func runAgents(p *process, af *agentFlags, lf *logFlags) error {
 	g.Go(func() error { return srv.Serve(ctx, ln, tlsConfig) })
 	g.Go(func() error { return run(ctx) })
 	return g.Wait()
+}
+
+// caServingTLS issues the streaming endpoint's certificate with the cluster CA, for a process
+// on a control-plane machine (`logplane up`, simulated nodes).
+func caServingTLS(af *agentFlags, lf *logFlags, ip string) (*tls.Config, error) {
+	pkiDir := af.pkiDir
+	if pkiDir == "" {
+		pkiDir = filepath.Join(lf.dataDir, "pki")
+	}
+	// The CA must be the API server's: never make a new one here, which the API server would not trust.
+	for _, f := range []string{"ca.crt", "ca.key"} {
+		if _, err := os.Stat(filepath.Join(pkiDir, f)); err != nil {
+			return nil, fmt.Errorf("no cluster CA in %s (%v): run the agent with the API server's --data-dir, or join with --join", pkiDir, err)
+		}
+	}
+	mat, err := pki.Load(pkiDir)
+	if err != nil {
+		return nil, err
+	}
+	for _, what := range mat.Remade {
+		slog.Warn("logplane: a damaged TLS file was made again", "what", what)
+	}
+	certPEM, keyPEM, err := mat.CA.Issue("system:node:"+af.nodeName, []string{"system:nodes"}, []string{ip, "127.0.0.1", af.nodeName}, x509.ExtKeyUsageServerAuth)
+	if err != nil {
+		return nil, err
+	}
+	return nodeagent.ServerTLS(mat.CA.CertPEM, certPEM, keyPEM)
 }
 
 // containerdAgent makes the agent of this machine on containerd (the system daemon, or one of
