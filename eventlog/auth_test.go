@@ -100,7 +100,8 @@ func TestRoleCredentialsAreLimited(t *testing.T) {
 	}
 	roles := []eventlog.Identity{
 		{Role: eventlog.RoleAPIServer},
-		{Role: eventlog.RoleReconciler, LeaseBuckets: []string{"workloads"}},
+		// Every lease bucket of logplane's sets: a JWT larger than NATS's default control line.
+		{Role: eventlog.RoleReconciler, LeaseBuckets: []string{"reconcilers-scheduler", "reconcilers-workloads", "reconcilers-serviceaccounts", "reconcilers-more"}},
 		{Role: eventlog.RoleScheduler, LeaseBuckets: []string{"scheduler"}},
 		{Role: eventlog.RoleNode, Name: "n1"},
 	}

@@ -35,10 +35,13 @@ type embedded struct {
 func startServer(cfg *Config) (*embedded, error) {
 	storeDir := filepath.Join(cfg.DataDir, "nats")
 	opts := &server.Options{
-		ServerName:         "logplane",
-		JetStream:          true,
-		StoreDir:           storeDir,
-		MaxPayload:         cfg.MaxPayload,
+		ServerName: "logplane",
+		JetStream:  true,
+		StoreDir:   storeDir,
+		MaxPayload: cfg.MaxPayload,
+		// A credential's permissions travel in its JWT on the CONNECT line: a reconciler's,
+		// with every lease bucket of its sets, is larger than the default 4 KiB.
+		MaxControlLine:     64 << 10,
 		NoSigs:             true,
 		NoLog:              true,
 		DontListen:         cfg.Listen == "",
