@@ -15,8 +15,8 @@ import (
 
 	"github.com/logplane/logplane/apiserver"
 	"github.com/logplane/logplane/apiserver/nodejoin"
-	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/apiserver/pki"
+	"github.com/logplane/logplane/eventlog"
 )
 
 type apiFlags struct {
