@@ -222,3 +222,50 @@ func TestListeningBeyondLoopbackNeedsTLS(t *testing.T) {
 	}
 	c.Close()
 }
+
+// TestStoreOfTheGlobalAccountIsAdopted: a store made before the server required
+// authentication kept its streams under the global account ($G); the first start with
+// authentication serves them under the logplane account, history whole.
+func TestStoreOfTheGlobalAccountIsAdopted(t *testing.T) {
+	dir := t.TempDir()
+	cfg := eventlog.Config{DataDir: dir, Durability: eventlog.Lazy}
+	l, err := eventlog.Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq, err := l.Create(t.Context(), event(eventv1.ChangeType_CHANGE_TYPE_ADDED, "default", "old", `{"v":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	// Put the store back where a server without accounts kept it.
+	js := filepath.Join(dir, "nats", "jetstream")
+	ents, err := os.ReadDir(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := false
+	for _, e := range ents {
+		if e.IsDir() && strings.HasPrefix(e.Name(), "A") {
+			if err := os.Rename(filepath.Join(js, e.Name()), filepath.Join(js, "$G")); err != nil {
+				t.Fatal(err)
+			}
+			moved = true
+		}
+	}
+	if !moved {
+		t.Fatalf("no account directory in %s: %v", js, ents)
+	}
+	l, err = eventlog.Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	rec, err := l.Get(t.Context(), cmKey("default", "old"))
+	if err != nil || rec.Seq != seq {
+		t.Fatalf("the object written before: %+v, %v; want sequence %d", rec, err, seq)
+	}
+	if _, err := os.Stat(filepath.Join(js, "$G")); err == nil {
+		t.Error("the global account's directory is still there")
+	}
+}
