@@ -215,6 +215,12 @@ func (s *Server) start(ctx context.Context) error {
 		return err
 	}
 	go s.encCache.sweep(ctx, s.store)
+	// Nodes write through commands that the control plane checks (NodeRestriction) and appends.
+	go func() {
+		if err := s.log.ServeNodeCommands(ctx, s.reg.CheckNodeWrite); err != nil {
+			s.logger.Error("apiserver: serving the nodes' writes", "err", err)
+		}
+	}()
 	return nil
 }
 

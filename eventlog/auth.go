@@ -37,7 +37,9 @@ const (
 	// RoleScheduler reads the whole log, appends to pods (bindings) and Events only, and uses
 	// its lease bucket.
 	RoleScheduler Role = "scheduler"
-	// RoleNode is one node: it appends only to pods, Events, its own Node and its own Lease.
+	// RoleNode is one node: it appends nothing itself; it sends its writes as commands on its
+	// own subject, and the control plane appends those that touch only its own Node, its Lease,
+	// Events and the status of its pods (ServeNodeCommands).
 	RoleNode Role = "node"
 	// RoleSimulatedNodes is a process of simulated nodes (a scale-test tool run beside the
 	// control plane): what a node may, for any node.
@@ -184,6 +186,9 @@ func (a *authority) userJWT(cfg *Config, id Identity, userPub string) (string, e
 	uc.Pub.Allow.Add(pub...)
 	uc.Pub.Deny.Add(deny...)
 	uc.Sub.Allow.Add(sub...)
+	if id.Role == RoleAPIServer {
+		uc.Resp = &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute}
+	}
 	s, err := uc.Encode(a.account)
 	if err != nil {
 		return "", fmt.Errorf("eventlog: user claims: %w", err)
@@ -246,8 +251,9 @@ func permissions(cfg *Config, id Identity) (pub, deny, sub []string, err error) 
 	}
 	switch id.Role {
 	case RoleAPIServer:
-		// It may create the stream (on an external server it is the first to start), and keeps
-		// the snapshots and the join tokens.
+		// It may create the stream (on an external server it is the first to start), keeps
+		// the snapshots and the join tokens, and answers the nodes' commands.
+		sub = append(sub, p+".node.*.append")
 		pub = append(pub, p+".obj.>", "$JS.API.STREAM.CREATE."+s, "$JS.API.STREAM.CREATE."+snaps, "$O."+s+"_SNAPSHOTS.>")
 		pub = append(pub, read("KV_"+joinBucket(s))...)
 		pub = append(pub, "$JS.API.STREAM.CREATE.KV_"+joinBucket(s), "$KV."+joinBucket(s)+".>")
@@ -258,9 +264,8 @@ func permissions(cfg *Config, id Identity) (pub, deny, sub []string, err error) 
 		pub = append(pub, obj("core", "pods", "*", "*"), obj("core", "events", "*", "*"), obj(escapeToken("events.k8s.io"), "events", "*", "*"))
 		leases(id.LeaseBuckets)
 	case RoleNode:
-		n := escapeToken(id.Name)
-		pub = append(pub, obj("core", "pods", "*", "*"), obj("core", "events", "*", "*"), obj(escapeToken("events.k8s.io"), "events", "*", "*"),
-			obj("core", "nodes", "_", n), obj(escapeToken("coordination.k8s.io"), "leases", "kube-node-lease", n))
+		// Never the stream: its own command subject, which the control plane checks.
+		pub = append(pub, cfg.nodeCommandSubject(id.Name))
 	case RoleSimulatedNodes:
 		pub = append(pub, obj("core", "pods", "*", "*"), obj("core", "events", "*", "*"), obj(escapeToken("events.k8s.io"), "events", "*", "*"),
 			obj("core", "nodes", "_", "*"), obj(escapeToken("coordination.k8s.io"), "leases", "kube-node-lease", "*"))
@@ -310,29 +315,36 @@ func NewUserKey() (seed []byte, pub string, err error) {
 // CredentialOptions are the options of a plain NATS connection holding creds (a credentials
 // file's content): the user JWT and key, and the holder's own inbox prefix, where it may
 // receive replies.
-func CredentialOptions(creds []byte) ([]nats.Option, error) { return credsOptions(creds) }
+func CredentialOptions(creds []byte) ([]nats.Option, error) {
+	opts, _, err := credsOptions(creds)
+	return opts, err
+}
 
-func credsOptions(creds []byte) ([]nats.Option, error) {
+// credsOptions also returns the holder's name (system:node:<name> for a node).
+func credsOptions(creds []byte) ([]nats.Option, string, error) {
 	token, err := jwt.ParseDecoratedJWT(creds)
 	if err != nil {
-		return nil, fmt.Errorf("eventlog: credentials: %w", err)
+		return nil, "", fmt.Errorf("eventlog: credentials: %w", err)
 	}
 	kp, err := jwt.ParseDecoratedNKey(creds)
 	if err != nil {
-		return nil, fmt.Errorf("eventlog: credentials: %w", err)
+		return nil, "", fmt.Errorf("eventlog: credentials: %w", err)
 	}
 	seed, err := kp.Seed()
 	if err != nil {
-		return nil, fmt.Errorf("eventlog: credentials: %w", err)
+		return nil, "", fmt.Errorf("eventlog: credentials: %w", err)
 	}
 	uc, err := jwt.DecodeUserClaims(token)
 	if err != nil {
-		return nil, fmt.Errorf("eventlog: credentials: %w", err)
+		return nil, "", fmt.Errorf("eventlog: credentials: %w", err)
 	}
 	opts := []nats.Option{nats.UserJWTAndSeed(token, string(seed))}
 	// A credential that may subscribe only to its own inbox must get its replies there.
-	if subs := uc.Sub.Allow; len(subs) == 1 && strings.HasPrefix(subs[0], "_INBOX_") && strings.HasSuffix(subs[0], ".>") {
-		opts = append(opts, nats.CustomInboxPrefix(strings.TrimSuffix(subs[0], ".>")))
+	for _, sub := range uc.Sub.Allow {
+		if strings.HasPrefix(sub, "_INBOX_") && strings.HasSuffix(sub, ".>") {
+			opts = append(opts, nats.CustomInboxPrefix(strings.TrimSuffix(sub, ".>")))
+			break
+		}
 	}
-	return opts, nil
+	return opts, uc.Name, nil
 }

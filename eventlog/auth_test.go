@@ -90,8 +90,8 @@ func (v *violations) saw(t *testing.T, what string) {
 
 // TestRoleCredentialsAreLimited holds each non-admin role's credential and tries what only the
 // admin may do (list streams, purge, delete, change retention), and what only another role
-// may: every attempt is refused by the server and changes nothing. A node's credential writes
-// its own Node and Lease, and no other node's.
+// may: every attempt is refused by the server and changes nothing. A node's credential appends
+// to nothing.
 func TestRoleCredentialsAreLimited(t *testing.T) {
 	l := eventlogtest.Open(t, eventlogtest.Listening)
 	ctx := t.Context()
@@ -154,10 +154,16 @@ func TestRoleCredentialsAreLimited(t *testing.T) {
 				v.saw(t, subj)
 			}
 			if id.Role == eventlog.RoleNode {
-				for _, subj := range []string{"lp.obj.core.nodes._.n1", "lp.obj.coordination%2Ek8s%2Eio.leases.kube-node-lease.n1"} {
-					if _, err := js.Publish(ctx, subj, []byte("x")); err != nil {
-						t.Errorf("the node writing its own %s: %v", subj, err)
+				// A node never appends to the stream itself, not even to its own Node: its
+				// writes are commands the control plane checks (TestNodeCommands).
+				for _, subj := range []string{"lp.obj.core.nodes._.n1", "lp.obj.core.pods.default.p"} {
+					c, cancel = short()
+					_, err := js.Publish(c, subj, []byte("x"))
+					cancel()
+					if err == nil {
+						t.Errorf("the node appended to %s", subj)
 					}
+					v.saw(t, subj)
 				}
 			}
 		})

@@ -62,6 +62,10 @@ type Config struct {
 	// same content given directly. A logplane server requires one (see Log.Credentials).
 	CredsFile string
 	Creds     []byte
+	// Node is set when the credential is a node's (RoleNode): its appends are then commands on
+	// the node's own subject, which the control plane checks and appends (ServeNodeCommands).
+	// Set from the credential when it is a node's.
+	Node string
 	// CAFile is a PEM file of the CA that verifies the server's TLS certificate, for a URL whose
 	// server requires TLS. Empty: the system's roots.
 	CAFile string

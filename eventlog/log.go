@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -74,7 +75,7 @@ func (l *Log) connect() error {
 			l.shutdownServer()
 			return err
 		}
-		copts, err := credsOptions(creds)
+		copts, _, err := credsOptions(creds)
 		if err != nil {
 			l.shutdownServer()
 			return err
@@ -92,11 +93,14 @@ func (l *Log) connect() error {
 			creds = b
 		}
 		if creds != nil {
-			copts, err := credsOptions(creds)
+			copts, holder, err := credsOptions(creds)
 			if err != nil {
 				return err
 			}
 			opts = append(opts, copts...)
+			if node, ok := strings.CutPrefix(holder, "system:node:"); ok && l.cfg.Node == "" {
+				l.cfg.Node = node // a node's credential appends only through its commands
+			}
 		}
 		if l.cfg.CAFile != "" {
 			pem, err := os.ReadFile(l.cfg.CAFile)

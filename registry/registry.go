@@ -278,6 +278,8 @@ func statusError(k *kinds.Kind, name string, err error) error {
 	switch {
 	case errors.Is(err, eventlog.ErrExists):
 		return apierrors.NewAlreadyExists(gr, name)
+	case errors.Is(err, eventlog.ErrForbidden):
+		return apierrors.NewForbidden(gr, name, err)
 	case errors.Is(err, eventlog.ErrConflict):
 		return apierrors.NewConflict(gr, name, errors.New(optimisticLockMessage))
 	case errors.Is(err, eventlog.ErrNotFound):

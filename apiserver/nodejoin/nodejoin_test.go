@@ -80,8 +80,8 @@ func (e *joinEnv) join(t *testing.T, node, token, hash string) (*nodejoin.Respon
 
 // TestJoinGivesTheNodeItsOwnIdentity: a node with a token gets a certificate of
 // system:node:<name> (whatever subject its request asked for) signed by the cluster CA, and a
-// log credential that connects as that node and writes that node's Node, and no other's. The
-// token works once.
+// log credential that connects as that node, reads, and appends nothing itself. The token
+// works once.
 func TestJoinGivesTheNodeItsOwnIdentity(t *testing.T) {
 	e := newJoinEnv(t)
 	tok := e.token(t, time.Hour)
@@ -116,13 +116,13 @@ func TestJoinGivesTheNodeItsOwnIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.Publish(t.Context(), "lp.obj.core.nodes._.n1", []byte("x")); err != nil {
-		t.Errorf("the node writing its own Node: %v", err)
+	if _, err := js.Stream(t.Context(), "LOGPLANE"); err != nil {
+		t.Errorf("the node reading the stream: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 	defer cancel()
 	if _, err := js.Publish(ctx, "lp.obj.core.nodes._.n2", []byte("x")); err == nil {
-		t.Error("the node wrote another node's Node")
+		t.Error("the node appended to the stream")
 	}
 	// Once only.
 	if _, _, err := e.join(t, "n1", tok, e.hash); err == nil || !strings.Contains(err.Error(), "401") {
