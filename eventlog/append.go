@@ -50,7 +50,7 @@ func (l *Log) Append(ctx context.Context, ev *eventv1.ObjectChanged, expect uint
 			ErrTooLarge, key, len(data), l.maxPayload-envelopeHeadroom)
 	}
 	if l.cfg.Node != "" {
-		return l.appendCommand(ctx, key, data, expect)
+		return l.appendCommand(ctx, ev, key, data, expect)
 	}
 	if l.space != nil && l.space.full() {
 		return 0, noSpaceError(key, errors.New("writes are refused until the disk has room again"))

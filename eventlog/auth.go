@@ -42,7 +42,7 @@ const (
 	// Events and the status of its pods (ServeNodeCommands).
 	RoleNode Role = "node"
 	// RoleSimulatedNodes is a process of simulated nodes (a scale-test tool run beside the
-	// control plane): what a node may, for any node.
+	// control plane): what a node may, for any node; its writes too are checked commands.
 	RoleSimulatedNodes Role = "simnodes"
 )
 
@@ -267,8 +267,7 @@ func permissions(cfg *Config, id Identity) (pub, deny, sub []string, err error) 
 		// Never the stream: its own command subject, which the control plane checks.
 		pub = append(pub, cfg.nodeCommandSubject(id.Name))
 	case RoleSimulatedNodes:
-		pub = append(pub, obj("core", "pods", "*", "*"), obj("core", "events", "*", "*"), obj(escapeToken("events.k8s.io"), "events", "*", "*"),
-			obj("core", "nodes", "_", "*"), obj(escapeToken("coordination.k8s.io"), "leases", "kube-node-lease", "*"))
+		pub = append(pub, p+".node.*.append")
 	default:
 		return nil, nil, nil, fmt.Errorf("%w: unknown role %q", ErrInvalid, id.Role)
 	}

@@ -101,6 +101,9 @@ func (l *Log) connect() error {
 			if node, ok := strings.CutPrefix(holder, "system:node:"); ok && l.cfg.Node == "" {
 				l.cfg.Node = node // a node's credential appends only through its commands
 			}
+			if holder == (Identity{Role: RoleSimulatedNodes}).userName() {
+				l.cfg.Node = anyNode
+			}
 		}
 		if l.cfg.CAFile != "" {
 			pem, err := os.ReadFile(l.cfg.CAFile)

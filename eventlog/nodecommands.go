@@ -22,6 +22,9 @@ var ErrForbidden = errors.New("eventlog: forbidden")
 // The control plane (ServeNodeCommands) validates each command, stamps the node as its actor,
 // whatever the command claims, and appends it; the reply carries the sequence or the error.
 
+// anyNode as Config.Node: the credential is simulated nodes' (RoleSimulatedNodes).
+const anyNode = "*"
+
 const (
 	hdrExpect    = "Logplane-Expect"
 	hdrSeq       = "Logplane-Seq"
@@ -42,13 +45,22 @@ func (c *Config) nodeCommandSubject(node string) string {
 }
 
 // appendCommand sends an append as the node's command and waits for the control plane's answer.
-func (l *Log) appendCommand(ctx context.Context, key Key, data []byte, expect uint64) (uint64, error) {
+func (l *Log) appendCommand(ctx context.Context, ev *eventv1.ObjectChanged, key Key, data []byte, expect uint64) (uint64, error) {
+	node := l.cfg.Node
+	if node == anyNode {
+		// Simulated nodes: one credential for every node of the process, each write on the
+		// subject of the node it names (checked for that node like any node's).
+		node = ev.GetActor().GetName()
+		if ev.GetActor().GetKind() != eventv1.ActorKind_ACTOR_KIND_NODE || node == "" {
+			return 0, fmt.Errorf("%w: simulated nodes write only as a node, not as %v", ErrForbidden, ev.GetActor())
+		}
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 	}
-	msg := &nats.Msg{Subject: l.cfg.nodeCommandSubject(l.cfg.Node), Data: data, Header: nats.Header{}}
+	msg := &nats.Msg{Subject: l.cfg.nodeCommandSubject(node), Data: data, Header: nats.Header{}}
 	msg.Header.Set(hdrExpect, strconv.FormatUint(expect, 10))
 	reply, err := l.nc.RequestMsgWithContext(ctx, msg)
 	if errors.Is(err, nats.ErrNoResponders) {
