@@ -64,7 +64,8 @@ type Config struct {
 	Creds     []byte
 	// Node is set when the credential is a node's (RoleNode): its appends are then commands on
 	// the node's own subject, which the control plane checks and appends (ServeNodeCommands).
-	// Set from the credential when it is a node's.
+	// Set from the credential when it is a node's; "*" for the simulated nodes' credential,
+	// whose writes go on the subject of the node each names.
 	Node string
 	// CAFile is a PEM file of the CA that verifies the server's TLS certificate, for a URL whose
 	// server requires TLS. Empty: the system's roots.
