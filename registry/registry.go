@@ -288,7 +288,7 @@ func statusError(k *kinds.Kind, name string, err error) error {
 		return apierrors.NewResourceExpired(fmt.Sprintf("too old resource version: %v", err))
 	case errors.Is(err, eventlog.ErrTooLarge):
 		return apierrors.NewRequestEntityTooLargeError(err.Error())
-	case errors.Is(err, eventlog.ErrClosed):
+	case errors.Is(err, eventlog.ErrClosed), errors.Is(err, eventlog.ErrUnreachable):
 		return apierrors.NewServiceUnavailable(err.Error())
 	case errors.Is(err, eventlog.ErrNoSpace):
 		return insufficientStorage(err)
