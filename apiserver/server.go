@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -98,7 +99,13 @@ type Config struct {
 	ExternalAddress string
 	// Clock times service account tokens. Default: the real clock.
 	Clock clock.PassiveClock
+	// Join, if set, serves the node join requests under JoinPath (a bootstrap token
+	// authenticates them, not the API's authentication). See package nodejoin.
+	Join http.Handler
 }
+
+// JoinPath is where Config.Join is served: the requests of nodes joining with a bootstrap token.
+const JoinPath = "/logplane/join"
 
 // Server is the API server. It is safe for concurrent use.
 type Server struct {
@@ -202,6 +209,16 @@ func New(cfg Config) (*Server, error) {
 	s.authz = newAuthorizer(s.rbac, cfg.AuthorizeAll)
 	s.denials = newDenials(4096)
 	s.handler = s.buildHandler()
+	if cfg.Join != nil {
+		api := s.handler
+		s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == JoinPath || strings.HasPrefix(r.URL.Path, JoinPath+"/") {
+				cfg.Join.ServeHTTP(w, r)
+				return
+			}
+			api.ServeHTTP(w, r)
+		})
+	}
 	return s, nil
 }
 
@@ -248,6 +265,12 @@ func (s *Server) start(ctx context.Context) error {
 		return err
 	}
 	go s.encCache.sweep(ctx, s.store)
+	// Nodes write through commands that the control plane checks (NodeRestriction) and appends.
+	go func() {
+		if err := s.log.ServeNodeCommands(ctx, s.reg.CheckNodeWrite); err != nil {
+			s.logger.Error("apiserver: serving the nodes' writes", "err", err)
+		}
+	}()
 	return nil
 }
 

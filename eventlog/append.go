@@ -50,6 +50,9 @@ func (l *Log) Append(ctx context.Context, ev *eventv1.ObjectChanged, expect uint
 		return 0, fmt.Errorf("%w: %s is %d bytes, the server takes at most %d",
 			ErrTooLarge, key, len(data), l.maxPayload-envelopeHeadroom)
 	}
+	if l.cfg.Node != "" {
+		return l.appendCommand(ctx, ev, key, data, expect)
+	}
 	if l.space != nil && l.space.full() {
 		return 0, noSpaceError(key, errors.New("writes are refused until the disk has room again"))
 	}

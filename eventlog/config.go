@@ -1,9 +1,11 @@
 package eventlog
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"time"
 )
 
@@ -56,8 +58,25 @@ func ParseDurability(s string) (Durability, error) {
 type Config struct {
 	// URL of a NATS server or cluster to use. Empty: embed a server with its store in DataDir.
 	URL string
-	// CredsFile is a NATS credentials file for URL. Optional.
+	// CredsFile is a NATS credentials file (a user JWT and its key's seed) for URL; Creds is the
+	// same content given directly. A logplane server requires one (see Log.Credentials).
 	CredsFile string
+	Creds     []byte
+	// Node is set when the credential is a node's (RoleNode): its appends are then commands on
+	// the node's own subject, which the control plane checks and appends (ServeNodeCommands).
+	// Set from the credential when it is a node's; "*" for the simulated nodes' credential,
+	// whose writes go on the subject of the node each names.
+	Node string
+	// CAFile is a PEM file of the CA that verifies the server's TLS certificate, for a URL whose
+	// server requires TLS. Empty: the system's roots.
+	CAFile string
+	// ServerTLS is the embedded server's TLS configuration (its certificate). Required when
+	// Listen is beyond loopback: then every client that connects over the network uses TLS.
+	ServerTLS *tls.Config
+	// AuthDir holds the keys of the embedded server's trust chain (operator, system account, the
+	// logplane account that signs every credential), made at the first start and readable by
+	// their owner only. Default DataDir/auth.
+	AuthDir string
 	// DataDir holds the embedded server's JetStream store. Required when URL is empty.
 	DataDir string
 	// Listen is the host:port on which the embedded server accepts other processes' clients.
@@ -101,6 +120,15 @@ type Config struct {
 	OnSpace func(SpaceEvent)
 	// Logger for the log's own messages. Default slog.Default().
 	Logger *slog.Logger
+
+	account string // the embedded server's account, under which its store keeps the streams
+}
+
+func (c *Config) authDir() string {
+	if c.AuthDir != "" {
+		return c.AuthDir
+	}
+	return filepath.Join(c.DataDir, "auth")
 }
 
 const (

@@ -63,20 +63,12 @@ func (l *Log) DataKeys(ctx context.Context) (*DataKeys, error) {
 	if l.keys != nil {
 		return l.keys, nil
 	}
-	s, err := l.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:              l.cfg.keysStream(),
-		Description:       "logplane data keys: one wrapped data key per subject; destroying one forgets what it sealed",
-		Subjects:          []string{l.cfg.Prefix + ".dek.>"},
-		Storage:           jetstream.FileStorage,
-		Replicas:          l.cfg.Replicas,
-		Retention:         jetstream.LimitsPolicy,
-		MaxMsgsPerSubject: -1,
-		MaxMsgs:           -1,
-		MaxBytes:          -1,
-		Compression:       jetstream.NoCompression,
-		AllowDirect:       true,
-		Duplicates:        100 * time.Millisecond,
-	})
+	// Bind to the stream where it exists: only the API server (and the admin) may create it,
+	// every role reads it.
+	s, err := l.js.Stream(ctx, l.cfg.keysStream())
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = l.createKeysStream(ctx)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("eventlog: data-key stream: %w", err)
 	}
@@ -203,7 +195,7 @@ func (k *DataKeys) syncFiles() error {
 	defer k.mu.Unlock()
 	cfg := k.l.cfg
 	cfg.Stream = cfg.keysStream()
-	dir := streamMsgsDir(&cfg)
+	dir := streamMsgsDir(&cfg, cfg.Stream)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("eventlog: data-key commit: %w", err)
@@ -309,4 +301,22 @@ func (k *DataKeys) Each(ctx context.Context, fn func(*eventv1.DataKey) error) er
 			return fmt.Errorf("eventlog: reading data keys: the stream ended before %d", last)
 		}
 	}
+}
+
+// createKeysStream creates the data-key stream.
+func (l *Log) createKeysStream(ctx context.Context) (jetstream.Stream, error) {
+	return l.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              l.cfg.keysStream(),
+		Description:       "logplane data keys: one wrapped data key per subject; destroying one forgets what it sealed",
+		Subjects:          []string{l.cfg.Prefix + ".dek.>"},
+		Storage:           jetstream.FileStorage,
+		Replicas:          l.cfg.Replicas,
+		Retention:         jetstream.LimitsPolicy,
+		MaxMsgsPerSubject: -1,
+		MaxMsgs:           -1,
+		MaxBytes:          -1,
+		Compression:       jetstream.NoCompression,
+		AllowDirect:       true,
+		Duplicates:        100 * time.Millisecond,
+	})
 }

@@ -26,6 +26,9 @@ var (
 	// write may or may not have been made: a retried append that expects a revision conflicts
 	// rather than writes twice. Trying again later may succeed.
 	ErrUnavailable = errors.New("eventlog: server unavailable")
+	// ErrUnauthorized: the server refused the credentials (none, unknown, expired or revoked),
+	// or refused an operation they do not allow.
+	ErrUnauthorized = errors.New("eventlog: not authorized")
 	// ErrLocked: another process runs a server on the data directory.
 	ErrLocked = errors.New("eventlog: data directory locked")
 )

@@ -69,7 +69,9 @@ func TestLeasesAfterServerRestart(t *testing.T) {
 		return srv
 	}
 	srv := open()
-	client, err := eventlog.Open(ctx, eventlog.Config{URL: "nats://" + listen})
+	// A reconciler's credential, which may use its own lease bucket.
+	creds := eventlogtest.Credentials(t, srv, eventlog.Identity{Role: eventlog.RoleReconciler, LeaseBuckets: []string{"restart"}})
+	client, err := eventlog.Open(ctx, eventlog.Config{URL: "nats://" + listen, Creds: creds})
 	if err != nil {
 		t.Fatal(err)
 	}

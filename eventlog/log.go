@@ -2,8 +2,12 @@ package eventlog
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +20,7 @@ import (
 type Log struct {
 	cfg        Config
 	srv        *embedded   // nil when the log is on an external server
+	auth       *authority  // the embedded server's keys; nil on an external server
 	space      *spaceWatch // nil when the log is on an external server
 	nc         *nats.Conn
 	conn       *connWatch
@@ -84,13 +89,65 @@ func (l *Log) connect() error {
 		if err != nil {
 			return err
 		}
-		l.srv = srv
+		l.srv, l.auth = srv, srv.auth
+		// The process embedding the server holds its keys: its own connection is the admin's.
+		creds, err := l.auth.credentials(&l.cfg, Identity{Role: RoleAdmin, Name: "embedded"})
+		if err != nil {
+			l.shutdownServer()
+			return err
+		}
+		copts, _, err := credsOptions(creds)
+		if err != nil {
+			l.shutdownServer()
+			return err
+		}
 		opts = append(opts, nats.InProcessServer(srv))
+		opts = append(opts, copts...)
 		l.startSpaceWatch()
-	} else if l.cfg.CredsFile != "" {
-		opts = append(opts, nats.UserCredentials(l.cfg.CredsFile))
+	} else {
+		creds := l.cfg.Creds
+		if l.cfg.CredsFile != "" {
+			b, err := os.ReadFile(l.cfg.CredsFile)
+			if err != nil {
+				return fmt.Errorf("eventlog: credentials: %w", err)
+			}
+			creds = b
+		}
+		if creds != nil {
+			copts, holder, err := credsOptions(creds)
+			if err != nil {
+				return err
+			}
+			opts = append(opts, copts...)
+			if node, ok := strings.CutPrefix(holder, "system:node:"); ok && l.cfg.Node == "" {
+				l.cfg.Node = node // a node's credential appends only through its commands
+			}
+			if holder == (Identity{Role: RoleSimulatedNodes}).userName() {
+				l.cfg.Node = anyNode
+			}
+		}
+		if l.cfg.CAFile != "" {
+			pem, err := os.ReadFile(l.cfg.CAFile)
+			if err != nil {
+				return fmt.Errorf("eventlog: CA: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("eventlog: CA %s holds no PEM certificate", l.cfg.CAFile)
+			}
+			// Used if the server requires TLS (it does beyond loopback); a loopback server
+			// without TLS is still reached as it is.
+			opts = append(opts, func(o *nats.Options) error {
+				o.TLSConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+				return nil
+			})
+		}
 	}
 	nc, err := nats.Connect(url, opts...)
+	if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) {
+		l.shutdownServer()
+		return fmt.Errorf("%w: connect %q: %v", ErrUnauthorized, url, err)
+	}
 	if err != nil {
 		l.shutdownServer()
 		return fmt.Errorf("%w: connect %q: %v", ErrUnreachable, url, err)
@@ -139,6 +196,24 @@ func orUnlimited(n int64) int64 {
 }
 
 func (l *Log) ensureStream(ctx context.Context) error {
+	if l.srv == nil {
+		// Another process's server: use the stream as it is, and make it only if it is not
+		// there yet. Changing it (retention) is an admin's right; a credential that may not
+		// make it waits for the process that may.
+		s, err := l.js.Stream(ctx, l.cfg.Stream)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			createCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if s, err = l.js.CreateStream(createCtx, l.streamConfig()); err != nil {
+				return fmt.Errorf("%w: the stream %s does not exist yet, and making it failed: %v", ErrUnreachable, l.cfg.Stream, err)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("eventlog: stream %s: %w", l.cfg.Stream, err)
+		}
+		l.stream = s
+		return nil
+	}
 	s, err := l.js.CreateOrUpdateStream(ctx, l.streamConfig())
 	if err != nil {
 		return fmt.Errorf("eventlog: stream %s: %w", l.cfg.Stream, err)
@@ -158,7 +233,7 @@ func (l *Log) setupCommit() error {
 		l.commit = func(ctx context.Context) error { return l.remoteCommit(ctx, subj) }
 		return nil
 	}
-	l.committer = newCommitter(streamMsgsDir(&l.cfg))
+	l.committer = newCommitter(streamMsgsDir(&l.cfg, l.cfg.Stream))
 	l.commit = l.committer.Sync
 	sub, err := l.nc.Subscribe(l.cfg.commitSubject(), func(m *nats.Msg) {
 		go func() {

@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"golang.org/x/sys/unix"
+
+	"github.com/logplane/logplane/durablefile"
 )
 
 // embedded is the nats-server this process runs in-process. The log can restart it (same
@@ -22,6 +24,7 @@ import (
 // same port.
 type embedded struct {
 	opts *server.Options
+	auth *authority
 	lock *os.File // flocked while the server may run: one process per store
 
 	mu  sync.Mutex
@@ -32,10 +35,13 @@ type embedded struct {
 func startServer(cfg *Config) (*embedded, error) {
 	storeDir := filepath.Join(cfg.DataDir, "nats")
 	opts := &server.Options{
-		ServerName:         "logplane",
-		JetStream:          true,
-		StoreDir:           storeDir,
-		MaxPayload:         cfg.MaxPayload,
+		ServerName: "logplane",
+		JetStream:  true,
+		StoreDir:   storeDir,
+		MaxPayload: cfg.MaxPayload,
+		// A credential's permissions travel in its JWT on the CONNECT line: a reconciler's,
+		// with every lease bucket of its sets, is larger than the default 4 KiB.
+		MaxControlLine:     64 << 10,
 		NoSigs:             true,
 		NoLog:              true,
 		DontListen:         cfg.Listen == "",
@@ -57,6 +63,12 @@ func startServer(cfg *Config) (*embedded, error) {
 		if err != nil {
 			return nil, fmt.Errorf("eventlog: listen address %q: %w", cfg.Listen, err)
 		}
+		if !loopback(host) {
+			if cfg.ServerTLS == nil {
+				return nil, fmt.Errorf("eventlog: the embedded server listens beyond loopback (%s) and has no TLS certificate", cfg.Listen)
+			}
+			opts.TLSConfig = cfg.ServerTLS
+		}
 		p, err := strconv.Atoi(port)
 		if err != nil {
 			return nil, fmt.Errorf("eventlog: listen port %q: %w", port, err)
@@ -70,7 +82,21 @@ func startServer(cfg *Config) (*embedded, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &embedded{opts: opts, lock: lock}
+	auth, err := loadAuthority(cfg.authDir())
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	if err := auth.configure(opts); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	cfg.account = auth.accPub
+	if err := adoptGlobalStore(storeDir, auth.accPub); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	e := &embedded{opts: opts, lock: lock, auth: auth}
 	if err := e.start(); err != nil {
 		lock.Close()
 		return nil, err
@@ -85,6 +111,7 @@ func startServer(cfg *Config) (*embedded, error) {
 }
 
 func (e *embedded) start() error {
+	e.opts.TrustedKeys = nil // NewServer derives them from TrustedOperators, and refuses both
 	ns, err := server.NewServer(e.opts)
 	if err != nil {
 		return fmt.Errorf("eventlog: embedded server: %w", err)
@@ -186,7 +213,37 @@ func filesystemSize(dir string) (int64, error) {
 	}
 }
 
-// streamDir is where the embedded server keeps the message blocks of a stream.
-func streamMsgsDir(cfg *Config) string {
-	return filepath.Join(cfg.DataDir, "nats", "jetstream", server.DEFAULT_GLOBAL_ACCOUNT, "streams", cfg.Stream, "msgs")
+// streamMsgsDir is where the embedded server keeps the message blocks of a stream.
+func streamMsgsDir(cfg *Config, stream string) string {
+	return filepath.Join(cfg.DataDir, "nats", "jetstream", cfg.account, "streams", stream, "msgs")
+}
+
+// loopback reports whether host is a loopback address or localhost.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// adoptGlobalStore moves the streams of a store made before the server required
+// authentication (kept under the global account, $G) to the logplane account, whose streams
+// the server now serves. It runs with the store locked and the server stopped.
+func adoptGlobalStore(storeDir, account string) error {
+	js := filepath.Join(storeDir, "jetstream")
+	old, cur := filepath.Join(js, server.DEFAULT_GLOBAL_ACCOUNT), filepath.Join(js, account)
+	if _, err := os.Stat(old); err != nil {
+		return nil // nothing to adopt (or nothing readable: the server will say)
+	}
+	if _, err := os.Stat(cur); err == nil {
+		return fmt.Errorf("eventlog: the store %s has streams under both %s and %s", js, server.DEFAULT_GLOBAL_ACCOUNT, account)
+	}
+	if err := os.Rename(old, cur); err != nil {
+		return fmt.Errorf("eventlog: adopting the store of the global account: %w", err)
+	}
+	if err := durablefile.SyncDir(js); err != nil {
+		return fmt.Errorf("eventlog: adopting the store of the global account: %w", err)
+	}
+	return nil
 }

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -42,6 +41,33 @@ func (l *Log) snapshots(ctx context.Context) (jetstream.ObjectStore, error) {
 	if l.snapStore != nil {
 		return l.snapStore, nil
 	}
+	if l.srv == nil {
+		// On another process's server, look the bucket up: changing it is the embedding
+		// process's (or an admin's) right. A log with no snapshot yet has none to read.
+		os, err := l.js.ObjectStore(ctx, l.snapshotBucket())
+		if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+			if os, err = l.createSnapshots(ctx); err != nil {
+				return nil, fmt.Errorf("%w: no snapshot store yet, and this credential may not make it: %v", errNoSnapshotStore, err)
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("eventlog: snapshot store: %w", err)
+		}
+		l.snapStore = os
+		return os, nil
+	}
+	os, err := l.createSnapshots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	l.snapStore = os
+	return os, nil
+}
+
+// errNoSnapshotStore: the snapshot bucket does not exist and could not be made.
+var errNoSnapshotStore = errors.New("eventlog: no snapshot store")
+
+func (l *Log) createSnapshots(ctx context.Context) (jetstream.ObjectStore, error) {
 	os, err := l.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket:      l.snapshotBucket(),
 		Description: "logplane projection snapshots",
@@ -53,7 +79,6 @@ func (l *Log) snapshots(ctx context.Context) (jetstream.ObjectStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("eventlog: snapshot store: %w", err)
 	}
-	l.snapStore = os
 	return os, nil
 }
 
@@ -124,6 +149,9 @@ func (l *Log) Snapshots(ctx context.Context, projection string) ([]SnapshotInfo,
 		return nil, err
 	}
 	store, err := l.snapshots(ctx)
+	if errors.Is(err, errNoSnapshotStore) {
+		return nil, nil // nothing was ever snapshotted
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -198,8 +226,7 @@ func (r *snapshotReader) Close() error {
 
 // snapshotDir is where the embedded server keeps the snapshot bucket's message blocks.
 func (l *Log) snapshotDir() string {
-	return filepath.Join(l.cfg.DataDir, "nats", "jetstream", server.DEFAULT_GLOBAL_ACCOUNT, "streams",
-		"OBJ_"+l.snapshotBucket(), "msgs")
+	return streamMsgsDir(&l.cfg, "OBJ_"+l.snapshotBucket())
 }
 
 // syncFiles fsyncs every file in dir, and dir itself.

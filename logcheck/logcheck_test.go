@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	corev1 "k8s.io/api/core/v1"
 
@@ -166,11 +165,7 @@ func has(fs []logcheck.Finding, p logcheck.Problem, seq uint64, key eventlog.Key
 // purge removes every message of subject from the stream, as `nats stream purge --subject` does.
 func purge(t *testing.T, l *eventlog.Log, subject string) {
 	t.Helper()
-	nc, err := nats.Connect(l.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := eventlogtest.Connect(t, l, eventlog.Identity{Role: eventlog.RoleAdmin}) // only the admin may purge
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)

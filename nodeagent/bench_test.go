@@ -20,6 +20,8 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/logplane/logplane/dataplane/dataplanetest"
+	"github.com/logplane/logplane/eventlog"
+	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/nodeagent"
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/reconcilerstest"
@@ -231,32 +233,66 @@ func BenchmarkScheduleSim(b *testing.B) {
 	prev := slog.Default()
 	slog.SetDefault(slog.New(slog.DiscardHandler))
 	b.Cleanup(func() { slog.SetDefault(prev) })
-	for _, mode := range []string{"pending", "created"} {
+	for _, mode := range []string{"pending", "created", "pending-commands"} {
 		b.Run(mode, func(b *testing.B) {
 			for b.Loop() {
 				b.StopTimer()
-				scheduleSim(b, mode == "pending")
+				scheduleSim(b, mode != "created", mode == "pending-commands")
 				b.StartTimer()
 			}
 		})
 	}
 }
 
-func scheduleSim(b *testing.B, pending bool) {
+// scheduleSim runs the benchmark; with commands, the nodes run as `logplane agent --runtime
+// sim` does: over a connection of their own with the simulated nodes' credential, their own
+// projection, and their writes sent as node commands that the control plane checks
+// (NodeRestriction) and appends.
+func scheduleSim(b *testing.B, pending, commands bool) {
 	const nodes, pods, writers = 100, 10000, 64
-	c := reconcilerstest.Start(b, reconcilerstest.Options{NoReconcilers: true, NoScheduler: true})
+	c := reconcilerstest.Start(b, reconcilerstest.Options{NoReconcilers: true, NoScheduler: true, Listen: commands})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	tmpl := nodeagent.Config{Registry: c.Registry, Store: c.Store}
+	if commands {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.Log.ServeNodeCommands(ctx, c.Registry.CheckNodeWrite); err != nil {
+				b.Error(err)
+			}
+		}()
+		creds, err := c.Log.Credentials(eventlog.Identity{Role: eventlog.RoleSimulatedNodes})
+		if err != nil {
+			b.Fatal(err)
+		}
+		nl, err := eventlog.Open(ctx, eventlog.Config{URL: c.LogURL(), Creds: creds})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer nl.Close()
+		store := projections.New(builtin.Catalog(), nil)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = store.Run(ctx, nl) // ends with ctx
+		}()
+		reg, err := registry.New(registry.Config{Log: nl, Store: store})
+		if err != nil {
+			b.Fatal(err)
+		}
+		tmpl = nodeagent.Config{Registry: reg, Store: store}
+	}
 	f, err := nodeagent.NewFleet(nodeagent.FleetConfig{
-		Template:  nodeagent.Config{Registry: c.Registry, Store: c.Store},
+		Template:  tmpl,
 		Nodes:     nodes,
 		VolumeDir: b.TempDir(),
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

@@ -18,6 +18,7 @@ import (
 	"github.com/logplane/logplane/dataplane/dataplanetest"
 	"github.com/logplane/logplane/dataplane/podnet"
 	"github.com/logplane/logplane/eventlog"
+	"github.com/logplane/logplane/eventlog/eventlogtest"
 	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/nodeagent"
 	"github.com/logplane/logplane/projections"
@@ -29,6 +30,7 @@ import (
 // binary run again) as JSON in an environment variable.
 type agentProcess struct {
 	LogURL      string
+	Creds       []byte // the node's own credential of the log
 	NodeName    string
 	Containerd  string // daemon socket
 	Namespace   string // containerd namespace
@@ -74,7 +76,7 @@ func TestMain(m *testing.M) {
 func runAgent(ctx context.Context, p agentProcess, ready chan<- struct{}) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	l, err := eventlog.Open(ctx, eventlog.Config{URL: p.LogURL})
+	l, err := eventlog.Open(ctx, eventlog.Config{URL: p.LogURL, Creds: p.Creds})
 	if err != nil {
 		return err
 	}
@@ -160,6 +162,7 @@ func runAgent(ctx context.Context, p agentProcess, ready chan<- struct{}) error 
 func agentConfig(t testing.TB, c *cluster, env *dataplanetest.Env, node string, caPEM, certPEM, keyPEM []byte) agentProcess {
 	return agentProcess{
 		LogURL:      c.api.Log.ClientURL(),
+		Creds:       eventlogtest.Credentials(t, c.api.Log, eventlog.Identity{Role: eventlog.RoleNode, Name: node}),
 		NodeName:    node,
 		Containerd:  env.Daemon.Address,
 		Namespace:   env.Runtime.Namespace(),

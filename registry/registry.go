@@ -300,6 +300,8 @@ func statusError(k *kinds.Kind, name string, err error) error {
 	switch {
 	case errors.Is(err, eventlog.ErrExists):
 		return apierrors.NewAlreadyExists(gr, name)
+	case errors.Is(err, eventlog.ErrForbidden):
+		return apierrors.NewForbidden(gr, name, err)
 	case errors.Is(err, eventlog.ErrConflict):
 		return apierrors.NewConflict(gr, name, errors.New(optimisticLockMessage))
 	case errors.Is(err, eventlog.ErrNotFound):
@@ -308,7 +310,7 @@ func statusError(k *kinds.Kind, name string, err error) error {
 		return apierrors.NewResourceExpired(fmt.Sprintf("too old resource version: %v", err))
 	case errors.Is(err, eventlog.ErrTooLarge):
 		return apierrors.NewRequestEntityTooLargeError(err.Error())
-	case errors.Is(err, eventlog.ErrClosed), errors.Is(err, eventlog.ErrUnavailable):
+	case errors.Is(err, eventlog.ErrClosed), errors.Is(err, eventlog.ErrUnavailable), errors.Is(err, eventlog.ErrUnreachable):
 		return apierrors.NewServiceUnavailable(err.Error())
 	case errors.Is(err, eventlog.ErrNoSpace):
 		return insufficientStorage(err)

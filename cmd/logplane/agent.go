@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"github.com/logplane/logplane/dataplane/containerd"
 	"github.com/logplane/logplane/dataplane/netpolicy"
 	"github.com/logplane/logplane/dataplane/podnet"
+	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/nodeagent"
 	"github.com/logplane/logplane/nodeagent/podworker"
 )
@@ -46,6 +48,12 @@ type agentFlags struct {
 	resolvConf   string
 	unsafeSysctl []string
 	netPolicy    bool
+	join         string
+	token        string
+	caCertHash   string
+	// serving is the streaming endpoint's TLS when the node has its own identity (it joined);
+	// nil: issued here by the cluster CA (`logplane up`, simulated nodes beside the control plane).
+	serving *tls.Config
 }
 
 func (f *agentFlags) register(fs *pflag.FlagSet) {
@@ -71,7 +79,22 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&f.unsafeSysctl, "allowed-unsafe-sysctls", nil, "the kubelet's --allowed-unsafe-sysctls: namespaced sysctls (or prefixes ending in *) pods may set beside the safe ones, e.g. 'kernel.msg*,net.core.somaxconn'")
 	fs.StringVar(&f.apiServer, "api-server", "", "URL of the API server the agent asks for its pods' service account tokens (TokenRequest), as the node (default: the server of <data-dir>/kubeconfig, else "+defaultAPIServer+")")
 	fs.BoolVar(&f.netPolicy, "network-policy", false, "enforce NetworkPolicy on this machine's pods with nftables (table ip "+netpolicy.DefaultTable+"; containerd runtime only; needs nft and br_netfilter)")
-	fs.StringVar(&f.pkiDir, "pki-dir", "", "directory holding the cluster CA (ca.crt, ca.key) that signs the streaming endpoint's certificate (default <data-dir>/pki, the API server's)")
+	fs.StringVar(&f.pkiDir, "pki-dir", "", "on a control-plane machine: the API server's pki directory (default <data-dir>/pki), beside which the agent finds what it needs to join by itself")
+	fs.StringVar(&f.join, "join", "", "join the cluster through the API server at this URL (https://host:6443), with --token and --ca-cert-hash; the node gets a credential and a certificate of its own")
+	fs.StringVar(&f.token, "token", "", "with --join: the bootstrap token (`logplane token create` on a control-plane machine)")
+	fs.StringVar(&f.caCertHash, "ca-cert-hash", "", "with --join: the hash of the cluster CA that the API server must present (sha256:<hex>, as `logplane token create --print-join-command` prints)")
+}
+
+// agentIP is the node's address: --node-ip, or 127.0.0.1 for simulated nodes, or this
+// machine's first IPv4 address.
+func (f *agentFlags) ip() string {
+	if f.nodeIP != "" {
+		return f.nodeIP
+	}
+	if f.runtime == "sim" {
+		return "127.0.0.1"
+	}
+	return firstIPv4()
 }
 
 func agentCommand() *cobra.Command {
@@ -83,6 +106,17 @@ func agentCommand() *cobra.Command {
 		Short: "Run the node agent of this machine (or simulated nodes)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			af.podCIDRSet = cmd.Flags().Changed("pod-cidr")
+			if af.runtime == "sim" {
+				// Simulated nodes are a scale-test tool beside the control plane: one
+				// credential for all of them, which the API server writes.
+				lf.role = eventlog.RoleSimulatedNodes
+			} else {
+				serving, err := nodeIdentity(cmd.Context(), &af, &lf, cmd.Flags().Changed("nats"), af.ip())
+				if err != nil {
+					return err
+				}
+				af.serving = serving
+			}
 			p, err := openProcess(cmd.Context(), &lf, &pf)
 			if err != nil {
 				return err
@@ -101,13 +135,7 @@ func agentCommand() *cobra.Command {
 // streaming endpoint, until ctx ends. store and reg may be shared with other roles in the process.
 func runAgents(p *process, af *agentFlags, lf *logFlags) error {
 	ctx, store, reg := p.ctx, p.store, p.reg
-	ip := af.nodeIP
-	if ip == "" {
-		ip = "127.0.0.1"
-		if af.runtime != "sim" {
-			ip = firstIPv4()
-		}
-	}
+	ip := af.ip()
 	listen := af.streamListen
 	if listen == "" {
 		listen = net.JoinHostPort(ip, "10250")
@@ -120,34 +148,19 @@ func runAgents(p *process, af *agentFlags, lf *logFlags) error {
 	_, portStr, _ := net.SplitHostPort(ln.Addr().String()) // a listener's address always splits
 	port, _ := strconv.Atoi(portStr)                       // and its port is a number
 
-	pkiDir := af.pkiDir
-	if pkiDir == "" {
-		pkiDir = filepath.Join(lf.dataDir, "pki")
-	}
-	// The CA must be the API server's: never make a new one here, which the API server would not trust.
-	for _, f := range []string{"ca.crt", "ca.key"} {
-		if _, err := os.Stat(filepath.Join(pkiDir, f)); err != nil {
-			return fmt.Errorf("no cluster CA in %s (%v): run the agent with the API server's --data-dir, or copy its pki/ca.crt and pki/ca.key and pass --pki-dir", pkiDir, err)
+	// A node that joined serves, and asks for its pods' tokens, with the certificate it got;
+	// one beside the control plane with certificates of the CA.
+	tlsConfig, creds := af.serving, identityCreds(identityDir(lf.dataDir))
+	if tlsConfig == nil {
+		var ca *pki.CA
+		if tlsConfig, ca, err = caServingTLS(af, lf, ip); err != nil {
+			return err
 		}
-	}
-	mat, err := pki.Load(pkiDir)
-	if err != nil {
-		return err
-	}
-	for _, what := range mat.Remade {
-		slog.Warn("logplane: a damaged TLS file was made again", "what", what)
-	}
-	certPEM, keyPEM, err := mat.CA.Issue("system:node:"+af.nodeName, []string{"system:nodes"}, []string{ip, "127.0.0.1", af.nodeName}, x509.ExtKeyUsageServerAuth)
-	if err != nil {
-		return err
-	}
-	tlsConfig, err := nodeagent.ServerTLS(mat.CA.CertPEM, certPEM, keyPEM)
-	if err != nil {
-		return err
+		creds = caClientCreds(ca)
 	}
 
 	tmpl := nodeagent.Config{Registry: reg, Store: store, StreamPort: int32(port), Metrics: p.metrics, Logger: slog.Default(), SyncFrequency: af.syncFreq, SeccompDefault: af.seccompDef,
-		ResolvConf: af.resolvConf, AllowedUnsafeSysctls: af.unsafeSysctl, Tokens: nodeTokens(apiServerURL(af.apiServer, lf.dataDir), mat.CA)}
+		ResolvConf: af.resolvConf, AllowedUnsafeSysctls: af.unsafeSysctl, Tokens: nodeTokens(apiServerURL(af.apiServer, af.join, lf.dataDir), creds)}
 	var agents []*nodeagent.Agent
 	var run func(context.Context) error
 	switch af.runtime {
@@ -193,6 +206,34 @@ func runAgents(p *process, af *agentFlags, lf *logFlags) error {
 	g.Go(func() error { return srv.Serve(ctx, ln, tlsConfig) })
 	g.Go(func() error { return run(ctx) })
 	return g.Wait()
+}
+
+// caServingTLS issues the streaming endpoint's certificate with the cluster CA, for a process
+// on a control-plane machine (`logplane up`, simulated nodes).
+func caServingTLS(af *agentFlags, lf *logFlags, ip string) (*tls.Config, *pki.CA, error) {
+	pkiDir := af.pkiDir
+	if pkiDir == "" {
+		pkiDir = filepath.Join(lf.dataDir, "pki")
+	}
+	// The CA must be the API server's: never make a new one here, which the API server would not trust.
+	for _, f := range []string{"ca.crt", "ca.key"} {
+		if _, err := os.Stat(filepath.Join(pkiDir, f)); err != nil {
+			return nil, nil, fmt.Errorf("no cluster CA in %s (%v): run the agent with the API server's --data-dir, or join with --join", pkiDir, err)
+		}
+	}
+	mat, err := pki.Load(pkiDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, what := range mat.Remade {
+		slog.Warn("logplane: a damaged TLS file was made again", "what", what)
+	}
+	certPEM, keyPEM, err := mat.CA.Issue("system:node:"+af.nodeName, []string{"system:nodes"}, []string{ip, "127.0.0.1", af.nodeName}, x509.ExtKeyUsageServerAuth)
+	if err != nil {
+		return nil, nil, err
+	}
+	t, err := nodeagent.ServerTLS(mat.CA.CertPEM, certPEM, keyPEM)
+	return t, mat.CA, err
 }
 
 // containerdAgent makes the agent of this machine on containerd (the system daemon, or one of

@@ -6,14 +6,18 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strconv"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"k8s.io/apiserver/pkg/authentication/token/tokenfile"
+	"k8s.io/utils/clock"
 
 	"github.com/logplane/logplane/apiserver"
+	"github.com/logplane/logplane/apiserver/nodejoin"
 	"github.com/logplane/logplane/apiserver/pki"
 	"github.com/logplane/logplane/apiserver/serviceaccount"
+	"github.com/logplane/logplane/eventlog"
 )
 
 type apiFlags struct {
@@ -36,6 +40,7 @@ func apiserverCommand() *cobra.Command {
 		Use:   "apiserver",
 		Short: "Serve the Kubernetes API over the log (embedding the NATS server unless --nats is given)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			lf.role, lf.tlsSANs = eventlog.RoleAPIServer, af.hosts
 			p, err := openProcess(cmd.Context(), &lf, &pf)
 			if err != nil {
 				return err
@@ -85,6 +90,14 @@ func startAPIServer(p *process, lf *logFlags, af *apiFlags) (func() error, error
 	if cfg.KubeletTLS, err = apiserver.KubeletClientTLS(mat.CA.CertPEM, kc, kk); err != nil {
 		return nil, err
 	}
+	// Nodes join with a bootstrap token: the handler signs their requests and credentials.
+	natsPort := 0
+	if u := p.log.ClientURL(); u != "" {
+		if _, port, err := net.SplitHostPort(natsHostPort(u)); err == nil {
+			natsPort, _ = strconv.Atoi(port) // a listening server's port is a number
+		}
+	}
+	cfg.Join = &nodejoin.Handler{Log: p.log, CA: mat.CA, NATSPort: natsPort, Clock: clock.RealClock{}, Logger: slog.Default()}
 	if af.tokenFile != "" {
 		if cfg.Tokens, err = tokenfile.NewCSV(af.tokenFile); err != nil {
 			return nil, fmt.Errorf("logplane: --token-auth-file: %w", err)

@@ -45,6 +45,13 @@ func (f *logCheckFlags) open(ctx context.Context) (*eventlog.Log, error) {
 		debug.SetGCPercent(checkGCPercent)
 	}
 	cfg := eventlog.Config{URL: f.natsURL}
+	if f.natsURL != "" {
+		// Online: the admin's credential, which only root on a control-plane machine reads.
+		cfg.CredsFile = credsPath(f.dataDir, eventlog.RoleAdmin)
+		if ca := filepath.Join(f.dataDir, "pki", "ca.crt"); fileExists(ca) {
+			cfg.CAFile = ca
+		}
+	}
 	if f.natsURL == "" {
 		cfg.DataDir = filepath.Join(f.dataDir, "log")
 		if _, err := os.Stat(filepath.Join(cfg.DataDir, "nats")); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -24,6 +25,12 @@ type logFlags struct {
 	maxAge     time.Duration
 	maxBytes   int64
 	embed      bool // whether this role embeds the server when no URL is given
+	creds      string
+	natsCA     string
+	// role is whose credential this process uses by default (<data-dir>/creds/<role>.creds).
+	role eventlog.Role
+	// tlsSANs are extra names for the embedded server's certificate.
+	tlsSANs []string
 }
 
 func (f *logFlags) register(fs *pflag.FlagSet, embed bool, defaultListen string) {
@@ -35,6 +42,8 @@ func (f *logFlags) register(fs *pflag.FlagSet, embed bool, defaultListen string)
 	} else {
 		fs.StringVar(&f.natsURL, "nats", "nats://127.0.0.1:4222", "NATS URL of the log (the embedded server of `logplane apiserver`, or a cluster)")
 	}
+	fs.StringVar(&f.creds, "nats-creds", "", "NATS credentials file of this process for --nats (default <data-dir>/creds/<role>.creds, which the API server writes on its machine)")
+	fs.StringVar(&f.natsCA, "nats-ca", "", "PEM file of the CA that verifies the log's TLS certificate (default <data-dir>/pki/ca.crt if it exists)")
 	fs.StringVar(&f.durability, "durability", eventlog.GroupCommit.String(),
 		"how acknowledged writes are made durable: group-commit (fsync per group of writes, the default), server-sync (the server's own sync_always or replication; needed for a plain external NATS cluster) or lazy (tests only)")
 	fs.IntVar(&f.replicas, "replicas", 1, "stream replicas on a NATS cluster (3 for production)")
@@ -59,13 +68,31 @@ func (f *logFlags) open(ctx context.Context, onSpace func(eventlog.SpaceEvent)) 
 	}
 	if cfg.URL == "" {
 		cfg.Listen = f.natsListen
-	}
-	if cfg.URL == "" {
+		if listensBeyondLoopback(cfg.Listen) {
+			if cfg.ServerTLS, err = natsServerTLS(f.dataDir, f.tlsSANs); err != nil {
+				return nil, err
+			}
+		}
 		l, err := eventlog.Open(ctx, cfg)
 		if err != nil {
 			return nil, fmt.Errorf("opening the log: %w", err)
 		}
+		if err := writeCredentials(l, f.dataDir); err != nil {
+			l.Close()
+			return nil, err
+		}
 		return l, nil
+	}
+	cfg.CredsFile = f.creds
+	if cfg.CredsFile == "" {
+		cfg.CredsFile = credsPath(f.dataDir, f.role)
+		if err := waitForFile(ctx, cfg.CredsFile, "log credential"); err != nil {
+			return nil, err
+		}
+	}
+	cfg.CAFile = f.natsCA
+	if ca := filepath.Join(f.dataDir, "pki", "ca.crt"); cfg.CAFile == "" && fileExists(ca) {
+		cfg.CAFile = ca
 	}
 	// The server may not be up yet (roles start in any order, and the API server that embeds it
 	// may be restarting): keep trying, as Kubernetes components do, until it answers or ctx ends.
@@ -86,4 +113,9 @@ func (f *logFlags) open(ctx context.Context, onSpace func(eventlog.SpaceEvent)) 
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

@@ -44,6 +44,6 @@ func rootCommand() *cobra.Command {
 		}
 		slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
 	}
-	root.AddCommand(upCommand(), apiserverCommand(), reconcileCommand(), agentCommand(), downCommand(), logCommand(), keysCommand())
+	root.AddCommand(upCommand(), apiserverCommand(), reconcileCommand(), agentCommand(), downCommand(), logCommand(), keysCommand(), tokenCommand())
 	return root
 }

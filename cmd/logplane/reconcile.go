@@ -51,6 +51,10 @@ func reconcileCommand() *cobra.Command {
 		Use:   "reconcile",
 		Short: "Run reconcilers (scheduler, controllers); any number of processes share the work",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			lf.role = eventlog.RoleReconciler
+			if len(rf.only) == 1 && rf.only[0] == sets.Scheduler {
+				lf.role = eventlog.RoleScheduler
+			}
 			p, err := openProcess(cmd.Context(), &lf, &pf)
 			if err != nil {
 				return err

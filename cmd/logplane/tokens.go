@@ -21,11 +21,14 @@ import (
 // the data directory's kubeconfig names one.
 const defaultAPIServer = "https://127.0.0.1:6443"
 
-// apiServerURL is --api-server, else the server of the data directory's kubeconfig (which the
-// API server writes), else defaultAPIServer.
-func apiServerURL(flag, dataDir string) string {
+// apiServerURL is --api-server, else --join's, else the server of the data directory's
+// kubeconfig (which the API server writes), else defaultAPIServer.
+func apiServerURL(flag, join, dataDir string) string {
 	if flag != "" {
 		return flag
+	}
+	if join != "" {
+		return join
 	}
 	if cfg, err := clientcmd.LoadFromFile(filepath.Join(dataDir, "kubeconfig")); err == nil {
 		for _, c := range cfg.Clusters {
@@ -38,17 +41,38 @@ func apiServerURL(flag, dataDir string) string {
 }
 
 // nodeTokens makes, for each node, a client of the TokenRequest API that authenticates as the
-// node (system:node:<name> in system:nodes, a client certificate of the cluster CA), as the
-// kubelet's client does: the API server gives a node only tokens bound to its own pods.
-func nodeTokens(url string, ca *pki.CA) func(string) podworker.Tokens {
-	return func(node string) podworker.Tokens { return &tokenClient{url: url, ca: ca, node: node} }
+// node (system:node:<name> in system:nodes, by a client certificate of the cluster CA), as the
+// kubelet's client does: the API server gives a node only tokens bound to its own pods. creds
+// gives the node's client TLS.
+func nodeTokens(url string, creds func(node string) (rest.TLSClientConfig, error)) func(string) podworker.Tokens {
+	return func(node string) podworker.Tokens { return &tokenClient{url: url, creds: creds, node: node} }
+}
+
+// caClientCreds issues each node a client certificate of ca: for agents beside the control
+// plane, which hold the CA (`logplane up`, simulated nodes).
+func caClientCreds(ca *pki.CA) func(string) (rest.TLSClientConfig, error) {
+	return func(node string) (rest.TLSClientConfig, error) {
+		cert, key, err := ca.Issue("system:node:"+node, []string{"system:nodes"}, nil, x509.ExtKeyUsageClientAuth)
+		if err != nil {
+			return rest.TLSClientConfig{}, fmt.Errorf("node %s client certificate: %w", node, err)
+		}
+		return rest.TLSClientConfig{CAData: ca.CertPEM, CertData: cert, KeyData: key}, nil
+	}
+}
+
+// identityCreds is the certificate a node got when it joined (dir: identityDir), which serves
+// as its client certificate too.
+func identityCreds(dir string) func(string) (rest.TLSClientConfig, error) {
+	return func(string) (rest.TLSClientConfig, error) {
+		return rest.TLSClientConfig{CAFile: filepath.Join(dir, "ca.crt"), CertFile: filepath.Join(dir, "node.crt"), KeyFile: filepath.Join(dir, "node.key")}, nil
+	}
 }
 
 // tokenClient is one node's client, made at its first use (the API server may start later).
 type tokenClient struct {
-	url  string
-	ca   *pki.CA
-	node string
+	url   string
+	creds func(node string) (rest.TLSClientConfig, error)
+	node  string
 
 	once sync.Once
 	cs   kubernetes.Interface
@@ -57,13 +81,12 @@ type tokenClient struct {
 
 func (c *tokenClient) CreateToken(ctx context.Context, namespace, name string, tr *authenticationv1.TokenRequest) (*authenticationv1.TokenRequest, error) {
 	c.once.Do(func() {
-		cert, key, err := c.ca.Issue("system:node:"+c.node, []string{"system:nodes"}, nil, x509.ExtKeyUsageClientAuth)
+		tlsc, err := c.creds(c.node)
 		if err != nil {
-			c.err = fmt.Errorf("node %s client certificate: %w", c.node, err)
+			c.err = err
 			return
 		}
-		c.cs, c.err = kubernetes.NewForConfig(&rest.Config{Host: c.url, UserAgent: "logplane-agent/" + c.node,
-			TLSClientConfig: rest.TLSClientConfig{CAData: c.ca.CertPEM, CertData: cert, KeyData: key}})
+		c.cs, c.err = kubernetes.NewForConfig(&rest.Config{Host: c.url, UserAgent: "logplane-agent/" + c.node, TLSClientConfig: tlsc})
 	})
 	if c.err != nil {
 		return nil, c.err

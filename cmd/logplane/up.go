@@ -1,6 +1,10 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/logplane/logplane/eventlog"
+)
 
 func upCommand() *cobra.Command {
 	var lf logFlags
@@ -13,6 +17,7 @@ func upCommand() *cobra.Command {
 		Short: "Run a whole single-machine cluster in one process: log, API server, reconcilers and this machine's node agent",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			agf.podCIDRSet = cmd.Flags().Changed("pod-cidr")
+			lf.role, lf.tlsSANs = eventlog.RoleAdmin, af.hosts
 			p, err := openProcess(cmd.Context(), &lf, &pf)
 			if err != nil {
 				return err

@@ -4,7 +4,16 @@ package eventlogtest
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -40,14 +49,7 @@ func Listening(c *eventlog.Config) { c.Listen = "127.0.0.1:0" }
 // must have been opened Listening. Tests use it to put what no Log would write into the stream.
 func PublishRaw(t testing.TB, l *eventlog.Log, subject string, data []byte) uint64 {
 	t.Helper()
-	url := l.ClientURL()
-	if url == "" {
-		t.Fatal("eventlogtest: PublishRaw needs a log opened with Listening")
-	}
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatalf("eventlogtest: connect %s: %v", url, err)
-	}
+	nc := Connect(t, l, eventlog.Identity{Role: eventlog.RoleAdmin})
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -60,4 +62,69 @@ func PublishRaw(t testing.TB, l *eventlog.Log, subject string, data []byte) uint
 		t.Fatalf("eventlogtest: publish to %s: %v", subject, err)
 	}
 	return ack.Sequence
+}
+
+// Credentials returns a new credential of the log for id, as a NATS credentials file.
+func Credentials(t testing.TB, l *eventlog.Log, id eventlog.Identity) []byte {
+	t.Helper()
+	creds, err := l.Credentials(id)
+	if err != nil {
+		t.Fatalf("eventlogtest: credentials for %v: %v", id, err)
+	}
+	return creds
+}
+
+// Connect returns a plain NATS connection to the log, which must have been opened Listening,
+// holding a credential of id; it is closed when the test ends.
+func Connect(t testing.TB, l *eventlog.Log, id eventlog.Identity, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	url := l.ClientURL()
+	if url == "" {
+		t.Fatal("eventlogtest: Connect needs a log opened with Listening")
+	}
+	copts, err := eventlog.CredentialOptions(Credentials(t, l, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(url, append(copts, opts...)...)
+	if err != nil {
+		t.Fatalf("eventlogtest: connect %s as %v: %v", url, id, err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// TestCA makes a CA and a server certificate it signs for host, in PEM.
+func TestCA(t testing.TB, host string) (caPEM, certPEM, keyPEM []byte) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "eventlogtest CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: host},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IPAddresses: []net.IP{net.ParseIP(host)},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caTmpl, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
 }

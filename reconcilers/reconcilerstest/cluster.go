@@ -193,6 +193,21 @@ func (c *Cluster) WaitReconciled() uint64 {
 // LogURL is the URL at which other processes reach the log (Options.Listen).
 func (c *Cluster) LogURL() string { return c.Log.ClientURL() }
 
+// ReconcilerCredentials is a reconcile process's credential of the log, with the lease buckets
+// of every reconciler set and of the "delay" role.
+func (c *Cluster) ReconcilerCredentials(t testing.TB) []byte {
+	t.Helper()
+	buckets := []string{"reconcilers-delay"}
+	for _, set := range sets.Names() {
+		buckets = append(buckets, "reconcilers-"+set)
+	}
+	creds, err := c.Log.Credentials(eventlog.Identity{Role: eventlog.RoleReconciler, LeaseBuckets: buckets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return creds
+}
+
 // Kubectl runs the real kubectl (/usr/bin/kubectl, or $KUBECTL) against the cluster and returns
 // its standard output, and its standard error in the error if it fails.
 func (c *Cluster) Kubectl(args ...string) (string, error) { return c.KubectlIn("", args...) }

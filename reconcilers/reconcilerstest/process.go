@@ -34,6 +34,7 @@ import (
 const (
 	envRole       = "LOGPLANE_TEST_RECONCILE_ROLE" // "workloads" or "delay"
 	envURL        = "LOGPLANE_TEST_LOG_URL"
+	envCreds      = "LOGPLANE_TEST_LOG_CREDS"
 	envHolder     = "LOGPLANE_TEST_HOLDER"
 	envLeaseTTL   = "LOGPLANE_TEST_LEASE_TTL"
 	envDelay      = "LOGPLANE_TEST_DELAY"
@@ -76,6 +77,8 @@ type ProcessOptions struct {
 	Workers  int
 	// NodeGrace is the node lifecycle's grace period. Default 40s.
 	NodeGrace time.Duration
+	// Creds is the process's credential of the log (Cluster.ReconcilerCredentials).
+	Creds []byte
 }
 
 // StartProcess starts a reconcile process on the log at url. The test binary must call
@@ -91,7 +94,7 @@ func StartProcess(t testing.TB, url, holder string, opts ProcessOptions) *Proces
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envRole+"="+opts.Role, envURL+"="+url, envHolder+"="+holder,
 		envLeaseTTL+"="+opts.LeaseTTL.String(), envDelay+"="+opts.Delay.String(), envWorkers+"="+strconv.Itoa(opts.Workers),
-		envNodeGrace+"="+opts.NodeGrace.String())
+		envNodeGrace+"="+opts.NodeGrace.String(), envCreds+"="+string(opts.Creds))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -225,7 +228,7 @@ func runProcess(ctx context.Context, role string) error {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	l, err := eventlog.Open(ctx, eventlog.Config{URL: os.Getenv(envURL), Logger: logger})
+	l, err := eventlog.Open(ctx, eventlog.Config{URL: os.Getenv(envURL), Creds: []byte(os.Getenv(envCreds)), Logger: logger})
 	if err != nil {
 		return err
 	}

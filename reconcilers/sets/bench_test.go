@@ -96,6 +96,7 @@ func scaleTo(ctx context.Context, c *reconcilerstest.Cluster, name string, n int
 // startReconcilers starts n reconcile processes and waits until they share the partitions.
 func startReconcilers(b testing.TB, c *reconcilerstest.Cluster, n int, opts reconcilerstest.ProcessOptions) []*reconcilerstest.Process {
 	var ps []*reconcilerstest.Process
+	opts.Creds = c.ReconcilerCredentials(b)
 	for i := range n {
 		ps = append(ps, reconcilerstest.StartProcess(b, c.LogURL(), fmt.Sprintf("r%d", i+1), opts))
 	}

@@ -76,9 +76,9 @@ func TestScaleOutAndKill(t *testing.T) {
 	c := reconcilerstest.Start(t, reconcilerstest.Options{Nodes: 10, Listen: true, NoReconcilers: true, NoScheduler: true})
 	ctx := context.Background()
 	procs := []*reconcilerstest.Process{
-		reconcilerstest.StartProcess(t, c.LogURL(), "r1", reconcilerstest.ProcessOptions{}),
-		reconcilerstest.StartProcess(t, c.LogURL(), "r2", reconcilerstest.ProcessOptions{}),
-		reconcilerstest.StartProcess(t, c.LogURL(), "r3", reconcilerstest.ProcessOptions{}),
+		reconcilerstest.StartProcess(t, c.LogURL(), "r1", reconcilerstest.ProcessOptions{Creds: c.ReconcilerCredentials(t)}),
+		reconcilerstest.StartProcess(t, c.LogURL(), "r2", reconcilerstest.ProcessOptions{Creds: c.ReconcilerCredentials(t)}),
+		reconcilerstest.StartProcess(t, c.LogURL(), "r3", reconcilerstest.ProcessOptions{Creds: c.ReconcilerCredentials(t)}),
 	}
 	owned := func(ps ...*reconcilerstest.Process) (total int, each []int) {
 		for _, p := range ps {

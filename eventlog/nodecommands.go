@@ -1,0 +1,158 @@
+package eventlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
+)
+
+// ErrForbidden: the writer may not make this change (a node writing outside its own objects).
+var ErrForbidden = errors.New("eventlog: forbidden")
+
+// A node's writes are commands: a node's credential may not publish to the stream, only to its
+// own subject <prefix>.node.<name>.append, which no other credential of a node may publish to.
+// The control plane (ServeNodeCommands) validates each command, stamps the node as its actor,
+// whatever the command claims, and appends it; the reply carries the sequence or the error.
+
+// anyNode as Config.Node: the credential is simulated nodes' (RoleSimulatedNodes).
+const anyNode = "*"
+
+const (
+	hdrExpect    = "Logplane-Expect"
+	hdrSeq       = "Logplane-Seq"
+	hdrErrorCode = "Logplane-Error"
+)
+
+// Error codes in replies, mapped to and from the log's errors.
+var commandErrors = []struct {
+	code string
+	err  error
+}{
+	{"forbidden", ErrForbidden}, {"conflict", ErrConflict}, {"exists", ErrExists}, {"notfound", ErrNotFound},
+	{"toolarge", ErrTooLarge}, {"invalid", ErrInvalid}, {"nospace", ErrNoSpace},
+}
+
+func (c *Config) nodeCommandSubject(node string) string {
+	return c.Prefix + ".node." + escapeToken(node) + ".append"
+}
+
+// appendCommand sends an append as the node's command and waits for the control plane's answer.
+func (l *Log) appendCommand(ctx context.Context, ev *eventv1.ObjectChanged, key Key, data []byte, expect uint64) (uint64, error) {
+	node := l.cfg.Node
+	if node == anyNode {
+		// Simulated nodes: one credential for every node of the process, each write on the
+		// subject of the node it names (checked for that node like any node's).
+		node = ev.GetActor().GetName()
+		if ev.GetActor().GetKind() != eventv1.ActorKind_ACTOR_KIND_NODE || node == "" {
+			return 0, fmt.Errorf("%w: simulated nodes write only as a node, not as %v", ErrForbidden, ev.GetActor())
+		}
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+	}
+	msg := &nats.Msg{Subject: l.cfg.nodeCommandSubject(node), Data: data, Header: nats.Header{}}
+	msg.Header.Set(hdrExpect, strconv.FormatUint(expect, 10))
+	reply, err := l.nc.RequestMsgWithContext(ctx, msg)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return 0, fmt.Errorf("%w: appending %s: no control plane answers the node's commands", ErrUnreachable, key)
+	}
+	if err != nil {
+		return 0, l.publishError(key, expect, err)
+	}
+	if code := reply.Header.Get(hdrErrorCode); code != "" {
+		for _, ce := range commandErrors {
+			if ce.code == code {
+				return 0, fmt.Errorf("%w: %s", ce.err, reply.Data)
+			}
+		}
+		return 0, fmt.Errorf("eventlog: appending %s: %s", key, reply.Data)
+	}
+	seq, err := strconv.ParseUint(reply.Header.Get(hdrSeq), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("eventlog: appending %s: a reply without a sequence: %w", key, err)
+	}
+	return seq, nil
+}
+
+// NodeWriteCheck decides whether node may append ev to its key, expecting the key's latest
+// revision to be expect; an error wrapping ErrForbidden refuses it.
+type NodeWriteCheck func(ctx context.Context, node string, ev *eventv1.ObjectChanged, expect uint64) error
+
+// ServeNodeCommands answers the nodes' append commands until ctx ends: each is checked with
+// check, stamped with the node as its actor and appended. Several processes may serve them
+// (a queue group shares the commands).
+func (l *Log) ServeNodeCommands(ctx context.Context, check NodeWriteCheck) error {
+	msgs := make(chan *nats.Msg, 1024)
+	sub, err := l.nc.ChanQueueSubscribe(l.cfg.Prefix+".node.*.append", "logplane-node-commands", msgs)
+	if err != nil {
+		return fmt.Errorf("eventlog: serving node commands: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }() // fails only on a closed connection, which ends it too
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-msgs:
+			go l.nodeCommand(ctx, check, m)
+		}
+	}
+}
+
+func (l *Log) nodeCommand(ctx context.Context, check NodeWriteCheck, m *nats.Msg) {
+	seq, err := l.doNodeCommand(ctx, check, m)
+	reply := &nats.Msg{Header: nats.Header{}}
+	if err != nil {
+		code := "error"
+		for _, ce := range commandErrors {
+			if errors.Is(err, ce.err) {
+				code = ce.code
+				break
+			}
+		}
+		reply.Header.Set(hdrErrorCode, code)
+		reply.Data = []byte(err.Error())
+	} else {
+		reply.Header.Set(hdrSeq, strconv.FormatUint(seq, 10))
+	}
+	if err := m.RespondMsg(reply); err != nil {
+		l.cfg.Logger.Warn("eventlog: answering a node's command", "subject", m.Subject, "err", err)
+	}
+}
+
+func (l *Log) doNodeCommand(ctx context.Context, check NodeWriteCheck, m *nats.Msg) (uint64, error) {
+	// The node is the subject's, which only its own credential may publish to.
+	toks := strings.Split(m.Subject, ".")
+	if len(toks) < 3 {
+		return 0, fmt.Errorf("%w: command subject %q", ErrInvalid, m.Subject)
+	}
+	node, err := url.PathUnescape(toks[len(toks)-2])
+	if err != nil {
+		return 0, fmt.Errorf("%w: command subject %q", ErrInvalid, m.Subject)
+	}
+	expect, err := strconv.ParseUint(m.Header.Get(hdrExpect), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: a command without its expected revision", ErrInvalid)
+	}
+	ev, err := UnmarshalEvent(m.Data)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err := check(ctx, node, ev, expect); err != nil {
+		return 0, err
+	}
+	ev.Actor = &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_NODE, Name: node}
+	if expect == AnyRevision {
+		return 0, fmt.Errorf("%w: a node appends only at a revision it read", ErrForbidden)
+	}
+	return l.Append(ctx, ev, expect)
+}
