@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -89,6 +90,10 @@ type Config struct {
 	ExternalAddress string
 	// Clock times service account tokens. Default: the real clock.
 	Clock clock.PassiveClock
+	// AdvertiseAddress is the address and port at which pods reach this server
+	// (kube-apiserver's --advertise-address and secure port): written as the endpoints of the
+	// `kubernetes` Service at start. Zero: none written (a loopback listener is no endpoint).
+	AdvertiseAddress netip.AddrPort
 }
 
 // Server is the API server. It is safe for concurrent use.

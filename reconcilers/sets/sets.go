@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/logplane/logplane/reconcilers/deployment"
+	"github.com/logplane/logplane/reconcilers/endpoints"
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/garbagecollector"
 	"github.com/logplane/logplane/reconcilers/namespaces"
@@ -28,7 +29,7 @@ const (
 	// Scheduler binds pods to nodes, in the replica holding partition 0.
 	Scheduler = "scheduler"
 	// Workloads are kube-controller-manager's workload controllers: replica sets, deployments,
-	// garbage collection, node and namespace lifecycle.
+	// garbage collection, node and namespace lifecycle, Endpoints and EndpointSlices.
 	Workloads = "workloads"
 	// ServiceAccounts are what every namespace gets for its service accounts (kube-controller-
 	// manager configures them together): the default ServiceAccount and kube-root-ca.crt.
@@ -67,6 +68,7 @@ func All(o Options) []Reconciler {
 		{Workloads, garbagecollector.Name, garbagecollector.Setup(garbagecollector.Config{})},
 		{Workloads, nodelifecycle.Name, nodelifecycle.Setup(nodelifecycle.Config{GracePeriod: o.NodeGracePeriod, Workers: o.Workers})},
 		{Workloads, namespaces.Name, namespaces.Setup(namespaces.Config{})},
+		{Workloads, endpoints.Name, endpoints.Setup(endpoints.Config{Workers: o.Workers})},
 		{ServiceAccounts, serviceaccounts.Name, serviceaccounts.Setup(serviceaccounts.Config{})},
 		{ServiceAccounts, rootcacert.Name, rootcacert.Setup(rootcacert.Config{LoadCA: o.RootCA})},
 	}
