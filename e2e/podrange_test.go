@@ -29,7 +29,7 @@ func TestPodRanges(t *testing.T) {
 	agent := func(node, cidr string) *proc {
 		return m2.start("agent-"+node, "agent", "--nats", m.natsURL(), "--data-dir", m2.dir, "--pki-dir", filepath.Join(m.dir, "pki"),
 			"--node-name", node, "--node-ip", "127.0.0.1", "--stream-listen", m2.streamAddr, "--bridge", m2.bridge,
-			"--pod-cidr", cidr, "--containerd", "own")
+			"--pod-cidr", cidr, "--containerd", "own", "--service-proxy=false")
 	}
 	nodeReady := func(node string) {
 		t.Helper()

@@ -129,6 +129,10 @@ type Config struct {
 	// for no seccomp profile get the runtime's default (RuntimeDefault).
 	// Default off (Unconfined), as in Kubernetes.
 	SeccompDefault bool
+	// Services, when set, is fed every Service and EndpointSlice of the log and run from the
+	// start of Run, before the node registers (dataplane/serviceproxy: its first sync routes
+	// the Service range to the machine itself). Nil: no service proxy (simulated nodes).
+	Services ServiceProxy
 	// DNSServers and ClusterDomain make the pods' resolv.conf.
 	DNSServers    []string
 	ClusterDomain string
@@ -349,6 +353,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if a.cfg.Services != nil {
+		done := a.startServices(ctx)
+		defer func() { cancel(); <-done }()
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer a.queue.ShutDown()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -20,8 +21,10 @@ import (
 	"github.com/logplane/logplane/apiserver/pki"
 	"github.com/logplane/logplane/dataplane/containerd"
 	"github.com/logplane/logplane/dataplane/podnet"
+	"github.com/logplane/logplane/dataplane/serviceproxy"
 	"github.com/logplane/logplane/nodeagent"
 	"github.com/logplane/logplane/nodeagent/podworker"
+	"github.com/logplane/logplane/registry"
 )
 
 type agentFlags struct {
@@ -44,6 +47,9 @@ type agentFlags struct {
 	seccompDef   bool
 	resolvConf   string
 	unsafeSysctl []string
+	serviceProxy bool
+	serviceCIDR  string
+	cleanup      bool
 }
 
 func (f *agentFlags) register(fs *pflag.FlagSet) {
@@ -68,6 +74,9 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.resolvConf, "resolv-conf", "/etc/resolv.conf", "the kubelet's --resolv-conf: the resolver configuration pods of dnsPolicy Default get (and ClusterFirst ones while there is no cluster DNS); \"\" for none (nameserver 127.0.0.1)")
 	fs.StringSliceVar(&f.unsafeSysctl, "allowed-unsafe-sysctls", nil, "the kubelet's --allowed-unsafe-sysctls: namespaced sysctls (or prefixes ending in *) pods may set beside the safe ones, e.g. 'kernel.msg*,net.core.somaxconn'")
 	fs.StringVar(&f.apiServer, "api-server", "", "URL of the API server the agent asks for its pods' service account tokens (TokenRequest), as the node (default: the server of <data-dir>/kubeconfig, else "+defaultAPIServer+")")
+	fs.BoolVar(&f.serviceProxy, "service-proxy", true, "run the service proxy (the kube-proxy role, nftables): Services' cluster IPs, NodePorts, external IPs and load balancer addresses on this machine, and the whole --service-cidr routed to the machine itself from the start, so that no cluster IP ever leaves it; false: none (logplane down, or --cleanup, removes what an earlier run made)")
+	fs.StringVar(&f.serviceCIDR, "service-cidr", registry.ServiceCIDR.String(), "the Services' cluster IP range the service proxy routes to the machine itself")
+	fs.BoolVar(&f.cleanup, "cleanup", false, "remove the service proxy's nftables table ("+serviceproxy.DefaultTable+"), its device ("+serviceproxy.DefaultServiceDevice+") and the routes through it, then exit (kube-proxy's --cleanup)")
 	fs.StringVar(&f.pkiDir, "pki-dir", "", "directory holding the cluster CA (ca.crt, ca.key) that signs the streaming endpoint's certificate (default <data-dir>/pki, the API server's)")
 }
 
@@ -79,6 +88,13 @@ func agentCommand() *cobra.Command {
 		Use:   "agent",
 		Short: "Run the node agent of this machine (or simulated nodes)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if af.cleanup {
+				if err := serviceproxy.Cleanup(cmd.Context(), serviceproxy.Config{}); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), "logplane agent: removed the service proxy's table, device and routes")
+				return nil
+			}
 			af.podCIDRSet = cmd.Flags().Changed("pod-cidr")
 			p, err := openProcess(cmd.Context(), &lf, &pf)
 			if err != nil {
@@ -210,7 +226,7 @@ func containerdAgent(ctx context.Context, tmpl nodeagent.Config, af *agentFlags,
 	}
 	// What `logplane down` will have to remove, recorded before any of it exists.
 	rec := nodeRecord{Containerd: addr, Namespace: containerd.DefaultNamespace, Bridges: []string{af.bridge}, PodCIDR: af.podCIDR,
-		CNIBinDirs: af.cniDirs, NetNSDir: ncfg.NetNSDir, RuncRoot: rcfg.RuncRoot, FIFODir: rcfg.FIFODir}
+		CNIBinDirs: af.cniDirs, NetNSDir: ncfg.NetNSDir, RuncRoot: rcfg.RuncRoot, FIFODir: rcfg.FIFODir, ServiceProxy: af.serviceProxy}
 	if rec.NetNSDir == "" {
 		rec.NetNSDir = filepath.Join(ncfg.StateDir, "netns") // podnet's default
 	}
@@ -275,6 +291,13 @@ func containerdAgent(ctx context.Context, tmpl nodeagent.Config, af *agentFlags,
 	c.Runtime, c.RuntimeVersion = rt, "containerd://"+ver.Version
 	c.VolumeDir = filepath.Join(dir, "volumes")
 	c.MachinePressure = true
+	if af.serviceProxy {
+		if c.Services, err = serviceProxy(af); err != nil {
+			rt.Close()
+			cleanup()
+			return nil, nil, err
+		}
+	}
 	a, err := nodeagent.New(c)
 	if err != nil {
 		rt.Close()
@@ -338,4 +361,23 @@ func defaultRouteInterface() string {
 		}
 	}
 	return ""
+}
+
+// serviceProxy makes this machine's service proxy; the agent runs it.
+func serviceProxy(af *agentFlags) (*serviceproxy.Proxier, error) {
+	svcCIDR, err := netip.ParsePrefix(af.serviceCIDR)
+	if err != nil {
+		return nil, fmt.Errorf("--service-cidr: %w", err)
+	}
+	podCIDR, err := netip.ParsePrefix(af.podCIDR)
+	if err != nil {
+		return nil, fmt.Errorf("--pod-cidr: %w", err)
+	}
+	p, err := serviceproxy.New(serviceproxy.Config{NodeName: af.nodeName, ServiceCIDRs: []netip.Prefix{svcCIDR},
+		ClusterCIDRs: []netip.Prefix{podCIDR},
+		OnError:      func(err error) { slog.Warn("logplane: service proxy", "err", err) }})
+	if err != nil {
+		return nil, fmt.Errorf("the service proxy (--service-proxy=false runs without): %w", err)
+	}
+	return p, nil
 }

@@ -95,6 +95,8 @@ type nodeRecord struct {
 	NetNSDir string `json:"netnsDir"`
 	RuncRoot string `json:"runcRoot,omitempty"`
 	FIFODir  string `json:"fifoDir,omitempty"`
+	// ServiceProxy: the agent ran the service proxy (its nftables table, device and routes).
+	ServiceProxy bool `json:"serviceProxy,omitempty"`
 }
 
 func nodeRecordPath(dataDir string) string { return filepath.Join(dataDir, "agent", "node.json") }
