@@ -21,6 +21,7 @@ import (
 	"github.com/logplane/logplane/reconcilers/rootcacert"
 	"github.com/logplane/logplane/reconcilers/scheduler"
 	"github.com/logplane/logplane/reconcilers/serviceaccounts"
+	"github.com/logplane/logplane/reconcilers/servicelb"
 )
 
 // The sets. The replicas of a set share its partitions (leases in a bucket of the set's own);
@@ -29,7 +30,8 @@ const (
 	// Scheduler binds pods to nodes, in the replica holding partition 0.
 	Scheduler = "scheduler"
 	// Workloads are kube-controller-manager's workload controllers: replica sets, deployments,
-	// garbage collection, node and namespace lifecycle, Endpoints and EndpointSlices.
+	// garbage collection, node and namespace lifecycle, Endpoints and EndpointSlices, LoadBalancer
+	// Services' addresses.
 	Workloads = "workloads"
 	// ServiceAccounts are what every namespace gets for its service accounts (kube-controller-
 	// manager configures them together): the default ServiceAccount and kube-root-ca.crt.
@@ -69,6 +71,7 @@ func All(o Options) []Reconciler {
 		{Workloads, nodelifecycle.Name, nodelifecycle.Setup(nodelifecycle.Config{GracePeriod: o.NodeGracePeriod, Workers: o.Workers})},
 		{Workloads, namespaces.Name, namespaces.Setup(namespaces.Config{})},
 		{Workloads, endpoints.Name, endpoints.Setup(endpoints.Config{Workers: o.Workers})},
+		{Workloads, servicelb.Name, servicelb.Setup(servicelb.Config{})},
 		{ServiceAccounts, serviceaccounts.Name, serviceaccounts.Setup(serviceaccounts.Config{})},
 		{ServiceAccounts, rootcacert.Name, rootcacert.Setup(rootcacert.Config{LoadCA: o.RootCA})},
 	}
