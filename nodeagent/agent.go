@@ -133,6 +133,9 @@ type Config struct {
 	// start of Run, before the node registers (dataplane/serviceproxy: its first sync routes
 	// the Service range to the machine itself). Nil: no service proxy (simulated nodes).
 	Services ServiceProxy
+	// DNS, when set, is fed Services, EndpointSlices, Namespaces and Pods of the log from the
+	// start of Run (dataplane/clusterdns); its maker serves it.
+	DNS ClusterDNS
 	// DNSServers and ClusterDomain make the pods' resolv.conf.
 	DNSServers    []string
 	ClusterDomain string
@@ -353,7 +356,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if a.cfg.Services != nil {
+	if a.cfg.Services != nil || a.cfg.DNS != nil {
 		done := a.startServices(ctx)
 		defer func() { cancel(); <-done }()
 	}

@@ -24,33 +24,58 @@ type ServiceProxy interface {
 	Run(ctx context.Context) error
 }
 
-// serviceFeed follows Services and EndpointSlices in the projection and hands them to the
-// agent's consumers of them (the service proxy).
+// ClusterDNS is the cluster DNS server the agent feeds from the log (dataplane/clusterdns's
+// Server); whoever made it serves it.
+type ClusterDNS interface {
+	UpsertService(svc *corev1.Service)
+	DeleteService(namespace, name string)
+	UpsertEndpointSlice(slice *discoveryv1.EndpointSlice)
+	DeleteEndpointSlice(namespace, name string)
+	UpsertNamespace(name string)
+	DeleteNamespace(name string)
+	UpsertPod(pod *corev1.Pod)
+	DeletePod(namespace, name string)
+}
+
+// serviceFeed follows Services and EndpointSlices (and, for cluster DNS, Namespaces and Pods)
+// in the projection and hands them to the agent's consumers of them: the service proxy, the
+// cluster DNS server.
 type serviceFeed struct {
 	a     *Agent
-	proxy ServiceProxy
+	proxy ServiceProxy // nil: none
+	dns   ClusterDNS   // nil: none
 	queue workqueue.TypedInterface[eventlog.Key]
 }
 
-func isServiceOrSlice(k eventlog.Key) bool {
-	return (k.Group == "" && k.Resource == "services") || (k.Group == "discovery.k8s.io" && k.Resource == "endpointslices")
+func (f *serviceFeed) follows(k eventlog.Key) bool {
+	switch {
+	case k.Group == "" && k.Resource == "services", k.Group == "discovery.k8s.io" && k.Resource == "endpointslices":
+		return true
+	case k.Group == "" && (k.Resource == "namespaces" || k.Resource == "pods"):
+		return f.dns != nil
+	}
+	return false
 }
 
-// startServices subscribes to Services and EndpointSlices, hands over every one the projection
-// holds, then runs the proxy, until ctx ends. It returns once the proxy runs; done is closed
-// when everything it started has stopped.
+// startServices subscribes to what the feed follows, hands over every object the projection
+// holds, then runs the proxy (if any), until ctx ends. done is closed when everything it
+// started has stopped.
 func (a *Agent) startServices(ctx context.Context) (done <-chan struct{}) {
-	f := &serviceFeed{a: a, proxy: a.cfg.Services, queue: workqueue.NewTyped[eventlog.Key]()}
+	f := &serviceFeed{a: a, proxy: a.cfg.Services, dns: a.cfg.DNS, queue: workqueue.NewTyped[eventlog.Key]()}
 	unsubscribe := a.store.Subscribe(func(ch projections.Change) {
 		o := ch.New
 		if o == nil {
 			o = ch.Old
 		}
-		if isServiceOrSlice(o.Key) {
+		if f.follows(o.Key) {
 			f.queue.Add(o.Key)
 		}
 	})
-	for _, gr := range []schema.GroupResource{{Resource: "services"}, {Group: "discovery.k8s.io", Resource: "endpointslices"}} {
+	grs := []schema.GroupResource{{Resource: "services"}, {Group: "discovery.k8s.io", Resource: "endpointslices"}}
+	if f.dns != nil {
+		grs = append(grs, schema.GroupResource{Resource: "namespaces"}, schema.GroupResource{Resource: "pods"})
+	}
+	for _, gr := range grs {
 		objs, _ := a.store.List(projections.Query{Resource: gr})
 		for _, o := range objs {
 			f.sync(o.Key)
@@ -66,7 +91,9 @@ func (a *Agent) startServices(ctx context.Context) (done <-chan struct{}) {
 			for f.next() {
 			}
 		}()
-		if err := f.proxy.Run(ctx); err != nil && ctx.Err() == nil {
+		if f.proxy == nil {
+			<-ctx.Done()
+		} else if err := f.proxy.Run(ctx); err != nil && ctx.Err() == nil {
 			a.log.Error("nodeagent: the service proxy stopped", "err", err)
 		}
 		f.queue.ShutDown()
@@ -85,15 +112,11 @@ func (f *serviceFeed) next() bool {
 	return true
 }
 
-// sync hands the current state of the object at key to the proxy.
+// sync hands the current state of the object at key to the consumers.
 func (f *serviceFeed) sync(key eventlog.Key) {
 	o, ok := f.a.store.Get(key)
 	if !ok {
-		if key.Resource == "services" {
-			f.proxy.DeleteService(key.Namespace, key.Name)
-		} else {
-			f.proxy.DeleteEndpointSlice(key.Namespace, key.Name)
-		}
+		f.deleted(key)
 		return
 	}
 	obj, err := o.Decode()
@@ -103,11 +126,48 @@ func (f *serviceFeed) sync(key eventlog.Key) {
 	}
 	switch x := obj.(type) {
 	case *corev1.Service:
-		f.proxy.UpdateService(x)
-	case *discoveryv1.EndpointSlice:
-		if err := f.proxy.UpdateEndpointSlice(x); err != nil {
-			// A slice the proxy refuses (no service-name label): it has nothing to program.
-			f.a.log.Debug("nodeagent: endpointslice not programmed", "key", key, "err", err)
+		if f.proxy != nil {
+			f.proxy.UpdateService(x)
 		}
+		if f.dns != nil {
+			f.dns.UpsertService(x)
+		}
+	case *discoveryv1.EndpointSlice:
+		if f.proxy != nil {
+			if err := f.proxy.UpdateEndpointSlice(x); err != nil {
+				// A slice the proxy refuses (no service-name label): it has nothing to program.
+				f.a.log.Debug("nodeagent: endpointslice not programmed", "key", key, "err", err)
+			}
+		}
+		if f.dns != nil {
+			f.dns.UpsertEndpointSlice(x)
+		}
+	case *corev1.Namespace:
+		f.dns.UpsertNamespace(x.Name)
+	case *corev1.Pod:
+		f.dns.UpsertPod(x)
+	}
+}
+
+func (f *serviceFeed) deleted(key eventlog.Key) {
+	switch key.Resource {
+	case "services":
+		if f.proxy != nil {
+			f.proxy.DeleteService(key.Namespace, key.Name)
+		}
+		if f.dns != nil {
+			f.dns.DeleteService(key.Namespace, key.Name)
+		}
+	case "endpointslices":
+		if f.proxy != nil {
+			f.proxy.DeleteEndpointSlice(key.Namespace, key.Name)
+		}
+		if f.dns != nil {
+			f.dns.DeleteEndpointSlice(key.Namespace, key.Name)
+		}
+	case "namespaces":
+		f.dns.DeleteNamespace(key.Name)
+	case "pods":
+		f.dns.DeletePod(key.Namespace, key.Name)
 	}
 }
