@@ -13,7 +13,8 @@ import (
 
 // The `kubernetes` Service's endpoints are the API servers: each adds its advertised address
 // to the Endpoints (marked not to be mirrored) and to the EndpointSlice it writes itself;
-// a second server keeps the first one's address.
+// a second server keeps the first one's address. The kube-dns Service is made at the range's
+// tenth address.
 func TestKubernetesServiceEndpoints(t *testing.T) {
 	dir := t.TempDir()
 	s := apiservertest.Start(t, apiservertest.Options{DataDir: dir, Configure: func(c *apiserver.Config) {
@@ -35,6 +36,14 @@ func TestKubernetesServiceEndpoints(t *testing.T) {
 	if es.Labels[discoveryv1.LabelServiceName] != "kubernetes" || len(es.Endpoints) != 1 || es.Endpoints[0].Addresses[0] != "192.0.2.1" ||
 		!*es.Endpoints[0].Conditions.Ready || *es.Ports[0].Port != 6443 {
 		t.Errorf("kubernetes endpointslice: %+v", es)
+	}
+	dnsSvc, err := cs.CoreV1().Services("kube-system").Get(t.Context(), "kube-dns", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dnsSvc.Spec.ClusterIP != "10.96.0.10" || dnsSvc.Spec.Selector != nil || len(dnsSvc.Spec.Ports) != 2 ||
+		*dnsSvc.Spec.InternalTrafficPolicy != "Local" || apiserver.KubeDNSAddr().String() != "10.96.0.10" {
+		t.Errorf("kube-dns service: %+v", dnsSvc.Spec)
 	}
 	s.Stop()
 	s2 := apiservertest.Start(t, apiservertest.Options{DataDir: dir, Configure: func(c *apiserver.Config) {

@@ -3,6 +3,7 @@ package apiserver
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
@@ -47,6 +48,9 @@ func (s *Server) bootstrap(ctx context.Context) error {
 	svcKind, ok := s.kinds("services")
 	if !ok {
 		return nil
+	}
+	if err := s.kubeDNSService(ctx, svcKind); err != nil {
+		return err
 	}
 	if _, err := s.reg.GetObject(ctx, svcKind, metav1.NamespaceDefault, "kubernetes", registry.ReadOptions{ResourceVersion: "0"}); err == nil {
 		return s.kubernetesEndpoints(ctx)
@@ -142,4 +146,43 @@ func (s *Server) upsert(ctx context.Context, k *kinds.Kind, fresh runtime.Object
 		},
 	}, func(obj runtime.Object) (runtime.Object, error) { return obj, mutate(obj) })
 	return err
+}
+
+// KubeDNSAddr is the kube-dns Service's cluster IP: the tenth address of the Service range, as
+// kubeadm gives it.
+func KubeDNSAddr() netip.Addr {
+	a := registry.ServiceCIDR.Masked().Addr()
+	for range 10 {
+		a = a.Next()
+	}
+	return a
+}
+
+// kubeDNSService creates the kube-dns Service in kube-system if it does not exist: the address
+// of the cluster DNS that every node agent serves (docs/dns.md). It has no selector; each agent
+// writes the EndpointSlice of its own server, and internalTrafficPolicy Local keeps every
+// node's queries on its own server, as NodeLocal DNSCache does.
+func (s *Server) kubeDNSService(ctx context.Context, svcKind *kinds.Kind) error {
+	if _, err := s.reg.GetObject(ctx, svcKind, metav1.NamespaceSystem, "kube-dns", registry.ReadOptions{ResourceVersion: "0"}); err == nil {
+		return nil
+	}
+	local := corev1.ServiceInternalTrafficPolicyLocal
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "kube-dns", Namespace: metav1.NamespaceSystem,
+			Labels: map[string]string{"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "CoreDNS"}},
+		Spec: corev1.ServiceSpec{
+			Type:      corev1.ServiceTypeClusterIP,
+			ClusterIP: KubeDNSAddr().String(),
+			Ports: []corev1.ServicePort{
+				{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP, TargetPort: intstr.FromInt32(53)},
+				{Name: "dns-tcp", Port: 53, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(53)},
+			},
+			SessionAffinity:       corev1.ServiceAffinityNone,
+			InternalTrafficPolicy: &local,
+		},
+	}
+	if _, err := s.reg.Create(ctx, svcKind, svc, systemActor); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("apiserver: creating the kube-dns service: %w", err)
+	}
+	return nil
 }
