@@ -13,7 +13,8 @@ import (
 
 // TestServiceWalkthrough is seed 000's Service walkthrough on a `logplane up` machine running
 // its service proxy and cluster DNS: a Deployment, `kubectl expose`, wget from a pod to the
-// Service by cluster IP and by name, and a request from the host to the cluster IP. The
+// Service by cluster IP and by name, and a request from the host to the cluster IP; the
+// Services' environment variables in new pods (seed 001's discovery by environment). The
 // service range is routed to the machine from the start; afterwards `logplane agent --cleanup`
 // leaves no table, device or route.
 func TestServiceWalkthrough(t *testing.T) {
@@ -71,6 +72,35 @@ func TestServiceWalkthrough(t *testing.T) {
 	if out := m.k("exec", pod, "--", "cat", "/etc/resolv.conf"); !strings.Contains(out, "nameserver 10.96.0.10") ||
 		!strings.Contains(out, "default.svc.cluster.local") {
 		t.Errorf("the pod's resolv.conf:\n%s", out)
+	}
+
+	// Discovery by environment: a new pod gets the Services' variables (the kubelet's
+	// envvars), KUBERNETES_SERVICE_* always, the others only with enableServiceLinks.
+	env := func(name string, overrides string) string {
+		args := []string{"run", name, "--image=logplane.local/busybox:latest", "--restart=Never"}
+		if overrides != "" {
+			args = append(args, "--overrides", overrides)
+		}
+		m.k(append(args, "--", "sh", "-c", "env; sleep 3600")...)
+		m.k("wait", "--for=condition=Ready", "pod/"+name, "--timeout=60s")
+		var logs string
+		until(t, 10*time.Second, func() (bool, string) {
+			logs = m.k("logs", name)
+			return strings.Contains(logs, "KUBERNETES_SERVICE_HOST="), logs
+		})
+		return logs
+	}
+	logs := env("links", "")
+	for _, want := range []string{"WEB_SERVICE_HOST=" + ip + "\n", "WEB_SERVICE_PORT=80\n", "WEB_PORT=tcp://" + ip + ":80\n",
+		"WEB_PORT_80_TCP_ADDR=" + ip + "\n", "WEB_PORT_80_TCP_PROTO=tcp\n", "KUBERNETES_SERVICE_HOST=10.96.0.1\n",
+		"KUBERNETES_SERVICE_PORT=443\n", "KUBERNETES_SERVICE_PORT_HTTPS=443\n"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("the pod's environment lacks %q:\n%s", want, logs)
+		}
+	}
+	if logs := env("nolinks", `{"spec":{"enableServiceLinks":false}}`); strings.Contains(logs, "WEB_SERVICE_HOST") ||
+		!strings.Contains(logs, "KUBERNETES_SERVICE_PORT=443") {
+		t.Errorf("with enableServiceLinks false:\n%s", logs)
 	}
 }
 
