@@ -3,13 +3,19 @@ package apiserver
 import (
 	"context"
 	"fmt"
+	"net/netip"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 
 	"github.com/logplane/logplane/kinds"
 	"github.com/logplane/logplane/registry"
@@ -55,8 +61,11 @@ func (s *Server) bootstrap(ctx context.Context) error {
 	if !ok {
 		return nil
 	}
+	if err := s.kubeDNSService(ctx, svcKind); err != nil {
+		return err
+	}
 	if _, err := s.reg.GetObject(ctx, svcKind, metav1.NamespaceDefault, "kubernetes", registry.ReadOptions{ResourceVersion: "0"}); err == nil {
-		return nil
+		return s.kubernetesEndpoints(ctx)
 	}
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: metav1.NamespaceDefault,
@@ -71,6 +80,121 @@ func (s *Server) bootstrap(ctx context.Context) error {
 	}
 	if _, err := s.reg.Create(ctx, svcKind, svc, systemActor); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("apiserver: creating the kubernetes service: %w", err)
+	}
+	return s.kubernetesEndpoints(ctx)
+}
+
+// kubernetesEndpoints adds this server's advertised address to the Endpoints and the
+// EndpointSlice of the `kubernetes` Service, as kube-apiserver's endpoint reconciler does
+// (the Endpoints carry endpointslice.kubernetes.io/skip-mirror: the server writes the slice
+// itself). Addresses of other API servers already there are kept.
+func (s *Server) kubernetesEndpoints(ctx context.Context) error {
+	ap := s.cfg.AdvertiseAddress
+	if !ap.IsValid() {
+		return nil
+	}
+	epKind, ok1 := s.kinds("endpoints")
+	sliceKind, ok2 := s.catalog.ByGroupResource(schema.GroupResource{Group: "discovery.k8s.io", Resource: "endpointslices"})
+	if !ok1 || !ok2 {
+		return nil
+	}
+	ip, port := ap.Addr().Unmap().String(), int32(ap.Port())
+	err := s.upsert(ctx, epKind, &corev1.Endpoints{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: metav1.NamespaceDefault}},
+		func(obj runtime.Object) error {
+			ep := obj.(*corev1.Endpoints)
+			if ep.Labels == nil {
+				ep.Labels = map[string]string{}
+			}
+			ep.Labels[discoveryv1.LabelSkipMirror] = "true"
+			var addrs []corev1.EndpointAddress
+			for _, ss := range ep.Subsets {
+				addrs = append(addrs, ss.Addresses...)
+			}
+			if !slices.ContainsFunc(addrs, func(a corev1.EndpointAddress) bool { return a.IP == ip }) {
+				addrs = append(addrs, corev1.EndpointAddress{IP: ip})
+			}
+			ep.Subsets = []corev1.EndpointSubset{{Addresses: addrs,
+				Ports: []corev1.EndpointPort{{Name: "https", Port: port, Protocol: corev1.ProtocolTCP}}}}
+			return nil
+		})
+	if err != nil {
+		return fmt.Errorf("apiserver: writing the kubernetes endpoints: %w", err)
+	}
+	err = s.upsert(ctx, sliceKind, &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: metav1.NamespaceDefault}},
+		func(obj runtime.Object) error {
+			es := obj.(*discoveryv1.EndpointSlice)
+			es.Labels = map[string]string{discoveryv1.LabelServiceName: "kubernetes"}
+			es.AddressType = discoveryv1.AddressTypeIPv4
+			if ap.Addr().Unmap().Is6() {
+				es.AddressType = discoveryv1.AddressTypeIPv6
+			}
+			if !slices.ContainsFunc(es.Endpoints, func(e discoveryv1.Endpoint) bool { return slices.Contains(e.Addresses, ip) }) {
+				es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{ip},
+					Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}})
+			}
+			name, proto := "https", corev1.ProtocolTCP
+			es.Ports = []discoveryv1.EndpointPort{{Name: &name, Port: &port, Protocol: &proto}}
+			return nil
+		})
+	if err != nil {
+		return fmt.Errorf("apiserver: writing the kubernetes endpointslice: %w", err)
+	}
+	return nil
+}
+
+// upsert applies mutate to the object named as fresh is, or to fresh when there is none, and
+// writes the result.
+func (s *Server) upsert(ctx context.Context, k *kinds.Kind, fresh runtime.Object, mutate func(runtime.Object) error) error {
+	m, err := meta.Accessor(fresh)
+	if err != nil {
+		return err
+	}
+	_, err = s.reg.Modify(ctx, k, m.GetNamespace(), m.GetName(), systemActor, registry.UpdateOptions{
+		CreateIfMissing: func(ctx context.Context) (runtime.Object, error) {
+			if err := mutate(fresh); err != nil {
+				return nil, err
+			}
+			return s.reg.Create(ctx, k, fresh, systemActor)
+		},
+	}, func(obj runtime.Object) (runtime.Object, error) { return obj, mutate(obj) })
+	return err
+}
+
+// KubeDNSAddr is the kube-dns Service's cluster IP: the tenth address of the Service range, as
+// kubeadm gives it.
+func KubeDNSAddr() netip.Addr {
+	a := registry.ServiceCIDR.Masked().Addr()
+	for range 10 {
+		a = a.Next()
+	}
+	return a
+}
+
+// kubeDNSService creates the kube-dns Service in kube-system if it does not exist: the address
+// of the cluster DNS that every node agent serves (docs/dns.md). It has no selector; each agent
+// writes the EndpointSlice of its own server, and internalTrafficPolicy Local keeps every
+// node's queries on its own server, as NodeLocal DNSCache does.
+func (s *Server) kubeDNSService(ctx context.Context, svcKind *kinds.Kind) error {
+	if _, err := s.reg.GetObject(ctx, svcKind, metav1.NamespaceSystem, "kube-dns", registry.ReadOptions{ResourceVersion: "0"}); err == nil {
+		return nil
+	}
+	local := corev1.ServiceInternalTrafficPolicyLocal
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "kube-dns", Namespace: metav1.NamespaceSystem,
+			Labels: map[string]string{"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "CoreDNS"}},
+		Spec: corev1.ServiceSpec{
+			Type:      corev1.ServiceTypeClusterIP,
+			ClusterIP: KubeDNSAddr().String(),
+			Ports: []corev1.ServicePort{
+				{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP, TargetPort: intstr.FromInt32(53)},
+				{Name: "dns-tcp", Port: 53, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(53)},
+			},
+			SessionAffinity:       corev1.ServiceAffinityNone,
+			InternalTrafficPolicy: &local,
+		},
+	}
+	if _, err := s.reg.Create(ctx, svcKind, svc, systemActor); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("apiserver: creating the kube-dns service: %w", err)
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -102,6 +103,10 @@ type Config struct {
 	// Join, if set, serves the node join requests under JoinPath (a bootstrap token
 	// authenticates them, not the API's authentication). See package nodejoin.
 	Join http.Handler
+	// AdvertiseAddress is the address and port at which pods reach this server
+	// (kube-apiserver's --advertise-address and secure port): written as the endpoints of the
+	// `kubernetes` Service at start. Zero: none written (a loopback listener is no endpoint).
+	AdvertiseAddress netip.AddrPort
 }
 
 // JoinPath is where Config.Join is served: the requests of nodes joining with a bootstrap token.

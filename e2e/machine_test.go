@@ -120,7 +120,10 @@ func (m *machine) apiFlags() []string {
 
 func (m *machine) nodeFlags() []string {
 	return []string{"--node-name", m.node, "--node-ip", "127.0.0.1", "--stream-listen", m.streamAddr,
-		"--bridge", m.bridge, "--pod-cidr", m.podCIDR, "--containerd", "own"}
+		"--bridge", m.bridge, "--pod-cidr", m.podCIDR, "--containerd", "own",
+		// Machines of concurrent tests share the host's network namespace, where there is one
+		// service proxy table: tests of Services turn it on for their own machine.
+		"--service-proxy=false"}
 }
 
 // upMachine makes a machine with the demo images loaded and `logplane up` running on it, its API

@@ -129,6 +129,13 @@ type Config struct {
 	// for no seccomp profile get the runtime's default (RuntimeDefault).
 	// Default off (Unconfined), as in Kubernetes.
 	SeccompDefault bool
+	// Services, when set, is fed every Service and EndpointSlice of the log and run from the
+	// start of Run, before the node registers (dataplane/serviceproxy: its first sync routes
+	// the Service range to the machine itself). Nil: no service proxy (simulated nodes).
+	Services ServiceProxy
+	// DNS, when set, is fed Services, EndpointSlices, Namespaces and Pods of the log from the
+	// start of Run (dataplane/clusterdns); its maker serves it.
+	DNS ClusterDNS
 	// DNSServers and ClusterDomain make the pods' resolv.conf.
 	DNSServers    []string
 	ClusterDomain string
@@ -349,6 +356,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if a.cfg.Services != nil || a.cfg.DNS != nil {
+		done := a.startServices(ctx)
+		defer func() { cancel(); <-done }()
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer a.queue.ShutDown()

@@ -18,8 +18,9 @@ const nodeLeaseNamespace = "kube-node-lease"
 
 // CheckNodeWrite is Kubernetes' NodeRestriction for the writes a node's credential makes (they
 // reach the log as the node's commands, eventlog.ServeNodeCommands): a node may write its own
-// Node and its own Lease, Events, and the status of the pods bound to it, and delete those
-// pods; nothing else, and never a pod's spec. It checks against the revision the write
+// Node and its own Lease, Events, the status of the pods bound to it, and delete those pods,
+// and the EndpointSlice of the cluster DNS server it runs (kube-system/kube-dns-<node>);
+// nothing else, and never a pod's spec. It checks against the revision the write
 // replaces, so a pod bound elsewhere meanwhile makes the append conflict.
 func (r *Registry) CheckNodeWrite(ctx context.Context, node string, ev *eventv1.ObjectChanged, expect uint64) error {
 	key := eventlog.KeyOf(ev)
@@ -41,6 +42,12 @@ func (r *Registry) CheckNodeWrite(ctx context.Context, node string, ev *eventv1.
 		return nil
 	case key.Group == "" && key.Resource == "pods":
 		return r.checkNodePodWrite(ctx, node, key, ev, expect, forbid)
+	case key.Group == "discovery.k8s.io" && key.Resource == "endpointslices":
+		// Its own endpoint of the cluster DNS it serves (kube-system/kube-dns-<node>).
+		if key.Namespace != "kube-system" || key.Name != "kube-dns-"+node {
+			return forbid("write endpointslice %s/%s", key.Namespace, key.Name)
+		}
+		return nil
 	}
 	return forbid("write %s", key)
 }

@@ -5,26 +5,40 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/utils/ptr"
 
+	"github.com/logplane/logplane/apiserver"
 	"github.com/logplane/logplane/apiserver/pki"
+	"github.com/logplane/logplane/dataplane/clusterdns"
 	"github.com/logplane/logplane/dataplane/containerd"
 	"github.com/logplane/logplane/dataplane/netpolicy"
 	"github.com/logplane/logplane/dataplane/podnet"
+	"github.com/logplane/logplane/dataplane/serviceproxy"
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/nodeagent"
 	"github.com/logplane/logplane/nodeagent/podworker"
+	"github.com/logplane/logplane/registry"
 )
 
 type agentFlags struct {
@@ -53,7 +67,12 @@ type agentFlags struct {
 	caCertHash   string
 	// serving is the streaming endpoint's TLS when the node has its own identity (it joined);
 	// nil: issued here by the cluster CA (`logplane up`, simulated nodes beside the control plane).
-	serving *tls.Config
+	serving      *tls.Config
+	serviceProxy bool
+	serviceCIDR  string
+	cleanup      bool
+	clusterDNS   bool
+	domain       string
 }
 
 func (f *agentFlags) register(fs *pflag.FlagSet) {
@@ -83,6 +102,11 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.join, "join", "", "join the cluster through the API server at this URL (https://host:6443), with --token and --ca-cert-hash; the node gets a credential and a certificate of its own")
 	fs.StringVar(&f.token, "token", "", "with --join: the bootstrap token (`logplane token create` on a control-plane machine)")
 	fs.StringVar(&f.caCertHash, "ca-cert-hash", "", "with --join: the hash of the cluster CA that the API server must present (sha256:<hex>, as `logplane token create --print-join-command` prints)")
+	fs.BoolVar(&f.serviceProxy, "service-proxy", true, "run the service proxy (the kube-proxy role, nftables): Services' cluster IPs, NodePorts, external IPs and load balancer addresses on this machine, and the whole --service-cidr routed to the machine itself from the start, so that no cluster IP ever leaves it; false: none (logplane down, or --cleanup, removes what an earlier run made)")
+	fs.StringVar(&f.serviceCIDR, "service-cidr", registry.ServiceCIDR.String(), "the Services' cluster IP range the service proxy routes to the machine itself")
+	fs.BoolVar(&f.clusterDNS, "cluster-dns-server", true, "serve cluster DNS on this node (the pod bridge's address, port 53), reached by pods through the kube-dns Service ("+apiserver.KubeDNSAddr().String()+"), which their resolv.conf names; needs --service-proxy")
+	fs.StringVar(&f.domain, "cluster-domain", "cluster.local", "the cluster's DNS domain (the kubelet's --cluster-domain)")
+	fs.BoolVar(&f.cleanup, "cleanup", false, "remove the service proxy's nftables table ("+serviceproxy.DefaultTable+"), its device ("+serviceproxy.DefaultServiceDevice+") and the routes through it, then exit (kube-proxy's --cleanup)")
 }
 
 // agentIP is the node's address: --node-ip, or 127.0.0.1 for simulated nodes, or this
@@ -105,6 +129,13 @@ func agentCommand() *cobra.Command {
 		Use:   "agent",
 		Short: "Run the node agent of this machine (or simulated nodes)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if af.cleanup {
+				if err := serviceproxy.Cleanup(cmd.Context(), serviceproxy.Config{}); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), "logplane agent: removed the service proxy's table, device and routes")
+				return nil
+			}
 			af.podCIDRSet = cmd.Flags().Changed("pod-cidr")
 			if af.runtime == "sim" {
 				// Simulated nodes are a scale-test tool beside the control plane: one
@@ -266,7 +297,7 @@ func containerdAgent(ctx context.Context, tmpl nodeagent.Config, af *agentFlags,
 	}
 	// What `logplane down` will have to remove, recorded before any of it exists.
 	rec := nodeRecord{Containerd: addr, Namespace: containerd.DefaultNamespace, Bridges: []string{af.bridge}, PodCIDR: af.podCIDR,
-		CNIBinDirs: af.cniDirs, NetNSDir: ncfg.NetNSDir, RuncRoot: rcfg.RuncRoot, FIFODir: rcfg.FIFODir, NetworkPolicy: af.netPolicy}
+		CNIBinDirs: af.cniDirs, NetNSDir: ncfg.NetNSDir, RuncRoot: rcfg.RuncRoot, FIFODir: rcfg.FIFODir, NetworkPolicy: af.netPolicy, ServiceProxy: af.serviceProxy}
 	if rec.NetNSDir == "" {
 		rec.NetNSDir = filepath.Join(ncfg.StateDir, "netns") // podnet's default
 	}
@@ -331,6 +362,24 @@ func containerdAgent(ctx context.Context, tmpl nodeagent.Config, af *agentFlags,
 	c.Runtime, c.RuntimeVersion = rt, "containerd://"+ver.Version
 	c.VolumeDir = filepath.Join(dir, "volumes")
 	c.MachinePressure = true
+	if af.serviceProxy {
+		if c.Services, err = serviceProxy(af); err != nil {
+			rt.Close()
+			cleanup()
+			return nil, nil, err
+		}
+		if af.clusterDNS {
+			srv, stop, err := serveClusterDNS(ctx, c, af, network.Gateway())
+			if err != nil {
+				rt.Close()
+				cleanup()
+				return nil, nil, err
+			}
+			c.DNS, c.DNSServers, c.ClusterDomain = srv, []string{apiserver.KubeDNSAddr().String()}, af.domain
+			prev := cleanup
+			cleanup = func() { stop(); prev() }
+		}
+	}
 	a, err := nodeagent.New(c)
 	if err != nil {
 		rt.Close()
@@ -394,4 +443,103 @@ func defaultRouteInterface() string {
 		}
 	}
 	return ""
+}
+
+// serviceProxy makes this machine's service proxy; the agent runs it.
+func serviceProxy(af *agentFlags) (*serviceproxy.Proxier, error) {
+	svcCIDR, err := netip.ParsePrefix(af.serviceCIDR)
+	if err != nil {
+		return nil, fmt.Errorf("--service-cidr: %w", err)
+	}
+	podCIDR, err := netip.ParsePrefix(af.podCIDR)
+	if err != nil {
+		return nil, fmt.Errorf("--pod-cidr: %w", err)
+	}
+	p, err := serviceproxy.New(serviceproxy.Config{NodeName: af.nodeName, ServiceCIDRs: []netip.Prefix{svcCIDR},
+		ClusterCIDRs: []netip.Prefix{podCIDR},
+		OnError:      func(err error) { slog.Warn("logplane: service proxy", "err", err) }})
+	if err != nil {
+		return nil, fmt.Errorf("the service proxy (--service-proxy=false runs without): %w", err)
+	}
+	return p, nil
+}
+
+// serveClusterDNS serves cluster DNS on the pod bridge's address, port 53 (UDP and TCP; bound
+// with IP_FREEBIND, since the bridge comes with the first pod), and writes the EndpointSlice
+// that sends this node's queries to the kube-dns Service there. The agent feeds the server.
+func serveClusterDNS(ctx context.Context, c nodeagent.Config, af *agentFlags, gateway string) (*clusterdns.Server, func(), error) {
+	gw, err := netip.ParseAddr(gateway)
+	if err != nil {
+		return nil, nil, err
+	}
+	srv, err := clusterdns.New(clusterdns.Config{Domain: af.domain, ResolvConf: af.resolvConf,
+		Self: []netip.Addr{apiserver.KubeDNSAddr(), gw}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster DNS: %w", err)
+	}
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, unix.IP_FREEBIND, 1) }); err != nil {
+			return err
+		}
+		return serr
+	}}
+	addr := net.JoinHostPort(gateway, "53")
+	pc, err := lc.ListenPacket(ctx, "udp4", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster DNS on %s/udp (--cluster-dns-server=false runs without): %w", addr, err)
+	}
+	ln, err := lc.Listen(ctx, "tcp4", addr)
+	if err != nil {
+		pc.Close()
+		return nil, nil, fmt.Errorf("cluster DNS on %s/tcp: %w", addr, err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{}, 2)
+	go func() { _ = srv.ServePacket(sctx, pc); done <- struct{}{} }()
+	go func() { _ = srv.ServeStream(sctx, ln); done <- struct{}{} }()
+	slog.Info("logplane: serving cluster DNS", "addr", addr, "service", apiserver.KubeDNSAddr())
+
+	// This node's endpoint of kube-dns: written as the node, kept apart from the reconcilers'
+	// slices by its managed-by label.
+	kind, ok := c.Registry.Catalog().ByGroupResource(schema.GroupResource{Group: "discovery.k8s.io", Resource: "endpointslices"})
+	if !ok {
+		cancel()
+		return nil, nil, errors.New("cluster DNS: the catalog has no endpointslices")
+	}
+	udp, tcp, port := corev1.ProtocolUDP, corev1.ProtocolTCP, int32(53)
+	dnsName, tcpName := "dns", "dns-tcp"
+	node := af.nodeName
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Name: "kube-dns-" + node, Namespace: metav1.NamespaceSystem, Labels: map[string]string{
+			discoveryv1.LabelServiceName: "kube-dns", discoveryv1.LabelManagedBy: "logplane-agent"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{gateway}, NodeName: &node,
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true), Serving: ptr.To(true), Terminating: ptr.To(false)}}},
+		Ports: []discoveryv1.EndpointPort{{Name: &dnsName, Port: &port, Protocol: &udp}, {Name: &tcpName, Port: &port, Protocol: &tcp}},
+	}
+	req := registry.Request{Actor: registry.Node(node)}
+	go func() {
+		for sctx.Err() == nil {
+			_, err := c.Registry.Create(sctx, kind, slice.DeepCopy(), req)
+			if apierrors.IsAlreadyExists(err) {
+				_, err = c.Registry.Update(sctx, kind, slice.DeepCopy(), req)
+			}
+			if err == nil {
+				return
+			}
+			slog.Warn("logplane: writing the kube-dns endpoint of this node", "err", err)
+			select {
+			case <-sctx.Done():
+			case <-time.After(2 * time.Second):
+			}
+		}
+	}()
+	return srv, func() {
+		cancel()
+		pc.Close()
+		ln.Close()
+		<-done
+		<-done
+	}, nil
 }

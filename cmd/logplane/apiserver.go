@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"strconv"
 
@@ -24,12 +25,14 @@ type apiFlags struct {
 	listen    string
 	tokenFile string
 	hosts     []string
+	advertise string
 }
 
 func (f *apiFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:6443", "address of the Kubernetes API (HTTPS)")
 	fs.StringVar(&f.tokenFile, "token-auth-file", "", "CSV file of bearer tokens (token,user,uid,\"group1,group2\"), as kube-apiserver's")
 	fs.StringSliceVar(&f.hosts, "tls-san", nil, "extra names or addresses for the server certificate")
+	fs.StringVar(&f.advertise, "advertise-address", "", "address at which pods reach the API, written as the endpoints of the kubernetes Service (default: the --listen address unless it is loopback or unspecified)")
 }
 
 func apiserverCommand() *cobra.Command {
@@ -75,6 +78,9 @@ func startAPIServer(p *process, lf *logFlags, af *apiFlags) (func() error, error
 		slog.Warn("logplane: a damaged TLS file was made again", "what", what)
 	}
 	cfg := apiserver.Config{Log: p.log, Store: p.store, Registry: p.reg, TLS: mat.TLS, Metrics: p.metrics}
+	if cfg.AdvertiseAddress, err = af.advertiseAddress(); err != nil {
+		return nil, err
+	}
 	// The service account token signing key, beside the CA (kubeadm's sa.key).
 	if cfg.ServiceAccountKey, err = serviceaccount.LoadKey(filepath.Join(lf.dataDir, "pki")); err != nil {
 		return nil, err
@@ -126,4 +132,31 @@ func startAPIServer(p *process, lf *logFlags, af *apiFlags) (func() error, error
 		return srv.Serve(p.ctx, ln)
 	}
 	return serve, nil
+}
+
+// advertiseAddress is --advertise-address with --listen's port, or --listen itself when its
+// address is one pods can reach (neither loopback nor unspecified); else none.
+func (f *apiFlags) advertiseAddress() (netip.AddrPort, error) {
+	host, port, err := net.SplitHostPort(f.listen)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("--listen %q: %w", f.listen, err)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("--listen %q: %w", f.listen, err)
+	}
+	if f.advertise != "" {
+		host = f.advertise
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		if f.advertise != "" {
+			return netip.AddrPort{}, fmt.Errorf("--advertise-address %q: %w", f.advertise, err)
+		}
+		return netip.AddrPort{}, nil // a name: nothing to advertise
+	}
+	if a.IsLoopback() || a.IsUnspecified() {
+		return netip.AddrPort{}, nil
+	}
+	return netip.AddrPortFrom(a, uint16(p)), nil
 }

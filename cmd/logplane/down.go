@@ -22,6 +22,7 @@ import (
 	"github.com/logplane/logplane/dataplane/netpolicy"
 	"github.com/logplane/logplane/dataplane/podnet"
 	"github.com/logplane/logplane/dataplane/runtimeapi"
+	"github.com/logplane/logplane/dataplane/serviceproxy"
 )
 
 func downCommand() *cobra.Command {
@@ -35,7 +36,7 @@ this machine for it: the pods' containers (SIGTERM, then SIGKILL after --grace-p
 IPs, host-port rules and pinned network namespaces, the containerd namespace, the containerd
 that logplane ran for itself (--containerd own) with its shims and state tmpfs, the pod bridge
 (and with it its route), host-local's IP allocations and CNI's cached results, the portmap
-plugin's chains once empty, and every mount under the data directory. Afterwards the data
+plugin's chains once empty, the service proxy's nftables table, device and routes, and every mount under the data directory. Afterwards the data
 directory can be deleted (rm -rf).
 
 It refuses while a logplane up or agent runs on the data directory: stop that first. The log
@@ -126,6 +127,13 @@ func down(ctx context.Context, dataDir string, grace time.Duration, out io.Write
 			} else {
 				say("removed the NetworkPolicy rules (nftables table %s)", netpolicy.DefaultTable)
 			}
+		}
+	}
+	if rec != nil && rec.ServiceProxy {
+		if err := serviceproxy.Cleanup(ctx, serviceproxy.Config{}); err != nil {
+			errs = append(errs, err)
+		} else {
+			say("removed the service proxy's nftables table, device and routes")
 		}
 	}
 	mounts, err := unmountUnder(dataDir)

@@ -97,6 +97,8 @@ type nodeRecord struct {
 	FIFODir  string `json:"fifoDir,omitempty"`
 	// NetworkPolicy: the agent enforced NetworkPolicy (--network-policy), in nftables.
 	NetworkPolicy bool `json:"networkPolicy,omitempty"`
+	// ServiceProxy: the agent ran the service proxy (its nftables table, device and routes).
+	ServiceProxy bool `json:"serviceProxy,omitempty"`
 }
 
 func nodeRecordPath(dataDir string) string { return filepath.Join(dataDir, "agent", "node.json") }

@@ -207,8 +207,17 @@ func (w *worker) env(ctx context.Context, pod *corev1.Pod, spec *corev1.Containe
 			}
 		}
 	}
+	svcEnv, err := w.serviceEnv(ctx, pod)
+	if err != nil {
+		return nil, err
+	}
+	// $(VAR) sees the container's own variables first, then the Services' (the kubelet's
+	// expansion.MappingFuncFor(tmpEnv, serviceEnv)).
 	vars := func() map[string]string {
-		m := make(map[string]string, len(out))
+		m := make(map[string]string, len(out)+len(svcEnv))
+		for k, v := range svcEnv {
+			m[k] = v
+		}
 		for _, e := range out {
 			m[e.name] = e.value
 		}
@@ -225,6 +234,12 @@ func (w *worker) env(ctx context.Context, pod *corev1.Pod, spec *corev1.Containe
 		}
 		if !skip {
 			set(e.Name, v)
+		}
+	}
+	// The Services' variables come last, where the container set none of the same name.
+	for _, k := range sortedKeys(svcEnv) {
+		if _, ok := idx[k]; !ok {
+			set(k, svcEnv[k])
 		}
 	}
 	return out, nil

@@ -14,6 +14,7 @@ import (
 	"github.com/logplane/logplane/reconcilers/addressrepair"
 	"github.com/logplane/logplane/reconcilers/clusterroleaggregation"
 	"github.com/logplane/logplane/reconcilers/deployment"
+	"github.com/logplane/logplane/reconcilers/endpoints"
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/garbagecollector"
 	"github.com/logplane/logplane/reconcilers/namespaces"
@@ -22,6 +23,7 @@ import (
 	"github.com/logplane/logplane/reconcilers/rootcacert"
 	"github.com/logplane/logplane/reconcilers/scheduler"
 	"github.com/logplane/logplane/reconcilers/serviceaccounts"
+	"github.com/logplane/logplane/reconcilers/servicelb"
 )
 
 // The sets. The replicas of a set share its partitions (leases in a bucket of the set's own);
@@ -30,8 +32,9 @@ const (
 	// Scheduler binds pods to nodes, in the replica holding partition 0.
 	Scheduler = "scheduler"
 	// Workloads are kube-controller-manager's workload controllers: replica sets, deployments,
-	// garbage collection, node and namespace lifecycle; and the repair loop of Services' cluster
-	// IPs and node ports (kube-apiserver runs it in Kubernetes).
+	// garbage collection, node and namespace lifecycle, Endpoints and EndpointSlices, LoadBalancer
+	// Services' addresses; and the repair loop of Services' cluster IPs and node ports
+	// (kube-apiserver runs it in Kubernetes).
 	Workloads = "workloads"
 	// ServiceAccounts are what every namespace gets for its service accounts (kube-controller-
 	// manager configures them together): the default ServiceAccount and kube-root-ca.crt.
@@ -72,6 +75,8 @@ func All(o Options) []Reconciler {
 		{Workloads, namespaces.Name, namespaces.Setup(namespaces.Config{})},
 		{Workloads, clusterroleaggregation.Name, clusterroleaggregation.Setup(clusterroleaggregation.Config{})},
 		{Workloads, addressrepair.ServicesName, addressrepair.Setup(addressrepair.Config{})},
+		{Workloads, endpoints.Name, endpoints.Setup(endpoints.Config{Workers: o.Workers})},
+		{Workloads, servicelb.Name, servicelb.Setup(servicelb.Config{})},
 		{ServiceAccounts, serviceaccounts.Name, serviceaccounts.Setup(serviceaccounts.Config{})},
 		{ServiceAccounts, rootcacert.Name, rootcacert.Setup(rootcacert.Config{LoadCA: o.RootCA})},
 	}
