@@ -14,6 +14,7 @@ import (
 	"github.com/logplane/logplane/reconcilers/deployment"
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/garbagecollector"
+	"github.com/logplane/logplane/reconcilers/job"
 	"github.com/logplane/logplane/reconcilers/namespaces"
 	"github.com/logplane/logplane/reconcilers/nodelifecycle"
 	"github.com/logplane/logplane/reconcilers/replicaset"
@@ -47,6 +48,9 @@ type Options struct {
 	// RootCA reads the cluster CA certificate (PEM) that verifies the API server, which the root
 	// CA publisher puts in every namespace; it may wait for it. Required for ServiceAccounts.
 	RootCA func(ctx context.Context) ([]byte, error)
+	// JobBackOff is the delay after a Job's first pod failure (doubled at each further one).
+	// Default 10s, as Kubernetes.
+	JobBackOff time.Duration
 	// Only names the reconcilers (Reconciler.Name) to set up; empty: all of them.
 	Only []string
 }
@@ -64,6 +68,7 @@ func All(o Options) []Reconciler {
 		{Scheduler, scheduler.Name, scheduler.Setup(scheduler.Config{})},
 		{Workloads, replicaset.ReplicaSetName, replicaset.Setup(replicaset.Config{BurstReplicas: o.BurstReplicas, Workers: o.Workers})},
 		{Workloads, deployment.Name, deployment.Setup(deployment.Config{Workers: o.Workers})},
+		{Workloads, job.Name, job.Setup(job.Config{Workers: o.Workers, BackOff: o.JobBackOff})},
 		{Workloads, garbagecollector.Name, garbagecollector.Setup(garbagecollector.Config{})},
 		{Workloads, nodelifecycle.Name, nodelifecycle.Setup(nodelifecycle.Config{GracePeriod: o.NodeGracePeriod, Workers: o.Workers})},
 		{Workloads, namespaces.Name, namespaces.Setup(namespaces.Config{})},
