@@ -16,7 +16,11 @@ import (
 
 	"github.com/logplane/logplane/dataplane/runtimeapi"
 	"github.com/logplane/logplane/projections"
+	"github.com/logplane/logplane/reconcilers/garbagecollector"
+	"github.com/logplane/logplane/reconcilers/job"
 	"github.com/logplane/logplane/reconcilers/reconcilerstest"
+	"github.com/logplane/logplane/reconcilers/scheduler"
+	"github.com/logplane/logplane/reconcilers/sets"
 )
 
 // exits is how the simulated containers behave, by image: "exit-N" exits at once with code N,
@@ -39,8 +43,15 @@ func start(t *testing.T, fake *clocktesting.FakeClock) *reconcilerstest.Cluster 
 	if fake != nil {
 		opts.Clock = fake
 		opts.NodeOptions.Clock = fake
+		opts.Reconcilers = withoutNodeLifecycle
 	}
 	return reconcilerstest.Start(t, opts)
+}
+
+// withoutNodeLifecycle runs the reconcilers a Job needs, leaving node lifecycle out: the nodes
+// renew their leases in real time, and a stepped clock would find them gone.
+func withoutNodeLifecycle(o *sets.Options) {
+	o.Only = []string{job.Name, garbagecollector.Name, scheduler.Name}
 }
 
 func getJob(t *testing.T, c *reconcilerstest.Cluster, name string) *batchv1.Job {
@@ -352,7 +363,7 @@ func TestJobPodFailurePolicy(t *testing.T) {
 	fake := clocktesting.NewFakeClock(time.Now())
 	var mu sync.Mutex
 	runs := 0
-	opts := reconcilerstest.Options{Nodes: 1, Clock: fake, NodeOptions: reconcilerstest.NodeOptions{Clock: fake,
+	opts := reconcilerstest.Options{Nodes: 1, Clock: fake, Reconcilers: withoutNodeLifecycle, NodeOptions: reconcilerstest.NodeOptions{Clock: fake,
 		Exit: func(cc runtimeapi.ContainerConfig) (time.Duration, int32, bool) {
 			mu.Lock()
 			defer mu.Unlock()

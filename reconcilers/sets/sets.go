@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/logplane/logplane/reconcilers/cronjob"
 	"github.com/logplane/logplane/reconcilers/deployment"
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/garbagecollector"
@@ -29,7 +30,7 @@ const (
 	// Scheduler binds pods to nodes, in the replica holding partition 0.
 	Scheduler = "scheduler"
 	// Workloads are kube-controller-manager's workload controllers: replica sets, deployments,
-	// garbage collection, node and namespace lifecycle.
+	// jobs, cron jobs, garbage collection, node and namespace lifecycle.
 	Workloads = "workloads"
 	// ServiceAccounts are what every namespace gets for its service accounts (kube-controller-
 	// manager configures them together): the default ServiceAccount and kube-root-ca.crt.
@@ -69,6 +70,7 @@ func All(o Options) []Reconciler {
 		{Workloads, replicaset.ReplicaSetName, replicaset.Setup(replicaset.Config{BurstReplicas: o.BurstReplicas, Workers: o.Workers})},
 		{Workloads, deployment.Name, deployment.Setup(deployment.Config{Workers: o.Workers})},
 		{Workloads, job.Name, job.Setup(job.Config{Workers: o.Workers, BackOff: o.JobBackOff})},
+		{Workloads, cronjob.Name, cronjob.Setup(cronjob.Config{Workers: o.Workers})},
 		{Workloads, garbagecollector.Name, garbagecollector.Setup(garbagecollector.Config{})},
 		{Workloads, nodelifecycle.Name, nodelifecycle.Setup(nodelifecycle.Config{GracePeriod: o.NodeGracePeriod, Workers: o.Workers})},
 		{Workloads, namespaces.Name, namespaces.Setup(namespaces.Config{})},
