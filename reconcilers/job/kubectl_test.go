@@ -16,6 +16,7 @@ import (
 
 	"github.com/logplane/logplane/dataplane/runtimeapi"
 	"github.com/logplane/logplane/projections"
+	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/garbagecollector"
 	"github.com/logplane/logplane/reconcilers/job"
 	"github.com/logplane/logplane/reconcilers/reconcilerstest"
@@ -489,4 +490,56 @@ spec:
 		pods := c.Pods("default", "job-name=brief")
 		return err != nil && len(pods) == 0, fmt.Sprintf("job: %v, %d pods", err, len(pods))
 	})
+}
+
+// Restarting the reconciler (a new engine with a new index, as a new process) while a Job runs
+// neither loses nor doubles a count: 30 completions, restarted three times, end at exactly 30
+// succeeded, one per Succeeded pod.
+func TestJobCountsExactAcrossRestarts(t *testing.T) {
+	c := reconcilerstest.Start(t, reconcilerstest.Options{Nodes: 1, NoReconcilers: true, NodeOptions: reconcilerstest.NodeOptions{Exit: exits}})
+	run := func() (stop func()) {
+		e := engine.New(c.Store, engine.Options{Logger: c.Logger, Registry: c.Registry, Host: "test"})
+		if _, err := job.New(e, job.Config{}); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { _ = e.Run(ctx); close(done) }() // it returns nil once ctx ends
+		return func() { cancel(); <-done }
+	}
+	stop := run()
+	defer func() { stop() }()
+	c.MustApply(`
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: many
+spec:
+  completions: 30
+  parallelism: 4
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: work
+        image: done
+`)
+	for _, at := range []int32{4, 12, 20} {
+		c.Eventually(60*time.Second, func() (bool, string) {
+			j := getJob(t, c, "many")
+			return j.Status.Succeeded >= at, fmt.Sprintf("status %+v", j.Status)
+		})
+		stop()
+		stop = run()
+	}
+	j := waitCondition(t, c, "many", batchv1.JobComplete, "")
+	succeeded := 0
+	for _, p := range c.Pods("default", "job-name=many") {
+		if p.Status.Phase == corev1.PodSucceeded {
+			succeeded++
+		}
+	}
+	if j.Status.Succeeded != 30 || succeeded != 30 || j.Status.Failed != 0 {
+		t.Errorf("status %+v; %d Succeeded pods", j.Status, succeeded)
+	}
 }
