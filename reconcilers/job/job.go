@@ -69,6 +69,9 @@ type Config struct {
 	BackOff, MaxBackOff time.Duration
 	// Burst bounds the pods created by one reconcile. Default 500, as kube-controller-manager.
 	Burst int
+	// MaxUncounted bounds the uids one status write adds to uncountedTerminatedPods. Default
+	// 500, as Kubernetes' MaxUncountedPods.
+	MaxUncounted int
 }
 
 // Controller is the Job reconciler.
@@ -113,6 +116,9 @@ func New(e *engine.Engine, cfg Config) (*Controller, error) {
 	}
 	if cfg.Burst <= 0 {
 		cfg.Burst = 500
+	}
+	if cfg.MaxUncounted <= 0 {
+		cfg.MaxUncounted = 500
 	}
 	cat := e.Registry().Catalog()
 	pods, ok1 := cat.ByGroupResource(podsResource)

@@ -127,6 +127,10 @@ type state struct {
 	failMessage          string        // of a FailJob rule matched
 	lastFailure          time.Time     // finish time of the latest failure after the latest success
 	failuresAfterSuccess int
+	// Finished pods beyond maxUncounted, left for the next reconcile: they count in what this
+	// one decides (no pod is created for them), not yet in the status.
+	laterSucc, laterFail int
+	laterIndexes         indexes
 }
 
 func finishTime(p *corev1.Pod) time.Time {
@@ -245,9 +249,16 @@ func (c *Controller) reconcile(ctx context.Context, req engine.Request) (engine.
 	}
 	succeeded := int(status.Succeeded)
 	if !isIndexed(j) {
-		succeeded += len(keepSucc)
+		succeeded += len(keepSucc) + st.laterSucc
+	} else {
+		for i := range st.laterIndexes {
+			if i < completions && !done[i] {
+				succeeded++
+			}
+		}
 	}
-	failed := int(status.Failed) + len(keepFail)
+	failed := int(status.Failed) + len(keepFail) + st.laterFail
+	later := st.laterSucc + st.laterFail
 
 	suspended := j.Spec.Suspend != nil && *j.Spec.Suspend
 	var result engine.Result
@@ -309,7 +320,17 @@ func (c *Controller) reconcile(ctx context.Context, req engine.Request) (engine.
 		}
 		if c.satisfied(key) {
 			var wait time.Duration
-			st.active, wait, manageErr = c.manage(ctx, key, j, st, done, succeeded, now, c.specCause(key, req))
+			finishedIndexes := done
+			if len(st.laterIndexes) > 0 {
+				finishedIndexes = indexes{}
+				for i := range done {
+					finishedIndexes[i] = true
+				}
+				for i := range st.laterIndexes {
+					finishedIndexes[i] = true
+				}
+			}
+			st.active, wait, manageErr = c.manage(ctx, key, j, st, finishedIndexes, succeeded, now, c.specCause(key, req))
 			if wait > 0 {
 				result.RequeueAfter = wait
 			}
@@ -337,7 +358,7 @@ func (c *Controller) reconcile(ctx context.Context, req engine.Request) (engine.
 		status.UncountedTerminatedPods = uncounted
 	}
 	// The final condition, once every finished pod is counted and none is left running.
-	if len(keepSucc) == 0 && len(keepFail) == 0 && len(st.active) == 0 {
+	if len(keepSucc) == 0 && len(keepFail) == 0 && later == 0 && len(st.active) == 0 {
 		if cd := condition(&batchv1.Job{Status: status}, batchv1.JobFailureTarget); cd != nil && cd.Status == corev1.ConditionTrue {
 			setCondition(&status, batchv1.JobFailed, corev1.ConditionTrue, cd.Reason, cd.Message, now)
 			result = engine.Result{}
@@ -414,6 +435,24 @@ func (c *Controller) sort(j *batchv1.Job, pods []*corev1.Pod) state {
 			if t.After(st.lastFailure) {
 				st.lastFailure = t
 			}
+		}
+	}
+	// At most MaxUncounted new uids per write, as Kubernetes' MaxUncountedPods, so that the
+	// status stays small; the rest wait for the next reconcile (the finalizer removals of these
+	// queue it).
+	if extra := len(st.newSucc) + len(st.newFail) - c.cfg.MaxUncounted; extra > 0 {
+		st.laterIndexes = indexes{}
+		cut := min(extra, len(st.newFail))
+		st.laterFail = cut
+		st.newFail = st.newFail[:len(st.newFail)-cut]
+		if rest := extra - cut; rest > 0 {
+			for _, p := range st.newSucc[len(st.newSucc)-rest:] {
+				if i := indexOf(p); i != unknownIndex {
+					st.laterIndexes[i] = true
+				}
+			}
+			st.laterSucc = rest
+			st.newSucc = st.newSucc[:len(st.newSucc)-rest]
 		}
 	}
 	return st
