@@ -16,6 +16,7 @@ import (
 	"github.com/logplane/logplane/dataplane/runtimeapi"
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/cronjob"
+	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/garbagecollector"
 	"github.com/logplane/logplane/reconcilers/job"
 	"github.com/logplane/logplane/reconcilers/reconcilerstest"
@@ -257,3 +258,64 @@ spec:
 	h.nextMinute()
 	h.waitJobs(4)
 }
+
+// A reconciler that died between creating a schedule's Job and writing the CronJob's status:
+// the next one finds the Job (AlreadyExists), and records it as active with its
+// lastScheduleTime, rather than creating another or forgetting it.
+func TestCronJobAdoptsItsJobAfterCrash(t *testing.T) {
+	fake := clocktesting.NewFakeClock(time.Now())
+	c := reconcilerstest.Start(t, reconcilerstest.Options{NoReconcilers: true, NoScheduler: true})
+	c.MustApply(hello)
+	cj, err := c.Client.BatchV1().CronJobs("default").Get(context.Background(), "hello", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := fake.Now().Truncate(time.Minute).Add(time.Minute)
+	name := fmt.Sprintf("hello-%d", at.Unix()/60)
+	// The Job the dead reconciler created.
+	if _, err := c.Client.BatchV1().Jobs("default").Create(context.Background(), &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: name, OwnerReferences: []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "CronJob",
+			Name: "hello", UID: cj.UID, Controller: ptr(true)}}},
+		Spec: cj.Spec.JobTemplate.Spec,
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var created []string
+	c.Store.Subscribe(func(ch projections.Change) {
+		if ch.New != nil && ch.Old == nil && ch.New.Key.Resource == "jobs" {
+			mu.Lock()
+			created = append(created, ch.New.Key.Name)
+			mu.Unlock()
+		}
+	})
+	e := engine.New(c.Store, engine.Options{Logger: c.Logger, Registry: c.Registry, Host: "test", Clock: fake})
+	if _, err := cronjob.New(e, cronjob.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = e.Run(ctx); close(done) }() // it returns nil once ctx ends
+	t.Cleanup(func() { cancel(); <-done })
+	fake.Step(at.Add(time.Second).Sub(fake.Now()))
+	reconcilerstest.Eventually(t, 30*time.Second, func() (bool, string) {
+		cj, err := c.Client.BatchV1().CronJobs("default").Get(context.Background(), "hello", metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(cj.Status.Active) == 1 && cj.Status.Active[0].Name == name && cj.Status.LastScheduleTime != nil && cj.Status.LastScheduleTime.Time.Equal(at),
+			fmt.Sprintf("status %+v", cj.Status)
+	})
+	wctx, wcancel := context.WithTimeout(context.Background(), time.Minute)
+	defer wcancel()
+	if err := e.WaitReconciled(wctx, c.Store.Applied()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(created) != 0 {
+		t.Errorf("jobs created: %v", created)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
