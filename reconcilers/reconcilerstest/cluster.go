@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/clock"
 
 	"github.com/logplane/logplane/apiserver"
 	"github.com/logplane/logplane/apiserver/pki"
@@ -49,6 +50,8 @@ type Options struct {
 	Reconcilers func(*sets.Options)
 	// NodeOptions shape the simulated nodes.
 	NodeOptions NodeOptions
+	// Clock is the reconcilers' clock (engine.Options.Clock). Default: the real clock.
+	Clock clock.WithTicker
 	// Logger for the components. Default: warnings and errors to the test log.
 	Logger *slog.Logger
 }
@@ -137,7 +140,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 		if opts.Reconcilers != nil {
 			opts.Reconcilers(&so)
 		}
-		e := engine.New(c.Store, engine.Options{Logger: logger, Registry: c.Registry, Host: "test"})
+		e := engine.New(c.Store, engine.Options{Logger: logger, Registry: c.Registry, Host: "test", Clock: opts.Clock})
 		var run []string
 		if !opts.NoReconcilers {
 			run = append(run, sets.Workloads)

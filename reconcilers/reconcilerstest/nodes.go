@@ -11,8 +11,10 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/utils/clock"
 
 	"github.com/logplane/logplane/dataplane/dataplanetest"
+	"github.com/logplane/logplane/dataplane/runtimeapi"
 	"github.com/logplane/logplane/dataplane/sim"
 	"github.com/logplane/logplane/nodeagent"
 	"github.com/logplane/logplane/projections"
@@ -25,6 +27,11 @@ type NodeOptions struct {
 	RenewInterval time.Duration
 	// MaxPods a node takes. Default 250.
 	MaxPods int
+	// Exit says how containers behave (sim.Config.Exit): by default they run until stopped.
+	Exit func(runtimeapi.ContainerConfig) (after time.Duration, code int32, ok bool)
+	// Clock times the containers' exits and their start and finish times (sim.Config.Clock).
+	// Default: the real clock.
+	Clock clock.WithTicker
 	// Quiet nodes record only their pods' Warning Events, as kwok's (nodeagent.Config.QuietPods).
 	Quiet bool
 }
@@ -87,7 +94,7 @@ func (n *Nodes) Add(ctx context.Context, count int) error {
 		name := fmt.Sprintf("node-%d", i)
 		n.order = append(n.order, name)
 		n.mu.Unlock()
-		rt, err := sim.New(sim.Config{Subnet: nodeagent.SimSubnet(i), PullError: pullError})
+		rt, err := sim.New(sim.Config{Subnet: nodeagent.SimSubnet(i), PullError: pullError, Exit: n.opts.Exit, Clock: n.opts.Clock})
 		if err != nil {
 			return err
 		}

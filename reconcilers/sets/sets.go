@@ -13,10 +13,12 @@ import (
 
 	"github.com/logplane/logplane/reconcilers/addressrepair"
 	"github.com/logplane/logplane/reconcilers/clusterroleaggregation"
+	"github.com/logplane/logplane/reconcilers/cronjob"
 	"github.com/logplane/logplane/reconcilers/deployment"
 	"github.com/logplane/logplane/reconcilers/endpoints"
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/garbagecollector"
+	"github.com/logplane/logplane/reconcilers/job"
 	"github.com/logplane/logplane/reconcilers/namespaces"
 	"github.com/logplane/logplane/reconcilers/nodelifecycle"
 	"github.com/logplane/logplane/reconcilers/replicaset"
@@ -32,9 +34,9 @@ const (
 	// Scheduler binds pods to nodes, in the replica holding partition 0.
 	Scheduler = "scheduler"
 	// Workloads are kube-controller-manager's workload controllers: replica sets, deployments,
-	// garbage collection, node and namespace lifecycle, Endpoints and EndpointSlices, LoadBalancer
-	// Services' addresses; and the repair loop of Services' cluster IPs and node ports
-	// (kube-apiserver runs it in Kubernetes).
+	// jobs, cron jobs, garbage collection, node and namespace lifecycle, Endpoints and
+	// EndpointSlices, LoadBalancer Services' addresses; and the repair loop of Services' cluster
+	// IPs and node ports (kube-apiserver runs it in Kubernetes).
 	Workloads = "workloads"
 	// ServiceAccounts are what every namespace gets for its service accounts (kube-controller-
 	// manager configures them together): the default ServiceAccount and kube-root-ca.crt.
@@ -53,6 +55,9 @@ type Options struct {
 	// RootCA reads the cluster CA certificate (PEM) that verifies the API server, which the root
 	// CA publisher puts in every namespace; it may wait for it. Required for ServiceAccounts.
 	RootCA func(ctx context.Context) ([]byte, error)
+	// JobBackOff is the delay after a Job's first pod failure (doubled at each further one).
+	// Default 10s, as Kubernetes.
+	JobBackOff time.Duration
 	// Only names the reconcilers (Reconciler.Name) to set up; empty: all of them.
 	Only []string
 }
@@ -70,6 +75,8 @@ func All(o Options) []Reconciler {
 		{Scheduler, scheduler.Name, scheduler.Setup(scheduler.Config{})},
 		{Workloads, replicaset.ReplicaSetName, replicaset.Setup(replicaset.Config{BurstReplicas: o.BurstReplicas, Workers: o.Workers})},
 		{Workloads, deployment.Name, deployment.Setup(deployment.Config{Workers: o.Workers})},
+		{Workloads, job.Name, job.Setup(job.Config{Workers: o.Workers, BackOff: o.JobBackOff})},
+		{Workloads, cronjob.Name, cronjob.Setup(cronjob.Config{Workers: o.Workers})},
 		{Workloads, garbagecollector.Name, garbagecollector.Setup(garbagecollector.Config{})},
 		{Workloads, nodelifecycle.Name, nodelifecycle.Setup(nodelifecycle.Config{GracePeriod: o.NodeGracePeriod, Workers: o.Workers})},
 		{Workloads, namespaces.Name, namespaces.Setup(namespaces.Config{})},

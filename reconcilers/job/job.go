@@ -1,0 +1,202 @@
+// Package job is the reconciler of Jobs, as the job controller of kube-controller-manager
+// (pkg/controller/job) with its TTL-after-finished controller: it keeps as many pods running as
+// parallelism and the remaining completions allow, counts each pod's success or failure exactly
+// once (pods carry the batch.kubernetes.io/job-tracking finalizer until the Job's status has
+// counted them, through status.uncountedTerminatedPods, as Kubernetes does), backs off
+// exponentially after failures, fails the Job past its backoffLimit, its activeDeadlineSeconds
+// or a FailJob rule of its podFailurePolicy, suspends and resumes it, runs Indexed Jobs (one pod
+// per completion index, JOB_COMPLETION_INDEX, the completion-index annotation and label, the
+// hostname <job>-<index>), reports status (active, ready, succeeded, failed, completedIndexes,
+// startTime, completionTime, the conditions SuccessCriteriaMet, Complete, FailureTarget, Failed
+// and Suspended) and deletes a finished Job once its ttlSecondsAfterFinished has passed.
+package job
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/logplane/logplane/eventlog"
+	"github.com/logplane/logplane/kinds"
+	"github.com/logplane/logplane/reconcilers/engine"
+	"github.com/logplane/logplane/reconcilers/informer"
+	"github.com/logplane/logplane/recorder"
+	"github.com/logplane/logplane/registry"
+)
+
+// Name of the reconciler, as the actor of its writes.
+const Name = "job"
+
+var (
+	podsResource = schema.GroupResource{Resource: "pods"}
+	jobsResource = schema.GroupResource{Group: "batch", Resource: "jobs"}
+)
+
+// Back-off after pod failures, as Kubernetes' DefaultJobPodFailureBackOff and
+// MaxJobPodFailureBackOff.
+const (
+	DefaultPodFailureBackOff = 10 * time.Second
+	MaxPodFailureBackOff     = 10 * time.Minute
+)
+
+// EventRecorder records Kubernetes Events; *recorder.Recorder is one.
+type EventRecorder interface {
+	Eventf(obj runtime.Object, cause uint64, eventtype, reason, format string, args ...any)
+}
+
+// writer is what the reconciler needs of the registry.
+type writer interface {
+	Create(ctx context.Context, k *kinds.Kind, obj runtime.Object, req registry.Request) (runtime.Object, error)
+	Modify(ctx context.Context, k *kinds.Kind, ns, name string, req registry.Request, opts registry.UpdateOptions, mutate registry.Mutation) (runtime.Object, error)
+	Delete(ctx context.Context, k *kinds.Kind, ns, name string, opts metav1.DeleteOptions, req registry.Request) (runtime.Object, bool, error)
+}
+
+var _ writer = (*registry.Registry)(nil)
+
+// Config configures the reconciler.
+type Config struct {
+	// Workers reconciling Jobs. Default 4 (the engine's).
+	Workers int
+	// BackOff is the delay after a Job's first pod failure, doubled at each further failure up
+	// to MaxBackOff. Defaults DefaultPodFailureBackOff and MaxPodFailureBackOff.
+	BackOff, MaxBackOff time.Duration
+	// Burst bounds the pods created by one reconcile. Default 500, as kube-controller-manager.
+	Burst int
+	// MaxUncounted bounds the uids one status write adds to uncountedTerminatedPods. Default
+	// 500, as Kubernetes' MaxUncountedPods.
+	MaxUncounted int
+}
+
+// Controller is the Job reconciler.
+type Controller struct {
+	cfg    Config
+	w      writer
+	ix     *informer.Index
+	now    func() time.Time
+	pods   *kinds.Kind
+	jobs   *kinds.Kind
+	events EventRecorder
+	log    *slog.Logger
+
+	mu       sync.Mutex
+	expected map[eventlog.Key]expectation // Job → creations asked for, not yet observed
+}
+
+type expectation struct {
+	creations int
+	at        time.Time
+}
+
+// Setup is the reconciler's line in the list of reconcilers (package sets).
+func Setup(cfg Config) engine.Setup {
+	return func(_ context.Context, e *engine.Engine) error {
+		_, err := New(e, cfg)
+		return err
+	}
+}
+
+// New registers the Job reconciler on e, with the recorder of its Events (component
+// "job-controller").
+func New(e *engine.Engine, cfg Config) (*Controller, error) {
+	if e.Registry() == nil {
+		return nil, errors.New("job: the engine has no registry")
+	}
+	if cfg.BackOff <= 0 {
+		cfg.BackOff = DefaultPodFailureBackOff
+	}
+	if cfg.MaxBackOff <= 0 {
+		cfg.MaxBackOff = MaxPodFailureBackOff
+	}
+	if cfg.Burst <= 0 {
+		cfg.Burst = 500
+	}
+	if cfg.MaxUncounted <= 0 {
+		cfg.MaxUncounted = 500
+	}
+	cat := e.Registry().Catalog()
+	pods, ok1 := cat.ByGroupResource(podsResource)
+	jobs, ok2 := cat.ByGroupResource(jobsResource)
+	if !ok1 || !ok2 {
+		return nil, errors.New("job: the catalog has no pods or jobs")
+	}
+	rec, err := e.Recorder(recorder.Config{Actor: registry.Reconciler(Name),
+		Source: corev1.EventSource{Component: "job-controller", Host: e.Host()}, SpamFilter: true})
+	if err != nil {
+		return nil, err
+	}
+	c := &Controller{cfg: cfg, w: e.Registry(), ix: e.Index(), now: e.Clock().Now, pods: pods, jobs: jobs,
+		events: rec, log: e.Logger(), expected: map[eventlog.Key]expectation{}}
+	e.Register(engine.Registration{
+		Name:       Name,
+		For:        jobsResource,
+		Owns:       []schema.GroupResource{podsResource},
+		Watches:    []engine.Watch{engine.Watches(podsResource, c.podChanged)},
+		Workers:    cfg.Workers,
+		Reconciler: engine.ReconcilerFunc(c.reconcile),
+	})
+	return c, nil
+}
+
+// podChanged lowers the expectations of the Job controlling a pod that appeared. (The engine
+// queues the Job, as Owns.)
+func (c *Controller) podChanged(ev engine.Event) []eventlog.Key {
+	if ev.OldMeta != nil || ev.NewMeta == nil {
+		return nil
+	}
+	ref := ev.NewMeta.Controller()
+	if ref == nil || ref.Kind != "Job" {
+		return nil
+	}
+	c.observed(eventlog.Key{Group: jobsResource.Group, Resource: jobsResource.Resource, Namespace: ev.Object().Key.Namespace, Name: ref.Name})
+	return nil
+}
+
+// observed lowers a Job's expected creations by one.
+func (c *Controller) observed(key eventlog.Key) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if x, ok := c.expected[key]; ok {
+		x.creations--
+		if x.creations <= 0 {
+			delete(c.expected, key)
+		} else {
+			c.expected[key] = x
+		}
+	}
+}
+
+// satisfied reports whether the creations a Job asked for have all been observed (or asked
+// for more than five minutes ago, as Kubernetes' ExpectationsTimeout).
+func (c *Controller) satisfied(key eventlog.Key) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	x, ok := c.expected[key]
+	if !ok || c.now().Sub(x.at) > 5*time.Minute {
+		delete(c.expected, key)
+		return true
+	}
+	return false
+}
+
+func (c *Controller) expect(key eventlog.Key, n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n <= 0 {
+		delete(c.expected, key)
+		return
+	}
+	c.expected[key] = expectation{creations: n, at: c.now()}
+}
+
+func (c *Controller) forget(key eventlog.Key) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.expected, key)
+}
