@@ -47,7 +47,9 @@ func TestJoin(t *testing.T) {
 	agent := func(name string, args ...string) *proc {
 		return m2.start(name, slices.Concat([]string{"agent", "--nats", m.natsURL(), "--data-dir", m2.dir,
 			"--node-name", name, "--node-ip", "127.0.0.1", "--stream-listen", m2.streamAddr, "--bridge", m2.bridge,
-			"--pod-cidr", m2.podCIDR, "--containerd", "own"}, args)...)
+			"--pod-cidr", m2.podCIDR, "--containerd", "own", "--service-proxy=false",
+			// The Secrets' key-encryption key, copied from the control plane as docs/security.md says.
+			"--keys-dir", filepath.Join(m.dir, "keys")}, args)...)
 	}
 	refused := func(p *proc, want string) {
 		t.Helper()

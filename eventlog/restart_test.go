@@ -28,7 +28,11 @@ func TestAppendsAcrossRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	remote, err := Open(ctx, Config{URL: l.ClientURL()})
+	creds, err := l.Credentials(Identity{Role: RoleAPIServer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote, err := Open(ctx, Config{URL: l.ClientURL(), Creds: creds})
 	if err != nil {
 		t.Fatal(err)
 	}

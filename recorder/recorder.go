@@ -82,8 +82,9 @@ type Recorder struct {
 	spamMu sync.Mutex
 	spam   *record.EventSourceObjectSpamFilter // nil: no spam filter
 
-	mu   sync.Mutex
-	seen map[aggKey]*aggregate
+	mu     sync.Mutex
+	seen   map[aggKey]*aggregate
+	lastTS int64 // the newest timestamp a name was made of
 }
 
 type aggKey struct {
@@ -325,13 +326,34 @@ func (r *Recorder) write(ctx context.Context, p pending) error {
 		}
 		// The Event was deleted meanwhile: write a new one.
 	}
-	p.ev.Name = fmt.Sprintf("%s.%s", p.key.name, strconv.FormatInt(now.UnixNano(), 16))
-	if _, err := r.reg.Create(ctx, r.kind, p.ev, req); err != nil {
-		return err
+	// Named as client-go names Events (the object's name and the time in hex), made unique: two
+	// Events about one object at the same instant (a stepped clock, a coarse one) get
+	// different names, and a name another writer took is not fatal.
+	for try := 0; ; try++ {
+		p.ev.Name = fmt.Sprintf("%s.%s", p.key.name, strconv.FormatInt(r.nameTime(now.UnixNano()), 16))
+		_, err := r.reg.Create(ctx, r.kind, p.ev, req)
+		if err == nil {
+			break
+		}
+		if !apierrors.IsAlreadyExists(err) || try == 2 {
+			return err
+		}
 	}
 	agg.name, agg.count, agg.last = p.ev.Name, 1, now.Time
 	r.forgetOld(now.Time)
 	return nil
+}
+
+// nameTime returns ts, or the least time after every one a name was made of, so that this
+// recorder never makes one name twice.
+func (r *Recorder) nameTime(ts int64) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ts <= r.lastTS {
+		ts = r.lastTS + 1
+	}
+	r.lastTS = ts
+	return ts
 }
 
 // forgetOld drops aggregates past the window, now and then, so the map stays small.

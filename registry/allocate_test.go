@@ -36,7 +36,7 @@ func newAPIServers(t *testing.T, e *env, n int) []*apiServer {
 	t.Helper()
 	out := []*apiServer{{log: e.log, store: e.store, reg: e.reg}}
 	for range n - 1 {
-		l, err := eventlog.Open(t.Context(), eventlog.Config{URL: e.log.ClientURL(), Durability: eventlog.Lazy})
+		l, err := eventlog.Open(t.Context(), eventlog.Config{URL: e.log.ClientURL(), Creds: eventlogtest.Credentials(t, e.log, eventlog.Identity{Role: eventlog.RoleAPIServer}), Durability: eventlog.Lazy})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -260,7 +260,7 @@ func TestAllocationsKeptAcrossRestart(t *testing.T) {
 	if _, err := e.reg.Create(t.Context(), svcKind, service("web", "10.96.7.7", corev1.ServiceTypeNodePort, 30080), alice); err != nil {
 		t.Fatal(err)
 	}
-	l, err := eventlog.Open(t.Context(), eventlog.Config{URL: e.log.ClientURL(), Durability: eventlog.Lazy})
+	l, err := eventlog.Open(t.Context(), eventlog.Config{URL: e.log.ClientURL(), Creds: eventlogtest.Credentials(t, e.log, eventlog.Identity{Role: eventlog.RoleAPIServer}), Durability: eventlog.Lazy})
 	if err != nil {
 		t.Fatal(err)
 	}

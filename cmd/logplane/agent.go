@@ -109,6 +109,14 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.cleanup, "cleanup", false, "remove the service proxy's nftables table ("+serviceproxy.DefaultTable+"), its device ("+serviceproxy.DefaultServiceDevice+") and the routes through it, then exit (kube-proxy's --cleanup)")
 }
 
+// pkiDirOr is --pki-dir, else the data directory's pki/.
+func (f *agentFlags) pkiDirOr(dataDir string) string {
+	if f.pkiDir != "" {
+		return f.pkiDir
+	}
+	return filepath.Join(dataDir, "pki")
+}
+
 // agentIP is the node's address: --node-ip, or 127.0.0.1 for simulated nodes, or this
 // machine's first IPv4 address.
 func (f *agentFlags) ip() string {
@@ -191,7 +199,7 @@ func runAgents(p *process, af *agentFlags, lf *logFlags) error {
 	}
 
 	tmpl := nodeagent.Config{Registry: reg, Store: store, StreamPort: int32(port), Metrics: p.metrics, Logger: slog.Default(), SyncFrequency: af.syncFreq, SeccompDefault: af.seccompDef,
-		ResolvConf: af.resolvConf, AllowedUnsafeSysctls: af.unsafeSysctl, Tokens: nodeTokens(apiServerURL(af.apiServer, af.join, lf.dataDir), creds)}
+		ResolvConf: af.resolvConf, AllowedUnsafeSysctls: af.unsafeSysctl, Tokens: nodeTokens(apiServerURL(af.apiServer, af.join, lf.dataDir, filepath.Dir(af.pkiDirOr(lf.dataDir))), creds)}
 	var agents []*nodeagent.Agent
 	var run func(context.Context) error
 	switch af.runtime {

@@ -85,7 +85,11 @@ func (f *logFlags) open(ctx context.Context, onSpace func(eventlog.SpaceEvent)) 
 	}
 	cfg.CredsFile = f.creds
 	if cfg.CredsFile == "" {
-		cfg.CredsFile = credsPath(f.dataDir, f.role)
+		role := f.role
+		if role == "" {
+			role = eventlog.RoleAdmin // the operator's commands (keys rotate, log check online)
+		}
+		cfg.CredsFile = credsPath(f.dataDir, role)
 		if err := waitForFile(ctx, cfg.CredsFile, "log credential"); err != nil {
 			return nil, err
 		}

@@ -21,16 +21,21 @@ import (
 // the data directory's kubeconfig names one.
 const defaultAPIServer = "https://127.0.0.1:6443"
 
-// apiServerURL is --api-server, else --join's, else the server of the data directory's
-// kubeconfig (which the API server writes), else defaultAPIServer.
-func apiServerURL(flag, join, dataDir string) string {
+// apiServerURL is --api-server, else --join's, else the server of the kubeconfig in the first
+// of dirs that has one (the data directory's, which the API server writes, or the one beside
+// --pki-dir on a control-plane machine), else defaultAPIServer.
+func apiServerURL(flag, join string, dirs ...string) string {
 	if flag != "" {
 		return flag
 	}
 	if join != "" {
 		return join
 	}
-	if cfg, err := clientcmd.LoadFromFile(filepath.Join(dataDir, "kubeconfig")); err == nil {
+	for _, dir := range dirs {
+		cfg, err := clientcmd.LoadFromFile(filepath.Join(dir, "kubeconfig"))
+		if err != nil {
+			continue
+		}
 		for _, c := range cfg.Clusters {
 			if c.Server != "" {
 				return c.Server

@@ -275,9 +275,19 @@ func TestPodSpecOnContainerd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The handler's log line reaches its CRI log through the shim after it answered: look
+		// for it a while.
 		var hlogs bytes.Buffer
-		if err := e.Runtime.Logs(ctx, hid, runtimeapi.LogOptions{TailLines: -1}, &hlogs); err != nil || !strings.Contains(hlogs.String(), "GET /prestop") {
-			t.Errorf("preStop httpGet hook not seen by the handler: %q %v", hlogs.String(), err)
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			hlogs.Reset()
+			err := e.Runtime.Logs(ctx, hid, runtimeapi.LogOptions{TailLines: -1}, &hlogs)
+			if err == nil && strings.Contains(hlogs.String(), "GET /prestop") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("preStop httpGet hook not seen by the handler: %q %v", hlogs.String(), err)
+				break
+			}
 		}
 
 		bad := sleeper(e, "c")
