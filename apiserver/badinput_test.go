@@ -33,7 +33,7 @@ func TestPatchesThatDoNotFitTheSchema(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		path, patch string
-		fails      bool // else it may also apply, as on Kubernetes
+		fails       bool // else it may also apply, as on Kubernetes
 	}{
 		{"", `{"spec":{"ports":[{"port":{"a":80}}]}}`, true},
 		{"", `{"spec":{"ports":[{"port":[80]}]}}`, true},
