@@ -54,6 +54,34 @@ func TestPatchesThatDoNotFitTheSchema(t *testing.T) {
 	}
 }
 
+// TestJSONPatchesThatCannotApply sends JSON patches that json-patch cannot apply (a test of the
+// whole document without a value, on which it panics) or that are too long (over
+// kube-apiserver's 10,000 operations): 422 and 413 Statuses, never a 500.
+func TestJSONPatchesThatCannotApply(t *testing.T) {
+	s := apiservertest.Start(t, apiservertest.Options{})
+	cm := `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cm"},"data":{"a":"b"}}`
+	if code, body := raw(t, s.Config, "POST", "/api/v1/namespaces/default/configmaps", map[string]string{"Content-Type": "application/json"}, cm); code != http.StatusCreated {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	many := "[" + strings.Repeat(`{"op":"test","path":"/data/a","value":"b"},`, 10000) + `{"op":"test","path":"/data/a","value":"b"}]`
+	for _, tc := range []struct {
+		patch string
+		code  int
+	}{
+		{`[{"op":"test","path":""}]`, http.StatusUnprocessableEntity},
+		{`[{"from":"/apiVersion","op":"copy","path":"/apiVersion"},{"from":"/metadata","op":"test","path":""}]`, http.StatusUnprocessableEntity},
+		{`[{"op":"test","path":"/data","value":null}]`, http.StatusUnprocessableEntity},
+		{many, http.StatusRequestEntityTooLarge},
+	} {
+		code, body := raw(t, s.Config, "PATCH", "/api/v1/namespaces/default/configmaps/cm", map[string]string{"Content-Type": "application/json-patch+json"}, tc.patch)
+		if code != tc.code {
+			t.Errorf("%.100s: %d %s, want %d", tc.patch, code, body, tc.code)
+			continue
+		}
+		statusOf(t, code, body)
+	}
+}
+
 // TestListAndWatchParameters checks that list and watch query parameters are read as
 // kube-apiserver reads them (metav1 ListOptions' parameter conversion, then
 // ValidateListOptions): booleans are true unless absent, "0" or "false" (so watch=maybe is a

@@ -53,7 +53,11 @@ func applyJSONPatch(pt types.PatchType, cur []byte, patch []byte, schemaObj runt
 		if err != nil {
 			return nil, apierrors.NewBadRequest(err.Error())
 		}
-		out, err := p.Apply(cur)
+		if len(p) > maxJSONPatchOperations {
+			return nil, apierrors.NewRequestEntityTooLargeError(
+				fmt.Sprintf("The allowed maximum operations in a JSON patch is %d, got %d", maxJSONPatchOperations, len(p)))
+		}
+		out, err := applyJSONPatchOps(p, cur)
 		if err != nil {
 			return nil, apierrors.NewGenericServerResponse(http.StatusUnprocessableEntity, "", schema.GroupResource{}, "", err.Error(), 0, false)
 		}
@@ -72,6 +76,21 @@ func applyJSONPatch(pt types.PatchType, cur []byte, patch []byte, schemaObj runt
 		return strategicMergePatch(cur, patch, schemaObj)
 	}
 	return nil, apierrors.NewBadRequest(fmt.Sprintf("unsupported patch type %s", pt))
+}
+
+// maxJSONPatchOperations bounds the operations of a JSON patch, as kube-apiserver does (413).
+const maxJSONPatchOperations = 10000
+
+// applyJSONPatchOps applies a JSON patch. json-patch panics on a "test" of the whole document
+// ("path": "") without a value, where kube-apiserver answers 500; here it is the patch that
+// cannot be applied, as any failed test: a 422.
+func applyJSONPatchOps(p jsonpatch.Patch, cur []byte) (out []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = nil, fmt.Errorf("the JSON patch cannot be applied: %v", r)
+		}
+	}()
+	return p.Apply(cur)
 }
 
 // strategicMergePatch applies a strategic merge patch with apimachinery's strategicpatch, its
