@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
@@ -77,6 +78,9 @@ const token = "lpfuzz-admin-token"
 func run(n int64, duration time.Duration, workers int, keepAlive bool, dataDir, kubeconfig, seedFile, failuresPath string, randSeed uint64) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// An interrupt ends the run early, with its report.
+	interrupted, stopInterrupt := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stopInterrupt()
 	var (
 		base   string
 		client *http.Client
@@ -133,7 +137,7 @@ func run(n int64, duration time.Duration, workers int, keepAlive bool, dataDir, 
 			defer wg.Done()
 			rnd := rand.New(rand.NewPCG(randSeed, uint64(w)+1))
 			for i := 0; ; i++ {
-				if sent.Add(1) > n || time.Now().After(deadline) {
+				if sent.Add(1) > n || time.Now().After(deadline) || interrupted.Err() != nil {
 					return
 				}
 				if i%2000 == 1999 {
