@@ -71,6 +71,7 @@ func TestJSONPatchesThatCannotApply(t *testing.T) {
 		{`[{"op":"test","path":""}]`, http.StatusUnprocessableEntity},
 		{`[{"from":"/apiVersion","op":"copy","path":"/apiVersion"},{"from":"/metadata","op":"test","path":""}]`, http.StatusUnprocessableEntity},
 		{`[{"op":"test","path":"/data","value":null}]`, http.StatusUnprocessableEntity},
+		{`[{"from":"/metadata","op":"replace","path":""}]`, http.StatusUnprocessableEntity},
 		{many, http.StatusRequestEntityTooLarge},
 	} {
 		code, body := raw(t, s.Config, "PATCH", "/api/v1/namespaces/default/configmaps/cm", map[string]string{"Content-Type": "application/json-patch+json"}, tc.patch)
