@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/mergepatch"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
 	"sigs.k8s.io/yaml"
 
@@ -52,7 +53,11 @@ func applyJSONPatch(pt types.PatchType, cur []byte, patch []byte, schemaObj runt
 		if err != nil {
 			return nil, apierrors.NewBadRequest(err.Error())
 		}
-		out, err := p.Apply(cur)
+		if len(p) > maxJSONPatchOperations {
+			return nil, apierrors.NewRequestEntityTooLargeError(
+				fmt.Sprintf("The allowed maximum operations in a JSON patch is %d, got %d", maxJSONPatchOperations, len(p)))
+		}
+		out, err := applyJSONPatchOps(p, cur)
 		if err != nil {
 			return nil, apierrors.NewGenericServerResponse(http.StatusUnprocessableEntity, "", schema.GroupResource{}, "", err.Error(), 0, false)
 		}
@@ -68,13 +73,48 @@ func applyJSONPatch(pt types.PatchType, cur []byte, patch []byte, schemaObj runt
 		if err := json.Unmarshal(patch, &pm); err != nil {
 			return nil, apierrors.NewBadRequest(fmt.Sprintf("invalid strategic merge patch: %v", err))
 		}
-		out, err := strategicpatch.StrategicMergePatch(cur, patch, schemaObj)
-		if err != nil {
-			return nil, apierrors.NewBadRequest(err.Error())
-		}
-		return out, nil
+		return strategicMergePatch(cur, patch, schemaObj)
 	}
 	return nil, apierrors.NewBadRequest(fmt.Sprintf("unsupported patch type %s", pt))
+}
+
+// maxJSONPatchOperations bounds the operations of a JSON patch, as kube-apiserver does (413).
+const maxJSONPatchOperations = 10000
+
+// applyJSONPatchOps applies a JSON patch. json-patch panics on a "test" of the whole document
+// ("path": "") without a value, where kube-apiserver answers 500; here it is the patch that
+// cannot be applied, as any failed test: a 422.
+func applyJSONPatchOps(p jsonpatch.Patch, cur []byte) (out []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = nil, fmt.Errorf("the JSON patch cannot be applied: %v", r)
+		}
+	}()
+	return p.Apply(cur)
+}
+
+// strategicMergePatch applies a strategic merge patch with apimachinery's strategicpatch, its
+// errors made Statuses as Kubernetes' patch handler interprets them
+// (interpretStrategicMergePatchError: 422 for a list of lists and retainKeys that do not match,
+// 400 for the other patch format errors); the errors Kubernetes passes on as they are (a merge
+// key missing, a value of the wrong type: 500 there) are 400s here, for they are about the
+// patch. strategicpatch panics on a patch whose merge key is not a scalar (comparing maps or
+// lists, kubernetes#127056) or that lists maps to delete from a primitive list: that is the
+// patch not fitting the schema too, so a 400, never a crash.
+func strategicMergePatch(cur, patch []byte, schemaObj runtime.Object) (out []byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			out, err = nil, apierrors.NewBadRequest(fmt.Sprintf("the strategic merge patch does not fit the schema of %T: %v", schemaObj, p))
+		}
+	}()
+	out, err = strategicpatch.StrategicMergePatch(cur, patch, schemaObj)
+	switch {
+	case err == nil:
+		return out, nil
+	case errors.Is(err, mergepatch.ErrNoListOfLists), errors.Is(err, mergepatch.ErrPatchContentNotMatchRetainKeys):
+		return nil, apierrors.NewGenericServerResponse(http.StatusUnprocessableEntity, "", schema.GroupResource{}, "", err.Error(), 0, false)
+	}
+	return nil, apierrors.NewBadRequest(err.Error())
 }
 
 // patchedObject applies a non-apply patch to cur, an object of kind k, and decodes the result.

@@ -18,9 +18,8 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/logplane/logplane/kinds"
@@ -212,21 +211,13 @@ func notAcceptable(info requestInfo) error {
 		"the requested representation is not available for this request", 0, false)
 }
 
-// listQuery reads the selectors of a list, watch or deletecollection.
-func listQuery(r *http.Request, info requestInfo) (registry.Query, error) {
-	q := registry.Query{Namespace: info.namespace}
-	ls, err := labels.Parse(r.URL.Query().Get("labelSelector"))
-	if err != nil {
-		return q, apierrors.NewBadRequest(fmt.Sprintf("unable to parse requirement: %v", err))
-	}
-	q.Labels = ls
-	fs, err := fields.ParseSelector(r.URL.Query().Get("fieldSelector"))
-	if err != nil {
-		return q, apierrors.NewBadRequest(fmt.Sprintf("invalid field selector: %v", err))
-	}
+// listQuery is the query of a list, watch or deletecollection: its namespace, and the selectors
+// of opts (see listOptions), field labels being those of the kind asked for.
+func listQuery(info requestInfo, opts metainternalversion.ListOptions) (registry.Query, error) {
+	q := registry.Query{Namespace: info.namespace, Labels: opts.LabelSelector}
 	// Field labels are those of the kind asked for; the objects carry the stored kind's fields
 	// (an events.k8s.io selector on regarding.name selects on involvedObject.name).
-	fs, err = fs.Transform(func(field, value string) (string, string, error) {
+	fs, err := opts.FieldSelector.Transform(func(field, value string) (string, string, error) {
 		stored, ok := info.kind.SelectableField(field)
 		if !ok {
 			return "", "", fmt.Errorf("field label not supported: %s", field)
@@ -317,7 +308,12 @@ func (p *pageSnapshots) get(id string) (*pageSnapshot, bool) {
 }
 
 func (s *Server) serveList(w http.ResponseWriter, r *http.Request, info requestInfo, out output) {
-	q, err := listQuery(r, info)
+	lo, err := listOptions(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	q, err := listQuery(info, lo)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -327,20 +323,12 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request, info requestI
 		writeError(w, r, err)
 		return
 	}
-	params := r.URL.Query()
-	var limit int64
-	if l := params.Get("limit"); l != "" {
-		limit, err = strconv.ParseInt(l, 10, 64)
-		if err != nil || limit < 0 {
-			writeError(w, r, apierrors.NewBadRequest(fmt.Sprintf("invalid limit %q", l)))
-			return
-		}
-	}
+	limit := lo.Limit // not positive: no limit, as Kubernetes' storage reads it
 	var cont *continueToken
 	var objs []*projections.Object
 	var rv uint64
 	snapshot := ""
-	if c := params.Get("continue"); c != "" {
+	if c := lo.Continue; c != "" {
 		t, err := decodeContinue(c)
 		if err != nil {
 			writeError(w, r, err)
@@ -704,7 +692,12 @@ func (s *Server) serveDelete(w http.ResponseWriter, r *http.Request, info reques
 }
 
 func (s *Server) serveDeleteCollection(w http.ResponseWriter, r *http.Request, info requestInfo, out output) {
-	q, err := listQuery(r, info)
+	lo, err := listOptions(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	q, err := listQuery(info, lo)
 	if err != nil {
 		writeError(w, r, err)
 		return

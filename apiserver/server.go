@@ -295,6 +295,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 30 * time.Second,
+		MaxHeaderBytes:    readHeadBytes, // what is over maxHeadBytes gets a Status (checkHead)
 		IdleTimeout:       90 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },
@@ -328,9 +329,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-// buildHandler puts the routes behind authentication, metrics and panic recovery.
+// buildHandler puts the routes behind the head's size limits (checkHead), authentication,
+// metrics and panic recovery.
 func (s *Server) buildHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if checkHead(w, r) {
+			return // not counted: kube-apiserver never sees these requests
+		}
 		rec := &recorder{ResponseWriter: w, code: http.StatusOK}
 		start := time.Now()
 		info := s.parse(r)

@@ -13,10 +13,10 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/logplane/logplane/eventlog"
@@ -136,34 +136,21 @@ type watchParams struct {
 	timeout        time.Duration
 }
 
-func readWatchParams(r *http.Request) (watchParams, error) {
-	q := r.URL.Query()
-	p := watchParams{rv: q.Get("resourceVersion"), bookmarks: isTrue(q.Get("allowWatchBookmarks")), timeout: 30 * time.Minute}
-	match := q.Get("resourceVersionMatch")
-	if si := q.Get("sendInitialEvents"); si != "" {
-		p.sendInitial = isTrue(si)
+// readWatchParams reads a watch's options from what listOptions read (and validated).
+func readWatchParams(opts metainternalversion.ListOptions) watchParams {
+	p := watchParams{rv: opts.ResourceVersion, bookmarks: opts.AllowWatchBookmarks, timeout: 30 * time.Minute}
+	if opts.SendInitialEvents != nil {
+		// ValidateListOptions made sure resourceVersionMatch is NotOlderThan.
+		p.sendInitial = *opts.SendInitialEvents
 		p.initialEndMark = p.sendInitial
-		if match != string(metav1.ResourceVersionMatchNotOlderThan) {
-			return p, apierrors.NewInvalid(schema.GroupKind{Group: "meta.k8s.io", Kind: "ListOptions"}, "", field.ErrorList{
-				field.Forbidden(field.NewPath("resourceVersionMatch"), "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan")})
-		}
 	} else {
-		if match != "" {
-			return p, apierrors.NewInvalid(schema.GroupKind{Group: "meta.k8s.io", Kind: "ListOptions"}, "", field.ErrorList{
-				field.Forbidden(field.NewPath("resourceVersionMatch"), "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided")})
-		}
 		p.sendInitial = p.rv == "" || p.rv == "0"
 	}
-	if t := q.Get("timeoutSeconds"); t != "" {
-		n, err := strconv.ParseInt(t, 10, 64)
-		if err != nil || n < 0 {
-			return p, apierrors.NewBadRequest(fmt.Sprintf("invalid timeoutSeconds %q", t))
-		}
-		if n > 0 {
-			p.timeout = time.Duration(n) * time.Second
-		}
+	if t := opts.TimeoutSeconds; t != nil && *t != 0 {
+		// A negative timeout ends the watch at once, as kube-apiserver's context does.
+		p.timeout = time.Duration(*t) * time.Second
 	}
-	return p, nil
+	return p
 }
 
 func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, info requestInfo, out output) {
@@ -172,18 +159,29 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, info request
 		writeError(w, r, apierrors.NewBadRequest("a watch cannot be read in the past: "+AtHeader+" is for get and list"))
 		return
 	}
-	q, err := listQuery(r, info)
+	lo, err := listOptions(r)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	p, err := readWatchParams(r)
+	q, err := listQuery(info, lo)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
+	p := readWatchParams(lo)
 	if out.as != "" && out.as != "Table" {
 		writeError(w, r, notAcceptable(info))
+		return
+	}
+	if p.timeout < 0 {
+		// A negative timeoutSeconds: kube-apiserver's watch timer fires before the first event.
+		ww, err := s.newWatchWriter(w, r, out, k)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		ww.flush()
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)

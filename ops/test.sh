@@ -26,3 +26,8 @@ git diff --exit-code -- proto/ || { echo "generated protobuf code is out of date
 echo "--- go test"
 export LOGPLANE_REQUIRE_ROOT_TESTS=1
 go test -timeout 25m -p 2 ./...
+
+echo "--- go fuzz (15 s per target)"
+for target in FuzzDecodeValidate FuzzPatch FuzzRequest; do
+	go test -run '^$' -fuzz "^${target}\$" -fuzztime 15s ./apiserver/
+done
