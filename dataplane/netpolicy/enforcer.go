@@ -418,51 +418,18 @@ func (e *Enforcer) WaitSynced(ctx context.Context) error {
 // RetryPeriod after a failure (reported to OnError). Hand it the state
 // known at start before calling Run.
 func (e *Enforcer) Run(ctx context.Context) error {
-	full := e.clock.NewTimer(e.cfg.FullSyncPeriod)
-	defer full.Stop()
-	var retryC <-chan time.Time
-	var lastEnd time.Time
-	select {
-	case e.kick <- struct{}{}:
-	default:
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-e.kick:
-		case <-retryC:
-			retryC = nil
-		case <-full.C():
+	l := nftwriter.Loop{Clock: e.clock, MinSyncPeriod: e.cfg.MinSyncPeriod, FullSyncPeriod: e.cfg.FullSyncPeriod,
+		RetryPeriod: e.cfg.RetryPeriod, Kick: e.kick, OnError: e.cfg.OnError,
+		Sync: func(ctx context.Context) (bool, error) {
+			res, err := e.sync(ctx)
+			return res.Full, err
+		},
+		FullDue: func() {
 			e.mu.Lock()
 			e.needFull = true
 			e.mu.Unlock()
-		}
-		if wait := e.cfg.MinSyncPeriod - e.clock.Since(lastEnd); wait > 0 && !lastEnd.IsZero() {
-			t := e.clock.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return nil
-			case <-t.C():
-			}
-		}
-		res, err := e.sync(ctx)
-		lastEnd = e.clock.Now()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			if e.cfg.OnError != nil {
-				e.cfg.OnError(err)
-			}
-			retryC = e.clock.NewTimer(e.cfg.RetryPeriod).C()
-			continue
-		}
-		if res.Full {
-			full.Reset(e.cfg.FullSyncPeriod)
-		}
-	}
+		}}
+	return l.Run(ctx)
 }
 
 // Sync writes the pending changes now (a full sync if one is due) and

@@ -8,7 +8,8 @@
 // batch through github.com/google/nftables, because nft 1.0.6 fetches every
 // chain and set of the table before it changes anything, which makes each
 // such change cost O(table) in a process of its own. Both are atomic: the
-// kernel applies a batch whole or not at all.
+// kernel applies a batch whole or not at all. Loop is the schedule both
+// writers sync on.
 package nftwriter
 
 import (

@@ -376,51 +376,18 @@ func (p *Proxier) WaitSynced(ctx context.Context) error {
 // known at start (UpdateService, UpdateEndpointSlice) before calling Run,
 // so that the first sync does not take away rules that are still wanted.
 func (p *Proxier) Run(ctx context.Context) error {
-	full := p.clock.NewTimer(p.cfg.FullSyncPeriod)
-	defer full.Stop()
-	var retry clock.Timer
-	var retryC <-chan time.Time
-	var lastEnd time.Time
-	p.kickNow()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-p.kick:
-		case <-retryC:
-			retryC = nil
-		case <-full.C():
+	l := nftwriter.Loop{Clock: p.clock, MinSyncPeriod: p.cfg.MinSyncPeriod, FullSyncPeriod: p.cfg.FullSyncPeriod,
+		RetryPeriod: p.cfg.RetryPeriod, Kick: p.kick, OnError: p.cfg.OnError,
+		Sync: func(ctx context.Context) (bool, error) {
+			res, err := p.sync(ctx)
+			return res.Full, err
+		},
+		FullDue: func() {
 			p.mu.Lock()
 			p.needFull = true
 			p.mu.Unlock()
-		}
-		if wait := p.cfg.MinSyncPeriod - p.clock.Since(lastEnd); wait > 0 && !lastEnd.IsZero() {
-			t := p.clock.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return nil
-			case <-t.C():
-			}
-		}
-		res, err := p.sync(ctx)
-		lastEnd = p.clock.Now()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			p.report(err)
-			if retry != nil {
-				retry.Stop()
-			}
-			retry = p.clock.NewTimer(p.cfg.RetryPeriod)
-			retryC = retry.C()
-			continue
-		}
-		if res.Full {
-			full.Reset(p.cfg.FullSyncPeriod)
-		}
-	}
+		}}
+	return l.Run(ctx)
 }
 
 func (p *Proxier) kickNow() {
