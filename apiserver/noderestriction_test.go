@@ -3,8 +3,6 @@ package apiserver_test
 import (
 	"context"
 	"errors"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -158,8 +156,14 @@ func TestNodeCredentialIsRestricted(t *testing.T) {
 	forbidden("another node's Lease", err)
 
 	// Straight at NATS with the same credential.
-	var v violations
-	nc := eventlogtest.Connect(t, s.Log, eventlog.Identity{Role: eventlog.RoleNode, Name: "n1"}, nats.ErrorHandler(v.handler))
+	var v eventlogtest.Violations
+	nc := eventlogtest.Connect(t, s.Log, eventlog.Identity{Role: eventlog.RoleNode, Name: "n1"}, nats.ErrorHandler(v.Handler))
+	saw := func(what string) {
+		t.Helper()
+		if ok, errs := v.Saw(what); !ok {
+			t.Errorf("the server reported no permissions violation for %q (saw %v)", what, errs)
+		}
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -170,13 +174,13 @@ func TestNodeCredentialIsRestricted(t *testing.T) {
 		t.Error("appending to the stream directly succeeded")
 	}
 	cancel()
-	v.saw(t, "lp.obj.core.pods.default.theirs")
+	saw("lp.obj.core.pods.default.theirs")
 	c, cancel = short()
 	if err := js.DeleteStream(c, "LOGPLANE"); err == nil {
 		t.Error("deleting the stream succeeded")
 	}
 	cancel()
-	v.saw(t, "$JS.API.STREAM.DELETE.LOGPLANE")
+	saw("$JS.API.STREAM.DELETE.LOGPLANE")
 	stream, err := js.Stream(ctx, "LOGPLANE")
 	if err != nil {
 		t.Fatal(err)
@@ -186,20 +190,20 @@ func TestNodeCredentialIsRestricted(t *testing.T) {
 		t.Error("purging another node's pod's history succeeded")
 	}
 	cancel()
-	v.saw(t, "$JS.API.STREAM.PURGE.LOGPLANE")
+	saw("$JS.API.STREAM.PURGE.LOGPLANE")
 	c, cancel = short()
 	names := js.StreamNames(c)
 	for range names.Name() {
 	}
 	cancel()
-	v.saw(t, "$JS.API.STREAM.NAMES")
+	saw("$JS.API.STREAM.NAMES")
 	// A command sent on another node's subject.
 	c, cancel = short()
 	if _, err := nc.RequestWithContext(c, "lp.node.n2.append", []byte("x")); err == nil {
 		t.Error("a command on another node's subject was answered")
 	}
 	cancel()
-	v.saw(t, "lp.node.n2.append")
+	saw("lp.node.n2.append")
 
 	// Nothing of it was written.
 	_, after, err := s.Log.Bounds(ctx)
@@ -210,34 +214,4 @@ func TestNodeCredentialIsRestricted(t *testing.T) {
 		recs, _ := s.Log.History(ctx, eventlog.Key{Resource: "pods", Namespace: "default", Name: "theirs"})
 		t.Errorf("the log grew from %d to %d during the refused attempts (theirs: %d revisions)", last, after, len(recs))
 	}
-}
-
-// violations collects the permission violations the server reports to a connection.
-type violations struct {
-	mu   sync.Mutex
-	errs []string
-}
-
-func (v *violations) handler(_ *nats.Conn, _ *nats.Subscription, err error) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	v.errs = append(v.errs, err.Error())
-}
-
-// saw waits until the server has reported a permissions violation that mentions what.
-func (v *violations) saw(t *testing.T, what string) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		v.mu.Lock()
-		for _, e := range v.errs {
-			if strings.Contains(e, "Permissions Violation") && strings.Contains(e, what) {
-				v.mu.Unlock()
-				return
-			}
-		}
-		v.mu.Unlock()
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Errorf("the server reported no permissions violation for %q (saw %v)", what, v.errs)
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -58,36 +57,6 @@ func TestUnauthenticatedClientIsRefused(t *testing.T) {
 	c.Close()
 }
 
-// violations collects the permission violations the server reports to a connection.
-type violations struct {
-	mu   sync.Mutex
-	errs []string
-}
-
-func (v *violations) handler(_ *nats.Conn, _ *nats.Subscription, err error) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	v.errs = append(v.errs, err.Error())
-}
-
-// saw waits until the server has reported a violation that mentions what.
-func (v *violations) saw(t *testing.T, what string) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		v.mu.Lock()
-		for _, e := range v.errs {
-			if strings.Contains(e, "Permissions Violation") && strings.Contains(e, what) {
-				v.mu.Unlock()
-				return
-			}
-		}
-		v.mu.Unlock()
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("the server reported no permissions violation for %q (saw %v)", what, v.errs)
-}
-
 // TestRoleCredentialsAreLimited holds each non-admin role's credential and tries what only the
 // admin may do (list streams, purge, delete, change retention), and what only another role
 // may: every attempt is refused by the server and changes nothing. A node's credential appends
@@ -107,8 +76,14 @@ func TestRoleCredentialsAreLimited(t *testing.T) {
 	}
 	for _, id := range roles {
 		t.Run(string(id.Role), func(t *testing.T) {
-			var v violations
-			nc := eventlogtest.Connect(t, l, id, nats.ErrorHandler(v.handler))
+			var v eventlogtest.Violations
+			nc := eventlogtest.Connect(t, l, id, nats.ErrorHandler(v.Handler))
+			saw := func(what string) {
+				t.Helper()
+				if ok, errs := v.Saw(what); !ok {
+					t.Fatalf("the server reported no permissions violation for %q (saw %v)", what, errs)
+				}
+			}
 			js, err := jetstream.New(nc)
 			if err != nil {
 				t.Fatal(err)
@@ -122,7 +97,7 @@ func TestRoleCredentialsAreLimited(t *testing.T) {
 			if names.Err() == nil {
 				t.Error("listing streams succeeded")
 			}
-			v.saw(t, "$JS.API.STREAM.NAMES")
+			saw("$JS.API.STREAM.NAMES")
 			s, err := js.Stream(ctx, "LOGPLANE") // reading is allowed
 			if err != nil {
 				t.Fatalf("stream info: %v", err)
@@ -132,13 +107,13 @@ func TestRoleCredentialsAreLimited(t *testing.T) {
 				t.Error("purge succeeded")
 			}
 			cancel()
-			v.saw(t, "$JS.API.STREAM.PURGE.LOGPLANE")
+			saw("$JS.API.STREAM.PURGE.LOGPLANE")
 			c, cancel = short()
 			if _, err := js.UpdateStream(c, jetstream.StreamConfig{Name: "LOGPLANE", Subjects: []string{"lp.obj.>"}, MaxAge: time.Second}); err == nil {
 				t.Error("changing the stream's retention succeeded")
 			}
 			cancel()
-			v.saw(t, "$JS.API.STREAM.UPDATE.LOGPLANE")
+			saw("$JS.API.STREAM.UPDATE.LOGPLANE")
 			if id.Role == eventlog.RoleAPIServer || id.Role == eventlog.RoleReconciler {
 				return // they append to any object (their rights end at the API's authorization)
 			}
@@ -151,7 +126,7 @@ func TestRoleCredentialsAreLimited(t *testing.T) {
 				if err == nil {
 					t.Errorf("publishing to %s succeeded", subj)
 				}
-				v.saw(t, subj)
+				saw(subj)
 			}
 			if id.Role == eventlog.RoleNode {
 				// A node never appends to the stream itself, not even to its own Node: its
@@ -163,7 +138,7 @@ func TestRoleCredentialsAreLimited(t *testing.T) {
 					if err == nil {
 						t.Errorf("the node appended to %s", subj)
 					}
-					v.saw(t, subj)
+					saw(subj)
 				}
 			}
 		})
@@ -178,15 +153,21 @@ func TestRoleCredentialsAreLimited(t *testing.T) {
 // (the API server's direct gets carry every Secret), only those on its own inbox.
 func TestReplyInboxesArePrivate(t *testing.T) {
 	l := eventlogtest.Open(t, eventlogtest.Listening)
-	var v violations
-	nc := eventlogtest.Connect(t, l, eventlog.Identity{Role: eventlog.RoleNode, Name: "n1"}, nats.ErrorHandler(v.handler))
+	var v eventlogtest.Violations
+	nc := eventlogtest.Connect(t, l, eventlog.Identity{Role: eventlog.RoleNode, Name: "n1"}, nats.ErrorHandler(v.Handler))
+	saw := func(what string) {
+		t.Helper()
+		if ok, errs := v.Saw(what); !ok {
+			t.Fatalf("the server reported no permissions violation for %q (saw %v)", what, errs)
+		}
+	}
 	if _, err := nc.Subscribe("_INBOX_APISERVER.>", func(*nats.Msg) {}); err != nil {
 		t.Fatal(err)
 	}
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	v.saw(t, "_INBOX_APISERVER.>")
+	saw("_INBOX_APISERVER.>")
 }
 
 // TestListeningBeyondLoopbackNeedsTLS: the embedded server does not listen on a network

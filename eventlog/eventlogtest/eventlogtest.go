@@ -12,6 +12,9 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -127,4 +130,38 @@ func TestCA(t testing.TB, host string) (caPEM, certPEM, keyPEM []byte) {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
 		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+}
+
+// Violations collects the permission violations the server reports to a connection: pass
+// Handler to nats.ErrorHandler.
+type Violations struct {
+	mu   sync.Mutex
+	errs []string
+}
+
+// Handler records what the server reported.
+func (v *Violations) Handler(_ *nats.Conn, _ *nats.Subscription, err error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.errs = append(v.errs, err.Error())
+}
+
+// Saw waits up to 5 s until the server has reported a permissions violation that mentions
+// what; it returns whether it did, and everything the server reported.
+func (v *Violations) Saw(what string) (bool, []string) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		v.mu.Lock()
+		errs := slices.Clone(v.errs)
+		v.mu.Unlock()
+		for _, e := range errs {
+			if strings.Contains(e, "Permissions Violation") && strings.Contains(e, what) {
+				return true, errs
+			}
+		}
+		if time.Now().After(deadline) {
+			return false, errs
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
