@@ -102,8 +102,18 @@ func TestDryRunDeleteCollectionMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Stop()
-	code, body := raw(t, s.Config, "GET", "/metrics", nil, "")
-	m := string(body)
+	// A watch is counted when the server sees it end, which follows the client's Stop by a moment.
+	var code int
+	var m string
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var body []byte
+		code, body = raw(t, s.Config, "GET", "/metrics", nil, "")
+		m = string(body)
+		if strings.Contains(m, `verb="WATCH"`) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if code != 200 || !strings.Contains(m, `apiserver_request_total{code="201",component="apiserver",dry_run="",group="",resource="configmaps",scope="resource",subresource="",verb="POST",version="v1"} 4`) ||
 		!strings.Contains(m, `scope="namespace",subresource="",verb="DELETE"`) || !strings.Contains(m, "apiserver_request_duration_seconds_bucket") ||
 		!strings.Contains(m, `verb="WATCH"`) {
