@@ -130,13 +130,14 @@ func (r *Registry) deletion(k *kinds.Kind, cur runtime.Object, opts metav1.Delet
 	}
 
 	if dt := m.GetDeletionTimestamp(); dt != nil {
-		// Deletion is in progress: it may only be shortened.
-		deadline := now.Add(time.Duration(grace) * time.Second)
+		// Deletion is in progress: it may only be shortened, and the new deadline counts from
+		// when deletion was first asked for, as in Kubernetes' BeforeDelete (deletionTimestamp
+		// minus deletionGracePeriodSeconds stays the time of the request).
 		if grace == 0 && len(finalizers) == 0 {
 			return obj, true, true, nil
 		}
-		if deadline.Before(dt.Time) {
-			t := metav1.NewTime(deadline)
+		if old := m.GetDeletionGracePeriodSeconds(); old != nil && grace < *old {
+			t := metav1.NewTime(dt.Add(time.Duration(grace-*old) * time.Second))
 			m.SetDeletionTimestamp(&t)
 			m.SetDeletionGracePeriodSeconds(&grace)
 			m.SetFinalizers(finalizers)

@@ -59,6 +59,14 @@ func (w *worker) status(pod *corev1.Pod) corev1.PodStatus {
 	if w.evictReason != "" {
 		st.Phase, st.Reason, st.Message = corev1.PodFailed, w.evictReason, w.evictMessage
 	}
+	if w.stopped && !isTerminal(st.Phase) {
+		// The kubelet's getPhase for a terminal pod: succeeded if every container exited 0,
+		// else failed (a Job with podReplacementPolicy Failed replaces the pod then).
+		st.Phase = corev1.PodFailed
+		if w.allSucceededLocked(pod) {
+			st.Phase = corev1.PodSucceeded
+		}
+	}
 
 	now := metav1.NewTime(w.clock().Now())
 	prev := map[corev1.PodConditionType]corev1.PodCondition{}
@@ -181,6 +189,17 @@ func (w *worker) containerStatusLocked(spec *corev1.Container, init, podHasInit 
 	}
 	cs.Started = &started
 	return cs
+}
+
+// allSucceededLocked: every container of the pod has exited 0.
+func (w *worker) allSucceededLocked(pod *corev1.Pod) bool {
+	for i := range pod.Spec.Containers {
+		c := w.ctrs[pod.Spec.Containers[i].Name]
+		if c == nil || c.cur == nil || c.cur.State != runtimeapi.StateExited || c.cur.ExitCode != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // phaseLocked computes the pod phase the way the kubelet does.

@@ -59,9 +59,12 @@ type worker struct {
 	// evictReason and evictMessage are set once the pod has failed on the
 	// node's own decision (DeadlineExceeded): its phase is Failed from then on.
 	evictReason, evictMessage string
-	volumesDue                time.Time // when configMap and secret volumes are next refreshed
-	startTime                 *metav1.Time
-	lastStatus                *corev1.PodStatus
+	// stopped: the pod's containers were stopped for its deletion; its phase is then terminal,
+	// as the kubelet's for a terminal pod (guarded by mu).
+	stopped    bool
+	volumesDue time.Time // when configMap and secret volumes are next refreshed
+	startTime  *metav1.Time
+	lastStatus *corev1.PodStatus
 }
 
 // ctr is the observed state of one container of the pod.
@@ -679,6 +682,9 @@ func (w *worker) terminate(ctx context.Context, pod *corev1.Pod) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	w.mu.Lock()
+	w.stopped = true
+	w.mu.Unlock()
 	w.publish(pod)
 	if w.sandbox != nil {
 		if err := rt.RemoveSandbox(ctx, w.sandbox.ID); err != nil {

@@ -249,9 +249,14 @@ spec:
 		t.Errorf("kubectl get cronjob: %s", out)
 	}
 
-	// Resumed with a deadline of 10 s, 30 s after a schedule: missed, no Job, until the next.
-	h.MustKubectl("patch", "cronjob", "long", "--type=merge", "-p", `{"spec":{"suspend":false,"startingDeadlineSeconds":10,"concurrencyPolicy":"Allow","schedule":"*/1 * * * *"}}`)
+	// Resumed with a deadline of 10 s, 20 s after a schedule (stepped there while suspended, so
+	// that where the test's clock started within its minute does not matter): missed, no Job;
+	// 30 s after the next one: missed too; then a Job at the one after.
 	now := h.fake.Now()
+	h.fake.Step(now.Truncate(time.Minute).Add(time.Minute + 20*time.Second).Sub(now))
+	h.WaitReconciled()
+	h.MustKubectl("patch", "cronjob", "long", "--type=merge", "-p", `{"spec":{"suspend":false,"startingDeadlineSeconds":10,"concurrencyPolicy":"Allow","schedule":"*/1 * * * *"}}`)
+	now = h.fake.Now()
 	h.fake.Step(now.Truncate(time.Minute).Add(time.Minute + 30*time.Second).Sub(now))
 	h.WaitReconciled()
 	h.waitJobs(3)

@@ -62,7 +62,7 @@ func parseIndexes(s string, completions int) indexes {
 }
 
 // String is the set in status.completedIndexes' format, as Kubernetes writes it: ascending,
-// comma-separated, a run of consecutive indexes as "first-last".
+// comma-separated, a run of three or more consecutive indexes as "first-last".
 func (s indexes) String() string {
 	xs := make([]int, 0, len(s))
 	for i := range s {
@@ -78,9 +78,12 @@ func (s indexes) String() string {
 		if b.Len() > 0 {
 			b.WriteByte(',')
 		}
-		if j > i {
+		switch {
+		case j == i+1: // two in a row are written as two, as Kubernetes does
+			fmt.Fprintf(&b, "%d,%d", xs[i], xs[j])
+		case j > i:
 			fmt.Fprintf(&b, "%d-%d", xs[i], xs[j])
-		} else {
+		default:
 			fmt.Fprintf(&b, "%d", xs[i])
 		}
 		i = j + 1

@@ -4,11 +4,14 @@
 // once (pods carry the batch.kubernetes.io/job-tracking finalizer until the Job's status has
 // counted them, through status.uncountedTerminatedPods, as Kubernetes does), backs off
 // exponentially after failures, fails the Job past its backoffLimit, its activeDeadlineSeconds
-// or a FailJob rule of its podFailurePolicy, suspends and resumes it, runs Indexed Jobs (one pod
-// per completion index, JOB_COMPLETION_INDEX, the completion-index annotation and label, the
-// hostname <job>-<index>), reports status (active, ready, succeeded, failed, completedIndexes,
-// startTime, completionTime, the conditions SuccessCriteriaMet, Complete, FailureTarget, Failed
-// and Suspended) and deletes a finished Job once its ttlSecondsAfterFinished has passed.
+// or a FailJob rule of its podFailurePolicy, replaces pods being deleted at once or once they
+// have failed (podReplacementPolicy), suspends and resumes it, runs Indexed Jobs (one pod per
+// completion index, JOB_COMPLETION_INDEX, the completion-index annotation and label, the
+// hostname <job>-<index>; backoffLimitPerIndex, maxFailedIndexes and FailIndex rules;
+// successPolicy), reports status (active, ready, terminating, succeeded, failed,
+// completedIndexes, failedIndexes, startTime, completionTime, the conditions
+// SuccessCriteriaMet, Complete, FailureTarget, Failed and Suspended) and deletes a finished Job
+// once its ttlSecondsAfterFinished has passed.
 package job
 
 import (

@@ -10,12 +10,13 @@ import (
 
 // matchPodFailurePolicy is Kubernetes' matchPodFailurePolicy: the message and action of the
 // first rule of the policy that a failed pod matches, and whether the pod counts towards the
-// backoffLimit; nil action if no rule matches (the pod counts).
+// backoffLimit (and its index's backoffLimitPerIndex); nil action if no rule matches (the pod counts).
 func matchPodFailurePolicy(policy *batchv1.PodFailurePolicy, p *corev1.Pod) (msg string, action *batchv1.PodFailurePolicyAction, counts bool) {
 	if policy == nil {
 		return "", nil, true
 	}
 	ignore, fail, count := batchv1.PodFailurePolicyActionIgnore, batchv1.PodFailurePolicyActionFailJob, batchv1.PodFailurePolicyActionCount
+	failIndex := batchv1.PodFailurePolicyActionFailIndex
 	for i, rule := range policy.Rules {
 		if rule.OnExitCodes != nil {
 			if cs := matchOnExitCodes(&p.Status, rule.OnExitCodes); cs != nil {
@@ -24,6 +25,8 @@ func matchPodFailurePolicy(policy *batchv1.PodFailurePolicy, p *corev1.Pod) (msg
 					return "", &ignore, false
 				case batchv1.PodFailurePolicyActionCount:
 					return "", &count, true
+				case batchv1.PodFailurePolicyActionFailIndex:
+					return "", &failIndex, true
 				case batchv1.PodFailurePolicyActionFailJob:
 					return fmt.Sprintf("Container %s for pod %s/%s failed with exit code %v matching %v rule at index %d",
 						cs.Name, p.Namespace, p.Name, cs.State.Terminated.ExitCode, rule.Action, i), &fail, true
@@ -36,6 +39,8 @@ func matchPodFailurePolicy(policy *batchv1.PodFailurePolicy, p *corev1.Pod) (msg
 					return "", &ignore, false
 				case batchv1.PodFailurePolicyActionCount:
 					return "", &count, true
+				case batchv1.PodFailurePolicyActionFailIndex:
+					return "", &failIndex, true
 				case batchv1.PodFailurePolicyActionFailJob:
 					return fmt.Sprintf("Pod %s/%s has condition %v matching %v rule at index %d",
 						p.Namespace, p.Name, cond.Type, rule.Action, i), &fail, true

@@ -29,6 +29,8 @@ const (
 	msgCompletionsReached = "Reached expected number of succeeded pods"
 	msgBackoffLimit       = "Job has reached the specified backoff limit"
 	msgDeadline           = "Job was active longer than specified deadline"
+	msgMaxFailedIndexes   = "Job has exceeded the specified maximal number of failed indexes"
+	msgFailedIndexes      = "Job has failed indexes"
 )
 
 // errSkip ends a mutation that has nothing to do.
@@ -46,20 +48,47 @@ func (c *Controller) specCause(key eventlog.Key, req engine.Request) uint64 {
 	return req.Cause
 }
 
-// Finished pods: a pod the Job has not counted yet is finished once it succeeded or failed, or
-// is being deleted (Kubernetes before JobPodReplacementPolicy: the pod is replaced at once).
-// A pod being deleted counts as failed unless it succeeded before its deletion: a container
-// that exits 0 on SIGTERM does not make a pod stopped by a deadline or a suspension a success.
+// Finished pods: a pod the Job has not counted yet is finished once it succeeded or failed, or,
+// with podReplacementPolicy TerminatingOrFailed, once it is being deleted (it is then replaced
+// at once). With podReplacementPolicy Failed (the default when the Job has a podFailurePolicy)
+// a pod being deleted is terminating until it reaches a terminal phase, and is replaced then.
+// A pod stopped by its deletion counts as failed unless it succeeded before the deletion: a
+// container that exits 0 on SIGTERM does not make a pod stopped by a deadline or a suspension
+// a success.
 func isSucceeded(p *corev1.Pod) bool {
 	return p.Status.Phase == corev1.PodSucceeded && !stoppedByDeletion(p)
 }
-func isFailed(p *corev1.Pod) bool {
-	return p.Status.Phase == corev1.PodFailed || (p.DeletionTimestamp != nil && !isSucceeded(p))
+func isFailed(p *corev1.Pod, j *batchv1.Job) bool {
+	switch {
+	case p.Status.Phase == corev1.PodFailed:
+		return true
+	case p.Status.Phase == corev1.PodSucceeded:
+		return stoppedByDeletion(p)
+	default:
+		return p.DeletionTimestamp != nil && !onlyReplaceFailed(j)
+	}
 }
 func stoppedByDeletion(p *corev1.Pod) bool {
-	return p.DeletionTimestamp != nil && !finishTime(p).Before(p.DeletionTimestamp.Time)
+	if p.DeletionTimestamp == nil {
+		return false
+	}
+	// deletionTimestamp less the grace period is when the deletion was asked for.
+	asked := p.DeletionTimestamp.Add(-time.Duration(ptr.Deref(p.DeletionGracePeriodSeconds, 0)) * time.Second)
+	return !finishTime(p).Before(asked)
 }
-func isFinished(p *corev1.Pod) bool { return isSucceeded(p) || isFailed(p) }
+func isFinished(p *corev1.Pod, j *batchv1.Job) bool { return isSucceeded(p) || isFailed(p, j) }
+
+// isTerminating: being deleted, not in a terminal phase yet (status.terminating).
+func isTerminating(p *corev1.Pod) bool {
+	return p.DeletionTimestamp != nil && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed
+}
+
+// onlyReplaceFailed is Kubernetes' onlyReplaceFailedPods: podReplacementPolicy Failed, which a
+// podFailurePolicy implies.
+func onlyReplaceFailed(j *batchv1.Job) bool {
+	return j.Spec.PodFailurePolicy != nil || ptr.Deref(j.Spec.PodReplacementPolicy, batchv1.TerminatingOrFailed) == batchv1.Failed
+}
+
 func hasTracking(p *corev1.Pod) bool {
 	return slices.Contains(p.Finalizers, batchv1.JobTrackingFinalizer)
 }
@@ -131,6 +160,14 @@ type state struct {
 	// one decides (no pod is created for them), not yet in the status.
 	laterSucc, laterFail int
 	laterIndexes         indexes
+	// Pods being deleted that have not reached a terminal phase (status.terminating); with
+	// podReplacementPolicy Failed they are neither active nor finished, and not replaced yet.
+	terminating, notReplaced []*corev1.Pod
+	// With backoffLimitPerIndex (perIndex): the failed indexes, those of the status and new
+	// ones; and per pending index, the failed pod that its replacement takes its failure count
+	// from: it stays uncounted, with its finalizer, until the replacement exists.
+	failedIndexes indexes
+	delayed       map[int]*corev1.Pod
 }
 
 func finishTime(p *corev1.Pod) time.Time {
@@ -141,7 +178,7 @@ func finishTime(p *corev1.Pod) time.Time {
 		}
 	}
 	if t.IsZero() && p.DeletionTimestamp != nil {
-		t = p.DeletionTimestamp.Time
+		t = p.DeletionTimestamp.Add(-time.Duration(ptr.Deref(p.DeletionGracePeriodSeconds, 0)) * time.Second)
 	}
 	if t.IsZero() {
 		t = p.CreationTimestamp.Time
@@ -181,6 +218,9 @@ func (c *Controller) reconcile(ctx context.Context, req engine.Request) (engine.
 	j, ok := obj.(*batchv1.Job)
 	if !ok {
 		return engine.Result{}, fmt.Errorf("%w: jobs decode to %T", engine.ErrTerminal, obj)
+	}
+	if m := j.Spec.ManagedBy; m != nil && *m != batchv1.JobControllerName {
+		return engine.Result{}, nil // another controller's Job
 	}
 	now := c.now()
 	pods := c.podsOf(j)
@@ -228,16 +268,20 @@ func (c *Controller) reconcile(ctx context.Context, req engine.Request) (engine.
 	var done indexes
 	if isIndexed(j) {
 		done = parseIndexes(status.CompletedIndexes, completions)
+		for _, p := range st.newSucc {
+			if i := indexOf(p); i != unknownIndex && i < completions {
+				done[i] = true
+			}
+		}
+		if perIndex(j) {
+			st.perIndex(j, done, completions)
+			status.FailedIndexes = ptr.To(st.failedIndexes.String())
+		}
 	}
 	// Newly finished pods enter uncountedTerminatedPods (and, for an Indexed Job, their index
 	// enters completedIndexes) in this write; their finalizers go after it.
 	for _, p := range st.newSucc {
 		keepSucc = append(keepSucc, p.UID)
-		if isIndexed(j) {
-			if i := indexOf(p); i != unknownIndex && i < completions {
-				done[i] = true
-			}
-		}
 	}
 	for _, p := range st.newFail {
 		keepFail = append(keepFail, p.UID)
@@ -278,12 +322,29 @@ func (c *Controller) reconcile(ctx context.Context, req engine.Request) (engine.
 	case !suspended && j.Spec.ActiveDeadlineSeconds != nil && status.StartTime != nil &&
 		!now.Before(status.StartTime.Add(time.Duration(*j.Spec.ActiveDeadlineSeconds)*time.Second)):
 		failReason, failMsg = batchv1.JobReasonDeadlineExceeded, msgDeadline
+	case perIndex(j) && j.Spec.MaxFailedIndexes != nil && len(st.failedIndexes) > int(*j.Spec.MaxFailedIndexes):
+		failReason, failMsg = batchv1.JobReasonMaxFailedIndexesExceeded, msgMaxFailedIndexes
+	case perIndex(j) && len(st.failedIndexes) > 0 && len(st.failedIndexes)+succeeded >= completions:
+		failReason, failMsg = batchv1.JobReasonFailedIndexes, msgFailedIndexes
 	}
 	complete := false
+	successReason, successMsg := batchv1.JobReasonCompletionsReached, msgCompletionsReached
 	if failReason == "" {
+		succeededIndexes := done
+		if isIndexed(j) && len(st.laterIndexes) > 0 {
+			succeededIndexes = union(done, st.laterIndexes)
+		}
+		var policyMsg string
+		if isIndexed(j) {
+			policyMsg = matchSuccessPolicy(j.Spec.SuccessPolicy, completions, succeededIndexes)
+		}
 		switch {
 		case successMet != nil && successMet.Status == corev1.ConditionTrue:
 			complete = true
+			successReason, successMsg = successMet.Reason, successMet.Message
+		case policyMsg != "":
+			complete = true
+			successReason, successMsg = batchv1.JobReasonSuccessPolicy, policyMsg
 		case isIndexed(j):
 			complete = succeeded >= completions
 		case hasCompletions:
@@ -291,6 +352,18 @@ func (c *Controller) reconcile(ctx context.Context, req engine.Request) (engine.
 		default: // no completions: done once one pod succeeded and none is left running
 			complete = succeeded > 0 && len(st.active) == 0
 		}
+	}
+	if failReason != "" || complete {
+		// A finishing Job counts the failures it held back for replacements that will not come.
+		for _, p := range st.delayed {
+			if _, _, counts := matchPodFailurePolicy(j.Spec.PodFailurePolicy, p); counts {
+				st.newFail = append(st.newFail, p)
+				keepFail = append(keepFail, p.UID)
+			} else {
+				st.ignored = append(st.ignored, p)
+			}
+		}
+		uncounted.Failed, st.delayed = keepFail, nil
 	}
 
 	switch {
@@ -300,7 +373,7 @@ func (c *Controller) reconcile(ctx context.Context, req engine.Request) (engine.
 		}
 		manageErr = c.deletePods(ctx, j, st.active, req.Cause)
 	case complete:
-		setCondition(&status, batchv1.JobSuccessCriteriaMet, corev1.ConditionTrue, batchv1.JobReasonCompletionsReached, msgCompletionsReached, now)
+		setCondition(&status, batchv1.JobSuccessCriteriaMet, corev1.ConditionTrue, successReason, successMsg, now)
 		manageErr = c.deletePods(ctx, j, st.active, req.Cause)
 	case suspended:
 		if len(st.active) > 0 {
@@ -322,13 +395,7 @@ func (c *Controller) reconcile(ctx context.Context, req engine.Request) (engine.
 			var wait time.Duration
 			finishedIndexes := done
 			if len(st.laterIndexes) > 0 {
-				finishedIndexes = indexes{}
-				for i := range done {
-					finishedIndexes[i] = true
-				}
-				for i := range st.laterIndexes {
-					finishedIndexes[i] = true
-				}
+				finishedIndexes = union(done, st.laterIndexes)
 			}
 			st.active, wait, manageErr = c.manage(ctx, key, j, st, finishedIndexes, succeeded, now, c.specCause(key, req))
 			if wait > 0 {
@@ -352,13 +419,15 @@ func (c *Controller) reconcile(ctx context.Context, req engine.Request) (engine.
 		}
 	}
 	status.Ready = &ready
+	status.Terminating = ptr.To(int32(len(st.terminating)))
 	if len(keepSucc) == 0 && len(keepFail) == 0 {
 		status.UncountedTerminatedPods = &batchv1.UncountedTerminatedPods{}
 	} else {
 		status.UncountedTerminatedPods = uncounted
 	}
-	// The final condition, once every finished pod is counted and none is left running.
-	if len(keepSucc) == 0 && len(keepFail) == 0 && later == 0 && len(st.active) == 0 {
+	// The final condition, once every finished pod is counted and none is left running or
+	// terminating.
+	if len(keepSucc) == 0 && len(keepFail) == 0 && later == 0 && len(st.active) == 0 && len(st.terminating) == 0 && len(st.notReplaced) == 0 {
 		if cd := condition(&batchv1.Job{Status: status}, batchv1.JobFailureTarget); cd != nil && cd.Status == corev1.ConditionTrue {
 			setCondition(&status, batchv1.JobFailed, corev1.ConditionTrue, cd.Reason, cd.Message, now)
 			result = engine.Result{}
@@ -399,8 +468,14 @@ func (c *Controller) sort(j *batchv1.Job, pods []*corev1.Pod) state {
 	var lastSuccess time.Time
 	var failures []time.Time
 	for _, p := range pods {
+		if isTerminating(p) {
+			st.terminating = append(st.terminating, p)
+		}
 		switch {
-		case !isFinished(p):
+		case !isFinished(p, j) && p.DeletionTimestamp != nil:
+			st.notReplaced = append(st.notReplaced, p)
+			continue
+		case !isFinished(p, j):
 			st.active = append(st.active, p)
 			continue
 		case !hasTracking(p):
@@ -511,16 +586,22 @@ func (c *Controller) manage(ctx context.Context, key eventlog.Key, j *batchv1.Jo
 	case succeeded > 0:
 		want = min(parallelism, len(active)) // without completions, no new pod once one succeeded
 	}
+	// With podReplacementPolicy Failed, a pod being deleted is replaced once it has failed:
+	// until then it takes a place of those to create.
+	room := want - len(st.notReplaced)
 	var surplus []*corev1.Pod
 	var missing []int // indexes to run (unknownIndex for a NonIndexed Job)
 	if isIndexed(j) {
-		// Keep one pod per pending index; the others (duplicates, completed or out-of-range
-		// indexes) go.
+		// Keep one pod per pending index; the others (duplicates, completed, failed or
+		// out-of-range indexes) go.
 		seen := indexes{}
+		for _, p := range st.notReplaced {
+			seen[indexOf(p)] = true
+		}
 		var keep []*corev1.Pod
 		for _, p := range byAge(active) {
 			i := indexOf(p)
-			if i == unknownIndex || i >= completions || done[i] || seen[i] {
+			if i == unknownIndex || i >= completions || done[i] || st.failedIndexes[i] || seen[i] {
 				surplus = append(surplus, p)
 				continue
 			}
@@ -532,8 +613,8 @@ func (c *Controller) manage(ctx context.Context, key eventlog.Key, j *batchv1.Jo
 			keep = keep[:want]
 		}
 		active = keep
-		for i := 0; i < completions && len(active)+len(missing) < want; i++ {
-			if !done[i] && !seen[i] {
+		for i := 0; i < completions && len(active)+len(missing) < room; i++ {
+			if !done[i] && !seen[i] && !st.failedIndexes[i] {
 				missing = append(missing, i)
 			}
 		}
@@ -543,7 +624,7 @@ func (c *Controller) manage(ctx context.Context, key eventlog.Key, j *batchv1.Jo
 			surplus = ordered[want:]
 			active = ordered[:want]
 		}
-		for range want - len(active) {
+		for range room - len(active) {
 			missing = append(missing, unknownIndex)
 		}
 	}
@@ -554,7 +635,25 @@ func (c *Controller) manage(ctx context.Context, key eventlog.Key, j *batchv1.Jo
 	if len(missing) == 0 {
 		return active, 0, errors.Join(errs...)
 	}
-	if st.failuresAfterSuccess > 0 {
+	var wait time.Duration
+	switch {
+	case perIndex(j):
+		// Each index backs off after its own failures (Kubernetes' getRemainingTimePerIndex);
+		// the indexes whose time has come start now, and the reconcile comes back for the others.
+		ready := missing[:0:0]
+		for _, i := range missing {
+			if left := c.indexBackOff(st.delayed[i], now); left > 0 {
+				if wait == 0 || left < wait {
+					wait = left
+				}
+				continue
+			}
+			ready = append(ready, i)
+		}
+		if missing = ready; len(missing) == 0 {
+			return active, wait, errors.Join(errs...)
+		}
+	case st.failuresAfterSuccess > 0:
 		if left := st.lastFailure.Add(c.backOff(st.failuresAfterSuccess)).Sub(now); left > 0 {
 			return active, left, errors.Join(errs...)
 		}
@@ -567,7 +666,7 @@ func (c *Controller) manage(ctx context.Context, key eventlog.Key, j *batchv1.Jo
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p, err := c.createPod(ctx, j, i, cause)
+			p, err := c.createPod(ctx, j, i, st.delayed[i], cause)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -579,7 +678,7 @@ func (c *Controller) manage(ctx context.Context, key eventlog.Key, j *batchv1.Jo
 		}()
 	}
 	wg.Wait()
-	return active, 0, errors.Join(errs...)
+	return active, wait, errors.Join(errs...)
 }
 
 // byAge orders pods as Kubernetes picks those to keep: ready before not ready, running before
@@ -600,8 +699,9 @@ func byAge(pods []*corev1.Pod) []*corev1.Pod {
 }
 
 // podFromTemplate is the pod a Job creates: its template, with the Job as controller, the
-// tracking finalizer and, for an Indexed Job, the completion index.
-func podFromTemplate(j *batchv1.Job, index int) *corev1.Pod {
+// tracking finalizer and, for an Indexed Job, the completion index (and, with
+// backoffLimitPerIndex, the index's failure counts, from the failed pod it replaces, if any).
+func podFromTemplate(j *batchv1.Job, index int, replaces *corev1.Pod) *corev1.Pod {
 	t := j.Spec.Template.DeepCopy()
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
@@ -630,12 +730,19 @@ func podFromTemplate(j *batchv1.Job, index int) *corev1.Pod {
 			pod.Spec.Hostname = fmt.Sprintf("%s-%d", j.Name, index)
 		}
 		addCompletionIndexEnv(&pod.Spec)
+		if perIndex(j) {
+			failures, ignored := newIndexFailureCounts(j, replaces)
+			pod.Annotations[batchv1.JobIndexFailureCountAnnotation] = strconv.Itoa(int(failures))
+			if ignored > 0 {
+				pod.Annotations[batchv1.JobIndexIgnoredFailureCountAnnotation] = strconv.Itoa(int(ignored))
+			}
+		}
 	}
 	return pod
 }
 
-func (c *Controller) createPod(ctx context.Context, j *batchv1.Job, index int, cause uint64) (*corev1.Pod, error) {
-	out, err := c.w.Create(ctx, c.pods, podFromTemplate(j, index), c.request(cause))
+func (c *Controller) createPod(ctx context.Context, j *batchv1.Job, index int, replaces *corev1.Pod, cause uint64) (*corev1.Pod, error) {
+	out, err := c.w.Create(ctx, c.pods, podFromTemplate(j, index, replaces), c.request(cause))
 	if err != nil {
 		c.event(j, cause, corev1.EventTypeWarning, "FailedCreate", "Error creating: %v", err)
 		return nil, fmt.Errorf("job: creating a pod of %s/%s: %w", j.Namespace, j.Name, err)
