@@ -2,16 +2,21 @@ package apiserver
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apiserver/pkg/authentication/serviceaccount"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
@@ -116,7 +121,7 @@ func (s *Server) allowed(ctx context.Context, attrs authorizer.Attributes) bool 
 // records it.
 func (s *Server) deny(w http.ResponseWriter, r *http.Request, attrs authorizer.Attributes, reason string) {
 	err := forbidden(attrs, reason)
-	s.denials.add(denial{time: s.reg.Now(), attrs: attrs, message: err.ErrStatus.Message})
+	s.denials.record(denial{time: s.reg.Now(), attrs: attrs, message: err.ErrStatus.Message})
 	writeError(w, r, err)
 }
 
@@ -158,15 +163,119 @@ type denial struct {
 	message string
 }
 
-// denials keeps the newest refused requests in memory for the audit query (a ring).
+// deniedRecord is a denial as the log's denial record holds it (JSON).
+type deniedRecord struct {
+	Server      string    `json:"server"` // the recording server's instance
+	Time        time.Time `json:"time"`
+	User        string    `json:"user"`
+	Groups      []string  `json:"groups,omitempty"`
+	Verb        string    `json:"verb"`
+	Resourced   bool      `json:"resourceRequest,omitempty"`
+	Group       string    `json:"group,omitempty"`
+	Version     string    `json:"version,omitempty"`
+	Resource    string    `json:"resource,omitempty"`
+	Subresource string    `json:"subresource,omitempty"`
+	Namespace   string    `json:"namespace,omitempty"`
+	Name        string    `json:"name,omitempty"`
+	Path        string    `json:"path,omitempty"`
+	Message     string    `json:"message"`
+}
+
+// deniedRate bounds the denials one server records in the log per second (a burst of twice
+// that): beyond it a denial is kept only in the server's memory, and counted.
+const deniedRate = 1000
+
+// denials keeps the newest refused requests for the audit query: in memory (a ring), fed by
+// this server at once and by the log's denial record (eventlog.Denials) with those of every
+// server, from before a restart too.
 type denials struct {
+	id      string // this server's instance, to skip its own records when they come back
+	log     deniedLog
+	limit   *rate.Limiter
+	dropped prometheus.Counter
+	logger  *slog.Logger
+
 	mu   sync.Mutex
 	ring []denial
 	next int
 	full bool
 }
 
-func newDenials(n int) *denials { return &denials{ring: make([]denial, n)} }
+// deniedLog is the log's denial record; *eventlog.Denials is one.
+type deniedLog interface {
+	Record(data []byte) error
+	Follow(ctx context.Context, n int, fn func(data []byte)) error
+}
+
+func newDenials(n int) *denials {
+	return &denials{ring: make([]denial, n), id: string(uuid.NewUUID()), limit: rate.NewLimiter(deniedRate, 2*deniedRate)}
+}
+
+// record keeps a denial here, and in the log's record unless over the rate.
+func (d *denials) record(x denial) {
+	d.add(x)
+	if d.log == nil {
+		return
+	}
+	if !d.limit.Allow() {
+		if d.dropped != nil {
+			d.dropped.Inc()
+		}
+		return
+	}
+	data, err := json.Marshal(toRecord(d.id, x))
+	if err == nil {
+		err = d.log.Record(data)
+	}
+	if err != nil {
+		d.logger.Warn("apiserver: recording a denial in the log", "err", err)
+	}
+}
+
+// follow adds the denials the log records (the newest ring-full first) until ctx ends.
+func (d *denials) follow(ctx context.Context) error {
+	return d.log.Follow(ctx, len(d.ring), func(data []byte) {
+		var r deniedRecord
+		if err := json.Unmarshal(data, &r); err != nil {
+			d.logger.Warn("apiserver: an unreadable denial in the log", "err", err)
+			return
+		}
+		if r.Server != d.id {
+			d.add(r.denial())
+		}
+	})
+}
+
+// toRecord shortens what a client chose (path, name, message) so that a record stays small.
+func toRecord(server string, x denial) deniedRecord {
+	a := x.attrs
+	cut := func(s string) string {
+		if len(s) > 1024 {
+			return s[:1024]
+		}
+		return s
+	}
+	r := deniedRecord{Server: server, Time: x.time, Verb: cut(a.GetVerb()), Resourced: a.IsResourceRequest(), Group: cut(a.GetAPIGroup()),
+		Version: cut(a.GetAPIVersion()), Resource: cut(a.GetResource()), Subresource: cut(a.GetSubresource()),
+		Namespace: cut(a.GetNamespace()), Name: cut(a.GetName()), Path: cut(a.GetPath()), Message: cut(x.message)}
+	if u := a.GetUser(); u != nil {
+		r.User = cut(u.GetName())
+		for _, g := range u.GetGroups() {
+			if len(r.Groups) == 32 {
+				break
+			}
+			r.Groups = append(r.Groups, cut(g))
+		}
+	}
+	return r
+}
+
+func (r deniedRecord) denial() denial {
+	return denial{time: r.Time, message: r.Message, attrs: authorizer.AttributesRecord{
+		User: &user.DefaultInfo{Name: r.User, Groups: r.Groups}, Verb: r.Verb, ResourceRequest: r.Resourced,
+		APIGroup: r.Group, APIVersion: r.Version, Resource: r.Resource, Subresource: r.Subresource,
+		Namespace: r.Namespace, Name: r.Name, Path: r.Path}}
+}
 
 func (d *denials) add(x denial) {
 	d.mu.Lock()
@@ -178,7 +287,7 @@ func (d *denials) add(x denial) {
 	}
 }
 
-// list returns the denials kept, oldest first.
+// list returns the denials kept, in the order they came.
 func (d *denials) list() []denial {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -21,6 +21,8 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	watchers prometheus.Gauge
+	// deniedDropped counts the denials kept in memory only, beyond the rate of the log's record.
+	deniedDropped prometheus.Counter
 }
 
 // requestDurationBuckets are kube-apiserver's buckets of apiserver_request_duration_seconds,
@@ -46,8 +48,12 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 			Name: "apiserver_registered_watchers",
 			Help: "Watches being served.",
 		}),
+		deniedDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logplane_apiserver_denials_not_logged_total",
+			Help: "Denied requests beyond the rate that the log's denial record takes: kept in this server's memory only.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.watchers} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.watchers, m.deniedDropped} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

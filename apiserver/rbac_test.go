@@ -2,10 +2,12 @@ package apiserver_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -309,5 +311,47 @@ func TestDefaultPolicyReconciled(t *testing.T) {
 	}
 	if _, err := cs2.RbacV1().ClusterRoleBindings().Get(ctx, "system:discovery", metav1.GetOptions{}); err != nil {
 		t.Errorf("the deleted default binding system:discovery: %v", err)
+	}
+}
+
+// Denials are recorded in the log's denial record: the audit of a restarted server still shows
+// a refusal made before the restart, once, beside what the log holds.
+func TestDenialsOutliveTheServer(t *testing.T) {
+	dir := t.TempDir()
+	s1 := apiservertest.Start(t, apiservertest.Options{DataDir: dir, Tokens: rbacTokens})
+	alice := kubernetes.NewForConfigOrDie(tokenConfig(s1, "alice-token"))
+	if _, err := alice.CoreV1().Secrets("kube-system").List(t.Context(), metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Fatalf("alice lists kube-system secrets: %v", err)
+	}
+	deniedOnce := func(s *apiservertest.Server) (bool, string) {
+		code, body := raw(t, s.Config, "GET", logplaneapi.Prefix+"/audit?actor=alice", nil, "")
+		var audit logplaneapi.Audit
+		if err := json.Unmarshal(body, &audit); code != http.StatusOK || err != nil {
+			t.Fatalf("audit: %d %v %s", code, err, body)
+		}
+		n := 0
+		for _, e := range audit.Items {
+			if e.Denied && e.Verb == "list" && e.Resource == "secrets" && e.Namespace == "kube-system" &&
+				strings.Contains(e.Message, `User "alice" cannot list resource "secrets"`) {
+				n++
+			}
+		}
+		return n == 1, fmt.Sprintf("%d denials of alice's list in %s", n, body)
+	}
+	if ok, msg := deniedOnce(s1); !ok {
+		t.Fatal(msg) // this server's own, at once
+	}
+	s1.Stop()
+	s2 := apiservertest.Start(t, apiservertest.Options{DataDir: dir, Tokens: rbacTokens})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ok, msg := deniedOnce(s2)
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a restart: %s", msg)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -213,6 +213,7 @@ func New(cfg Config) (*Server, error) {
 	s.rbac = rbac.New(s.store)
 	s.authz = newAuthorizer(s.rbac, cfg.AuthorizeAll)
 	s.denials = newDenials(4096)
+	s.denials.dropped, s.denials.logger = s.metrics.deniedDropped, s.logger
 	s.handler = s.buildHandler()
 	if cfg.Join != nil {
 		api := s.handler
@@ -270,6 +271,17 @@ func (s *Server) start(ctx context.Context) error {
 		return err
 	}
 	go s.encCache.sweep(ctx, s.store)
+	// Denials are recorded in the log beside it, and every server's are shown.
+	dl, err := s.log.Denials(ctx)
+	if err != nil {
+		return err
+	}
+	s.denials.log = dl
+	go func() {
+		if err := s.denials.follow(ctx); err != nil {
+			s.logger.Error("apiserver: following the denial record", "err", err)
+		}
+	}()
 	// Nodes write through commands that the control plane checks (NodeRestriction) and appends.
 	go func() {
 		if err := s.log.ServeNodeCommands(ctx, s.reg.CheckNodeWrite); err != nil {

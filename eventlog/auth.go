@@ -261,6 +261,9 @@ func permissions(cfg *Config, id Identity) (pub, deny, sub []string, err error) 
 		pub = append(pub, "$JS.API.STREAM.CREATE.KV_"+joinBucket(s), "$KV."+joinBucket(s)+".>")
 		// It makes the Secrets' data keys, has them fsynced, and destroys them (crypto-shredding).
 		pub = append(pub, "$JS.API.STREAM.CREATE."+keys, p+".dek.>", cfg.keysCommitSubject(), "$JS.API.STREAM.MSG.DELETE."+keys)
+		// It records the requests it refused, and reads those of the others.
+		pub = append(pub, read(cfg.deniedStream())...)
+		pub = append(pub, "$JS.API.STREAM.CREATE."+cfg.deniedStream(), cfg.deniedSubject())
 	case RoleReconciler:
 		pub = append(pub, p+".obj.>")
 		leases(id.LeaseBuckets)
