@@ -487,6 +487,12 @@ spec: {containers: [{name: nginx, image: "nginx:1.7.9", ports: [{containerPort: 
 			"metadata: {name: d, resourceVersion: \"1\"}\nspec:" + emailTemplate,
 			"metadata: {name: d, resourceVersion: \"1\"}\nspec:" + strings.ReplaceAll(emailTemplate, "emailservice-demo", "other"),
 			[]string{`spec.selector: Invalid value: {"matchLabels":{"app":"other"}}: field is immutable`}},
+		{"ingress keeps an invalid Secret name it had", "networking.k8s.io", "Ingress",
+			ingressWithSecret("Bad_Secret", ""), ingressWithSecret("Bad_Secret", "labels: {a: b}, "), nil},
+		{"ingress may not take an invalid Secret name", "networking.k8s.io", "Ingress",
+			ingressWithSecret("good", ""), ingressWithSecret("Bad_Secret", ""), []string{
+				`spec.tls[0].secretName: Invalid value: "Bad_Secret": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`,
+			}},
 		{"ingress class controller is immutable", "networking.k8s.io", "IngressClass",
 			"metadata: {name: c, resourceVersion: \"1\"}\nspec: {controller: a.io/x}",
 			"metadata: {name: c, resourceVersion: \"1\"}\nspec: {controller: b.io/x}",
@@ -616,4 +622,11 @@ func TestNilObjects(t *testing.T) {
 	if _, err := printers.Row(k, nilPod); err == nil {
 		t.Error("Row(nil pod): want an error")
 	}
+}
+
+// ingressWithSecret is an Ingress whose TLS section names secret, with meta inserted in its
+// metadata.
+func ingressWithSecret(secret, meta string) string {
+	return "metadata: {" + meta + "name: web, resourceVersion: \"1\"}\n" +
+		"spec: {defaultBackend: {service: {name: web, port: {number: 80}}}, tls: [{secretName: " + secret + "}]}"
 }
