@@ -2,7 +2,8 @@
 // create and update of every writer (API clients, reconcilers, node agents), in the order
 // kube-apiserver runs these plug-ins: ServiceAccount (package serviceaccount: a pod's account
 // and its token volume), then PodSecurity (package podsecurity: the Pod Security Standards a
-// namespace's labels ask for).
+// namespace's labels ask for), then DefaultIngressClass (package defaultingressclass: a new
+// Ingress without a class gets the default IngressClass).
 package admission
 
 import (
@@ -12,6 +13,7 @@ import (
 	psadmissionapi "k8s.io/pod-security-admission/admission/api"
 	"k8s.io/utils/clock"
 
+	"github.com/logplane/logplane/admission/defaultingressclass"
 	"github.com/logplane/logplane/admission/podsecurity"
 	"github.com/logplane/logplane/admission/serviceaccount"
 	"github.com/logplane/logplane/projections"
@@ -32,5 +34,5 @@ func Chain(store *projections.Store, cfg Config) (admission.Interface, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admission: %w", err)
 	}
-	return admission.NewChainHandler(serviceaccount.New(store, cfg.Clock), ps), nil
+	return admission.NewChainHandler(serviceaccount.New(store, cfg.Clock), ps, defaultingressclass.New(store)), nil
 }

@@ -57,6 +57,9 @@ func (s *Server) bootstrap(ctx context.Context) error {
 			}
 		}
 	}
+	if err := s.defaultIngressClass(ctx); err != nil {
+		return err
+	}
 	svcKind, ok := s.kinds("services")
 	if !ok {
 		return nil
@@ -201,3 +204,32 @@ func (s *Server) kubeDNSService(ctx context.Context, svcKind *kinds.Kind) error 
 
 // defaultServiceCIDRName names the ServiceCIDR of the configured range, as Kubernetes names it.
 const defaultServiceCIDRName = "kubernetes"
+
+// Logplane's IngressClass: served by the node agents' Ingress proxy (dataplane/ingressproxy),
+// the cluster's default class.
+const (
+	DefaultIngressClassName       = "logplane"
+	DefaultIngressClassController = "logplane.io/ingress"
+)
+
+// defaultIngressClass creates the IngressClass "logplane", marked the default class, if it
+// does not exist (once deleted or unmarked by a user, it is created again at the next start,
+// as the default RBAC policy is).
+func (s *Server) defaultIngressClass(ctx context.Context) error {
+	k, ok := s.catalog.ByGroupResource(schema.GroupResource{Group: networkingv1.GroupName, Resource: "ingressclasses"})
+	if !ok {
+		return nil
+	}
+	if _, err := s.reg.GetObject(ctx, k, "", DefaultIngressClassName, registry.ReadOptions{ResourceVersion: "0"}); err == nil {
+		return nil
+	}
+	ic := &networkingv1.IngressClass{
+		ObjectMeta: metav1.ObjectMeta{Name: DefaultIngressClassName,
+			Annotations: map[string]string{networkingv1.AnnotationIsDefaultIngressClass: "true"}},
+		Spec: networkingv1.IngressClassSpec{Controller: DefaultIngressClassController},
+	}
+	if _, err := s.reg.Create(ctx, k, ic, systemActor); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("apiserver: creating the default IngressClass: %w", err)
+	}
+	return nil
+}

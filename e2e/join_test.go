@@ -47,7 +47,7 @@ func TestJoin(t *testing.T) {
 	agent := func(name string, args ...string) *proc {
 		return m2.start(name, slices.Concat([]string{"agent", "--nats", m.natsURL(), "--data-dir", m2.dir,
 			"--node-name", name, "--node-ip", "127.0.0.1", "--stream-listen", m2.streamAddr, "--bridge", m2.bridge,
-			"--pod-cidr", m2.podCIDR, "--containerd", "own", "--service-proxy=false",
+			"--pod-cidr", m2.podCIDR, "--containerd", "own", "--service-proxy=false", "--ingress-http-port=0", "--ingress-https-port=0",
 			// The Secrets' key-encryption key, copied from the control plane as docs/security.md says.
 			"--keys-dir", filepath.Join(m.dir, "keys")}, args)...)
 	}

@@ -123,7 +123,9 @@ func (m *machine) nodeFlags() []string {
 		"--bridge", m.bridge, "--pod-cidr", m.podCIDR, "--containerd", "own",
 		// Machines of concurrent tests share the host's network namespace, where there is one
 		// service proxy table: tests of Services turn it on for their own machine.
-		"--service-proxy=false"}
+		"--service-proxy=false",
+		// and one port 80 and 443: tests of Ingresses give their machine ports of its own.
+		"--ingress-http-port=0", "--ingress-https-port=0"}
 }
 
 // upMachine makes a machine with the demo images loaded and `logplane up` running on it, its API

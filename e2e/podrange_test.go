@@ -30,7 +30,7 @@ func TestPodRanges(t *testing.T) {
 		return m2.start("agent-"+node, "agent", "--nats", m.natsURL(), "--data-dir", m2.dir, "--pki-dir", filepath.Join(m.dir, "pki"),
 			"--keys-dir", filepath.Join(m.dir, "keys"),
 			"--node-name", node, "--node-ip", "127.0.0.1", "--stream-listen", m2.streamAddr, "--bridge", m2.bridge,
-			"--pod-cidr", cidr, "--containerd", "own", "--service-proxy=false")
+			"--pod-cidr", cidr, "--containerd", "own", "--service-proxy=false", "--ingress-http-port=0", "--ingress-https-port=0")
 	}
 	nodeReady := func(node string) {
 		t.Helper()

@@ -136,6 +136,10 @@ type Config struct {
 	// DNS, when set, is fed Services, EndpointSlices, Namespaces and Pods of the log from the
 	// start of Run (dataplane/clusterdns); its maker serves it.
 	DNS ClusterDNS
+	// Ingress, when set, is the Ingress proxy the agent feeds from the log (IngressClasses,
+	// Ingresses, Services, EndpointSlices, and the Secrets named by Ingresses) and serves
+	// from the start of Run until it ends.
+	Ingress *Ingress
 	// DNSServers and ClusterDomain make the pods' resolv.conf.
 	DNSServers    []string
 	ClusterDomain string
@@ -358,6 +362,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer cancel()
 	if a.cfg.Services != nil || a.cfg.DNS != nil {
 		done := a.startServices(ctx)
+		defer func() { cancel(); <-done }()
+	}
+	if a.cfg.Ingress != nil && a.cfg.Ingress.Proxy != nil {
+		done := a.startIngress(ctx)
 		defer func() { cancel(); <-done }()
 	}
 	var wg sync.WaitGroup

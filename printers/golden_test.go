@@ -9,6 +9,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	cliprinters "k8s.io/cli-runtime/pkg/printers"
@@ -349,5 +350,43 @@ hello     */1 * * * *   False     0         22s             48s`,
 				t.Errorf("kubectl would print\n%s\nthe seed shows\n%s", got, strings.TrimPrefix(tt.want, "\n"))
 			}
 		})
+	}
+}
+
+// TestIngressTables checks Ingress and IngressClass rows against Kubernetes' printer: no class
+// is <none>, hosts are the first three ("*" when none has one) and "+ N more...", the
+// addresses sorted and distinct (IPs, else host names), PORTS "80, 443" with a TLS section;
+// an IngressClass's parameters as Kind.group/name.
+func TestIngressTables(t *testing.T) {
+	rule := func(host string) networkingv1.IngressRule { return networkingv1.IngressRule{Host: host} }
+	lb := func(in ...networkingv1.IngressLoadBalancerIngress) networkingv1.IngressStatus {
+		return networkingv1.IngressStatus{LoadBalancer: networkingv1.IngressLoadBalancerStatus{Ingress: in}}
+	}
+	objs := []runtime.Object{
+		&networkingv1.Ingress{ObjectMeta: objectMeta("plain", 5*time.Minute), Spec: networkingv1.IngressSpec{Rules: []networkingv1.IngressRule{rule("")}}},
+		&networkingv1.Ingress{ObjectMeta: objectMeta("many", 90*time.Second), Spec: networkingv1.IngressSpec{IngressClassName: ptr.To("logplane"),
+			Rules: []networkingv1.IngressRule{rule("a.example.com"), rule(""), rule("b.example.com"), rule("c.example.com"), rule("d.example.com")},
+			TLS:   []networkingv1.IngressTLS{{SecretName: "tls"}}},
+			Status: lb(networkingv1.IngressLoadBalancerIngress{IP: "10.0.0.2"}, networkingv1.IngressLoadBalancerIngress{IP: "10.0.0.1"},
+				networkingv1.IngressLoadBalancerIngress{IP: "10.0.0.2"}, networkingv1.IngressLoadBalancerIngress{Hostname: "lb.example.com"})},
+	}
+	want := `
+NAME CLASS HOSTS ADDRESS PORTS AGE
+plain <none> * 80 5m
+many logplane a.example.com,b.example.com,c.example.com + 2 more... 10.0.0.1,10.0.0.2,lb.example.com 80, 443 90s`
+	if got := render(t, kindOf(t, "networking.k8s.io", "Ingress"), objs, nil, false); normalize(got) != normalize(want) {
+		t.Errorf("ingresses:\n%s\nwant\n%s", got, want)
+	}
+	classes := []runtime.Object{
+		&networkingv1.IngressClass{ObjectMeta: metav1.ObjectMeta{Name: "logplane", CreationTimestamp: ago(time.Hour)}, Spec: networkingv1.IngressClassSpec{Controller: "logplane.io/ingress"}},
+		&networkingv1.IngressClass{ObjectMeta: metav1.ObjectMeta{Name: "nginx", CreationTimestamp: ago(time.Hour)}, Spec: networkingv1.IngressClassSpec{Controller: "k8s.io/ingress-nginx",
+			Parameters: &networkingv1.IngressClassParametersReference{APIGroup: ptr.To("k8s.example.com"), Kind: "IngressParameters", Name: "external-lb"}}},
+	}
+	want = `
+NAME CONTROLLER PARAMETERS AGE
+logplane logplane.io/ingress <none> 60m
+nginx k8s.io/ingress-nginx IngressParameters.k8s.example.com/external-lb 60m`
+	if got := render(t, kindOf(t, "networking.k8s.io", "IngressClass"), classes, nil, false); normalize(got) != normalize(want) {
+		t.Errorf("ingress classes:\n%s\nwant\n%s", got, want)
 	}
 }

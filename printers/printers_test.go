@@ -62,6 +62,8 @@ func TestColumns(t *testing.T) {
 		"networking.k8s.io/NetworkPolicy":              "NAME POD-SELECTOR AGE",
 		"networking.k8s.io/IPAddress":                  "NAME PARENTREF",
 		"networking.k8s.io/ServiceCIDR":                "NAME CIDRS AGE",
+		"networking.k8s.io/Ingress":                    "NAME CLASS HOSTS ADDRESS PORTS AGE",
+		"networking.k8s.io/IngressClass":               "NAME CONTROLLER PARAMETERS AGE",
 	}
 	for _, k := range catalog.All() {
 		var names []string

@@ -381,6 +381,76 @@ spec:
   - from: [{namespaceSelector: {matchLabels: {team: a}}, podSelector: {matchLabels: {role: c}}}, {ipBlock: {cidr: 10.0.0.0/8, except: [10.1.0.0/16]}}]
     ports: [{port: http}, {port: 8000, endPort: 8080, protocol: UDP}]
   egress: [{}]`, nil},
+		{"ingress paths and backends", "networking.k8s.io", "Ingress", `
+metadata: {name: web}
+spec:
+  ingressClassName: Logplane
+  rules:
+  - host: 10.0.0.1
+    http:
+      paths:
+      - {path: foo, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+      - {path: /a//b/., pathType: Exact, backend: {service: {name: Web, port: {number: 70000}}}}
+      - {path: /x, backend: {service: {name: web, port: {number: 80}}}}
+      - {path: /y, pathType: Regex, backend: {service: {name: web, port: {name: http, number: 80}}}}
+      - {path: z, pathType: ImplementationSpecific, backend: {service: {name: web}}}
+      - {path: /r, pathType: Prefix, backend: {resource: {kind: Bucket, name: b}, service: {name: web, port: {number: 80}}}}
+      - {path: /n, pathType: Prefix, backend: {}}
+  - host: "*.*.example.com"
+    http: {paths: []}
+  tls: [{hosts: ["a_b.example.com", "*.example.com"], secretName: Bad_Secret}]`, []string{
+			`spec.rules[0].host: Invalid value: "10.0.0.1": must be a DNS name, not an IP address`,
+			`spec.rules[0].http.paths[0].path: Invalid value: "foo": must be an absolute path`,
+			`spec.rules[0].http.paths[1].path: Invalid value: "/a//b/.": must not contain '//'`,
+			`spec.rules[0].http.paths[1].path: Invalid value: "/a//b/.": cannot end with '/.'`,
+			`spec.rules[0].http.paths[1].backend.service.name: Invalid value: "Web": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')`,
+			`spec.rules[0].http.paths[1].backend.service.port.number: Invalid value: 70000: must be between 1 and 65535, inclusive`,
+			`spec.rules[0].http.paths[2].pathType: Required value: pathType must be specified`,
+			`spec.rules[0].http.paths[3].pathType: Unsupported value: "Regex": supported values: "Exact", "ImplementationSpecific", "Prefix"`,
+			`spec.rules[0].http.paths[3].backend: Invalid value: "": cannot set both port name & port number`,
+			`spec.rules[0].http.paths[4].path: Invalid value: "z": must be an absolute path`,
+			`spec.rules[0].http.paths[4].backend: Required value: port name or number is required`,
+			`spec.rules[0].http.paths[5].backend: Invalid value: "": cannot set both resource and service backends`,
+			`spec.rules[0].http.paths[6].backend: Invalid value: "": resource or service backend is required`,
+			`spec.rules[1].host: Invalid value: "*.*.example.com": a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS subdomain, which must consist of lower case alphanumeric characters, '-' or '.' and end with an alphanumeric character (e.g. '*.example.com', regex used for validation is '\*\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`,
+			`spec.rules[1].http.paths: Required value`,
+			`spec.tls[0].hosts[0]: Invalid value: "a_b.example.com": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`,
+			`spec.tls[0].secretName: Invalid value: "Bad_Secret": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`,
+			`spec.ingressClassName: Invalid value: "Logplane": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`,
+		}},
+		{"ingress without rules or default backend", "networking.k8s.io", "Ingress", `
+metadata: {name: web, annotations: {kubernetes.io/ingress.class: nginx}}
+spec: {ingressClassName: logplane}`, []string{
+			"spec: Invalid value: null: either `defaultBackend` or `rules` must be specified",
+			"annotations.kubernetes.io/ingress.class: Invalid value: \"nginx\": must match `ingressClassName` when both are specified",
+		}},
+		{"ingress, valid", "networking.k8s.io", "Ingress", `
+metadata: {name: web}
+spec:
+  defaultBackend: {service: {name: web, port: {name: http}}}
+  rules:
+  - host: "*.example.com"
+    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}]}
+  - http: {paths: [{pathType: ImplementationSpecific, backend: {resource: {apiGroup: k8s.example.com, kind: StorageBucket, name: static}}}]}
+  tls: [{hosts: ["*.example.com"], secretName: web-tls}]`, nil},
+		{"ingress class", "networking.k8s.io", "IngressClass", `
+metadata: {name: logplane}
+spec:
+  controller: logplane
+  parameters: {kind: Params, name: p, scope: Cluster, namespace: default}`, []string{
+			`spec.controller: Invalid value: "logplane": must be a domain-prefixed path (such as "acme.io/foo")`,
+			"spec.parameters.namespace: Forbidden: `parameters.scope` is set to 'Cluster'",
+		}},
+		{"ingress class parameters", "networking.k8s.io", "IngressClass", `
+metadata: {name: logplane}
+spec:
+  parameters: {apiGroup: k8s.example.com, kind: Params, name: p, scope: Namespace}`, []string{
+			"spec.controller: Required value",
+			"spec.parameters.namespace: Required value: `parameters.scope` is set to 'Namespace'",
+		}},
+		{"ingress class, valid", "networking.k8s.io", "IngressClass", `
+metadata: {name: logplane, annotations: {ingressclass.kubernetes.io/is-default-class: "true"}}
+spec: {controller: logplane.io/ingress, parameters: {kind: Params, name: p}}`, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -417,6 +487,16 @@ spec: {containers: [{name: nginx, image: "nginx:1.7.9", ports: [{containerPort: 
 			"metadata: {name: d, resourceVersion: \"1\"}\nspec:" + emailTemplate,
 			"metadata: {name: d, resourceVersion: \"1\"}\nspec:" + strings.ReplaceAll(emailTemplate, "emailservice-demo", "other"),
 			[]string{`spec.selector: Invalid value: {"matchLabels":{"app":"other"}}: field is immutable`}},
+		{"ingress keeps an invalid Secret name it had", "networking.k8s.io", "Ingress",
+			ingressWithSecret("Bad_Secret", ""), ingressWithSecret("Bad_Secret", "labels: {a: b}, "), nil},
+		{"ingress may not take an invalid Secret name", "networking.k8s.io", "Ingress",
+			ingressWithSecret("good", ""), ingressWithSecret("Bad_Secret", ""), []string{
+				`spec.tls[0].secretName: Invalid value: "Bad_Secret": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`,
+			}},
+		{"ingress class controller is immutable", "networking.k8s.io", "IngressClass",
+			"metadata: {name: c, resourceVersion: \"1\"}\nspec: {controller: a.io/x}",
+			"metadata: {name: c, resourceVersion: \"1\"}\nspec: {controller: b.io/x}",
+			[]string{`spec.controller: Invalid value: "b.io/x": field is immutable`}},
 		{"deployment template may change", "apps", "Deployment",
 			"metadata: {name: d, resourceVersion: \"1\"}\nspec:" + emailTemplate,
 			"metadata: {name: d, resourceVersion: \"1\"}\nspec:" + strings.ReplaceAll(emailTemplate, "v0.7.0", "v0.8.0"), nil},
@@ -542,4 +622,11 @@ func TestNilObjects(t *testing.T) {
 	if _, err := printers.Row(k, nilPod); err == nil {
 		t.Error("Row(nil pod): want an error")
 	}
+}
+
+// ingressWithSecret is an Ingress whose TLS section names secret, with meta inserted in its
+// metadata.
+func ingressWithSecret(secret, meta string) string {
+	return "metadata: {" + meta + "name: web, resourceVersion: \"1\"}\n" +
+		"spec: {defaultBackend: {service: {name: web, port: {number: 80}}}, tls: [{secretName: " + secret + "}]}"
 }

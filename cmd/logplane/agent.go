@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -32,6 +33,7 @@ import (
 	"github.com/logplane/logplane/apiserver/pki"
 	"github.com/logplane/logplane/dataplane/clusterdns"
 	"github.com/logplane/logplane/dataplane/containerd"
+	"github.com/logplane/logplane/dataplane/ingressproxy"
 	"github.com/logplane/logplane/dataplane/netpolicy"
 	"github.com/logplane/logplane/dataplane/podnet"
 	"github.com/logplane/logplane/dataplane/serviceproxy"
@@ -73,6 +75,8 @@ type agentFlags struct {
 	cleanup      bool
 	clusterDNS   bool
 	domain       string
+	ingressHTTP  int
+	ingressHTTPS int
 }
 
 func (f *agentFlags) register(fs *pflag.FlagSet) {
@@ -106,6 +110,8 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.serviceCIDR, "service-cidr", registry.ServiceCIDR.String(), "the Services' cluster IP range the service proxy routes to the machine itself")
 	fs.BoolVar(&f.clusterDNS, "cluster-dns-server", true, "serve cluster DNS on this node (the pod bridge's address, port 53), reached by pods through the kube-dns Service ("+apiserver.KubeDNSAddr().String()+"), which their resolv.conf names; needs --service-proxy")
 	fs.StringVar(&f.domain, "cluster-domain", "cluster.local", "the cluster's DNS domain (the kubelet's --cluster-domain)")
+	fs.IntVar(&f.ingressHTTP, "ingress-http-port", 80, "the node's port on which the Ingress proxy serves HTTP (the Ingresses of the IngressClass logplane, on every address of the machine); 0: none")
+	fs.IntVar(&f.ingressHTTPS, "ingress-https-port", 443, "the node's port on which the Ingress proxy serves HTTPS (certificates from the Ingresses' TLS Secrets, by SNI); 0: none")
 	fs.BoolVar(&f.cleanup, "cleanup", false, "remove the service proxy's nftables table ("+serviceproxy.DefaultTable+"), its device ("+serviceproxy.DefaultServiceDevice+") and the routes through it, then exit (kube-proxy's --cleanup)")
 }
 
@@ -388,12 +394,19 @@ func containerdAgent(ctx context.Context, tmpl nodeagent.Config, af *agentFlags,
 			cleanup = func() { stop(); prev() }
 		}
 	}
+	var agent atomic.Pointer[nodeagent.Agent]
+	if c.Ingress, err = ingressProxy(af, &agent); err != nil {
+		rt.Close()
+		cleanup()
+		return nil, nil, err
+	}
 	a, err := nodeagent.New(c)
 	if err != nil {
 		rt.Close()
 		cleanup()
 		return nil, nil, err
 	}
+	agent.Store(a)
 	return a, func() {
 		if err := rt.Close(); err != nil {
 			slog.Warn("logplane: closing the runtime", "err", err)
@@ -451,6 +464,46 @@ func defaultRouteInterface() string {
 		}
 	}
 	return ""
+}
+
+// ingressProxy makes the Ingress proxy and opens its listeners on every address of the
+// machine (nil when both ports are 0); the agent feeds and serves it, and records its
+// Warnings as Events on the Ingresses through agent (set once the agent exists).
+func ingressProxy(af *agentFlags, agent *atomic.Pointer[nodeagent.Agent]) (*nodeagent.Ingress, error) {
+	if af.ingressHTTP == 0 && af.ingressHTTPS == 0 {
+		return nil, nil
+	}
+	p, err := ingressproxy.New(ingressproxy.Config{
+		OnWarning: func(w ingressproxy.Warning) {
+			if a := agent.Load(); a != nil {
+				a.IngressWarning(w)
+			}
+		},
+		// Failed handshakes and unreachable endpoints: the requests' answers say it already.
+		ErrorLog: slog.NewLogLogger(slog.Default().Handler(), slog.LevelDebug),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ingress proxy: %w", err)
+	}
+	in := &nodeagent.Ingress{Proxy: p}
+	for _, l := range []struct {
+		port int
+		dst  *net.Listener
+		flag string
+	}{{af.ingressHTTP, &in.HTTP, "--ingress-http-port"}, {af.ingressHTTPS, &in.HTTPS, "--ingress-https-port"}} {
+		if l.port == 0 {
+			continue
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(l.port)))
+		if err != nil {
+			if in.HTTP != nil {
+				in.HTTP.Close()
+			}
+			return nil, fmt.Errorf("ingress proxy on port %d (%s changes it, 0 runs without): %w", l.port, l.flag, err)
+		}
+		*l.dst = ln
+	}
+	return in, nil
 }
 
 // serviceProxy makes this machine's service proxy; the agent runs it.

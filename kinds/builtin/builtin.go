@@ -53,6 +53,8 @@ func Kinds() []*kinds.Kind {
 		networkPolicy(),
 		ipAddress(),
 		serviceCIDR(),
+		ingress(),
+		ingressClass(),
 	}
 }
 

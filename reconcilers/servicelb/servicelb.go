@@ -162,9 +162,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, req engine.Request) (engine.
 	return engine.Result{}, nil
 }
 
-// nodeAddresses are the ingress entries of every schedulable node: its ExternalIP, else its
-// InternalIP (ServiceLB's choice), each once, in order.
+// nodeAddresses are the ingress entries of the nodes' addresses (NodeIPs).
 func nodeAddresses(ix *informer.Index) []corev1.LoadBalancerIngress {
+	var out []corev1.LoadBalancerIngress
+	vip := corev1.LoadBalancerIPModeVIP
+	for _, ip := range NodeIPs(ix) {
+		out = append(out, corev1.LoadBalancerIngress{IP: ip, IPMode: &vip})
+	}
+	return out
+}
+
+// NodeIPs are the addresses at which the nodes serve load-balanced ports (LoadBalancer
+// Services here, Ingresses in reconcilers/ingressstatus): of every node not being deleted,
+// its ExternalIP, else its InternalIP (ServiceLB's choice), each once, sorted. The index must
+// read nodes.
+func NodeIPs(ix *informer.Index) []string {
 	seen := map[string]bool{}
 	var ips []string
 	for _, o := range ix.Objects(nodes, "", nil) {
@@ -192,10 +204,5 @@ func nodeAddresses(ix *informer.Index) []corev1.LoadBalancerIngress {
 		}
 	}
 	sort.Strings(ips)
-	var out []corev1.LoadBalancerIngress
-	vip := corev1.LoadBalancerIPModeVIP
-	for _, ip := range ips {
-		out = append(out, corev1.LoadBalancerIngress{IP: ip, IPMode: &vip})
-	}
-	return out
+	return ips
 }

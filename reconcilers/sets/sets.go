@@ -18,6 +18,7 @@ import (
 	"github.com/logplane/logplane/reconcilers/endpoints"
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/garbagecollector"
+	"github.com/logplane/logplane/reconcilers/ingressstatus"
 	"github.com/logplane/logplane/reconcilers/job"
 	"github.com/logplane/logplane/reconcilers/namespaces"
 	"github.com/logplane/logplane/reconcilers/nodelifecycle"
@@ -84,6 +85,7 @@ func All(o Options) []Reconciler {
 		{Workloads, addressrepair.ServicesName, addressrepair.Setup(addressrepair.Config{})},
 		{Workloads, endpoints.Name, endpoints.Setup(endpoints.Config{Workers: o.Workers})},
 		{Workloads, servicelb.Name, servicelb.Setup(servicelb.Config{})},
+		{Workloads, ingressstatus.Name, ingressstatus.Setup(ingressstatus.Config{})},
 		{ServiceAccounts, serviceaccounts.Name, serviceaccounts.Setup(serviceaccounts.Config{})},
 		{ServiceAccounts, rootcacert.Name, rootcacert.Setup(rootcacert.Config{LoadCA: o.RootCA})},
 	}
