@@ -58,6 +58,12 @@ func TestClusterIPBalancesOverEndpoints(t *testing.T) {
 		t.Errorf("UDP flows reached %v, want all 3 endpoints", seen)
 	}
 
+	// From off the cluster (a router that sends the service range to the node): masqueraded
+	// to the node's address, so that the answer comes back through the node.
+	if a, err := dialTCP(n.client, "10.96.0.10:80"); err != nil || a.source != bridgeIP {
+		t.Errorf("client → cluster IP: the endpoint saw %+v (%v), want the node's %s", a, err, bridgeIP)
+	}
+
 	// From the node itself: the output hook DNATs.
 	hostGot := count(t, n.node, "10.96.0.10:80", 30)
 	if len(hostGot) < 2 {
