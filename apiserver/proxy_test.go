@@ -1,7 +1,9 @@
 package apiserver_test
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -55,11 +57,24 @@ func (d *proxyDialer) last() string {
 // and client-go's ProxyGet use (name, name:port, name:portname), with every method, the
 // path after /proxy and the query; HTML links are rewritten under the proxy path; a path
 // without its trailing slash is redirected; an unknown pod or Service is 404, a Service without
-// endpoints or without the port 503, a pod without an address 400; RBAC decides on the proxy
-// subresource itself.
+// endpoints or without the port 503, a pod without an address 400; an upgraded connection goes
+// through; RBAC decides on the proxy subresource itself.
 func TestProxySubresources(t *testing.T) {
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
+		if r.URL.Path == "/echo" && r.Header.Get("Upgrade") == "echo" {
+			conn, rw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			fmt.Fprint(rw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+			rw.Flush()
+			line, _ := rw.ReadString('\n')
+			fmt.Fprint(rw, "echo: "+line)
+			rw.Flush()
+			return
+		}
 		if r.URL.Path == "/page" {
 			w.Header().Set("Content-Type", "text/html")
 			fmt.Fprint(w, `<html><body><a href="/other">other</a></body></html>`)
@@ -182,6 +197,28 @@ func TestProxySubresources(t *testing.T) {
 	}
 	if resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") != "/api/v1/namespaces/default/services/web:80/proxy/" {
 		t.Errorf("services/web:80/proxy without a slash: %s, Location %q", resp.Status, resp.Header.Get("Location"))
+	}
+
+	// An upgraded connection goes through to the pod.
+	tlsConfig, err := rest.TLSConfigFor(s.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := strings.TrimPrefix(s.Config.Host, "https://")
+	conn, err := tls.Dial("tcp", host, tlsConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /api/v1/namespaces/default/services/web:http/proxy/echo HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n", host)
+	br := bufio.NewReader(conn)
+	up, err := http.ReadResponse(br, nil)
+	if err != nil || up.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("an upgrade through services/web:http/proxy/echo: %v %v", up, err)
+	}
+	fmt.Fprint(conn, "ping\n")
+	if line, err := br.ReadString('\n'); err != nil || line != "echo: ping\n" {
+		t.Errorf("through the upgraded connection: %q %v", line, err)
 	}
 
 	// Errors are Statuses (ProxyGet's DoRaw does not decode them: Do does).
