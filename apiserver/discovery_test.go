@@ -45,6 +45,7 @@ var kubernetesCoreV1 = []string{
 	"pods/exec  PodExecOptions [create get] true",
 	"pods/log  Pod [get] true",
 	"pods/portforward  PodPortForwardOptions [create get] true",
+	"pods/proxy  PodProxyOptions [create delete get patch update] true",
 	"pods/status  Pod [get patch update] true",
 	"podtemplates  PodTemplate [create delete deletecollection get list patch update watch] true",
 	"replicationcontrollers  ReplicationController [create delete deletecollection get list patch update watch] true",

@@ -83,8 +83,9 @@ func (s *Server) parse(r *http.Request) requestInfo {
 	}
 	info.prefix, info.group, info.version = ri.APIPrefix, ri.APIGroup, ri.APIVersion
 	info.segs = ri.Parts
-	if ri.Verb == "proxy" || len(ri.Parts) > 3 {
-		// /proxy/... (which Kubernetes no longer serves), or a path deeper than a subresource.
+	if ri.Verb == "proxy" || (len(ri.Parts) > 3 && ri.Parts[2] != "proxy") {
+		// /proxy/... (which Kubernetes no longer serves), or a path deeper than a subresource
+		// other than a proxy's (whose path goes on to the target: proxy.go).
 		return info
 	}
 	info.namespace, info.resource = ri.Namespace, ri.Resource
@@ -194,6 +195,10 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, info requestInfo)
 	}
 	if !info.kind.Namespaced && info.namespace != "" {
 		writeError(w, r, notFoundPath(r))
+		return
+	}
+	if isProxy(info) {
+		s.serveProxy(w, r, info) // proxy.go: pods/proxy, services/proxy
 		return
 	}
 	if isPodStream(info) {

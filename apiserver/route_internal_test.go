@@ -45,7 +45,8 @@ func TestParseRequest(t *testing.T) {
 // answers: a named object's GET is a get whatever its watch parameter says; the watch parameter
 // of a collection reads as Kubernetes' ListOptions read it (any value but "0" and "false", the
 // empty one included, is a watch); /api/v1/watch names nothing (404, where the old router listed
-// the group version's resources).
+// the group version's resources); a path beyond a proxy subresource is the proxy subresource
+// (the rest is the path on the target).
 var kubernetesAnswers = map[string]string{
 	"GET /api/v1/watch":                                        "public=false health=false kind=- prefix=api gv=/v1 beyond=true",
 	"HEAD /api/v1/watch":                                       "public=false health=false kind=- prefix=api gv=/v1 beyond=true",
@@ -95,6 +96,20 @@ var kubernetesAnswers = map[string]string{
 	"HEAD /api/v1/namespaces/default/pods/p?labelSelector=a%3Db&watch=1":                       "public=false health=false kind=/v1, Resource=pods prefix=api gv=/v1 ns=default resource=pods name=p sub= verb=get beyond=true",
 	"GET /api/v1/namespaces/default/pods/p/status?labelSelector=a%3Db&watch=1":                 "public=false health=false kind=/v1, Resource=pods prefix=api gv=/v1 ns=default resource=pods name=p sub=status verb=get beyond=true",
 	"HEAD /api/v1/namespaces/default/pods/p/status?labelSelector=a%3Db&watch=1":                "public=false health=false kind=/v1, Resource=pods prefix=api gv=/v1 ns=default resource=pods name=p sub=status verb=get beyond=true",
+	"GET /api/v1/nodes/n/proxy/metrics":                                                        "public=false health=false kind=/v1, Resource=nodes prefix=api gv=/v1 ns= resource=nodes name=n sub=proxy verb=get beyond=true",
+	"HEAD /api/v1/nodes/n/proxy/metrics":                                                       "public=false health=false kind=/v1, Resource=nodes prefix=api gv=/v1 ns= resource=nodes name=n sub=proxy verb=get beyond=true",
+	"POST /api/v1/nodes/n/proxy/metrics":                                                       "public=false health=false kind=/v1, Resource=nodes prefix=api gv=/v1 ns= resource=nodes name=n sub=proxy verb=create beyond=true",
+	"PUT /api/v1/nodes/n/proxy/metrics":                                                        "public=false health=false kind=/v1, Resource=nodes prefix=api gv=/v1 ns= resource=nodes name=n sub=proxy verb=update beyond=true",
+	"PATCH /api/v1/nodes/n/proxy/metrics":                                                      "public=false health=false kind=/v1, Resource=nodes prefix=api gv=/v1 ns= resource=nodes name=n sub=proxy verb=patch beyond=true",
+	"DELETE /api/v1/nodes/n/proxy/metrics":                                                     "public=false health=false kind=/v1, Resource=nodes prefix=api gv=/v1 ns= resource=nodes name=n sub=proxy verb=delete beyond=true",
+	"OPTIONS /api/v1/nodes/n/proxy/metrics":                                                    "public=false health=false kind=/v1, Resource=nodes prefix=api gv=/v1 ns= resource=nodes name=n sub=proxy verb=options beyond=true",
+	"GET /api/v1/namespaces/default/services/s/proxy/a/b":                                      "public=false health=false kind=/v1, Resource=services prefix=api gv=/v1 ns=default resource=services name=s sub=proxy verb=get beyond=true",
+	"HEAD /api/v1/namespaces/default/services/s/proxy/a/b":                                     "public=false health=false kind=/v1, Resource=services prefix=api gv=/v1 ns=default resource=services name=s sub=proxy verb=get beyond=true",
+	"POST /api/v1/namespaces/default/services/s/proxy/a/b":                                     "public=false health=false kind=/v1, Resource=services prefix=api gv=/v1 ns=default resource=services name=s sub=proxy verb=create beyond=true",
+	"PUT /api/v1/namespaces/default/services/s/proxy/a/b":                                      "public=false health=false kind=/v1, Resource=services prefix=api gv=/v1 ns=default resource=services name=s sub=proxy verb=update beyond=true",
+	"PATCH /api/v1/namespaces/default/services/s/proxy/a/b":                                    "public=false health=false kind=/v1, Resource=services prefix=api gv=/v1 ns=default resource=services name=s sub=proxy verb=patch beyond=true",
+	"DELETE /api/v1/namespaces/default/services/s/proxy/a/b":                                   "public=false health=false kind=/v1, Resource=services prefix=api gv=/v1 ns=default resource=services name=s sub=proxy verb=delete beyond=true",
+	"OPTIONS /api/v1/namespaces/default/services/s/proxy/a/b":                                  "public=false health=false kind=/v1, Resource=services prefix=api gv=/v1 ns=default resource=services name=s sub=proxy verb=options beyond=true",
 }
 
 var routeTable = []struct{ method, target, want string }{

@@ -88,6 +88,10 @@ type Config struct {
 	// KubeletTLS is the client TLS configuration towards node agents' streaming endpoints
 	// (pods/log, exec, portforward; see KubeletClientTLS). Nil: those answer 503.
 	KubeletTLS *tls.Config
+	// ProxyTransport carries the pods/proxy and services/proxy requests to pods (kube-apiserver's
+	// ProxyTransport). Default: an http.Transport with the defaults of k8s.io/apimachinery's
+	// SetTransportDefaults that does not verify the pods' certificates, as kube-apiserver's.
+	ProxyTransport http.RoundTripper
 	// ServiceAccountKey signs service account tokens (serviceaccount.LoadKey of the pki
 	// directory): the TokenRequest API, their authentication, the OIDC discovery documents.
 	// Nil: none of them (serviceaccounts/token answers 503).
@@ -138,6 +142,7 @@ type Server struct {
 	started   chan struct{}
 	handler   http.Handler
 	kubelet   kubeletClient
+	proxyRT   proxyClient
 	authn     authenticator.Request
 	sa        *serviceAccounts
 	rbac      *rbac.Authorizer

@@ -162,6 +162,9 @@ func agentCommand() *cobra.Command {
 				}
 				af.serving = serving
 			}
+			if err := routeServiceRange(&af); err != nil {
+				return err
+			}
 			p, err := openProcess(cmd.Context(), &lf, &pf)
 			if err != nil {
 				return err
@@ -504,6 +507,25 @@ func ingressProxy(af *agentFlags, agent *atomic.Pointer[nodeagent.Agent]) (*node
 		*l.dst = ln
 	}
 	return in, nil
+}
+
+// routeServiceRange routes --service-cidr to the machine itself (serviceproxy.RouteServiceRanges)
+// before anything can create a Service, so that no cluster IP ever leaves the machine: `up` calls
+// it before it opens the log and serves the API, `agent` before it follows the log; the service
+// proxy keeps the route from then on. Nothing without the service proxy or for simulated nodes.
+func routeServiceRange(af *agentFlags) error {
+	if !af.serviceProxy || af.runtime != "containerd" {
+		return nil
+	}
+	cidr, err := netip.ParsePrefix(af.serviceCIDR)
+	if err != nil {
+		return fmt.Errorf("--service-cidr: %w", err)
+	}
+	if err := serviceproxy.RouteServiceRanges(serviceproxy.Config{ServiceCIDRs: []netip.Prefix{cidr}}); err != nil {
+		return fmt.Errorf("routing the service range to this machine (--service-proxy=false runs without): %w", err)
+	}
+	slog.Info("logplane: the service range is routed to this machine", "range", cidr.String(), "device", serviceproxy.DefaultServiceDevice)
+	return nil
 }
 
 // serviceProxy makes this machine's service proxy; the agent runs it.

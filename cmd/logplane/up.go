@@ -18,6 +18,11 @@ func upCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			agf.podCIDRSet = cmd.Flags().Changed("pod-cidr")
 			lf.role, lf.tlsSANs = eventlog.RoleAdmin, af.hosts
+			// The service range goes to this machine before the log opens and the API serves:
+			// no Service can exist before it.
+			if err := routeServiceRange(&agf); err != nil {
+				return err
+			}
 			p, err := openProcess(cmd.Context(), &lf, &pf)
 			if err != nil {
 				return err

@@ -58,6 +58,12 @@ func TestClusterIPBalancesOverEndpoints(t *testing.T) {
 		t.Errorf("UDP flows reached %v, want all 3 endpoints", seen)
 	}
 
+	// From off the cluster (a router that sends the service range to the node): masqueraded
+	// to the node's address, so that the answer comes back through the node.
+	if a, err := dialTCP(n.client, "10.96.0.10:80"); err != nil || a.source != bridgeIP {
+		t.Errorf("client → cluster IP: the endpoint saw %+v (%v), want the node's %s", a, err, bridgeIP)
+	}
+
 	// From the node itself: the output hook DNATs.
 	hostGot := count(t, n.node, "10.96.0.10:80", 30)
 	if len(hostGot) < 2 {
@@ -565,5 +571,41 @@ func TestRestartAndCleanup(t *testing.T) {
 	mustSync(t, p3)
 	if fresh := n.nftList(t); !sameTable(fresh, got) {
 		t.Errorf("taken-over table differs from a fresh one:\ntaken over:\n%s\nfresh:\n%s", got, fresh)
+	}
+}
+
+// TestRouteServiceRanges: before any Proxier runs, RouteServiceRanges sends the Service range to
+// the TUN device, so a cluster IP resolves to it and not to the default gateway; a second call
+// changes nothing, a Proxier takes the route over, and Cleanup removes it.
+func TestRouteServiceRanges(t *testing.T) {
+	n := newTestNet(t, 0)
+	routeOf := func() string {
+		t.Helper()
+		out, err := n.node.Exec("ip", "-o", "route", "get", "10.96.0.77")
+		if err != nil {
+			t.Fatalf("ip route get: %v: %s", err, out)
+		}
+		return out
+	}
+	if got := routeOf(); strings.Contains(got, serviceproxy.DefaultServiceDevice) {
+		t.Fatalf("routed to the device before anything routed it: %s", got)
+	}
+	for range 2 {
+		if err := serviceproxy.RouteServiceRanges(n.config()); err != nil {
+			t.Fatal(err)
+		}
+		if got := routeOf(); !strings.Contains(got, "dev "+serviceproxy.DefaultServiceDevice) {
+			t.Fatalf("a cluster IP after RouteServiceRanges: %s", got)
+		}
+	}
+	mustSync(t, n.newProxier(t))
+	if got := routeOf(); !strings.Contains(got, "dev "+serviceproxy.DefaultServiceDevice) {
+		t.Fatalf("a cluster IP after the Proxier's first sync: %s", got)
+	}
+	if err := serviceproxy.Cleanup(t.Context(), n.config()); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := n.node.Exec("ip", "route", "show", serviceNet); strings.TrimSpace(out) != "" {
+		t.Errorf("route left after Cleanup: %s", out)
 	}
 }

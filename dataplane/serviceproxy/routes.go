@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 
@@ -28,48 +29,69 @@ import (
 // is. The route is flagged linkdown; it is only skipped where
 // ignore_routes_with_linkdown is set, which a sync refuses.
 func (p *Proxier) ensureServiceRoutes() error {
-	if len(p.cfg.ServiceCIDRs) == 0 {
+	return ensureServiceRoutes(p.cfg.ServiceCIDRs, p.cfg.ServiceDevice)
+}
+
+// RouteServiceRanges routes cfg.ServiceCIDRs to cfg.ServiceDevice (default
+// DefaultServiceDevice) in cfg.NetNS now, as every full sync of a Proxier
+// does: for a program to call before anything can create a Service
+// (`logplane up` calls it before its API server serves, `logplane agent`
+// before it follows the log), so that no cluster IP leaves the machine in
+// the moment before the Proxier's first sync. Harmless when already done;
+// the Proxier keeps the routes from then on, Cleanup removes them.
+func RouteServiceRanges(cfg Config) error {
+	if cfg.ServiceDevice == "" {
+		cfg.ServiceDevice = DefaultServiceDevice
+	}
+	if err := inNetNS(cfg.NetNS, func() error { return ensureServiceRoutes(cfg.ServiceCIDRs, cfg.ServiceDevice) }); err != nil {
+		return fmt.Errorf("serviceproxy: %w", err)
+	}
+	return nil
+}
+
+func ensureServiceRoutes(cidrs []netip.Prefix, device string) error {
+	if len(cidrs) == 0 {
 		return nil
 	}
-	for _, name := range []string{"all", p.cfg.ServiceDevice} {
+	for _, name := range []string{"all", device} {
 		b, err := os.ReadFile("/proc/sys/net/ipv4/conf/" + name + "/ignore_routes_with_linkdown")
 		if err == nil && strings.TrimSpace(string(b)) != "0" {
-			return fmt.Errorf("net.ipv4.conf.%s.ignore_routes_with_linkdown is set: the route of the Service range through %s would be ignored", name, p.cfg.ServiceDevice)
+			return fmt.Errorf("net.ipv4.conf.%s.ignore_routes_with_linkdown is set: the route of the Service range through %s would be ignored", name, device)
 		}
 	}
-	link, err := netlink.LinkByName(p.cfg.ServiceDevice)
+	link, err := netlink.LinkByName(device)
 	var notFound netlink.LinkNotFoundError
 	if errors.As(err, &notFound) {
-		tun := &netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: p.cfg.ServiceDevice}, Mode: netlink.TUNTAP_MODE_TUN}
+		tun := &netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: device}, Mode: netlink.TUNTAP_MODE_TUN}
 		if err := netlink.LinkAdd(tun); err != nil {
-			return fmt.Errorf("create %s: %w", p.cfg.ServiceDevice, err)
+			return fmt.Errorf("create %s: %w", device, err)
 		}
-		link, err = netlink.LinkByName(p.cfg.ServiceDevice)
+		link, err = netlink.LinkByName(device)
 	}
 	if err != nil {
-		return fmt.Errorf("device %s: %w", p.cfg.ServiceDevice, err)
+		return fmt.Errorf("device %s: %w", device, err)
 	}
 	if link.Type() != "tuntap" {
-		return fmt.Errorf("device %s exists and is a %s, not the TUN device serviceproxy makes", p.cfg.ServiceDevice, link.Type())
+		return fmt.Errorf("device %s exists and is a %s, not the TUN device serviceproxy makes", device, link.Type())
 	}
 	if link.Attrs().Flags&net.FlagUp == 0 {
 		if err := netlink.LinkSetUp(link); err != nil {
-			return fmt.Errorf("set %s up: %w", p.cfg.ServiceDevice, err)
+			return fmt.Errorf("set %s up: %w", device, err)
 		}
 	}
 	want := map[string]bool{}
-	for _, c := range p.cfg.ServiceCIDRs {
+	for _, c := range cidrs {
 		c = c.Masked()
 		want[c.String()] = true
 		_, dst, _ := net.ParseCIDR(c.String()) // a netip.Prefix always parses
 		r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: dst, Scope: netlink.SCOPE_LINK, Protocol: unix.RTPROT_STATIC}
 		if err := netlink.RouteReplace(r); err != nil {
-			return fmt.Errorf("route %s dev %s: %w", c, p.cfg.ServiceDevice, err)
+			return fmt.Errorf("route %s dev %s: %w", c, device, err)
 		}
 	}
 	routes, err := netlink.RouteList(link, netlink.FAMILY_V4)
 	if err != nil {
-		return fmt.Errorf("list routes of %s: %w", p.cfg.ServiceDevice, err)
+		return fmt.Errorf("list routes of %s: %w", device, err)
 	}
 	for _, r := range routes {
 		if r.Dst != nil && !want[r.Dst.String()] {

@@ -18,7 +18,7 @@ import (
 func pod() *kinds.Kind {
 	return &kinds.Kind{
 		GroupVersionKind: gvk("", "v1", "Pod"), Resource: "pods", Singular: "pod", ShortNames: []string{"po"}, Categories: all,
-		Namespaced: true, Subresources: []string{"status", "binding", "eviction", "log", "exec", "attach", "portforward"},
+		Namespaced: true, Subresources: []string{"status", "binding", "eviction", "log", "exec", "attach", "portforward", "proxy"},
 		Strategy: kinds.Typed[*corev1.Pod]{
 			PrepareForCreate: func(p *corev1.Pod) {
 				p.Status = corev1.PodStatus{Phase: corev1.PodPending, QOSClass: podQOS(p)}
