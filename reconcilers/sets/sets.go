@@ -14,6 +14,7 @@ import (
 	"github.com/logplane/logplane/reconcilers/addressrepair"
 	"github.com/logplane/logplane/reconcilers/clusterroleaggregation"
 	"github.com/logplane/logplane/reconcilers/cronjob"
+	"github.com/logplane/logplane/reconcilers/daemonset"
 	"github.com/logplane/logplane/reconcilers/deployment"
 	"github.com/logplane/logplane/reconcilers/endpoints"
 	"github.com/logplane/logplane/reconcilers/engine"
@@ -34,7 +35,7 @@ const (
 	// Scheduler binds pods to nodes, in the replica holding partition 0.
 	Scheduler = "scheduler"
 	// Workloads are kube-controller-manager's workload controllers: replica sets, deployments,
-	// jobs, cron jobs, garbage collection, node and namespace lifecycle, Endpoints and
+	// jobs, cron jobs, daemon sets, garbage collection, node and namespace lifecycle, Endpoints and
 	// EndpointSlices, LoadBalancer Services' addresses; and the repair loop of Services' cluster
 	// IPs and node ports (kube-apiserver runs it in Kubernetes).
 	Workloads = "workloads"
@@ -77,6 +78,7 @@ func All(o Options) []Reconciler {
 		{Workloads, deployment.Name, deployment.Setup(deployment.Config{Workers: o.Workers})},
 		{Workloads, job.Name, job.Setup(job.Config{Workers: o.Workers, BackOff: o.JobBackOff})},
 		{Workloads, cronjob.Name, cronjob.Setup(cronjob.Config{Workers: o.Workers})},
+		{Workloads, daemonset.Name, daemonset.Setup(daemonset.Config{Workers: o.Workers})},
 		{Workloads, garbagecollector.Name, garbagecollector.Setup(garbagecollector.Config{})},
 		{Workloads, nodelifecycle.Name, nodelifecycle.Setup(nodelifecycle.Config{GracePeriod: o.NodeGracePeriod, Workers: o.Workers})},
 		{Workloads, namespaces.Name, namespaces.Setup(namespaces.Config{})},
