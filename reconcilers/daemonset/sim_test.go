@@ -119,6 +119,16 @@ func TestDaemonSetPlacement(t *testing.T) {
 		out := c.MustKubectl("get", "events", "--field-selector", "involvedObject.name=edge", "-o", "custom-columns=REASON:.reason,MESSAGE:.message")
 		return strings.Contains(out, "FailedDaemonPod") && strings.Contains(out, failed.Name), out
 	})
+
+	// A drained node keeps its daemon pods (kubectl recognises them), and a cordoned node still
+	// gets the pods of a new DaemonSet: they tolerate node.kubernetes.io/unschedulable.
+	out, err := c.Kubectl("drain", "node-3", "--ignore-daemonsets", "--timeout=60s")
+	if err != nil || !strings.Contains(out, "node/node-3 drained") {
+		t.Fatalf("drain: %q, %v", out, err)
+	}
+	create(t, c, daemonSet("late", imageV1))
+	waitPlacement(t, c, "late", everywhere(imageV1, "node-1", "node-3", "node-4", "node-5"))
+	waitPlacement(t, c, "agent", everywhere(imageV1, "node-1", "node-3", "node-4", "node-5"))
 }
 
 // rollout changes the set's image and records the pods it went through until every node
