@@ -71,4 +71,3 @@ func poll(b *testing.B, cond func() (bool, string)) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
