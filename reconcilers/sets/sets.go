@@ -35,7 +35,7 @@ const (
 	// Scheduler binds pods to nodes, in the replica holding partition 0.
 	Scheduler = "scheduler"
 	// Workloads are kube-controller-manager's workload controllers: replica sets, deployments,
-	// jobs, cron jobs, daemon sets, garbage collection, node and namespace lifecycle, Endpoints and
+	// jobs, cron jobs, garbage collection, node and namespace lifecycle, Endpoints and
 	// EndpointSlices, LoadBalancer Services' addresses; and the repair loop of Services' cluster
 	// IPs and node ports (kube-apiserver runs it in Kubernetes).
 	Workloads = "workloads"
