@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/logplane/logplane/reconcilers/reconcilerstest"
 )
@@ -228,4 +229,47 @@ func TestDaemonSetOnDelete(t *testing.T) {
 	c.MustKubectl("delete", "pod", victim.Name)
 	waitPlacement(t, c, "agent", map[string]string{"node-1": imageV1, "node-2": imageV2, "node-3": imageV1})
 	waitStatus(t, c, "agent", appsv1.DaemonSetStatus{DesiredNumberScheduled: 3, CurrentNumberScheduled: 3, NumberReady: 3, NumberAvailable: 3, UpdatedNumberScheduled: 1})
+}
+
+// fail marks a pod Failed, as a node agent that rejected it would.
+func fail(t *testing.T, c *reconcilerstest.Cluster, p corev1.Pod) {
+	t.Helper()
+	p.Status.Phase = corev1.PodFailed
+	p.Status.Conditions = nil
+	if _, err := c.Client.CoreV1().Pods("default").UpdateStatus(t.Context(), &p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A node whose daemon pods keep failing: the first failed pod is replaced at once, the next one
+// only after the back-off (1 s, on the reconcilers' clock), as Kubernetes' failedPodsBackoff.
+func TestDaemonSetFailedPodBackOff(t *testing.T) {
+	fc := testingclock.NewFakeClock(time.Now())
+	c := reconcilerstest.Start(t, reconcilerstest.Options{Nodes: 1, Clock: fc})
+	create(t, c, daemonSet("agent", imageV1))
+	waitPlacement(t, c, "agent", everywhere(imageV1, "node-1"))
+	gone := func(name string) func() (bool, string) {
+		return func() (bool, string) {
+			for _, p := range c.Pods("default", "app=agent") {
+				if p.Name == name {
+					return false, fmt.Sprintf("pod %s still there (%s)", name, p.Status.Phase)
+				}
+			}
+			return true, ""
+		}
+	}
+	first := c.LivePods("app=agent")[0]
+	fail(t, c, first)
+	c.Eventually(30*time.Second, gone(first.Name))
+	waitPlacement(t, c, "agent", everywhere(imageV1, "node-1"))
+
+	second := c.LivePods("app=agent")[0]
+	fail(t, c, second)
+	c.WaitReconciled()
+	if ok, _ := gone(second.Name)(); ok {
+		t.Fatal("the second failed pod was deleted without back-off")
+	}
+	fc.Step(1100 * time.Millisecond)
+	c.Eventually(30*time.Second, gone(second.Name))
+	waitPlacement(t, c, "agent", everywhere(imageV1, "node-1"))
 }
