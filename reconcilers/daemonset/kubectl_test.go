@@ -77,6 +77,22 @@ func TestDaemonSetKubectlRollout(t *testing.T) {
 		t.Errorf("undo to a revision that never was: %v", err)
 	}
 	waitStatus(t, c, "agent", fullStatus(3))
+	desc := c.MustKubectl("describe", "ds", "agent")
+	for _, want := range []string{
+		`(?m)^Desired Number of Nodes Scheduled: 3$`,
+		`(?m)^Current Number of Nodes Scheduled: 3$`,
+		`(?m)^Number of Nodes Scheduled with Up-to-date Pods: 3$`,
+		`(?m)^Pods Status:\s+3 Running / 0 Waiting / 0 Succeeded / 0 Failed$`,
+		`(?m)^\s+Normal\s+SuccessfulCreate\s+.*daemonset-controller\s+Created pod: agent-[a-z0-9]{5}$`,
+	} {
+		if !regexp.MustCompile(want).MatchString(desc) {
+			t.Errorf("describe ds lacks %s:\n%s", want, desc)
+		}
+	}
+	get := c.MustKubectl("get", "ds", "agent")
+	if !regexp.MustCompile(`(?m)^agent\s+3\s+3\s+3\s+3\s+3\s+<none>\s+`).MatchString(get) {
+		t.Errorf("get ds:\n%s", get)
+	}
 }
 
 // A reconcile process killed (SIGKILL) in the middle of a rolling update, and another started:
