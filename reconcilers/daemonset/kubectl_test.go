@@ -76,6 +76,25 @@ func TestDaemonSetKubectlRollout(t *testing.T) {
 	if _, err := c.Kubectl("rollout", "undo", "ds/agent", "--to-revision=42"); err == nil || !strings.Contains(err.Error(), "unable to find specified revision 42 in history") {
 		t.Errorf("undo to a revision that never was: %v", err)
 	}
+	// Restart: the same template with a new annotation rolls every pod over.
+	before := map[string]bool{}
+	for _, p := range c.LivePods("app=agent") {
+		before[p.Name] = true
+	}
+	if out := c.MustKubectl("rollout", "restart", "ds/agent"); !strings.Contains(out, "daemonset.apps/agent restarted") {
+		t.Errorf("rollout restart said %q", out)
+	}
+	rolloutStatus(t, c, "agent")
+	c.Eventually(60*time.Second, func() (bool, string) {
+		pods := c.LivePods("app=agent")
+		for _, p := range pods {
+			if before[p.Name] {
+				return false, "pod " + p.Name + " outlived the restart"
+			}
+		}
+		return len(pods) == 3, "want 3 pods"
+	})
+	waitPlacement(t, c, "agent", everywhere(imageV2, nodes...))
 	waitStatus(t, c, "agent", fullStatus(3))
 	desc := c.MustKubectl("describe", "ds", "agent")
 	for _, want := range []string{
