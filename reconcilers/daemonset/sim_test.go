@@ -273,3 +273,29 @@ func TestDaemonSetFailedPodBackOff(t *testing.T) {
 	c.Eventually(30*time.Second, gone(second.Name))
 	waitPlacement(t, c, "agent", everywhere(imageV1, "node-1"))
 }
+
+// The API server keeps a DaemonSet's template generation, as Kubernetes: 1 on create, one more
+// per template change, whatever a client writes in the annotation; a status write keeps it.
+func TestDaemonSetTemplateGeneration(t *testing.T) {
+	c := reconcilerstest.Start(t, reconcilerstest.Options{NoReconcilers: true, NoScheduler: true})
+	dss := c.Client.AppsV1().DaemonSets("default")
+	gen := func(ds *appsv1.DaemonSet) string { return ds.Annotations[appsv1.DeprecatedTemplateGeneration] }
+	ds, err := dss.Create(t.Context(), daemonSet("agent", imageV1), metav1.CreateOptions{})
+	if err != nil || gen(ds) != "1" || ds.Generation != 1 {
+		t.Fatalf("created: generation %d, template generation %q, %v", ds.Generation, gen(ds), err)
+	}
+	ds.Spec.MinReadySeconds = 5
+	ds.Annotations[appsv1.DeprecatedTemplateGeneration] = "99"
+	if ds, err = dss.Update(t.Context(), ds, metav1.UpdateOptions{}); err != nil || gen(ds) != "1" || ds.Generation != 2 {
+		t.Fatalf("spec changed, not the template: generation %d, template generation %q, %v", ds.Generation, gen(ds), err)
+	}
+	ds.Spec.Template.Spec.Containers[0].Image = imageV2
+	if ds, err = dss.Update(t.Context(), ds, metav1.UpdateOptions{}); err != nil || gen(ds) != "2" || ds.Generation != 3 {
+		t.Fatalf("template changed: generation %d, template generation %q, %v", ds.Generation, gen(ds), err)
+	}
+	ds.Status.DesiredNumberScheduled = 1
+	delete(ds.Annotations, appsv1.DeprecatedTemplateGeneration)
+	if ds, err = dss.UpdateStatus(t.Context(), ds, metav1.UpdateOptions{}); err != nil || gen(ds) != "2" {
+		t.Fatalf("status written: template generation %q, %v", gen(ds), err)
+	}
+}
