@@ -14,6 +14,7 @@ import (
 	"github.com/logplane/logplane/reconcilers/addressrepair"
 	"github.com/logplane/logplane/reconcilers/clusterroleaggregation"
 	"github.com/logplane/logplane/reconcilers/cronjob"
+	"github.com/logplane/logplane/reconcilers/daemonset"
 	"github.com/logplane/logplane/reconcilers/deployment"
 	"github.com/logplane/logplane/reconcilers/endpoints"
 	"github.com/logplane/logplane/reconcilers/engine"
@@ -78,6 +79,7 @@ func All(o Options) []Reconciler {
 		{Workloads, deployment.Name, deployment.Setup(deployment.Config{Workers: o.Workers})},
 		{Workloads, job.Name, job.Setup(job.Config{Workers: o.Workers, BackOff: o.JobBackOff})},
 		{Workloads, cronjob.Name, cronjob.Setup(cronjob.Config{Workers: o.Workers})},
+		{Workloads, daemonset.Name, daemonset.Setup(daemonset.Config{Workers: o.Workers})},
 		{Workloads, garbagecollector.Name, garbagecollector.Setup(garbagecollector.Config{})},
 		{Workloads, nodelifecycle.Name, nodelifecycle.Setup(nodelifecycle.Config{GracePeriod: o.NodeGracePeriod, Workers: o.Workers})},
 		{Workloads, namespaces.Name, namespaces.Setup(namespaces.Config{})},

@@ -175,6 +175,20 @@ func TestPlace(t *testing.T) {
 			want: "node-2",
 		},
 		{
+			name: "a daemon pod's matchFields metadata.name picks its node",
+			nodes: []*corev1.Node{
+				node("node-1", "4", "4Gi", 110), node("node-2", "4", "4Gi", 110), node("node-3", "4", "4Gi", 110),
+			},
+			pod:  pod("ds-abcde", "", "", onNode("node-2")),
+			want: "node-2",
+		},
+		{
+			name:    "a daemon pod's matchFields naming a node that is not there",
+			nodes:   []*corev1.Node{node("node-1", "4", "4Gi", 110), node("node-2", "4", "4Gi", 110)},
+			pod:     pod("ds-abcde", "", "", onNode("node-9")),
+			wantMsg: "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.",
+		},
+		{
 			name:    "spec.nodeName of another node",
 			nodes:   []*corev1.Node{node("node-1", "4", "4Gi", 110)},
 			pod:     pod("nginx", "", "", func(p *corev1.Pod) { p.Spec.NodeName = "node-9" }),

@@ -219,3 +219,15 @@ var teamNamespaces = placement.Namespaces{
 	"subteam1.team2": labels.Set{"team": "team2"},
 	"subteam2.team2": labels.Set{"team": "team2"},
 }
+
+// onNode gives a pod the required node affinity a DaemonSet pod gets: matchFields
+// metadata.name In [node].
+func onNode(name string) func(*corev1.Pod) {
+	return func(p *corev1.Pod) {
+		p.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+			RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+				MatchFields: []corev1.NodeSelectorRequirement{{Key: metav1.ObjectNameField, Operator: corev1.NodeSelectorOpIn, Values: []string{name}}},
+			}}},
+		}}
+	}
+}
