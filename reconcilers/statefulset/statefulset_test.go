@@ -1,0 +1,245 @@
+package statefulset_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/logplane/logplane/projections"
+	"github.com/logplane/logplane/reconcilers/reconcilerstest"
+)
+
+const ns = "default"
+
+func manifest(name string, replicas int, policy, strategy, image string) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: %[1]s}
+spec:
+  clusterIP: None
+  selector: {app: %[1]s}
+  ports: [{port: 80}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: %[1]s}
+spec:
+  serviceName: %[1]s
+  replicas: %[2]d
+  podManagementPolicy: %[3]s
+  updateStrategy: {type: %[4]s}
+  selector: {matchLabels: {app: %[1]s}}
+  template:
+    metadata: {labels: {app: %[1]s}}
+    spec:
+      containers: [{name: c, image: "%[5]s"}]
+`, name, replicas, policy, strategy, image)
+}
+
+// kubelet plays the node for unscheduled pods: the test says which pods become Running and
+// Ready, or lets every pod become so (auto).
+type kubelet struct {
+	t    *testing.T
+	c    *reconcilerstest.Cluster
+	mu   sync.Mutex
+	auto bool
+	work chan string
+	// events, in log order: "+name" for a pod created, "-name" for a pod gone
+	events []string
+}
+
+func newKubelet(t *testing.T, c *reconcilerstest.Cluster, auto bool) *kubelet {
+	k := &kubelet{t: t, c: c, auto: auto, work: make(chan string, 10000)}
+	cancel := c.Store.Subscribe(func(ch projections.Change) {
+		o := ch.New
+		if o == nil {
+			o = ch.Old
+		}
+		if o == nil || o.Key.Resource != "pods" || o.Key.Group != "" || o.Key.Namespace != ns {
+			return
+		}
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		switch {
+		case ch.Old == nil && ch.New != nil:
+			k.events = append(k.events, "+"+o.Key.Name)
+			if k.auto {
+				k.work <- o.Key.Name
+			}
+		case ch.New == nil:
+			k.events = append(k.events, "-"+o.Key.Name)
+		}
+	})
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case name := <-k.work:
+				k.makeReady(ctx, name)
+			}
+		}
+	}()
+	t.Cleanup(func() { stop(); <-done; cancel() })
+	return k
+}
+
+func (k *kubelet) setAuto(auto bool) {
+	k.mu.Lock()
+	k.auto = auto
+	k.mu.Unlock()
+}
+
+func (k *kubelet) ready(name string) { k.work <- name }
+
+func (k *kubelet) makeReady(ctx context.Context, name string) {
+	pods := k.c.Client.CoreV1().Pods(ns)
+	p, err := pods.Get(ctx, name, metav1.GetOptions{})
+	if err != nil || p.DeletionTimestamp != nil {
+		return
+	}
+	now := metav1.Now()
+	p.Status.Phase = corev1.PodRunning
+	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now}}
+	if _, err := pods.UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil && ctx.Err() == nil {
+		k.t.Logf("kubelet: %s: %v", name, err)
+		k.work <- name // a conflict with the reconciler's write: again
+	}
+}
+
+func (k *kubelet) log() []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return slices.Clone(k.events)
+}
+
+func start(t *testing.T) *reconcilerstest.Cluster {
+	return reconcilerstest.Start(t, reconcilerstest.Options{NoScheduler: true})
+}
+
+func podNames(c *reconcilerstest.Cluster, set string) []string {
+	var out []string
+	for _, p := range c.Pods(ns, "app="+set) {
+		out = append(out, p.Name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func getSet(t *testing.T, c *reconcilerstest.Cluster, name string) *appsv1.StatefulSet {
+	s, err := c.Client.AppsV1().StatefulSets(ns).Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func waitPods(t *testing.T, c *reconcilerstest.Cluster, set string, want ...string) {
+	t.Helper()
+	c.Eventually(60*time.Second, func() (bool, string) {
+		got := podNames(c, set)
+		return slices.Equal(got, want), fmt.Sprint(got)
+	})
+}
+
+// images maps each live pod of the set to its image.
+func images(c *reconcilerstest.Cluster, set string) map[string]string {
+	out := map[string]string{}
+	for _, p := range c.Pods(ns, "app="+set) {
+		if p.DeletionTimestamp == nil {
+			out[p.Name] = p.Spec.Containers[0].Image
+		}
+	}
+	return out
+}
+
+func waitImages(t *testing.T, c *reconcilerstest.Cluster, set string, want map[string]string) {
+	t.Helper()
+	c.Eventually(60*time.Second, func() (bool, string) {
+		got := images(c, set)
+		return fmt.Sprint(got) == fmt.Sprint(want), fmt.Sprint(got)
+	})
+}
+
+func waitStatus(t *testing.T, c *reconcilerstest.Cluster, name string, cond func(s *appsv1.StatefulSet) bool) *appsv1.StatefulSet {
+	t.Helper()
+	var s *appsv1.StatefulSet
+	c.Eventually(60*time.Second, func() (bool, string) {
+		s = getSet(t, c, name)
+		return cond(s), fmt.Sprintf("%+v", s.Status)
+	})
+	return s
+}
+
+// OrderedReady: a pod is created only once the one before it is Running and Ready; the pods
+// carry their identity; scaling down removes the highest ordinal first.
+func TestOrderedReadyCreatesInOrderAndScalesDownInReverse(t *testing.T) {
+	c := start(t)
+	k := newKubelet(t, c, false)
+	c.MustApply(manifest("web", 3, "OrderedReady", "RollingUpdate", "nginx:1"))
+
+	c.WaitReconciled()
+	waitPods(t, c, "web", "web-0")
+	p := c.Pods(ns, "app=web")[0]
+	if p.Spec.Hostname != "web-0" || p.Spec.Subdomain != "web" || p.Labels[appsv1.StatefulSetPodNameLabel] != "web-0" ||
+		p.Labels[appsv1.PodIndexLabel] != "0" || !strings.HasPrefix(p.Labels[appsv1.StatefulSetRevisionLabel], "web-") {
+		t.Fatalf("identity of web-0: hostname %q subdomain %q labels %v", p.Spec.Hostname, p.Spec.Subdomain, p.Labels)
+	}
+	if ref := metav1.GetControllerOf(&p); ref == nil || ref.Kind != "StatefulSet" || ref.Name != "web" {
+		t.Fatalf("controller of web-0: %v", ref)
+	}
+	k.ready("web-0")
+	waitPods(t, c, "web", "web-0", "web-1")
+	c.WaitReconciled()
+	if got := podNames(c, "web"); len(got) != 2 {
+		t.Fatalf("web-2 was created before web-1 was ready: %v", got)
+	}
+	k.ready("web-1")
+	waitPods(t, c, "web", "web-0", "web-1", "web-2")
+	k.ready("web-2")
+	s := waitStatus(t, c, "web", func(s *appsv1.StatefulSet) bool { return s.Status.ReadyReplicas == 3 && s.Status.AvailableReplicas == 3 })
+	if s.Status.Replicas != 3 || s.Status.CurrentReplicas != 3 || s.Status.UpdatedReplicas != 3 ||
+		s.Status.CurrentRevision == "" || s.Status.CurrentRevision != s.Status.UpdateRevision || s.Status.ObservedGeneration != s.Generation {
+		t.Fatalf("status %+v", s.Status)
+	}
+
+	c.MustKubectl("scale", "sts/web", "--replicas=1")
+	waitPods(t, c, "web", "web-0")
+	var gone []string
+	for _, e := range k.log() {
+		if strings.HasPrefix(e, "-") {
+			gone = append(gone, e[1:])
+		}
+	}
+	if !slices.Equal(gone, []string{"web-2", "web-1"}) {
+		t.Fatalf("scale down removed %v, want web-2 then web-1", gone)
+	}
+	waitStatus(t, c, "web", func(s *appsv1.StatefulSet) bool { return s.Status.Replicas == 1 && s.Status.ReadyReplicas == 1 })
+}
+
+// Parallel: every missing pod is created at once, none waiting for another to be Ready.
+func TestParallelCreatesAllPods(t *testing.T) {
+	c := start(t)
+	newKubelet(t, c, false)
+	c.MustApply(manifest("db", 5, "Parallel", "RollingUpdate", "nginx:1"))
+	waitPods(t, c, "db", "db-0", "db-1", "db-2", "db-3", "db-4")
+	s := waitStatus(t, c, "db", func(s *appsv1.StatefulSet) bool { return s.Status.Replicas == 5 })
+	if s.Status.ReadyReplicas != 0 {
+		t.Fatalf("status %+v", s.Status)
+	}
+	// Scale down in parallel too: no pod need be ready.
+	c.MustKubectl("scale", "sts/db", "--replicas=2")
+	waitPods(t, c, "db", "db-0", "db-1")
+}
