@@ -25,8 +25,8 @@ import (
 	"github.com/logplane/logplane/reconcilers/rootcacert"
 	"github.com/logplane/logplane/reconcilers/scheduler"
 	"github.com/logplane/logplane/reconcilers/serviceaccounts"
-	"github.com/logplane/logplane/reconcilers/statefulset"
 	"github.com/logplane/logplane/reconcilers/servicelb"
+	"github.com/logplane/logplane/reconcilers/statefulset"
 )
 
 // The sets. The replicas of a set share its partitions (leases in a bucket of the set's own);

@@ -209,7 +209,9 @@ func TestOrderedReadyCreatesInOrderAndScalesDownInReverse(t *testing.T) {
 	k.ready("web-1")
 	waitPods(t, c, "web", "web-0", "web-1", "web-2")
 	k.ready("web-2")
-	s := waitStatus(t, c, "web", func(s *appsv1.StatefulSet) bool { return s.Status.ReadyReplicas == 3 && s.Status.AvailableReplicas == 3 })
+	s := waitStatus(t, c, "web", func(s *appsv1.StatefulSet) bool {
+		return s.Status.ReadyReplicas == 3 && s.Status.AvailableReplicas == 3
+	})
 	if s.Status.Replicas != 3 || s.Status.CurrentReplicas != 3 || s.Status.UpdatedReplicas != 3 ||
 		s.Status.CurrentRevision == "" || s.Status.CurrentRevision != s.Status.UpdateRevision || s.Status.ObservedGeneration != s.Generation {
 		t.Fatalf("status %+v", s.Status)

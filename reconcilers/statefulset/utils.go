@@ -326,7 +326,9 @@ func ApplyRevision(set *appsv1.StatefulSet, revision *appsv1.ControllerRevision)
 }
 
 // nextRevision is one more than the greatest revision of the sorted revisions.
-func nextRevision(revisions []*appsv1.ControllerRevision) int64 { return history.NextRevision(revisions) }
+func nextRevision(revisions []*appsv1.ControllerRevision) int64 {
+	return history.NextRevision(revisions)
+}
 
 // inconsistentStatus reports whether status differs from the set's in what the reconciler writes.
 func inconsistentStatus(set *appsv1.StatefulSet, status *appsv1.StatefulSetStatus) bool {
