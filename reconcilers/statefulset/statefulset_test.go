@@ -3,6 +3,7 @@ package statefulset_test
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -15,7 +16,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/logplane/logplane/projections"
+	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/reconcilerstest"
+	"github.com/logplane/logplane/reconcilers/statefulset"
 )
 
 const ns = "default"
@@ -244,4 +247,141 @@ func TestParallelCreatesAllPods(t *testing.T) {
 	// Scale down in parallel too: no pod need be ready.
 	c.MustKubectl("scale", "sts/db", "--replicas=2")
 	waitPods(t, c, "db", "db-0", "db-1")
+}
+
+// RollingUpdate with a partition updates only the ordinals at or above it, from the highest
+// down; lowering the partition finishes the rollout; `kubectl rollout status`, `history` and
+// `undo` work on the set's ControllerRevisions.
+func TestRollingUpdatePartitionHistoryAndUndo(t *testing.T) {
+	c := start(t)
+	newKubelet(t, c, true)
+	c.MustApply(manifest("web", 3, "OrderedReady", "RollingUpdate", "nginx:1"))
+	if out, err := c.Kubectl("rollout", "status", "sts/web", "--timeout=60s"); err != nil {
+		t.Fatalf("rollout status: %v\n%s", err, out)
+	}
+	first := getSet(t, c, "web").Status.CurrentRevision
+
+	c.MustKubectl("patch", "sts/web", "-p", `{"spec":{"updateStrategy":{"rollingUpdate":{"partition":2}}}}`)
+	c.MustKubectl("set", "image", "sts/web", "c=nginx:2")
+	waitImages(t, c, "web", map[string]string{"web-0": "nginx:1", "web-1": "nginx:1", "web-2": "nginx:2"})
+	out, err := c.Kubectl("rollout", "status", "sts/web", "--timeout=60s")
+	if err != nil || !strings.Contains(out, "partitioned roll out complete: 1 new pods have been updated") {
+		t.Fatalf("rollout status with a partition: %v\n%s", err, out)
+	}
+	s := getSet(t, c, "web")
+	if s.Status.UpdatedReplicas != 1 || s.Status.CurrentReplicas != 2 || s.Status.CurrentRevision != first || s.Status.UpdateRevision == first {
+		t.Fatalf("status with a partition %+v", s.Status)
+	}
+	second := s.Status.UpdateRevision
+
+	c.MustKubectl("patch", "sts/web", "-p", `{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}`)
+	waitImages(t, c, "web", map[string]string{"web-0": "nginx:2", "web-1": "nginx:2", "web-2": "nginx:2"})
+	s = waitStatus(t, c, "web", func(s *appsv1.StatefulSet) bool {
+		return s.Status.CurrentRevision == second && s.Status.UpdatedReplicas == 3 && s.Status.ReadyReplicas == 3
+	})
+	if s.Status.CurrentReplicas != 3 {
+		t.Fatalf("status after the rollout %+v", s.Status)
+	}
+
+	out = c.MustKubectl("rollout", "history", "sts/web")
+	if !regexp.MustCompile(`(?m)^1\s+<none>\n2\s+<none>`).MatchString(out) {
+		t.Fatalf("rollout history:\n%s", out)
+	}
+	if out := c.MustKubectl("rollout", "history", "sts/web", "--revision=1"); !strings.Contains(out, "nginx:1") {
+		t.Fatalf("rollout history --revision=1:\n%s", out)
+	}
+	if out := c.MustKubectl("rollout", "undo", "sts/web"); !strings.Contains(out, "rolled back") {
+		t.Fatalf("rollout undo: %s", out)
+	}
+	waitImages(t, c, "web", map[string]string{"web-0": "nginx:1", "web-1": "nginx:1", "web-2": "nginx:1"})
+	s = waitStatus(t, c, "web", func(s *appsv1.StatefulSet) bool {
+		return s.Status.CurrentRevision == first && s.Status.UpdateRevision == first && s.Status.ReadyReplicas == 3
+	})
+	// The rollback renumbers the first revision rather than making a new one.
+	revs, err := c.Client.AppsV1().ControllerRevisions(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app=web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, r := range revs.Items {
+		got[r.Name] = r.Revision
+	}
+	if len(got) != 2 || got[first] != 3 || got[second] != 2 {
+		t.Fatalf("revisions after undo: %v (first %s, second %s)", got, first, second)
+	}
+	if out := c.MustKubectl("rollout", "history", "sts/web"); !regexp.MustCompile(`(?m)^2\s+<none>\n3\s+<none>`).MatchString(out) {
+		t.Fatalf("rollout history after undo:\n%s", out)
+	}
+}
+
+// OnDelete: a template change replaces no pod until the user deletes one.
+func TestOnDelete(t *testing.T) {
+	c := start(t)
+	newKubelet(t, c, true)
+	c.MustApply(manifest("web", 2, "OrderedReady", "OnDelete", "nginx:1"))
+	waitStatus(t, c, "web", func(s *appsv1.StatefulSet) bool { return s.Status.ReadyReplicas == 2 })
+	c.MustKubectl("set", "image", "sts/web", "c=nginx:2")
+	s := waitStatus(t, c, "web", func(s *appsv1.StatefulSet) bool { return s.Status.ObservedGeneration == s.Generation })
+	c.WaitReconciled()
+	waitImages(t, c, "web", map[string]string{"web-0": "nginx:1", "web-1": "nginx:1"})
+	if s.Status.UpdatedReplicas != 0 || s.Status.CurrentReplicas != 2 || s.Status.CurrentRevision == s.Status.UpdateRevision {
+		t.Fatalf("status %+v", s.Status)
+	}
+	c.MustKubectl("delete", "pod", "web-1")
+	waitImages(t, c, "web", map[string]string{"web-0": "nginx:1", "web-1": "nginx:2"})
+	waitStatus(t, c, "web", func(s *appsv1.StatefulSet) bool { return s.Status.UpdatedReplicas == 1 && s.Status.ReadyReplicas == 2 })
+}
+
+// runReconciler runs the StatefulSet reconciler alone on its own engine until stop is called,
+// as a `logplane reconcile` process would, and returns stop, which waits for it to end.
+func runReconciler(t *testing.T, c *reconcilerstest.Cluster) (stop func()) {
+	e := engine.New(c.Store, engine.Options{Logger: c.Logger, Registry: c.Registry, Host: "test"})
+	if _, err := statefulset.New(e, statefulset.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = e.Run(ctx); close(done) }()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+// A reconciler stopped in the middle of a rollout (its process context cancelled) and started
+// again finishes it: every ordinal is replaced exactly once, and no pod is created twice.
+func TestRestartMidRollout(t *testing.T) {
+	c := reconcilerstest.Start(t, reconcilerstest.Options{NoScheduler: true, NoReconcilers: true})
+	k := newKubelet(t, c, true)
+	stop := runReconciler(t, c)
+	c.MustApply(manifest("web", 4, "OrderedReady", "RollingUpdate", "nginx:1"))
+	waitStatus(t, c, "web", func(s *appsv1.StatefulSet) bool { return s.Status.ReadyReplicas == 4 })
+
+	// The updated web-3 does not become ready: the rollout stops there, and so does the reconciler.
+	k.setAuto(false)
+	c.MustKubectl("set", "image", "sts/web", "c=nginx:2")
+	waitImages(t, c, "web", map[string]string{"web-0": "nginx:1", "web-1": "nginx:1", "web-2": "nginx:1", "web-3": "nginx:2"})
+	stop()
+
+	k.setAuto(true)
+	k.ready("web-3")
+	runReconciler(t, c)
+	waitImages(t, c, "web", map[string]string{"web-0": "nginx:2", "web-1": "nginx:2", "web-2": "nginx:2", "web-3": "nginx:2"})
+	waitStatus(t, c, "web", func(s *appsv1.StatefulSet) bool {
+		return s.Status.ReadyReplicas == 4 && s.Status.UpdatedReplicas == 4 && s.Status.CurrentRevision == s.Status.UpdateRevision
+	})
+	created, deleted := map[string]int{}, map[string]int{}
+	for _, e := range k.log() {
+		if e[0] == '+' {
+			created[e[1:]]++
+		} else {
+			deleted[e[1:]]++
+		}
+	}
+	for i := range 4 {
+		name := fmt.Sprintf("web-%d", i)
+		if created[name] != 2 || deleted[name] != 1 {
+			t.Errorf("%s created %d times and deleted %d times, want 2 and 1 (log %v)", name, created[name], deleted[name], k.log())
+		}
+	}
 }
