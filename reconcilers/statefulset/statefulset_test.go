@@ -14,6 +14,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/engine"
@@ -384,4 +385,67 @@ func TestRestartMidRollout(t *testing.T) {
 			t.Errorf("%s created %d times and deleted %d times, want 2 and 1 (log %v)", name, created[name], deleted[name], k.log())
 		}
 	}
+}
+
+// volumeClaimTemplates give each ordinal its claim, <template>-<set>-<ordinal>, created before
+// its pod; with WhenScaled=Delete and WhenDeleted=Delete the claims carry the owners the garbage
+// collector follows: the claim of a scaled-down ordinal goes with its pod, the others with the set.
+func TestVolumeClaimTemplatesAndRetention(t *testing.T) {
+	c := start(t)
+	if _, ok := c.Registry.Catalog().ByGroupResource(schema.GroupResource{Resource: "persistentvolumeclaims"}); !ok {
+		t.Skip("this build serves no PersistentVolumeClaims")
+	}
+	newKubelet(t, c, true)
+	c.MustApply(`apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: data}
+spec:
+  serviceName: data
+  replicas: 2
+  podManagementPolicy: Parallel
+  persistentVolumeClaimRetentionPolicy: {whenDeleted: Delete, whenScaled: Delete}
+  selector: {matchLabels: {app: data}}
+  template:
+    metadata: {labels: {app: data}}
+    spec:
+      containers: [{name: c, image: nginx, volumeMounts: [{name: vol, mountPath: /data}]}]
+  volumeClaimTemplates:
+  - metadata: {name: vol}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 1Gi}}
+`)
+	ctx := context.Background()
+	claims := c.Client.CoreV1().PersistentVolumeClaims(ns)
+	set := waitStatus(t, c, "data", func(s *appsv1.StatefulSet) bool { return s.Status.ReadyReplicas == 2 })
+	for i := range 2 {
+		name := fmt.Sprintf("vol-data-%d", i)
+		pvc, err := claims.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("claim %s: %v", name, err)
+		}
+		if pvc.Labels["app"] != "data" || len(pvc.OwnerReferences) != 1 || pvc.OwnerReferences[0].UID != set.UID {
+			t.Fatalf("claim %s: labels %v owners %+v", name, pvc.Labels, pvc.OwnerReferences)
+		}
+		pod, err := c.Client.CoreV1().Pods(ns).Get(ctx, fmt.Sprintf("data-%d", i), metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := pod.Spec.Volumes[0]; v.Name != "vol" || v.PersistentVolumeClaim == nil || v.PersistentVolumeClaim.ClaimName != name {
+			t.Fatalf("pod volume %+v", v)
+		}
+	}
+	c.MustKubectl("scale", "sts/data", "--replicas=1")
+	c.Eventually(60*time.Second, func() (bool, string) {
+		_, err := claims.Get(ctx, "vol-data-1", metav1.GetOptions{})
+		return err != nil, "the claim of the scaled-down ordinal is still there"
+	})
+	if _, err := claims.Get(ctx, "vol-data-0", metav1.GetOptions{}); err != nil {
+		t.Fatalf("the claim of the ordinal kept: %v", err)
+	}
+	c.MustKubectl("delete", "sts/data")
+	c.Eventually(60*time.Second, func() (bool, string) {
+		_, err := claims.Get(ctx, "vol-data-0", metav1.GetOptions{})
+		return err != nil, "the claim outlives its set"
+	})
 }
