@@ -449,3 +449,29 @@ spec:
 		return err != nil, "the claim outlives its set"
 	})
 }
+
+// minReadySeconds: with OrderedReady the next pod waits until the one before has been Ready for
+// minReadySeconds; availableReplicas counts the pods that have.
+func TestMinReadySeconds(t *testing.T) {
+	c := start(t)
+	newKubelet(t, c, true)
+	c.MustApply(strings.Replace(manifest("web", 2, "OrderedReady", "RollingUpdate", "nginx:1"), "  replicas: 2\n", "  replicas: 2\n  minReadySeconds: 2\n", 1))
+	s := waitStatus(t, c, "web", func(s *appsv1.StatefulSet) bool { return s.Status.AvailableReplicas == 2 })
+	if s.Status.ReadyReplicas != 2 {
+		t.Fatalf("status %+v", s.Status)
+	}
+	var ready0 time.Time
+	var created1 time.Time
+	for _, p := range c.Pods(ns, "app=web") {
+		switch p.Name {
+		case "web-0":
+			ready0 = p.Status.Conditions[0].LastTransitionTime.Time
+		case "web-1":
+			created1 = p.CreationTimestamp.Time
+		}
+	}
+	// Timestamps have whole seconds: created1 is at least ready0 + 2 s, less the truncation.
+	if created1.Sub(ready0) < time.Second {
+		t.Fatalf("web-1 created %v after web-0 became ready, want at least minReadySeconds", created1.Sub(ready0))
+	}
+}

@@ -360,11 +360,8 @@ func (c *Controller) updateStatefulSet(ctx context.Context, set *appsv1.Stateful
 	}
 
 	// The pods of the ordinals kept: recreate failed ones, create missing ones, fix identities.
-	var mu sync.Mutex // guards replicas[i] written by concurrent creations
 	processReplica := func(i int) (bool, error) {
-		mu.Lock()
 		pod := replicas[i]
-		mu.Unlock()
 		if isFailed(pod) || isSucceeded(pod) {
 			if pod.DeletionTimestamp == nil {
 				if err := c.deleteStatefulPod(ctx, set, pod, cause); err != nil {
