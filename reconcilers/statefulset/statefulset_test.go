@@ -475,3 +475,27 @@ func TestMinReadySeconds(t *testing.T) {
 		t.Fatalf("web-1 created %v after web-0 became ready, want at least minReadySeconds", created1.Sub(ready0))
 	}
 }
+
+// maxUnavailable: a rolling update replaces up to maxUnavailable pods at once, from the highest
+// ordinal down, and goes on only as they become available.
+func TestRollingUpdateMaxUnavailable(t *testing.T) {
+	c := start(t)
+	k := newKubelet(t, c, true)
+	c.MustApply(strings.Replace(manifest("web", 4, "Parallel", "RollingUpdate", "nginx:1"),
+		"  updateStrategy: {type: RollingUpdate}\n", "  updateStrategy: {type: RollingUpdate, rollingUpdate: {maxUnavailable: 2}}\n", 1))
+	waitStatus(t, c, "web", func(s *appsv1.StatefulSet) bool { return s.Status.ReadyReplicas == 4 })
+	k.setAuto(false)
+	c.MustKubectl("set", "image", "sts/web", "c=nginx:2")
+	waitImages(t, c, "web", map[string]string{"web-0": "nginx:1", "web-1": "nginx:1", "web-2": "nginx:2", "web-3": "nginx:2"})
+	c.WaitReconciled()
+	if got := images(c, "web"); got["web-0"] != "nginx:1" || got["web-1"] != "nginx:1" {
+		t.Fatalf("more than maxUnavailable pods replaced before any was ready: %v", got)
+	}
+	k.setAuto(true)
+	k.ready("web-2")
+	k.ready("web-3")
+	waitImages(t, c, "web", map[string]string{"web-0": "nginx:2", "web-1": "nginx:2", "web-2": "nginx:2", "web-3": "nginx:2"})
+	waitStatus(t, c, "web", func(s *appsv1.StatefulSet) bool {
+		return s.Status.ReadyReplicas == 4 && s.Status.UpdatedReplicas == 4 && s.Status.CurrentRevision == s.Status.UpdateRevision
+	})
+}
