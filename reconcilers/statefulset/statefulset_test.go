@@ -261,6 +261,11 @@ func TestRollingUpdatePartitionHistoryAndUndo(t *testing.T) {
 		t.Fatalf("rollout status: %v\n%s", err, out)
 	}
 	first := getSet(t, c, "web").Status.CurrentRevision
+	c.Eventually(30*time.Second, func() (bool, string) {
+		out := c.MustKubectl("describe", "sts/web")
+		return strings.Contains(out, "3 Running / 0 Waiting / 0 Succeeded / 0 Failed") &&
+			strings.Contains(out, "create Pod web-2 in StatefulSet web successful"), out
+	})
 
 	c.MustKubectl("patch", "sts/web", "-p", `{"spec":{"updateStrategy":{"rollingUpdate":{"partition":2}}}}`)
 	c.MustKubectl("set", "image", "sts/web", "c=nginx:2")
