@@ -7,6 +7,10 @@
 // Kubernetes' names and meaning; the writes take a context.
 package history
 
+// Ported from k8s.io/kubernetes pkg/controller/history/controller_history.go (Copyright The
+// Kubernetes Authors, Apache License 2.0): the same functions over the registry and the informer
+// index instead of a clientset and a lister.
+
 import (
 	"bytes"
 	"context"

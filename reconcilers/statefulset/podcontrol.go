@@ -1,5 +1,8 @@
 package statefulset
 
+// Ported from k8s.io/kubernetes pkg/controller/statefulset/stateful_pod_control.go (Copyright
+// The Kubernetes Authors, Apache License 2.0).
+
 import (
 	"context"
 	"errors"

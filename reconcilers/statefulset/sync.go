@@ -1,5 +1,9 @@
 package statefulset
 
+// Ported from k8s.io/kubernetes pkg/controller/statefulset/stateful_set_control.go and
+// stateful_set.go (Copyright The Kubernetes Authors, Apache License 2.0); Parallel runs every
+// pod at once (bounded) instead of in slow-start batches.
+
 import (
 	"context"
 	"errors"
