@@ -3,6 +3,7 @@ package statefulset_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -503,4 +504,66 @@ func TestRollingUpdateMaxUnavailable(t *testing.T) {
 	waitStatus(t, c, "web", func(s *appsv1.StatefulSet) bool {
 		return s.Status.ReadyReplicas == 4 && s.Status.UpdatedReplicas == 4 && s.Status.CurrentRevision == s.Status.UpdateRevision
 	})
+}
+
+func TestMain(m *testing.M) {
+	reconcilerstest.MaybeRunProcess()
+	os.Exit(m.Run())
+}
+
+// Two reconcile processes share the work; the one reconciling the set is killed with SIGKILL in
+// the middle of a rollout. The other takes its partitions over and finishes the rollout: every
+// ordinal is replaced exactly once, no pod is created twice.
+func TestKillReconcileProcessMidRollout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two reconcile processes")
+	}
+	c := reconcilerstest.Start(t, reconcilerstest.Options{Listen: true, NoReconcilers: true, NoScheduler: true})
+	procs := []*reconcilerstest.Process{
+		reconcilerstest.StartProcess(t, c.LogURL(), "r1", reconcilerstest.ProcessOptions{Creds: c.ReconcilerCredentials(t)}),
+		reconcilerstest.StartProcess(t, c.LogURL(), "r2", reconcilerstest.ProcessOptions{Creds: c.ReconcilerCredentials(t)}),
+	}
+	c.Eventually(30*time.Second, func() (bool, string) {
+		a, b := procs[0].Stats().Owned, procs[1].Stats().Owned
+		return a+b == 64 && a > 0 && b > 0, fmt.Sprint(a, b)
+	})
+	k := newKubelet(t, c, true)
+	c.MustApply(manifest("web", 4, "OrderedReady", "RollingUpdate", "nginx:1"))
+	waitStatus(t, c, "web", func(s *appsv1.StatefulSet) bool { return s.Status.ReadyReplicas == 4 })
+
+	k.setAuto(false)
+	c.MustKubectl("set", "image", "sts/web", "c=nginx:2")
+	waitImages(t, c, "web", map[string]string{"web-0": "nginx:1", "web-1": "nginx:1", "web-2": "nginx:1", "web-3": "nginx:2"})
+	var victim *reconcilerstest.Process
+	c.Eventually(10*time.Second, func() (bool, string) {
+		for _, p := range procs {
+			if p.Stats().Keys[statefulset.Name] > 0 {
+				victim = p
+				return true, ""
+			}
+		}
+		return false, "no process has reported reconciling the set"
+	})
+	victim.Kill()
+
+	k.setAuto(true)
+	k.ready("web-3")
+	waitImages(t, c, "web", map[string]string{"web-0": "nginx:2", "web-1": "nginx:2", "web-2": "nginx:2", "web-3": "nginx:2"})
+	waitStatus(t, c, "web", func(s *appsv1.StatefulSet) bool {
+		return s.Status.ReadyReplicas == 4 && s.Status.UpdatedReplicas == 4 && s.Status.CurrentRevision == s.Status.UpdateRevision
+	})
+	created, deleted := map[string]int{}, map[string]int{}
+	for _, e := range k.log() {
+		if e[0] == '+' {
+			created[e[1:]]++
+		} else {
+			deleted[e[1:]]++
+		}
+	}
+	for i := range 4 {
+		name := fmt.Sprintf("web-%d", i)
+		if created[name] != 2 || deleted[name] != 1 {
+			t.Errorf("%s created %d times and deleted %d times, want 2 and 1 (log %v)", name, created[name], deleted[name], k.log())
+		}
+	}
 }
