@@ -319,6 +319,22 @@ func TestRollingUpdatePartitionHistoryAndUndo(t *testing.T) {
 	if out := c.MustKubectl("rollout", "history", "sts/web"); !regexp.MustCompile(`(?m)^2\s+<none>\n3\s+<none>`).MatchString(out) {
 		t.Fatalf("rollout history after undo:\n%s", out)
 	}
+	c.MustKubectl("rollout", "undo", "sts/web", "--to-revision=2")
+	waitImages(t, c, "web", map[string]string{"web-0": "nginx:2", "web-1": "nginx:2", "web-2": "nginx:2"})
+	// rollout restart: a new revision (the template's restartedAt annotation) replaces every pod.
+	c.MustKubectl("rollout", "restart", "sts/web")
+	c.Eventually(60*time.Second, func() (bool, string) {
+		n := 0
+		for _, p := range c.Pods(ns, "app=web") {
+			if p.Annotations["kubectl.kubernetes.io/restartedAt"] != "" && p.DeletionTimestamp == nil {
+				n++
+			}
+		}
+		return n == 3, fmt.Sprintf("%d pods restarted", n)
+	})
+	if out, err := c.Kubectl("rollout", "status", "sts/web", "--timeout=60s"); err != nil {
+		t.Fatalf("rollout status after restart: %v\n%s", err, out)
+	}
 }
 
 // OnDelete: a template change replaces no pod until the user deletes one.
