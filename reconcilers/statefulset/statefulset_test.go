@@ -583,3 +583,32 @@ func TestKillReconcileProcessMidRollout(t *testing.T) {
 		}
 	}
 }
+
+// A pod that failed (evicted, say) is deleted and made again under the same name.
+func TestFailedPodIsReplaced(t *testing.T) {
+	c := start(t)
+	newKubelet(t, c, true)
+	c.MustApply(manifest("web", 2, "OrderedReady", "RollingUpdate", "nginx:1"))
+	waitStatus(t, c, "web", func(s *appsv1.StatefulSet) bool { return s.Status.ReadyReplicas == 2 })
+	ctx := context.Background()
+	pods := c.Client.CoreV1().Pods(ns)
+	p, err := pods.Get(ctx, "web-0", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := p.UID
+	p.Status.Phase = corev1.PodFailed
+	p.Status.Reason = "Evicted"
+	p.Status.Conditions = nil
+	if _, err := pods.UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.Eventually(60*time.Second, func() (bool, string) {
+		p, err := pods.Get(ctx, "web-0", metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		return p.UID != old && p.Status.Phase == corev1.PodRunning, fmt.Sprintf("web-0 %s %s", p.UID, p.Status.Phase)
+	})
+	waitStatus(t, c, "web", func(s *appsv1.StatefulSet) bool { return s.Status.ReadyReplicas == 2 })
+}
