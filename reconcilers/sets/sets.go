@@ -28,6 +28,7 @@ import (
 	"github.com/logplane/logplane/reconcilers/scheduler"
 	"github.com/logplane/logplane/reconcilers/serviceaccounts"
 	"github.com/logplane/logplane/reconcilers/servicelb"
+	"github.com/logplane/logplane/reconcilers/statefulset"
 )
 
 // The sets. The replicas of a set share its partitions (leases in a bucket of the set's own);
@@ -36,7 +37,7 @@ const (
 	// Scheduler binds pods to nodes, in the replica holding partition 0.
 	Scheduler = "scheduler"
 	// Workloads are kube-controller-manager's workload controllers: replica sets, deployments,
-	// jobs, cron jobs, garbage collection, node and namespace lifecycle, Endpoints and
+	// jobs, cron jobs, stateful sets, garbage collection, node and namespace lifecycle, Endpoints and
 	// EndpointSlices, LoadBalancer Services' addresses; and the repair loop of Services' cluster
 	// IPs and node ports (kube-apiserver runs it in Kubernetes).
 	Workloads = "workloads"
@@ -88,6 +89,7 @@ func All(o Options) []Reconciler {
 		{Workloads, endpoints.Name, endpoints.Setup(endpoints.Config{Workers: o.Workers})},
 		{Workloads, servicelb.Name, servicelb.Setup(servicelb.Config{})},
 		{Workloads, ingressstatus.Name, ingressstatus.Setup(ingressstatus.Config{})},
+		{Workloads, statefulset.Name, statefulset.Setup(statefulset.Config{Workers: o.Workers})},
 		{ServiceAccounts, serviceaccounts.Name, serviceaccounts.Setup(serviceaccounts.Config{})},
 		{ServiceAccounts, rootcacert.Name, rootcacert.Setup(rootcacert.Config{LoadCA: o.RootCA})},
 	}
