@@ -250,12 +250,18 @@ func TestPodsOnContainerd(t *testing.T) {
 	})
 
 	t.Run("graceful deletion waits for the grace period", func(t *testing.T) {
-		// sleep as PID 1 ignores SIGTERM: it is killed when the 1s grace ends.
-		pod := newPod("stubborn", corev1.Container{Name: "c", Image: e.Busybox, Command: []string{"sleep", "1000"}})
+		// The container ignores SIGTERM (an ignored signal stays ignored across exec): it is
+		// killed when the 1s grace ends. It is deleted only once it is ready, that is once the
+		// trap is set: a SIGTERM that came while runc's init was still PID 1 would end it at
+		// once (seen under load).
+		pod := newPod("stubborn", corev1.Container{Name: "c", Image: e.Busybox,
+			Command: []string{"sh", "-c", `trap "" TERM; touch /tmp/ready; exec sleep 1000`},
+			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"cat", "/tmp/ready"}}},
+				PeriodSeconds: 1}})
 		one := int64(1)
 		pod.Spec.TerminationGracePeriodSeconds = &one
 		m.Sync(pod)
-		rec.waitFor(t, pod, 30*time.Second, "Running", running)
+		rec.waitFor(t, pod, 30*time.Second, "Ready", ready)
 		start := time.Now()
 		m.Sync(deleted(pod))
 		at := rec.waitTerminated(t, pod, 10*time.Second)
