@@ -20,9 +20,12 @@ import (
 	"time"
 
 	client "github.com/containerd/containerd"
+	"github.com/containerd/containerd/content"
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/images"
+	"github.com/containerd/containerd/leases"
 	"github.com/containerd/containerd/namespaces"
+	"github.com/containerd/containerd/snapshots"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/singleflight"
@@ -186,10 +189,22 @@ func (r *Runtime) DeleteNamespace(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("containerd: delete image %s: %w", img.Name, err))
 		}
 	}
+	// Leases (of an import cut short, say) keep content and snapshots from the
+	// garbage collector: they go too.
+	ls, err := r.client.LeasesService().List(ctx)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("containerd: list leases: %w", err))
+	}
+	for _, l := range ls {
+		if err := r.client.LeasesService().Delete(ctx, l, leases.SynchronousDelete); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("containerd: delete lease %s: %w", l.ID, err))
+		}
+	}
 	// Image deletion garbage-collects content and snapshots asynchronously;
-	// the namespace can only go once they are gone.
+	// the namespace can only go once they are gone. What the collector leaves
+	// (nothing should reference it any more) is removed by hand after a while.
 	deadline := time.Now().Add(10 * time.Second)
-	for {
+	for try := 0; ; try++ {
 		err := r.client.NamespaceService().Delete(ctx, r.cfg.Namespace)
 		if err == nil || errdefs.IsNotFound(err) {
 			break
@@ -198,10 +213,37 @@ func (r *Runtime) DeleteNamespace(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("containerd: delete namespace %s: %w", r.cfg.Namespace, err))
 			break
 		}
+		if try >= 20 {
+			r.removeLeftovers(ctx)
+		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	errs = append(errs, removeNamespaceCgroups(r.cfg.Namespace))
 	return errors.Join(errs...)
+}
+
+// removeLeftovers removes the snapshots (leaves first: a parent goes in a later
+// pass) and content blobs left in the namespace, best effort: DeleteNamespace
+// reports what stays.
+func (r *Runtime) removeLeftovers(ctx context.Context) {
+	sn := r.client.SnapshotService(r.cfg.Snapshotter)
+	var keys []string
+	_ = sn.Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+		keys = append(keys, info.Name)
+		return nil
+	})
+	for _, k := range keys {
+		_ = sn.Remove(ctx, k) // a parent fails until its children are gone
+	}
+	cs := r.client.ContentStore()
+	var blobs []digest.Digest
+	_ = cs.Walk(ctx, func(info content.Info) error {
+		blobs = append(blobs, info.Digest)
+		return nil
+	})
+	for _, d := range blobs {
+		_ = cs.Delete(ctx, d)
+	}
 }
 
 func notFound(what, id string, err error) error {
