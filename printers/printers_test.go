@@ -62,6 +62,9 @@ func TestColumns(t *testing.T) {
 		"networking.k8s.io/NetworkPolicy":              "NAME POD-SELECTOR AGE",
 		"networking.k8s.io/IPAddress":                  "NAME PARENTREF",
 		"networking.k8s.io/ServiceCIDR":                "NAME CIDRS AGE",
+		"/PersistentVolume":                            "NAME CAPACITY ACCESS MODES RECLAIM POLICY STATUS CLAIM STORAGECLASS VOLUMEATTRIBUTESCLASS REASON AGE [VOLUMEMODE]",
+		"/PersistentVolumeClaim":                       "NAME STATUS VOLUME CAPACITY ACCESS MODES STORAGECLASS VOLUMEATTRIBUTESCLASS AGE [VOLUMEMODE]",
+		"storage.k8s.io/StorageClass":                  "NAME PROVISIONER RECLAIMPOLICY VOLUMEBINDINGMODE ALLOWVOLUMEEXPANSION AGE",
 	}
 	for _, k := range catalog.All() {
 		var names []string

@@ -53,6 +53,9 @@ func Kinds() []*kinds.Kind {
 		networkPolicy(),
 		ipAddress(),
 		serviceCIDR(),
+		persistentVolume(),
+		persistentVolumeClaim(),
+		storageClass(),
 	}
 }
 
