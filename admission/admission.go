@@ -2,7 +2,9 @@
 // create and update of every writer (API clients, reconcilers, node agents), in the order
 // kube-apiserver runs these plug-ins: ServiceAccount (package serviceaccount: a pod's account
 // and its token volume), then PodSecurity (package podsecurity: the Pod Security Standards a
-// namespace's labels ask for).
+// namespace's labels ask for), then PersistentVolumeClaimResize and DefaultStorageClass (package
+// storageclass: claims grow only where their class allows it; a claim without a class gets the
+// default one).
 package admission
 
 import (
@@ -14,6 +16,7 @@ import (
 
 	"github.com/logplane/logplane/admission/podsecurity"
 	"github.com/logplane/logplane/admission/serviceaccount"
+	"github.com/logplane/logplane/admission/storageclass"
 	"github.com/logplane/logplane/projections"
 )
 
@@ -32,5 +35,6 @@ func Chain(store *projections.Store, cfg Config) (admission.Interface, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admission: %w", err)
 	}
-	return admission.NewChainHandler(serviceaccount.New(store, cfg.Clock), ps), nil
+	return admission.NewChainHandler(serviceaccount.New(store, cfg.Clock), ps,
+		storageclass.NewResize(store), storageclass.NewDefault(store)), nil
 }
