@@ -26,6 +26,7 @@ import (
 	"github.com/logplane/logplane/reconcilers/scheduler"
 	"github.com/logplane/logplane/reconcilers/serviceaccounts"
 	"github.com/logplane/logplane/reconcilers/servicelb"
+	"github.com/logplane/logplane/reconcilers/volumebinding"
 )
 
 // The sets. The replicas of a set share its partitions (leases in a bucket of the set's own);
@@ -84,6 +85,7 @@ func All(o Options) []Reconciler {
 		{Workloads, addressrepair.ServicesName, addressrepair.Setup(addressrepair.Config{})},
 		{Workloads, endpoints.Name, endpoints.Setup(endpoints.Config{Workers: o.Workers})},
 		{Workloads, servicelb.Name, servicelb.Setup(servicelb.Config{})},
+		{Workloads, volumebinding.Name, volumebinding.Setup(volumebinding.Config{})},
 		{ServiceAccounts, serviceaccounts.Name, serviceaccounts.Setup(serviceaccounts.Config{})},
 		{ServiceAccounts, rootcacert.Name, rootcacert.Setup(rootcacert.Config{LoadCA: o.RootCA})},
 	}
