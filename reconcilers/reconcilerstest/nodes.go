@@ -180,6 +180,12 @@ func (n *Nodes) Restart(_ context.Context, name string) error {
 // AddContainerd starts one more node whose agent runs pods for real, on the containerd, CNI
 // bridge and image registry of env (dataplanetest), and waits until it is registered.
 func (n *Nodes) AddContainerd(env *dataplanetest.Env) (string, error) {
+	return n.AddContainerdWith(env, nil)
+}
+
+// AddContainerdWith is AddContainerd with the agent's configuration changed by configure
+// first (its local volumes, say).
+func (n *Nodes) AddContainerdWith(env *dataplanetest.Env, configure func(*nodeagent.Config)) (string, error) {
 	n.mu.Lock()
 	i := len(n.order) + 1
 	name := fmt.Sprintf("node-%d", i)
@@ -190,6 +196,9 @@ func (n *Nodes) AddContainerd(env *dataplanetest.Env) (string, error) {
 		RuntimeName: "containerd", RuntimeVersion: "containerd://test", VolumeDir: filepath.Join(env.Dir, "volumes"),
 		Registry: n.reg, Store: n.store, RenewInterval: n.opts.RenewInterval, BackOff: time.Second, Logger: n.log,
 	}}
+	if configure != nil {
+		configure(&sn.cfg)
+	}
 	if err := n.start(sn); err != nil {
 		return "", err
 	}
