@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/logplane/logplane/dataplane/dataplanetest"
@@ -51,7 +52,8 @@ func TestLocalVolumeOnContainerd(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { vols.Close() })
-	node, err := c.Nodes.AddContainerdWith(env, func(cfg *nodeagent.Config) { cfg.LocalVolumes = vols })
+	metrics := prometheus.NewRegistry()
+	node, err := c.Nodes.AddContainerdWith(env, func(cfg *nodeagent.Config) { cfg.LocalVolumes, cfg.Metrics = vols, metrics })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,6 +120,73 @@ spec:
 	if got := readFile("seen"); got != "hello" {
 		t.Errorf("the new pod read %q", got)
 	}
+
+	// The kubelet's volume metrics.
+	stat := func(name string) float64 {
+		t.Helper()
+		mfs, err := metrics.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "kubelet_volume_stats_"+name {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				labels := map[string]string{}
+				for _, l := range m.GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				if labels["namespace"] == "default" && labels["persistentvolumeclaim"] == "data" && labels["node"] == node {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+		t.Fatalf("no kubelet_volume_stats_%s for default/data", name)
+		return 0
+	}
+	if capacity, used := stat("capacity_bytes"), stat("used_bytes"); capacity < 64<<20 || used <= 0 || used > capacity {
+		t.Errorf("volume stats: capacity %v, used %v", capacity, used)
+	}
+
+	// Growing the claim (the class allows expansion) grows the volume.
+	c.MustKubectl("patch", "pvc", "data", "-p", `{"spec":{"resources":{"requests":{"storage":"128Mi"}}}}`)
+	c.Eventually(60*time.Second, func() (bool, string) {
+		got, err := c.Client.CoreV1().PersistentVolumeClaims("default").Get(t.Context(), "data", metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		q := got.Status.Capacity["storage"]
+		v, verr := vols.Get(pvName)
+		return q.String() == "128Mi" && verr == nil && v.SizeBytes == 128<<20, fmt.Sprintf("claim capacity %s, volume %+v %v", q.String(), v, verr)
+	})
+	c.Eventually(30*time.Second, hasEvent(t, c, "data", nodeagent.ReasonVolumeResizeSucceeded, "succeeded"))
+
+	// An agent killed after making a volume and before writing its PersistentVolume: the next
+	// pass finds the volume made and writes the PersistentVolume once, nothing twice.
+	c.MustApply(`apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: crash}
+spec:
+  storageClassName: local
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Mi}}
+`)
+	crash, err := c.Client.CoreV1().PersistentVolumeClaims("default").Get(t.Context(), "crash", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	crashPV := "pvc-" + string(crash.UID)
+	if _, err := vols.Create(t.Context(), crashPV, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	before := len(vols.List())
+	c.MustKubectl("annotate", "pvc", "crash", "volume.kubernetes.io/selected-node="+node)
+	waitClaim(t, c, "crash", "Bound", crashPV)
+	if after := len(vols.List()); after != before {
+		t.Errorf("%d volumes after provisioning a claim whose volume was made, %d before", after, before)
+	}
+	c.MustKubectl("delete", "pvc", "crash", "--wait=true", "--timeout=60s")
 
 	// A pod on the node whose claim is never bound waits in ContainerCreating.
 	c.MustApply(`apiVersion: v1
