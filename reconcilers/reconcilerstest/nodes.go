@@ -14,6 +14,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/logplane/logplane/dataplane/dataplanetest"
+	"github.com/logplane/logplane/dataplane/localvolume"
 	"github.com/logplane/logplane/dataplane/runtimeapi"
 	"github.com/logplane/logplane/dataplane/sim"
 	"github.com/logplane/logplane/nodeagent"
@@ -100,8 +101,15 @@ func (n *Nodes) Add(ctx context.Context, count int) error {
 		}
 		capacity := nodeagent.SimCapacity()
 		capacity[corev1.ResourcePods] = *resource.NewQuantity(int64(n.opts.MaxPods), resource.DecimalSI)
+		// The node's local provisioner, on plain directories: claims of the class `local`
+		// are provisioned and bound on simulated nodes too.
+		vols, err := localvolume.New(ctx, localvolume.Config{Dir: filepath.Join(n.dir, name, "localvolumes"), Backend: localvolume.Dir})
+		if err != nil {
+			return err
+		}
 		sn := &simNode{cfg: nodeagent.Config{
-			NodeName: name, NodeIP: "127.0.0.1", PodCIDR: nodeagent.SimSubnet(i), Runtime: rt,
+			LocalVolumes: vols,
+			NodeName:     name, NodeIP: "127.0.0.1", PodCIDR: nodeagent.SimSubnet(i), Runtime: rt,
 			RuntimeName: "sim", RuntimeVersion: "sim://0.1.0", VolumeDir: filepath.Join(n.dir, name),
 			Capacity: capacity, Labels: map[string]string{"type": "sim"},
 			Registry: n.reg, Store: n.store, RenewInterval: n.opts.RenewInterval, Logger: n.log,

@@ -93,4 +93,17 @@ spec:
 		sel := got.Annotations["volume.kubernetes.io/selected-node"]
 		return n != "" && sel == n, fmt.Sprintf("on-fresh is on %q, the claim's selected node is %q", n, sel)
 	})
+	// The simulated node's provisioner makes the volume, the binder binds it, the pod runs.
+	got, err := c.Client.CoreV1().PersistentVolumeClaims("default").Get(t.Context(), "fresh", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitClaim(t, c, "fresh", "Bound", "pvc-"+string(got.UID))
+	c.Eventually(30*time.Second, func() (bool, string) {
+		p, err := c.Client.CoreV1().Pods("default").Get(t.Context(), "on-fresh", metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		return p.Status.Phase == "Running", "on-fresh is " + string(p.Status.Phase)
+	})
 }
