@@ -188,6 +188,33 @@ spec:
 	}
 	c.MustKubectl("delete", "pvc", "crash", "--wait=true", "--timeout=60s")
 
+	// A hand-written hostPath volume, claimed and mounted.
+	hostDir := filepath.Join(env.Dir, "by-hand")
+	c.MustApply(fmt.Sprintf(`apiVersion: v1
+kind: PersistentVolume
+metadata: {name: by-hand}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  hostPath: {path: %s, type: DirectoryOrCreate}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: manual}
+spec:
+  storageClassName: ""
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 10Mi}}
+`, hostDir))
+	waitClaim(t, c, "manual", "Bound", "by-hand")
+	c.MustApply(strings.Replace(claimPod("by-hand", env.Busybox, `echo by-hand > /data/file; sleep 3600`), "claimName: data", "claimName: manual", 1))
+	waitRunning("by-hand")
+	c.Eventually(60*time.Second, func() (bool, string) {
+		b, err := os.ReadFile(filepath.Join(hostDir, "app", "file"))
+		return strings.TrimSpace(string(b)) == "by-hand", fmt.Sprintf("%v %q", err, b)
+	})
+	c.MustKubectl("delete", "pod", "by-hand", "--wait=true", "--timeout=60s")
+
 	// A pod on the node whose claim is never bound waits in ContainerCreating.
 	c.MustApply(`apiVersion: v1
 kind: PersistentVolumeClaim
