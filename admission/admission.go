@@ -4,7 +4,8 @@
 // and its token volume), then PodSecurity (package podsecurity: the Pod Security Standards a
 // namespace's labels ask for), then PersistentVolumeClaimResize and DefaultStorageClass (package
 // storageclass: claims grow only where their class allows it; a claim without a class gets the
-// default one).
+// default one), then StorageObjectInUseProtection (package storageprotection: a claim in use is
+// not deleted under its pods).
 package admission
 
 import (
@@ -17,6 +18,7 @@ import (
 	"github.com/logplane/logplane/admission/podsecurity"
 	"github.com/logplane/logplane/admission/serviceaccount"
 	"github.com/logplane/logplane/admission/storageclass"
+	"github.com/logplane/logplane/admission/storageprotection"
 	"github.com/logplane/logplane/projections"
 )
 
@@ -36,5 +38,5 @@ func Chain(store *projections.Store, cfg Config) (admission.Interface, error) {
 		return nil, fmt.Errorf("admission: %w", err)
 	}
 	return admission.NewChainHandler(serviceaccount.New(store, cfg.Clock), ps,
-		storageclass.NewResize(store), storageclass.NewDefault(store)), nil
+		storageclass.NewResize(store), storageclass.NewDefault(store), storageprotection.New()), nil
 }

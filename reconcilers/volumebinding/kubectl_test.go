@@ -200,3 +200,29 @@ volumeBindingMode: WaitForFirstConsumer
 		t.Errorf("fits is %s", p)
 	}
 }
+
+// A claim that a pod uses, deleted, stays Terminating (its kubernetes.io/pvc-protection
+// finalizer, which admission puts on every claim) until the pod is gone, as with Kubernetes'
+// pvc-protection controller.
+func TestClaimInUseProtection(t *testing.T) {
+	c := reconcilerstest.Start(t, reconcilerstest.Options{NoScheduler: true})
+	c.MustApply(strings.Replace(pvc("used", "1Gi", ""), "metadata: {name: used}", "metadata: {name: used, finalizers: [kubernetes.io/pvc-protection]}", 1))
+	c.MustApply(`apiVersion: v1
+kind: Pod
+metadata: {name: user}
+spec:
+  containers: [{name: c, image: busybox}]
+  volumes: [{name: data, persistentVolumeClaim: {claimName: used}}]
+`)
+	c.MustKubectl("delete", "pvc", "used", "--wait=false")
+	c.WaitReconciled()
+	out := c.MustKubectl("get", "pvc", "used")
+	if !strings.Contains(out, "Terminating") {
+		t.Fatalf("a claim in use, deleted:\n%s", out)
+	}
+	c.MustKubectl("delete", "pod", "user", "--grace-period=0", "--force")
+	c.Eventually(20*time.Second, func() (bool, string) {
+		_, err := c.Client.CoreV1().PersistentVolumeClaims("default").Get(t.Context(), "used", metav1.GetOptions{})
+		return err != nil && strings.Contains(err.Error(), "not found"), fmt.Sprint(err)
+	})
+}

@@ -10,7 +10,10 @@
 // class's provisioner with the events `kubectl describe pvc` shows in Kubernetes.
 //
 // It writes compare-and-set, claim and volume each in its own reconciler, so a crash between
-// the two halves of a binding is finished by the next reconcile, as in Kubernetes.
+// the two halves of a binding is finished by the next reconcile, as in Kubernetes. A third
+// reconciler is the pvc-protection controller: a claim being deleted keeps the
+// kubernetes.io/pvc-protection finalizer (admission's StorageObjectInUseProtection) while a pod
+// that has not finished uses it.
 package volumebinding
 
 import (
@@ -119,6 +122,7 @@ func New(e *engine.Engine, cfg Config) (*Binder, error) {
 		Watches: []engine.Watch{engine.Watches(claims, b.volumesOfClaim)},
 		Reads:   []schema.GroupResource{claims},
 	})
+	b.registerProtection(e, cfg.Workers)
 	return b, nil
 }
 
