@@ -257,10 +257,7 @@ func (lv *localVolumes) expand(ctx context.Context, claim *corev1.PersistentVolu
 	next := pv.DeepCopy()
 	next.Spec.Capacity[corev1.ResourceStorage] = want
 	if _, err := lv.a.reg.Update(ctx, lv.pvKind, next, registry.Request{Actor: registry.Node(lv.a.cfg.NodeName)}); err != nil {
-		if apierrors.IsConflict(err) {
-			return err // read again and retry
-		}
-		return err
+		return err // a conflict is retried from the volume's new revision
 	}
 	lv.events.Event(claim, 0, corev1.EventTypeNormal, ReasonVolumeResizeSucceeded, fmt.Sprintf("resize volume %q by resizer %q succeeded", pv.Name, LocalProvisioner))
 	return nil
