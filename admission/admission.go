@@ -3,7 +3,10 @@
 // kube-apiserver runs these plug-ins: ServiceAccount (package serviceaccount: a pod's account
 // and its token volume), then PodSecurity (package podsecurity: the Pod Security Standards a
 // namespace's labels ask for), then DefaultIngressClass (package defaultingressclass: a new
-// Ingress without a class gets the default IngressClass).
+// Ingress without a class gets the default IngressClass), then PersistentVolumeClaimResize and
+// DefaultStorageClass (package storageclass: claims grow only where their class allows it; a
+// claim without a class gets the default one), then StorageObjectInUseProtection (package
+// storageprotection: a claim in use is not deleted under its pods).
 package admission
 
 import (
@@ -16,6 +19,8 @@ import (
 	"github.com/logplane/logplane/admission/defaultingressclass"
 	"github.com/logplane/logplane/admission/podsecurity"
 	"github.com/logplane/logplane/admission/serviceaccount"
+	"github.com/logplane/logplane/admission/storageclass"
+	"github.com/logplane/logplane/admission/storageprotection"
 	"github.com/logplane/logplane/projections"
 )
 
@@ -34,5 +39,6 @@ func Chain(store *projections.Store, cfg Config) (admission.Interface, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admission: %w", err)
 	}
-	return admission.NewChainHandler(serviceaccount.New(store, cfg.Clock), ps, defaultingressclass.New(store)), nil
+	return admission.NewChainHandler(serviceaccount.New(store, cfg.Clock), ps, defaultingressclass.New(store),
+		storageclass.NewResize(store), storageclass.NewDefault(store), storageprotection.New()), nil
 }

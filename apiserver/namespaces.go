@@ -60,6 +60,9 @@ func (s *Server) bootstrap(ctx context.Context) error {
 	if err := s.defaultIngressClass(ctx); err != nil {
 		return err
 	}
+	if err := s.defaultStorageClass(ctx); err != nil {
+		return err
+	}
 	svcKind, ok := s.kinds("services")
 	if !ok {
 		return nil

@@ -36,6 +36,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 
+	"github.com/logplane/logplane/dataplane/localvolume"
 	"github.com/logplane/logplane/dataplane/sim"
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds"
@@ -157,8 +158,12 @@ type Config struct {
 	// podworker.Manager.RegisterMetrics), labelled node=NodeName so that
 	// simulated nodes sharing a process stay apart.
 	Metrics prometheus.Registerer
-	Clock   clock.WithTicker
-	Logger  *slog.Logger
+	// LocalVolumes, when set, is the node's local provisioner (dataplane/localvolume): the
+	// volumes of claims of logplane.io/local classes that the scheduler selects this node for,
+	// their growth, their deletion, and their kubelet_volume_stats_* metrics. Nil: none.
+	LocalVolumes *localvolume.Manager
+	Clock        clock.WithTicker
+	Logger       *slog.Logger
 
 	// podCIDRChecked is set by a Fleet, which checks its nodes' ranges at
 	// once (one pass over the Nodes rather than one per node).
@@ -181,6 +186,8 @@ type Agent struct {
 
 	mu    sync.Mutex
 	known map[eventlog.Key]types.UID // pods given to the pod worker, by key
+
+	volumes *localVolumes // nil without Config.LocalVolumes
 
 	ready chan struct{}
 	node  nodeState
@@ -328,6 +335,16 @@ func New(cfg Config) (*Agent, error) {
 		}
 	}
 	a.pods = pods
+	if cfg.LocalVolumes != nil {
+		if a.volumes, err = newLocalVolumes(a, cfg.LocalVolumes); err != nil {
+			return nil, err
+		}
+		if cfg.Metrics != nil {
+			if err := prometheus.WrapRegistererWith(prometheus.Labels{"node": cfg.NodeName}, cfg.Metrics).Register(newVolumeStats(a.volumes)); err != nil {
+				return nil, fmt.Errorf("nodeagent: metrics: %w", err)
+			}
+		}
+	}
 	return a, nil
 }
 
@@ -407,6 +424,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	if err := a.retry(ctx, "remove orphaned pods", func() error { return a.pods.RemoveOrphans(ctx) }); err != nil {
 		return err
+	}
+	if a.volumes != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.volumes.run(ctx)
+		}()
 	}
 	close(a.ready)
 	a.log.Info("nodeagent: node registered and pods synced", "pods", len(objs))

@@ -64,6 +64,9 @@ func TestColumns(t *testing.T) {
 		"networking.k8s.io/ServiceCIDR":                "NAME CIDRS AGE",
 		"networking.k8s.io/Ingress":                    "NAME CLASS HOSTS ADDRESS PORTS AGE",
 		"networking.k8s.io/IngressClass":               "NAME CONTROLLER PARAMETERS AGE",
+		"/PersistentVolume":                            "NAME CAPACITY ACCESS MODES RECLAIM POLICY STATUS CLAIM STORAGECLASS VOLUMEATTRIBUTESCLASS REASON AGE [VOLUMEMODE]",
+		"/PersistentVolumeClaim":                       "NAME STATUS VOLUME CAPACITY ACCESS MODES STORAGECLASS VOLUMEATTRIBUTESCLASS AGE [VOLUMEMODE]",
+		"storage.k8s.io/StorageClass":                  "NAME PROVISIONER RECLAIMPOLICY VOLUMEBINDINGMODE ALLOWVOLUMEEXPANSION AGE",
 	}
 	for _, k := range catalog.All() {
 		var names []string

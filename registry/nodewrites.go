@@ -20,7 +20,8 @@ const nodeLeaseNamespace = "kube-node-lease"
 // reach the log as the node's commands, eventlog.ServeNodeCommands): a node may write its own
 // Node and its own Lease, Events, the status of the pods bound to it, and delete those pods,
 // and the EndpointSlice of the cluster DNS server it runs (kube-system/kube-dns-<node>);
-// nothing else, and never a pod's spec. It checks against the revision the write
+// the PersistentVolumes of its local provisioner (nodeVolumeWrite); nothing else, and never a
+// pod's spec. It checks against the revision the write
 // replaces, so a pod bound elsewhere meanwhile makes the append conflict.
 func (r *Registry) CheckNodeWrite(ctx context.Context, node string, ev *eventv1.ObjectChanged, expect uint64) error {
 	key := eventlog.KeyOf(ev)
@@ -42,6 +43,8 @@ func (r *Registry) CheckNodeWrite(ctx context.Context, node string, ev *eventv1.
 		return nil
 	case key.Group == "" && key.Resource == "pods":
 		return r.checkNodePodWrite(ctx, node, key, ev, expect, forbid)
+	case key.Group == "" && key.Resource == "persistentvolumes":
+		return r.checkNodeVolumeWrite(ctx, node, key, ev, expect, forbid)
 	case key.Group == "discovery.k8s.io" && key.Resource == "endpointslices":
 		// Its own endpoint of the cluster DNS it serves (kube-system/kube-dns-<node>).
 		if key.Namespace != "kube-system" || key.Name != "kube-dns-"+node {

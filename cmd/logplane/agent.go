@@ -34,6 +34,7 @@ import (
 	"github.com/logplane/logplane/dataplane/clusterdns"
 	"github.com/logplane/logplane/dataplane/containerd"
 	"github.com/logplane/logplane/dataplane/ingressproxy"
+	"github.com/logplane/logplane/dataplane/localvolume"
 	"github.com/logplane/logplane/dataplane/netpolicy"
 	"github.com/logplane/logplane/dataplane/podnet"
 	"github.com/logplane/logplane/dataplane/serviceproxy"
@@ -379,6 +380,24 @@ func containerdAgent(ctx context.Context, tmpl nodeagent.Config, af *agentFlags,
 	c.Runtime, c.RuntimeVersion = rt, "containerd://"+ver.Version
 	c.VolumeDir = filepath.Join(dir, "volumes")
 	c.MachinePressure = true
+	// The local provisioner's volumes (docs/storage.md): a directory per claim, sized by project
+	// quota or a loop-mounted ext4 file where the machine allows it.
+	if c.LocalVolumes, err = localvolume.New(ctx, localvolume.Config{Dir: filepath.Join(dir, "localvolumes"),
+		Report: func(err error) { slog.Warn("logplane: a local volume cannot be used", "err", err) }}); err != nil {
+		rt.Close()
+		cleanup()
+		return nil, nil, err
+	}
+	vols, prevCleanup := c.LocalVolumes, cleanup
+	cleanup = func() {
+		if err := vols.Close(); err != nil {
+			slog.Warn("logplane: closing the local volumes", "err", err)
+		}
+		prevCleanup()
+	}
+	if w := c.LocalVolumes.Warning(); w != "" {
+		slog.Warn("logplane: local volumes", "backend", c.LocalVolumes.Backend(), "warning", w)
+	}
 	if af.serviceProxy {
 		if c.Services, err = serviceProxy(af); err != nil {
 			rt.Close()

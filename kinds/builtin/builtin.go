@@ -55,6 +55,9 @@ func Kinds() []*kinds.Kind {
 		serviceCIDR(),
 		ingress(),
 		ingressClass(),
+		persistentVolume(),
+		persistentVolumeClaim(),
+		storageClass(),
 	}
 }
 

@@ -477,6 +477,9 @@ func (w *worker) volume(ctx context.Context, pod *corev1.Pod, v *corev1.Volume) 
 		return d, false, err
 	case v.DownwardAPI != nil || v.Projected != nil:
 		return w.projectedVolume(ctx, pod, v, fsGroup)
+	case v.PersistentVolumeClaim != nil:
+		d, err := w.claimPath(ctx, pod.Namespace, v.PersistentVolumeClaim.ClaimName)
+		return d, v.PersistentVolumeClaim.ReadOnly, err
 	case v.HostPath != nil:
 		p := v.HostPath.Path
 		t := corev1.HostPathUnset

@@ -107,6 +107,17 @@ type Resolver interface {
 	Secret(ctx context.Context, namespace, name string) (*corev1.Secret, error)
 }
 
+// ClaimResolver, when the Resolver is one, gives the host directory of a persistent volume
+// claim: that of the volume bound to it (a local or hostPath volume, or one of the node's
+// local provisioner), made usable. Its error wraps ErrClaimNotBound while the claim is not
+// bound: the pod then waits in ContainerCreating, with a FailedMount event, as the kubelet's.
+type ClaimResolver interface {
+	ClaimPath(ctx context.Context, namespace, claim string) (string, error)
+}
+
+// ErrClaimNotBound is the error of a claim that has no volume yet.
+var ErrClaimNotBound = errors.New("PVC is not bound")
+
 // Prober runs one probe; probe.Run is the real one.
 type Prober interface {
 	Probe(ctx context.Context, p *corev1.Probe, t probe.Target) (probe.Result, error)

@@ -204,6 +204,11 @@ func (w *worker) sync(ctx context.Context) (time.Duration, bool) {
 		return requeue, false
 	}
 	if w.sandbox == nil {
+		if err := w.claimsBound(ctx, pod); err != nil {
+			w.event(pod, "", EventWarning, "FailedMount", err.Error())
+			w.publish(pod)
+			return min(w.m.cfg.BackOff, claimRetry), false
+		}
 		sb, err := w.m.cfg.Runtime.CreateSandbox(ctx, w.sandboxConfig(pod))
 		if err != nil {
 			w.sandboxErr = err.Error()

@@ -14,6 +14,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/logplane/logplane/dataplane/dataplanetest"
+	"github.com/logplane/logplane/dataplane/localvolume"
 	"github.com/logplane/logplane/dataplane/runtimeapi"
 	"github.com/logplane/logplane/dataplane/sim"
 	"github.com/logplane/logplane/nodeagent"
@@ -100,8 +101,15 @@ func (n *Nodes) Add(ctx context.Context, count int) error {
 		}
 		capacity := nodeagent.SimCapacity()
 		capacity[corev1.ResourcePods] = *resource.NewQuantity(int64(n.opts.MaxPods), resource.DecimalSI)
+		// The node's local provisioner, on plain directories: claims of the class `local`
+		// are provisioned and bound on simulated nodes too.
+		vols, err := localvolume.New(ctx, localvolume.Config{Dir: filepath.Join(n.dir, name, "localvolumes"), Backend: localvolume.Dir})
+		if err != nil {
+			return err
+		}
 		sn := &simNode{cfg: nodeagent.Config{
-			NodeName: name, NodeIP: "127.0.0.1", PodCIDR: nodeagent.SimSubnet(i), Runtime: rt,
+			LocalVolumes: vols,
+			NodeName:     name, NodeIP: "127.0.0.1", PodCIDR: nodeagent.SimSubnet(i), Runtime: rt,
 			RuntimeName: "sim", RuntimeVersion: "sim://0.1.0", VolumeDir: filepath.Join(n.dir, name),
 			Capacity: capacity, Labels: map[string]string{"type": "sim"},
 			Registry: n.reg, Store: n.store, RenewInterval: n.opts.RenewInterval, Logger: n.log,
@@ -180,6 +188,12 @@ func (n *Nodes) Restart(_ context.Context, name string) error {
 // AddContainerd starts one more node whose agent runs pods for real, on the containerd, CNI
 // bridge and image registry of env (dataplanetest), and waits until it is registered.
 func (n *Nodes) AddContainerd(env *dataplanetest.Env) (string, error) {
+	return n.AddContainerdWith(env, nil)
+}
+
+// AddContainerdWith is AddContainerd with the agent's configuration changed by configure
+// first (its local volumes, say).
+func (n *Nodes) AddContainerdWith(env *dataplanetest.Env, configure func(*nodeagent.Config)) (string, error) {
 	n.mu.Lock()
 	i := len(n.order) + 1
 	name := fmt.Sprintf("node-%d", i)
@@ -190,6 +204,9 @@ func (n *Nodes) AddContainerd(env *dataplanetest.Env) (string, error) {
 		RuntimeName: "containerd", RuntimeVersion: "containerd://test", VolumeDir: filepath.Join(env.Dir, "volumes"),
 		Registry: n.reg, Store: n.store, RenewInterval: n.opts.RenewInterval, BackOff: time.Second, Logger: n.log,
 	}}
+	if configure != nil {
+		configure(&sn.cfg)
+	}
 	if err := n.start(sn); err != nil {
 		return "", err
 	}

@@ -70,11 +70,25 @@ func (s *Scheduler) Reconcile(ctx context.Context, req engine.Request) (engine.R
 
 	start := time.Now()
 	pi := placement.NewPod(pod)
+	vols, verr := s.volumesOf(pod)
+	if verr != nil {
+		pi.SetVolumes(verr, nil)
+	} else if vols != nil {
+		pi.SetVolumes(nil, vols.filter)
+	}
 	d := s.cluster.schedule(pi)
 	if d.Node == "" {
 		res, err := s.unschedulable(ctx, req.Key, pod, pi.HasPodConstraints(), d.Err.Error(), req.Cause)
 		s.observe(resultUnschedulable, start)
 		return res, err
+	}
+	if err := s.preBind(ctx, vols, d.Node, req.Cause); err != nil {
+		s.cluster.forget(key, pod.UID)
+		s.observe(resultError, start)
+		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+			return engine.Result{RequeueAfter: s.cfg.InitialBackoff}, nil
+		}
+		return engine.Result{}, errorf("binding the volumes of %s on %s: %w", key, d.Node, err)
 	}
 	if err := s.w.Bind(ctx, pod, d.Node, req.Cause); err != nil {
 		s.cluster.forget(key, pod.UID)
@@ -91,6 +105,18 @@ func (s *Scheduler) Reconcile(ctx context.Context, req engine.Request) (engine.R
 	s.stats.bound.Add(1)
 	s.events.Event(pod, req.Cause, corev1.EventTypeNormal, ReasonScheduled, ScheduledMessage(pod.Namespace, pod.Name, d.Node))
 	return engine.Result{}, nil
+}
+
+// preBind writes what the pod's volumes need before the pod is bound to node (bindVolumes).
+func (s *Scheduler) preBind(ctx context.Context, vols *podVolumes, node string, cause uint64) error {
+	if vols == nil || len(vols.unbound) == 0 {
+		return nil
+	}
+	n, ok := s.nodeObject(node)
+	if !ok {
+		return fmt.Errorf("node %s is not known", node)
+	}
+	return s.bindVolumes(ctx, vols, n, cause)
 }
 
 // observe counts a scheduling attempt that started at start.

@@ -89,6 +89,11 @@ type Scheduler struct {
 
 	stats   counters
 	metrics *metrics
+
+	// volStore and volWriter serve VolumeBinding (volumes.go); volWriter is nil without a
+	// registry.
+	volStore  volumeStore
+	volWriter volumeWriter
 }
 
 // Setup is the scheduler's line in the list of reconcilers (package sets).
@@ -149,6 +154,12 @@ func New(e *engine.Engine, cfg Config) (*Scheduler, error) {
 		now:     e.Clock().Now,
 		log:     e.Logger(),
 		pending: map[string]*pendingPod{},
+	}
+	if st := e.Store(); st != nil {
+		s.volStore = st
+	}
+	if e.Registry() != nil {
+		s.volWriter = e.Registry()
 	}
 	m, err := newMetrics(s, e.Metrics())
 	if err != nil {

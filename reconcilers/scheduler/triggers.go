@@ -39,6 +39,8 @@ func (s *Scheduler) wakes(ev engine.Event) []eventlog.Key {
 		wake = !s.pendingOurs(ev.New) && s.podMayLetIn(ev.Change)
 	case nodesResource:
 		wake = nodeMayFitMore(ev.Change)
+	case claimsResource, volumesResource, classesResource:
+		wake = true // a claim, volume or class may let in a pod that waits for its volumes
 	}
 	return s.wakePending(wake)
 }

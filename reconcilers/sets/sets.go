@@ -29,6 +29,7 @@ import (
 	"github.com/logplane/logplane/reconcilers/serviceaccounts"
 	"github.com/logplane/logplane/reconcilers/servicelb"
 	"github.com/logplane/logplane/reconcilers/statefulset"
+	"github.com/logplane/logplane/reconcilers/volumebinding"
 )
 
 // The sets. The replicas of a set share its partitions (leases in a bucket of the set's own);
@@ -90,6 +91,7 @@ func All(o Options) []Reconciler {
 		{Workloads, servicelb.Name, servicelb.Setup(servicelb.Config{})},
 		{Workloads, ingressstatus.Name, ingressstatus.Setup(ingressstatus.Config{})},
 		{Workloads, statefulset.Name, statefulset.Setup(statefulset.Config{Workers: o.Workers})},
+		{Workloads, volumebinding.Name, volumebinding.Setup(volumebinding.Config{})},
 		{ServiceAccounts, serviceaccounts.Name, serviceaccounts.Setup(serviceaccounts.Config{})},
 		{ServiceAccounts, rootcacert.Name, rootcacert.Setup(rootcacert.Config{LoadCA: o.RootCA})},
 	}

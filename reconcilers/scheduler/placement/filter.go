@@ -58,7 +58,7 @@ var toleratesLog = klog.Background()
 // spec.nodeName, NoSchedule and NoExecute taints (a node that is not Ready counts as tainted
 // not-ready or unreachable), nodeSelector and required node affinity, host ports, and resource
 // requests (cpu, memory, ephemeral-storage, extended resources, pod count) against what is left
-// of the node's allocatable.
+// of the node's allocatable; then the pod's volumes (Pod.SetVolumes).
 func filterNode(nd *Node, p *Pod) *Status {
 	if nd.Node == nil {
 		return &Status{UnschedulableAndUnresolvable, []string{ReasonUnknownNode}}
@@ -83,6 +83,9 @@ func filterNode(nd *Node, p *Pod) *Status {
 	}
 	if reasons := insufficient(nd, p); len(reasons) > 0 {
 		return &Status{Unschedulable, reasons}
+	}
+	if p.volumes != nil {
+		return p.volumes(nd.Node)
 	}
 	return nil
 }

@@ -35,6 +35,20 @@ type Pod struct {
 	// invalid says why the pod's inter-pod affinity or spread constraints cannot be read (an
 	// invalid label selector, which validation keeps out): it then fits nowhere.
 	invalid error
+	// volumes is the VolumeBinding filter the caller worked out from the pod's claims (nil:
+	// none): why the pod's volumes cannot be on a node, or nil.
+	volumes func(n *corev1.Node) *Status
+}
+
+// SetVolumes gives the pod the VolumeBinding plug-in's answers, which the caller works out from
+// the claims, volumes and classes that placement does not see: prefilter, if not nil, is why the
+// pod fits nowhere (a claim missing or not bound while its class binds at once); filter says
+// whether the pod's volumes can be on a node.
+func (p *Pod) SetVolumes(prefilter error, filter func(n *corev1.Node) *Status) {
+	if prefilter != nil && p.invalid == nil {
+		p.invalid = prefilter
+	}
+	p.volumes = filter
 }
 
 // NewPod works out what placement needs of p, which it keeps and must not change afterwards.
