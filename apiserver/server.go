@@ -40,6 +40,7 @@ import (
 	"github.com/logplane/logplane/kinds"
 	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/projections"
+	"github.com/logplane/logplane/reconcilers/nodefeed"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -274,6 +275,19 @@ func (s *Server) start(ctx context.Context) error {
 	go func() {
 		if err := s.log.ServeNodeCommands(ctx, s.reg.CheckNodeWrite); err != nil {
 			s.logger.Error("apiserver: serving the nodes' writes", "err", err)
+		}
+	}()
+	// Nodes read their feeds (reconcilers/nodefeed) and ask here to open the Secrets in them,
+	// which only the control plane's key-encryption key unwraps.
+	go func() {
+		check := func(_ context.Context, node string, key eventlog.Key) error {
+			if !nodefeed.CanRead(s.store, node, key) {
+				return fmt.Errorf("%w: node %q may not read %s: no pod bound to it uses it", eventlog.ErrForbidden, node, key)
+			}
+			return nil
+		}
+		if err := s.log.ServeNodeOpens(ctx, check, s.reg.OpenSealed); err != nil {
+			s.logger.Error("apiserver: serving the nodes' opens", "err", err)
 		}
 	}()
 	return nil
