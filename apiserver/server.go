@@ -280,7 +280,15 @@ func (s *Server) start(ctx context.Context) error {
 	// Nodes read their feeds (reconcilers/nodefeed) and ask here to open the Secrets in them,
 	// which only the control plane's key-encryption key unwraps.
 	go func() {
-		check := func(_ context.Context, node string, key eventlog.Key) error {
+		check := func(ctx context.Context, node string, key eventlog.Key) error {
+			if nodefeed.CanRead(s.store, node, key) {
+				return nil
+			}
+			// The feed may be ahead of this server's projection (a pod just bound): ask
+			// again once it has applied what the log holds now.
+			if _, err := s.reg.ConsistentRead(ctx); err != nil {
+				return err
+			}
 			if !nodefeed.CanRead(s.store, node, key) {
 				return fmt.Errorf("%w: node %q may not read %s: no pod bound to it uses it", eventlog.ErrForbidden, node, key)
 			}
