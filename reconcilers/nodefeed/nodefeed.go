@@ -31,6 +31,7 @@ import (
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/projections"
+	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
 	"github.com/logplane/logplane/reconcilers/engine"
 )
 
@@ -47,8 +48,9 @@ type Feeds interface {
 type Config struct {
 	// Feeds keeps the feeds. Required: without it, Setup sets up nothing.
 	Feeds Feeds
-	// MarkEvery is how often a node whose feed had nothing new is told the log's position (so
-	// that a node waiting for its own write, an Event say, sees it passed). Default 50ms.
+	// MarkEvery is how often a node whose feed had nothing new is told the log's position
+	// anyway. A node that wrote something its feed does not carry (an Event) is told at once,
+	// so that its wait for its own write ends. Default 1s.
 	MarkEvery time.Duration
 }
 
@@ -82,7 +84,7 @@ func Setup(cfg Config) engine.Setup {
 			return nil
 		}
 		if cfg.MarkEvery == 0 {
-			cfg.MarkEvery = 50 * time.Millisecond
+			cfg.MarkEvery = time.Second
 		}
 		f := &feeder{cfg: cfg, e: e, store: e.Store(), wake: make(chan struct{}, 1)}
 		e.AddCache(f)
@@ -146,6 +148,8 @@ type nodeFeed struct {
 	pending []eventlog.FeedEntry
 	// fresh are keys queued in pending since the last publish, to send each once.
 	fresh map[eventlog.Key]int
+	// wrote: the node wrote something since the last publish; it waits to see it passed.
+	wrote bool
 }
 
 func (f *feeder) run(ctx context.Context) error {
@@ -448,6 +452,11 @@ func (g *graph) handle(s *projections.Store, c projections.Change) {
 	if c.Seq > g.pos {
 		g.pos = c.Seq
 	}
+	if a := o.Event.GetActor(); a.GetKind() == eventv1.ActorKind_ACTOR_KIND_NODE {
+		if n := g.nodes[a.GetName()]; n != nil {
+			n.wrote = true
+		}
+	}
 	key := o.Key
 	gr := schema.GroupResource{Group: key.Group, Resource: key.Resource}
 	switch {
@@ -523,9 +532,10 @@ func (f *feeder) publish(ctx context.Context, g *graph, marks bool) error {
 			}
 			continue
 		}
-		if len(n.pending) == 0 && (!marks || n.pos >= g.pos) {
+		if len(n.pending) == 0 && (!marks && !n.wrote || n.pos >= g.pos) {
 			continue
 		}
+		n.wrote = false
 		if err := f.cfg.Feeds.PublishFeed(ctx, name, g.pos, n.pending); err != nil {
 			return err
 		}
