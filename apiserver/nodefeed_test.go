@@ -293,4 +293,16 @@ func TestNodeCredentialReadsOnlyItsFeed(t *testing.T) {
 	if _, err := nl.NodeOpener().Open(ctx, own.Event); !errors.Is(err, eventlog.ErrForbidden) {
 		t.Errorf("opening the Secret of its pod gone: %v, want ErrForbidden", err)
 	}
+
+	// A node new to the control plane (no Node yet, as an agent before it registers) has its
+	// feed made by asking, and its first consistent read sees the cluster's Nodes.
+	_, s3, reg3 := nodeView(t, s, "n3")
+	if _, err := reg3.ConsistentRead(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []eventlog.Key{{Resource: "nodes", Name: "n1"}, {Resource: "namespaces", Name: "default"}, key("services", "svc")} {
+		if _, ok := s3.Get(k); !ok {
+			t.Errorf("a new node's first consistent read lacks %s", k)
+		}
+	}
 }

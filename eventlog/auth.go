@@ -186,7 +186,7 @@ func (a *authority) userJWT(cfg *Config, id Identity, userPub string) (string, e
 	uc.Pub.Allow.Add(pub...)
 	uc.Pub.Deny.Add(deny...)
 	uc.Sub.Allow.Add(sub...)
-	if id.Role == RoleAPIServer {
+	if id.Role == RoleAPIServer || id.Role == RoleReconciler {
 		uc.Resp = &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute}
 	}
 	s, err := uc.Encode(a.account)
@@ -274,13 +274,14 @@ func permissions(cfg *Config, id Identity) (pub, deny, sub []string, err error) 
 		// changing or deleting one stays denied.
 		pub = append(pub, read("*")...)
 		pub = append(pub, "$JS.API.STREAM.CREATE.*", p+".feed.>")
+		sub = append(sub, p+".node.*.feed") // nodes asking for their feed
 		leases(id.LeaseBuckets)
 	case RoleScheduler:
 		pub = append(pub, obj("core", "pods", "*", "*"), obj("core", "events", "*", "*"), obj(escapeToken("events.k8s.io"), "events", "*", "*"))
 		leases(id.LeaseBuckets)
 	case RoleNode:
 		// Never the stream: its own command subject, which the control plane checks.
-		pub = append(pub, cfg.nodeCommandSubject(id.Name), cfg.nodeOpenSubject(id.Name))
+		pub = append(pub, cfg.nodeCommandSubject(id.Name), cfg.nodeOpenSubject(id.Name), cfg.feedRequestSubject(id.Name))
 	case RoleSimulatedNodes:
 		pub = append(pub, p+".node.*.append")
 	default:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -213,12 +214,8 @@ func (l *Log) FollowFeed(ctx context.Context, fn func(Record) error) error {
 		if !errors.Is(err, jetstream.ErrStreamNotFound) {
 			return fmt.Errorf("eventlog: feed of node %s: %w", node, err)
 		}
-		t := time.NewTimer(250 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+		if err := l.requestFeed(ctx); err != nil {
+			return err
 		}
 	}
 	return l.followFeed(ctx, s, node, fn)
@@ -328,17 +325,90 @@ func (l *Log) feedGet(ctx context.Context, key Key) (Record, error) {
 // feedBounds is Bounds for a node's log: the position its feed reflects.
 func (l *Log) feedBounds(ctx context.Context) (first, last uint64, err error) {
 	node := l.feedNode()
-	s, err := l.ownFeed(ctx)
 	var m *jetstream.RawStreamMsg
-	if err == nil {
-		m, err = s.GetLastMsgForSubject(ctx, l.cfg.feedMark(node))
-	}
-	if errors.Is(err, jetstream.ErrMsgNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
-		return 1, 0, nil
-	}
-	if err != nil {
-		return 0, 0, fmt.Errorf("eventlog: feed of node %s: %w", node, err)
+	for asked := false; ; asked = true {
+		s, err := l.ownFeed(ctx)
+		if err == nil {
+			m, err = s.GetLastMsgForSubject(ctx, l.cfg.feedMark(node))
+		}
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, jetstream.ErrMsgNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return 0, 0, fmt.Errorf("eventlog: feed of node %s: %w", node, err)
+		}
+		if asked {
+			return 1, 0, nil
+		}
+		// A node new to the control plane: have its feed made first.
+		if err := l.requestFeed(ctx); err != nil {
+			return 0, 0, err
+		}
 	}
 	pos, _ := strconv.ParseUint(m.Header.Get(hdrPos), 10, 64)
 	return 1, pos, nil
+}
+
+// A node asks for its feed on <prefix>.node.<name>.feed: the control plane makes it (if the
+// node is new to it: its Node may not exist yet) and answers once the feed holds what the node
+// may read, so that a starting agent sees the cluster before it registers.
+
+func (c *Config) feedRequestSubject(node string) string {
+	return c.Prefix + ".node." + escapeToken(node) + ".feed"
+}
+
+// ServeFeedRequests answers the nodes asking for their feed until ctx ends: fn makes node's feed
+// current and returns the log's position it reflects, or false to leave the request to another
+// replica (the node asks again).
+func (l *Log) ServeFeedRequests(ctx context.Context, fn func(ctx context.Context, node string) (uint64, bool)) error {
+	sub, err := l.nc.QueueSubscribe(l.cfg.Prefix+".node.*.feed", "logplane-node-feeds", func(m *nats.Msg) {
+		toks := strings.Split(m.Subject, ".")
+		if len(toks) < 3 {
+			return
+		}
+		node, err := url.PathUnescape(toks[len(toks)-2])
+		if err != nil {
+			return
+		}
+		go func() {
+			pos, ok := fn(ctx, node)
+			if !ok {
+				return
+			}
+			if err := m.Respond([]byte(strconv.FormatUint(pos, 10))); err != nil {
+				l.cfg.Logger.Warn("eventlog: answering a node's feed request", "node", node, "err", err)
+			}
+		}()
+	})
+	if err != nil {
+		return fmt.Errorf("eventlog: serving feed requests: %w", err)
+	}
+	<-ctx.Done()
+	_ = sub.Unsubscribe() // fails only on a closed connection, which ends it too
+	return nil
+}
+
+// requestFeed asks the control plane for this node's feed and waits for the answer (asking
+// again every few seconds: the replica feeding the nodes may be changing) until ctx ends.
+func (l *Log) requestFeed(ctx context.Context) error {
+	subj := l.cfg.feedRequestSubject(l.feedNode())
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		_, err := l.nc.RequestWithContext(rctx, subj, nil)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("eventlog: asking for the feed of node %s: %w", l.feedNode(), ctx.Err())
+		}
+		if errors.Is(err, nats.ErrNoResponders) {
+			t := time.NewTimer(time.Second)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+			case <-t.C:
+			}
+		}
+	}
 }

@@ -42,6 +42,7 @@ const Name = "nodefeed"
 type Feeds interface {
 	PublishFeed(ctx context.Context, node string, pos uint64, entries []eventlog.FeedEntry) error
 	ReadFeed(ctx context.Context, node string) (map[eventlog.Key]uint64, uint64, error)
+	ServeFeedRequests(ctx context.Context, fn func(ctx context.Context, node string) (uint64, bool)) error
 }
 
 // Config configures the reconciler.
@@ -86,9 +87,10 @@ func Setup(cfg Config) engine.Setup {
 		if cfg.MarkEvery == 0 {
 			cfg.MarkEvery = time.Second
 		}
-		f := &feeder{cfg: cfg, e: e, store: e.Store(), wake: make(chan struct{}, 1)}
+		f := &feeder{cfg: cfg, e: e, store: e.Store(), wake: make(chan struct{}, 1), hellos: make(chan hello)}
 		e.AddCache(f)
 		e.Add(f.run)
+		e.Add(func(ctx context.Context) error { return cfg.Feeds.ServeFeedRequests(ctx, f.request) })
 		return nil
 	}
 }
@@ -102,7 +104,33 @@ type feeder struct {
 	queue   []projections.Change
 	loaded  bool
 	wake    chan struct{}
-	dropped bool // changes came before Load: the first pass resyncs anyway
+	hellos  chan hello
+}
+
+// hello is a node asking for its feed (a starting agent, whose Node may not exist yet).
+type hello struct {
+	node string
+	done chan uint64
+}
+
+// request makes node's feed current and returns its position; false if this replica does not
+// feed the nodes.
+func (f *feeder) request(ctx context.Context, node string) (uint64, bool) {
+	if parts := f.e.Partitions(); parts != nil && !parts.OwnsPartition(0) {
+		return 0, false
+	}
+	h := hello{node: node, done: make(chan uint64, 1)}
+	select {
+	case f.hellos <- h:
+	case <-ctx.Done():
+		return 0, false
+	}
+	select {
+	case pos := <-h.done:
+		return pos, true
+	case <-ctx.Done():
+		return 0, false
+	}
 }
 
 // Load is called once the engine has subscribed.
@@ -156,6 +184,7 @@ func (f *feeder) run(ctx context.Context) error {
 	ticker := time.NewTicker(f.cfg.MarkEvery)
 	defer ticker.Stop()
 	var g *graph
+	var hellos []hello
 	for {
 		marks := false
 		select {
@@ -164,6 +193,8 @@ func (f *feeder) run(ctx context.Context) error {
 		case <-f.wake:
 		case <-ticker.C:
 			marks = true
+		case h := <-f.hellos:
+			hellos = append(hellos, h)
 		}
 		if parts := f.e.Partitions(); parts != nil && !parts.OwnsPartition(0) {
 			g = nil // another replica feeds the nodes; resync when this one takes over
@@ -186,13 +217,21 @@ func (f *feeder) run(ctx context.Context) error {
 		for _, c := range queue {
 			g.handle(f.store, c)
 		}
+		for _, h := range hellos {
+			g.node(h.node)
+		}
 		if err := f.publish(ctx, g, marks); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			f.e.Logger().Warn("nodefeed: publishing", "err", err)
 			g = nil // start again from the store: level-triggered
+			continue
 		}
+		for _, h := range hellos {
+			h.done <- g.nodes[h.node].pos
+		}
+		hellos = hellos[:0]
 	}
 }
 
