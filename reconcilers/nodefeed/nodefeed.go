@@ -100,11 +100,11 @@ type feeder struct {
 	e     *engine.Engine
 	store *projections.Store
 
-	mu      sync.Mutex
-	queue   []projections.Change
-	loaded  bool
-	wake    chan struct{}
-	hellos  chan hello
+	mu     sync.Mutex
+	queue  []projections.Change
+	loaded bool
+	wake   chan struct{}
+	hellos chan hello
 }
 
 // hello is a node asking for its feed (a starting agent, whose Node may not exist yet).
