@@ -298,6 +298,7 @@ func (s *Server) start(ctx context.Context) error {
 			s.logger.Error("apiserver: serving the nodes' opens", "err", err)
 		}
 	}()
+	go s.serveNodeQueries(ctx)
 	return nil
 }
 

@@ -261,7 +261,7 @@ func permissions(cfg *Config, id Identity) (pub, deny, sub []string, err error) 
 	case RoleAPIServer:
 		// It may create the stream (on an external server it is the first to start), keeps
 		// the snapshots and the join tokens, and answers the nodes' commands.
-		sub = append(sub, p+".node.*.append", p+".node.*.open")
+		sub = append(sub, p+".node.*.append", p+".node.*.open", p+".node.*.query")
 		pub = append(pub, p+".obj.>", "$JS.API.STREAM.CREATE."+s, "$JS.API.STREAM.CREATE."+snaps, "$O."+s+"_SNAPSHOTS.>")
 		pub = append(pub, read("KV_"+joinBucket(s))...)
 		pub = append(pub, "$JS.API.STREAM.CREATE.KV_"+joinBucket(s), "$KV."+joinBucket(s)+".>")
@@ -281,7 +281,7 @@ func permissions(cfg *Config, id Identity) (pub, deny, sub []string, err error) 
 		leases(id.LeaseBuckets)
 	case RoleNode:
 		// Never the stream: its own command subject, which the control plane checks.
-		pub = append(pub, cfg.nodeCommandSubject(id.Name), cfg.nodeOpenSubject(id.Name), cfg.feedRequestSubject(id.Name))
+		pub = append(pub, cfg.nodeCommandSubject(id.Name), cfg.nodeOpenSubject(id.Name), cfg.feedRequestSubject(id.Name), cfg.nodeQuerySubject(id.Name))
 	case RoleSimulatedNodes:
 		pub = append(pub, p+".node.*.append")
 	default:

@@ -2,6 +2,7 @@ package eventlog
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -285,4 +286,87 @@ func (l *Log) doNodeOpen(ctx context.Context, check NodeReadCheck,
 		return nil, fmt.Errorf("eventlog: opening %s for node %s: %w", key, node, err)
 	}
 	return AppendEvent(nil, opened), nil
+}
+
+// A node's questions about what it may not read itself: on its own subject
+// <prefix>.node.<name>.query, answered by the control plane from its projection. The one question
+// is PodAddressesQuery.
+
+func (c *Config) nodeQuerySubject(node string) string {
+	return c.Prefix + ".node." + escapeToken(node) + ".query"
+}
+
+// PodAddressesQuery asks which pods bound to Node have an address in Range (a CIDR): a starting
+// agent's pod-range check, before it takes over the range of a NotReady node whose pods it
+// cannot read. The answer is a JSON list of "namespace/name address".
+type PodAddressesQuery struct {
+	Node  string `json:"node"`
+	Range string `json:"range"`
+}
+
+// PodAddresses asks the control plane q, as this node.
+func (l *Log) PodAddresses(ctx context.Context, q PodAddressesQuery) ([]string, error) {
+	node := l.feedNode()
+	if node == "" {
+		return nil, fmt.Errorf("%w: only a node's log asks the control plane", ErrInvalid)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+	}
+	data, err := json.Marshal(q)
+	if err != nil {
+		return nil, fmt.Errorf("eventlog: %w", err)
+	}
+	reply, err := l.nc.RequestWithContext(ctx, l.cfg.nodeQuerySubject(node), data)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return nil, fmt.Errorf("%w: no control plane answers the node's queries", ErrUnreachable)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("eventlog: node query: %w", err)
+	}
+	if code := reply.Header.Get(hdrErrorCode); code != "" {
+		return nil, fmt.Errorf("eventlog: node query: %s", reply.Data)
+	}
+	var out []string
+	if err := json.Unmarshal(reply.Data, &out); err != nil {
+		return nil, fmt.Errorf("eventlog: node query: %w", err)
+	}
+	return out, nil
+}
+
+// ServeNodeQueries answers the nodes' PodAddressesQuery with fn until ctx ends (a queue group).
+func (l *Log) ServeNodeQueries(ctx context.Context, fn func(ctx context.Context, node string, q PodAddressesQuery) ([]string, error)) error {
+	sub, err := l.nc.QueueSubscribe(l.cfg.Prefix+".node.*.query", "logplane-node-queries", func(m *nats.Msg) {
+		go func() {
+			reply := &nats.Msg{Header: nats.Header{}}
+			var q PodAddressesQuery
+			toks := strings.Split(m.Subject, ".")
+			node, err := url.PathUnescape(toks[len(toks)-2])
+			if err == nil {
+				err = json.Unmarshal(m.Data, &q)
+			}
+			var out []string
+			if err == nil {
+				out, err = fn(ctx, node, q)
+			}
+			if err == nil {
+				reply.Data, err = json.Marshal(out)
+			}
+			if err != nil {
+				reply.Header.Set(hdrErrorCode, "error")
+				reply.Data = []byte(err.Error())
+			}
+			if err := m.RespondMsg(reply); err != nil {
+				l.cfg.Logger.Warn("eventlog: answering a node's query", "subject", m.Subject, "err", err)
+			}
+		}()
+	})
+	if err != nil {
+		return fmt.Errorf("eventlog: serving node queries: %w", err)
+	}
+	<-ctx.Done()
+	_ = sub.Unsubscribe() // fails only on a closed connection, which ends it too
+	return nil
 }

@@ -99,6 +99,11 @@ func (l *Log) last(ctx context.Context, key Key) (Record, error) {
 	if err := key.valid(); err != nil {
 		return Record{}, err
 	}
+	if l.IsNodeFeed() {
+		// A node sees the revision its feed holds (what it may read); a Create that lost to
+		// an existing object (its own Node, on a restart) finds it there.
+		return l.feedGet(ctx, key)
+	}
 	subj := key.subject(l.cfg.Prefix)
 	m, err := l.stream.GetLastMsgForSubject(ctx, subj)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
