@@ -40,6 +40,7 @@ import (
 	"github.com/logplane/logplane/kinds"
 	"github.com/logplane/logplane/kinds/builtin"
 	"github.com/logplane/logplane/projections"
+	"github.com/logplane/logplane/reconcilers/nodefeed"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -293,6 +294,28 @@ func (s *Server) start(ctx context.Context) error {
 			s.logger.Error("apiserver: serving the nodes' writes", "err", err)
 		}
 	}()
+	// Nodes read their feeds (reconcilers/nodefeed) and ask here to open the Secrets in them,
+	// which only the control plane's key-encryption key unwraps.
+	go func() {
+		check := func(ctx context.Context, node string, key eventlog.Key) error {
+			if nodefeed.CanRead(s.store, node, key) {
+				return nil
+			}
+			// The feed may be ahead of this server's projection (a pod just bound): ask
+			// again once it has applied what the log holds now.
+			if _, err := s.reg.ConsistentRead(ctx); err != nil {
+				return err
+			}
+			if !nodefeed.CanRead(s.store, node, key) {
+				return fmt.Errorf("%w: node %q may not read %s: no pod bound to it uses it", eventlog.ErrForbidden, node, key)
+			}
+			return nil
+		}
+		if err := s.log.ServeNodeOpens(ctx, check, s.reg.OpenSealed); err != nil {
+			s.logger.Error("apiserver: serving the nodes' opens", "err", err)
+		}
+	}()
+	go s.serveNodeQueries(ctx)
 	return nil
 }
 

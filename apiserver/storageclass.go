@@ -17,7 +17,7 @@ import (
 // (docs/storage.md).
 const (
 	DefaultStorageClassName = "local"
-	LocalProvisioner        = "logplane.io/local"
+	LocalProvisioner        = registry.LocalProvisioner
 )
 
 // defaultStorageClass creates the StorageClass `local` if it does not exist, marked default as

@@ -47,9 +47,7 @@ func TestJoin(t *testing.T) {
 	agent := func(name string, args ...string) *proc {
 		return m2.start(name, slices.Concat([]string{"agent", "--nats", m.natsURL(), "--data-dir", m2.dir,
 			"--node-name", name, "--node-ip", "127.0.0.1", "--stream-listen", m2.streamAddr, "--bridge", m2.bridge,
-			"--pod-cidr", m2.podCIDR, "--containerd", "own", "--service-proxy=false", "--ingress-http-port=0", "--ingress-https-port=0",
-			// The Secrets' key-encryption key, copied from the control plane as docs/security.md says.
-			"--keys-dir", filepath.Join(m.dir, "keys")}, args)...)
+			"--pod-cidr", m2.podCIDR, "--containerd", "own", "--service-proxy=false", "--ingress-http-port=0", "--ingress-https-port=0"}, args)...)
 	}
 	refused := func(p *proc, want string) {
 		t.Helper()
@@ -107,8 +105,45 @@ func TestJoin(t *testing.T) {
 			t.Errorf("%s: %v, mode %v; want 0600", f, err, fi)
 		}
 	}
+	// It reads only its feed (reconcilers/nodefeed): a pod bound to it gets its Secret, which
+	// the control plane opened for it, with no key-encryption key on the machine.
+	m.apply(`apiVersion: v1
+kind: Secret
+metadata:
+  name: joined-secret
+stringData:
+  word: sesame
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: on-joined
+spec:
+  nodeName: e2e-joined
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: logplane.local/busybox:latest
+    command: ["cat", "/s/word"]
+    volumeMounts:
+    - name: s
+      mountPath: /s
+  volumes:
+  - name: s
+    secret:
+      secretName: joined-secret
+`)
+	eventually(t, 90*time.Second, func() error {
+		if phase := m.jsonpath("pod/on-joined", "{.status.phase}"); phase != "Succeeded" {
+			return fmt.Errorf("pod on the joined node: phase %q", phase)
+		}
+		return nil
+	})
+	if out := strings.TrimSpace(m.k("logs", "on-joined")); out != "sesame" {
+		t.Errorf("the pod on the joined node read %q from its Secret, want sesame", out)
+	}
 	if err := filepath.Walk(m2.dir, func(path string, fi os.FileInfo, err error) error {
-		if err == nil && (fi.Name() == "ca.key" || fi.Name() == "admin.creds" || fi.Name() == "admin.key") {
+		if err == nil && (fi.Name() == "ca.key" || fi.Name() == "admin.creds" || fi.Name() == "admin.key" || fi.Name() == "kek.json") {
 			t.Errorf("the joined machine holds %s", path)
 		}
 		return nil

@@ -186,7 +186,7 @@ func (a *authority) userJWT(cfg *Config, id Identity, userPub string) (string, e
 	uc.Pub.Allow.Add(pub...)
 	uc.Pub.Deny.Add(deny...)
 	uc.Sub.Allow.Add(sub...)
-	if id.Role == RoleAPIServer {
+	if id.Role == RoleAPIServer || id.Role == RoleReconciler {
 		uc.Resp = &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute}
 	}
 	s, err := uc.Encode(a.account)
@@ -232,10 +232,16 @@ func permissions(cfg *Config, id Identity) (pub, deny, sub []string, err error) 
 			"$JS.API.STREAM.MSG.GET." + stream,
 		}
 	}
-	pub = append([]string{"$JS.API.INFO", p + ".sys.commit"}, read(s)...)
-	pub = append(pub, read(snaps)...)
 	keys := cfg.keysStream()
-	pub = append(pub, read(keys)...) // every role opens the Secrets it reads
+	if id.Role == RoleNode {
+		// A node reads its own feed and nothing else of the log (feed.go): not the stream, the
+		// snapshots or the data keys. The control plane opens the Secrets of its feed for it.
+		pub = append([]string{"$JS.API.INFO"}, read(cfg.feedStream(id.Name))...)
+	} else {
+		pub = append([]string{"$JS.API.INFO", p + ".sys.commit"}, read(s)...)
+		pub = append(pub, read(snaps)...)
+		pub = append(pub, read(keys)...) // every role opens the Secrets it reads
+	}
 	sub = []string{id.inboxPrefix() + ".>"}
 	// Nothing but the admin deletes, purges, lists or reconfigures streams.
 	deny = []string{"$JS.API.STREAM.PURGE.>", "$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.MSG.DELETE." + s, "$JS.API.STREAM.MSG.DELETE." + snaps,
@@ -255,7 +261,7 @@ func permissions(cfg *Config, id Identity) (pub, deny, sub []string, err error) 
 	case RoleAPIServer:
 		// It may create the stream (on an external server it is the first to start), keeps
 		// the snapshots and the join tokens, and answers the nodes' commands.
-		sub = append(sub, p+".node.*.append")
+		sub = append(sub, p+".node.*.append", p+".node.*.open", p+".node.*.query")
 		pub = append(pub, p+".obj.>", "$JS.API.STREAM.CREATE."+s, "$JS.API.STREAM.CREATE."+snaps, "$O."+s+"_SNAPSHOTS.>")
 		pub = append(pub, read("KV_"+joinBucket(s))...)
 		pub = append(pub, "$JS.API.STREAM.CREATE.KV_"+joinBucket(s), "$KV."+joinBucket(s)+".>")
@@ -266,13 +272,19 @@ func permissions(cfg *Config, id Identity) (pub, deny, sub []string, err error) 
 		pub = append(pub, "$JS.API.STREAM.CREATE."+cfg.deniedStream(), cfg.deniedSubject())
 	case RoleReconciler:
 		pub = append(pub, p+".obj.>")
+		// The nodes' feeds (reconcilers/nodefeed): a stream per node, made on first use. A
+		// wildcard names whole tokens only, so this is every stream's creation and reading;
+		// changing or deleting one stays denied.
+		pub = append(pub, read("*")...)
+		pub = append(pub, "$JS.API.STREAM.CREATE.*", p+".feed.>")
+		sub = append(sub, p+".node.*.feed") // nodes asking for their feed
 		leases(id.LeaseBuckets)
 	case RoleScheduler:
 		pub = append(pub, obj("core", "pods", "*", "*"), obj("core", "events", "*", "*"), obj(escapeToken("events.k8s.io"), "events", "*", "*"))
 		leases(id.LeaseBuckets)
 	case RoleNode:
 		// Never the stream: its own command subject, which the control plane checks.
-		pub = append(pub, cfg.nodeCommandSubject(id.Name))
+		pub = append(pub, cfg.nodeCommandSubject(id.Name), cfg.nodeOpenSubject(id.Name), cfg.feedRequestSubject(id.Name), cfg.nodeQuerySubject(id.Name))
 	case RoleSimulatedNodes:
 		pub = append(pub, p+".node.*.append")
 	default:

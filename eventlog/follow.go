@@ -47,6 +47,9 @@ func (l *Log) consumerFilter(subject string) []string {
 // reaches the caller), never after consume returns, and decoding runs beside it. The callback
 // waits while consumeQueue records are queued.
 func (l *Log) consume(ctx context.Context, subjects []string, after uint64, fn func(Record, uint64) error) error {
+	if l.stream == nil {
+		return fmt.Errorf("%w: follow %v: a node reads only its feed", ErrForbidden, subjects)
+	}
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverAllPolicy}
 	if after > 0 {
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy

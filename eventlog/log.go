@@ -43,6 +43,8 @@ type Log struct {
 	keys    *DataKeys          // the data-key store, opened on first use
 	keysSub *nats.Subscription // the data-key commit barriers this process answers
 
+	feeds feeds // the nodes' feeds (feed.go)
+
 	snapMu    sync.Mutex
 	snapStore jetstream.ObjectStore // created on first use
 }
@@ -196,6 +198,11 @@ func orUnlimited(n int64) int64 {
 }
 
 func (l *Log) ensureStream(ctx context.Context) error {
+	if l.IsNodeFeed() {
+		// A node reads only its feed (FollowFeed) and appends by commands: the stream is not
+		// its to see.
+		return nil
+	}
 	if l.srv == nil {
 		// Another process's server: use the stream as it is, and make it only if it is not
 		// there yet. Changing it (retention) is an admin's right; a credential that may not
@@ -338,7 +345,12 @@ func (l *Log) shutdownServer() {
 
 // Bounds returns the first and last sequence in the stream. In an empty stream last is 0 and
 // first is 1 (or the sequence after the last event retention dropped).
+//
+// A node's log (IsNodeFeed) answers from its feed: last is the log's position the feed reflects.
 func (l *Log) Bounds(ctx context.Context) (first, last uint64, err error) {
+	if l.IsNodeFeed() {
+		return l.feedBounds(ctx)
+	}
 	info, err := l.stream.Info(ctx)
 	if err != nil {
 		return 0, 0, fmt.Errorf("eventlog: stream info: %w", err)
@@ -351,6 +363,9 @@ func (l *Log) Prefix() string { return l.cfg.Prefix }
 
 // Consumers returns how many consumers the object stream has now: one per running Follow.
 func (l *Log) Consumers(ctx context.Context) (int, error) {
+	if l.stream == nil {
+		return 0, fmt.Errorf("%w: a node reads only its feed", ErrForbidden)
+	}
 	info, err := l.stream.Info(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("eventlog: stream info: %w", err)

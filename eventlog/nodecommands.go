@@ -2,6 +2,7 @@ package eventlog
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -155,4 +156,217 @@ func (l *Log) doNodeCommand(ctx context.Context, check NodeWriteCheck, m *nats.M
 		return 0, fmt.Errorf("%w: a node appends only at a revision it read", ErrForbidden)
 	}
 	return l.Append(ctx, ev, expect)
+}
+
+// A node does not hold the key-encryption key: the Secrets of its feed come sealed, and it asks
+// the control plane to open each on its own subject <prefix>.node.<name>.open. The control plane
+// (ServeNodeOpens) opens only the objects the node may read, and answers on the node's own
+// inbox, which no other credential may read.
+
+func (c *Config) nodeOpenSubject(node string) string {
+	return c.Prefix + ".node." + escapeToken(node) + ".open"
+}
+
+// NodeOpener opens the sealed objects of a node's feed by asking the control plane.
+type NodeOpener struct{ l *Log }
+
+// NodeOpener returns the opener of this node's log (IsNodeFeed).
+func (l *Log) NodeOpener() NodeOpener { return NodeOpener{l: l} }
+
+// Open sends ev, sealed, to the control plane and returns it opened; ev itself if it is not
+// sealed. A refusal wraps ErrForbidden.
+func (o NodeOpener) Open(ctx context.Context, ev *eventv1.ObjectChanged) (*eventv1.ObjectChanged, error) {
+	if ev.GetEncoding() != eventv1.Encoding_ENCODING_SEALED {
+		return ev, nil
+	}
+	l := o.l
+	node := l.feedNode()
+	if node == "" {
+		return nil, fmt.Errorf("%w: only a node's log opens through the control plane", ErrInvalid)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+	}
+	key := KeyOf(ev)
+	msg := &nats.Msg{Subject: l.cfg.nodeOpenSubject(node), Data: AppendEvent(nil, ev), Header: nats.Header{}}
+	reply, err := l.nc.RequestMsgWithContext(ctx, msg)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return nil, fmt.Errorf("%w: opening %s: no control plane answers the node's commands", ErrUnreachable, key)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("eventlog: opening %s: %w", key, err)
+	}
+	if code := reply.Header.Get(hdrErrorCode); code != "" {
+		for _, ce := range commandErrors {
+			if ce.code == code {
+				return nil, fmt.Errorf("%w: %s", ce.err, reply.Data)
+			}
+		}
+		return nil, fmt.Errorf("eventlog: opening %s: %s", key, reply.Data)
+	}
+	opened, err := UnmarshalEvent(reply.Data)
+	if err != nil {
+		return nil, fmt.Errorf("eventlog: opening %s: %w", key, err)
+	}
+	if KeyOf(opened) != key {
+		return nil, fmt.Errorf("eventlog: opening %s: the answer is about %s", key, KeyOf(opened))
+	}
+	return opened, nil
+}
+
+// NodeReadCheck decides whether node may read the object at key; an error wrapping
+// ErrForbidden refuses it.
+type NodeReadCheck func(ctx context.Context, node string, key Key) error
+
+// ServeNodeOpens answers the nodes' requests to open sealed objects until ctx ends: each is
+// checked with check for the node of its subject and opened with open. Several processes may
+// serve them (a queue group).
+func (l *Log) ServeNodeOpens(ctx context.Context, check NodeReadCheck,
+	open func(context.Context, *eventv1.ObjectChanged) (*eventv1.ObjectChanged, error)) error {
+	msgs := make(chan *nats.Msg, 1024)
+	sub, err := l.nc.ChanQueueSubscribe(l.cfg.Prefix+".node.*.open", "logplane-node-opens", msgs)
+	if err != nil {
+		return fmt.Errorf("eventlog: serving node opens: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }() // fails only on a closed connection, which ends it too
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-msgs:
+			go func() {
+				data, err := l.doNodeOpen(ctx, check, open, m)
+				reply := &nats.Msg{Header: nats.Header{}, Data: data}
+				if err != nil {
+					code := "error"
+					for _, ce := range commandErrors {
+						if errors.Is(err, ce.err) {
+							code = ce.code
+							break
+						}
+					}
+					reply.Header.Set(hdrErrorCode, code)
+					reply.Data = []byte(err.Error())
+				}
+				if err := m.RespondMsg(reply); err != nil {
+					l.cfg.Logger.Warn("eventlog: answering a node's open", "subject", m.Subject, "err", err)
+				}
+			}()
+		}
+	}
+}
+
+func (l *Log) doNodeOpen(ctx context.Context, check NodeReadCheck,
+	open func(context.Context, *eventv1.ObjectChanged) (*eventv1.ObjectChanged, error), m *nats.Msg) ([]byte, error) {
+	toks := strings.Split(m.Subject, ".")
+	if len(toks) < 3 {
+		return nil, fmt.Errorf("%w: command subject %q", ErrInvalid, m.Subject)
+	}
+	node, err := url.PathUnescape(toks[len(toks)-2])
+	if err != nil {
+		return nil, fmt.Errorf("%w: command subject %q", ErrInvalid, m.Subject)
+	}
+	ev, err := UnmarshalEvent(m.Data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	key := KeyOf(ev)
+	if err := key.valid(); err != nil {
+		return nil, err
+	}
+	// The object's reference is bound to its ciphertext (the sealing's additional data): a
+	// node cannot have another object opened under the name of one it may read.
+	if err := check(ctx, node, key); err != nil {
+		return nil, err
+	}
+	opened, err := open(ctx, ev)
+	if err != nil {
+		return nil, fmt.Errorf("eventlog: opening %s for node %s: %w", key, node, err)
+	}
+	return AppendEvent(nil, opened), nil
+}
+
+// A node's questions about what it may not read itself: on its own subject
+// <prefix>.node.<name>.query, answered by the control plane from its projection. The one question
+// is PodAddressesQuery.
+
+func (c *Config) nodeQuerySubject(node string) string {
+	return c.Prefix + ".node." + escapeToken(node) + ".query"
+}
+
+// PodAddressesQuery asks which pods bound to Node have an address in Range (a CIDR): a starting
+// agent's pod-range check, before it takes over the range of a NotReady node whose pods it
+// cannot read. The answer is a JSON list of "namespace/name address".
+type PodAddressesQuery struct {
+	Node  string `json:"node"`
+	Range string `json:"range"`
+}
+
+// PodAddresses asks the control plane q, as this node.
+func (l *Log) PodAddresses(ctx context.Context, q PodAddressesQuery) ([]string, error) {
+	node := l.feedNode()
+	if node == "" {
+		return nil, fmt.Errorf("%w: only a node's log asks the control plane", ErrInvalid)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+	}
+	data, err := json.Marshal(q)
+	if err != nil {
+		return nil, fmt.Errorf("eventlog: %w", err)
+	}
+	reply, err := l.nc.RequestWithContext(ctx, l.cfg.nodeQuerySubject(node), data)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return nil, fmt.Errorf("%w: no control plane answers the node's queries", ErrUnreachable)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("eventlog: node query: %w", err)
+	}
+	if code := reply.Header.Get(hdrErrorCode); code != "" {
+		return nil, fmt.Errorf("eventlog: node query: %s", reply.Data)
+	}
+	var out []string
+	if err := json.Unmarshal(reply.Data, &out); err != nil {
+		return nil, fmt.Errorf("eventlog: node query: %w", err)
+	}
+	return out, nil
+}
+
+// ServeNodeQueries answers the nodes' PodAddressesQuery with fn until ctx ends (a queue group).
+func (l *Log) ServeNodeQueries(ctx context.Context, fn func(ctx context.Context, node string, q PodAddressesQuery) ([]string, error)) error {
+	sub, err := l.nc.QueueSubscribe(l.cfg.Prefix+".node.*.query", "logplane-node-queries", func(m *nats.Msg) {
+		go func() {
+			reply := &nats.Msg{Header: nats.Header{}}
+			var q PodAddressesQuery
+			toks := strings.Split(m.Subject, ".")
+			node, err := url.PathUnescape(toks[len(toks)-2])
+			if err == nil {
+				err = json.Unmarshal(m.Data, &q)
+			}
+			var out []string
+			if err == nil {
+				out, err = fn(ctx, node, q)
+			}
+			if err == nil {
+				reply.Data, err = json.Marshal(out)
+			}
+			if err != nil {
+				reply.Header.Set(hdrErrorCode, "error")
+				reply.Data = []byte(err.Error())
+			}
+			if err := m.RespondMsg(reply); err != nil {
+				l.cfg.Logger.Warn("eventlog: answering a node's query", "subject", m.Subject, "err", err)
+			}
+		}()
+	})
+	if err != nil {
+		return fmt.Errorf("eventlog: serving node queries: %w", err)
+	}
+	<-ctx.Done()
+	_ = sub.Unsubscribe() // fails only on a closed connection, which ends it too
+	return nil
 }

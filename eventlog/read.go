@@ -30,6 +30,10 @@ type Record struct {
 	// unreadable message, so it never blocks the object (`logplane log repair` appends that
 	// revision again). Stale is the decoding error.
 	Stale error
+	// Pos is set on the records of a node's feed (FollowFeed): the log's position the feed
+	// reflects with this record. Seq is then the object's revision in the log.
+	Pos     uint64
+	feedSeq uint64 // the record's sequence in its feed
 }
 
 // Key returns the key its subject names (also for a record that could not be decoded), and
@@ -66,6 +70,11 @@ func (r Record) Tombstone() bool {
 // refuses one whose object is not the one its subject names: per-key compare-and-set works on
 // subjects, so such an event would be outside the key's history.
 func (l *Log) decode(seq uint64, subject string, stored time.Time, data []byte) Record {
+	return decodeUnder(l.cfg.Prefix, seq, subject, stored, data)
+}
+
+// decodeUnder is decode for a message whose object subjects start with prefix.
+func decodeUnder(prefix string, seq uint64, subject string, stored time.Time, data []byte) Record {
 	rec := Record{Seq: seq, Subject: subject, Stored: stored}
 	ev, err := newEvent(data)
 	if err != nil {
@@ -77,7 +86,7 @@ func (l *Log) decode(seq uint64, subject string, stored time.Time, data []byte) 
 	case key.valid() != nil || ev.GetType() == eventv1.ChangeType_CHANGE_TYPE_UNSPECIFIED || ev.GetType() > eventv1.ChangeType_CHANGE_TYPE_DELETED:
 		rec.Err = fmt.Errorf("eventlog: malformed event at sequence %d on %s: no type, resource or name", seq, subject)
 		return rec
-	case !key.hasSubject(l.cfg.Prefix, subject):
+	case !key.hasSubject(prefix, subject):
 		rec.Err = fmt.Errorf("eventlog: event at sequence %d on %s is about %s, another object", seq, subject, key)
 		return rec
 	}
@@ -89,6 +98,11 @@ func (l *Log) decode(seq uint64, subject string, stored time.Time, data []byte) 
 func (l *Log) last(ctx context.Context, key Key) (Record, error) {
 	if err := key.valid(); err != nil {
 		return Record{}, err
+	}
+	if l.IsNodeFeed() {
+		// A node sees the revision its feed holds (what it may read); a Create that lost to
+		// an existing object (its own Node, on a restart) finds it there.
+		return l.feedGet(ctx, key)
 	}
 	subj := key.subject(l.cfg.Prefix)
 	m, err := l.stream.GetLastMsgForSubject(ctx, subj)
@@ -126,6 +140,9 @@ func (l *Log) lastReadable(ctx context.Context, key Key, bad Record) (Record, er
 // Get returns the latest revision of key. If the key has none, or its latest is a tombstone,
 // Get returns ErrNotFound.
 func (l *Log) Get(ctx context.Context, key Key) (Record, error) {
+	if l.IsNodeFeed() {
+		return l.feedGet(ctx, key)
+	}
 	rec, err := l.last(ctx, key)
 	if err != nil {
 		return Record{}, err

@@ -95,6 +95,10 @@ type Config struct {
 	// Registry writes to the log; Store is the projection it reads, run by the caller.
 	Registry *registry.Registry
 	Store    *projections.Store
+	// PodAddresses, if set, lists another node's pods with an address in a range, as
+	// "namespace/name address", for the pod-range check: an agent that reads only its own
+	// pods (a node's feed) asks the control plane. Nil: from Store.
+	PodAddresses func(ctx context.Context, node string, r netip.Prefix) ([]string, error)
 	// Recorder records the pods' Events. Default: one of the agent's own
 	// (source kubelet on NodeName), run by the agent.
 	Recorder *recorder.Recorder

@@ -25,8 +25,8 @@ import (
 )
 
 // LocalProvisioner is the provisioner of the StorageClasses whose volumes the node agents make
-// (the default class `local`, apiserver.LocalProvisioner).
-const LocalProvisioner = "logplane.io/local"
+// (the default class `local`).
+const LocalProvisioner = registry.LocalProvisioner
 
 // The events of the local provisioner on a claim, as Kubernetes' external provisioners word
 // them.

@@ -1,12 +1,14 @@
 package nodeagent
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -153,6 +155,11 @@ func nodeReady(n *corev1.Node) bool {
 // podsWithAddresses lists the pods bound to node with an address in r, as
 // "namespace/name ip".
 func podsWithAddresses(a *Agent, node string, r netip.Prefix) ([]string, error) {
+	if a.cfg.PodAddresses != nil && node != a.cfg.NodeName {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return a.cfg.PodAddresses(ctx, node, r)
+	}
 	objs, _ := a.store.List(projections.Query{Resource: a.podGR, Fields: fields.OneTermEqualSelector("spec.nodeName", node)})
 	var out []string
 	for _, o := range objs {

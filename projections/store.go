@@ -482,3 +482,60 @@ func (s *Store) Resources() []schema.GroupResource {
 	slices.SortFunc(out, func(a, b schema.GroupResource) int { return cmp.Compare(a.String(), b.String()) })
 	return out
 }
+
+// RunFeed builds the store from a node's feed (eventlog.Log.FollowFeed) rather than from the
+// log, until ctx ends or the feed fails: the objects the node may read, each at its revision in
+// the log, with Applied the log's position the feed reflects. Objects that leave the feed are
+// deleted from the store. The store must be empty: a feed is always read from its start (it
+// holds current state only, so that is small).
+func (s *Store) RunFeed(ctx context.Context, l *eventlog.Log) error {
+	return l.FollowFeed(ctx, func(r eventlog.Record) error {
+		if r.Event != nil {
+			r, o := s.open(ctx, r)
+			s.applyFeed(r, o)
+			return nil
+		}
+		s.applyFeed(r, opened{})
+		return nil
+	})
+}
+
+// applyFeed folds one record of a node's feed in: Seq is the object's revision, Pos the log's
+// position. A revision older than the one held is a repeat (the control plane resynced) and
+// changes nothing.
+func (s *Store) applyFeed(r eventlog.Record, op opened) {
+	s.mu.Lock()
+	var ch *Change
+	if r.Event != nil || r.Err != nil {
+		stale := false
+		if r.Err == nil {
+			key := eventlog.KeyOf(r.Event)
+			old := s.tableFor(schema.GroupResource{Group: key.Group, Resource: key.Resource}).get(key.Namespace, key.Name)
+			if r.Event.GetType() == eventv1.ChangeType_CHANGE_TYPE_DELETED {
+				stale = old == nil // a removal of what the store never had
+			} else {
+				stale = old != nil && old.Seq >= r.Seq
+			}
+		}
+		if !stale {
+			ch = s.applyLocked(r, op, len(s.subs) > 0)
+		}
+	}
+	if r.Pos > s.applied {
+		s.applied = r.Pos
+	}
+	applied := s.applied
+	s.wake()
+	var subs []func(Change)
+	if ch != nil && len(s.subs) > 0 {
+		subs = make([]func(Change), 0, len(s.subs))
+		for _, fn := range s.subs {
+			subs = append(subs, fn)
+		}
+	}
+	s.mu.Unlock()
+	for _, fn := range subs {
+		fn(*ch)
+	}
+	s.deliveredTo(applied)
+}

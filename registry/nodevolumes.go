@@ -12,9 +12,13 @@ import (
 	eventv1 "github.com/logplane/logplane/proto/logplane/event/v1"
 )
 
-// What marks the volumes of the node agents' local provisioner (apiserver.LocalProvisioner).
+// LocalProvisioner is the provisioner of the node agents' local volumes: the StorageClass
+// `local` names it, and the volumes they make carry it (pv.kubernetes.io/provisioned-by).
+const LocalProvisioner = "logplane.io/local"
+
+// What marks the volumes of the node agents' local provisioner.
 const (
-	localProvisioner    = "logplane.io/local"
+	localProvisioner    = LocalProvisioner
 	annProvisionedBy    = "pv.kubernetes.io/provisioned-by"
 	annSelectedNode     = "volume.kubernetes.io/selected-node"
 	labelHostname       = "kubernetes.io/hostname"

@@ -95,3 +95,13 @@ func (l openingLog) Replay(ctx context.Context, f eventlog.Filter, after, upTo u
 func (r *Registry) At(ctx context.Context, key eventlog.Key, seq uint64) (eventlog.Record, error) {
 	return r.log.At(ctx, key, seq)
 }
+
+// OpenSealed returns ev with its object opened if it is sealed (ev itself otherwise, or when the
+// registry has no Sealer): what the control plane answers a node that asks to open a Secret of
+// its feed (eventlog.Log.ServeNodeOpens), once it has checked that the node may read it.
+func (r *Registry) OpenSealed(ctx context.Context, ev *eventv1.ObjectChanged) (*eventv1.ObjectChanged, error) {
+	if r.sealer == nil || ev.GetEncoding() != eventv1.Encoding_ENCODING_SEALED {
+		return ev, nil
+	}
+	return r.sealer.Open(ctx, ev)
+}

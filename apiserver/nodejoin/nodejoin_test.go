@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"log/slog"
 	"net/http/httptest"
 	"strings"
@@ -116,8 +117,15 @@ func TestJoinGivesTheNodeItsOwnIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.Stream(t.Context(), "LOGPLANE"); err != nil {
-		t.Errorf("the node reading the stream: %v", err)
+	// It reads its own feed, not the stream (reconcilers/nodefeed): the server does not answer
+	// the one, and answers the other (here, that the feed is not made yet).
+	sctx, scancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	if _, err := js.Stream(sctx, "LOGPLANE"); err == nil {
+		t.Error("the node read the stream")
+	}
+	scancel()
+	if _, err := js.Stream(t.Context(), "LOGPLANE_FEED_n1"); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Errorf("the node reading its own feed: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 	defer cancel()

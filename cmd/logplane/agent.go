@@ -210,6 +210,12 @@ func runAgents(p *process, af *agentFlags, lf *logFlags) error {
 
 	tmpl := nodeagent.Config{Registry: reg, Store: store, StreamPort: int32(port), Metrics: p.metrics, Logger: slog.Default(), SyncFrequency: af.syncFreq, SeccompDefault: af.seccompDef,
 		ResolvConf: af.resolvConf, AllowedUnsafeSysctls: af.unsafeSysctl, Tokens: nodeTokens(apiServerURL(af.apiServer, af.join, lf.dataDir, filepath.Dir(af.pkiDirOr(lf.dataDir))), creds)}
+	if p.log.IsNodeFeed() {
+		// Its feed holds its own pods only: the pod-range check asks the control plane.
+		tmpl.PodAddresses = func(ctx context.Context, node string, r netip.Prefix) ([]string, error) {
+			return p.log.PodAddresses(ctx, eventlog.PodAddressesQuery{Node: node, Range: r.String()})
+		}
+	}
 	var agents []*nodeagent.Agent
 	var run func(context.Context) error
 	switch af.runtime {

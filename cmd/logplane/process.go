@@ -74,17 +74,26 @@ func openProcess(ctx context.Context, lf *logFlags, pf *processFlags) (*process,
 		l.Close()
 		return nil, fmt.Errorf("--secret-key-grace %v: it must be at least %v, so that a Secret being written is live before its key could be taken for a deleted one's", pf.keys.grace, minSecretKeyGrace)
 	}
-	// The API server (up, apiserver) makes the key ring on a first start, also on an external
-	// NATS cluster; so does any process that embeds the log (tests).
-	sealer, err := openSealer(ctx, l, pf.keys.dir(lf), lf.natsURL == "" || pf.sweepKeys)
-	if err != nil {
-		l.Close()
-		return nil, err
-	}
-	store := projections.New(builtin.Catalog(), slog.Default(), projections.WithOpener(sealer))
-	if _, err := store.Restore(ctx, l); err != nil { // it logs what it restored
-		l.Close()
-		return nil, err
+	var (
+		sealer *encryption.Sealer
+		store  *projections.Store
+	)
+	if l.IsNodeFeed() {
+		// A node's credential reads only its feed (reconcilers/nodefeed): its projection is
+		// built from that, and the control plane opens the Secrets in it. It holds no key.
+		store = projections.New(builtin.Catalog(), slog.Default(), projections.WithOpener(l.NodeOpener()))
+	} else {
+		// The API server (up, apiserver) makes the key ring on a first start, also on an
+		// external NATS cluster; so does any process that embeds the log (tests).
+		if sealer, err = openSealer(ctx, l, pf.keys.dir(lf), lf.natsURL == "" || pf.sweepKeys); err != nil {
+			l.Close()
+			return nil, err
+		}
+		store = projections.New(builtin.Catalog(), slog.Default(), projections.WithOpener(sealer))
+		if _, err := store.Restore(ctx, l); err != nil { // it logs what it restored
+			l.Close()
+			return nil, err
+		}
 	}
 	// Every writer of this process (API clients, reconcilers, node agents) goes through the
 	// admission chain, as every client of kube-apiserver does.
@@ -105,7 +114,11 @@ func openProcess(ctx context.Context, lf *logFlags, pf *processFlags) (*process,
 		l.Close()
 		return nil, err
 	}
-	reg, err := registry.New(registry.Config{Log: l, Store: store, Admission: chain, Sealer: sealer})
+	rcfg := registry.Config{Log: l, Store: store, Admission: chain}
+	if sealer != nil {
+		rcfg.Sealer = sealer
+	}
+	reg, err := registry.New(rcfg)
 	if err != nil {
 		l.Close()
 		return nil, err
@@ -115,7 +128,11 @@ func openProcess(ctx context.Context, lf *logFlags, pf *processFlags) (*process,
 	p.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerSpaceMetrics(p.metrics, l)
 	g.Go(func() error { return reportSpace(gctx, reg, spaceEvents) })
-	g.Go(func() error { return store.Run(gctx, l) })
+	if l.IsNodeFeed() {
+		g.Go(func() error { return store.RunFeed(gctx, l) })
+	} else {
+		g.Go(func() error { return store.Run(gctx, l) })
+	}
 	if pf.sweepKeys && pf.keys.grace >= 0 {
 		g.Go(func() error { return runSweeper(gctx, p, pf.keys.grace) })
 	}

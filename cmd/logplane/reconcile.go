@@ -87,7 +87,7 @@ func runReconcilers(p *process, rf *reconcileFlags, lf *logFlags) error {
 	if rootCA == "" {
 		rootCA = filepath.Join(lf.dataDir, "pki", "ca.crt")
 	}
-	opts := sets.Options{NodeGracePeriod: rf.nodeGrace, RootCA: func(ctx context.Context) ([]byte, error) {
+	opts := sets.Options{NodeGracePeriod: rf.nodeGrace, Feeds: l, RootCA: func(ctx context.Context) ([]byte, error) {
 		return readRootCA(ctx, rootCA, rf.rootCAFile != "", slog.Default())
 	}}
 	g, ctx := errgroup.WithContext(ctx)

@@ -22,6 +22,7 @@ import (
 	"github.com/logplane/logplane/reconcilers/ingressstatus"
 	"github.com/logplane/logplane/reconcilers/job"
 	"github.com/logplane/logplane/reconcilers/namespaces"
+	"github.com/logplane/logplane/reconcilers/nodefeed"
 	"github.com/logplane/logplane/reconcilers/nodelifecycle"
 	"github.com/logplane/logplane/reconcilers/replicaset"
 	"github.com/logplane/logplane/reconcilers/rootcacert"
@@ -64,6 +65,8 @@ type Options struct {
 	JobBackOff time.Duration
 	// Only names the reconcilers (Reconciler.Name) to set up; empty: all of them.
 	Only []string
+	// Feeds keeps the nodes' feeds (the log): the nodefeed reconciler runs only when it is set.
+	Feeds nodefeed.Feeds
 }
 
 // Reconciler is one line of the list: a reconciler package, named, in its set.
@@ -94,6 +97,7 @@ func All(o Options) []Reconciler {
 		{Workloads, volumebinding.Name, volumebinding.Setup(volumebinding.Config{})},
 		{ServiceAccounts, serviceaccounts.Name, serviceaccounts.Setup(serviceaccounts.Config{})},
 		{ServiceAccounts, rootcacert.Name, rootcacert.Setup(rootcacert.Config{LoadCA: o.RootCA})},
+		{Workloads, nodefeed.Name, nodefeed.Setup(nodefeed.Config{Feeds: o.Feeds})},
 	}
 }
 

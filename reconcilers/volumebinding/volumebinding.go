@@ -55,9 +55,9 @@ const (
 	ReasonVolumeResizeFailed   = "VolumeResizeFailed"
 )
 
-// LocalProvisioner is the provisioner of logplane's node agents (apiserver.LocalProvisioner):
-// its volumes' deletion is theirs.
-const LocalProvisioner = "logplane.io/local"
+// LocalProvisioner is the provisioner of logplane's node agents: its volumes' deletion is
+// theirs.
+const LocalProvisioner = registry.LocalProvisioner
 
 var (
 	claims  = schema.GroupResource{Resource: "persistentvolumeclaims"}
