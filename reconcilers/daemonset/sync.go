@@ -479,6 +479,14 @@ func (c *Controller) updateStatus(ctx context.Context, ds *appsv1.DaemonSet, sel
 		if isPodUpdated(p, hash, generation) {
 			st.UpdatedNumberScheduled++
 		}
+		// A surge pod beside the oldest, ready but not yet available, ends the old one's time
+		// once it is: look again then (Kubernetes queues the set minReadySeconds after a pod
+		// turns ready); nothing else would, since no pod changes at that moment.
+		for _, q := range pods[1:] {
+			if isPodReady(q) && !isPodAvailable(q, ds.Spec.MinReadySeconds, now) {
+				s.after(time.Duration(ds.Spec.MinReadySeconds) * time.Second)
+			}
+		}
 	}
 	st.NumberUnavailable = st.DesiredNumberScheduled - st.NumberAvailable
 	if ds.Spec.MinReadySeconds > 0 && st.NumberReady != st.NumberAvailable {
