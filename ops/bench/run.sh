@@ -6,7 +6,7 @@
 #
 #   ops/bench/run.sh            every set (about 45 minutes on 2 cores)
 #   ops/bench/run.sh log api    only the named sets: log, projections, api, pods, schedule, workloads, dns,
-#                               ingress (ops/bench/ingress.sh: needs nginx-light)
+#                               ingress (ops/bench/ingress.sh: needs nginx-light), batch
 #
 # Needs root and containerd for the pods set (BenchmarkPodStartup), as the tests do.
 set -euo pipefail
@@ -59,6 +59,10 @@ if has schedule; then
 fi
 if has workloads; then
 	COUNT=3 run workloads ./reconcilers/sets 'BenchmarkDeploymentScale|BenchmarkRollout|BenchmarkNodeFailure|BenchmarkWorkSharing' -benchtime 1x
+fi
+if has batch; then
+	COUNT=3 run jobs ./reconcilers/job 'BenchmarkJobs' -benchtime 1x
+	COUNT=3 run cronjobs ./reconcilers/cronjob 'BenchmarkCronJobs' -benchtime 1x
 fi
 if has dns; then
 	# One process a round: each round measures both servers (logplane's, CoreDNS built from
