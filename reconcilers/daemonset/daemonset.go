@@ -41,6 +41,7 @@ import (
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds"
 	"github.com/logplane/logplane/reconcilers/engine"
+	"github.com/logplane/logplane/reconcilers/expectations"
 	"github.com/logplane/logplane/reconcilers/informer"
 	"github.com/logplane/logplane/recorder"
 	"github.com/logplane/logplane/registry"
@@ -111,7 +112,7 @@ type Controller struct {
 	revisions *kinds.Kind
 	events    EventRecorder
 	log       *slog.Logger
-	exp       *expectations
+	exp       *expectations.Expectations
 	backoff   *flowcontrol.Backoff
 	nodes     *nodeEligibility
 }
@@ -153,7 +154,7 @@ func New(e *engine.Engine, cfg Config) (*Controller, error) {
 	}
 	clk := e.Clock()
 	c := &Controller{cfg: cfg, w: e.Registry(), ix: e.Index(), clock: clk, pods: pods, sets: sets, revisions: revisions,
-		events: rec, log: e.Logger(), exp: newExpectations(clk.Now),
+		events: rec, log: e.Logger(), exp: expectations.New(clk),
 		backoff: flowcontrol.NewFakeBackOff(cfg.BackOff, cfg.MaxBackOff, clk), nodes: newNodeEligibility()}
 	e.Register(engine.Registration{
 		Name:  Name,
@@ -215,11 +216,11 @@ func (c *Controller) podChanged(ev engine.Event) []eventlog.Key {
 	}
 	switch {
 	case cur != nil && old == nil && curSet != nil:
-		c.exp.creationObserved(*curSet)
+		c.exp.CreationObserved(*curSet)
 	case cur != nil && cur.Deleting && old != nil && !old.Deleting && curSet != nil:
-		c.exp.deletionObserved(*curSet)
+		c.exp.DeletionObserved(*curSet, o.Key)
 	case cur == nil && old != nil && oldSet != nil && !old.Deleting:
-		c.exp.deletionObserved(*oldSet)
+		c.exp.DeletionObserved(*oldSet, o.Key)
 	}
 	if cur == nil || cur.Controller() != nil {
 		return nil

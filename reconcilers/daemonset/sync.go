@@ -56,7 +56,7 @@ func (c *Controller) reconcile(ctx context.Context, req engine.Request) (engine.
 	key := req.Key
 	obj, ok := c.ix.Object(key)
 	if !ok {
-		c.exp.forget(key)
+		c.exp.Delete(key)
 		return engine.Result{}, nil
 	}
 	ds, ok := obj.(*appsv1.DaemonSet)
@@ -83,7 +83,7 @@ func (c *Controller) reconcile(ctx context.Context, req engine.Request) (engine.
 	}
 	hash := cur.Labels[appsv1.DefaultDaemonSetUniqueLabelKey]
 	var s outcome
-	if !c.exp.satisfied(key) {
+	if !c.exp.Satisfied(key) {
 		// Only the status: the generation was not acted on.
 		err := c.updateStatus(ctx, ds, selector, nodes, hash, false, req.Cause, &s)
 		return engine.Result{RequeueAfter: s.requeue}, err
@@ -113,7 +113,7 @@ func (c *Controller) updateDaemonSet(ctx context.Context, key eventlog.Key, ds *
 	if err := c.manage(ctx, key, ds, selector, nodes, hash, cause, s); err != nil {
 		return err
 	}
-	if c.exp.satisfied(key) && ds.Spec.UpdateStrategy.Type == appsv1.RollingUpdateDaemonSetStrategyType {
+	if c.exp.Satisfied(key) && ds.Spec.UpdateStrategy.Type == appsv1.RollingUpdateDaemonSetStrategyType {
 		if err := c.rollingUpdate(ctx, key, ds, selector, nodes, hash, cause); err != nil {
 			return err
 		}
@@ -333,7 +333,7 @@ func failedPodsBackoffKey(ds *appsv1.DaemonSet, node string) string {
 func (c *Controller) syncNodes(ctx context.Context, key eventlog.Key, ds *appsv1.DaemonSet, remove []*corev1.Pod, create []string, hash string, cause uint64) error {
 	createDiff := min(len(create), c.cfg.BurstReplicas)
 	deleteDiff := min(len(remove), c.cfg.BurstReplicas)
-	c.exp.set(key, createDiff, deleteDiff)
+	c.exp.Set(key, createDiff, deleteDiff)
 	var mu sync.Mutex
 	var errs []error
 	fail := func(err error) {
@@ -351,7 +351,7 @@ func (c *Controller) syncNodes(ctx context.Context, key eventlog.Key, ds *appsv1
 			go func(node string) {
 				defer wg.Done()
 				if err := c.createPod(ctx, ds, template, node, cause); err != nil {
-					c.exp.creationObserved(key)
+					c.exp.CreationObserved(key)
 					if !namespaceTerminating(err) {
 						fail(err)
 					}
@@ -361,7 +361,7 @@ func (c *Controller) syncNodes(ctx context.Context, key eventlog.Key, ds *appsv1
 		wg.Wait()
 		if skipped := createDiff - (pos + batch); len(errs) > before && skipped > 0 {
 			// The skipped creations are retried by a later reconcile.
-			c.exp.lower(key, skipped, 0)
+			c.exp.Lower(key, skipped, 0)
 			break
 		}
 	}
@@ -371,7 +371,7 @@ func (c *Controller) syncNodes(ctx context.Context, key eventlog.Key, ds *appsv1
 		go func() {
 			defer wg.Done()
 			if err := c.deletePod(ctx, ds, p, nil, cause); err != nil {
-				c.exp.deletionObserved(key)
+				c.exp.DeletionObserved(key, eventlog.Key{Resource: podsResource.Resource, Namespace: p.Namespace, Name: p.Name})
 				if !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 					fail(err)
 				}

@@ -18,7 +18,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -29,6 +28,7 @@ import (
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds"
 	"github.com/logplane/logplane/reconcilers/engine"
+	"github.com/logplane/logplane/reconcilers/expectations"
 	"github.com/logplane/logplane/reconcilers/informer"
 	"github.com/logplane/logplane/recorder"
 	"github.com/logplane/logplane/registry"
@@ -87,14 +87,7 @@ type Controller struct {
 	jobs   *kinds.Kind
 	events EventRecorder
 	log    *slog.Logger
-
-	mu       sync.Mutex
-	expected map[eventlog.Key]expectation // Job → creations asked for, not yet observed
-}
-
-type expectation struct {
-	creations int
-	at        time.Time
+	exp    *expectations.Expectations // Job → creations asked for, not yet observed
 }
 
 // Setup is the reconciler's line in the list of reconcilers (package sets).
@@ -135,7 +128,7 @@ func New(e *engine.Engine, cfg Config) (*Controller, error) {
 		return nil, err
 	}
 	c := &Controller{cfg: cfg, w: e.Registry(), ix: e.Index(), now: e.Clock().Now, pods: pods, jobs: jobs,
-		events: rec, log: e.Logger(), expected: map[eventlog.Key]expectation{}}
+		events: rec, log: e.Logger(), exp: expectations.New(e.Clock())}
 	e.Register(engine.Registration{
 		Name:       Name,
 		For:        jobsResource,
@@ -157,49 +150,6 @@ func (c *Controller) podChanged(ev engine.Event) []eventlog.Key {
 	if ref == nil || ref.Kind != "Job" {
 		return nil
 	}
-	c.observed(eventlog.Key{Group: jobsResource.Group, Resource: jobsResource.Resource, Namespace: ev.Object().Key.Namespace, Name: ref.Name})
+	c.exp.CreationObserved(eventlog.Key{Group: jobsResource.Group, Resource: jobsResource.Resource, Namespace: ev.Object().Key.Namespace, Name: ref.Name})
 	return nil
-}
-
-// observed lowers a Job's expected creations by one.
-func (c *Controller) observed(key eventlog.Key) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if x, ok := c.expected[key]; ok {
-		x.creations--
-		if x.creations <= 0 {
-			delete(c.expected, key)
-		} else {
-			c.expected[key] = x
-		}
-	}
-}
-
-// satisfied reports whether the creations a Job asked for have all been observed (or asked
-// for more than five minutes ago, as Kubernetes' ExpectationsTimeout).
-func (c *Controller) satisfied(key eventlog.Key) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	x, ok := c.expected[key]
-	if !ok || c.now().Sub(x.at) > 5*time.Minute {
-		delete(c.expected, key)
-		return true
-	}
-	return false
-}
-
-func (c *Controller) expect(key eventlog.Key, n int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if n <= 0 {
-		delete(c.expected, key)
-		return
-	}
-	c.expected[key] = expectation{creations: n, at: c.now()}
-}
-
-func (c *Controller) forget(key eventlog.Key) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.expected, key)
 }

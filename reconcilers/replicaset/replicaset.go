@@ -31,6 +31,7 @@ import (
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds"
 	"github.com/logplane/logplane/reconcilers/engine"
+	"github.com/logplane/logplane/reconcilers/expectations"
 	"github.com/logplane/logplane/reconcilers/informer"
 	"github.com/logplane/logplane/recorder"
 	"github.com/logplane/logplane/registry"
@@ -79,7 +80,7 @@ type Controller struct {
 	ix    *informer.Index
 	now   func() time.Time
 	pods  *kinds.Kind
-	exp   *expectations
+	exp   *expectations.Expectations
 	log   *slog.Logger
 	kinds []*setKind
 
@@ -111,7 +112,7 @@ func New(e *engine.Engine, cfg Config) (*Controller, error) {
 		return nil, errors.New("replicaset: the catalog has no pods")
 	}
 	c := &Controller{cfg: cfg, w: e.Registry(), ix: e.Index(), now: e.Clock().Now, pods: pods,
-		exp: newExpectations(e.Clock().Now), log: e.Logger(), podLosses: map[eventlog.Key]uint64{}, batches: map[eventlog.Key]int{}}
+		exp: expectations.New(e.Clock()), log: e.Logger(), podLosses: map[eventlog.Key]uint64{}, batches: map[eventlog.Key]int{}}
 	rs, ok1 := cat.ByGroupResource(replicaSetsResource)
 	rc, ok2 := cat.ByGroupResource(controllersResource)
 	if !ok1 || !ok2 {
@@ -162,12 +163,12 @@ func (c *Controller) podChanged(kd *setKind, ev engine.Event) []eventlog.Key {
 	}
 	switch {
 	case cur != nil && old == nil && curSet != nil:
-		c.exp.creationObserved(*curSet)
+		c.exp.CreationObserved(*curSet)
 	case cur != nil && cur.Deleting && old != nil && !old.Deleting && curSet != nil:
-		c.exp.deletionObserved(*curSet, o.Key)
+		c.exp.DeletionObserved(*curSet, o.Key)
 		c.notePodLoss(*curSet, ch.Seq)
 	case cur == nil && old != nil && oldSet != nil:
-		c.exp.deletionObserved(*oldSet, o.Key)
+		c.exp.DeletionObserved(*oldSet, o.Key)
 		if !old.Deleting {
 			c.notePodLoss(*oldSet, ch.Seq)
 		}

@@ -54,7 +54,7 @@ func (c *Controller) reconcile(ctx context.Context, kd *setKind, req engine.Requ
 	key := req.Key
 	obj, ok := c.ix.Object(key)
 	if !ok {
-		c.exp.forget(key)
+		c.exp.Delete(key)
 		c.mu.Lock()
 		delete(c.podLosses, key)
 		delete(c.batches, key)
@@ -69,7 +69,7 @@ func (c *Controller) reconcile(ctx context.Context, kd *setKind, req engine.Requ
 	if err != nil || selector.Empty() {
 		return engine.Result{}, fmt.Errorf("%w: %s %s/%s has an invalid selector: %v", engine.ErrTerminal, kd.k.Kind, rs.Namespace, rs.Name, err)
 	}
-	needsSync := c.exp.satisfied(key)
+	needsSync := c.exp.Satisfied(key)
 	createCause, deleteCause := c.causes(key, req)
 	pods, err := c.claimPods(ctx, kd, rs, selector, req.Cause)
 	if err != nil {
@@ -207,10 +207,10 @@ func (c *Controller) manageReplicas(ctx context.Context, kd *setKind, key eventl
 	switch {
 	case diff < 0:
 		n := min(-diff, c.cfg.BurstReplicas)
-		c.exp.expectCreations(key, n)
+		c.exp.ExpectCreations(key, n)
 		made, last, err := slowStartBatch(n, c.startBatch(key), func() error { return c.createPod(ctx, kd, rs, createCause) })
 		for range n - made {
-			c.exp.creationObserved(key)
+			c.exp.CreationObserved(key)
 		}
 		c.noteBatch(key, last, err)
 		return err
@@ -221,7 +221,7 @@ func (c *Controller) manageReplicas(ctx context.Context, kd *setKind, key eventl
 		for i, p := range toDelete {
 			keys[i] = eventlog.Key{Resource: "pods", Namespace: p.Namespace, Name: p.Name}
 		}
-		c.exp.expectDeletions(key, keys)
+		c.exp.ExpectDeletions(key, keys)
 		var wg sync.WaitGroup
 		errs := make([]error, len(toDelete))
 		for i, p := range toDelete {
@@ -232,7 +232,7 @@ func (c *Controller) manageReplicas(ctx context.Context, kd *setKind, key eventl
 				if err == nil {
 					return
 				}
-				c.exp.deletionObserved(key, keys[i])
+				c.exp.DeletionObserved(key, keys[i])
 				if !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 					errs[i] = err // else gone or replaced already: nothing to report
 				}
