@@ -23,6 +23,7 @@ import (
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/ownerref"
+	"github.com/logplane/logplane/reconcilers/slowstart"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -342,29 +343,19 @@ func (c *Controller) syncNodes(ctx context.Context, key eventlog.Key, ds *appsv1
 		mu.Unlock()
 	}
 	template := podTemplate(ds.Spec.Template, templateGeneration(ds), hash)
-	batch := min(createDiff, 1)
-	for pos := 0; pos < createDiff; batch, pos = min(2*batch, createDiff-(pos+batch)), pos+batch {
-		before := len(errs)
-		var wg sync.WaitGroup
-		for i := pos; i < pos+batch; i++ {
-			wg.Add(1)
-			go func(node string) {
-				defer wg.Done()
-				if err := c.createPod(ctx, ds, template, node, cause); err != nil {
-					c.exp.CreationObserved(key)
-					if !namespaceTerminating(err) {
-						fail(err)
-					}
-				}
-			}(create[i])
+	called, _, _ := slowstart.Batch(createDiff, 1, func(i int) error {
+		err := c.createPod(ctx, ds, template, create[i], cause)
+		if err == nil {
+			return nil
 		}
-		wg.Wait()
-		if skipped := createDiff - (pos + batch); len(errs) > before && skipped > 0 {
-			// The skipped creations are retried by a later reconcile.
-			c.exp.Lower(key, skipped, 0)
-			break
+		c.exp.CreationObserved(key) // it will not come
+		if namespaceTerminating(err) {
+			return nil // not a failure: the namespace is going away
 		}
-	}
+		fail(err)
+		return err
+	})
+	c.exp.Lower(key, createDiff-called, 0) // the creations skipped are retried by a later reconcile
 	var wg sync.WaitGroup
 	for _, p := range remove[:deleteDiff] {
 		wg.Add(1)

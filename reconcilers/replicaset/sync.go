@@ -21,6 +21,7 @@ import (
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/ownerref"
+	"github.com/logplane/logplane/reconcilers/slowstart"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -208,10 +209,14 @@ func (c *Controller) manageReplicas(ctx context.Context, kd *setKind, key eventl
 	case diff < 0:
 		n := min(-diff, c.cfg.BurstReplicas)
 		c.exp.ExpectCreations(key, n)
-		made, last, err := slowStartBatch(n, c.startBatch(key), func() error { return c.createPod(ctx, kd, rs, createCause) })
-		for range n - made {
-			c.exp.CreationObserved(key)
-		}
+		called, last, err := slowstart.Batch(n, c.startBatch(key), func(int) error {
+			err := c.createPod(ctx, kd, rs, createCause)
+			if err != nil {
+				c.exp.CreationObserved(key) // it will not come
+			}
+			return err
+		})
+		c.exp.Lower(key, n-called, 0) // the creations skipped are retried by a later reconcile
 		c.noteBatch(key, last, err)
 		return err
 	case diff > 0:
@@ -242,36 +247,6 @@ func (c *Controller) manageReplicas(ctx context.Context, kd *setKind, key eventl
 		return errors.Join(errs...)
 	}
 	return nil
-}
-
-// slowStartBatch calls fn count times, in batches that start at initial and double while every
-// call succeeds, the calls of a batch running concurrently: a set that cannot create pods (a
-// quota, a bad template) fails once rather than count times. It returns how many calls
-// succeeded, the size of the last batch, and the first error.
-func slowStartBatch(count, initial int, fn func() error) (done, last int, err error) {
-	remaining := count
-	for batch := min(remaining, initial); batch > 0; batch = min(2*batch, remaining) {
-		last = batch
-		errs := make(chan error, batch)
-		var wg sync.WaitGroup
-		for range batch {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := fn(); err != nil {
-					errs <- err
-				}
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		done += batch - len(errs)
-		if err, ok := <-errs; ok {
-			return done, last, err
-		}
-		remaining -= batch
-	}
-	return done, last, nil
 }
 
 // startBatch is the first batch size of a set's next creations: 1 for a set that has not
