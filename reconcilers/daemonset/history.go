@@ -26,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/apimachinery/pkg/util/rand"
 
+	"github.com/logplane/logplane/reconcilers/informer"
 	"github.com/logplane/logplane/reconcilers/ownerref"
 	"github.com/logplane/logplane/registry"
 )
@@ -86,12 +87,8 @@ func match(ds *appsv1.DaemonSet, rev *appsv1.ControllerRevision) (bool, error) {
 func (c *Controller) controlledHistories(ctx context.Context, ds *appsv1.DaemonSet, selector labels.Selector, cause uint64) ([]*appsv1.ControllerRevision, error) {
 	var out []*appsv1.ControllerRevision
 	for _, k := range c.ix.Dependents(ds.UID) {
-		if k.Group != revisionsResource.Group || k.Resource != revisionsResource.Resource {
-			continue
-		}
-		obj, ok := c.ix.Object(k)
-		rev, isRev := obj.(*appsv1.ControllerRevision)
-		if !ok || !isRev || rev.DeletionTimestamp != nil {
+		rev, ok := informer.Get[*appsv1.ControllerRevision](c.ix, revisionsResource, k)
+		if !ok || rev.DeletionTimestamp != nil {
 			continue
 		}
 		if ref := metav1.GetControllerOfNoCopy(rev); ref != nil && ref.UID == ds.UID {
@@ -100,9 +97,8 @@ func (c *Controller) controlledHistories(ctx context.Context, ds *appsv1.DaemonS
 	}
 	var errs []error
 	for _, k := range c.ix.Orphans(revisionsResource, ds.Namespace) {
-		obj, ok := c.ix.Object(k)
-		rev, isRev := obj.(*appsv1.ControllerRevision)
-		if !ok || !isRev || rev.DeletionTimestamp != nil || !selector.Matches(labels.Set(rev.Labels)) {
+		rev, ok := informer.Get[*appsv1.ControllerRevision](c.ix, revisionsResource, k)
+		if !ok || rev.DeletionTimestamp != nil || !selector.Matches(labels.Set(rev.Labels)) {
 			continue
 		}
 		adopted, err := ownerref.Adopt(ctx, c.w, c.revisions, rev.Namespace, rev.Name, rev.UID, c.controllerRef(ds), c.request(cause))

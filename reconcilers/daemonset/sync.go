@@ -22,6 +22,7 @@ import (
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/reconcilers/engine"
+	"github.com/logplane/logplane/reconcilers/informer"
 	"github.com/logplane/logplane/reconcilers/ownerref"
 	"github.com/logplane/logplane/reconcilers/slowstart"
 	"github.com/logplane/logplane/registry"
@@ -135,7 +136,7 @@ func (c *Controller) claimPods(ctx context.Context, ds *appsv1.DaemonSet, select
 	var claimed []*corev1.Pod
 	var errs []error
 	for _, k := range c.ix.Dependents(ds.UID) {
-		p := c.indexedPod(k)
+		p, _ := informer.Get[*corev1.Pod](c.ix, podsResource, k)
 		if p == nil {
 			continue
 		}
@@ -152,7 +153,7 @@ func (c *Controller) claimPods(ctx context.Context, ds *appsv1.DaemonSet, select
 		}
 	}
 	for _, k := range c.ix.Orphans(podsResource, ds.Namespace) {
-		p := c.indexedPod(k)
+		p, _ := informer.Get[*corev1.Pod](c.ix, podsResource, k)
 		if p == nil || p.DeletionTimestamp != nil || !selector.Matches(labels.Set(p.Labels)) {
 			continue
 		}
@@ -166,19 +167,6 @@ func (c *Controller) claimPods(ctx context.Context, ds *appsv1.DaemonSet, select
 		}
 	}
 	return claimed, errors.Join(errs...)
-}
-
-// indexedPod returns the index's copy of a pod, nil if it has none.
-func (c *Controller) indexedPod(k eventlog.Key) *corev1.Pod {
-	if k.Resource != podsResource.Resource || k.Group != "" {
-		return nil
-	}
-	obj, ok := c.ix.Object(k)
-	if !ok {
-		return nil
-	}
-	p, _ := obj.(*corev1.Pod) // a pods key holds a pod
-	return p
 }
 
 func isTerminal(p *corev1.Pod) bool {

@@ -20,6 +20,7 @@ import (
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/engine"
+	"github.com/logplane/logplane/reconcilers/informer"
 	"github.com/logplane/logplane/reconcilers/ownerref"
 	"github.com/logplane/logplane/reconcilers/slowstart"
 	"github.com/logplane/logplane/registry"
@@ -109,7 +110,7 @@ func (c *Controller) claimPods(ctx context.Context, kd *setKind, rs *appsv1.Repl
 	var claimed []*corev1.Pod
 	var errs []error
 	for _, k := range c.ix.Dependents(rs.UID) {
-		p := c.indexedPod(k)
+		p, _ := informer.Get[*corev1.Pod](c.ix, podsResource, k)
 		if p == nil || !isActive(p) {
 			continue
 		}
@@ -129,7 +130,7 @@ func (c *Controller) claimPods(ctx context.Context, kd *setKind, rs *appsv1.Repl
 		return claimed, errors.Join(errs...)
 	}
 	for _, k := range c.ix.Orphans(podsResource, rs.Namespace) {
-		p := c.indexedPod(k)
+		p, _ := informer.Get[*corev1.Pod](c.ix, podsResource, k)
 		if p == nil || !isActive(p) || metav1.GetControllerOfNoCopy(p) != nil || !selector.Matches(labels.Set(p.Labels)) {
 			continue
 		}
@@ -143,19 +144,6 @@ func (c *Controller) claimPods(ctx context.Context, kd *setKind, rs *appsv1.Repl
 		}
 	}
 	return claimed, errors.Join(errs...)
-}
-
-// indexedPod returns the index's copy of a pod, nil if it has none.
-func (c *Controller) indexedPod(k eventlog.Key) *corev1.Pod {
-	if k.Resource != podsResource.Resource || k.Group != "" {
-		return nil
-	}
-	obj, ok := c.ix.Object(k)
-	if !ok {
-		return nil
-	}
-	p, _ := obj.(*corev1.Pod)
-	return p
 }
 
 func isActive(p *corev1.Pod) bool {

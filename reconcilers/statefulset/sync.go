@@ -20,9 +20,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/history"
+	"github.com/logplane/logplane/reconcilers/informer"
 	"github.com/logplane/logplane/reconcilers/ownerref"
 	"github.com/logplane/logplane/registry"
 )
@@ -89,7 +89,7 @@ func (c *Controller) claimPods(ctx context.Context, set *appsv1.StatefulSet, sel
 	var claimed []*corev1.Pod
 	var errs []error
 	for _, k := range c.ix.Dependents(set.UID) {
-		p := c.indexedPod(k)
+		p, _ := informer.Get[*corev1.Pod](c.ix, podsResource, k)
 		if p == nil {
 			continue
 		}
@@ -108,7 +108,7 @@ func (c *Controller) claimPods(ctx context.Context, set *appsv1.StatefulSet, sel
 		return claimed, errors.Join(errs...)
 	}
 	for _, k := range c.ix.Orphans(podsResource, set.Namespace) {
-		p := c.indexedPod(k)
+		p, _ := informer.Get[*corev1.Pod](c.ix, podsResource, k)
 		if p == nil || p.DeletionTimestamp != nil || metav1.GetControllerOfNoCopy(p) != nil || !match(p) {
 			continue
 		}
@@ -122,18 +122,6 @@ func (c *Controller) claimPods(ctx context.Context, set *appsv1.StatefulSet, sel
 		}
 	}
 	return claimed, errors.Join(errs...)
-}
-
-func (c *Controller) indexedPod(k eventlog.Key) *corev1.Pod {
-	if k.Resource != podsResource.Resource || k.Group != "" {
-		return nil
-	}
-	obj, ok := c.ix.Object(k)
-	if !ok {
-		return nil
-	}
-	p, _ := obj.(*corev1.Pod)
-	return p
 }
 
 // updateStatefulSetAll is Kubernetes' UpdateStatefulSet: the revisions, the pods, the status,
