@@ -23,7 +23,7 @@ package daemonset
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -43,7 +43,6 @@ import (
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/expectations"
 	"github.com/logplane/logplane/reconcilers/informer"
-	"github.com/logplane/logplane/recorder"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -118,19 +117,11 @@ type Controller struct {
 }
 
 // Setup is the reconciler's line in the list of reconcilers (package sets).
-func Setup(cfg Config) engine.Setup {
-	return func(_ context.Context, e *engine.Engine) error {
-		_, err := New(e, cfg)
-		return err
-	}
-}
+func Setup(cfg Config) engine.Setup { return engine.SetupOf(New, cfg) }
 
 // New registers the DaemonSet reconciler on e, with the recorder of its Events (component
 // "daemonset-controller").
 func New(e *engine.Engine, cfg Config) (*Controller, error) {
-	if e.Registry() == nil {
-		return nil, errors.New("daemonset: the engine has no registry")
-	}
 	if cfg.BurstReplicas <= 0 {
 		cfg.BurstReplicas = DefaultBurstReplicas
 	}
@@ -140,15 +131,12 @@ func New(e *engine.Engine, cfg Config) (*Controller, error) {
 	if cfg.MaxBackOff <= 0 {
 		cfg.MaxBackOff = MaxFailedPodBackOff
 	}
-	cat := e.Registry().Catalog()
-	pods, ok1 := cat.ByGroupResource(podsResource)
-	sets, ok2 := cat.ByGroupResource(daemonSetResource)
-	revisions, ok3 := cat.ByGroupResource(revisionsResource)
-	if !ok1 || !ok2 || !ok3 {
-		return nil, errors.New("daemonset: the catalog has no pods, daemonsets or controllerrevisions")
+	ks, err := e.Kinds(podsResource, daemonSetResource, revisionsResource)
+	if err != nil {
+		return nil, fmt.Errorf("daemonset: %w", err)
 	}
-	rec, err := e.Recorder(recorder.Config{Actor: registry.Reconciler(Name),
-		Source: corev1.EventSource{Component: "daemonset-controller", Host: e.Host()}, SpamFilter: true})
+	pods, sets, revisions := ks[0], ks[1], ks[2]
+	rec, err := e.EventRecorder(Name, "daemonset-controller")
 	if err != nil {
 		return nil, err
 	}

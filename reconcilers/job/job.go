@@ -16,11 +16,10 @@ package job
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -30,7 +29,6 @@ import (
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/expectations"
 	"github.com/logplane/logplane/reconcilers/informer"
-	"github.com/logplane/logplane/recorder"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -91,18 +89,14 @@ type Controller struct {
 }
 
 // Setup is the reconciler's line in the list of reconcilers (package sets).
-func Setup(cfg Config) engine.Setup {
-	return func(_ context.Context, e *engine.Engine) error {
-		_, err := New(e, cfg)
-		return err
-	}
-}
+func Setup(cfg Config) engine.Setup { return engine.SetupOf(New, cfg) }
 
 // New registers the Job reconciler on e, with the recorder of its Events (component
 // "job-controller").
 func New(e *engine.Engine, cfg Config) (*Controller, error) {
-	if e.Registry() == nil {
-		return nil, errors.New("job: the engine has no registry")
+	ks, err := e.Kinds(podsResource, jobsResource)
+	if err != nil {
+		return nil, fmt.Errorf("job: %w", err)
 	}
 	if cfg.BackOff <= 0 {
 		cfg.BackOff = DefaultPodFailureBackOff
@@ -116,18 +110,11 @@ func New(e *engine.Engine, cfg Config) (*Controller, error) {
 	if cfg.MaxUncounted <= 0 {
 		cfg.MaxUncounted = 500
 	}
-	cat := e.Registry().Catalog()
-	pods, ok1 := cat.ByGroupResource(podsResource)
-	jobs, ok2 := cat.ByGroupResource(jobsResource)
-	if !ok1 || !ok2 {
-		return nil, errors.New("job: the catalog has no pods or jobs")
-	}
-	rec, err := e.Recorder(recorder.Config{Actor: registry.Reconciler(Name),
-		Source: corev1.EventSource{Component: "job-controller", Host: e.Host()}, SpamFilter: true})
+	rec, err := e.EventRecorder(Name, "job-controller")
 	if err != nil {
 		return nil, err
 	}
-	c := &Controller{cfg: cfg, w: e.Registry(), ix: e.Index(), now: e.Clock().Now, pods: pods, jobs: jobs,
+	c := &Controller{cfg: cfg, w: e.Registry(), ix: e.Index(), now: e.Clock().Now, pods: ks[0], jobs: ks[1],
 		events: rec, log: e.Logger(), exp: expectations.New(e.Clock())}
 	e.Register(engine.Registration{
 		Name:       Name,

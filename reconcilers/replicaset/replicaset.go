@@ -17,12 +17,11 @@ package replicaset
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -33,7 +32,6 @@ import (
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/expectations"
 	"github.com/logplane/logplane/reconcilers/informer"
-	"github.com/logplane/logplane/recorder"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -90,39 +88,26 @@ type Controller struct {
 }
 
 // Setup is the reconcilers' line in the list of reconcilers (package sets).
-func Setup(cfg Config) engine.Setup {
-	return func(_ context.Context, e *engine.Engine) error {
-		_, err := New(e, cfg)
-		return err
-	}
-}
+func Setup(cfg Config) engine.Setup { return engine.SetupOf(New, cfg) }
 
 // New registers the reconcilers of ReplicaSets and ReplicationControllers on e, with the
 // recorders of their Events (components "replicaset-controller" and "replication-controller").
 func New(e *engine.Engine, cfg Config) (*Controller, error) {
-	if e.Registry() == nil {
-		return nil, errors.New("replicaset: the engine has no registry")
+	ks, err := e.Kinds(podsResource, replicaSetsResource, controllersResource)
+	if err != nil {
+		return nil, fmt.Errorf("replicaset: %w", err)
 	}
+	pods, rs, rc := ks[0], ks[1], ks[2]
 	if cfg.BurstReplicas <= 0 {
 		cfg.BurstReplicas = defaultBurstReplicas
 	}
-	cat := e.Registry().Catalog()
-	pods, ok := cat.ByGroupResource(podsResource)
-	if !ok {
-		return nil, errors.New("replicaset: the catalog has no pods")
-	}
 	c := &Controller{cfg: cfg, w: e.Registry(), ix: e.Index(), now: e.Clock().Now, pods: pods,
 		exp: expectations.New(e.Clock()), log: e.Logger(), podLosses: map[eventlog.Key]uint64{}, batches: map[eventlog.Key]int{}}
-	rs, ok1 := cat.ByGroupResource(replicaSetsResource)
-	rc, ok2 := cat.ByGroupResource(controllersResource)
-	if !ok1 || !ok2 {
-		return nil, errors.New("replicaset: the catalog has no replicasets or replicationcontrollers")
-	}
-	rsEvents, err := events(e, ReplicaSetName, "replicaset-controller")
+	rsEvents, err := e.EventRecorder(ReplicaSetName, "replicaset-controller")
 	if err != nil {
 		return nil, err
 	}
-	rcEvents, err := events(e, ReplicationControllerName, "replication-controller")
+	rcEvents, err := e.EventRecorder(ReplicationControllerName, "replication-controller")
 	if err != nil {
 		return nil, err
 	}
@@ -140,12 +125,6 @@ func New(e *engine.Engine, cfg Config) (*Controller, error) {
 		})
 	}
 	return c, nil
-}
-
-// events returns the recorder of a reconciler's Events, with client-go's spam filter.
-func events(e *engine.Engine, actor, component string) (*recorder.Recorder, error) {
-	return e.Recorder(recorder.Config{Actor: registry.Reconciler(actor),
-		Source: corev1.EventSource{Component: component, Host: e.Host()}, SpamFilter: true})
 }
 
 // podChanged notes what a pod's change tells the expectations and causes of kd's sets, and
