@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"reflect"
-	"sort"
 
 	"github.com/davecgh/go-spew/spew"
 	appsv1 "k8s.io/api/apps/v1"
@@ -26,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/apimachinery/pkg/util/rand"
 
+	"github.com/logplane/logplane/reconcilers/history"
 	"github.com/logplane/logplane/reconcilers/informer"
 	"github.com/logplane/logplane/reconcilers/ownerref"
 	"github.com/logplane/logplane/registry"
@@ -323,7 +323,7 @@ func (c *Controller) cleanupHistory(ctx context.Context, ds *appsv1.DaemonSet, n
 			}
 		}
 	}
-	sort.SliceStable(old, func(i, j int) bool { return old[i].Revision < old[j].Revision })
+	history.SortControllerRevisions(old)
 	for _, h := range old {
 		if toKill <= 0 {
 			break
