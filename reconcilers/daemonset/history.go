@@ -95,22 +95,8 @@ func (c *Controller) controlledHistories(ctx context.Context, ds *appsv1.DaemonS
 			out = append(out, rev)
 		}
 	}
-	var errs []error
-	for _, k := range c.ix.Orphans(revisionsResource, ds.Namespace) {
-		rev, ok := informer.Get[*appsv1.ControllerRevision](c.ix, revisionsResource, k)
-		if !ok || rev.DeletionTimestamp != nil || !selector.Matches(labels.Set(rev.Labels)) {
-			continue
-		}
-		adopted, err := ownerref.Adopt(ctx, c.w, c.revisions, rev.Namespace, rev.Name, rev.UID, c.controllerRef(ds), c.request(cause))
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if r, ok := adopted.(*appsv1.ControllerRevision); ok {
-			out = append(out, r)
-		}
-	}
-	return out, errors.Join(errs...)
+	adopted, err := ownerref.AdoptOrphans[*appsv1.ControllerRevision](ctx, c.w, c.ix, c.revisions, ds.Namespace, selector, nil, c.controllerRef(ds), c.request(cause))
+	return append(out, adopted...), err
 }
 
 // constructHistory finds the revisions of the daemon set, the current one (created if missing,

@@ -152,21 +152,8 @@ func (c *Controller) claimPods(ctx context.Context, ds *appsv1.DaemonSet, select
 			errs = append(errs, err)
 		}
 	}
-	for _, k := range c.ix.Orphans(podsResource, ds.Namespace) {
-		p, _ := informer.Get[*corev1.Pod](c.ix, podsResource, k)
-		if p == nil || p.DeletionTimestamp != nil || !selector.Matches(labels.Set(p.Labels)) {
-			continue
-		}
-		out, err := ownerref.Adopt(ctx, c.w, c.pods, p.Namespace, p.Name, p.UID, c.controllerRef(ds), c.request(cause))
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if q, ok := out.(*corev1.Pod); ok {
-			claimed = append(claimed, q)
-		}
-	}
-	return claimed, errors.Join(errs...)
+	adopted, err := ownerref.AdoptOrphans[*corev1.Pod](ctx, c.w, c.ix, c.pods, ds.Namespace, selector, nil, c.controllerRef(ds), c.request(cause))
+	return append(claimed, adopted...), errors.Join(append(errs, err)...)
 }
 
 func isTerminal(p *corev1.Pod) bool {
