@@ -8,13 +8,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/workqueue"
 
 	"github.com/logplane/logplane/dataplane/ingressproxy"
 	"github.com/logplane/logplane/eventlog"
-	"github.com/logplane/logplane/projections"
 )
 
 // IngressProxy is the Ingress controller the agent feeds from the log and serves on the node's
@@ -59,7 +58,7 @@ var (
 type ingressFeed struct {
 	a     *Agent
 	proxy IngressProxy
-	queue workqueue.TypedInterface[eventlog.Key]
+	feed  *storeFeed
 
 	mu sync.Mutex
 	// tls are the Secrets each Ingress names, by Ingress.
@@ -76,23 +75,10 @@ func (f *ingressFeed) follows(k eventlog.Key) bool {
 // has stopped.
 func (a *Agent) startIngress(ctx context.Context) (done <-chan struct{}) {
 	cfg := a.cfg.Ingress
-	f := &ingressFeed{a: a, proxy: cfg.Proxy, queue: workqueue.NewTyped[eventlog.Key](), tls: map[types.NamespacedName][]types.NamespacedName{}}
-	unsubscribe := a.store.Subscribe(func(ch projections.Change) {
-		o := ch.New
-		if o == nil {
-			o = ch.Old
-		}
-		if f.follows(o.Key) {
-			f.queue.Add(o.Key)
-		}
-	})
+	f := &ingressFeed{a: a, proxy: cfg.Proxy, tls: map[types.NamespacedName][]types.NamespacedName{}}
+	f.feed = newStoreFeed(a, "Ingress proxy", f)
 	// Classes and Ingresses first, so that the Secrets they name are known when Secrets come.
-	for _, gr := range []schema.GroupResource{ingressClassesGR, ingressesGR, servicesGR, endpointSlicesGR, secretsGR} {
-		objs, _ := a.store.List(projections.Query{Resource: gr})
-		for _, o := range objs {
-			f.sync(o.Key)
-		}
-	}
+	stop := f.feed.start([]schema.GroupResource{ingressClassesGR, ingressesGR, servicesGR, endpointSlicesGR, secretsGR})
 	ch := make(chan struct{})
 	var wg sync.WaitGroup
 	serve := func(name string, l net.Listener, fn func(context.Context, net.Listener) error) {
@@ -112,43 +98,15 @@ func (a *Agent) startIngress(ctx context.Context) (done <-chan struct{}) {
 	serve("https", cfg.HTTPS, f.proxy.ServeTLS)
 	go func() {
 		defer close(ch)
-		defer unsubscribe()
-		stopped := make(chan struct{})
-		go func() {
-			defer close(stopped)
-			for f.next() {
-			}
-		}()
 		<-ctx.Done()
-		f.queue.ShutDown()
-		<-stopped
+		stop()
 		wg.Wait()
 	}()
 	return ch
 }
 
-func (f *ingressFeed) next() bool {
-	key, shutdown := f.queue.Get()
-	if shutdown {
-		return false
-	}
-	defer f.queue.Done(key)
-	f.sync(key)
-	return true
-}
-
-// sync hands the current state of the object at key to the proxy.
-func (f *ingressFeed) sync(key eventlog.Key) {
-	o, ok := f.a.store.Get(key)
-	if !ok {
-		f.deleted(key)
-		return
-	}
-	obj, err := o.Decode()
-	if err != nil {
-		f.a.log.Warn("nodeagent: undecodable object for the Ingress proxy", "key", key, "err", err)
-		return
-	}
+// update hands the current state of the object at key to the proxy.
+func (f *ingressFeed) update(key eventlog.Key, obj runtime.Object) {
 	switch x := obj.(type) {
 	case *networkingv1.IngressClass:
 		f.proxy.UpdateIngressClass(x)
@@ -207,7 +165,7 @@ func (f *ingressFeed) setTLS(nn types.NamespacedName, ing *networkingv1.Ingress)
 	}
 	f.mu.Unlock()
 	for _, s := range append(old, names...) {
-		f.queue.Add(eventlog.Key{Resource: secretsGR.Resource, Namespace: s.Namespace, Name: s.Name})
+		f.feed.queue.Add(eventlog.Key{Resource: secretsGR.Resource, Namespace: s.Namespace, Name: s.Name})
 	}
 }
 

@@ -5,11 +5,10 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/util/workqueue"
 
 	"github.com/logplane/logplane/eventlog"
-	"github.com/logplane/logplane/projections"
 )
 
 // ServiceProxy is the machine side of Services that the agent feeds from the log: the kube-proxy
@@ -44,7 +43,7 @@ type serviceFeed struct {
 	a     *Agent
 	proxy ServiceProxy // nil: none
 	dns   ClusterDNS   // nil: none
-	queue workqueue.TypedInterface[eventlog.Key]
+	feed  *storeFeed
 }
 
 func (f *serviceFeed) follows(k eventlog.Key) bool {
@@ -61,69 +60,28 @@ func (f *serviceFeed) follows(k eventlog.Key) bool {
 // holds, then runs the proxy (if any), until ctx ends. done is closed when everything it
 // started has stopped.
 func (a *Agent) startServices(ctx context.Context) (done <-chan struct{}) {
-	f := &serviceFeed{a: a, proxy: a.cfg.Services, dns: a.cfg.DNS, queue: workqueue.NewTyped[eventlog.Key]()}
-	unsubscribe := a.store.Subscribe(func(ch projections.Change) {
-		o := ch.New
-		if o == nil {
-			o = ch.Old
-		}
-		if f.follows(o.Key) {
-			f.queue.Add(o.Key)
-		}
-	})
+	f := &serviceFeed{a: a, proxy: a.cfg.Services, dns: a.cfg.DNS}
+	f.feed = newStoreFeed(a, "service proxy", f)
 	grs := []schema.GroupResource{{Resource: "services"}, {Group: "discovery.k8s.io", Resource: "endpointslices"}}
 	if f.dns != nil {
 		grs = append(grs, schema.GroupResource{Resource: "namespaces"}, schema.GroupResource{Resource: "pods"})
 	}
-	for _, gr := range grs {
-		objs, _ := a.store.List(projections.Query{Resource: gr})
-		for _, o := range objs {
-			f.sync(o.Key)
-		}
-	}
+	stop := f.feed.start(grs)
 	ch := make(chan struct{})
 	go func() {
 		defer close(ch)
-		defer unsubscribe()
-		stopped := make(chan struct{})
-		go func() {
-			defer close(stopped)
-			for f.next() {
-			}
-		}()
 		if f.proxy == nil {
 			<-ctx.Done()
 		} else if err := f.proxy.Run(ctx); err != nil && ctx.Err() == nil {
 			a.log.Error("nodeagent: the service proxy stopped", "err", err)
 		}
-		f.queue.ShutDown()
-		<-stopped
+		stop()
 	}()
 	return ch
 }
 
-func (f *serviceFeed) next() bool {
-	key, shutdown := f.queue.Get()
-	if shutdown {
-		return false
-	}
-	defer f.queue.Done(key)
-	f.sync(key)
-	return true
-}
-
-// sync hands the current state of the object at key to the consumers.
-func (f *serviceFeed) sync(key eventlog.Key) {
-	o, ok := f.a.store.Get(key)
-	if !ok {
-		f.deleted(key)
-		return
-	}
-	obj, err := o.Decode()
-	if err != nil {
-		f.a.log.Warn("nodeagent: undecodable object for the service proxy", "key", key, "err", err)
-		return
-	}
+// update hands the current state of the object at key to the consumers.
+func (f *serviceFeed) update(key eventlog.Key, obj runtime.Object) {
 	switch x := obj.(type) {
 	case *corev1.Service:
 		if f.proxy != nil {

@@ -63,12 +63,7 @@ type Config struct {
 }
 
 // Setup is the package's line in the list of reconcilers (package sets).
-func Setup(cfg Config) engine.Setup {
-	return func(_ context.Context, e *engine.Engine) error {
-		_, err := New(e, cfg)
-		return err
-	}
-}
+func Setup(cfg Config) engine.Setup { return engine.SetupOf(New, cfg) }
 
 // Repair holds the three reconcilers.
 type Repair struct {

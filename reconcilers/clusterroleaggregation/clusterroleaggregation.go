@@ -6,7 +6,7 @@ package clusterroleaggregation
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -52,23 +52,16 @@ type Reconciler struct {
 }
 
 // Setup is the reconciler's line in the list of reconcilers (package sets).
-func Setup(cfg Config) engine.Setup {
-	return func(_ context.Context, e *engine.Engine) error {
-		_, err := New(e, cfg)
-		return err
-	}
-}
+func Setup(cfg Config) engine.Setup { return engine.SetupOf(New, cfg) }
 
 // New registers the reconciler on e: it reconciles ClusterRoles, and a change of any
 // ClusterRole requeues the roles that aggregate.
 func New(e *engine.Engine, _ Config) (*Reconciler, error) {
-	if e.Registry() == nil {
-		return nil, errors.New("clusterroleaggregation: the engine has no registry")
+	ks, err := e.Kinds(clusterRoles)
+	if err != nil {
+		return nil, fmt.Errorf("clusterroleaggregation: %w", err)
 	}
-	k, ok := e.Registry().Catalog().ByGroupResource(clusterRoles)
-	if !ok {
-		return nil, errors.New("clusterroleaggregation: the catalog has no clusterroles")
-	}
+	k := ks[0]
 	r := &Reconciler{store: e.Store(), w: e.Registry(), kind: k}
 	e.Register(engine.Registration{
 		Name:       Name,

@@ -30,7 +30,6 @@ import (
 	"github.com/logplane/logplane/kinds"
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/informer"
-	"github.com/logplane/logplane/recorder"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -76,27 +75,17 @@ type Controller struct {
 }
 
 // Setup is the reconciler's line in the list of reconcilers (package sets).
-func Setup(cfg Config) engine.Setup {
-	return func(_ context.Context, e *engine.Engine) error {
-		_, err := New(e, cfg)
-		return err
-	}
-}
+func Setup(cfg Config) engine.Setup { return engine.SetupOf(New, cfg) }
 
 // New registers the CronJob reconciler on e, with the recorder of its Events (component
 // "cronjob-controller").
 func New(e *engine.Engine, cfg Config) (*Controller, error) {
-	if e.Registry() == nil {
-		return nil, errors.New("cronjob: the engine has no registry")
+	ks, err := e.Kinds(jobsResource, cronJobsResource)
+	if err != nil {
+		return nil, fmt.Errorf("cronjob: %w", err)
 	}
-	cat := e.Registry().Catalog()
-	jobs, ok1 := cat.ByGroupResource(jobsResource)
-	cjs, ok2 := cat.ByGroupResource(cronJobsResource)
-	if !ok1 || !ok2 {
-		return nil, errors.New("cronjob: the catalog has no jobs or cronjobs")
-	}
-	rec, err := e.Recorder(recorder.Config{Actor: registry.Reconciler(Name),
-		Source: corev1.EventSource{Component: "cronjob-controller", Host: e.Host()}, SpamFilter: true})
+	jobs, cjs := ks[0], ks[1]
+	rec, err := e.EventRecorder(Name, "cronjob-controller")
 	if err != nil {
 		return nil, err
 	}

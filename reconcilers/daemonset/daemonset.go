@@ -23,7 +23,7 @@ package daemonset
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -41,8 +41,8 @@ import (
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds"
 	"github.com/logplane/logplane/reconcilers/engine"
+	"github.com/logplane/logplane/reconcilers/expectations"
 	"github.com/logplane/logplane/reconcilers/informer"
-	"github.com/logplane/logplane/recorder"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -111,25 +111,17 @@ type Controller struct {
 	revisions *kinds.Kind
 	events    EventRecorder
 	log       *slog.Logger
-	exp       *expectations
+	exp       *expectations.Expectations
 	backoff   *flowcontrol.Backoff
 	nodes     *nodeEligibility
 }
 
 // Setup is the reconciler's line in the list of reconcilers (package sets).
-func Setup(cfg Config) engine.Setup {
-	return func(_ context.Context, e *engine.Engine) error {
-		_, err := New(e, cfg)
-		return err
-	}
-}
+func Setup(cfg Config) engine.Setup { return engine.SetupOf(New, cfg) }
 
 // New registers the DaemonSet reconciler on e, with the recorder of its Events (component
 // "daemonset-controller").
 func New(e *engine.Engine, cfg Config) (*Controller, error) {
-	if e.Registry() == nil {
-		return nil, errors.New("daemonset: the engine has no registry")
-	}
 	if cfg.BurstReplicas <= 0 {
 		cfg.BurstReplicas = DefaultBurstReplicas
 	}
@@ -139,21 +131,18 @@ func New(e *engine.Engine, cfg Config) (*Controller, error) {
 	if cfg.MaxBackOff <= 0 {
 		cfg.MaxBackOff = MaxFailedPodBackOff
 	}
-	cat := e.Registry().Catalog()
-	pods, ok1 := cat.ByGroupResource(podsResource)
-	sets, ok2 := cat.ByGroupResource(daemonSetResource)
-	revisions, ok3 := cat.ByGroupResource(revisionsResource)
-	if !ok1 || !ok2 || !ok3 {
-		return nil, errors.New("daemonset: the catalog has no pods, daemonsets or controllerrevisions")
+	ks, err := e.Kinds(podsResource, daemonSetResource, revisionsResource)
+	if err != nil {
+		return nil, fmt.Errorf("daemonset: %w", err)
 	}
-	rec, err := e.Recorder(recorder.Config{Actor: registry.Reconciler(Name),
-		Source: corev1.EventSource{Component: "daemonset-controller", Host: e.Host()}, SpamFilter: true})
+	pods, sets, revisions := ks[0], ks[1], ks[2]
+	rec, err := e.EventRecorder(Name, "daemonset-controller")
 	if err != nil {
 		return nil, err
 	}
 	clk := e.Clock()
 	c := &Controller{cfg: cfg, w: e.Registry(), ix: e.Index(), clock: clk, pods: pods, sets: sets, revisions: revisions,
-		events: rec, log: e.Logger(), exp: newExpectations(clk.Now),
+		events: rec, log: e.Logger(), exp: expectations.New(clk),
 		backoff: flowcontrol.NewFakeBackOff(cfg.BackOff, cfg.MaxBackOff, clk), nodes: newNodeEligibility()}
 	e.Register(engine.Registration{
 		Name:  Name,
@@ -215,11 +204,11 @@ func (c *Controller) podChanged(ev engine.Event) []eventlog.Key {
 	}
 	switch {
 	case cur != nil && old == nil && curSet != nil:
-		c.exp.creationObserved(*curSet)
+		c.exp.CreationObserved(*curSet)
 	case cur != nil && cur.Deleting && old != nil && !old.Deleting && curSet != nil:
-		c.exp.deletionObserved(*curSet)
+		c.exp.DeletionObserved(*curSet, o.Key)
 	case cur == nil && old != nil && oldSet != nil && !old.Deleting:
-		c.exp.deletionObserved(*oldSet)
+		c.exp.DeletionObserved(*oldSet, o.Key)
 	}
 	if cur == nil || cur.Controller() != nil {
 		return nil

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"reflect"
-	"sort"
 
 	"github.com/davecgh/go-spew/spew"
 	appsv1 "k8s.io/api/apps/v1"
@@ -26,6 +25,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/apimachinery/pkg/util/rand"
 
+	"github.com/logplane/logplane/reconcilers/history"
+	"github.com/logplane/logplane/reconcilers/informer"
 	"github.com/logplane/logplane/reconcilers/ownerref"
 	"github.com/logplane/logplane/registry"
 )
@@ -86,35 +87,16 @@ func match(ds *appsv1.DaemonSet, rev *appsv1.ControllerRevision) (bool, error) {
 func (c *Controller) controlledHistories(ctx context.Context, ds *appsv1.DaemonSet, selector labels.Selector, cause uint64) ([]*appsv1.ControllerRevision, error) {
 	var out []*appsv1.ControllerRevision
 	for _, k := range c.ix.Dependents(ds.UID) {
-		if k.Group != revisionsResource.Group || k.Resource != revisionsResource.Resource {
-			continue
-		}
-		obj, ok := c.ix.Object(k)
-		rev, isRev := obj.(*appsv1.ControllerRevision)
-		if !ok || !isRev || rev.DeletionTimestamp != nil {
+		rev, ok := informer.Get[*appsv1.ControllerRevision](c.ix, revisionsResource, k)
+		if !ok || rev.DeletionTimestamp != nil {
 			continue
 		}
 		if ref := metav1.GetControllerOfNoCopy(rev); ref != nil && ref.UID == ds.UID {
 			out = append(out, rev)
 		}
 	}
-	var errs []error
-	for _, k := range c.ix.Orphans(revisionsResource, ds.Namespace) {
-		obj, ok := c.ix.Object(k)
-		rev, isRev := obj.(*appsv1.ControllerRevision)
-		if !ok || !isRev || rev.DeletionTimestamp != nil || !selector.Matches(labels.Set(rev.Labels)) {
-			continue
-		}
-		adopted, err := ownerref.Adopt(ctx, c.w, c.revisions, rev.Namespace, rev.Name, rev.UID, c.controllerRef(ds), c.request(cause))
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if r, ok := adopted.(*appsv1.ControllerRevision); ok {
-			out = append(out, r)
-		}
-	}
-	return out, errors.Join(errs...)
+	adopted, err := ownerref.AdoptOrphans[*appsv1.ControllerRevision](ctx, c.w, c.ix, c.revisions, ds.Namespace, selector, nil, c.controllerRef(ds), c.request(cause))
+	return append(out, adopted...), err
 }
 
 // constructHistory finds the revisions of the daemon set, the current one (created if missing,
@@ -327,7 +309,7 @@ func (c *Controller) cleanupHistory(ctx context.Context, ds *appsv1.DaemonSet, n
 			}
 		}
 	}
-	sort.SliceStable(old, func(i, j int) bool { return old[i].Revision < old[j].Revision })
+	history.SortControllerRevisions(old)
 	for _, h := range old {
 		if toKill <= 0 {
 			break

@@ -22,7 +22,9 @@ import (
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/reconcilers/engine"
+	"github.com/logplane/logplane/reconcilers/informer"
 	"github.com/logplane/logplane/reconcilers/ownerref"
+	"github.com/logplane/logplane/reconcilers/slowstart"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -56,7 +58,7 @@ func (c *Controller) reconcile(ctx context.Context, req engine.Request) (engine.
 	key := req.Key
 	obj, ok := c.ix.Object(key)
 	if !ok {
-		c.exp.forget(key)
+		c.exp.Delete(key)
 		return engine.Result{}, nil
 	}
 	ds, ok := obj.(*appsv1.DaemonSet)
@@ -83,7 +85,7 @@ func (c *Controller) reconcile(ctx context.Context, req engine.Request) (engine.
 	}
 	hash := cur.Labels[appsv1.DefaultDaemonSetUniqueLabelKey]
 	var s outcome
-	if !c.exp.satisfied(key) {
+	if !c.exp.Satisfied(key) {
 		// Only the status: the generation was not acted on.
 		err := c.updateStatus(ctx, ds, selector, nodes, hash, false, req.Cause, &s)
 		return engine.Result{RequeueAfter: s.requeue}, err
@@ -113,7 +115,7 @@ func (c *Controller) updateDaemonSet(ctx context.Context, key eventlog.Key, ds *
 	if err := c.manage(ctx, key, ds, selector, nodes, hash, cause, s); err != nil {
 		return err
 	}
-	if c.exp.satisfied(key) && ds.Spec.UpdateStrategy.Type == appsv1.RollingUpdateDaemonSetStrategyType {
+	if c.exp.Satisfied(key) && ds.Spec.UpdateStrategy.Type == appsv1.RollingUpdateDaemonSetStrategyType {
 		if err := c.rollingUpdate(ctx, key, ds, selector, nodes, hash, cause); err != nil {
 			return err
 		}
@@ -134,7 +136,7 @@ func (c *Controller) claimPods(ctx context.Context, ds *appsv1.DaemonSet, select
 	var claimed []*corev1.Pod
 	var errs []error
 	for _, k := range c.ix.Dependents(ds.UID) {
-		p := c.indexedPod(k)
+		p, _ := informer.Get[*corev1.Pod](c.ix, podsResource, k)
 		if p == nil {
 			continue
 		}
@@ -150,34 +152,8 @@ func (c *Controller) claimPods(ctx context.Context, ds *appsv1.DaemonSet, select
 			errs = append(errs, err)
 		}
 	}
-	for _, k := range c.ix.Orphans(podsResource, ds.Namespace) {
-		p := c.indexedPod(k)
-		if p == nil || p.DeletionTimestamp != nil || !selector.Matches(labels.Set(p.Labels)) {
-			continue
-		}
-		out, err := ownerref.Adopt(ctx, c.w, c.pods, p.Namespace, p.Name, p.UID, c.controllerRef(ds), c.request(cause))
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if q, ok := out.(*corev1.Pod); ok {
-			claimed = append(claimed, q)
-		}
-	}
-	return claimed, errors.Join(errs...)
-}
-
-// indexedPod returns the index's copy of a pod, nil if it has none.
-func (c *Controller) indexedPod(k eventlog.Key) *corev1.Pod {
-	if k.Resource != podsResource.Resource || k.Group != "" {
-		return nil
-	}
-	obj, ok := c.ix.Object(k)
-	if !ok {
-		return nil
-	}
-	p, _ := obj.(*corev1.Pod) // a pods key holds a pod
-	return p
+	adopted, err := ownerref.AdoptOrphans[*corev1.Pod](ctx, c.w, c.ix, c.pods, ds.Namespace, selector, nil, c.controllerRef(ds), c.request(cause))
+	return append(claimed, adopted...), errors.Join(append(errs, err)...)
 }
 
 func isTerminal(p *corev1.Pod) bool {
@@ -333,7 +309,7 @@ func failedPodsBackoffKey(ds *appsv1.DaemonSet, node string) string {
 func (c *Controller) syncNodes(ctx context.Context, key eventlog.Key, ds *appsv1.DaemonSet, remove []*corev1.Pod, create []string, hash string, cause uint64) error {
 	createDiff := min(len(create), c.cfg.BurstReplicas)
 	deleteDiff := min(len(remove), c.cfg.BurstReplicas)
-	c.exp.set(key, createDiff, deleteDiff)
+	c.exp.Set(key, createDiff, deleteDiff)
 	var mu sync.Mutex
 	var errs []error
 	fail := func(err error) {
@@ -342,36 +318,26 @@ func (c *Controller) syncNodes(ctx context.Context, key eventlog.Key, ds *appsv1
 		mu.Unlock()
 	}
 	template := podTemplate(ds.Spec.Template, templateGeneration(ds), hash)
-	batch := min(createDiff, 1)
-	for pos := 0; pos < createDiff; batch, pos = min(2*batch, createDiff-(pos+batch)), pos+batch {
-		before := len(errs)
-		var wg sync.WaitGroup
-		for i := pos; i < pos+batch; i++ {
-			wg.Add(1)
-			go func(node string) {
-				defer wg.Done()
-				if err := c.createPod(ctx, ds, template, node, cause); err != nil {
-					c.exp.creationObserved(key)
-					if !namespaceTerminating(err) {
-						fail(err)
-					}
-				}
-			}(create[i])
+	called, _, _ := slowstart.Batch(createDiff, 1, func(i int) error {
+		err := c.createPod(ctx, ds, template, create[i], cause)
+		if err == nil {
+			return nil
 		}
-		wg.Wait()
-		if skipped := createDiff - (pos + batch); len(errs) > before && skipped > 0 {
-			// The skipped creations are retried by a later reconcile.
-			c.exp.lower(key, skipped, 0)
-			break
+		c.exp.CreationObserved(key) // it will not come
+		if namespaceTerminating(err) {
+			return nil // not a failure: the namespace is going away
 		}
-	}
+		fail(err)
+		return err
+	})
+	c.exp.Lower(key, createDiff-called, 0) // the creations skipped are retried by a later reconcile
 	var wg sync.WaitGroup
 	for _, p := range remove[:deleteDiff] {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if err := c.deletePod(ctx, ds, p, nil, cause); err != nil {
-				c.exp.deletionObserved(key)
+				c.exp.DeletionObserved(key, eventlog.Key{Resource: podsResource.Resource, Namespace: p.Namespace, Name: p.Name})
 				if !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 					fail(err)
 				}

@@ -17,7 +17,7 @@ package deployment
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -33,7 +33,6 @@ import (
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/informer"
-	"github.com/logplane/logplane/recorder"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -84,29 +83,19 @@ type Reconciler struct {
 }
 
 // Setup is the reconciler's line in the list of reconcilers (package sets).
-func Setup(cfg Config) engine.Setup {
-	return func(_ context.Context, e *engine.Engine) error {
-		_, err := New(e, cfg)
-		return err
-	}
-}
+func Setup(cfg Config) engine.Setup { return engine.SetupOf(New, cfg) }
 
 // New registers the Deployment reconciler on e, with the recorder of its Events (component
 // "deployment-controller"). It reconciles deployments, owns replica sets (an orphan one whose
 // labels a deployment selects may be adopted) and looks at pods (a Recreate rollout waits for
 // the old ones to be gone).
 func New(e *engine.Engine, cfg Config) (*Reconciler, error) {
-	if e.Registry() == nil {
-		return nil, errors.New("deployment: the engine has no registry")
+	ks, err := e.Kinds(deploymentsResource, replicaSetsResource)
+	if err != nil {
+		return nil, fmt.Errorf("deployment: %w", err)
 	}
-	cat := e.Registry().Catalog()
-	kDep, ok1 := cat.ByGroupResource(deploymentsResource)
-	kRS, ok2 := cat.ByGroupResource(replicaSetsResource)
-	if !ok1 || !ok2 {
-		return nil, errors.New("deployment: the catalog has no deployments or replicasets")
-	}
-	events, err := e.Recorder(recorder.Config{Actor: registry.Reconciler(Name),
-		Source: corev1.EventSource{Component: "deployment-controller", Host: e.Host()}, SpamFilter: true})
+	kDep, kRS := ks[0], ks[1]
+	events, err := e.EventRecorder(Name, "deployment-controller")
 	if err != nil {
 		return nil, err
 	}

@@ -8,7 +8,6 @@ package endpoints
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -25,7 +24,6 @@ import (
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/informer"
-	"github.com/logplane/logplane/recorder"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -87,12 +85,7 @@ type Reconcilers struct {
 }
 
 // Setup is the reconcilers' line in the list of reconcilers (package sets).
-func Setup(cfg Config) engine.Setup {
-	return func(_ context.Context, e *engine.Engine) error {
-		_, err := New(e, cfg)
-		return err
-	}
-}
+func Setup(cfg Config) engine.Setup { return engine.SetupOf(New, cfg) }
 
 // base is what the three share.
 type base struct {
@@ -105,16 +98,11 @@ type base struct {
 
 // New registers the three reconcilers on e.
 func New(e *engine.Engine, cfg Config) (*Reconcilers, error) {
-	if e.Registry() == nil {
-		return nil, errors.New("endpoints: the engine has no registry")
+	ks, err := e.Kinds(services, endpoints, endpointSlices)
+	if err != nil {
+		return nil, fmt.Errorf("endpoints: %w", err)
 	}
-	cat := e.Registry().Catalog()
-	svcKind, ok1 := cat.ByGroupResource(services)
-	epKind, ok2 := cat.ByGroupResource(endpoints)
-	sliceKind, ok3 := cat.ByGroupResource(endpointSlices)
-	if !ok1 || !ok2 || !ok3 {
-		return nil, errors.New("endpoints: the catalog lacks services, endpoints or endpointslices")
-	}
+	svcKind, epKind, sliceKind := ks[0], ks[1], ks[2]
 	if cfg.Workers <= 0 {
 		cfg.Workers = 4
 	}
@@ -122,19 +110,15 @@ func New(e *engine.Engine, cfg Config) (*Reconcilers, error) {
 		cfg.MaxEndpointsPerSlice = MaxEndpointsPerSlice
 	}
 	b := base{ix: e.Index(), w: e.Registry(), svcKind: svcKind, epKind: epKind, sliceKind: sliceKind}
-	newRecorder := func(name, component string) (*recorder.Recorder, error) {
-		return e.Recorder(recorder.Config{Actor: registry.Reconciler(name),
-			Source: corev1.EventSource{Component: component, Host: e.Host()}, SpamFilter: true})
-	}
-	epEvents, err := newRecorder(EndpointsName, "endpoint-controller")
+	epEvents, err := e.EventRecorder(EndpointsName, "endpoint-controller")
 	if err != nil {
 		return nil, err
 	}
-	sliceEvents, err := newRecorder(EndpointSliceName, "endpoint-slice-controller")
+	sliceEvents, err := e.EventRecorder(EndpointSliceName, "endpoint-slice-controller")
 	if err != nil {
 		return nil, err
 	}
-	mirrorEvents, err := newRecorder(MirroringName, "endpoint-slice-mirroring-controller")
+	mirrorEvents, err := e.EventRecorder(MirroringName, "endpoint-slice-mirroring-controller")
 	if err != nil {
 		return nil, err
 	}

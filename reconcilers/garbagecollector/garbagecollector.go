@@ -63,12 +63,7 @@ type Collector struct {
 }
 
 // Setup is the collector's line in the list of reconcilers (package sets).
-func Setup(cfg Config) engine.Setup {
-	return func(_ context.Context, e *engine.Engine) error {
-		_, err := New(e, cfg)
-		return err
-	}
-}
+func Setup(cfg Config) engine.Setup { return engine.SetupOf(New, cfg) }
 
 // New registers the garbage collector on e: one reconciler per kind of the catalog, so that when
 // partitions move every kind is resynced, each watching the changes of every resource (any

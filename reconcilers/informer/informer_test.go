@@ -84,6 +84,16 @@ func TestIndex(t *testing.T) {
 	}
 	podKey := eventlog.Key{Resource: "pods", Namespace: "default", Name: "p"}
 	waitFor("the pod", func() bool { _, ok := ix.Object(podKey); return ok })
+	podsGR := schema.GroupResource{Resource: "pods"}
+	if p, ok := informer.Get[*corev1.Pod](ix, podsGR, podKey); !ok || p.Name != "p" {
+		t.Errorf("Get of the pod: %v, %v", p, ok)
+	}
+	if _, ok := informer.Get[*corev1.ConfigMap](ix, podsGR, podKey); ok {
+		t.Error("Get of the pod as a ConfigMap: found")
+	}
+	if _, ok := informer.Get[*corev1.Pod](ix, schema.GroupResource{Resource: "configmaps"}, podKey); ok {
+		t.Error("Get of the pod's key as another resource: found")
+	}
 	if pm, _ := ix.Meta(podKey); pm.SpecSeq == 0 || pm.UID != created.(*corev1.Pod).UID {
 		t.Errorf("pod meta %+v", pm)
 	}

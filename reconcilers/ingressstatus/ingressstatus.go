@@ -7,7 +7,6 @@ package ingressstatus
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	networkingv1 "k8s.io/api/networking/v1"
@@ -59,23 +58,16 @@ type Reconciler struct {
 }
 
 // Setup is the reconciler's line in the list of reconcilers (package sets).
-func Setup(cfg Config) engine.Setup {
-	return func(_ context.Context, e *engine.Engine) error {
-		_, err := New(e, cfg)
-		return err
-	}
-}
+func Setup(cfg Config) engine.Setup { return engine.SetupOf(New, cfg) }
 
 // New registers the reconciler on e: it reconciles Ingresses; a change of any node or
 // IngressClass queues every Ingress.
 func New(e *engine.Engine, cfg Config) (*Reconciler, error) {
-	if e.Registry() == nil {
-		return nil, errors.New("ingressstatus: the engine has no registry")
+	ks, err := e.Kinds(ingresses)
+	if err != nil {
+		return nil, fmt.Errorf("ingressstatus: %w", err)
 	}
-	k, ok := e.Registry().Catalog().ByGroupResource(ingresses)
-	if !ok {
-		return nil, errors.New("ingressstatus: the catalog has no ingresses")
-	}
+	k := ks[0]
 	if cfg.Controller == "" {
 		cfg.Controller = DefaultController
 	}

@@ -16,12 +16,10 @@ package job
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -29,8 +27,8 @@ import (
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds"
 	"github.com/logplane/logplane/reconcilers/engine"
+	"github.com/logplane/logplane/reconcilers/expectations"
 	"github.com/logplane/logplane/reconcilers/informer"
-	"github.com/logplane/logplane/recorder"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -87,29 +85,18 @@ type Controller struct {
 	jobs   *kinds.Kind
 	events EventRecorder
 	log    *slog.Logger
-
-	mu       sync.Mutex
-	expected map[eventlog.Key]expectation // Job → creations asked for, not yet observed
-}
-
-type expectation struct {
-	creations int
-	at        time.Time
+	exp    *expectations.Expectations // Job → creations asked for, not yet observed
 }
 
 // Setup is the reconciler's line in the list of reconcilers (package sets).
-func Setup(cfg Config) engine.Setup {
-	return func(_ context.Context, e *engine.Engine) error {
-		_, err := New(e, cfg)
-		return err
-	}
-}
+func Setup(cfg Config) engine.Setup { return engine.SetupOf(New, cfg) }
 
 // New registers the Job reconciler on e, with the recorder of its Events (component
 // "job-controller").
 func New(e *engine.Engine, cfg Config) (*Controller, error) {
-	if e.Registry() == nil {
-		return nil, errors.New("job: the engine has no registry")
+	ks, err := e.Kinds(podsResource, jobsResource)
+	if err != nil {
+		return nil, fmt.Errorf("job: %w", err)
 	}
 	if cfg.BackOff <= 0 {
 		cfg.BackOff = DefaultPodFailureBackOff
@@ -123,19 +110,12 @@ func New(e *engine.Engine, cfg Config) (*Controller, error) {
 	if cfg.MaxUncounted <= 0 {
 		cfg.MaxUncounted = 500
 	}
-	cat := e.Registry().Catalog()
-	pods, ok1 := cat.ByGroupResource(podsResource)
-	jobs, ok2 := cat.ByGroupResource(jobsResource)
-	if !ok1 || !ok2 {
-		return nil, errors.New("job: the catalog has no pods or jobs")
-	}
-	rec, err := e.Recorder(recorder.Config{Actor: registry.Reconciler(Name),
-		Source: corev1.EventSource{Component: "job-controller", Host: e.Host()}, SpamFilter: true})
+	rec, err := e.EventRecorder(Name, "job-controller")
 	if err != nil {
 		return nil, err
 	}
-	c := &Controller{cfg: cfg, w: e.Registry(), ix: e.Index(), now: e.Clock().Now, pods: pods, jobs: jobs,
-		events: rec, log: e.Logger(), expected: map[eventlog.Key]expectation{}}
+	c := &Controller{cfg: cfg, w: e.Registry(), ix: e.Index(), now: e.Clock().Now, pods: ks[0], jobs: ks[1],
+		events: rec, log: e.Logger(), exp: expectations.New(e.Clock())}
 	e.Register(engine.Registration{
 		Name:       Name,
 		For:        jobsResource,
@@ -157,49 +137,6 @@ func (c *Controller) podChanged(ev engine.Event) []eventlog.Key {
 	if ref == nil || ref.Kind != "Job" {
 		return nil
 	}
-	c.observed(eventlog.Key{Group: jobsResource.Group, Resource: jobsResource.Resource, Namespace: ev.Object().Key.Namespace, Name: ref.Name})
+	c.exp.CreationObserved(eventlog.Key{Group: jobsResource.Group, Resource: jobsResource.Resource, Namespace: ev.Object().Key.Namespace, Name: ref.Name})
 	return nil
-}
-
-// observed lowers a Job's expected creations by one.
-func (c *Controller) observed(key eventlog.Key) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if x, ok := c.expected[key]; ok {
-		x.creations--
-		if x.creations <= 0 {
-			delete(c.expected, key)
-		} else {
-			c.expected[key] = x
-		}
-	}
-}
-
-// satisfied reports whether the creations a Job asked for have all been observed (or asked
-// for more than five minutes ago, as Kubernetes' ExpectationsTimeout).
-func (c *Controller) satisfied(key eventlog.Key) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	x, ok := c.expected[key]
-	if !ok || c.now().Sub(x.at) > 5*time.Minute {
-		delete(c.expected, key)
-		return true
-	}
-	return false
-}
-
-func (c *Controller) expect(key eventlog.Key, n int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if n <= 0 {
-		delete(c.expected, key)
-		return
-	}
-	c.expected[key] = expectation{creations: n, at: c.now()}
-}
-
-func (c *Controller) forget(key eventlog.Key) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.expected, key)
 }

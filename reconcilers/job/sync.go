@@ -212,7 +212,7 @@ func (c *Controller) reconcile(ctx context.Context, req engine.Request) (engine.
 	key := req.Key
 	obj, ok := c.ix.Object(key)
 	if !ok {
-		c.forget(key)
+		c.exp.Delete(key)
 		return engine.Result{}, nil
 	}
 	j, ok := obj.(*batchv1.Job)
@@ -391,7 +391,7 @@ func (c *Controller) reconcile(ctx context.Context, req engine.Request) (engine.
 		if status.StartTime == nil {
 			status.StartTime = ptr.To(metav1.NewTime(now))
 		}
-		if c.satisfied(key) {
+		if c.exp.Satisfied(key) {
 			var wait time.Duration
 			finishedIndexes := done
 			if len(st.laterIndexes) > 0 {
@@ -659,7 +659,7 @@ func (c *Controller) manage(ctx context.Context, key eventlog.Key, j *batchv1.Jo
 		}
 	}
 	missing = missing[:min(len(missing), c.cfg.Burst)]
-	c.expect(key, len(missing))
+	c.exp.ExpectCreations(key, len(missing))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, i := range missing {
@@ -670,7 +670,7 @@ func (c *Controller) manage(ctx context.Context, key eventlog.Key, j *batchv1.Jo
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				c.observed(key)
+				c.exp.CreationObserved(key)
 				errs = append(errs, err)
 				return
 			}

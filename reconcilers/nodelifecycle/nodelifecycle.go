@@ -38,7 +38,6 @@ import (
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/informer"
-	"github.com/logplane/logplane/recorder"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -99,39 +98,27 @@ type Reconciler struct {
 }
 
 // Setup is the reconciler's line in the list of reconcilers (package sets).
-func Setup(cfg Config) engine.Setup {
-	return func(_ context.Context, e *engine.Engine) error {
-		_, err := New(e, cfg)
-		return err
-	}
-}
+func Setup(cfg Config) engine.Setup { return engine.SetupOf(New, cfg) }
 
 // New registers the node lifecycle reconciler on e: it reconciles nodes, watches node leases
 // and heartbeats (the time they are seen, on e's clock, is a node's last sign of life) and pods
 // that land on a node with NoExecute taints.
 func New(e *engine.Engine, cfg Config) (*Reconciler, error) {
-	if e.Registry() == nil {
-		return nil, errors.New("nodelifecycle: the engine has no registry")
-	}
 	if cfg.GracePeriod <= 0 {
 		cfg.GracePeriod = DefaultGracePeriod
 	}
-	cat := e.Registry().Catalog()
-	kNode, ok1 := cat.ByGroupResource(nodesResource)
-	kPod, ok2 := cat.ByGroupResource(podsResource)
-	if !ok1 || !ok2 {
-		return nil, errors.New("nodelifecycle: the catalog has no nodes or pods")
+	ks, err := e.Kinds(nodesResource, podsResource)
+	if err != nil {
+		return nil, fmt.Errorf("nodelifecycle: %w", err)
 	}
+	kNode, kPod := ks[0], ks[1]
 	r := &Reconciler{cfg: cfg, store: e.Store(), w: e.Registry(), ix: e.Index(), now: e.Clock().Now, kNode: kNode, kPod: kPod,
 		log: e.Logger(), probes: map[string]time.Time{}}
-	var err error
 	for _, rec := range []struct {
 		to        *EventRecorder
 		component string
 	}{{&r.nodeEvents, "node-controller"}, {&r.evictionEvents, "taint-eviction-controller"}} {
-		*rec.to, err = e.Recorder(recorder.Config{Actor: registry.Reconciler(Name),
-			Source: corev1.EventSource{Component: rec.component, Host: e.Host()}, SpamFilter: true})
-		if err != nil {
+		if *rec.to, err = e.EventRecorder(Name, rec.component); err != nil {
 			return nil, err
 		}
 	}

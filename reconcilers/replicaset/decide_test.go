@@ -2,7 +2,6 @@ package replicaset
 
 import (
 	"errors"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -74,31 +73,6 @@ func TestPodsToDelete(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// A failing creation stops the batches: 1, 2, 4, ... calls are made, not all of them.
-func TestSlowStartBatch(t *testing.T) {
-	var calls atomic.Int32
-	done, _, err := slowStartBatch(100, 1, func() error {
-		if calls.Add(1) > 6 {
-			return errors.New("quota exceeded")
-		}
-		return nil
-	})
-	// Batches of 1, 2 and 4: the seventh call fails, and no batch of 8 starts.
-	if err == nil || done != 6 || calls.Load() != 7 {
-		t.Fatalf("done %d, calls %d, err %v; want 6 done, 7 calls and the error", done, calls.Load(), err)
-	}
-	calls.Store(0)
-	done, last, err := slowStartBatch(100, 1, func() error { calls.Add(1); return nil })
-	if err != nil || done != 100 || calls.Load() != 100 || last != 37 {
-		t.Errorf("done %d, calls %d, last batch %d, err %v; want 100, 100, 37 (after 1+2+4+8+16+32)", done, calls.Load(), last, err)
-	}
-	calls.Store(0)
-	done, last, err = slowStartBatch(100, 64, func() error { calls.Add(1); return nil })
-	if err != nil || done != 100 || last != 36 {
-		t.Errorf("starting at 64: done %d, last batch %d, err %v; want 100 in batches of 64 and 36", done, last, err)
 	}
 }
 

@@ -17,12 +17,11 @@ package replicaset
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -31,8 +30,8 @@ import (
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/kinds"
 	"github.com/logplane/logplane/reconcilers/engine"
+	"github.com/logplane/logplane/reconcilers/expectations"
 	"github.com/logplane/logplane/reconcilers/informer"
-	"github.com/logplane/logplane/recorder"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -79,7 +78,7 @@ type Controller struct {
 	ix    *informer.Index
 	now   func() time.Time
 	pods  *kinds.Kind
-	exp   *expectations
+	exp   *expectations.Expectations
 	log   *slog.Logger
 	kinds []*setKind
 
@@ -89,39 +88,26 @@ type Controller struct {
 }
 
 // Setup is the reconcilers' line in the list of reconcilers (package sets).
-func Setup(cfg Config) engine.Setup {
-	return func(_ context.Context, e *engine.Engine) error {
-		_, err := New(e, cfg)
-		return err
-	}
-}
+func Setup(cfg Config) engine.Setup { return engine.SetupOf(New, cfg) }
 
 // New registers the reconcilers of ReplicaSets and ReplicationControllers on e, with the
 // recorders of their Events (components "replicaset-controller" and "replication-controller").
 func New(e *engine.Engine, cfg Config) (*Controller, error) {
-	if e.Registry() == nil {
-		return nil, errors.New("replicaset: the engine has no registry")
+	ks, err := e.Kinds(podsResource, replicaSetsResource, controllersResource)
+	if err != nil {
+		return nil, fmt.Errorf("replicaset: %w", err)
 	}
+	pods, rs, rc := ks[0], ks[1], ks[2]
 	if cfg.BurstReplicas <= 0 {
 		cfg.BurstReplicas = defaultBurstReplicas
 	}
-	cat := e.Registry().Catalog()
-	pods, ok := cat.ByGroupResource(podsResource)
-	if !ok {
-		return nil, errors.New("replicaset: the catalog has no pods")
-	}
 	c := &Controller{cfg: cfg, w: e.Registry(), ix: e.Index(), now: e.Clock().Now, pods: pods,
-		exp: newExpectations(e.Clock().Now), log: e.Logger(), podLosses: map[eventlog.Key]uint64{}, batches: map[eventlog.Key]int{}}
-	rs, ok1 := cat.ByGroupResource(replicaSetsResource)
-	rc, ok2 := cat.ByGroupResource(controllersResource)
-	if !ok1 || !ok2 {
-		return nil, errors.New("replicaset: the catalog has no replicasets or replicationcontrollers")
-	}
-	rsEvents, err := events(e, ReplicaSetName, "replicaset-controller")
+		exp: expectations.New(e.Clock()), log: e.Logger(), podLosses: map[eventlog.Key]uint64{}, batches: map[eventlog.Key]int{}}
+	rsEvents, err := e.EventRecorder(ReplicaSetName, "replicaset-controller")
 	if err != nil {
 		return nil, err
 	}
-	rcEvents, err := events(e, ReplicationControllerName, "replication-controller")
+	rcEvents, err := e.EventRecorder(ReplicationControllerName, "replication-controller")
 	if err != nil {
 		return nil, err
 	}
@@ -141,12 +127,6 @@ func New(e *engine.Engine, cfg Config) (*Controller, error) {
 	return c, nil
 }
 
-// events returns the recorder of a reconciler's Events, with client-go's spam filter.
-func events(e *engine.Engine, actor, component string) (*recorder.Recorder, error) {
-	return e.Recorder(recorder.Config{Actor: registry.Reconciler(actor),
-		Source: corev1.EventSource{Component: component, Host: e.Host()}, SpamFilter: true})
-}
-
 // podChanged notes what a pod's change tells the expectations and causes of kd's sets, and
 // returns the sets that may adopt it. (The engine queues the sets controlling it, as Owns.)
 func (c *Controller) podChanged(kd *setKind, ev engine.Event) []eventlog.Key {
@@ -162,12 +142,12 @@ func (c *Controller) podChanged(kd *setKind, ev engine.Event) []eventlog.Key {
 	}
 	switch {
 	case cur != nil && old == nil && curSet != nil:
-		c.exp.creationObserved(*curSet)
+		c.exp.CreationObserved(*curSet)
 	case cur != nil && cur.Deleting && old != nil && !old.Deleting && curSet != nil:
-		c.exp.deletionObserved(*curSet, o.Key)
+		c.exp.DeletionObserved(*curSet, o.Key)
 		c.notePodLoss(*curSet, ch.Seq)
 	case cur == nil && old != nil && oldSet != nil:
-		c.exp.deletionObserved(*oldSet, o.Key)
+		c.exp.DeletionObserved(*oldSet, o.Key)
 		if !old.Deleting {
 			c.notePodLoss(*oldSet, ch.Seq)
 		}

@@ -20,7 +20,9 @@ import (
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/engine"
+	"github.com/logplane/logplane/reconcilers/informer"
 	"github.com/logplane/logplane/reconcilers/ownerref"
+	"github.com/logplane/logplane/reconcilers/slowstart"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -54,7 +56,7 @@ func (c *Controller) reconcile(ctx context.Context, kd *setKind, req engine.Requ
 	key := req.Key
 	obj, ok := c.ix.Object(key)
 	if !ok {
-		c.exp.forget(key)
+		c.exp.Delete(key)
 		c.mu.Lock()
 		delete(c.podLosses, key)
 		delete(c.batches, key)
@@ -69,7 +71,7 @@ func (c *Controller) reconcile(ctx context.Context, kd *setKind, req engine.Requ
 	if err != nil || selector.Empty() {
 		return engine.Result{}, fmt.Errorf("%w: %s %s/%s has an invalid selector: %v", engine.ErrTerminal, kd.k.Kind, rs.Namespace, rs.Name, err)
 	}
-	needsSync := c.exp.satisfied(key)
+	needsSync := c.exp.Satisfied(key)
 	createCause, deleteCause := c.causes(key, req)
 	pods, err := c.claimPods(ctx, kd, rs, selector, req.Cause)
 	if err != nil {
@@ -108,7 +110,7 @@ func (c *Controller) claimPods(ctx context.Context, kd *setKind, rs *appsv1.Repl
 	var claimed []*corev1.Pod
 	var errs []error
 	for _, k := range c.ix.Dependents(rs.UID) {
-		p := c.indexedPod(k)
+		p, _ := informer.Get[*corev1.Pod](c.ix, podsResource, k)
 		if p == nil || !isActive(p) {
 			continue
 		}
@@ -128,7 +130,7 @@ func (c *Controller) claimPods(ctx context.Context, kd *setKind, rs *appsv1.Repl
 		return claimed, errors.Join(errs...)
 	}
 	for _, k := range c.ix.Orphans(podsResource, rs.Namespace) {
-		p := c.indexedPod(k)
+		p, _ := informer.Get[*corev1.Pod](c.ix, podsResource, k)
 		if p == nil || !isActive(p) || metav1.GetControllerOfNoCopy(p) != nil || !selector.Matches(labels.Set(p.Labels)) {
 			continue
 		}
@@ -142,19 +144,6 @@ func (c *Controller) claimPods(ctx context.Context, kd *setKind, rs *appsv1.Repl
 		}
 	}
 	return claimed, errors.Join(errs...)
-}
-
-// indexedPod returns the index's copy of a pod, nil if it has none.
-func (c *Controller) indexedPod(k eventlog.Key) *corev1.Pod {
-	if k.Resource != podsResource.Resource || k.Group != "" {
-		return nil
-	}
-	obj, ok := c.ix.Object(k)
-	if !ok {
-		return nil
-	}
-	p, _ := obj.(*corev1.Pod)
-	return p
 }
 
 func isActive(p *corev1.Pod) bool {
@@ -207,11 +196,15 @@ func (c *Controller) manageReplicas(ctx context.Context, kd *setKind, key eventl
 	switch {
 	case diff < 0:
 		n := min(-diff, c.cfg.BurstReplicas)
-		c.exp.expectCreations(key, n)
-		made, last, err := slowStartBatch(n, c.startBatch(key), func() error { return c.createPod(ctx, kd, rs, createCause) })
-		for range n - made {
-			c.exp.creationObserved(key)
-		}
+		c.exp.ExpectCreations(key, n)
+		called, last, err := slowstart.Batch(n, c.startBatch(key), func(int) error {
+			err := c.createPod(ctx, kd, rs, createCause)
+			if err != nil {
+				c.exp.CreationObserved(key) // it will not come
+			}
+			return err
+		})
+		c.exp.Lower(key, n-called, 0) // the creations skipped are retried by a later reconcile
 		c.noteBatch(key, last, err)
 		return err
 	case diff > 0:
@@ -221,7 +214,7 @@ func (c *Controller) manageReplicas(ctx context.Context, kd *setKind, key eventl
 		for i, p := range toDelete {
 			keys[i] = eventlog.Key{Resource: "pods", Namespace: p.Namespace, Name: p.Name}
 		}
-		c.exp.expectDeletions(key, keys)
+		c.exp.ExpectDeletions(key, keys)
 		var wg sync.WaitGroup
 		errs := make([]error, len(toDelete))
 		for i, p := range toDelete {
@@ -232,7 +225,7 @@ func (c *Controller) manageReplicas(ctx context.Context, kd *setKind, key eventl
 				if err == nil {
 					return
 				}
-				c.exp.deletionObserved(key, keys[i])
+				c.exp.DeletionObserved(key, keys[i])
 				if !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 					errs[i] = err // else gone or replaced already: nothing to report
 				}
@@ -242,36 +235,6 @@ func (c *Controller) manageReplicas(ctx context.Context, kd *setKind, key eventl
 		return errors.Join(errs...)
 	}
 	return nil
-}
-
-// slowStartBatch calls fn count times, in batches that start at initial and double while every
-// call succeeds, the calls of a batch running concurrently: a set that cannot create pods (a
-// quota, a bad template) fails once rather than count times. It returns how many calls
-// succeeded, the size of the last batch, and the first error.
-func slowStartBatch(count, initial int, fn func() error) (done, last int, err error) {
-	remaining := count
-	for batch := min(remaining, initial); batch > 0; batch = min(2*batch, remaining) {
-		last = batch
-		errs := make(chan error, batch)
-		var wg sync.WaitGroup
-		for range batch {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := fn(); err != nil {
-					errs <- err
-				}
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		done += batch - len(errs)
-		if err, ok := <-errs; ok {
-			return done, last, err
-		}
-		remaining -= batch
-	}
-	return done, last, nil
 }
 
 // startBatch is the first batch size of a set's next creations: 1 for a set that has not

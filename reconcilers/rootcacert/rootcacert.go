@@ -101,13 +101,11 @@ func New(e *engine.Engine, cfg Config) (*Reconciler, error) {
 	if len(cfg.CA) == 0 {
 		return nil, errors.New("rootcacert: no root CA certificate to publish")
 	}
-	if e.Registry() == nil {
-		return nil, errors.New("rootcacert: the engine has no registry")
+	ks, err := e.Kinds(configmaps)
+	if err != nil {
+		return nil, fmt.Errorf("rootcacert: %w", err)
 	}
-	k, ok := e.Registry().Catalog().ByGroupResource(configmaps)
-	if !ok {
-		return nil, errors.New("rootcacert: the catalog has no configmaps")
-	}
+	k := ks[0]
 	if cfg.Workers <= 0 {
 		cfg.Workers = 2
 	}

@@ -5,7 +5,7 @@ package serviceaccounts
 
 import (
 	"context"
-	"errors"
+	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -56,23 +56,16 @@ type Reconciler struct {
 }
 
 // Setup is the reconciler's line in the list of reconcilers (package sets).
-func Setup(cfg Config) engine.Setup {
-	return func(_ context.Context, e *engine.Engine) error {
-		_, err := New(e, cfg)
-		return err
-	}
-}
+func Setup(cfg Config) engine.Setup { return engine.SetupOf(New, cfg) }
 
 // New registers the reconciler on e: it reconciles namespaces, and watches deleted default
 // accounts, which it makes again.
 func New(e *engine.Engine, cfg Config) (*Reconciler, error) {
-	if e.Registry() == nil {
-		return nil, errors.New("serviceaccounts: the engine has no registry")
+	ks, err := e.Kinds(serviceaccounts)
+	if err != nil {
+		return nil, fmt.Errorf("serviceaccounts: %w", err)
 	}
-	k, ok := e.Registry().Catalog().ByGroupResource(serviceaccounts)
-	if !ok {
-		return nil, errors.New("serviceaccounts: the catalog has no serviceaccounts")
-	}
+	k := ks[0]
 	if cfg.Workers <= 0 {
 		cfg.Workers = 2
 	}

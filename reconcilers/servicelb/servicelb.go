@@ -6,7 +6,6 @@ package servicelb
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -55,28 +54,20 @@ type Reconciler struct {
 }
 
 // Setup is the reconciler's line in the list of reconcilers (package sets).
-func Setup(cfg Config) engine.Setup {
-	return func(_ context.Context, e *engine.Engine) error {
-		_, err := New(e, cfg)
-		return err
-	}
-}
+func Setup(cfg Config) engine.Setup { return engine.SetupOf(New, cfg) }
 
 // New registers the reconciler on e: it reconciles Services; a change of any node or of any
 // LoadBalancer Service queues every LoadBalancer Service (addresses and ports are shared).
 func New(e *engine.Engine, cfg Config) (*Reconciler, error) {
-	if e.Registry() == nil {
-		return nil, errors.New("servicelb: the engine has no registry")
+	ks, err := e.Kinds(services)
+	if err != nil {
+		return nil, fmt.Errorf("servicelb: %w", err)
 	}
-	k, ok := e.Registry().Catalog().ByGroupResource(services)
-	if !ok {
-		return nil, errors.New("servicelb: the catalog has no services")
-	}
+	k := ks[0]
 	if cfg.Workers <= 0 {
 		cfg.Workers = 2
 	}
-	events, err := e.Recorder(recorder.Config{Actor: registry.Reconciler(Name),
-		Source: corev1.EventSource{Component: "service-lb-controller", Host: e.Host()}, SpamFilter: true})
+	events, err := e.EventRecorder(Name, "service-lb-controller")
 	if err != nil {
 		return nil, err
 	}

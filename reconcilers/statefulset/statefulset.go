@@ -23,12 +23,11 @@ package statefulset
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -39,7 +38,6 @@ import (
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/history"
 	"github.com/logplane/logplane/reconcilers/informer"
-	"github.com/logplane/logplane/recorder"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -90,34 +88,24 @@ type Controller struct {
 }
 
 // Setup is the reconciler's line in the list of reconcilers (package sets).
-func Setup(cfg Config) engine.Setup {
-	return func(_ context.Context, e *engine.Engine) error {
-		_, err := New(e, cfg)
-		return err
-	}
-}
+func Setup(cfg Config) engine.Setup { return engine.SetupOf(New, cfg) }
 
 // New registers the StatefulSet reconciler on e, with the recorder of its Events (component
 // "statefulset-controller").
 func New(e *engine.Engine, cfg Config) (*Controller, error) {
-	if e.Registry() == nil {
-		return nil, errors.New("statefulset: the engine has no registry")
-	}
 	if cfg.Burst <= 0 {
 		cfg.Burst = 64
 	}
-	cat := e.Registry().Catalog()
-	pods, ok1 := cat.ByGroupResource(podsResource)
-	sets, ok2 := cat.ByGroupResource(setsResource)
-	if !ok1 || !ok2 {
-		return nil, errors.New("statefulset: the catalog has no pods or statefulsets")
+	ks, err := e.Kinds(podsResource, setsResource)
+	if err != nil {
+		return nil, fmt.Errorf("statefulset: %w", err)
 	}
+	pods, sets := ks[0], ks[1]
 	h, err := history.New(e.Index(), e.Registry(), Name)
 	if err != nil {
 		return nil, err
 	}
-	rec, err := e.Recorder(recorder.Config{Actor: registry.Reconciler(Name),
-		Source: corev1.EventSource{Component: "statefulset-controller", Host: e.Host()}, SpamFilter: true})
+	rec, err := e.EventRecorder(Name, "statefulset-controller")
 	if err != nil {
 		return nil, err
 	}

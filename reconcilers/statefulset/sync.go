@@ -20,9 +20,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/history"
+	"github.com/logplane/logplane/reconcilers/informer"
 	"github.com/logplane/logplane/reconcilers/ownerref"
 	"github.com/logplane/logplane/registry"
 )
@@ -85,11 +85,12 @@ func (c *Controller) adoptOrphanRevisions(ctx context.Context, h *history.Histor
 // claimPods returns the pods the set controls, once it has adopted the orphans that its selector
 // matches and whose names are of the set, and released those that no longer match.
 func (c *Controller) claimPods(ctx context.Context, set *appsv1.StatefulSet, selector labels.Selector, cause uint64) ([]*corev1.Pod, error) {
-	match := func(p *corev1.Pod) bool { return selector.Matches(labels.Set(p.Labels)) && isMemberOf(set, p) }
+	isMember := func(p *corev1.Pod) bool { return isMemberOf(set, p) }
+	match := func(p *corev1.Pod) bool { return selector.Matches(labels.Set(p.Labels)) && isMember(p) }
 	var claimed []*corev1.Pod
 	var errs []error
 	for _, k := range c.ix.Dependents(set.UID) {
-		p := c.indexedPod(k)
+		p, _ := informer.Get[*corev1.Pod](c.ix, podsResource, k)
 		if p == nil {
 			continue
 		}
@@ -107,33 +108,8 @@ func (c *Controller) claimPods(ctx context.Context, set *appsv1.StatefulSet, sel
 	if set.DeletionTimestamp != nil {
 		return claimed, errors.Join(errs...)
 	}
-	for _, k := range c.ix.Orphans(podsResource, set.Namespace) {
-		p := c.indexedPod(k)
-		if p == nil || p.DeletionTimestamp != nil || metav1.GetControllerOfNoCopy(p) != nil || !match(p) {
-			continue
-		}
-		out, err := ownerref.Adopt(ctx, c.w, c.pods, p.Namespace, p.Name, p.UID, *metav1.NewControllerRef(set, controllerKind), c.request(cause))
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if adopted, ok := out.(*corev1.Pod); ok {
-			claimed = append(claimed, adopted)
-		}
-	}
-	return claimed, errors.Join(errs...)
-}
-
-func (c *Controller) indexedPod(k eventlog.Key) *corev1.Pod {
-	if k.Resource != podsResource.Resource || k.Group != "" {
-		return nil
-	}
-	obj, ok := c.ix.Object(k)
-	if !ok {
-		return nil
-	}
-	p, _ := obj.(*corev1.Pod)
-	return p
+	adopted, err := ownerref.AdoptOrphans(ctx, c.w, c.ix, c.pods, set.Namespace, selector, isMember, *metav1.NewControllerRef(set, controllerKind), c.request(cause))
+	return append(claimed, adopted...), errors.Join(append(errs, err)...)
 }
 
 // updateStatefulSetAll is Kubernetes' UpdateStatefulSet: the revisions, the pods, the status,
