@@ -28,6 +28,7 @@ import (
 	"github.com/logplane/logplane/dataplane/dataplanetest"
 	"github.com/logplane/logplane/dataplane/runtimeapi"
 	"github.com/logplane/logplane/reconcilers/engine"
+	"github.com/logplane/logplane/reconcilers/nodefeed"
 	"github.com/logplane/logplane/reconcilers/reconcilerstest"
 )
 
@@ -104,7 +105,9 @@ func (r *realCluster) run(name, image string, args ...string) {
 }
 
 // startScheduler runs the scheduler as `logplane reconcile` does, in this process, on the API
-// server's projection and registry, until the test ends, and returns its engine.
+// server's projection and registry, until the test ends, and returns its engine. The nodes'
+// feeds are kept on the same engine, as the reconcile role keeps them: an agent holding a node's
+// credential reads only its feed.
 func startScheduler(t testing.TB, c *cluster) *engine.Engine {
 	t.Helper()
 	e, err := reconcilerstest.SchedulerEngine(c.api.API.Registry(), c.api.API.Store(), slog.Default())
@@ -112,6 +115,10 @@ func startScheduler(t testing.TB, c *cluster) *engine.Engine {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
+	if err := nodefeed.Setup(nodefeed.Config{Feeds: c.api.Log})(ctx, e); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -82,9 +82,14 @@ func runAgent(ctx context.Context, p agentProcess, ready chan<- struct{}) error 
 	}
 	defer l.Close()
 	cat := builtin.Catalog()
-	store := projections.New(cat, nil)
+	// A node's credential reads only its feed, and the control plane opens its Secrets, as in
+	// `logplane agent` (cmd/logplane's openProcess).
+	store, run := projections.New(cat, nil), (*projections.Store).Run
+	if l.IsNodeFeed() {
+		store, run = projections.New(cat, nil, projections.WithOpener(l.NodeOpener())), (*projections.Store).RunFeed
+	}
 	storeDone := make(chan error, 1)
-	go func() { storeDone <- store.Run(ctx, l) }()
+	go func() { storeDone <- run(store, ctx, l) }()
 	defer func() { <-storeDone }()
 	defer cancel()
 	reg, err := registry.New(registry.Config{Log: l, Store: store, Catalog: cat})
