@@ -124,8 +124,9 @@ func (l *Log) PublishFeed(ctx context.Context, node string, pos uint64, entries 
 	futures := make([]jetstream.PubAckFuture, 0, len(entries)+1)
 	for _, e := range entries {
 		msg := &nats.Msg{Subject: e.Key.subject(prefix), Data: e.Data, Header: nats.Header{}}
+		// Only the mark that ends the batch carries the position: a reader that took it from
+		// the batch's first entry would count the rest as read before it had them.
 		msg.Header.Set(hdrRev, strconv.FormatUint(e.Rev, 10))
-		msg.Header.Set(hdrPos, p)
 		if e.Data == nil {
 			msg.Header.Set(hdrRemoved, "1")
 		}
