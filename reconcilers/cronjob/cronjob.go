@@ -60,7 +60,10 @@ var _ writer = (*registry.Registry)(nil)
 
 // Config configures the reconciler.
 type Config struct {
-	// Workers reconciling CronJobs. Default 4 (the engine's).
+	// Workers reconciling CronJobs. Default 16: a reconcile mostly waits for its two appends
+	// (the Job, then the CronJob's status), and a schedule shared by many CronJobs comes due at
+	// once (BenchmarkCronJobs: p99 from the schedule to the Job 1.42 s with 4 workers, 0.97 s
+	// with 16, docs/BENCHMARKS.md).
 	Workers int
 }
 
@@ -85,6 +88,9 @@ func New(e *engine.Engine, cfg Config) (*Controller, error) {
 		return nil, fmt.Errorf("cronjob: %w", err)
 	}
 	jobs, cjs := ks[0], ks[1]
+	if cfg.Workers <= 0 {
+		cfg.Workers = 16
+	}
 	rec, err := e.EventRecorder(Name, "cronjob-controller")
 	if err != nil {
 		return nil, err

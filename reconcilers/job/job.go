@@ -63,7 +63,7 @@ var _ writer = (*registry.Registry)(nil)
 
 // Config configures the reconciler.
 type Config struct {
-	// Workers reconciling Jobs. Default 4 (the engine's).
+	// Workers reconciling Jobs. Default 16: a reconcile mostly waits for the log's appends.
 	Workers int
 	// BackOff is the delay after a Job's first pod failure, doubled at each further failure up
 	// to MaxBackOff. Defaults DefaultPodFailureBackOff and MaxPodFailureBackOff.
@@ -106,6 +106,9 @@ func New(e *engine.Engine, cfg Config) (*Controller, error) {
 	}
 	if cfg.Burst <= 0 {
 		cfg.Burst = 500
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 16
 	}
 	if cfg.MaxUncounted <= 0 {
 		cfg.MaxUncounted = 500
