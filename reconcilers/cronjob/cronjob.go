@@ -112,24 +112,7 @@ func (c *Controller) request(cause uint64) registry.Request {
 
 // ownedJobs returns the Jobs the CronJob controls, from the index.
 func (c *Controller) ownedJobs(cj *batchv1.CronJob) []*batchv1.Job {
-	var out []*batchv1.Job
-	for _, k := range c.ix.Dependents(cj.UID) {
-		if k.Group != jobsResource.Group || k.Resource != jobsResource.Resource {
-			continue
-		}
-		obj, ok := c.ix.Object(k)
-		if !ok {
-			continue
-		}
-		j, ok := obj.(*batchv1.Job)
-		if !ok {
-			continue
-		}
-		if ref := metav1.GetControllerOfNoCopy(j); ref != nil && ref.UID == cj.UID {
-			out = append(out, j)
-		}
-	}
-	return out
+	return informer.Controlled[*batchv1.Job](c.ix, jobsResource, cj.UID)
 }
 
 func finishedCondition(j *batchv1.Job) (batchv1.JobConditionType, bool) {

@@ -86,12 +86,8 @@ func match(ds *appsv1.DaemonSet, rev *appsv1.ControllerRevision) (bool, error) {
 // orphans its selector matches.
 func (c *Controller) controlledHistories(ctx context.Context, ds *appsv1.DaemonSet, selector labels.Selector, cause uint64) ([]*appsv1.ControllerRevision, error) {
 	var out []*appsv1.ControllerRevision
-	for _, k := range c.ix.Dependents(ds.UID) {
-		rev, ok := informer.Get[*appsv1.ControllerRevision](c.ix, revisionsResource, k)
-		if !ok || rev.DeletionTimestamp != nil {
-			continue
-		}
-		if ref := metav1.GetControllerOfNoCopy(rev); ref != nil && ref.UID == ds.UID {
+	for _, rev := range informer.Controlled[*appsv1.ControllerRevision](c.ix, revisionsResource, ds.UID) {
+		if rev.DeletionTimestamp == nil {
 			out = append(out, rev)
 		}
 	}

@@ -135,15 +135,7 @@ func (c *Controller) updateDaemonSet(ctx context.Context, key eventlog.Key, ds *
 func (c *Controller) claimPods(ctx context.Context, ds *appsv1.DaemonSet, selector labels.Selector, cause uint64) ([]*corev1.Pod, error) {
 	var claimed []*corev1.Pod
 	var errs []error
-	for _, k := range c.ix.Dependents(ds.UID) {
-		p, _ := informer.Get[*corev1.Pod](c.ix, podsResource, k)
-		if p == nil {
-			continue
-		}
-		ref := metav1.GetControllerOfNoCopy(p)
-		if ref == nil || ref.UID != ds.UID {
-			continue
-		}
+	for _, p := range informer.Controlled[*corev1.Pod](c.ix, podsResource, ds.UID) {
 		if selector.Matches(labels.Set(p.Labels)) {
 			claimed = append(claimed, p)
 			continue

@@ -1,8 +1,10 @@
 package informer
 
 import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/logplane/logplane/eventlog"
 )
@@ -21,4 +23,23 @@ func Get[T runtime.Object](ix *Index, gr schema.GroupResource, key eventlog.Key)
 		return zero, false
 	}
 	return t, true
+}
+
+// Controlled returns the objects of resource gr whose controller (the ownerReference with
+// controller: true) is owner, decoded as T. They are shared: copy one before changing it.
+func Controlled[T interface {
+	runtime.Object
+	metav1.Object
+}](ix *Index, gr schema.GroupResource, owner types.UID) []T {
+	var out []T
+	for _, k := range ix.Dependents(owner) {
+		o, ok := Get[T](ix, gr, k)
+		if !ok {
+			continue
+		}
+		if ref := metav1.GetControllerOfNoCopy(o); ref != nil && ref.UID == owner {
+			out = append(out, o)
+		}
+	}
+	return out
 }

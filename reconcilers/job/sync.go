@@ -21,6 +21,7 @@ import (
 
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/reconcilers/engine"
+	"github.com/logplane/logplane/reconcilers/informer"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -186,26 +187,9 @@ func finishTime(p *corev1.Pod) time.Time {
 	return t
 }
 
-// pods returns the pods the Job controls, from the index.
+// podsOf returns the pods the Job controls, from the index.
 func (c *Controller) podsOf(j *batchv1.Job) []*corev1.Pod {
-	var out []*corev1.Pod
-	for _, k := range c.ix.Dependents(j.UID) {
-		if k.Resource != "pods" || k.Group != "" {
-			continue
-		}
-		obj, ok := c.ix.Object(k)
-		if !ok {
-			continue
-		}
-		p, ok := obj.(*corev1.Pod)
-		if !ok {
-			continue
-		}
-		if ref := metav1.GetControllerOfNoCopy(p); ref != nil && ref.UID == j.UID {
-			out = append(out, p)
-		}
-	}
-	return out
+	return informer.Controlled[*corev1.Pod](c.ix, podsResource, j.UID)
 }
 
 func (c *Controller) reconcile(ctx context.Context, req engine.Request) (engine.Result, error) {

@@ -109,14 +109,9 @@ func replicasOf(rs *appsv1.ReplicaSet) int32 {
 func (c *Controller) claimPods(ctx context.Context, kd *setKind, rs *appsv1.ReplicaSet, selector labels.Selector, cause uint64) ([]*corev1.Pod, error) {
 	var claimed []*corev1.Pod
 	var errs []error
-	for _, k := range c.ix.Dependents(rs.UID) {
-		p, _ := informer.Get[*corev1.Pod](c.ix, podsResource, k)
-		if p == nil || !isActive(p) {
+	for _, p := range informer.Controlled[*corev1.Pod](c.ix, podsResource, rs.UID) {
+		if !isActive(p) {
 			continue
-		}
-		ref := metav1.GetControllerOfNoCopy(p)
-		if ref == nil || ref.UID != rs.UID {
-			continue // owned, not controlled; or controlled by another
 		}
 		if selector.Matches(labels.Set(p.Labels)) {
 			claimed = append(claimed, p)

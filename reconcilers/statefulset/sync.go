@@ -89,14 +89,7 @@ func (c *Controller) claimPods(ctx context.Context, set *appsv1.StatefulSet, sel
 	match := func(p *corev1.Pod) bool { return selector.Matches(labels.Set(p.Labels)) && isMember(p) }
 	var claimed []*corev1.Pod
 	var errs []error
-	for _, k := range c.ix.Dependents(set.UID) {
-		p, _ := informer.Get[*corev1.Pod](c.ix, podsResource, k)
-		if p == nil {
-			continue
-		}
-		if ref := metav1.GetControllerOfNoCopy(p); ref == nil || ref.UID != set.UID {
-			continue
-		}
+	for _, p := range informer.Controlled[*corev1.Pod](c.ix, podsResource, set.UID) {
 		if match(p) {
 			claimed = append(claimed, p)
 		} else if set.DeletionTimestamp == nil {
