@@ -15,7 +15,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/logplane/logplane/projections"
 	"github.com/logplane/logplane/reconcilers/engine"
@@ -414,9 +413,6 @@ func TestRestartMidRollout(t *testing.T) {
 // collector follows: the claim of a scaled-down ordinal goes with its pod, the others with the set.
 func TestVolumeClaimTemplatesAndRetention(t *testing.T) {
 	c := start(t)
-	if _, ok := c.Registry.Catalog().ByGroupResource(schema.GroupResource{Resource: "persistentvolumeclaims"}); !ok {
-		t.Skip("this build serves no PersistentVolumeClaims")
-	}
 	newKubelet(t, c, true)
 	c.MustApply(`apiVersion: apps/v1
 kind: StatefulSet
