@@ -165,17 +165,7 @@ func (lv *localVolumes) volume(name string) (*corev1.PersistentVolume, bool) {
 
 // mine says whether pv is a volume this node's provisioner made.
 func (lv *localVolumes) mine(pv *corev1.PersistentVolume) bool {
-	if pv.Annotations[storagehelpers.AnnDynamicallyProvisioned] != LocalProvisioner || pv.Spec.NodeAffinity == nil || pv.Spec.NodeAffinity.Required == nil {
-		return false
-	}
-	for _, t := range pv.Spec.NodeAffinity.Required.NodeSelectorTerms {
-		for _, e := range t.MatchExpressions {
-			if e.Key == corev1.LabelHostname && len(e.Values) == 1 && e.Values[0] == lv.a.cfg.NodeName {
-				return true
-			}
-		}
-	}
-	return false
+	return registry.LocalVolumeNode(pv) == lv.a.cfg.NodeName
 }
 
 // provision makes the volume of a claim selected for this node.

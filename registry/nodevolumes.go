@@ -18,7 +18,6 @@ const LocalProvisioner = "logplane.io/local"
 
 // What marks the volumes of the node agents' local provisioner.
 const (
-	localProvisioner    = LocalProvisioner
 	annProvisionedBy    = "pv.kubernetes.io/provisioned-by"
 	annSelectedNode     = "volume.kubernetes.io/selected-node"
 	labelHostname       = "kubernetes.io/hostname"
@@ -114,16 +113,24 @@ func (r *Registry) checkProvisionedVolume(ctx context.Context, node string, pv *
 	return nil
 }
 
-// localVolumeOf says whether pv is one of node's local provisioner: provisioned by it and
-// with a node affinity to that node alone.
+// localVolumeOf says whether pv is one of node's local provisioner.
 func localVolumeOf(pv *corev1.PersistentVolume, node string) bool {
-	if pv.Annotations[annProvisionedBy] != localProvisioner || pv.Spec.NodeAffinity == nil || pv.Spec.NodeAffinity.Required == nil {
-		return false
+	return node != "" && LocalVolumeNode(pv) == node
+}
+
+// LocalVolumeNode is the node whose local provisioner made pv (provisioned by LocalProvisioner,
+// with a node affinity to that node alone, as the node agents write it), or "".
+func LocalVolumeNode(pv *corev1.PersistentVolume) string {
+	if pv.Annotations[annProvisionedBy] != LocalProvisioner || pv.Spec.NodeAffinity == nil || pv.Spec.NodeAffinity.Required == nil {
+		return ""
 	}
 	terms := pv.Spec.NodeAffinity.Required.NodeSelectorTerms
 	if len(terms) != 1 || len(terms[0].MatchFields) != 0 || len(terms[0].MatchExpressions) != 1 {
-		return false
+		return ""
 	}
 	e := terms[0].MatchExpressions[0]
-	return e.Key == labelHostname && e.Operator == corev1.NodeSelectorOpIn && len(e.Values) == 1 && e.Values[0] == node
+	if e.Key != labelHostname || e.Operator != corev1.NodeSelectorOpIn || len(e.Values) != 1 {
+		return ""
+	}
+	return e.Values[0]
 }

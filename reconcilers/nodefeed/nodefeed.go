@@ -684,16 +684,7 @@ func assignedNode(o *projections.Object) string {
 	case *corev1.PersistentVolumeClaim:
 		return v.Annotations[storagehelpers.AnnSelectedNode]
 	case *corev1.PersistentVolume:
-		if v.Annotations[storagehelpers.AnnDynamicallyProvisioned] != registry.LocalProvisioner || v.Spec.NodeAffinity == nil || v.Spec.NodeAffinity.Required == nil {
-			return ""
-		}
-		for _, t := range v.Spec.NodeAffinity.Required.NodeSelectorTerms {
-			for _, e := range t.MatchExpressions {
-				if e.Key == corev1.LabelHostname && e.Operator == corev1.NodeSelectorOpIn && len(e.Values) == 1 {
-					return e.Values[0]
-				}
-			}
-		}
+		return registry.LocalVolumeNode(v)
 	}
 	return ""
 }
