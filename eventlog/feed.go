@@ -362,7 +362,7 @@ func (c *Config) feedRequestSubject(node string) string {
 // current and returns the log's position it reflects, or false to leave the request to another
 // replica (the node asks again).
 func (l *Log) ServeFeedRequests(ctx context.Context, fn func(ctx context.Context, node string) (uint64, bool)) error {
-	sub, err := l.nc.QueueSubscribe(l.cfg.Prefix+".node.*.feed", "logplane-node-feeds", func(m *nats.Msg) {
+	return l.serveNodeRequests(ctx, "feed", "logplane-node-feeds", func(m *nats.Msg) {
 		toks := strings.Split(m.Subject, ".")
 		if len(toks) < 3 {
 			return
@@ -371,22 +371,14 @@ func (l *Log) ServeFeedRequests(ctx context.Context, fn func(ctx context.Context
 		if err != nil {
 			return
 		}
-		go func() {
-			pos, ok := fn(ctx, node)
-			if !ok {
-				return
-			}
-			if err := m.Respond([]byte(strconv.FormatUint(pos, 10))); err != nil {
-				l.cfg.Logger.Warn("eventlog: answering a node's feed request", "node", node, "err", err)
-			}
-		}()
+		pos, ok := fn(ctx, node)
+		if !ok {
+			return
+		}
+		if err := m.Respond([]byte(strconv.FormatUint(pos, 10))); err != nil {
+			l.cfg.Logger.Warn("eventlog: answering a node's feed request", "node", node, "err", err)
+		}
 	})
-	if err != nil {
-		return fmt.Errorf("eventlog: serving feed requests: %w", err)
-	}
-	<-ctx.Done()
-	_ = sub.Unsubscribe() // fails only on a closed connection, which ends it too
-	return nil
 }
 
 // requestFeed asks the control plane for this node's feed and waits for the answer (asking

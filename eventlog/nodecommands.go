@@ -93,35 +93,40 @@ type NodeWriteCheck func(ctx context.Context, node string, ev *eventv1.ObjectCha
 // check, stamped with the node as its actor and appended. Several processes may serve them
 // (a queue group shares the commands).
 func (l *Log) ServeNodeCommands(ctx context.Context, check NodeWriteCheck) error {
-	msgs := make(chan *nats.Msg, 1024)
-	sub, err := l.nc.ChanQueueSubscribe(l.cfg.Prefix+".node.*.append", "logplane-node-commands", msgs)
+	return l.serveNodeRequests(ctx, "append", "logplane-node-commands", func(m *nats.Msg) { l.nodeCommand(ctx, check, m) })
+}
+
+// serveNodeRequests answers the nodes' requests on <prefix>.node.*.<verb>, each in a goroutine
+// of its own, until ctx ends. Several processes may serve them (the queue group shares them).
+func (l *Log) serveNodeRequests(ctx context.Context, verb, group string, handle func(*nats.Msg)) error {
+	sub, err := l.nc.QueueSubscribe(l.cfg.Prefix+".node.*."+verb, group, func(m *nats.Msg) { go handle(m) })
 	if err != nil {
-		return fmt.Errorf("eventlog: serving node commands: %w", err)
+		return fmt.Errorf("eventlog: serving the nodes' %s requests: %w", verb, err)
 	}
-	defer func() { _ = sub.Unsubscribe() }() // fails only on a closed connection, which ends it too
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case m := <-msgs:
-			go l.nodeCommand(ctx, check, m)
+	<-ctx.Done()
+	_ = sub.Unsubscribe() // fails only on a closed connection, which ends it too
+	return nil
+}
+
+// failedReply is the answer to a node's request that failed: the error, with its code.
+func failedReply(err error) *nats.Msg {
+	code := "error"
+	for _, ce := range commandErrors {
+		if errors.Is(err, ce.err) {
+			code = ce.code
+			break
 		}
 	}
+	reply := &nats.Msg{Header: nats.Header{}, Data: []byte(err.Error())}
+	reply.Header.Set(hdrErrorCode, code)
+	return reply
 }
 
 func (l *Log) nodeCommand(ctx context.Context, check NodeWriteCheck, m *nats.Msg) {
 	seq, err := l.doNodeCommand(ctx, check, m)
 	reply := &nats.Msg{Header: nats.Header{}}
 	if err != nil {
-		code := "error"
-		for _, ce := range commandErrors {
-			if errors.Is(err, ce.err) {
-				code = ce.code
-				break
-			}
-		}
-		reply.Header.Set(hdrErrorCode, code)
-		reply.Data = []byte(err.Error())
+		reply = failedReply(err)
 	} else {
 		reply.Header.Set(hdrSeq, strconv.FormatUint(seq, 10))
 	}
@@ -225,37 +230,16 @@ type NodeReadCheck func(ctx context.Context, node string, key Key) error
 // serve them (a queue group).
 func (l *Log) ServeNodeOpens(ctx context.Context, check NodeReadCheck,
 	open func(context.Context, *eventv1.ObjectChanged) (*eventv1.ObjectChanged, error)) error {
-	msgs := make(chan *nats.Msg, 1024)
-	sub, err := l.nc.ChanQueueSubscribe(l.cfg.Prefix+".node.*.open", "logplane-node-opens", msgs)
-	if err != nil {
-		return fmt.Errorf("eventlog: serving node opens: %w", err)
-	}
-	defer func() { _ = sub.Unsubscribe() }() // fails only on a closed connection, which ends it too
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case m := <-msgs:
-			go func() {
-				data, err := l.doNodeOpen(ctx, check, open, m)
-				reply := &nats.Msg{Header: nats.Header{}, Data: data}
-				if err != nil {
-					code := "error"
-					for _, ce := range commandErrors {
-						if errors.Is(err, ce.err) {
-							code = ce.code
-							break
-						}
-					}
-					reply.Header.Set(hdrErrorCode, code)
-					reply.Data = []byte(err.Error())
-				}
-				if err := m.RespondMsg(reply); err != nil {
-					l.cfg.Logger.Warn("eventlog: answering a node's open", "subject", m.Subject, "err", err)
-				}
-			}()
+	return l.serveNodeRequests(ctx, "open", "logplane-node-opens", func(m *nats.Msg) {
+		data, err := l.doNodeOpen(ctx, check, open, m)
+		reply := &nats.Msg{Header: nats.Header{}, Data: data}
+		if err != nil {
+			reply = failedReply(err)
 		}
-	}
+		if err := m.RespondMsg(reply); err != nil {
+			l.cfg.Logger.Warn("eventlog: answering a node's open", "subject", m.Subject, "err", err)
+		}
+	})
 }
 
 func (l *Log) doNodeOpen(ctx context.Context, check NodeReadCheck,
@@ -338,35 +322,27 @@ func (l *Log) PodAddresses(ctx context.Context, q PodAddressesQuery) ([]string, 
 
 // ServeNodeQueries answers the nodes' PodAddressesQuery with fn until ctx ends (a queue group).
 func (l *Log) ServeNodeQueries(ctx context.Context, fn func(ctx context.Context, node string, q PodAddressesQuery) ([]string, error)) error {
-	sub, err := l.nc.QueueSubscribe(l.cfg.Prefix+".node.*.query", "logplane-node-queries", func(m *nats.Msg) {
-		go func() {
-			reply := &nats.Msg{Header: nats.Header{}}
-			var q PodAddressesQuery
-			toks := strings.Split(m.Subject, ".")
-			node, err := url.PathUnescape(toks[len(toks)-2])
-			if err == nil {
-				err = json.Unmarshal(m.Data, &q)
-			}
-			var out []string
-			if err == nil {
-				out, err = fn(ctx, node, q)
-			}
-			if err == nil {
-				reply.Data, err = json.Marshal(out)
-			}
-			if err != nil {
-				reply.Header.Set(hdrErrorCode, "error")
-				reply.Data = []byte(err.Error())
-			}
-			if err := m.RespondMsg(reply); err != nil {
-				l.cfg.Logger.Warn("eventlog: answering a node's query", "subject", m.Subject, "err", err)
-			}
-		}()
+	return l.serveNodeRequests(ctx, "query", "logplane-node-queries", func(m *nats.Msg) {
+		reply := &nats.Msg{Header: nats.Header{}}
+		var q PodAddressesQuery
+		toks := strings.Split(m.Subject, ".")
+		node, err := url.PathUnescape(toks[len(toks)-2])
+		if err == nil {
+			err = json.Unmarshal(m.Data, &q)
+		}
+		var out []string
+		if err == nil {
+			out, err = fn(ctx, node, q)
+		}
+		if err == nil {
+			reply.Data, err = json.Marshal(out)
+		}
+		if err != nil {
+			reply.Header.Set(hdrErrorCode, "error")
+			reply.Data = []byte(err.Error())
+		}
+		if err := m.RespondMsg(reply); err != nil {
+			l.cfg.Logger.Warn("eventlog: answering a node's query", "subject", m.Subject, "err", err)
+		}
 	})
-	if err != nil {
-		return fmt.Errorf("eventlog: serving node queries: %w", err)
-	}
-	<-ctx.Done()
-	_ = sub.Unsubscribe() // fails only on a closed connection, which ends it too
-	return nil
 }
