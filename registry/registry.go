@@ -107,6 +107,7 @@ type Registry struct {
 
 	mu            sync.Mutex
 	fieldManagers map[fmKey]*managedfields.FieldManager
+	unabridged    bool // a test's: status writes compare whole objects (updateManagedFields)
 }
 
 type fmKey struct {
@@ -145,7 +146,7 @@ func New(cfg Config) (*Registry, error) {
 		readTimeout:      cfg.ReadTimeout,
 		admission:        cfg.Admission,
 		objectInterfaces: admission.NewObjectInterfacesFromScheme(kinds.Scheme),
-		typeConverter:    applyconfigurations.NewTypeConverter(kinds.Scheme),
+		typeConverter:    newGoTypes(applyconfigurations.NewTypeConverter(kinds.Scheme)),
 		fieldManagers:    map[fmKey]*managedfields.FieldManager{},
 	}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -383,5 +384,56 @@ func TestSeqAt(t *testing.T) {
 	recs, err := e.reg.Audit(ctx, registry.AuditQuery{Since: between[2], Resource: schema.GroupResource{Resource: "configmaps"}})
 	if err != nil || len(recs) != 2 || recs[0].Seq != seqs[3] || recs[1].Seq != seqs[4] {
 		t.Fatalf("audit since the third create: %v, %d records", err, len(recs))
+	}
+}
+
+// A Job's counted-through mark is the Job reconciler's: a create drops it, an update of the Job
+// (replacing it without the annotation, or with another value) keeps it as the status wrote it.
+func TestJobCountedThroughIsKept(t *testing.T) {
+	e := newEnv(t)
+	var jobs *kinds.Kind
+	for _, k := range e.cat.All() {
+		if k.Resource == "jobs" {
+			jobs = k
+		}
+	}
+	const mark = builtin.JobCountedThroughAnnotation
+	j := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: "j", Namespace: "default", Annotations: map[string]string{mark: "99", "other": "x"}},
+		Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever,
+			Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}},
+	}
+	out, err := e.reg.Create(t.Context(), jobs, j, alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := out.(*batchv1.Job)
+	if _, ok := created.Annotations[mark]; ok || created.Annotations["other"] != "x" {
+		t.Fatalf("created with annotations %v", created.Annotations)
+	}
+	st := created.DeepCopy()
+	st.Annotations[mark] = "7"
+	st.Status.Succeeded = 1
+	if _, err := e.reg.UpdateStatus(t.Context(), jobs, st, registry.Request{Actor: registry.Reconciler("job")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, change := range []func(*batchv1.Job){
+		func(j *batchv1.Job) { delete(j.Annotations, mark) },
+		func(j *batchv1.Job) { j.Annotations[mark] = "1000" },
+		func(j *batchv1.Job) { j.Annotations = nil },
+	} {
+		cur, err := e.reg.Get(t.Context(), jobs, "default", "j", registry.ReadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		next := cur.(*batchv1.Job).DeepCopy()
+		change(next)
+		out, err := e.reg.Update(t.Context(), jobs, next, alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := out.(*batchv1.Job).Annotations[mark]; got != "7" {
+			t.Errorf("after an update of the Job, %s=%q, want the status's 7", mark, got)
+		}
 	}
 }

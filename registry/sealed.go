@@ -105,3 +105,9 @@ func (r *Registry) OpenSealed(ctx context.Context, ev *eventv1.ObjectChanged) (*
 	}
 	return r.sealer.Open(ctx, ev)
 }
+
+// Replay calls fn for the log's records matching f in (after, upTo], as they are stored (sealed
+// Secrets stay sealed): see eventlog.Log.Replay.
+func (r *Registry) Replay(ctx context.Context, f eventlog.Filter, after, upTo uint64, fn func(eventlog.Record) error) error {
+	return r.log.Replay(ctx, f, after, upTo, fn)
+}

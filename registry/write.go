@@ -362,11 +362,10 @@ func (r *Registry) modifyAllocated(ctx context.Context, k *kinds.Kind, key event
 	// A binding records no managed fields, as on Kubernetes (its binding storage writes the pod
 	// without the field manager): kube-scheduler never shows up as a manager of a pod.
 	if !opts.Applied && opts.Subresource != "binding" {
-		fm, err := r.FieldManager(k, fieldManagerSubresource(opts.Subresource))
-		if err != nil {
+		var err error
+		if next, err = r.updateManagedFields(k, opts.Subresource, cur.obj, next, req.manager()); err != nil {
 			return nil, 0, apierrors.NewInternalError(err)
 		}
-		next = fm.UpdateNoErrors(cur.obj, next, req.manager())
 	}
 	nm, _ := meta.Accessor(next)
 

@@ -42,7 +42,7 @@ func webManifest(replicas, minReady, history int, strategy, image string) string
 	return fmt.Sprintf(webDeployment, replicas, minReady, history, strategy, image)
 }
 
-// Recreate: no pod of the new template is created before every old pod is gone.
+// Recreate: no pod of the new template is created before every old pod has stopped.
 func TestDeploymentRecreate(t *testing.T) {
 	c := reconcilerstest.Start(t, reconcilerstest.Options{Nodes: 2})
 	c.MustApply(webManifest(3, 0, 10, "{type: Recreate}", "nginx:1.7.9"))
@@ -62,9 +62,13 @@ func TestDeploymentRecreate(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		image := obj.(*corev1.Pod).Spec.Containers[0].Image
+		p := obj.(*corev1.Pod)
+		image := p.Spec.Containers[0].Image
+		stopped := p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
 		switch {
-		case image == "nginx:1.7.9" && rec.Tombstone():
+		case image == "nginx:1.7.9" && (rec.Tombstone() || stopped):
+			// Gone, or stopped (Kubernetes' Recreate waits for the old pods to stop running:
+			// a terminal phase, written before the pod is removed).
 			delete(oldAlive, key.Name)
 		case image == "nginx:1.7.9":
 			oldAlive[key.Name] = true

@@ -57,6 +57,9 @@ type writer interface {
 	Create(ctx context.Context, k *kinds.Kind, obj runtime.Object, req registry.Request) (runtime.Object, error)
 	Modify(ctx context.Context, k *kinds.Kind, ns, name string, req registry.Request, opts registry.UpdateOptions, mutate registry.Mutation) (runtime.Object, error)
 	Delete(ctx context.Context, k *kinds.Kind, ns, name string, opts metav1.DeleteOptions, req registry.Request) (runtime.Object, bool, error)
+	History(ctx context.Context, k *kinds.Kind, ns, name string) ([]eventlog.Record, error)
+	At(ctx context.Context, key eventlog.Key, seq uint64) (eventlog.Record, error)
+	Replay(ctx context.Context, f eventlog.Filter, after, upTo uint64, fn func(eventlog.Record) error) error
 }
 
 var _ writer = (*registry.Registry)(nil)
@@ -70,9 +73,6 @@ type Config struct {
 	BackOff, MaxBackOff time.Duration
 	// Burst bounds the pods created by one reconcile. Default 500, as kube-controller-manager.
 	Burst int
-	// MaxUncounted bounds the uids one status write adds to uncountedTerminatedPods. Default
-	// 500, as Kubernetes' MaxUncountedPods.
-	MaxUncounted int
 }
 
 // Controller is the Job reconciler.
@@ -86,6 +86,10 @@ type Controller struct {
 	events EventRecorder
 	log    *slog.Logger
 	exp    *expectations.Expectations // Job → creations asked for, not yet observed
+	// journal: the terminal transitions of the Jobs' pods not counted yet; store: the
+	// projection the engine follows (its position bounds what replay reads back).
+	journal *journal
+	store   interface{ Applied() uint64 }
 }
 
 // Setup is the reconciler's line in the list of reconcilers (package sets).
@@ -110,36 +114,19 @@ func New(e *engine.Engine, cfg Config) (*Controller, error) {
 	if cfg.Workers <= 0 {
 		cfg.Workers = 16
 	}
-	if cfg.MaxUncounted <= 0 {
-		cfg.MaxUncounted = 500
-	}
 	rec, err := e.EventRecorder(Name, "job-controller")
 	if err != nil {
 		return nil, err
 	}
 	c := &Controller{cfg: cfg, w: e.Registry(), ix: e.Index(), now: e.Clock().Now, pods: ks[0], jobs: ks[1],
-		events: rec, log: e.Logger(), exp: expectations.New(e.Clock())}
+		events: rec, log: e.Logger(), exp: expectations.New(e.Clock()), journal: newJournal(), store: e.Store()}
 	e.Register(engine.Registration{
 		Name:       Name,
 		For:        jobsResource,
 		Owns:       []schema.GroupResource{podsResource},
-		Watches:    []engine.Watch{engine.Watches(podsResource, c.podChanged)},
+		Watches:    []engine.Watch{engine.Watches(podsResource, c.podChanged), engine.Watches(jobsResource, c.jobChanged)},
 		Workers:    cfg.Workers,
 		Reconciler: engine.ReconcilerFunc(c.reconcile),
 	})
 	return c, nil
-}
-
-// podChanged lowers the expectations of the Job controlling a pod that appeared. (The engine
-// queues the Job, as Owns.)
-func (c *Controller) podChanged(ev engine.Event) []eventlog.Key {
-	if ev.OldMeta != nil || ev.NewMeta == nil {
-		return nil
-	}
-	ref := ev.NewMeta.Controller()
-	if ref == nil || ref.Kind != "Job" {
-		return nil
-	}
-	c.exp.CreationObserved(eventlog.Key{Group: jobsResource.Group, Resource: jobsResource.Resource, Namespace: ev.Object().Key.Namespace, Name: ref.Name})
-	return nil
 }

@@ -278,11 +278,23 @@ spec:
         image: forever
 `)
 	c.Eventually(30*time.Second, func() (bool, string) {
+		n := 0
+		for _, p := range c.Pods("default", "job-name=slow") {
+			if podReady(p) {
+				n++
+			}
+		}
+		return n == 2, fmt.Sprintf("%d pods ready", n)
+	})
+	c.WaitReconciled()
+	// A status write that only moves numbers waits for its batch period, on the engine's clock.
+	fake.Step(job.ActivityBatchPeriod)
+	c.Eventually(30*time.Second, func() (bool, string) {
 		j := getJob(t, c, "slow")
 		return j.Status.Active == 2 && j.Status.Ready != nil && *j.Status.Ready == 2, fmt.Sprintf("status %+v", j.Status)
 	})
 	c.WaitReconciled()
-	fake.Step(29 * time.Second)
+	fake.Step(29*time.Second - job.ActivityBatchPeriod)
 	c.WaitReconciled()
 	if j := getJob(t, c, "slow"); hasCondition(j, batchv1.JobFailureTarget, "") || j.Status.Active != 2 {
 		t.Fatalf("before the deadline: %+v", j.Status)
@@ -499,9 +511,7 @@ func TestJobCountsExactAcrossRestarts(t *testing.T) {
 	c := reconcilerstest.Start(t, reconcilerstest.Options{Nodes: 1, NoReconcilers: true, NodeOptions: reconcilerstest.NodeOptions{Exit: exits}})
 	run := func() (stop func()) {
 		e := engine.New(c.Store, engine.Options{Logger: c.Logger, Registry: c.Registry, Host: "test"})
-		// Two uids per status write at most: finished pods wait for later writes, and must
-		// still count in what each reconcile decides.
-		if _, err := job.New(e, job.Config{MaxUncounted: 2}); err != nil {
+		if _, err := job.New(e, job.Config{}); err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
@@ -549,4 +559,86 @@ spec:
 	// deleted), never a success too many.
 	created, most := w.counts()
 	t.Logf("%d pods created, at most %d active at once", created, most)
+}
+
+// Pods that finish and are deleted while no Job reconciler runs are still counted, once: the
+// reconciler that starts next reads their terminal transitions back from the log. Twice: the
+// first time the Job has counted nothing yet (read back from its creation), the second time
+// from the position its status counts through. Without the read-back, the 3 pods deleted each
+// time would be run again (12 pods created, not 6).
+func TestJobCountsPodsDeletedWhileDown(t *testing.T) {
+	c := reconcilerstest.Start(t, reconcilerstest.Options{Nodes: 1, NoReconcilers: true, NodeOptions: reconcilerstest.NodeOptions{Exit: exits}})
+	ctx := context.Background()
+	run := func() (stop func()) {
+		e := engine.New(c.Store, engine.Options{Logger: c.Logger, Registry: c.Registry, Host: "test"})
+		if _, err := job.New(e, job.Config{}); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { _ = e.Run(ctx); close(done) }() // it returns nil once ctx ends
+		return func() { cancel(); <-done }
+	}
+	w := watchPods(c, "gone")
+	stop := run()
+	c.MustApply(`
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: gone
+spec:
+  completions: 6
+  parallelism: 3
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: work
+        image: done
+`)
+	for round, want := range []int{3, 6} {
+		c.Eventually(30*time.Second, func() (bool, string) {
+			created, _ := w.counts()
+			return created == want, fmt.Sprintf("%d pods created, want %d", created, want)
+		})
+		stop() // the pods run on (200ms) with no Job reconciler
+		var names []string
+		c.Eventually(30*time.Second, func() (bool, string) {
+			names = names[:0]
+			for _, p := range c.Pods("default", "job-name=gone") {
+				if p.Status.Phase != corev1.PodSucceeded {
+					return false, fmt.Sprintf("pod %s is %s", p.Name, p.Status.Phase)
+				}
+				names = append(names, p.Name)
+			}
+			return len(names) == 3, fmt.Sprintf("%d pods", len(names))
+		})
+		for _, n := range names {
+			if err := c.Client.CoreV1().Pods("default").Delete(ctx, n, metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.Eventually(30*time.Second, func() (bool, string) {
+			left := c.Pods("default", "job-name=gone")
+			return len(left) == 0, fmt.Sprintf("round %d: %d pods left", round, len(left))
+		})
+		stop = run()
+	}
+	defer func() { stop() }()
+	j := waitCondition(t, c, "gone", batchv1.JobComplete, "")
+	if j.Status.Succeeded != 6 || j.Status.Failed != 0 || j.Status.Active != 0 {
+		t.Errorf("status %+v", j.Status)
+	}
+	if created, _ := w.counts(); created != 6 {
+		t.Errorf("%d pods created, want 6", created)
+	}
+}
+
+func podReady(p corev1.Pod) bool {
+	for _, cd := range p.Status.Conditions {
+		if cd.Type == corev1.PodReady {
+			return cd.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }

@@ -3,7 +3,6 @@ package job
 import (
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
 	"time"
 
@@ -20,14 +19,14 @@ func perIndex(j *batchv1.Job) bool {
 // perIndex sorts out the failures of a Job with backoffLimitPerIndex, as Kubernetes'
 // calculateFailedIndexes and getPodsWithDelayedDeletionPerIndex: an index fails when a pod of
 // it fails by a FailIndex rule or after backoffLimitPerIndex counted failures before it; for
-// each index still pending, the latest failed pod is kept back (neither counted nor released)
-// until its replacement, which carries the index's failure count on from its annotation,
-// exists.
+// each index still pending, the latest failed pod is the one its replacement carries the
+// index's failure count on from (its annotation). Unlike Kubernetes, which keeps that pod
+// uncounted, with its finalizer, until the replacement exists, every failed pod counts in
+// status.failed once it finished.
 func (st *state) perIndex(j *batchv1.Job, done indexes, completions int) {
 	st.failedIndexes = parseIndexes(ptr.Deref(j.Status.FailedIndexes, ""), completions)
 	limit := *j.Spec.BackoffLimitPerIndex
-	failed := slices.Concat(st.newFail, st.ignored)
-	for _, p := range failed {
+	for _, p := range st.failed {
 		i := indexOf(p)
 		if i == unknownIndex || i >= completions {
 			continue
@@ -42,7 +41,7 @@ func (st *state) perIndex(j *batchv1.Job, done indexes, completions int) {
 		running[indexOf(p)] = true
 	}
 	st.delayed = map[int]*corev1.Pod{}
-	for _, p := range failed {
+	for _, p := range st.failed {
 		i := indexOf(p)
 		if i == unknownIndex || i >= completions || done[i] || st.failedIndexes[i] || running[i] {
 			continue
@@ -51,12 +50,6 @@ func (st *state) perIndex(j *batchv1.Job, done indexes, completions int) {
 			st.delayed[i] = p
 		}
 	}
-	held := func(p *corev1.Pod) bool {
-		d, ok := st.delayed[indexOf(p)]
-		return ok && d.UID == p.UID
-	}
-	st.newFail = slices.DeleteFunc(st.newFail, held)
-	st.ignored = slices.DeleteFunc(st.ignored, held)
 }
 
 // newIndexFailureCounts are the failure counts of the pod replacing a failed one of its index

@@ -250,10 +250,12 @@ spec:
 	if order[0] != "created "+first || order[1] != "terminal "+first || !strings.HasPrefix(order[2], "created ") {
 		t.Errorf("log order %v: want the first pod created, then terminal, then its replacement", order)
 	}
-	j := getJob(t, c, "replace")
-	if j.Status.Active != 1 || j.Status.Failed != 1 || j.Status.Terminating == nil {
-		t.Errorf("status %+v", j.Status)
-	}
+	// The replacement shows in active once the status write that only moves numbers has waited
+	// its batch period.
+	c.Eventually(30*time.Second, func() (bool, string) {
+		j := getJob(t, c, "replace")
+		return j.Status.Active == 1 && j.Status.Failed == 1 && j.Status.Terminating != nil, fmt.Sprintf("status %+v", j.Status)
+	})
 }
 
 func ptrString(s *string) string {

@@ -147,26 +147,47 @@ func isIndexed(j *batchv1.Job) bool {
 	return j.Spec.CompletionMode != nil && *j.Spec.CompletionMode == batchv1.IndexedCompletion
 }
 
+// ActivityBatchPeriod is how long a status write that changes only the numbers of active,
+// ready and terminating pods (and sets the start time) waits after the Job's last status write
+// (or its start), so that it carries what happens meanwhile: a one-pod Job that finishes
+// within it is written once, Complete. Kubernetes' job controller delays the sync of every pod
+// change by its syncJobBatchPeriod, 1s; here counts and conditions are written at once and only
+// that churn waits.
+const ActivityBatchPeriod = time.Second
+
+// onlyActivity reports whether next differs from cur only in active, ready, terminating and a
+// start time being set.
+func onlyActivity(cur, next batchv1.JobStatus) bool {
+	if cur.StartTime != nil && !cur.StartTime.Equal(next.StartTime) {
+		return false
+	}
+	next.Active, next.Ready, next.Terminating, next.StartTime = cur.Active, cur.Ready, cur.Terminating, cur.StartTime
+	if cur.UncountedTerminatedPods == nil && next.UncountedTerminatedPods != nil &&
+		len(next.UncountedTerminatedPods.Succeeded)+len(next.UncountedTerminatedPods.Failed) == 0 {
+		next.UncountedTerminatedPods = nil
+	}
+	return apiequality.Semantic.DeepEqual(cur, next)
+}
+
 // state is what one reconcile finds: the Job's pods, sorted out.
 type state struct {
-	active               []*corev1.Pod
-	newSucc              []*corev1.Pod // finished, tracked, not yet in uncountedTerminatedPods
-	newFail              []*corev1.Pod // idem, counting towards the backoffLimit
-	ignored              []*corev1.Pod // failed, ignored by the pod failure policy
-	release              []*corev1.Pod // tracked pods whose uid the status already holds, or of a finished Job
-	failMessage          string        // of a FailJob rule matched
-	lastFailure          time.Time     // finish time of the latest failure after the latest success
+	active      []*corev1.Pod
+	newSucc     []*corev1.Pod // finished since the Job's mark: counted by this reconcile's write
+	newFail     []*corev1.Pod // idem, counting towards the backoffLimit
+	ignored     []*corev1.Pod // idem, failed, ignored by the pod failure policy
+	failed      []*corev1.Pod // every failed pod there is (counted or not), and those gone uncounted
+	release     []*corev1.Pod // finished pods that still carry the tracking finalizer of old
+	failMessage string        // of a FailJob rule matched
+	// behind: a pod finished in a change the journal has not had delivered yet.
+	behind               bool
+	lastFailure          time.Time // finish time of the latest failure after the latest success
 	failuresAfterSuccess int
-	// Finished pods beyond maxUncounted, left for the next reconcile: they count in what this
-	// one decides (no pod is created for them), not yet in the status.
-	laterSucc, laterFail int
-	laterIndexes         indexes
 	// Pods being deleted that have not reached a terminal phase (status.terminating); with
 	// podReplacementPolicy Failed they are neither active nor finished, and not replaced yet.
 	terminating, notReplaced []*corev1.Pod
 	// With backoffLimitPerIndex (perIndex): the failed indexes, those of the status and new
-	// ones; and per pending index, the failed pod that its replacement takes its failure count
-	// from: it stays uncounted, with its finalizer, until the replacement exists.
+	// ones; and per pending index, the latest failed pod, which its replacement takes its
+	// failure count from.
 	failedIndexes indexes
 	delayed       map[int]*corev1.Pod
 }
@@ -207,47 +228,35 @@ func (c *Controller) reconcile(ctx context.Context, req engine.Request) (engine.
 		return engine.Result{}, nil // another controller's Job
 	}
 	now := c.now()
-	pods := c.podsOf(j)
 	finished := isTrue(j, batchv1.JobComplete) || isTrue(j, batchv1.JobFailed)
 	if finished {
 		// Release what is left, and delete the Job once its time to live has passed.
-		if err := c.removeFinalizers(ctx, j, pods, req.Cause); err != nil {
+		if err := c.removeFinalizers(ctx, j, c.podsOf(j), req.Cause); err != nil {
 			return engine.Result{}, err
 		}
 		return c.ttl(ctx, j, now, req.Cause)
 	}
 	if j.DeletionTimestamp != nil {
-		return engine.Result{}, c.removeFinalizers(ctx, j, pods, req.Cause)
+		return engine.Result{}, c.removeFinalizers(ctx, j, c.podsOf(j), req.Cause)
 	}
 
-	st := c.sort(j, pods)
+	if err := c.replay(ctx, j); err != nil {
+		return engine.Result{}, err
+	}
+	mark := countedThrough(j)
+	pos, fresh, ok := c.journal.since(j.UID, mark)
+	if !ok {
+		return engine.Result{}, fmt.Errorf("job: the journal of %s/%s is not complete after its replay", j.Namespace, j.Name)
+	}
+	// The pods, read after the journal: the index is as far as the journal, or further.
+	st := c.sort(j, c.podsOf(j), pos, fresh)
+	if st.behind {
+		// A pod finished in a change the journal has not had delivered yet; that change queues
+		// the Job again.
+		return engine.Result{}, nil
+	}
 	status := *j.Status.DeepCopy()
-	uncounted := status.UncountedTerminatedPods
-	if uncounted == nil {
-		uncounted = &batchv1.UncountedTerminatedPods{}
-	}
-	// Uids the status holds whose pods no longer carry the finalizer (or are gone) are counted.
-	tracked := map[types.UID]bool{}
-	for _, p := range pods {
-		if hasTracking(p) {
-			tracked[p.UID] = true
-		}
-	}
-	var keepSucc, keepFail []types.UID
-	for _, u := range uncounted.Succeeded {
-		if tracked[u] {
-			keepSucc = append(keepSucc, u)
-		} else if !isIndexed(j) {
-			status.Succeeded++
-		}
-	}
-	for _, u := range uncounted.Failed {
-		if tracked[u] {
-			keepFail = append(keepFail, u)
-		} else {
-			status.Failed++
-		}
-	}
+	status.UncountedTerminatedPods = &batchv1.UncountedTerminatedPods{}
 	completions, hasCompletions := completionsOf(j)
 	var done indexes
 	if isIndexed(j) {
@@ -261,34 +270,19 @@ func (c *Controller) reconcile(ctx context.Context, req engine.Request) (engine.
 			st.perIndex(j, done, completions)
 			status.FailedIndexes = ptr.To(st.failedIndexes.String())
 		}
-	}
-	// Newly finished pods enter uncountedTerminatedPods (and, for an Indexed Job, their index
-	// enters completedIndexes) in this write; their finalizers go after it.
-	for _, p := range st.newSucc {
-		keepSucc = append(keepSucc, p.UID)
-	}
-	for _, p := range st.newFail {
-		keepFail = append(keepFail, p.UID)
-	}
-	uncounted.Succeeded, uncounted.Failed = keepSucc, keepFail
-	if isIndexed(j) {
 		status.CompletedIndexes = done.String()
 		status.Succeeded = int32(len(done))
-	}
-	succeeded := int(status.Succeeded)
-	if !isIndexed(j) {
-		succeeded += len(keepSucc) + st.laterSucc
 	} else {
-		for i := range st.laterIndexes {
-			if i < completions && !done[i] {
-				succeeded++
-			}
-		}
+		status.Succeeded += int32(len(st.newSucc))
 	}
-	failed := int(status.Failed) + len(keepFail) + st.laterFail
-	later := st.laterSucc + st.laterFail
+	status.Failed += int32(len(st.newFail))
+	succeeded, failed := int(status.Succeeded), int(status.Failed)
 
 	suspended := j.Spec.Suspend != nil && *j.Spec.Suspend
+	if !suspended && status.StartTime == nil {
+		// The time this process first started the Job, until a status write carries it.
+		status.StartTime = ptr.To(metav1.NewTime(c.journal.started(j.UID, now)))
+	}
 	var result engine.Result
 	var manageErr error
 
@@ -314,13 +308,9 @@ func (c *Controller) reconcile(ctx context.Context, req engine.Request) (engine.
 	complete := false
 	successReason, successMsg := batchv1.JobReasonCompletionsReached, msgCompletionsReached
 	if failReason == "" {
-		succeededIndexes := done
-		if isIndexed(j) && len(st.laterIndexes) > 0 {
-			succeededIndexes = union(done, st.laterIndexes)
-		}
 		var policyMsg string
 		if isIndexed(j) {
-			policyMsg = matchSuccessPolicy(j.Spec.SuccessPolicy, completions, succeededIndexes)
+			policyMsg = matchSuccessPolicy(j.Spec.SuccessPolicy, completions, done)
 		}
 		switch {
 		case successMet != nil && successMet.Status == corev1.ConditionTrue:
@@ -338,16 +328,7 @@ func (c *Controller) reconcile(ctx context.Context, req engine.Request) (engine.
 		}
 	}
 	if failReason != "" || complete {
-		// A finishing Job counts the failures it held back for replacements that will not come.
-		for _, p := range st.delayed {
-			if _, _, counts := matchPodFailurePolicy(j.Spec.PodFailurePolicy, p); counts {
-				st.newFail = append(st.newFail, p)
-				keepFail = append(keepFail, p.UID)
-			} else {
-				st.ignored = append(st.ignored, p)
-			}
-		}
-		uncounted.Failed, st.delayed = keepFail, nil
+		st.delayed = nil // no replacement will come
 	}
 
 	switch {
@@ -373,15 +354,11 @@ func (c *Controller) reconcile(ctx context.Context, req engine.Request) (engine.
 			status.StartTime = nil // the deadline counts from the resumption
 		}
 		if status.StartTime == nil {
-			status.StartTime = ptr.To(metav1.NewTime(now))
+			status.StartTime = ptr.To(metav1.NewTime(c.journal.started(j.UID, now)))
 		}
 		if c.exp.Satisfied(key) {
 			var wait time.Duration
-			finishedIndexes := done
-			if len(st.laterIndexes) > 0 {
-				finishedIndexes = union(done, st.laterIndexes)
-			}
-			st.active, wait, manageErr = c.manage(ctx, key, j, st, finishedIndexes, succeeded, now, c.specCause(key, req))
+			st.active, wait, manageErr = c.manage(ctx, key, j, st, done, succeeded, now, c.specCause(key, req))
 			if wait > 0 {
 				result.RequeueAfter = wait
 			}
@@ -404,14 +381,8 @@ func (c *Controller) reconcile(ctx context.Context, req engine.Request) (engine.
 	}
 	status.Ready = &ready
 	status.Terminating = ptr.To(int32(len(st.terminating)))
-	if len(keepSucc) == 0 && len(keepFail) == 0 {
-		status.UncountedTerminatedPods = &batchv1.UncountedTerminatedPods{}
-	} else {
-		status.UncountedTerminatedPods = uncounted
-	}
-	// The final condition, once every finished pod is counted and none is left running or
-	// terminating.
-	if len(keepSucc) == 0 && len(keepFail) == 0 && later == 0 && len(st.active) == 0 && len(st.terminating) == 0 && len(st.notReplaced) == 0 {
+	// The final condition, once none is left running or terminating.
+	if len(st.active) == 0 && len(st.terminating) == 0 && len(st.notReplaced) == 0 {
 		if cd := condition(&batchv1.Job{Status: status}, batchv1.JobFailureTarget); cd != nil && cd.Status == corev1.ConditionTrue {
 			setCondition(&status, batchv1.JobFailed, corev1.ConditionTrue, cd.Reason, cd.Message, now)
 			result = engine.Result{}
@@ -422,12 +393,23 @@ func (c *Controller) reconcile(ctx context.Context, req engine.Request) (engine.
 			result = engine.Result{}
 		}
 	}
-	if err := c.updateStatus(ctx, j, status, req.Cause); err != nil {
+	counted := len(st.newSucc)+len(st.newFail)+len(st.ignored) > 0
+	if !counted && onlyActivity(j.Status, status) {
+		// Only how many pods are active, ready or terminating changed: written once the batch
+		// period has passed since the Job's last status write (or its start), with what
+		// happened meanwhile.
+		last := c.journal.written(j.UID, j.CreationTimestamp.Time)
+		if wait := last.Add(ActivityBatchPeriod).Sub(now); wait > 0 {
+			if result.RequeueAfter == 0 || wait < result.RequeueAfter {
+				result.RequeueAfter = wait
+			}
+			return result, manageErr
+		}
+	}
+	if err := c.updateStatus(ctx, j, status, pos, counted, req.Cause); err != nil {
 		return engine.Result{}, errors.Join(manageErr, err)
 	}
-	// Only once the status holds their uids do the finished pods lose their finalizers.
-	release := slices.Concat(st.release, st.newSucc, st.newFail, st.ignored)
-	if err := c.release(ctx, j, release, req.Cause); err != nil {
+	if err := c.release(ctx, j, st.release, req.Cause); err != nil {
 		return engine.Result{}, errors.Join(manageErr, err)
 	}
 	if manageErr != nil {
@@ -439,21 +421,48 @@ func (c *Controller) reconcile(ctx context.Context, req engine.Request) (engine.
 	return result, nil
 }
 
-// sort sorts the Job's pods out: active ones, finished ones not counted yet (with what the pod
-// failure policy says of the failed), tracked ones already counted.
-func (c *Controller) sort(j *batchv1.Job, pods []*corev1.Pod) state {
+// sort sorts the Job's pods out: active ones, and finished ones, counted already or to count
+// now: those whose terminal transition the journal holds after the Job's mark, up to pos
+// (fresh, which also holds the pods gone since they finished).
+func (c *Controller) sort(j *batchv1.Job, pods []*corev1.Pod, pos uint64, fresh map[types.UID]*transition) state {
 	var st state
-	inStatus := map[types.UID]bool{}
-	if u := j.Status.UncountedTerminatedPods; u != nil {
-		for _, x := range slices.Concat(u.Succeeded, u.Failed) {
-			inStatus[x] = true
-		}
-	}
 	var lastSuccess time.Time
 	var failures []time.Time
+	finished := func(p *corev1.Pod, t *transition) {
+		succeeded := isSucceeded(p)
+		msg, action, counts := matchPodFailurePolicy(j.Spec.PodFailurePolicy, p)
+		if t != nil { // to count now
+			switch {
+			case succeeded:
+				st.newSucc = append(st.newSucc, p)
+			case counts:
+				st.newFail = append(st.newFail, p)
+			default:
+				st.ignored = append(st.ignored, p)
+			}
+			if action != nil && *action == batchv1.PodFailurePolicyActionFailJob && st.failMessage == "" {
+				st.failMessage = msg
+			}
+		}
+		// The back-off follows the failures since the latest success, among the pods there.
+		if succeeded {
+			if t := finishTime(p); t.After(lastSuccess) {
+				lastSuccess = t
+			}
+			return
+		}
+		st.failed = append(st.failed, p)
+		if counts || action == nil {
+			failures = append(failures, finishTime(p))
+		}
+	}
 	for _, p := range pods {
 		if isTerminating(p) {
 			st.terminating = append(st.terminating, p)
+		}
+		if _, ok := fresh[p.UID]; ok && !isFinished(p, j) {
+			st.behind = true // cannot be: the index is as far as the journal
+			return st
 		}
 		switch {
 		case !isFinished(p, j) && p.DeletionTimestamp != nil:
@@ -462,31 +471,30 @@ func (c *Controller) sort(j *batchv1.Job, pods []*corev1.Pod) state {
 		case !isFinished(p, j):
 			st.active = append(st.active, p)
 			continue
-		case !hasTracking(p):
-			// Counted already.
-		case inStatus[p.UID]:
+		}
+		if hasTracking(p) {
 			st.release = append(st.release, p)
-		case isSucceeded(p):
-			st.newSucc = append(st.newSucc, p)
+		}
+		t, ok := fresh[p.UID]
+		delete(fresh, p.UID)
+		switch {
+		case ok && t.seq > pos, !ok && resourceVersion(p) > pos:
+			// Finished in a change the journal has not had delivered yet.
+			st.behind = true
+			return st
+		case ok:
+			finished(p, t)
 		default:
-			msg, action, counts := matchPodFailurePolicy(j.Spec.PodFailurePolicy, p)
-			if action != nil && *action == batchv1.PodFailurePolicyActionFailJob && st.failMessage == "" {
-				st.failMessage = msg
-			}
-			if counts {
-				st.newFail = append(st.newFail, p)
-			} else {
-				st.ignored = append(st.ignored, p)
-			}
+			finished(p, nil) // its transition is at or before the mark: counted
 		}
-		// The back-off follows the failures since the latest success, among the pods there.
-		if isSucceeded(p) {
-			if t := finishTime(p); t.After(lastSuccess) {
-				lastSuccess = t
-			}
-		} else if _, action, counts := matchPodFailurePolicy(j.Spec.PodFailurePolicy, p); counts || action == nil {
-			failures = append(failures, finishTime(p))
+	}
+	// Pods gone before they were counted.
+	for _, t := range fresh {
+		if t.seq > pos {
+			st.behind = true
+			return st
 		}
+		finished(t.pod, t)
 	}
 	for _, t := range failures {
 		if t.After(lastSuccess) {
@@ -496,25 +504,12 @@ func (c *Controller) sort(j *batchv1.Job, pods []*corev1.Pod) state {
 			}
 		}
 	}
-	// At most MaxUncounted new uids per write, as Kubernetes' MaxUncountedPods, so that the
-	// status stays small; the rest wait for the next reconcile (the finalizer removals of these
-	// queue it).
-	if extra := len(st.newSucc) + len(st.newFail) - c.cfg.MaxUncounted; extra > 0 {
-		st.laterIndexes = indexes{}
-		cut := min(extra, len(st.newFail))
-		st.laterFail = cut
-		st.newFail = st.newFail[:len(st.newFail)-cut]
-		if rest := extra - cut; rest > 0 {
-			for _, p := range st.newSucc[len(st.newSucc)-rest:] {
-				if i := indexOf(p); i != unknownIndex {
-					st.laterIndexes[i] = true
-				}
-			}
-			st.laterSucc = rest
-			st.newSucc = st.newSucc[:len(st.newSucc)-rest]
-		}
-	}
 	return st
+}
+
+func resourceVersion(p *corev1.Pod) uint64 {
+	v, _ := strconv.ParseUint(p.ResourceVersion, 10, 64)
+	return v
 }
 
 // pastBackoffLimitOnFailure: with restartPolicy OnFailure, the restarts of the active pods'
@@ -682,8 +677,7 @@ func byAge(pods []*corev1.Pod) []*corev1.Pod {
 	return out
 }
 
-// podFromTemplate is the pod a Job creates: its template, with the Job as controller, the
-// tracking finalizer and, for an Indexed Job, the completion index (and, with
+// podFromTemplate is the pod a Job creates: its template, with the Job as controller and, for an Indexed Job, the completion index (and, with
 // backoffLimitPerIndex, the index's failure counts, from the failed pod it replaces, if any).
 func podFromTemplate(j *batchv1.Job, index int, replaces *corev1.Pod) *corev1.Pod {
 	t := j.Spec.Template.DeepCopy()
@@ -693,7 +687,7 @@ func podFromTemplate(j *batchv1.Job, index int, replaces *corev1.Pod) *corev1.Po
 			GenerateName: j.Name + "-",
 			Labels:       t.Labels,
 			Annotations:  t.Annotations,
-			Finalizers:   append(t.Finalizers, batchv1.JobTrackingFinalizer),
+			Finalizers:   t.Finalizers,
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "Job", Name: j.Name, UID: j.UID,
 				Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}},
 		},
@@ -768,8 +762,8 @@ func (c *Controller) deletePods(ctx context.Context, j *batchv1.Job, pods []*cor
 	return errors.Join(errs...)
 }
 
-// release removes the tracking finalizer from pods the Job's status has counted (or holds in
-// uncountedTerminatedPods).
+// release removes the batch.kubernetes.io/job-tracking finalizer from finished pods (pods
+// created before counting went by the log carry it).
 func (c *Controller) release(ctx context.Context, j *batchv1.Job, pods []*corev1.Pod, cause uint64) error {
 	var mu sync.Mutex
 	var errs []error
@@ -808,10 +802,15 @@ func (c *Controller) removeFinalizers(ctx context.Context, j *batchv1.Job, pods 
 }
 
 // updateStatus writes the status computed from the revision read (409 if the Job changed
-// since: the reconcile runs again on the new one).
-func (c *Controller) updateStatus(ctx context.Context, j *batchv1.Job, st batchv1.JobStatus, cause uint64) error {
-	if apiequality.Semantic.DeepEqual(j.Status, st) {
-		return nil
+// since: the reconcile runs again on the new one), with the position of the log its counters
+// count through.
+func (c *Controller) updateStatus(ctx context.Context, j *batchv1.Job, st batchv1.JobStatus, pos uint64, counted bool, cause uint64) error {
+	mark := countedThrough(j)
+	if !counted && apiequality.Semantic.DeepEqual(j.Status, st) {
+		return nil // nothing new to count, nothing changed: the mark can stay
+	}
+	if pos > mark {
+		mark = pos
 	}
 	_, err := c.w.Modify(ctx, c.jobs, j.Namespace, j.Name, c.request(cause), registry.UpdateOptions{Subresource: "status"},
 		func(cur runtime.Object) (runtime.Object, error) {
@@ -821,8 +820,15 @@ func (c *Controller) updateStatus(ctx context.Context, j *batchv1.Job, st batchv
 			}
 			cj.Status = st
 			cj.ResourceVersion = j.ResourceVersion
+			if cj.Annotations == nil {
+				cj.Annotations = map[string]string{}
+			}
+			cj.Annotations[CountedThroughAnnotation] = strconv.FormatUint(mark, 10)
 			return cj, nil
 		})
+	if err == nil {
+		c.journal.wrote(j.UID, c.now(), st.StartTime != nil)
+	}
 	if err == nil || errors.Is(err, errSkip) || apierrors.IsNotFound(err) {
 		return nil
 	}

@@ -26,7 +26,7 @@ type trace struct {
 	stages map[string]map[string]time.Time // stage → pod or job → first time
 }
 
-var stageOrder = []string{"job created", "pod created", "pod bound", "pod running", "pod succeeded", "pod released", "job complete"}
+var stageOrder = []string{"job created", "pod created", "pod bound", "pod running", "pod succeeded", "job complete"}
 
 func startTrace(store *projections.Store) (*trace, func()) {
 	tr := &trace{start: time.Now(), stages: map[string]map[string]time.Time{}}
@@ -50,9 +50,6 @@ func startTrace(store *projections.Store) (*trace, func()) {
 				tr.mark("pod running", name, now)
 			case corev1.PodSucceeded:
 				tr.mark("pod succeeded", name, now)
-				if obj, err := ch.New.Decode(); err == nil && !slices.Contains(obj.(*corev1.Pod).Finalizers, batchv1.JobTrackingFinalizer) {
-					tr.mark("pod released", name, now)
-				}
 			}
 		case "jobs":
 			tr.mark("job created", name, now)
