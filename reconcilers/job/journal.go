@@ -11,6 +11,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/logplane/logplane/eventlog"
@@ -204,14 +205,19 @@ func (jl *journal) since(job types.UID, mark uint64) (pos uint64, out map[types.
 // appeared). (The engine queues the Job, as Owns.)
 func (c *Controller) podChanged(ev engine.Event) []eventlog.Key {
 	defer c.journal.delivered(ev.Seq)
-	meta := ev.NewMeta
-	if meta == nil {
-		meta = ev.OldMeta
+	var ref *metav1.OwnerReference
+	switch {
+	case ev.NewMeta != nil:
+		ref = ev.NewMeta.Controller()
+	case ev.OldMeta != nil:
+		ref = ev.OldMeta.Controller()
+	default:
+		// The index had this revision already (it loaded while the engine subscribed): the
+		// pod itself says who controls it.
+		if p, ok := c.decodePod(ev.Object().Event); ok {
+			ref = metav1.GetControllerOfNoCopy(p)
+		}
 	}
-	if meta == nil {
-		return nil
-	}
-	ref := meta.Controller()
 	if ref == nil || ref.Kind != "Job" {
 		return nil
 	}
@@ -229,22 +235,19 @@ func (c *Controller) podChanged(ev engine.Event) []eventlog.Key {
 	}
 	var pod, last *corev1.Pod
 	if ev.New != nil {
-		if o, found := c.ix.Object(ev.New.Key); !found {
-			return nil
-		} else if pod, ok = o.(*corev1.Pod); !ok {
-			return nil
+		if o, found := c.ix.Object(ev.New.Key); found {
+			pod, _ = o.(*corev1.Pod)
+		}
+		if pod == nil {
+			if pod, ok = c.decodePod(ev.New.Event); !ok {
+				return nil
+			}
 		}
 		last = pod
-	} else {
-		p, err := ev.Old.Decode()
-		if err != nil {
-			return nil
-		}
-		if last, ok = p.(*corev1.Pod); !ok {
-			return nil
-		}
+	} else if last, ok = c.decodePod(ev.Old.Event); !ok {
+		return nil
 	}
-	c.journal.observe(ev.Seq, j.UID, meta.UID, pod, last, c.wasFinished(ev, j), isFinished(last, j), countedThrough(j))
+	c.journal.observe(ev.Seq, j.UID, last.UID, pod, last, c.wasFinished(ev, j), isFinished(last, j), countedThrough(j))
 	return nil
 }
 
