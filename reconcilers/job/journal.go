@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -297,6 +298,10 @@ func (c *Controller) replay(ctx context.Context, j *batchv1.Job) error {
 	// Every event after upTo is delivered (the engine subscribed before reconciling).
 	upTo := c.store.Applied()
 	mark := countedThrough(j)
+	if mark == 0 && countedByFinalizers(j, c.podsOf(j)) {
+		c.adoptFinalizerCounts(j, upTo)
+		return nil
+	}
 	if mark == 0 {
 		// Never counted: from the Job's creation.
 		hist, err := c.w.History(ctx, c.jobs, j.Namespace, j.Name)
@@ -361,6 +366,50 @@ func (c *Controller) decodePod(ev *eventv1.ObjectChanged) (*corev1.Pod, bool) {
 	}
 	p, ok := obj.(*corev1.Pod)
 	return p, ok
+}
+
+// countedByFinalizers: the Job was counted by the tracking-finalizer protocol of logplane
+// before counting went by the log (it has counts or uids in flight, or pods with the finalizer,
+// and no mark).
+func countedByFinalizers(j *batchv1.Job, pods []*corev1.Pod) bool {
+	if u := j.Status.UncountedTerminatedPods; u != nil && len(u.Succeeded)+len(u.Failed) > 0 {
+		return true
+	}
+	if j.Status.Succeeded+j.Status.Failed > 0 {
+		return true
+	}
+	return slices.ContainsFunc(pods, hasTracking)
+}
+
+// adoptFinalizerCounts takes over a Job counted by the tracking-finalizer protocol: its
+// counters hold every finished pod without the finalizer, or gone, but for the uids of
+// uncountedTerminatedPods; those, and the finished pods that still carry the finalizer, are
+// the transitions to count now (at upTo, which the next status write takes as its mark).
+func (c *Controller) adoptFinalizerCounts(j *batchv1.Job, upTo uint64) {
+	inFlight := map[types.UID]corev1.PodPhase{}
+	if u := j.Status.UncountedTerminatedPods; u != nil {
+		for _, uid := range u.Succeeded {
+			inFlight[uid] = corev1.PodSucceeded
+		}
+		for _, uid := range u.Failed {
+			inFlight[uid] = corev1.PodFailed
+		}
+	}
+	c.journal.mu.Lock()
+	defer c.journal.mu.Unlock()
+	jj := c.journal.job(j.UID)
+	for _, p := range c.podsOf(j) {
+		_, flying := inFlight[p.UID]
+		if isFinished(p, j) && (flying || hasTracking(p)) {
+			jj.pods[p.UID] = &transition{seq: upTo, last: upTo, pod: p}
+		}
+		delete(inFlight, p.UID)
+	}
+	for uid, phase := range inFlight { // gone: counted now, as its list says
+		jj.pods[uid] = &transition{seq: upTo, last: upTo, gone: true,
+			pod: &corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: uid}, Status: corev1.PodStatus{Phase: phase}}}
+	}
+	jj.complete, jj.upTo = true, upTo
 }
 
 func controlledBy(p *corev1.Pod, uid types.UID) bool {

@@ -12,7 +12,9 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
 
 	"github.com/logplane/logplane/dataplane/runtimeapi"
 	"github.com/logplane/logplane/projections"
@@ -641,4 +643,86 @@ func podReady(p corev1.Pod) bool {
 		}
 	}
 	return false
+}
+
+// A Job counted by the tracking-finalizer protocol of earlier versions (counters, uids in
+// status.uncountedTerminatedPods, pods that keep the finalizer until counted; no mark) is taken
+// over without a count lost or doubled: one pod counted already (no finalizer), one in flight
+// (its uid in the status), one finished and not counted yet (finalizer) end at 3 succeeded,
+// Complete, no pod created, and no finalizer left.
+func TestJobCountedByFinalizersTakenOver(t *testing.T) {
+	c := reconcilerstest.Start(t, reconcilerstest.Options{Nodes: 1, NoReconcilers: true, NodeOptions: reconcilerstest.NodeOptions{Exit: exits}})
+	ctx := context.Background()
+	c.MustApply(`
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: old
+spec:
+  completions: 3
+  parallelism: 3
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: work
+        image: done
+`)
+	j := getJob(t, c, "old")
+	w := watchPods(c, "old")
+	var uids []types.UID
+	for i, finalizer := range []bool{false, true, true} {
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("old-%d", i), Namespace: "default", Labels: j.Spec.Template.Labels,
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "Job", Name: j.Name, UID: j.UID, Controller: ptr.To(true)}}},
+			Spec: j.Spec.Template.Spec,
+		}
+		if finalizer {
+			p.Finalizers = []string{batchv1.JobTrackingFinalizer}
+		}
+		out, err := c.Client.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		uids = append(uids, out.UID)
+	}
+	c.Eventually(30*time.Second, func() (bool, string) {
+		n := 0
+		for _, p := range c.Pods("default", "job-name=old") {
+			if p.Status.Phase == corev1.PodSucceeded {
+				n++
+			}
+		}
+		return n == 3, fmt.Sprintf("%d pods succeeded", n)
+	})
+	j = getJob(t, c, "old")
+	j.Status.Succeeded = 1
+	j.Status.StartTime = &metav1.Time{Time: time.Now()}
+	j.Status.UncountedTerminatedPods = &batchv1.UncountedTerminatedPods{Succeeded: []types.UID{uids[1]}}
+	if _, err := c.Client.BatchV1().Jobs("default").UpdateStatus(ctx, j, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e := engine.New(c.Store, engine.Options{Logger: c.Logger, Registry: c.Registry, Host: "test"})
+	if _, err := job.New(e, job.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = e.Run(runCtx); close(done) }()
+	defer func() { cancel(); <-done }()
+	j = waitCondition(t, c, "old", batchv1.JobComplete, "")
+	if j.Status.Succeeded != 3 || j.Status.Failed != 0 || len(j.Status.UncountedTerminatedPods.Succeeded) != 0 {
+		t.Errorf("status %+v", j.Status)
+	}
+	c.Eventually(30*time.Second, func() (bool, string) {
+		for _, p := range c.Pods("default", "job-name=old") {
+			if len(p.Finalizers) > 0 {
+				return false, fmt.Sprintf("pod %s keeps %v", p.Name, p.Finalizers)
+			}
+		}
+		return true, ""
+	})
+	if created, _ := w.counts(); created != 3 {
+		t.Errorf("%d pods, want the 3 there were", created)
+	}
 }
