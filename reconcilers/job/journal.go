@@ -281,6 +281,12 @@ func (c *Controller) jobChanged(ev engine.Event) []eventlog.Key {
 		c.journal.mu.Unlock()
 	case ev.New == nil && ev.OldMeta != nil:
 		c.journal.forget(ev.OldMeta.UID)
+	case ev.New == nil && ev.Old != nil:
+		if obj, err := ev.Old.Decode(); err == nil {
+			if j, ok := obj.(*batchv1.Job); ok {
+				c.journal.forget(j.UID)
+			}
+		}
 	}
 	return nil
 }
