@@ -24,9 +24,9 @@ import (
 // conform to the kind's schema by construction, so they are not walked once more to validate
 // them. That walk was half of the managed-fields cost of every write (a third of a reconciler's
 // CPU in BenchmarkJobs). What a user applies (server-side apply's patch, converted without
-// options) and every unstructured object are still validated; an object that breaks its
-// schema in a way a Go struct can (an associative list's element without its key) fails the
-// comparison that follows instead, with the same outcome as a failed validation.
+// options) and every unstructured object are still validated. What a Go struct can get wrong
+// against its schema (an associative list's element without its key, two with the same key)
+// the kind's validation refuses before the field manager runs, on create and update alike.
 type goTypes struct {
 	managedfields.TypeConverter
 
