@@ -393,6 +393,14 @@ func TestBindingEvictionAndYAML(t *testing.T) {
 	if err != nil || p.DeletionTimestamp == nil {
 		t.Fatalf("evicted pod: %v %+v", err, p)
 	}
+	// As on Kubernetes, the eviction gave it the DisruptionTarget condition first.
+	disrupted := false
+	for _, c := range p.Status.Conditions {
+		disrupted = disrupted || c.Type == corev1.DisruptionTarget && c.Status == corev1.ConditionTrue && c.Reason == "EvictionByEvictionAPI"
+	}
+	if !disrupted {
+		t.Errorf("evicted pod's conditions: %+v", p.Status.Conditions)
+	}
 	code, body := raw(t, s.Config, "GET", "/api/v1/namespaces/default/pods/bound", map[string]string{"Accept": "application/yaml"}, "")
 	if code != 200 || !strings.Contains(string(body), "nodeName: node-1") || !strings.Contains(string(body), "kind: Pod") {
 		t.Fatalf("yaml: %d %s", code, body)

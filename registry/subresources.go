@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -128,9 +129,44 @@ func (r *Registry) Evict(ctx context.Context, ns, name string, ev *policyv1.Evic
 	if req.Reason == "" {
 		req.Reason = ReasonEvict
 	}
+	if len(opts.DryRun) == 0 {
+		if err := r.markDisrupted(ctx, pods, ns, name, req); err != nil {
+			return nil, err
+		}
+	}
 	obj, _, err := r.Delete(ctx, pods, ns, name, opts, req)
 	return obj, err
 }
+
+// markDisrupted gives a pod that has not finished the DisruptionTarget condition an eviction
+// gives it, before it is deleted (Kubernetes' addConditionAndDeletePod): a Job's podFailurePolicy
+// can tell the failure apart.
+func (r *Registry) markDisrupted(ctx context.Context, pods *kinds.Kind, ns, name string, req Request) error {
+	_, err := r.Modify(ctx, pods, ns, name, req, UpdateOptions{Subresource: "status"}, func(cur runtime.Object) (runtime.Object, error) {
+		p, ok := cur.(*corev1.Pod)
+		if !ok {
+			return nil, apierrors.NewInternalError(fmt.Errorf("pods decode to %T", cur))
+		}
+		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed || p.DeletionTimestamp != nil {
+			return nil, errNothingToMark
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.DisruptionTarget && c.Status == corev1.ConditionTrue {
+				return nil, errNothingToMark
+			}
+		}
+		p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.DisruptionTarget,
+			Status: corev1.ConditionTrue, Reason: "EvictionByEvictionAPI", Message: "Eviction API: evicting",
+			LastTransitionTime: metav1.NewTime(r.now())})
+		return p, nil
+	})
+	if err == nil || errors.Is(err, errNothingToMark) {
+		return nil
+	}
+	return err
+}
+
+var errNothingToMark = errors.New("registry: the pod needs no DisruptionTarget condition")
 
 // Finalize changes the spec.finalizers of the namespace name, as PUT namespaces/<name>/finalize
 // does: the only write that may change them. finalize is given the namespace as it is and sets

@@ -726,3 +726,49 @@ spec:
 		t.Errorf("%d pods, want the 3 there were", created)
 	}
 }
+
+// A Job adopts an orphan pod its selector matches and releases a pod it controls that its
+// selector no longer matches (Kubernetes' conformance "Job should adopt matching orphans and
+// release non-matching pods").
+func TestJobAdoptsAndReleases(t *testing.T) {
+	c := start(t, nil)
+	c.MustApply(`
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: claims
+spec:
+  parallelism: 2
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: run
+        image: forever
+`)
+	var pods []corev1.Pod
+	c.Eventually(30*time.Second, func() (bool, string) {
+		pods = c.Pods("default", "job-name=claims")
+		return len(pods) == 2, fmt.Sprintf("%d pods", len(pods))
+	})
+	j := getJob(t, c, "claims")
+	controller := func(name string) string {
+		p, err := c.Client.CoreV1().Pods("default").Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ref := metav1.GetControllerOf(p); ref != nil {
+			return string(ref.UID)
+		}
+		return ""
+	}
+	orphan, other := pods[0].Name, pods[1].Name
+	c.MustKubectl("patch", "pod", orphan, "--type=json", "-p", `[{"op":"remove","path":"/metadata/ownerReferences"}]`)
+	c.Eventually(30*time.Second, func() (bool, string) {
+		return controller(orphan) == string(j.UID), "the orphan is not adopted again"
+	})
+	c.MustKubectl("label", "pod", other, "--overwrite", batchv1.ControllerUidLabel+"=someone-else")
+	c.Eventually(30*time.Second, func() (bool, string) {
+		return controller(other) == "", "the pod its selector no longer matches is not released"
+	})
+}

@@ -15,6 +15,7 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -22,6 +23,7 @@ import (
 	"github.com/logplane/logplane/eventlog"
 	"github.com/logplane/logplane/reconcilers/engine"
 	"github.com/logplane/logplane/reconcilers/informer"
+	"github.com/logplane/logplane/reconcilers/ownerref"
 	"github.com/logplane/logplane/registry"
 )
 
@@ -240,6 +242,9 @@ func (c *Controller) reconcile(ctx context.Context, req engine.Request) (engine.
 		return engine.Result{}, c.removeFinalizers(ctx, j, c.podsOf(j), req.Cause)
 	}
 
+	if err := c.claimPods(ctx, j, req.Cause); err != nil {
+		return engine.Result{}, err
+	}
 	if err := c.replay(ctx, j); err != nil {
 		return engine.Result{}, err
 	}
@@ -675,6 +680,25 @@ func byAge(pods []*corev1.Pod) []*corev1.Pod {
 		return pa.CreationTimestamp.Before(&pb.CreationTimestamp)
 	})
 	return out
+}
+
+// claimPods adopts the orphan pods the Job's selector matches and releases those it controls
+// that its selector no longer matches, as Kubernetes' ControllerRefManager claims them; the
+// pods adopted or released show in the index, and queue the Job, once written.
+func (c *Controller) claimPods(ctx context.Context, j *batchv1.Job, cause uint64) error {
+	selector, err := metav1.LabelSelectorAsSelector(j.Spec.Selector)
+	if err != nil || selector.Empty() {
+		return nil // an invalid or empty selector claims nothing (validation refuses both)
+	}
+	var errs []error
+	for _, p := range c.podsOf(j) {
+		if !selector.Matches(labels.Set(p.Labels)) {
+			errs = append(errs, ownerref.Release(ctx, c.w, c.pods, p.Namespace, p.Name, p.UID, []types.UID{j.UID}, c.request(cause)))
+		}
+	}
+	ref := ownerref.Controller("batch/v1", "Job", j.Name, j.UID)
+	_, err = ownerref.AdoptOrphans[*corev1.Pod](ctx, c.w, c.ix, c.pods, j.Namespace, selector, nil, ref, c.request(cause))
+	return errors.Join(append(errs, err)...)
 }
 
 // podFromTemplate is the pod a Job creates: its template, with the Job as controller and, for an Indexed Job, the completion index (and, with
