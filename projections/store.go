@@ -280,13 +280,7 @@ func (s *Store) apply(r eventlog.Record, op opened) {
 	ch := s.applyLocked(r, op, len(s.subs) > 0)
 	s.applied = r.Seq
 	s.wake()
-	var subs []func(Change)
-	if ch != nil && len(s.subs) > 0 {
-		subs = make([]func(Change), 0, len(s.subs))
-		for _, fn := range s.subs {
-			subs = append(subs, fn)
-		}
-	}
+	subs := s.subscribersLocked(ch)
 	s.mu.Unlock()
 	for _, fn := range subs {
 		fn(*ch)
@@ -404,6 +398,19 @@ func (s *Store) tableFor(gr schema.GroupResource) *table {
 	}
 	s.last, s.lastGR = t, gr
 	return t
+}
+
+// subscribersLocked returns the subscribers to call with ch (none if ch is nil), read under
+// s.mu so that they are called after it is released.
+func (s *Store) subscribersLocked(ch *Change) []func(Change) {
+	if ch == nil || len(s.subs) == 0 {
+		return nil
+	}
+	subs := make([]func(Change), 0, len(s.subs))
+	for _, fn := range s.subs {
+		subs = append(subs, fn)
+	}
+	return subs
 }
 
 // Subscribe calls fn with every change applied after it returns, in order, outside the store's
@@ -526,13 +533,7 @@ func (s *Store) applyFeed(r eventlog.Record, op opened) {
 	}
 	applied := s.applied
 	s.wake()
-	var subs []func(Change)
-	if ch != nil && len(s.subs) > 0 {
-		subs = make([]func(Change), 0, len(s.subs))
-		for _, fn := range s.subs {
-			subs = append(subs, fn)
-		}
-	}
+	subs := s.subscribersLocked(ch)
 	s.mu.Unlock()
 	for _, fn := range subs {
 		fn(*ch)

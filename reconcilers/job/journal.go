@@ -326,7 +326,7 @@ func (c *Controller) replay(ctx context.Context, j *batchv1.Job) error {
 			return nil // unreadable: its object's other revisions tell
 		}
 		p, ok := c.decodePod(r.Event)
-		if !ok || !controlledBy(p, j.UID) {
+		if !ok || !isControlledBy(p, j.UID) {
 			return nil
 		}
 		finished := isFinished(p, j)
@@ -418,13 +418,9 @@ func (c *Controller) adoptFinalizerCounts(j *batchv1.Job, upTo uint64) {
 	jj.complete, jj.upTo = true, upTo
 }
 
-func controlledBy(p *corev1.Pod, uid types.UID) bool {
-	for _, r := range p.OwnerReferences {
-		if r.Controller != nil && *r.Controller {
-			return r.UID == uid
-		}
-	}
-	return false
+func isControlledBy(p *corev1.Pod, uid types.UID) bool {
+	ref := metav1.GetControllerOfNoCopy(p)
+	return ref != nil && ref.UID == uid
 }
 
 func isNotFound(err error) bool {

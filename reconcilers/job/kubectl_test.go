@@ -511,16 +511,7 @@ spec:
 // succeeded, one per Succeeded pod.
 func TestJobCountsExactAcrossRestarts(t *testing.T) {
 	c := reconcilerstest.Start(t, reconcilerstest.Options{Nodes: 1, NoReconcilers: true, NodeOptions: reconcilerstest.NodeOptions{Exit: exits}})
-	run := func() (stop func()) {
-		e := engine.New(c.Store, engine.Options{Logger: c.Logger, Registry: c.Registry, Host: "test"})
-		if _, err := job.New(e, job.Config{}); err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { _ = e.Run(ctx); close(done) }() // it returns nil once ctx ends
-		return func() { cancel(); <-done }
-	}
+	run := func() (stop func()) { return runJobReconciler(t, c) }
 	stop := run()
 	defer func() { stop() }()
 	w := watchPods(c, "many")
@@ -571,16 +562,7 @@ spec:
 func TestJobCountsPodsDeletedWhileDown(t *testing.T) {
 	c := reconcilerstest.Start(t, reconcilerstest.Options{Nodes: 1, NoReconcilers: true, NodeOptions: reconcilerstest.NodeOptions{Exit: exits}})
 	ctx := context.Background()
-	run := func() (stop func()) {
-		e := engine.New(c.Store, engine.Options{Logger: c.Logger, Registry: c.Registry, Host: "test"})
-		if _, err := job.New(e, job.Config{}); err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() { _ = e.Run(ctx); close(done) }() // it returns nil once ctx ends
-		return func() { cancel(); <-done }
-	}
+	run := func() (stop func()) { return runJobReconciler(t, c) }
 	w := watchPods(c, "gone")
 	stop := run()
 	c.MustApply(`
@@ -702,14 +684,7 @@ spec:
 	if _, err := c.Client.BatchV1().Jobs("default").UpdateStatus(ctx, j, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	e := engine.New(c.Store, engine.Options{Logger: c.Logger, Registry: c.Registry, Host: "test"})
-	if _, err := job.New(e, job.Config{}); err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { _ = e.Run(runCtx); close(done) }()
-	defer func() { cancel(); <-done }()
+	defer runJobReconciler(t, c)()
 	j = waitCondition(t, c, "old", batchv1.JobComplete, "")
 	if j.Status.Succeeded != 3 || j.Status.Failed != 0 || len(j.Status.UncountedTerminatedPods.Succeeded) != 0 {
 		t.Errorf("status %+v", j.Status)
@@ -771,4 +746,18 @@ spec:
 	c.Eventually(30*time.Second, func() (bool, string) {
 		return controller(other) == "", "the pod its selector no longer matches is not released"
 	})
+}
+
+// runJobReconciler runs the Job reconciler alone on an engine of its own (a new index, as a new
+// process would have) until the returned stop is called.
+func runJobReconciler(t *testing.T, c *reconcilerstest.Cluster) (stop func()) {
+	t.Helper()
+	e := engine.New(c.Store, engine.Options{Logger: c.Logger, Registry: c.Registry, Host: "test"})
+	if _, err := job.New(e, job.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = e.Run(ctx); close(done) }() // it returns nil once ctx ends
+	return func() { cancel(); <-done }
 }

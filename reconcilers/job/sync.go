@@ -233,13 +233,13 @@ func (c *Controller) reconcile(ctx context.Context, req engine.Request) (engine.
 	finished := isTrue(j, batchv1.JobComplete) || isTrue(j, batchv1.JobFailed)
 	if finished {
 		// Release what is left, and delete the Job once its time to live has passed.
-		if err := c.removeFinalizers(ctx, j, c.podsOf(j), req.Cause); err != nil {
+		if err := c.release(ctx, j, c.podsOf(j), req.Cause); err != nil {
 			return engine.Result{}, err
 		}
 		return c.ttl(ctx, j, now, req.Cause)
 	}
 	if j.DeletionTimestamp != nil {
-		return engine.Result{}, c.removeFinalizers(ctx, j, c.podsOf(j), req.Cause)
+		return engine.Result{}, c.release(ctx, j, c.podsOf(j), req.Cause)
 	}
 
 	if err := c.claimPods(ctx, j, req.Cause); err != nil {
@@ -707,13 +707,12 @@ func podFromTemplate(j *batchv1.Job, index int, replaces *corev1.Pod) *corev1.Po
 	t := j.Spec.Template.DeepCopy()
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
-			Namespace:    j.Namespace,
-			GenerateName: j.Name + "-",
-			Labels:       t.Labels,
-			Annotations:  t.Annotations,
-			Finalizers:   t.Finalizers,
-			OwnerReferences: []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "Job", Name: j.Name, UID: j.UID,
-				Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}},
+			Namespace:       j.Namespace,
+			GenerateName:    j.Name + "-",
+			Labels:          t.Labels,
+			Annotations:     t.Annotations,
+			Finalizers:      t.Finalizers,
+			OwnerReferences: []metav1.OwnerReference{ownerref.Controller("batch/v1", "Job", j.Name, j.UID)},
 		},
 		Spec: t.Spec,
 	}
@@ -818,11 +817,6 @@ func (c *Controller) release(ctx context.Context, j *batchv1.Job, pods []*corev1
 	}
 	wg.Wait()
 	return errors.Join(errs...)
-}
-
-// removeFinalizers releases every pod of a finished or deleted Job.
-func (c *Controller) removeFinalizers(ctx context.Context, j *batchv1.Job, pods []*corev1.Pod, cause uint64) error {
-	return c.release(ctx, j, pods, cause)
 }
 
 // updateStatus writes the status computed from the revision read (409 if the Job changed
